@@ -1,0 +1,14 @@
+"""One error type for bad input, so every entry point can name the file and the problem."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+class EcgmlError(Exception):
+    """Bad input or an unrecoverable condition, always tied to the file it came from."""
+
+    def __init__(self, path: str | Path | None, reason: str) -> None:
+        self.path = str(path) if path is not None else None
+        self.reason = reason
+        super().__init__(f"{self.path}: {reason}" if self.path else reason)
