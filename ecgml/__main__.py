@@ -1,0 +1,3 @@
+from ecgml.cli import main
+
+main()

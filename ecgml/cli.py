@@ -1,0 +1,64 @@
+"""The `ecgml` command line: thin wrappers that parse arguments and call library functions."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from ecgml.errors import EcgmlError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, help="Digitize 12-lead paper ECG images.")
+console = Console(stderr=True)
+
+
+@app.callback()
+def _root() -> None:
+    """ecgml: 12-lead paper ECG images in, signals out."""
+
+
+def fail(exc: EcgmlError) -> None:
+    """Print a one-line error that names the file and the problem, then exit 2 (no stack trace)."""
+    console.print(f"[red]error:[/red] {exc}")
+    raise typer.Exit(2)
+
+
+@app.command()
+def score(
+    solution: Path,
+    submission: Path,
+    types: Annotated[Path | None, typer.Option(help="types.csv (id,type) for a per-type breakdown")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="print one JSON object")] = False,
+) -> None:
+    """Score a submission against a solution with the competition's modified SNR."""
+    from ecgml.metric import score_files
+
+    try:
+        report = score_files(solution, submission, types)
+    except EcgmlError as exc:
+        fail(exc)
+        return
+    if as_json:
+        sys.stdout.write(json.dumps(report.to_json()) + "\n")
+        return
+    table = Table(title=f"score: {report.score:.4f} dB over {len(report.per_ecg)} ECGs")
+    table.add_column("subset")
+    table.add_column("ECGs", justify="right")
+    table.add_column("score (dB)", justify="right")
+    table.add_row("overall", str(len(report.per_ecg)), f"{report.score:.4f}")
+    for t, v in report.per_type.items():
+        table.add_row(f"type {t}", str(sum(e.type == t for e in report.per_ecg)), f"{v:.4f}")
+    Console().print(table)
+    Console().print(
+        f"ECGs at >= 25 dB: {report.frac_ge_25db:.1%}   below 10 dB: {report.frac_lt_10db:.1%}   "
+        f"2024-style mean per-lead SNR: {report.snr2024_db:.2f} dB"
+    )
+
+
+def main() -> None:
+    app()
