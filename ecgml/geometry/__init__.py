@@ -1,0 +1,1 @@
+"""Page geometry: from any capture to a canonical, upright millimetre page."""
