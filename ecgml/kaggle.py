@@ -73,12 +73,10 @@ def read_test_table(path: str | Path) -> pd.DataFrame:
     bad = sorted(set(df["lead"]) - set(LEADS))
     if bad:
         raise EcgmlError(path, f"unknown lead name(s) {bad}")
-    for row in df.itertuples(index=False):
-        expected = lead_window(str(row.lead), int(row.fs))[1]
-        if int(row.number_of_rows) != expected:
-            raise EcgmlError(
-                path, f"ECG {row.id} lead {row.lead}: number_of_rows {row.number_of_rows}, expected {expected}"
-            )
+    for ecg, lead, fs, n in zip(df["id"], df["lead"], df["fs"], df["number_of_rows"], strict=True):
+        expected = lead_window(str(lead), int(fs))[1]
+        if int(n) != expected:
+            raise EcgmlError(path, f"ECG {ecg} lead {lead}: number_of_rows {n}, expected {expected}")
     return df
 
 

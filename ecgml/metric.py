@@ -159,12 +159,15 @@ def score_tables(
         bad = submission.loc[~np.isfinite(submission["value"].to_numpy()), "id"].iloc[0]
         raise EcgmlError(submission_path, f"NaN or inf in submission (first at id {bad})")
     if submission["id"].duplicated().any():
-        raise EcgmlError(submission_path, f"duplicate id {submission.loc[submission['id'].duplicated(), 'id'].iloc[0]}")
+        raise EcgmlError(
+            submission_path, f"duplicate id {submission.loc[submission['id'].duplicated(), 'id'].iloc[0]}"
+        )
     merged = solution.merge(submission[["id", "value"]], on="id", how="left", suffixes=("", "_pred"))
     missing = merged["value_pred"].isna()
     if missing.any():
         raise EcgmlError(
-            submission_path, f"{int(missing.sum())} solution rows missing, e.g. {merged.loc[missing, 'id'].iloc[0]}"
+            submission_path,
+            f"{int(missing.sum())} solution rows missing, e.g. {merged.loc[missing, 'id'].iloc[0]}",
         )
     per_ecg: list[EcgScore] = []
     types = types or {}

@@ -59,7 +59,9 @@ class Record:
         i0 = int(round(start_s * self.fs))
         n = int(round(duration_s * self.fs))
         if i0 < 0 or i0 + n > self.n_samples:
-            raise ValueError(f"record {self.name!r}: window {start_s}+{duration_s} s exceeds {self.duration} s")
+            raise ValueError(
+                f"record {self.name!r}: window {start_s}+{duration_s} s exceeds {self.duration} s"
+            )
         return Record(self.signal[i0 : i0 + n].copy(), self.fs, self.name, dict(self.meta))
 
 

@@ -52,7 +52,9 @@ def test_metric_md_vectors(tmp_path, edit, sol_zero, sub_zero, expected):
 
 
 def test_alignment_examples():
-    np.testing.assert_allclose(align_signals(np.array([0, 1, 2, 1, 0]), np.array([10, 11, 12, 11, 10])), [0, 1, 2, 1, 0], atol=1e-6)
+    np.testing.assert_allclose(
+        align_signals(np.array([0, 1, 2, 1, 0]), np.array([10, 11, 12, 11, 10])), [0, 1, 2, 1, 0], atol=1e-6
+    )
     out = align_signals(np.array([0, 0, 1, 2, 1, 0, 0]), np.array([1, 2, 1, 0, 0, 0, 0]))
     assert np.isnan(out[:2]).all()
     np.testing.assert_allclose(out[2:], [1, 2, 1, 0, 0], atol=1e-6)
@@ -67,7 +69,9 @@ def test_cli_reproduces_vectors(tmp_path):
     types.write_text("id,type\n343,0001\n")
     out = subprocess.run(
         [sys.executable, "-m", "ecgml", "score", str(sol), str(sub), "--types", str(types), "--json"],
-        capture_output=True, text=True, check=True,
+        capture_output=True,
+        text=True,
+        check=True,
     )
     data = json.loads(out.stdout)
     assert round(data["score"], 4) == 13.6291
@@ -80,7 +84,9 @@ def test_cli_bad_submission_names_file(tmp_path):
     df = pd.read_csv(sub)
     df.loc[3, "value"] = np.nan
     df.to_csv(sub, index=False)
-    out = subprocess.run([sys.executable, "-m", "ecgml", "score", str(sol), str(sub)], capture_output=True, text=True)
+    out = subprocess.run(
+        [sys.executable, "-m", "ecgml", "score", str(sol), str(sub)], capture_output=True, text=True
+    )
     assert out.returncode == 2
     assert "sub.csv" in out.stderr and "NaN" in out.stderr
 
@@ -139,7 +145,7 @@ def test_integer_shift_costs_only_the_uncovered_ends(shift, seed):
     # the noise is at most what the uncovered ends and the offset removal can account for
     for lead in LEADS:
         x = labels[lead]
-        ends = np.sum(x[-abs(shift):] ** 2) + np.sum(x[: abs(shift)] ** 2) if shift else 0.0
+        ends = np.sum(x[-abs(shift) :] ** 2) + np.sum(x[: abs(shift)] ** 2) if shift else 0.0
         assert s.lead_noise[lead] <= ends + 1e-6 * np.sum(x**2)
     if shift == 0:
         assert s.ratio == 384.0
@@ -151,7 +157,9 @@ def test_gain_error_is_not_forgiven(gain, seed):
     labels = _ecg(np.random.default_rng(seed), 50)
     preds = {k: v * gain for k, v in labels.items()}
     s = score_ecg(1, 50, labels, preds)
-    expected_ratio = 1 / (gain - 1) ** 2  # noise = (g-1)^2 * signal, before the offset fit (which helps little)
+    expected_ratio = (
+        1 / (gain - 1) ** 2
+    )  # noise = (g-1)^2 * signal, before the offset fit (which helps little)
     assert s.ratio < 384.0
     assert s.ratio == pytest.approx(min(expected_ratio, 384.0), rel=0.1)
 

@@ -43,11 +43,17 @@ def canonical_page(
     ys = (np.arange(h) + 0.5) / px_per_mm[1]
     if page_map.residual is None:
         # A homography: let OpenCV do it directly (fast). Canonical px -> mm -> image px, centres at integers.
-        s = np.array([[1 / px_per_mm[0], 0, 0.5 / px_per_mm[0]], [0, 1 / px_per_mm[1], 0.5 / px_per_mm[1]], [0, 0, 1]])
+        s = np.array(
+            [[1 / px_per_mm[0], 0, 0.5 / px_per_mm[0]], [0, 1 / px_per_mm[1], 0.5 / px_per_mm[1]], [0, 0, 1]]
+        )
         shift = np.array([[1, 0, -0.5], [0, 1, -0.5], [0, 0, 1]])
         m = shift @ page_map.homography @ s
         out = cv2.warpPerspective(
-            image, m, (w, h), flags=interpolation | cv2.WARP_INVERSE_MAP, borderMode=cv2.BORDER_CONSTANT,
+            image,
+            m,
+            (w, h),
+            flags=interpolation | cv2.WARP_INVERSE_MAP,
+            borderMode=cv2.BORDER_CONSTANT,
             borderValue=(255, 255, 255),
         )
         return CanonicalPage(out, px_per_mm, page_map.paper_mm)
@@ -55,5 +61,7 @@ def canonical_page(
     gx, gy = np.meshgrid(xs, ys)
     px = (page_map.mm_to_px(np.stack([gx, gy], axis=-1)) - 0.5).astype(np.float32)
     mapx, mapy = px[..., 0], px[..., 1]
-    out = cv2.remap(image, mapx, mapy, interpolation, borderMode=cv2.BORDER_CONSTANT, borderValue=(255, 255, 255))
+    out = cv2.remap(
+        image, mapx, mapy, interpolation, borderMode=cv2.BORDER_CONSTANT, borderValue=(255, 255, 255)
+    )
     return CanonicalPage(out, px_per_mm, page_map.paper_mm)

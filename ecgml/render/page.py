@@ -1,0 +1,331 @@
+"""The flat page: a record drawn on paper in millimetres and rasterised at `px_per_mm` with OpenCV.
+
+Coordinates follow ecgml.page: paper mm with the origin at the top-left corner, image pixels with
+pixel centres at (i + 0.5, j + 0.5); a flat page maps mm to px by multiplying with `px_per_mm`.
+Grid lines are drawn analytically (exact area coverage per pixel); traces, pulses and separators are
+antialiased OpenCV polylines drawn `supersample` times finer and area-averaged; text uses PIL.
+Every layer is kept as a coverage so the masks come out of the drawing itself.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import cv2
+import numpy as np
+
+from ecgml.errors import EcgmlError
+from ecgml.layout import PageLayout
+from ecgml.records import LEADS, Record
+from ecgml.render.style import PageStyle
+from ecgml.render.text import TextItem, draw_text_coverage, pt_to_px
+
+# Bit planes of the `masks` array (uint8), identical in the flat page and in captured images.
+MASK_TRACE = 1
+MASK_GRID = 2
+MASK_TEXT = 4
+MASK_PULSE = 8
+MASK_SEPARATOR = 16
+MASK_PAPER = 32
+MASK_OCCLUDED = 64
+MASK_GRID_MAJOR = 128
+MASK_BITS = {
+    "trace": MASK_TRACE,
+    "grid": MASK_GRID,
+    "text": MASK_TEXT,
+    "pulse": MASK_PULSE,
+    "separator": MASK_SEPARATOR,
+    "paper": MASK_PAPER,
+    "occluded": MASK_OCCLUDED,
+    "grid_major": MASK_GRID_MAJOR,
+}
+COVERAGE_THRESHOLD = 64  # a pixel belongs to a layer's mask when that layer covers >= 25 % of it
+
+
+@dataclass
+class CellSamples:
+    """The plotted samples of one layout cell: record indices `start .. start+n-1` and their page mm."""
+
+    cell: int
+    lead: str
+    row: int
+    start: int
+    x_mm: np.ndarray
+    y_mm: np.ndarray
+
+    @property
+    def n(self) -> int:
+        return int(self.x_mm.size)
+
+
+@dataclass
+class FlatPage:
+    image: np.ndarray  # (H, W, 3) uint8 RGB
+    masks: np.ndarray  # (H, W) uint8 bit planes (MASK_*)
+    rows: np.ndarray  # (H, W) uint16, bit r set where row r's trace is drawn
+    px_per_mm: float
+    layout: PageLayout
+    style: PageStyle
+    samples: list[CellSamples]
+    text_boxes: list[tuple[str, tuple[float, float, float, float]]] = field(default_factory=list)
+
+    @property
+    def size(self) -> tuple[int, int]:
+        return int(self.image.shape[1]), int(self.image.shape[0])
+
+
+def check_record(record: Record, duration_s: float = 10.0) -> None:
+    """Raise EcgmlError unless the record is 12 finite leads, an integer fs and at least `duration_s`."""
+    src = record.meta.get("source", record.name) or None
+    sig = np.asarray(record.signal)
+    if sig.ndim != 2 or sig.shape[1] != len(LEADS):
+        raise EcgmlError(src, f"need 12 leads, got shape {sig.shape}")
+    if not isinstance(record.fs, int | np.integer) or record.fs <= 0:
+        raise EcgmlError(src, f"sampling rate must be a positive integer, got {record.fs!r}")
+    if sig.shape[0] < int(round(duration_s * record.fs)):
+        raise EcgmlError(src, f"record lasts {sig.shape[0] / record.fs:.2f} s, need {duration_s:g} s")
+    if not np.all(np.isfinite(sig)):
+        raise EcgmlError(src, "record contains NaN or infinite samples")
+
+
+def cell_windows(layout: PageLayout, fs: int) -> list[tuple[int, int]]:
+    """(first sample, count) plotted in each cell; on the standard page these are `lead_window`'s."""
+    out = []
+    for c in layout.cells:
+        start = int(c.t0_s * fs + 1e-9)
+        n = int((c.t1_s - c.t0_s) * fs + 1e-9)
+        out.append((start, min(n, int(round(10 * fs)) - start)))
+    return out
+
+
+def cell_samples(record: Record, layout: PageLayout) -> list[CellSamples]:
+    """Page millimetres of every plotted sample: x = x0 + (t - t0) * speed, y = baseline - v * gain."""
+    out = []
+    for k, (cell, (start, n)) in enumerate(zip(layout.cells, cell_windows(layout, record.fs), strict=True)):
+        i = np.arange(start, start + n)
+        v = record.signal[start : start + n, LEADS.index(cell.lead)].astype(np.float64)
+        x = cell.x0_mm + (i / record.fs - cell.t0_s) * layout.speed_mm_s
+        y = cell.baseline_mm - v * layout.gain_mm_mv
+        out.append(CellSamples(k, cell.lead, cell.row, start, x, y))
+    return out
+
+
+def plotted_mask(layout: PageLayout, fs: int, n_samples: int) -> np.ndarray:
+    """(n_samples, 12) bool: which samples of each lead the layout plots (the CSV's non-NaN cells)."""
+    m = np.zeros((n_samples, len(LEADS)), dtype=bool)
+    for cell, (start, n) in zip(layout.cells, cell_windows(layout, fs), strict=True):
+        m[start : start + n, LEADS.index(cell.lead)] = True
+    return m
+
+
+# --------------------------------------------------------------------------------------------- drawing
+
+
+def _profile(n: int, centres: np.ndarray, width: float) -> np.ndarray:
+    """Exact 1-D area coverage of lines of `width` px centred at `centres` (continuous px)."""
+    cov = np.zeros(n, dtype=np.float32)
+    half = max(width, 0.05) / 2
+    for c in centres:
+        lo, hi = c - half, c + half
+        for j in range(max(0, math.floor(lo)), min(n, math.ceil(hi))):
+            cov[j] = max(cov[j], min(hi, j + 1) - max(lo, j))
+    return cov
+
+
+def _grid_coverages(
+    style: PageStyle, paper_mm: tuple[float, float], ppm: float, size: tuple[int, int]
+) -> tuple[np.ndarray, np.ndarray]:
+    """(minor, major) coverage in [0, 1]; lines every 1 and 5 mm anchored at the bottom-left corner."""
+    w, h = size
+    ox, oy = style.grid_offset_mm
+    kx = np.arange(-1, math.ceil(paper_mm[0]) + 2)
+    ky = np.arange(-1, math.ceil(paper_mm[1]) + 2)
+    xs = (kx + ox) * ppm
+    ys = (paper_mm[1] - ky - oy) * ppm
+    if style.snap_grid:
+        xs, ys = np.floor(xs) + 0.5, np.floor(ys) + 0.5
+    wmaj = max(pt_to_px(style.grid_major_pt, ppm), 0.3)
+    wmin = max(pt_to_px(style.grid_minor_pt, ppm), 0.2)
+    major_x, major_y = (kx % 5) == 0, (ky % 5) == 0
+    if style.grid_dots:
+        wmaj, wmin = wmaj * 2.0, wmin * 2.0
+    cmx = _profile(w, xs[major_x], wmaj)
+    cmy = _profile(h, ys[major_y], wmaj)
+    if style.grid_dots:
+        major = cmy[:, None] * cmx[None, :]
+    else:
+        major = np.maximum(cmy[:, None], cmx[None, :])
+    if style.grid_minor:
+        cnx = _profile(w, xs[~major_x], wmin)
+        cny = _profile(h, ys[~major_y], wmin)
+        if style.grid_dots:
+            minor = cny[:, None] * cnx[None, :]
+        else:
+            minor = np.maximum(cny[:, None], cnx[None, :])
+    else:
+        minor = np.zeros((h, w), dtype=np.float32)
+    return minor, major
+
+
+def stroke(
+    polys_px: list[np.ndarray], thickness_px: float, size: tuple[int, int], supersample: int = 3
+) -> tuple[np.ndarray, int, int] | None:
+    """Antialiased open polylines (continuous px) -> (coverage crop uint8, x0, y0) or None if off-page."""
+    w, h = size
+    polys = [p for p in polys_px if len(p) >= 2]
+    if not polys:
+        return None
+    allp = np.concatenate(polys)
+    pad = thickness_px + 3
+    x0 = max(0, math.floor(allp[:, 0].min() - pad))
+    y0 = max(0, math.floor(allp[:, 1].min() - pad))
+    x1 = min(w, math.ceil(allp[:, 0].max() + pad))
+    y1 = min(h, math.ceil(allp[:, 1].max() + pad))
+    if x1 <= x0 or y1 <= y0:
+        return None
+    s = supersample
+    canvas = np.zeros(((y1 - y0) * s, (x1 - x0) * s), dtype=np.uint8)
+    th = max(1, int(round(thickness_px * s)))
+    pts = []
+    for p in polys:
+        q = (p - np.array([x0, y0])) * s - 0.5  # to OpenCV's integer-centred pixels
+        q = np.clip(q, -1e5, 1e5)
+        pts.append(np.round(q * 16).astype(np.int32).reshape(-1, 1, 2))
+    cv2.polylines(canvas, pts, False, 255, thickness=th, lineType=cv2.LINE_AA, shift=4)
+    if s > 1:
+        canvas = cv2.resize(canvas, (x1 - x0, y1 - y0), interpolation=cv2.INTER_AREA)
+    return canvas, x0, y0
+
+
+def _blend(img: np.ndarray, cov: np.ndarray, rgb: tuple[int, int, int], x0: int = 0, y0: int = 0) -> None:
+    """img[crop] = img * (1 - a) + rgb * a, in place; `cov` is uint8 (0..255) or float (0..1)."""
+    a = cov.astype(np.float32)
+    if cov.dtype == np.uint8:
+        a *= 1 / 255
+    h, w = a.shape
+    sub = img[y0 : y0 + h, x0 : x0 + w]
+    sub += a[..., None] * (np.asarray(rgb, dtype=np.float32) - sub)
+
+
+def _fake_qr(seed: int, modules: int = 25) -> np.ndarray:
+    r = np.random.default_rng(seed)
+    q = r.random((modules, modules)) < 0.5
+    for oy, ox in ((0, 0), (0, modules - 7), (modules - 7, 0)):
+        q[oy : oy + 7, ox : ox + 7] = True
+        q[oy + 1 : oy + 6, ox + 1 : ox + 6] = False
+        q[oy + 2 : oy + 5, ox + 2 : ox + 5] = True
+    return q
+
+
+def row_is_rhythm(layout: PageLayout) -> dict[int, bool]:
+    cols = {}
+    for c in layout.cells:
+        cols[c.row] = cols.get(c.row, 0) + 1
+    most = max(cols.values())
+    return {r: (n == 1 and most > 1) for r, n in cols.items()}
+
+
+def page_text(layout: PageLayout, style: PageStyle) -> list[TextItem]:
+    items: list[TextItem] = []
+    rhythm = row_is_rhythm(layout)
+    if style.labels:
+        for c in layout.cells:
+            off = style.rhythm_label_offset_mv if rhythm[c.row] else style.label_offset_mv
+            y = c.baseline_mm + off * layout.gain_mm_mv
+            items.append(TextItem(c.lead, c.x0_mm + style.label_dx_mm, y, style.label_pt, style.label_font))
+    if style.footer:
+        yb = layout.paper_mm[1] - 5.0
+        items.append(TextItem(f"{layout.speed_mm_s:g}mm/s", 50.0, yb, style.label_pt, style.label_font))
+        items.append(TextItem(f"{layout.gain_mm_mv:g}mm/mV", 100.0, yb, style.label_pt, style.label_font))
+        if style.footer_extra:
+            items.append(TextItem(style.footer_extra, 150.0, yb, style.label_pt * 0.9, style.label_font))
+    for x, y, text in style.header_lines:
+        items.append(TextItem(text, x, y, style.header_pt, style.header_font))
+    return items
+
+
+def draw_page(
+    record: Record, layout: PageLayout, style: PageStyle, px_per_mm: float, supersample: int = 3
+) -> FlatPage:
+    """Rasterise `record` (its first 10 s) on `layout` in `style`: image, masks and sample positions."""
+    check_record(record)
+    ppm = float(px_per_mm)
+    w = int(round(layout.paper_mm[0] * ppm))
+    h = int(round(layout.paper_mm[1] * ppm))
+    img = np.empty((h, w, 3), dtype=np.float32)
+    img[:] = np.asarray(style.paper_rgb, dtype=np.float32)
+    masks = np.full((h, w), MASK_PAPER, dtype=np.uint8)
+    rows = np.zeros((h, w), dtype=np.uint16)
+
+    if style.grid:
+        minor, major = _grid_coverages(style, layout.paper_mm, ppm, (w, h))
+        _blend(img, minor, style.grid_minor_rgb)
+        _blend(img, major, style.grid_major_rgb)
+        masks[(minor >= 0.25) | (major >= 0.25)] |= MASK_GRID
+        masks[major >= 0.25] |= MASK_GRID_MAJOR
+
+    items = page_text(layout, style)
+    text_cov, boxes = draw_text_coverage(items, (w, h), ppm)
+    if style.qr:
+        q = _fake_qr(style.qr_seed)
+        side = int(round(style.qr_mm * ppm))
+        qx, qy = int(round((layout.paper_mm[0] - 8 - style.qr_mm) * ppm)), int(round(6 * ppm))
+        qimg = cv2.resize(q.astype(np.uint8) * 255, (side, side), interpolation=cv2.INTER_NEAREST)
+        text_cov = text_cov.copy()
+        sub = text_cov[qy : qy + side, qx : qx + side]
+        np.maximum(sub, qimg[: sub.shape[0], : sub.shape[1]], out=sub)
+        boxes.append((qx / ppm, qy / ppm, (qx + side) / ppm, (qy + side) / ppm))
+        items.append(TextItem("<qr>", qx / ppm, qy / ppm))
+    _blend(img, text_cov, style.text_rgb)
+    masks[text_cov >= COVERAGE_THRESHOLD] |= MASK_TEXT
+
+    samples = cell_samples(record, layout)
+    trace_w = pt_to_px(style.trace_pt, ppm)
+    by_row: dict[int, list[np.ndarray]] = {}
+    for cs in samples:
+        by_row.setdefault(cs.row, []).append(np.stack([cs.x_mm, cs.y_mm], axis=1) * ppm)
+    for r, polys in sorted(by_row.items()):
+        res = stroke(polys, trace_w, (w, h), supersample)
+        if res is None:
+            continue
+        cov, x0, y0 = res
+        _blend(img, cov, style.trace_rgb, x0, y0)
+        on = cov >= COVERAGE_THRESHOLD
+        sub_m = masks[y0 : y0 + cov.shape[0], x0 : x0 + cov.shape[1]]
+        sub_m[on] |= MASK_TRACE
+        sub_r = rows[y0 : y0 + cov.shape[0], x0 : x0 + cov.shape[1]]
+        sub_r[on] |= np.uint16(1 << r)
+
+    g = layout.gain_mm_mv
+    pulse_polys = [
+        np.array([[p.x0_mm, p.baseline_mm], [p.x0_mm, p.baseline_mm - g], [p.x1_mm, p.baseline_mm - g],
+                  [p.x1_mm, p.baseline_mm]]) * ppm
+        for p in layout.pulses
+    ]  # fmt: skip
+    sep_polys = []
+    if style.separators:
+        last_col = {}
+        for c in layout.cells:
+            last_col[c.row] = max(last_col.get(c.row, 0), c.col)
+        hh = style.separator_half_mv * g
+        for c in layout.cells:
+            if c.col < last_col[c.row]:
+                sep_polys.append(
+                    np.array([[c.x1_mm, c.baseline_mm - hh], [c.x1_mm, c.baseline_mm + hh]]) * ppm
+                )
+    for polys, width_pt, bit in (
+        (pulse_polys, style.pulse_pt, MASK_PULSE),
+        (sep_polys, style.separator_pt, MASK_SEPARATOR),
+    ):
+        res = stroke(polys, pt_to_px(width_pt, ppm), (w, h), supersample)
+        if res is None:
+            continue
+        cov, x0, y0 = res
+        _blend(img, cov, style.trace_rgb, x0, y0)
+        sub_m = masks[y0 : y0 + cov.shape[0], x0 : x0 + cov.shape[1]]
+        sub_m[cov >= COVERAGE_THRESHOLD] |= bit
+
+    image = np.clip(img + 0.5, 0, 255).astype(np.uint8)
+    text_boxes = [(it.text, b) for it, b in zip(items, boxes, strict=True)]
+    return FlatPage(image, masks, rows, ppm, layout, style, samples, text_boxes)
