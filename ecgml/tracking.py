@@ -97,7 +97,7 @@ def check_store(uri: str, must_exist: bool = False, timeout_s: float = 5.0) -> N
             reason = getattr(exc, "reason", exc)
             raise EcgmlError(
                 uri, f"MLflow server unreachable ({reason}); start it or unset MLFLOW_TRACKING_URI"
-            )
+            ) from exc
     elif uri.startswith("sqlite:///") and must_exist:
         db = Path(uri.removeprefix("sqlite:///"))
         if not db.exists():
