@@ -60,5 +60,31 @@ def score(
     )
 
 
+@app.command()
+def stage(
+    name: Annotated[str, typer.Argument(help="data | prepare | train | evaluate | register | submit")],
+    params: Annotated[Path, typer.Option(help="the pipeline's params file")] = Path("params.yaml"),
+    set_: Annotated[
+        list[str] | None, typer.Option("--set", "-S", help="override a param: train.lr=1e-4")
+    ] = None,
+) -> None:
+    """Run one pipeline stage (what dvc.yaml calls); knobs come from params.yaml."""
+    import yaml
+
+    from ecgml.config import load_params
+    from ecgml.stages import run_stage
+
+    overrides = {}
+    for item in set_ or []:
+        key, _, value = item.partition("=")
+        overrides[key] = yaml.safe_load(value)
+    try:
+        result = run_stage(name, load_params(params, overrides))
+    except EcgmlError as exc:
+        fail(exc)
+        return
+    console.print(f"stage {result.stage}: {result.seconds:.1f} s  {result.summary}")
+
+
 def main() -> None:
     app()

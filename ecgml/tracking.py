@@ -183,6 +183,8 @@ def log_digitizer_model(model_dir: Path, name: str = "model") -> Any:
     artifacts = {"digitizer": str(model_dir / "digitizer.json")}
     if spec.weights is not None:
         artifacts["weights"] = str(spec.weights)
+        if spec.weights.with_suffix(".json").exists():  # the trace model's config travels beside it
+            artifacts["weights_config"] = str(spec.weights.with_suffix(".json"))
     example = pd.DataFrame({"path": ["page.png"], "fs": [500]})
     return mlflow.pyfunc.log_model(
         name=name,
