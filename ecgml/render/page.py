@@ -152,17 +152,11 @@ def _grid_coverages(
         wmaj, wmin = wmaj * 2.0, wmin * 2.0
     cmx = _profile(w, xs[major_x], wmaj)
     cmy = _profile(h, ys[major_y], wmaj)
-    if style.grid_dots:
-        major = cmy[:, None] * cmx[None, :]
-    else:
-        major = np.maximum(cmy[:, None], cmx[None, :])
+    major = cmy[:, None] * cmx[None, :] if style.grid_dots else np.maximum(cmy[:, None], cmx[None, :])
     if style.grid_minor:
         cnx = _profile(w, xs[~major_x], wmin)
         cny = _profile(h, ys[~major_y], wmin)
-        if style.grid_dots:
-            minor = cny[:, None] * cnx[None, :]
-        else:
-            minor = np.maximum(cny[:, None], cnx[None, :])
+        minor = cny[:, None] * cnx[None, :] if style.grid_dots else np.maximum(cny[:, None], cnx[None, :])
     else:
         minor = np.zeros((h, w), dtype=np.float32)
     return minor, major

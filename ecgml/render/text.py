@@ -79,3 +79,56 @@ def draw_text_coverage(
         b = draw.textbbox(xy, it.text, font=font, anchor=it.anchor)
         boxes.append(tuple(float(v) / px_per_mm for v in b))
     return np.asarray(canvas), boxes  # type: ignore[return-value]
+
+
+_FIRST = ("Anna", "John", "Maria", "Lars", "Wei", "Fatima", "Ola", "Kari", "Jose", "Emma", "Ahmed", "Ingrid")
+_LAST = ("Smith", "Hansen", "Garcia", "Olsen", "Chen", "Berg", "Khan", "Larsen", "Muller", "Silva", "Nguyen")
+_STATEMENTS = (
+    "Sinus rhythm", "Normal ECG", "Sinus bradycardia", "Sinus tachycardia", "Atrial fibrillation",
+    "Left axis deviation", "Right bundle branch block", "Left ventricular hypertrophy",
+    "Nonspecific T wave abnormality", "Borderline ECG", "Abnormal ECG", "Prolonged QT",
+    "First degree AV block", "Possible anterior infarct - age undetermined", "Low voltage QRS",
+)  # fmt: skip
+
+
+def header_lines(
+    rng: np.random.Generator,
+    record_name: str,
+    top_mm: float,
+    bottom_mm: float,
+    width_mm: float,
+    size_pt: float,
+) -> tuple[list[tuple[float, float, str]], str]:
+    """Synthetic patient header text between `top_mm` and `bottom_mm`: (x_mm, y_mm, text) rows, template."""
+    template = str(rng.choice(["imagekit", "muse", "philips"]))
+    name = f"{rng.choice(_LAST)}, {rng.choice(_FIRST)}"
+    date = f"{int(rng.integers(1, 29)):02d}-{int(rng.integers(1, 13)):02d}-{int(rng.integers(1995, 2025))}"
+    time = f"{int(rng.integers(0, 24)):02d}:{int(rng.integers(0, 60)):02d}:{int(rng.integers(0, 60)):02d}"
+    rate, pr, qrs = int(rng.integers(45, 130)), int(rng.integers(110, 240)), int(rng.integers(70, 140))
+    qt = int(rng.integers(320, 470))
+    if template == "imagekit":
+        cols = [[f"ID: {record_name}", f"Name: {name}", f"Date: {date}, {time}"]]
+    elif template == "muse":
+        stm = [str(s) for s in rng.choice(_STATEMENTS, size=int(rng.integers(1, 5)), replace=False)]
+        cols = [
+            [name, f"ID:{int(rng.integers(10**6, 10**8))}", f"{date} {time}", f"Sex: {rng.choice(['M', 'F'])}"],
+            [f"Vent. rate {rate} BPM", f"PR interval {pr} ms", f"QRS duration {qrs} ms",
+             f"QT/QTc {qt}/{int(qt * 1.05)} ms", f"P-R-T axes {int(rng.integers(-30, 90))} {int(rng.integers(-30, 90))} "
+             f"{int(rng.integers(-30, 90))}"],
+            stm + ["Technician: " + str(rng.choice(_FIRST)), "Referred by: Dr " + str(rng.choice(_LAST))],
+        ]  # fmt: skip
+    else:
+        cols = [
+            [f"{name}", f"Patient ID {int(rng.integers(10**5, 10**7))}", date],
+            [f"Rate {rate}", f"PR {pr}", f"QRSD {qrs}", f"QT {qt}"],
+            ["-- " + str(rng.choice(_STATEMENTS)) + " --", "Unconfirmed Diagnosis"],
+        ]
+    pitch = size_pt * 25.4 / 72 * 1.35
+    out = []
+    for c, lines in enumerate(cols):
+        x = 1.25 + c * width_mm / max(3, len(cols))
+        for r, text in enumerate(lines):
+            y = top_mm + pitch * (r + 1)
+            if y < bottom_mm:
+                out.append((x, y, text))
+    return out, template

@@ -1,0 +1,197 @@
+"""Ground truth of a rendered image: per-sample pixel positions, visibility, masks, metadata; read-back.
+
+On disk, beside `{id}-{type}.png`:
+- `{id}-{type}.json`: metadata (type, seed, every random parameter, layout, style, speed, gain, DPI,
+  fs, record, image size) and `page_map` (PageMap.to_dict(): paper mm -> image px, inverse by
+  `PageMap.px_to_mm`). Pixel convention: ecgml.page (pixel centres at i + 0.5, origin top-left corner).
+- `{id}-{type}.npz` (compressed):
+  `cell` int16 (N,), `sample` int32 (N,) record sample index, `xy` float32 (N, 2) image px (x, y)
+  after all geometry, `visible` bool (N,), for every plotted sample of every layout cell (the cell's
+  lead, row and column are in the JSON layout's `cells[cell]`); `masks` uint8 (H, W) bit planes
+  (ecgml.render.page.MASK_*: trace, grid, text, pulse, separator, paper, occluded, grid_major);
+  `rows` uint16 (H, W), bit r set where row r's trace is drawn (traces overlap: bits, not labels).
+  Masks are at full image resolution; np.savez_compressed keeps them small (mostly zeros).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ecgml.atomic import atomic_path
+from ecgml.layout import PageLayout
+from ecgml.page import PageMap
+from ecgml.records import LEADS
+from ecgml.render.page import MASK_OCCLUDED, MASK_PAPER, CellSamples
+
+
+@dataclass
+class SampleTruth:
+    cell: np.ndarray  # (N,) int16
+    sample: np.ndarray  # (N,) int32
+    xy: np.ndarray  # (N, 2) float32 image px
+    visible: np.ndarray  # (N,) bool
+
+    def lead_xy(self, layout: PageLayout, lead: str) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+        """(sample indices, xy, visible) of every cell that plots `lead`."""
+        out = []
+        for k, c in enumerate(layout.cells):
+            if c.lead == lead:
+                sel = self.cell == k
+                out.append((self.sample[sel], self.xy[sel], self.visible[sel]))
+        return out
+
+
+def sample_truth(
+    samples: list[CellSamples], page_map: PageMap, masks: np.ndarray, paper_mm: tuple[float, float]
+) -> SampleTruth:
+    """Map every plotted sample through `page_map`; visible = on the frame, on paper, not occluded."""
+    cell = np.concatenate([np.full(s.n, s.cell, np.int16) for s in samples])
+    idx = np.concatenate([np.arange(s.start, s.start + s.n, dtype=np.int32) for s in samples])
+    mm = np.concatenate([np.stack([s.x_mm, s.y_mm], 1) for s in samples])
+    xy = page_map.mm_to_px(mm)
+    w, h = page_map.image_size
+    on_paper = (mm[:, 0] >= 0) & (mm[:, 0] <= paper_mm[0]) & (mm[:, 1] >= 0) & (mm[:, 1] <= paper_mm[1])
+    ix = np.floor(xy[:, 0]).astype(np.int64)
+    iy = np.floor(xy[:, 1]).astype(np.int64)
+    inside = (ix >= 0) & (ix < w) & (iy >= 0) & (iy < h)
+    vis = on_paper & inside
+    m = masks[iy[vis], ix[vis]]
+    vis[vis] = ((m & MASK_PAPER) != 0) & ((m & MASK_OCCLUDED) == 0)
+    return SampleTruth(cell, idx, xy.astype(np.float32), vis)
+
+
+def _jsonable(x: Any) -> Any:
+    if isinstance(x, dict):
+        return {str(k): _jsonable(v) for k, v in x.items()}
+    if isinstance(x, list | tuple):
+        return [_jsonable(v) for v in x]
+    if isinstance(x, np.ndarray):
+        return x.tolist()
+    if isinstance(x, np.integer):
+        return int(x)
+    if isinstance(x, np.floating):
+        return float(x)
+    if isinstance(x, np.bool_):
+        return bool(x)
+    return x
+
+
+def write_truth(
+    stem: str | Path, meta: dict[str, Any], truth: SampleTruth, masks: np.ndarray, rows: np.ndarray
+) -> None:
+    """Write `{stem}.json` and `{stem}.npz` atomically."""
+    stem = Path(stem)
+    with atomic_path(stem.with_suffix(".json")) as tmp:
+        tmp.write_text(json.dumps(_jsonable(meta)))
+    with atomic_path(stem.with_suffix(".npz")) as tmp, open(tmp, "wb") as fh:
+        np.savez_compressed(
+            fh,
+            cell=truth.cell,
+            sample=truth.sample,
+            xy=truth.xy,
+            visible=truth.visible,
+            masks=masks,
+            rows=rows,
+        )
+
+
+@dataclass
+class LoadedTruth:
+    meta: dict[str, Any]
+    layout: PageLayout
+    page_map: PageMap
+    samples: SampleTruth
+    masks: np.ndarray
+    rows: np.ndarray
+
+
+def read_truth(stem: str | Path) -> LoadedTruth:
+    stem = Path(stem)
+    meta = json.loads(stem.with_suffix(".json").read_text())
+    z = np.load(stem.with_suffix(".npz"))
+    st = SampleTruth(z["cell"], z["sample"], z["xy"], z["visible"])
+    return LoadedTruth(
+        meta,
+        PageLayout.from_dict(meta["layout"]),
+        PageMap.from_dict(meta["page_map"]),
+        st,
+        z["masks"],
+        z["rows"],
+    )
+
+
+# ------------------------------------------------------------------------------------------- read-back
+
+
+def signal_from_coords(
+    truth: SampleTruth, layout: PageLayout, page_map: PageMap, fs: int, n: int
+) -> np.ndarray:
+    """(n, 12) mV read back from the stored pixel coordinates through the inverse map (NaN unplotted)."""
+    out = np.full((n, len(LEADS)), np.nan)
+    mm = page_map.px_to_mm(truth.xy.astype(np.float64))
+    for k, c in enumerate(layout.cells):
+        sel = truth.cell == k
+        out[truth.sample[sel], LEADS.index(c.lead)] = (c.baseline_mm - mm[sel, 1]) / layout.gain_mm_mv
+    return out
+
+
+def signal_from_mask(
+    rows: np.ndarray, layout: PageLayout, page_map: PageMap, fs: int, n: int, edge_mm: float = 1.0
+) -> np.ndarray:
+    """(n, 12) mV read back from the per-row trace masks: every masked pixel goes to page mm through the
+    inverse map; per cell, pixels are binned in x (one output pixel wide) and each bin's value is the
+    middle of its y extent; bins are interpolated at the sample times. Samples within `edge_mm` of a
+    cell's ends (where neighbouring cells' strokes touch) and bins without pixels are NaN."""
+    out = np.full((n, len(LEADS)), np.nan)
+    scale = float(np.sqrt(abs(np.linalg.det(page_map.homography[:2, :2]))))  # ~px per mm
+    bin_mm = 1.0 / max(scale, 1e-6)
+    for r in range(layout.n_rows):
+        ys, xs = np.nonzero((rows >> r) & 1)
+        if ys.size == 0:
+            continue
+        mm = page_map.px_to_mm(np.stack([xs + 0.5, ys + 0.5], 1).astype(np.float64))
+        for _k, c in enumerate(layout.cells):
+            if c.row != r:
+                continue
+            sel = (mm[:, 0] >= c.x0_mm - 2 * bin_mm) & (mm[:, 0] < c.x1_mm + 2 * bin_mm)
+            if not sel.any():
+                continue
+            b = np.floor((mm[sel, 0] - c.x0_mm) / bin_mm).astype(np.int64)
+            y = mm[sel, 1]
+            b -= b.min()
+            nb = int(b.max()) + 1
+            ymin = np.full(nb, np.inf)
+            ymax = np.full(nb, -np.inf)
+            np.minimum.at(ymin, b, y)
+            np.maximum.at(ymax, b, y)
+            ok = np.isfinite(ymin)
+            bx = c.x0_mm + (np.arange(nb) + 0.5 + (np.floor((mm[sel, 0] - c.x0_mm) / bin_mm).min())) * bin_mm
+            yc = (ymin + ymax) / 2
+            start = int(c.t0_s * fs + 1e-9)
+            cnt = int((c.t1_s - c.t0_s) * fs + 1e-9)
+            i = np.arange(start, min(n, start + cnt))
+            xs_mm = c.x0_mm + (i / fs - c.t0_s) * layout.speed_mm_s
+            v = np.interp(xs_mm, bx[ok], yc[ok], left=np.nan, right=np.nan)
+            keep = (xs_mm > c.x0_mm + edge_mm) & (xs_mm < c.x1_mm - edge_mm)
+            out[i[keep], LEADS.index(c.lead)] = (c.baseline_mm - v[keep]) / layout.gain_mm_mv
+    return out
+
+
+def snr_db(truth: np.ndarray, est: np.ndarray) -> float:
+    """Uncapped SNR over the samples where both are finite, after removing each lead's mean offset."""
+    ok = np.isfinite(truth) & np.isfinite(est)
+    ps = pn = 0.0
+    for j in range(truth.shape[1]):
+        m = ok[:, j]
+        if not m.any():
+            continue
+        t, e = truth[m, j], est[m, j]
+        e = e - np.mean(e - t)
+        ps += float(np.sum(t**2))
+        pn += float(np.sum((t - e) ** 2))
+    return float(10 * np.log10(ps / pn)) if pn > 0 else float("inf")
