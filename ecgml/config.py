@@ -37,9 +37,12 @@ def _types(v: Any) -> tuple[str, ...]:
 
 
 class SplitSizes(_Section):
-    """ECGs rendered per record in each split (synthetic source). Test/validation ECGs cycle the types."""
+    """ECGs rendered per record in each split (synthetic source); test/validation ECGs cycle the types.
 
-    train: int = Field(1, ge=0)
+    The train split is 0 by default: the trainer renders its own pages with exact targets (`prepare`).
+    """
+
+    train: int = Field(0, ge=0)
     validation: int = Field(4, ge=1)
     test: int = Field(5, ge=1)
 
@@ -51,46 +54,57 @@ class DataParams(_Section):
     path: Path = Path("data/records")  # WFDB records (synthetic) or a competition folder (kaggle)
     splits: Path = Path("data/splits.csv")
     types: tuple[str, ...] = CAPTURE_TYPES
-    train_types: tuple[str, ...] = ("0001", "0003", "0006", "0009")
-    max_train_records: int = Field(8, ge=0)  # 0 = all train records
     per_record: SplitSizes = SplitSizes()
     seed: int = 0
     validation_fraction: float = Field(0.1, gt=0, lt=1)  # kaggle source: train ids held out for evaluation
     out: Path = Path("data/sets")
 
-    @field_validator("types", "train_types", mode="before")
+    @field_validator("types", mode="before")
     @classmethod
     def _check_types(cls, v: Any) -> tuple[str, ...]:
         return _types(v)
 
 
 class PrepareParams(_Section):
-    """Canonical pages of the training images, cached for training."""
+    """The trainer's page cache: rendered training pages with exact per-column targets (train split)."""
 
-    px_per_mm: float = Field(8.0, gt=0, le=20)
+    records: Path = Path("data/records")
+    types: tuple[str, ...] = ("0001", "0003", "0004", "0005", "0006", "0009", "0010", "0011", "0012")
+    pages_per_record: int = Field(1, ge=1)
+    max_records: int = Field(12, ge=0)  # 0 = every train-split record
+    val_pages: int = Field(4, ge=0)
+    seed: int = 0
     out: Path = Path("data/prepared")
+
+    @field_validator("types", mode="before")
+    @classmethod
+    def _check_types(cls, v: Any) -> tuple[str, ...]:
+        return _types(v)
 
 
 class TrainParams(_Section):
-    """`default` fine-tunes the shipped weights for a few minutes; `full` trains from scratch."""
+    """`default` fine-tunes the shipped weights for a few minutes; `full` trains from scratch.
+
+    `steps: 0` with `init: shipped` registers the shipped weights as they are. With no shipped weights
+    and the default profile, the candidate is the classical digitizer (nothing to fine-tune).
+    """
 
     profile: Literal["default", "full"] = "default"
     lr: float = Field(3e-4, gt=0)
-    steps: int = Field(200, ge=0)
-    epochs: int = Field(1, ge=1)
+    steps: int = Field(150, ge=0)
     batch_size: int = Field(4, ge=1)
     seed: int = 0
     init: Literal["shipped", "scratch"] = "shipped"
-    time_budget_s: float = Field(300.0, gt=0)
+    time_budget_s: float = Field(180.0, gt=0)
     threads: int = Field(2, ge=1)
     out: Path = Path("models/candidate")
 
     @model_validator(mode="before")
     @classmethod
     def _full_is_scratch(cls, data: Any) -> Any:
-        """The `full` profile trains from scratch unless `init` says otherwise explicitly."""
-        if isinstance(data, dict) and data.get("profile") == "full" and "init" not in data:
-            return {**data, "init": "scratch"}
+        """The `full` profile trains from scratch for long unless the file says otherwise explicitly."""
+        if isinstance(data, dict) and data.get("profile") == "full":
+            return {"init": "scratch", "steps": 3000, "time_budget_s": 3 * 3600.0, **data}
         return data
 
 

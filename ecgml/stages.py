@@ -93,15 +93,20 @@ def _write_json(path: Path, data: Any) -> Path:
 
 
 def stage_data(p: Params) -> StageResult:
-    """Images for train/validation/test: rendered from WFDB records split by record, or a Kaggle folder."""
+    """Images for train/validation/test: rendered from WFDB records split by record, or a Kaggle folder.
+
+    Each split folder is replaced whole (`atomic_dir`), so an interrupted run leaves old or new sets,
+    never a half-rendered one.
+    """
     out = p.path(p.data.out)
-    with atomic_dir(out) as tmp:
-        counts = _render_synthetic(p, tmp) if p.data.source == "synthetic" else _ingest_kaggle(p, tmp)
-        _write_json(tmp / "manifest.json", {"source": p.data.source, "counts": counts})
-    return StageResult("data", [out], counts)
+    counts = _render_synthetic(p, out) if p.data.source == "synthetic" else _ingest_kaggle(p, out)
+    return StageResult("data", [out / s for s in SPLIT_NAMES], counts)
 
 
 def _render_synthetic(p: Params, out: Path) -> dict[str, int]:
+    import shutil
+    import tempfile
+
     from ecgml.records import iter_wfdb_paths
     from ecgml.splits import load_split_file, records_in_split
 
@@ -111,26 +116,34 @@ def _render_synthetic(p: Params, out: Path) -> dict[str, int]:
         raise EcgmlError(src, "no WFDB records (*.hea) found")
     table = load_split_file(p.path(p.data.splits)) if p.path(p.data.splits).exists() else {}
     counts: dict[str, int] = {}
-    links = out / ".records"
-    for k, split in enumerate(SPLIT_NAMES):
-        chosen = records_in_split(records, split, table)
-        if split == "train" and p.data.max_train_records:
-            chosen = chosen[: p.data.max_train_records]
-        per_record = getattr(p.data.per_record, split)
-        if not chosen or per_record == 0:
-            counts[split] = 0
-            continue
-        _link_records(chosen, links / split)
-        types = p.data.train_types if split == "train" else p.data.types
-        args = ["synth", links / split, out / split, "--types", ",".join(types)]
-        args += ["--per-record", str(per_record), "--seed", str(p.data.seed * 1000 + k)]
-        if split != "train":
-            args.append("--test")
-        run_ecgml(args, str(src), p.root)
-        counts[split] = len(chosen) * per_record
-    import shutil
-
-    shutil.rmtree(links)
+    links = Path(tempfile.mkdtemp(prefix="ecgml-records-"))
+    try:
+        for k, split in enumerate(SPLIT_NAMES):
+            chosen = records_in_split(records, split, table)
+            if split == "train" and p.data.max_train_records:
+                chosen = chosen[: p.data.max_train_records]
+            per_record = getattr(p.data.per_record, split)
+            with atomic_dir(out / split) as tmp:
+                counts[split] = len(chosen) * per_record
+                if chosen and per_record:
+                    _link_records(chosen, links / split)
+                    types = p.data.train_types if split == "train" else p.data.types
+                    args = ["synth", links / split, tmp, "--types", ",".join(types)]
+                    args += ["--per-record", str(per_record), "--seed", str(p.data.seed * 1000 + k)]
+                    if split != "train":
+                        args.append("--test")
+                    run_ecgml(args, str(src), p.root)
+                _write_json(
+                    tmp / "manifest.json",
+                    {
+                        "source": "synthetic",
+                        "records": [r.name for r in chosen],
+                        "per_record": per_record,
+                        "ecgs": counts[split],
+                    },
+                )
+    finally:
+        shutil.rmtree(links, ignore_errors=True)
     return counts
 
 
@@ -140,35 +153,35 @@ def _ingest_kaggle(p: Params, out: Path) -> dict[str, int]:
     Images are linked, not copied (the competition set is tens of GB); the validation set is written in
     the test layout with a solution built from the per-ECG CSVs, so evaluate scores it like our own sets.
     """
+    src = p.path(p.data.path)
+    if not (src / "train.csv").exists() or not (src / "test.csv").exists():
+        raise EcgmlError(src, "not a competition folder (needs train.csv, train/, test.csv, test/)")
+    with atomic_dir(out / "train") as t, atomic_dir(out / "validation") as v, atomic_dir(out / "test") as te:
+        return _ingest_kaggle_into(p, src, t, v, te)
+
+
+def _ingest_kaggle_into(p: Params, src: Path, train_dir: Path, val: Path, test_dir: Path) -> dict[str, int]:
     import numpy as np
 
-    from ecgml.kaggle import read_test_table, read_train_table, write_test_table, write_types
+    from ecgml.kaggle import read_test_table, read_train_table, write_solution, write_test_table, write_types
     from ecgml.records import read_csv
     from ecgml.splits import split_of
 
-    src = p.path(p.data.path)
     train = read_train_table(src / "train.csv")
-    val_ids = [
+    held_out = {
         int(i) for i in train["id"] if split_of(str(i), (1 - p.data.validation_fraction, 0.0)) != "train"
-    ]
-    train_ids = [int(i) for i in train["id"] if int(i) not in set(val_ids)]
-    # train: link the whole folder and list the ids kept for training
-    (out / "train").mkdir(parents=True)
-    (out / "train" / "train").symlink_to((src / "train").resolve())
-    train[train["id"].isin(train_ids)].to_csv(out / "train" / "train.csv", index=False)
-    # validation in the test layout, one image per ECG (its first image type found)
-    val = out / "validation"
-    (val / "test").mkdir(parents=True)
-    from ecgml.kaggle import write_solution
-
+    }
+    (train_dir / "train").symlink_to((src / "train").resolve())
+    train[~train["id"].astype(int).isin(held_out)].to_csv(train_dir / "train.csv", index=False)
+    (val / "test").mkdir()
     items = []
     types: dict[int, str] = {}
     fs_of = dict(zip(train["id"].astype(int), train["fs"].astype(int), strict=True))
-    for ecg_id in val_ids:
+    for ecg_id in sorted(held_out):
         images = sorted((src / "train" / str(ecg_id)).glob(f"{ecg_id}-*.png"))
         if not images:
             continue
-        (val / "test" / f"{ecg_id}.png").symlink_to(images[0].resolve())
+        (val / "test" / f"{ecg_id}.png").symlink_to(images[0].resolve())  # one image (type) per ECG
         types[ecg_id] = images[0].stem.split("-", 1)[1]
         rec = read_csv(src / "train" / str(ecg_id) / f"{ecg_id}.csv", fs=fs_of[ecg_id])
         rec.signal = np.nan_to_num(rec.signal)
@@ -176,55 +189,50 @@ def _ingest_kaggle(p: Params, out: Path) -> dict[str, int]:
     write_test_table([(i, fs_of[i]) for i, _ in items], val / "test.csv")
     write_solution(items, val / "solution.csv")
     write_types(types, val / "types.csv")
-    # test: link as it is
-    (out / "test").mkdir()
-    (out / "test" / "test").symlink_to((src / "test").resolve())
-    read_test_table(src / "test.csv").to_csv(out / "test" / "test.csv", index=False)
-    return {
-        "train": len(train_ids),
-        "validation": len(items),
-        "test": int(read_test_table(src / "test.csv")["id"].nunique()),
-    }
+    (test_dir / "test").symlink_to((src / "test").resolve())
+    test = read_test_table(src / "test.csv")
+    test.to_csv(test_dir / "test.csv", index=False)
+    for d, n in (
+        (train_dir, len(train) - len(held_out)),
+        (val, len(items)),
+        (test_dir, test["id"].nunique()),
+    ):
+        _write_json(d / "manifest.json", {"source": "kaggle", "path": str(src), "ecgs": int(n)})
+    return {"train": len(train) - len(held_out), "validation": len(items), "test": int(test["id"].nunique())}
 
 
 # --------------------------------------------------------------------------------------------- prepare
 
 
+def _train_options(p: Params, **kw: Any) -> Any:
+    """The trainer's options from params (`prepare` fixes the pages, `train` the optimisation)."""
+    from ecgml.trace.train import TrainOptions
+
+    return TrainOptions(
+        records=p.path(p.prepare.records),
+        cache=p.path(p.prepare.out),
+        types=p.prepare.types,
+        pages_per_record=p.prepare.pages_per_record,
+        max_records=p.prepare.max_records,
+        val_pages=p.prepare.val_pages,
+        seed=p.prepare.seed,
+        progress=False,
+        **kw,
+    )
+
+
 def stage_prepare(p: Params) -> StageResult:
-    """Canonical pages (the paper on a fixed mm raster, through the renderer's exact page map) of every
-    training image, with their layout: the trainer's input, computed once and cached by DVC."""
-    import cv2
+    """The trainer's page cache: training pages rendered from train-split records with exact per-column
+    targets (the canonical strips the trace model learns from), computed once and cached by DVC."""
+    from ecgml.trace.dataset import read_index
+    from ecgml.trace.render_source import fill_cache
 
-    from ecgml.geometry.canonical import canonical_page
-    from ecgml.page import PageMap
-
-    src = p.path(p.data.out) / "train" / "train"
     out = p.path(p.prepare.out)
-    rows: list[dict[str, Any]] = []
     with atomic_dir(out) as tmp:
-        for meta_path in sorted(src.glob("*/*-*.json")) if src.is_dir() else []:
-            image_path = meta_path.with_suffix(".png")
-            meta = json.loads(meta_path.read_text())
-            if "page_map" not in meta or not image_path.exists():
-                continue  # a Kaggle image has no exact page map: the trainer's own geometry handles it
-            image = cv2.imread(str(image_path), cv2.IMREAD_COLOR)
-            if image is None:
-                log.warning("%s: cannot read image, skipped", image_path)
-                continue
-            page = canonical_page(image, PageMap.from_dict(meta["page_map"]), (p.prepare.px_per_mm,) * 2)
-            name = meta_path.stem
-            cv2.imwrite(str(tmp / f"{name}.png"), page.image)
-            (tmp / f"{name}.json").write_text(
-                json.dumps({"layout": meta["layout"], "px_per_mm": page.px_per_mm})
-            )
-            rows.append(
-                {"name": name, "source": str(image_path.relative_to(p.root)), "type": name.split("-", 1)[1]}
-            )
-        with open(tmp / "index.csv", "w", newline="") as fh:
-            w = csv.DictWriter(fh, fieldnames=["name", "source", "type"])
-            w.writeheader()
-            w.writerows(rows)
-    return StageResult("prepare", [out], {"pages": len(rows)})
+        fill_cache(_train_options(p, cache=tmp), tmp)
+        entries = read_index(tmp)
+    counts = {s: sum(e.get("split") == s for e in entries) for s in ("train", "validation")}
+    return StageResult("prepare", [out], {"pages": counts})
 
 
 # ----------------------------------------------------------------------------------------------- train
@@ -233,28 +241,60 @@ def stage_prepare(p: Params) -> StageResult:
 def stage_train(p: Params) -> StageResult:
     """The candidate model folder: fine-tuned (default) or trained from scratch (full) trace weights;
     the classical digitizer when no learned model has shipped yet and the profile is `default`."""
+    import shutil
+    import tempfile
+
     from ecgml.tracking import write_spec
 
     out = p.path(p.train.out)
     t = p.train
     with atomic_dir(out) as tmp:
         curve = tmp / "train_curve.csv"
+        weights = tmp / "trace_unet.pt"
         if t.init == "shipped" and not SHIPPED_WEIGHTS.exists():
             write_spec("classical", tmp, extra={"note": "no shipped trace weights: classical digitizer"})
-            curve.write_text("step,loss\n")
-            return_summary: dict[str, Any] = {"kind": "classical", "steps": 0}
+            _write_curve(curve, [])
+            summary: dict[str, Any] = {"kind": "classical", "steps": 0}
+        elif t.init == "shipped" and t.steps == 0:
+            shutil.copy2(SHIPPED_WEIGHTS, weights)
+            shutil.copy2(SHIPPED_WEIGHTS.with_suffix(".json"), weights.with_suffix(".json"))
+            write_spec("learned", tmp, weights, extra={"note": "shipped weights, not fine-tuned"})
+            _write_curve(curve, [])
+            summary = {"kind": "learned", "steps": 0}
         else:
-            weights = tmp / "trace_unet.pt"
-            args = ["train", p.path(p.prepare.out), "--data", p.path(p.data.out) / "train", "--out", weights]
-            args += ["--lr", str(t.lr), "--steps", str(t.steps), "--epochs", str(t.epochs)]
-            args += ["--batch-size", str(t.batch_size), "--seed", str(t.seed), "--threads", str(t.threads)]
-            args += ["--time-budget", str(t.time_budget_s), "--curve", curve]
-            if t.init == "shipped":
-                args += ["--init", SHIPPED_WEIGHTS]
-            run_ecgml(args, str(out), p.root)
-            write_spec("learned", tmp, weights)
-            return_summary = {"kind": "learned", "steps": t.steps}
-    return StageResult("train", [out], return_summary)
+            from ecgml.trace.train import train_trace
+
+            work = Path(tempfile.mkdtemp(prefix="ecgml-train-"))
+            try:
+                opts = _train_options(
+                    p,
+                    out=weights,
+                    work=work,
+                    steps=t.steps,
+                    batch_size=t.batch_size,
+                    lr=t.lr,
+                    init=SHIPPED_WEIGHTS if t.init == "shipped" else None,
+                    time_budget_s=t.time_budget_s,
+                    threads=t.threads,
+                )
+                opts.seed = t.seed
+                train_trace(opts, build_cache=False)
+                history = (
+                    json.loads((work / "curve.json").read_text()) if (work / "curve.json").exists() else []
+                )
+            finally:
+                shutil.rmtree(work, ignore_errors=True)
+            _write_curve(curve, [(int(h["step"]), float(h["loss"])) for h in history if "loss" in h])
+            write_spec("learned", tmp, weights, extra={"profile": t.profile, "init": t.init})
+            summary = {"kind": "learned", "steps": len([h for h in history if "loss" in h])}
+    return StageResult("train", [out], summary)
+
+
+def _write_curve(path: Path, points: Sequence[tuple[int, float]]) -> None:
+    with open(path, "w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["step", "loss"])
+        w.writerows(points)
 
 
 def model_arg(model_dir: Path) -> str:
