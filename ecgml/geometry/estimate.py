@@ -1,0 +1,191 @@
+"""`estimate_page`: from any capture of an ECG page to the paper-mm map, calibration, layout and confidence.
+
+Steps (each in its module): darkness and local lattice -> coarse frame (`grid`), grid-phase refinement to
+a homography plus smooth residual (`refine`), quarter turn, trace rows and absolute position (`orient`).
+Work happens on a copy scaled to at most WORK_LONG_SIDE px; the map is returned in input pixels.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+
+from ecgml.errors import EcgmlError
+from ecgml.geometry.grid import coarse_frame, darkness, tile_lattice
+from ecgml.geometry.orient import ORIENT_PPM, Rows, layout_name, orient, rot, snap
+from ecgml.geometry.refine import Extent, FrameMap, rectify, refine
+from ecgml.layout import LETTER_MM, PageLayout, make_layout
+from ecgml.page import PageMap, apply_homography
+
+MIN_SHORT_SIDE = 400
+WORK_LONG_SIDE = 2300
+REFINE_ROUNDS = 2
+RESIDUAL_STEP_MM = 5.0
+
+
+@dataclass
+class PageEstimate:
+    """What geometry hands the trace model: map (paper mm -> input px), calibration, layout, confidence."""
+
+    page_map: PageMap
+    layout: PageLayout
+    px_per_mm: tuple[float, float]  # input px per paper mm along paper x and y at the page centre
+    orientation: int  # degrees the page is turned counter-clockwise in the input (0, 90, 180, 270)
+    confidence: float  # in [0, 1]; below ~0.5 the map should not be trusted
+    diagnostics: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "page_map": self.page_map.to_dict(),
+            "layout": self.layout.to_dict(),
+            "px_per_mm": list(self.px_per_mm),
+            "orientation": self.orientation,
+            "confidence": self.confidence,
+            "diagnostics": self.diagnostics,
+        }
+
+
+def _as_rgb(image: np.ndarray, path: str | Path | None) -> np.ndarray:
+    if not isinstance(image, np.ndarray) or image.size == 0:
+        raise EcgmlError(path, "not an image")
+    if image.ndim == 2:
+        image = np.repeat(image[..., None], 3, axis=2)
+    if image.ndim != 3 or image.shape[2] not in (3, 4):
+        raise EcgmlError(path, f"not an RGB image (shape {image.shape})")
+    image = image[..., :3]
+    if image.dtype != np.uint8:
+        if np.issubdtype(image.dtype, np.floating) and image.max() <= 1.0:
+            image = image * 255.0
+        image = np.clip(image, 0, 255).astype(np.uint8)
+    h, w = image.shape[:2]
+    if min(h, w) < MIN_SHORT_SIDE:
+        raise EcgmlError(
+            path, f"image too small ({w}x{h} px; need at least {MIN_SHORT_SIDE} px on the short side)"
+        )
+    return np.ascontiguousarray(image)
+
+
+def _frame_to_paper_map(fmap: FrameMap, a: np.ndarray, scale: float, size: tuple[int, int]) -> PageMap:
+    """Paper map from the frame map, the frame -> paper transform `a` and the work -> input scale."""
+    s_in = np.diag([1 / scale, 1 / scale, 1.0])
+    ainv = np.linalg.inv(a)
+    h = s_in @ fmap.h @ ainv
+    h = h / h[2, 2]
+    residual = None
+    if fmap.residual is not None:
+        gx = int(np.ceil(LETTER_MM[0] / RESIDUAL_STEP_MM)) + 1
+        gy = int(np.ceil(LETTER_MM[1] / RESIDUAL_STEP_MM)) + 1
+        yy, xx = np.mgrid[0:gy, 0:gx].astype(np.float64) * RESIDUAL_STEP_MM
+        f = apply_homography(ainv, np.stack([xx, yy], -1))
+        residual = (fmap.residual_at(f) / scale).astype(np.float32)
+    return PageMap(h, size, LETTER_MM, residual, RESIDUAL_STEP_MM)
+
+
+def _jacobian(pm: PageMap, mm: np.ndarray) -> np.ndarray:
+    p = pm.mm_to_px(np.array([mm, mm + [1.0, 0], mm + [0, 1.0]]))
+    return np.stack([p[1] - p[0], p[2] - p[0]], axis=1)  # columns: d px / d x_mm, d px / d y_mm
+
+
+def estimate_page(image: np.ndarray, path: str | Path | None = None) -> PageEstimate:
+    """Find the paper in `image` (RGB uint8): map paper mm -> input px, layout, calibration, confidence.
+
+    Raises EcgmlError(path, reason) for input that is not an ECG page ("image too small",
+    "no ECG grid found", "no ECG trace found").
+    """
+    t_start = time.perf_counter()
+    image = _as_rgb(image, path)
+    h0, w0 = image.shape[:2]
+    scale = min(1.0, WORK_LONG_SIDE / max(h0, w0))
+    work = (
+        image if scale == 1.0 else cv2.resize(image, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
+    )
+    # scale exactly as the resize did (continuous coordinates scale by size ratio per axis)
+    sx, sy = work.shape[1] / w0, work.shape[0] / h0
+    scale = 0.5 * (sx + sy)
+    ksize = int(max(9, 0.012 * min(work.shape[:2])))
+    dark, _ = darkness(work, ksize)
+    if float(dark.std()) < 0.01:
+        raise EcgmlError(path, "no ECG grid found (blank image)")
+    diag: dict[str, Any] = {"work_scale": scale}
+    lat = tile_lattice(dark)
+    if lat is None:
+        raise EcgmlError(path, "no ECG grid found")
+    coarse = coarse_frame(lat)
+    if coarse is None:
+        raise EcgmlError(path, "no ECG grid found (inconsistent grid directions)")
+    h, used = coarse
+    diag["lattice_tiles"] = int(used.sum())
+    mmc = apply_homography(np.linalg.inv(h), lat.centre[used])
+    ext = Extent(*(mmc.min(0) - 10), *(mmc.max(0) + 10))
+    fmap = FrameMap(h)
+    res = None
+    for _ in range(REFINE_ROUNDS):
+        r = refine(dark, fmap, ext)
+        if r is None:
+            break
+        res, fmap, ext = r, r.fmap, r.extent
+    if res is None:
+        raise EcgmlError(path, "no ECG grid found (grid lines not measurable)")
+    diag.update(
+        grid_tiles=res.n_tiles,
+        grid_tile_conf=round(res.tile_conf, 4),
+        fit_rms_mm=round(res.fit_rms_mm, 4),
+        residual=fmap.residual is not None,
+        t_grid_s=round(time.perf_counter() - t_start, 3),
+    )
+    # Orientation and rows on an ink raster of the grid region.
+    e = ext.clipped()
+    rgb_r = rectify(work, fmap, e, ORIENT_PPM, border=255.0)
+    valid = rectify(np.full(work.shape[:2], 255, np.uint8), fmap, e, ORIENT_PPM, border=0.0) > 128
+    _, ink_r = darkness(rgb_r, int(3 * ORIENT_PPM) | 1)
+    ori, rows, _mask = orient(ink_r, valid, (e.x0, e.y0, e.x1, e.y1), ORIENT_PPM)
+    if len(rows.centres) == 0:
+        raise EcgmlError(path, "no ECG trace found on the grid")
+    name = layout_name(len(rows.centres), rows)
+    tx, ty, layout, base_res = snap(rows, name)
+    if base_res > 2.0 and len(rows.centres) == layout.n_rows:
+        layout = _measured_layout(name, rows, tx, ty)
+    a = np.array([[1, 0, tx], [0, 1, ty], [0, 0, 1.0]]) @ rot(ori.k)
+    page_map = _frame_to_paper_map(fmap, a, scale, (w0, h0))
+    centre = np.array(LETTER_MM) / 2
+    jac = _jacobian(page_map, centre)
+    ppm = (float(np.linalg.norm(jac[:, 0])), float(np.linalg.norm(jac[:, 1])))
+    angle = float(np.degrees(np.arctan2(-jac[1, 0], jac[0, 0])))
+    orientation = int(90 * np.round(angle / 90)) % 360
+    c_grid = float(np.clip((res.tile_conf - 0.3) / 0.6, 0, 1))
+    c_fit = float(np.exp(-res.fit_rms_mm / 0.5))
+    c_orient = float(np.clip(ori.upright_score / 3.0, 0, 1)) * float(
+        np.clip((ori.axis_score - 1.0) / 0.5, 0, 1)
+    )
+    c_layout = float(np.exp(-base_res / 2.0)) if np.isfinite(base_res) else 0.0
+    confidence = float(
+        np.clip(np.sqrt(c_grid) * c_fit * (0.5 + 0.5 * c_orient) * (0.5 + 0.5 * c_layout), 0, 1)
+    )
+    diag.update(
+        rows=len(rows.centres),
+        pulse_rows=int(rows.pulse.sum()),
+        baseline_res_mm=round(base_res, 3),
+        orient_margin=round(ori.upright_score, 3),
+        axis_ratio=round(ori.axis_score, 3),
+        conf_parts={
+            "grid": round(c_grid, 3),
+            "fit": round(c_fit, 3),
+            "orient": round(c_orient, 3),
+            "layout": round(c_layout, 3),
+        },
+        seconds=round(time.perf_counter() - t_start, 3),
+    )
+    return PageEstimate(page_map, layout, ppm, orientation, confidence, diag)
+
+
+def _measured_layout(name: str, rows: Rows, tx: float, ty: float) -> PageLayout:
+    """A layout of the recognised kind, with the baselines and row extent measured on the page."""
+    base = list(rows.centres + ty)
+    has_pulse = bool(rows.pulse.mean() > 0.5)
+    x0 = float(np.median(rows.left) + tx) + (5.0 if has_pulse else 0.0)
+    return make_layout(name, baselines_mm=base, x0_mm=x0, pulse=has_pulse)

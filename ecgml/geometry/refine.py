@@ -1,0 +1,281 @@
+"""Refine a coarse frame to sub-0.1 mm: measure the grid's phase tile by tile on the rectified image.
+
+In the rectified raster the grid is nearly axis-aligned with a nearly known spacing, so the position of
+the 5 mm comb (with its 1 mm minor lines) in each 20 mm tile is one correlation of the tile's median
+projection with the comb's harmonics. Medians along the lines drop the trace and text (they cross a
+column of the tile only briefly). The phases, unwrapped over the tile graph, say where the grid lines
+really are; a homography plus a smooth residual is fitted to them. Frame coordinates after refinement
+put grid lines at multiples of 5 mm on both axes.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+from scipy.ndimage import gaussian_filter, map_coordinates
+
+from ecgml.page import apply_homography
+
+RECT_PPM = 5.0  # px/mm of the raster the phases are measured on
+TILE_MM = 20.0
+STEP_MM = 10.0
+HARMONICS = 5  # k / 5 mm, k = 1..5 (5 = the 1 mm minor lines)
+MIN_TILE_CONF = 0.35
+MAX_EXTENT_MM = 420.0
+
+
+@dataclass
+class FrameMap:
+    """frame mm -> px: homography then a residual sampled on a regular grid (origin, step) in frame mm."""
+
+    h: np.ndarray
+    residual: np.ndarray | None = None  # (gy, gx, 2) px
+    origin: tuple[float, float] = (0.0, 0.0)
+    step: float = STEP_MM
+
+    def residual_at(self, mm: np.ndarray) -> np.ndarray:
+        if self.residual is None:
+            return np.zeros_like(mm)
+        gx = (mm[..., 0] - self.origin[0]) / self.step
+        gy = (mm[..., 1] - self.origin[1]) / self.step
+        out = np.empty_like(mm)
+        for k in range(2):
+            out[..., k] = map_coordinates(
+                self.residual[..., k], [gy.ravel(), gx.ravel()], order=1, mode="nearest"
+            ).reshape(gx.shape)
+        return out
+
+    def mm_to_px(self, mm: np.ndarray) -> np.ndarray:
+        mm = np.asarray(mm, dtype=np.float64)
+        return apply_homography(self.h, mm) + self.residual_at(mm)
+
+
+@dataclass
+class Extent:
+    x0: float
+    y0: float
+    x1: float
+    y1: float
+
+    def clipped(self) -> Extent:
+        cx, cy = (self.x0 + self.x1) / 2, (self.y0 + self.y1) / 2
+        hw = min(self.x1 - self.x0, MAX_EXTENT_MM) / 2
+        hh = min(self.y1 - self.y0, MAX_EXTENT_MM) / 2
+        return Extent(cx - hw, cy - hh, cx + hw, cy + hh)
+
+
+def rectify(img: np.ndarray, fmap: FrameMap, ext: Extent, ppm: float, border: float = -1.0) -> np.ndarray:
+    """Sample `img` on the frame raster of `ext` at `ppm` px/mm (pixel centres at (i + 0.5) / ppm)."""
+    w = int(round((ext.x1 - ext.x0) * ppm))
+    h = int(round((ext.y1 - ext.y0) * ppm))
+    if fmap.residual is None:
+        s = np.array([[1 / ppm, 0, ext.x0 + 0.5 / ppm], [0, 1 / ppm, ext.y0 + 0.5 / ppm], [0, 0, 1]])
+        shift = np.array([[1, 0, -0.5], [0, 1, -0.5], [0, 0, 1]])
+        m = shift @ fmap.h @ s
+        bv = border if img.ndim == 2 else (border,) * img.shape[2]
+        return cv2.warpPerspective(
+            img,
+            m,
+            (w, h),
+            flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
+            borderMode=cv2.BORDER_CONSTANT,
+            borderValue=bv,
+        )
+    xs = ext.x0 + (np.arange(w) + 0.5) / ppm
+    ys = ext.y0 + (np.arange(h) + 0.5) / ppm
+    gx, gy = np.meshgrid(xs, ys)
+    px = (fmap.mm_to_px(np.stack([gx, gy], -1)) - 0.5).astype(np.float32)
+    bv = border if img.ndim == 2 else (border,) * img.shape[2]
+    return cv2.remap(
+        img, px[..., 0], px[..., 1], cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=bv
+    )
+
+
+def _comb_shift(profiles: np.ndarray, u0: np.ndarray, ppm: float) -> tuple[np.ndarray, np.ndarray]:
+    """Shift (mm, in [0, 5)) of the 5 mm comb in each profile row, and a [0, 1] confidence.
+
+    `profiles` (n, L) sampled at u = u0 + (i + 0.5) / ppm mm.
+    """
+    n, length = profiles.shape
+    u = u0[:, None] + (np.arange(length) + 0.5)[None, :] / ppm
+    p = profiles - np.nanmean(profiles, axis=1, keepdims=True)
+    p = np.nan_to_num(p) * np.hanning(length)[None, :]
+    ks = np.arange(1, HARMONICS + 1)
+    c = np.einsum("nl,knl->nk", p, np.exp(-2j * np.pi * ks[:, None, None] * u[None] / 5.0))
+    grid = np.linspace(0, 5, 500, endpoint=False)
+    e = np.exp(2j * np.pi * ks[:, None] * grid[None, :] / 5.0)
+    s = np.real(c @ e)  # (n, 500)
+    j = np.argmax(s, axis=1)
+    a, b, cc = s[np.arange(n), j - 1], s[np.arange(n), j], s[np.arange(n), (j + 1) % 500]
+    den = a - 2 * b + cc
+    off = np.where(den < 0, 0.5 * (a - cc) / np.where(den < 0, den, -1), 0.0)
+    shift = (grid[j] + off * (5 / 500)) % 5
+    conf = b / np.maximum(np.abs(c).sum(1), 1e-9)
+    return shift, np.clip(conf, 0, 1)
+
+
+def measure_phases(dark_r: np.ndarray, ext: Extent, ppm: float) -> dict[str, np.ndarray]:
+    """Grid phase per tile of the rectified darkness: x- and y-shift of the comb (mm) and confidence."""
+    h, w = dark_r.shape
+    t = int(round(TILE_MM * ppm))
+    st = int(round(STEP_MM * ppm))
+    valid = dark_r >= 0
+    d = np.where(valid, dark_r, np.nan)
+    ny = max(1, (h - t) // st + 1)
+    nx = max(1, (w - t) // st + 1)
+    out = {k: np.full((ny, nx), np.nan) for k in ("dx", "dy", "cx", "cy")}
+    with np.errstate(all="ignore"):
+        import warnings
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            # x: medians down each column of a horizontal band; y: along each row of a vertical band
+            colmed = np.stack([np.nanmedian(d[i * st : i * st + t], axis=0) for i in range(ny)])  # (ny, w)
+            rowmed = np.stack([np.nanmedian(d[:, j * st : j * st + t], axis=1) for j in range(nx)])  # (nx, h)
+            fill = np.stack(
+                [
+                    [valid[i * st : i * st + t, j * st : j * st + t].mean() for j in range(nx)]
+                    for i in range(ny)
+                ]
+            )
+    px, ux, py, uy = [], [], [], []
+    for i in range(ny):
+        for j in range(nx):
+            px.append(colmed[i, j * st : j * st + t])
+            ux.append(ext.x0 + j * st / ppm)
+            py.append(rowmed[j, i * st : i * st + t])
+            uy.append(ext.y0 + i * st / ppm)
+    sx, cx = _comb_shift(np.array(px), np.array(ux), ppm)
+    sy, cy = _comb_shift(np.array(py), np.array(uy), ppm)
+    ok = fill.ravel() > 0.8
+    cx[~ok] = 0
+    cy[~ok] = 0
+    out["dx"], out["dy"] = sx.reshape(ny, nx), sy.reshape(ny, nx)
+    out["cx"], out["cy"] = cx.reshape(ny, nx), cy.reshape(ny, nx)
+    centres_x = ext.x0 + (np.arange(nx) * st + t / 2) / ppm
+    centres_y = ext.y0 + (np.arange(ny) * st + t / 2) / ppm
+    out["qx"], out["qy"] = np.meshgrid(centres_x, centres_y)
+    return out
+
+
+def _unwrap(shift: np.ndarray, ok: np.ndarray, conf: np.ndarray) -> np.ndarray:
+    """Unwrap mod-5 shifts over the tile grid from the most confident tile, each to its neighbours' mean."""
+    out = np.full(shift.shape, np.nan)
+    if not ok.any():
+        return out
+    ny, nx = shift.shape
+    cy, cx = (ny - 1) / 2, (nx - 1) / 2
+    yy, xx = np.mgrid[0:ny, 0:nx]
+    prio = np.where(ok, conf - 0.002 * np.hypot(yy - cy, xx - cx), -np.inf)
+    seed = np.unravel_index(int(np.argmax(prio)), shift.shape)
+    out[seed] = shift[seed]
+    queue = deque([seed])
+    seen = np.zeros_like(ok)
+    seen[seed] = True
+    while queue:
+        i, j = queue.popleft()
+        for di, dj in ((0, 1), (1, 0), (0, -1), (-1, 0)):
+            a, b = i + di, j + dj
+            if not (0 <= a < ny and 0 <= b < nx) or seen[a, b] or not ok[a, b]:
+                continue
+            nb = [
+                out[a + p, b + q]
+                for p, q in ((0, 1), (1, 0), (0, -1), (-1, 0))
+                if 0 <= a + p < ny and 0 <= b + q < nx and not np.isnan(out[a + p, b + q])
+            ]
+            ref = float(np.mean(nb))
+            out[a, b] = shift[a, b] + 5 * np.round((ref - shift[a, b]) / 5)
+            seen[a, b] = True
+            queue.append((a, b))
+    return out
+
+
+def _smooth_fill(values: np.ndarray, weight: np.ndarray, sigma: float) -> np.ndarray:
+    """Normalised Gaussian smoothing that also fills holes (values NaN where weight is 0)."""
+    v = np.nan_to_num(values) * weight
+    num = gaussian_filter(v, sigma, mode="nearest")
+    den = gaussian_filter(weight, sigma, mode="nearest")
+    out = num / np.maximum(den, 1e-9)
+    # far holes: fall back to a much wider smoothing
+    far = den < 0.05 * weight.max()
+    if far.any():
+        num2 = gaussian_filter(v, sigma * 4, mode="nearest")
+        den2 = gaussian_filter(weight, sigma * 4, mode="nearest")
+        out[far] = (num2 / np.maximum(den2, 1e-12))[far]
+    return out
+
+
+@dataclass
+class RefineResult:
+    fmap: FrameMap
+    extent: Extent
+    n_tiles: int
+    tile_conf: float
+    fit_rms_mm: float
+    residual_rms_mm: float
+
+
+def refine(
+    dark: np.ndarray, fmap: FrameMap, ext: Extent, ppm: float = RECT_PPM, keep_residual: bool = True
+) -> RefineResult | None:
+    """One round: rectify, measure grid phases, fit homography + smooth residual. Lines land at 5Z mm."""
+    ext = ext.clipped()
+    dr = rectify(dark, fmap, ext, ppm)
+    ph = measure_phases(dr, ext, ppm)
+    ok = (ph["cx"] > MIN_TILE_CONF) & (ph["cy"] > MIN_TILE_CONF)
+    if ok.sum() < 6:
+        return None
+    conf = np.minimum(ph["cx"], ph["cy"])
+    ux = _unwrap(ph["dx"], ok, conf)
+    uy = _unwrap(ph["dy"], ok, conf)
+    # put the tile nearest the centre's lattice at the frame's multiples of 5 (only a constant)
+    qx, qy = ph["qx"], ph["qy"]
+    sel = ok & ~np.isnan(ux) & ~np.isnan(uy)
+    q = np.stack([qx[sel], qy[sel]], -1)
+    dlt = np.stack([ux[sel], uy[sel]], -1)
+    m = q - dlt
+    px = fmap.mm_to_px(q)
+    scale = _local_scale(fmap, q)
+    hm, inl = cv2.findHomography(m, px, cv2.RANSAC, ransacReprojThreshold=float(0.6 * scale))
+    if hm is None:
+        return None
+    inl = inl.ravel().astype(bool)
+    if inl.sum() < 6:
+        return None
+    hm, _ = cv2.findHomography(m[inl], px[inl], 0)
+    hinv = np.linalg.inv(hm)
+    err_mm = apply_homography(hinv, px) - m  # residual expressed in frame mm
+    fit_rms = float(np.sqrt(np.mean(np.sum(err_mm[inl] ** 2, 1))))
+    # the residual field in px on the tile grid (regular in q ~ m), smoothed and filled
+    res = np.zeros((*qx.shape, 2))
+    wts = np.zeros(qx.shape)
+    idx = np.argwhere(sel)
+    r_px = px - apply_homography(hm, m)
+    for k, (i, j) in enumerate(idx):
+        if inl[k]:
+            res[i, j] = r_px[k]
+            wts[i, j] = conf[i, j]
+    resid = None
+    rrms = float(np.sqrt(np.mean(np.sum(err_mm[inl] ** 2, 1))))
+    if keep_residual and rrms > 0.04:
+        sm = np.stack([_smooth_fill(res[..., c], wts, 1.0) for c in range(2)], -1)
+        resid = sm.astype(np.float32)
+    # new frame: origin of the residual grid at the first tile centre, in m coordinates
+    off = np.median(dlt[inl], axis=0)
+    new = FrameMap(hm, resid, (float(qx[0, 0] - off[0]), float(qy[0, 0] - off[1])), STEP_MM)
+    new_ext = Extent(
+        float(m[inl, 0].min() - TILE_MM),
+        float(m[inl, 1].min() - TILE_MM),
+        float(m[inl, 0].max() + TILE_MM),
+        float(m[inl, 1].max() + TILE_MM),
+    )
+    return RefineResult(new, new_ext, int(inl.sum()), float(np.median(conf[sel])), fit_rms, rrms)
+
+
+def _local_scale(fmap: FrameMap, q: np.ndarray) -> float:
+    c = q.mean(0)
+    a = fmap.mm_to_px(np.array([c, c + [1, 0], c + [0, 1]]))
+    return float(np.sqrt(abs(np.cross(a[1] - a[0], a[2] - a[0]))))
