@@ -1,0 +1,1 @@
+"""Prefect flows around the ecgml library: scheduled retraining and batch digitization (thin)."""
