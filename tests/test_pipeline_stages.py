@@ -1,0 +1,117 @@
+"""Pipeline config and stages that need no digitizer: params validation, train (classical fallback),
+register (MLflow, promotion), atomic outputs when a stage dies half-way."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+import yaml
+
+from ecgml import stages, tracking
+from ecgml.config import Params, TrainParams, flat_params, load_params
+from ecgml.errors import EcgmlError
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_repo_params_validate_and_match_defaults() -> None:
+    p = load_params(REPO / "params.yaml")
+    assert p == Params(root=REPO)  # params.yaml states the defaults; code and file do not drift apart
+    assert p.registry.model_name == "ecgml-digitizer"
+    assert p.path(p.data.out) == REPO / "data" / "sets"
+    assert "train.lr" in flat_params(p)
+
+
+def test_overrides_and_bad_values(tmp_path: Path) -> None:
+    f = tmp_path / "params.yaml"
+    shutil.copy(REPO / "params.yaml", f)
+    assert load_params(f, {"train.lr": 1e-3}).train.lr == 1e-3
+    with pytest.raises(EcgmlError, match="train.lr"):
+        load_params(f, {"train.lr": -1})
+    with pytest.raises(EcgmlError, match="unknown capture type"):
+        load_params(f, {"data.types": ["0001", "0002"]})
+    with pytest.raises(EcgmlError, match="Extra inputs"):
+        load_params(f, {"train.learning_rate": 1.0})
+    with pytest.raises(EcgmlError, match="not found"):
+        load_params(tmp_path / "nope.yaml")
+    (tmp_path / "bad.yaml").write_text("data: [1, 2")
+    with pytest.raises(EcgmlError, match="YAML"):
+        load_params(tmp_path / "bad.yaml")
+    full = TrainParams(profile="full")
+    assert full.init == "scratch" and full.steps > TrainParams().steps
+
+
+def _project(tmp_path: Path) -> Params:
+    root = tmp_path / "proj"
+    root.mkdir()
+    (root / "params.yaml").write_text(yaml.safe_dump({"register": {"margin": 0.5}}))
+    return load_params(root / "params.yaml")
+
+
+def _fake_evaluation(p: Params, score: float, eval_set: str = "set-a") -> None:
+    ev = p.path(p.evaluate.out) / "evaluate"
+    ev.mkdir(parents=True, exist_ok=True)
+    metrics = {
+        "score": score,
+        "per_type": {"0001": score + 1},
+        "per_lead_db": {"II": score},
+        "frac_ge_25db": 0.0,
+    }
+    (ev / "metrics.json").write_text(json.dumps(metrics))
+    (ev / "evaluation.json").write_text(json.dumps({"eval_set": eval_set}))
+
+
+def test_train_without_shipped_weights_gives_classical(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    p = _project(tmp_path)
+    monkeypatch.setattr(stages, "SHIPPED_WEIGHTS", tmp_path / "none.pt")
+    r = stages.stage_train(p)
+    assert r.summary["kind"] == "classical"
+    assert tracking.read_spec(p.path(p.train.out)).kind == "classical"
+    assert stages.model_arg(p.path(p.train.out)) == "classical"
+    assert (p.path(p.train.out) / "train_curve.csv").read_text().startswith("step,loss")
+
+
+def test_register_promotes_first_and_refuses_worse(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    p = _project(tmp_path)
+    monkeypatch.setattr(stages, "SHIPPED_WEIGHTS", tmp_path / "none.pt")
+    stages.stage_train(p)
+    _fake_evaluation(p, 10.0)
+    r1 = stages.stage_register(p)
+    assert r1.summary["promoted"] and r1.summary["version"] == "1"
+    decision = json.loads(p.path(p.registry.out).read_text())
+    assert decision["promoted"] and decision["tracking_uri"].endswith("proj/mlflow.db")
+    _fake_evaluation(p, 9.0)
+    r2 = stages.stage_register(p)
+    assert not r2.summary["promoted"]
+    tracking.configure(p.root)
+    assert str(tracking.alias_version("ecgml-digitizer", "champion").version) == "1"
+    assert str(tracking.alias_version("ecgml-digitizer", "challenger").version) == "2"
+    assert "not promoted" in p.path(p.registry.out).with_suffix(".md").read_text()
+
+
+def test_stage_killed_half_way_leaves_old_output(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    p = _project(tmp_path)
+    monkeypatch.setattr(stages, "SHIPPED_WEIGHTS", tmp_path / "none.pt")
+    stages.stage_train(p)
+    out = p.path(p.train.out)
+    before = {f.name: f.read_bytes() for f in out.iterdir()}
+
+    def die(*args: object, **kwargs: object) -> None:
+        raise KeyboardInterrupt  # as a SIGINT half-way through writing the model folder
+
+    monkeypatch.setattr(stages, "_write_curve", die)
+    with pytest.raises(KeyboardInterrupt):
+        stages.stage_train(p)
+    assert {f.name: f.read_bytes() for f in out.iterdir()} == before
+    assert not [f for f in out.parent.iterdir() if f.name.startswith(".")], "temporary folder left behind"
+
+
+def test_unknown_stage() -> None:
+    with pytest.raises(EcgmlError, match="unknown stage"):
+        stages.run_stage("deploy", Params())
