@@ -1,0 +1,191 @@
+"""Cell traces (paper mm) to a 12-lead Record (mV, seconds): the layout's calibration, not a model's.
+
+A cell's trace is y(x) in paper mm. Its voltage is (baseline - y) / gain and its time is
+t0 + (x - x0) / speed. Each cell is FFT-resampled (`records.resample_signal`) to 4x the output rate
+and then read at the exact sample times k / fs, so the half-column offset of pixel centres does not
+turn into a sub-sample time shift. Columns that could not be read (NaN) are interpolated and keep a
+low confidence. The result is a 10 s record with NaN outside the plotted windows, as the
+competition's per-ECG CSV, plus one confidence per lead.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ecgml.layout import PageLayout, lead_window
+from ecgml.records import LEADS, Record, resample_signal
+from ecgml.trace.types import CellTrace
+
+OVERSAMPLE = 4  # FFT to this multiple of fs, then linear interpolation at the exact sample times
+DURATION_S = 10.0
+GAP_CONFIDENCE = 0.1  # confidence given to interpolated columns
+# Measured options (see BENCHMARKS.md, "Digitizer"); kept only where they helped.
+FUSE_II = False
+SMOOTH_HZ = 0.0  # 0 disables the low-pass
+
+
+@dataclass
+class Assembly:
+    """The assembled record (NaN outside plotted windows) and per-lead confidence in [0, 1]."""
+
+    record: Record
+    confidence: dict[str, float]
+    sample_confidence: np.ndarray  # (n, 12), 0 outside plotted windows
+    notes: list[str] = field(default_factory=list)
+
+
+def fill_gaps(y: np.ndarray, conf: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Linear interpolation over NaN (ends held flat); filled columns get GAP_CONFIDENCE at most."""
+    y = np.asarray(y, dtype=np.float64).copy()
+    conf = np.nan_to_num(np.asarray(conf, dtype=np.float64), nan=0.0).copy()
+    bad = ~np.isfinite(y)
+    if bad.all():
+        return np.zeros_like(y), np.zeros_like(conf)
+    if bad.any():
+        idx = np.arange(y.size)
+        y[bad] = np.interp(idx[bad], idx[~bad], y[~bad])
+        conf[bad] = np.minimum(conf[bad], GAP_CONFIDENCE)
+    return y, np.clip(conf, 0.0, 1.0)
+
+
+def cell_to_samples(
+    trace: CellTrace, layout: PageLayout, fs: int, t_start: float, t_end: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Sample indices k with t_start <= k/fs < t_end, and the trace's mV and confidence at k/fs."""
+    cell = next(c for c in layout.cells if c.row == trace.row and c.col == trace.col)
+    k0 = int(np.ceil(t_start * fs - 1e-9))
+    k1 = int(np.ceil(t_end * fs - 1e-9))
+    ks = np.arange(max(k0, 0), max(k1, 0))
+    x = np.asarray(trace.x_mm, dtype=np.float64)
+    if ks.size == 0 or x.size == 0:
+        return ks, np.zeros(ks.size), np.zeros(ks.size)
+    y, conf = fill_gaps(trace.y_mm, trace.confidence)
+    mv = (cell.baseline_mm - y) / layout.gain_mm_mv
+    t = cell.t0_s + (x - cell.x0_mm) / layout.speed_mm_s
+    if x.size >= 4:
+        # FFT to a dense uniform grid over the same span, then read at exact times.
+        dt = (t[-1] - t[0]) / (x.size - 1)
+        n_hi = max(int(round(x.size * dt * fs * OVERSAMPLE)), x.size)
+        hi = resample_signal(mv, n_hi).astype(np.float64)
+        t_hi = t[0] + np.arange(n_hi) * (x.size * dt / n_hi)
+        mv_at = np.interp(ks / fs, t_hi, hi)
+    else:
+        mv_at = np.interp(ks / fs, t, mv)
+    conf_at = np.interp(ks / fs, t, conf)
+    return ks, mv_at, conf_at
+
+
+def _lowpass(x: np.ndarray, fs: int, hz: float) -> np.ndarray:
+    from scipy.signal import butter, sosfiltfilt
+
+    if hz <= 0 or hz >= fs / 2 or x.size < 30:
+        return x
+    sos = butter(2, hz, fs=fs, output="sos")
+    return sosfiltfilt(sos, x)
+
+
+def assemble(
+    traces: list[CellTrace],
+    layout: PageLayout,
+    fs: int,
+    name: str = "",
+    fuse_ii: bool = FUSE_II,
+    smooth_hz: float = SMOOTH_HZ,
+    duration_s: float = DURATION_S,
+) -> Assembly:
+    """A `duration_s` record at `fs`: each lead's longest cell fills its window, NaN elsewhere.
+
+    With `fuse_ii`, a lead shown in several cells (lead II: short segment and rhythm strip) is the
+    confidence-weighted mean where they overlap in time.
+    """
+    n = int(round(duration_s * fs))
+    sig = np.full((n, len(LEADS)), np.nan, dtype=np.float64)
+    wsum = np.zeros((n, len(LEADS)))
+    confs = np.zeros((n, len(LEADS)))
+    by_lead: dict[str, list[CellTrace]] = {}
+    for tr in traces:
+        by_lead.setdefault(tr.lead, []).append(tr)
+    cells = {(c.row, c.col): c for c in layout.cells}
+    notes: list[str] = []
+    for lead, trs in by_lead.items():
+        j = LEADS.index(lead)
+        trs = sorted(trs, key=lambda tr: -(cells[(tr.row, tr.col)].t1_s - cells[(tr.row, tr.col)].t0_s))
+        for i, tr in enumerate(trs if fuse_ii else trs[:1]):
+            c = cells[(tr.row, tr.col)]
+            ks, mv, conf = cell_to_samples(tr, layout, fs, c.t0_s, min(c.t1_s, duration_s))
+            if ks.size == 0:
+                continue
+            ks_ok = ks < n
+            ks, mv, conf = ks[ks_ok], mv[ks_ok], conf[ks_ok]
+            if i == 0:
+                sig[ks, j] = mv
+                wsum[ks, j] = conf + 1e-3
+                confs[ks, j] = conf
+            else:
+                # Align the offset of the shorter cell to the longer one before averaging.
+                have = np.isfinite(sig[ks, j])
+                if have.any():
+                    mv = mv - np.median(mv[have] - sig[ks[have], j])
+                w = conf + 1e-3
+                prev = np.where(np.isfinite(sig[ks, j]), sig[ks, j], 0.0)
+                sig[ks, j] = (prev * wsum[ks, j] + mv * w) / (wsum[ks, j] + w)
+                wsum[ks, j] += w
+                confs[ks, j] = np.maximum(confs[ks, j], conf)
+    if smooth_hz > 0:
+        for j in range(len(LEADS)):
+            ok = np.isfinite(sig[:, j])
+            if ok.any():
+                idx = np.flatnonzero(ok)
+                seg = slice(idx[0], idx[-1] + 1)
+                sig[seg, j] = _lowpass(sig[seg, j], fs, smooth_hz)
+    missing = [lead for lead in LEADS if lead not in by_lead]
+    if missing:
+        notes.append(f"no cell for lead(s) {missing}")
+    confidence = {}
+    for j, lead in enumerate(LEADS):
+        ok = np.isfinite(sig[:, j])
+        confidence[lead] = float(confs[ok, j].mean()) if ok.any() else 0.0
+    rec = Record(sig.astype(np.float32), fs, name, {"layout": layout.name})
+    return Assembly(rec, confidence, confs.astype(np.float32), notes)
+
+
+def competition_segments(record: Record, n_rows: dict[str, int] | None = None) -> dict[str, np.ndarray]:
+    """Each lead's competition window (`layout.lead_window`), finite everywhere.
+
+    Samples the page did not show are filled from the nearest shown sample of the same lead, and a
+    lead with nothing shown is zero (the metric's neutral guess), so no NaN leaves the program.
+    `n_rows` overrides the window length per lead (test.csv's number_of_rows).
+    """
+    out: dict[str, np.ndarray] = {}
+    for j, lead in enumerate(LEADS):
+        start, n = lead_window(lead, record.fs)
+        if n_rows and lead in n_rows:
+            n = int(n_rows[lead])
+        col = record.signal[:, j].astype(np.float64)
+        seg = np.full(n, np.nan)
+        avail = col[start : start + n]
+        seg[: avail.size] = avail
+        ok = np.isfinite(seg)
+        if not ok.any():
+            shown = np.flatnonzero(np.isfinite(col))
+            if shown.size:
+                # Nothing in the window: use the lead's nearest shown samples' mean level.
+                seg[:] = float(np.nanmean(col))
+            else:
+                seg[:] = 0.0
+        elif not ok.all():
+            idx = np.arange(n)
+            seg[~ok] = np.interp(idx[~ok], idx[ok], seg[ok])
+        out[lead] = seg.astype(np.float32)
+    return out
+
+
+def fallback_segments(fs: int, n_rows: dict[str, int] | None = None) -> dict[str, np.ndarray]:
+    """Finite values for an ECG that could not be digitized at all: zeros (scores as a flat line)."""
+    out = {}
+    for lead in LEADS:
+        n = int(n_rows[lead]) if n_rows and lead in n_rows else lead_window(lead, fs)[1]
+        out[lead] = np.zeros(n, dtype=np.float32)
+    return out
