@@ -1,0 +1,305 @@
+"""The learned trace model: a small U-Net over per-row strips of the canonical page, decoded per column.
+
+Why this shape (PRIOR-ART.md §2.2–2.3): every row of the layout is cut out of the canonical page as a
+horizontal strip centred on its zero-mV baseline, so "the row's own trace" is always the one that
+passes near the strip's middle (a y-coordinate channel tells the network where that is). The network
+predicts, for every column, a distribution over y (a heatmap, softmax over the strip height); a
+weighted centroid around its peak gives a sub-pixel y and the peak's mass a confidence. The output has
+`x_up` sub-columns per input column (interleaved output channels), so the trace is read at twice the
+canonical page's horizontal density at almost no cost.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ecgml.errors import EcgmlError
+from ecgml.geometry.canonical import CanonicalPage
+from ecgml.layout import PageLayout
+from ecgml.trace.types import CellTrace
+
+WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
+DEFAULT_WEIGHTS = WEIGHTS_DIR / "trace_unet.pt"
+DECODE_RADIUS_PX = 4  # half-width of the centroid window around each column's peak
+MIN_CONFIDENCE = 0.05  # below this a column is reported as unreadable (NaN)
+
+
+@dataclass
+class TraceModelConfig:
+    """Everything that fixes the network and the strips it reads; saved next to the weights."""
+
+    arch: str = "unet"
+    px_per_mm: tuple[float, float] = (8.0, 8.0)  # canonical raster the model reads
+    strip_mm: float = 48.0  # strip height, centred on the row baseline (±24 mm = ±2.4 mV at 10 mm/mV)
+    channels: tuple[int, ...] = (16, 24, 32, 48, 64)  # one per level; len-1 poolings
+    s2d: tuple[int, int] = (2, 2)  # (y, x) space-to-depth of the input; the head shuffles back
+    x_up: int = 2  # output sub-columns per input column
+    sigma_px: float = 1.0  # width of the Gaussian target over y (CoordLoss)
+    l1_weight: float = 1.0  # weight of the soft-argmax L1 term (in mm)
+
+    @property
+    def pool(self) -> int:
+        """Total downsampling factor (the strip's height and width are padded to a multiple of it)."""
+        return 2 ** (len(self.channels) - 1) * max(self.s2d)
+
+    @property
+    def strip_px(self) -> int:
+        """Strip height in px, rounded up to a multiple of the total pooling factor."""
+        return int(np.ceil(self.strip_mm * self.px_per_mm[1] / self.pool) * self.pool)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> TraceModelConfig:
+        d = dict(d)
+        d["px_per_mm"] = tuple(d["px_per_mm"])
+        d["channels"] = tuple(d["channels"])
+        d["s2d"] = tuple(d.get("s2d", (1, 1)))
+        return cls(**{k: v for k, v in d.items() if k in cls.__dataclass_fields__})
+
+
+class _Block(nn.Module):
+    def __init__(self, cin: int, cout: int, dilation: int = 1) -> None:
+        super().__init__()
+        self.net = nn.Sequential(
+            nn.Conv2d(cin, cout, 3, padding=1, bias=False),
+            nn.BatchNorm2d(cout),
+            nn.ReLU(inplace=True),
+            nn.Conv2d(cout, cout, 3, padding=dilation, dilation=dilation, bias=False),
+            nn.BatchNorm2d(cout),
+            nn.ReLU(inplace=True),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+
+class TraceUNet(nn.Module):
+    """(B, 3, H, W) uint8-range RGB strips -> (B, H, W * x_up) logits over y for every output column.
+
+    The input is folded space-to-depth by `s2d` (lossless: neighbouring pixels become channels) so the
+    network runs at a coarser raster, and the head unfolds its output back (sub-pixel convolution) to
+    full height and `x_up` times the width: most of the cost of a full-resolution U-Net is avoided.
+    """
+
+    def __init__(self, cfg: TraceModelConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        ch = cfg.channels
+        sy, sx = cfg.s2d
+        self.enc = nn.ModuleList()
+        cin = 3 * sy * sx + 1  # folded RGB + signed distance from the strip centre
+        for i, c in enumerate(ch):
+            self.enc.append(_Block(cin, c, dilation=2 if i == len(ch) - 1 else 1))
+            cin = c
+        self.dec = nn.ModuleList()
+        for i in range(len(ch) - 2, -1, -1):
+            self.dec.append(_Block(ch[i + 1] + ch[i], ch[i]))
+        self.head = nn.Conv2d(ch[0], sy * sx * cfg.x_up, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, _, h, w = x.shape
+        sy, sx = self.cfg.s2d
+        hs, ws = h // sy, w // sx
+        x = x / 127.5 - 1.0
+        # (B, 3, hs*sy, ws*sx) -> (B, 3*sy*sx, hs, ws)
+        x = x.view(b, 3, hs, sy, ws, sx).permute(0, 1, 3, 5, 2, 4).reshape(b, 3 * sy * sx, hs, ws)
+        yy = (
+            torch.linspace(-1.0, 1.0, hs, device=x.device, dtype=x.dtype)
+            .view(1, 1, hs, 1)
+            .expand(b, 1, hs, ws)
+        )
+        x = torch.cat([x, yy], dim=1)
+        skips = []
+        for i, blk in enumerate(self.enc):
+            if i > 0:
+                x = F.max_pool2d(x, 2)
+            x = blk(x)
+            skips.append(x)
+        for j, blk in enumerate(self.dec):
+            skip = skips[-2 - j]
+            x = F.interpolate(x, size=skip.shape[-2:], mode="nearest")
+            x = blk(torch.cat([x, skip], dim=1))
+        out = self.head(x)  # (B, sy*sx*x_up, hs, ws): channel = (dy, dx, k)
+        out = out.view(b, sy, sx * self.cfg.x_up, hs, ws).permute(0, 3, 1, 4, 2)
+        return out.reshape(b, h, w * self.cfg.x_up)
+
+
+def soft_argmax(logits: torch.Tensor) -> torch.Tensor:
+    """Expected y (px, centre convention i + 0.5) of each column of (B, H, W) logits; differentiable."""
+    p = torch.softmax(logits, dim=1)
+    pos = torch.arange(logits.shape[1], device=logits.device, dtype=logits.dtype).view(1, -1, 1) + 0.5
+    return (p * pos).sum(dim=1)
+
+
+def local_centroid(
+    logits: torch.Tensor | np.ndarray, radius: int = DECODE_RADIUS_PX
+) -> tuple[np.ndarray, np.ndarray]:
+    """Sub-pixel y (px, centres at i + 0.5) and confidence per column: centroid of p within ±radius of peak.
+
+    Unlike a global soft-argmax this ignores a second, distant trace (a neighbouring row) in the column.
+    """
+    lg = torch.as_tensor(logits, dtype=torch.float32)
+    squeeze = lg.dim() == 2
+    if squeeze:
+        lg = lg[None]
+    p = torch.softmax(lg, dim=1)
+    h = p.shape[1]
+    k = p.argmax(dim=1, keepdim=True)  # (B, 1, W)
+    offs = torch.arange(-radius, radius + 1).view(1, -1, 1)
+    idx = (k + offs).clamp(0, h - 1)
+    valid = ((k + offs) >= 0) & ((k + offs) < h)
+    w = torch.gather(p, 1, idx) * valid
+    mass = w.sum(dim=1)
+    y = (w * (idx.to(p.dtype) + 0.5)).sum(dim=1) / mass.clamp_min(1e-12)
+    conf = mass.clamp(0.0, 1.0)
+    y_np, c_np = y.numpy(), conf.numpy()
+    return (y_np[0], c_np[0]) if squeeze else (y_np, c_np)
+
+
+def trace_loss(
+    logits: torch.Tensor, target_y: torch.Tensor, valid: torch.Tensor, cfg: TraceModelConfig
+) -> tuple[torch.Tensor, dict[str, float]]:
+    """Per-column CE against a Gaussian over y (CoordLoss) + L1 of the soft-argmax in mm, on valid columns.
+
+    target_y: (B, W_out) px in strip coordinates (centre convention); valid: (B, W_out) bool.
+    """
+    _, h, _ = logits.shape
+    v = valid.to(logits.dtype)
+    n = v.sum().clamp_min(1.0)
+    ty = torch.nan_to_num(target_y, nan=h / 2.0)
+    pos = torch.arange(h, device=logits.device, dtype=logits.dtype).view(1, -1, 1) + 0.5
+    q = torch.exp(-0.5 * ((pos - ty[:, None, :]) / cfg.sigma_px) ** 2)
+    q = q / q.sum(dim=1, keepdim=True).clamp_min(1e-12)
+    logp = torch.log_softmax(logits, dim=1)
+    ce = (-(q * logp).sum(dim=1) * v).sum() / n
+    l1 = ((soft_argmax(logits) - ty).abs() / cfg.px_per_mm[1] * v).sum() / n
+    loss = ce + cfg.l1_weight * l1
+    return loss, {"loss": float(loss.detach()), "ce": float(ce.detach()), "l1_mm": float(l1.detach())}
+
+
+def build_model(cfg: TraceModelConfig) -> nn.Module:
+    if cfg.arch != "unet":
+        raise ValueError(f"unknown trace architecture {cfg.arch!r}")
+    return TraceUNet(cfg)
+
+
+# ---------------------------------------------------------------- strips of the canonical page
+
+
+def page_at(page: CanonicalPage, px_per_mm: tuple[float, float]) -> np.ndarray:
+    """The page's raster as (H, W, 3) uint8 at `px_per_mm` (resized if the page was made at another one)."""
+    img = page.image
+    if img.ndim == 2:
+        img = cv2.cvtColor(img, cv2.COLOR_GRAY2RGB)
+    if tuple(page.px_per_mm) != tuple(px_per_mm):
+        w = int(round(page.paper_mm[0] * px_per_mm[0]))
+        h = int(round(page.paper_mm[1] * px_per_mm[1]))
+        img = cv2.resize(img, (w, h), interpolation=cv2.INTER_AREA if w < img.shape[1] else cv2.INTER_LINEAR)
+    return np.ascontiguousarray(img)
+
+
+def strip_top_px(baseline_mm: float, cfg: TraceModelConfig) -> int:
+    """Top row (in page px) of the strip centred on `baseline_mm`; integer so strips are exact crops."""
+    return int(round(baseline_mm * cfg.px_per_mm[1] - cfg.strip_px / 2))
+
+
+def cut_strip(img: np.ndarray, top: int, height: int, width: int | None = None) -> np.ndarray:
+    """Rows top..top+height of `img` (white where outside), padded on the right to `width`."""
+    h, w = img.shape[:2]
+    width = width or w
+    out = np.full((height, width, 3), 255, np.uint8)
+    a, b = max(top, 0), min(top + height, h)
+    if b > a:
+        out[a - top : b - top, : min(w, width)] = img[a:b, :width]
+    return out
+
+
+def out_columns_mm(width_px: int, cfg: TraceModelConfig) -> np.ndarray:
+    """x (mm) of each output sub-column's centre for a strip `width_px` input columns wide."""
+    k = np.arange(width_px * cfg.x_up)
+    return (k + 0.5) / (cfg.px_per_mm[0] * cfg.x_up)
+
+
+# ---------------------------------------------------------------- the extractor
+
+
+@dataclass
+class UNetExtractor:
+    """TraceExtractor backed by a TraceUNet: one strip per layout row, one forward pass for the page."""
+
+    model: nn.Module
+    cfg: TraceModelConfig
+    name: str = "unet"
+    radius: int = DECODE_RADIUS_PX
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    @torch.no_grad()
+    def row_logits(self, page: CanonicalPage, baselines_mm: list[float]) -> tuple[np.ndarray, list[int]]:
+        img = page_at(page, self.cfg.px_per_mm)
+        w = int(np.ceil(img.shape[1] / self.cfg.pool) * self.cfg.pool)
+        tops = [strip_top_px(b, self.cfg) for b in baselines_mm]
+        strips = np.stack([cut_strip(img, t, self.cfg.strip_px, w) for t in tops])
+        x = torch.from_numpy(strips).permute(0, 3, 1, 2).float()
+        self.model.eval()
+        logits = self.model(x).numpy()
+        return logits[:, :, : img.shape[1] * self.cfg.x_up], tops
+
+    def extract(self, page: CanonicalPage, layout: PageLayout) -> list[CellTrace]:
+        rows = sorted({c.row for c in layout.cells})
+        base = {c.row: c.baseline_mm for c in layout.cells}
+        logits, tops = self.row_logits(page, [base[r] for r in rows])
+        y_px, conf = local_centroid(logits, self.radius)
+        xs = out_columns_mm(logits.shape[2] // self.cfg.x_up, self.cfg)
+        out: list[CellTrace] = []
+        for cell in layout.cells:
+            i = rows.index(cell.row)
+            sel = (xs >= cell.x0_mm) & (xs < cell.x1_mm)
+            y_mm = (tops[i] + y_px[i, sel]) / self.cfg.px_per_mm[1]
+            c = np.clip(conf[i, sel], 0.0, 1.0)
+            y_mm = np.where(c >= MIN_CONFIDENCE, y_mm, np.nan)
+            out.append(CellTrace(cell.lead, cell.row, cell.col, xs[sel].copy(), y_mm, c))
+        return out
+
+
+def save_weights(
+    model: nn.Module, cfg: TraceModelConfig, path: str | Path, meta: dict[str, Any] | None = None
+) -> Path:
+    """A plain state_dict at `path` and its config (plus `meta`) at `path` with suffix .json."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save(model.state_dict(), path)
+    path.with_suffix(".json").write_text(json.dumps({"config": cfg.to_dict(), "meta": meta or {}}, indent=2))
+    return path
+
+
+def load_model(path: str | Path | None = None) -> tuple[nn.Module, TraceModelConfig, dict[str, Any]]:
+    path = Path(path) if path is not None else DEFAULT_WEIGHTS
+    cfg_path = path.with_suffix(".json")
+    if not path.exists() or not cfg_path.exists():
+        raise EcgmlError(path, "trace model weights or their .json config are missing")
+    info = json.loads(cfg_path.read_text())
+    cfg = TraceModelConfig.from_dict(info["config"])
+    model = build_model(cfg)
+    try:
+        model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+    except (RuntimeError, OSError, ValueError) as exc:
+        raise EcgmlError(path, f"cannot load trace model weights: {exc}") from exc
+    model.eval()
+    return model, cfg, info.get("meta", {})
+
+
+def load_extractor(path: str | Path | None = None) -> UNetExtractor:
+    """The shipped trace model (ecgml/weights/trace_unet.pt) unless `path` names other weights."""
+    model, cfg, meta = load_model(path)
+    return UNetExtractor(model, cfg, meta=meta)

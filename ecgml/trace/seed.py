@@ -1,0 +1,260 @@
+"""The seed baseline (issue 5, item 3a): one CNN regresses 10 s of lead II from the whole resized image.
+
+Kept only to show, in the same table, what the trace model buys. Its design is the one the project
+started from: whole image (here reduced to 256 x 320 grey) -> CNN -> 5000 samples of lead II, trained
+with an SNR loss plus a smoothness term; at inference a 0.5-40 Hz band-pass, and the same prediction
+is used for every lead. It ignores layout and geometry entirely.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+import torch
+import torch.nn.functional as F
+from scipy.signal import butter, sosfiltfilt
+from torch import nn
+
+from ecgml.errors import EcgmlError
+from ecgml.records import LEADS, Record, resample_signal
+from ecgml.trace.model import WEIGHTS_DIR
+
+SEED_WEIGHTS = WEIGHTS_DIR / "seed_cnn.pt"
+SEED_HW = (256, 320)
+SEED_N = 5000
+SEED_FS = 500
+SMOOTH_WEIGHT = 0.05
+
+
+@dataclass
+class SeedConfig:
+    arch: str = "seed"
+    input_hw: tuple[int, int] = SEED_HW
+    n_out: int = SEED_N
+    coarse: int = 1250  # the head predicts this many samples, linearly upsampled to n_out
+    channels: tuple[int, ...] = (16, 32, 64, 96, 128)
+    smooth_weight: float = SMOOTH_WEIGHT
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in self.__dict__.items()}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> SeedConfig:
+        d = {k: v for k, v in d.items() if k in cls.__dataclass_fields__}
+        d["input_hw"] = tuple(d.get("input_hw", SEED_HW))
+        d["channels"] = tuple(d.get("channels", (16, 32, 64, 96, 128)))
+        return cls(**d)
+
+
+class SeedCNN(nn.Module):
+    """(B, 1, H, W) grey in [0, 255] -> (B, n_out) lead II in mV."""
+
+    def __init__(self, cfg: SeedConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        layers: list[nn.Module] = []
+        cin = 1
+        for c in cfg.channels:
+            layers += [
+                nn.Conv2d(cin, c, 3, stride=2, padding=1, bias=False),
+                nn.BatchNorm2d(c),
+                nn.ReLU(inplace=True),
+                nn.Conv2d(c, c, 3, padding=1, bias=False),
+                nn.BatchNorm2d(c),
+                nn.ReLU(inplace=True),
+            ]
+            cin = c
+        self.features = nn.Sequential(*layers)
+        self.pool = nn.AdaptiveAvgPool2d((2, 10))
+        self.head = nn.Sequential(
+            nn.Flatten(), nn.Linear(cin * 20, 512), nn.ReLU(inplace=True), nn.Linear(512, cfg.coarse)
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        z = self.head(self.pool(self.features(x / 127.5 - 1.0)))
+        return F.interpolate(z[:, None], size=self.cfg.n_out, mode="linear", align_corners=False)[:, 0]
+
+
+def seed_loss(
+    pred: torch.Tensor, target: torch.Tensor, smooth_weight: float
+) -> tuple[torch.Tensor, dict[str, float]]:
+    """Negative SNR in dB (per sample, averaged) plus a second-difference smoothness penalty."""
+    noise = ((pred - target) ** 2).sum(dim=1)
+    sig = (target**2).sum(dim=1)
+    snr_db = 10 * torch.log10((sig + 1e-6) / (noise + 1e-6))
+    smooth = (pred[:, 2:] - 2 * pred[:, 1:-1] + pred[:, :-2]).pow(2).mean()
+    loss = -snr_db.mean() + smooth_weight * smooth * 1e3
+    return loss, {"loss": float(loss.detach()), "snr_db": float(snr_db.mean().detach())}
+
+
+def bandpass(x: np.ndarray, fs: float, lo: float = 0.5, hi: float = 40.0) -> np.ndarray:
+    sos = butter(2, [lo, hi], btype="bandpass", fs=fs, output="sos")
+    return sosfiltfilt(sos, x)
+
+
+def seed_input(image: np.ndarray, hw: tuple[int, int] = SEED_HW) -> np.ndarray:
+    g = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY) if image.ndim == 3 else image
+    return cv2.resize(g, hw[::-1], interpolation=cv2.INTER_AREA)
+
+
+@dataclass
+class SeedBaseline:
+    """The seed approach as a digitizer-like object: `predict_record(image)` -> a 12-lead Record."""
+
+    model: nn.Module
+    cfg: SeedConfig
+    name: str = "seed"
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    @torch.no_grad()
+    def predict_lead_ii(self, image: np.ndarray) -> np.ndarray:
+        x = torch.from_numpy(seed_input(image, self.cfg.input_hw)).float()[None, None]
+        self.model.eval()
+        y = self.model(x)[0].numpy().astype(np.float64)
+        return bandpass(y, SEED_FS)
+
+    def predict_record(self, image: np.ndarray, fs: int = SEED_FS, name: str = "") -> Record:
+        ii = resample_signal(self.predict_lead_ii(image), fs * 10)
+        sig = np.repeat(np.nan_to_num(ii)[:, None], len(LEADS), axis=1).astype(np.float32)
+        return Record(sig, int(fs), name, {"model": "seed"})
+
+
+def save_seed(
+    model: nn.Module, cfg: SeedConfig, path: str | Path, meta: dict[str, Any] | None = None
+) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save(model.state_dict(), path)
+    path.with_suffix(".json").write_text(json.dumps({"config": cfg.to_dict(), "meta": meta or {}}, indent=2))
+    return path
+
+
+def load_seed(path: str | Path | None = None) -> SeedBaseline:
+    """The shipped seed baseline (ecgml/weights/seed_cnn.pt) unless `path` names other weights."""
+    path = Path(path) if path is not None else SEED_WEIGHTS
+    cfg_path = path.with_suffix(".json")
+    if not path.exists() or not cfg_path.exists():
+        raise EcgmlError(path, "seed baseline weights or their .json config are missing")
+    info = json.loads(cfg_path.read_text())
+    cfg = SeedConfig.from_dict(info["config"])
+    model = SeedCNN(cfg)
+    try:
+        model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+    except (RuntimeError, OSError, ValueError) as exc:
+        raise EcgmlError(path, f"cannot load seed weights: {exc}") from exc
+    model.eval()
+    return SeedBaseline(model, cfg, meta=info.get("meta", {}))
+
+
+class SeedSampler:
+    """Batches of (small grey page, lead II) from the page cache, with light photometric augmentation."""
+
+    def __init__(self, folder: Path, entries: list[dict[str, Any]], augment: bool = True) -> None:
+        self.folder = folder
+        self.keys = [e["key"] for e in entries if (folder / f"{e['key']}.seed.npy").exists()]
+        if not self.keys:
+            raise ValueError(f"no seed inputs in {folder}")
+        self.x = {k: np.load(folder / f"{k}.seed.npy") for k in self.keys}
+        self.y = {k: np.load(folder / f"{k}.ii.npy") for k in self.keys}
+        self.augment = augment
+
+    def batch(self, rng: np.random.Generator, n: int) -> tuple[np.ndarray, np.ndarray]:
+        ks = [self.keys[i] for i in rng.integers(len(self.keys), size=n)]
+        xs = []
+        for k in ks:
+            x = self.x[k].astype(np.float32)
+            if self.augment:
+                x = np.clip((x - 128) * rng.uniform(0.7, 1.3) + 128 + rng.normal(0, 15), 0, 255)
+            xs.append(x)
+        return np.stack(xs)[:, None], np.stack([self.y[k] for k in ks])
+
+
+def train_seed(opts: Any, build_cache: bool = True) -> Path:
+    """Train the seed baseline with the same options, cache, checkpoints and curve as the trace model."""
+    from ecgml.trace.dataset import read_index
+    from ecgml.trace.train import (
+        Clock,
+        _cache_dir,
+        _lr_at,
+        load_checkpoint,
+        run_loop,
+        save_checkpoint,
+        save_curve,
+    )
+
+    torch.set_num_threads(max(1, opts.threads))
+    torch.manual_seed(opts.seed)
+    cache = _cache_dir(opts)
+    if build_cache:
+        from ecgml.trace.render_source import fill_cache
+
+        fill_cache(opts, cache)
+    entries = read_index(cache)
+    sampler = SeedSampler(cache, [e for e in entries if e.get("split") == "train"])
+    val_e = [e for e in entries if e.get("split") == "validation"]
+    vx, vy = (
+        SeedSampler(cache, val_e, augment=False).batch(np.random.default_rng(1), 32)
+        if val_e
+        else (None, None)
+    )
+    cfg = SeedConfig()
+    model = SeedCNN(cfg)
+    if opts.init is not None:
+        model.load_state_dict(load_seed(opts.init).model.state_dict())
+    opt = torch.optim.AdamW(model.parameters(), lr=opts.lr, weight_decay=opts.weight_decay)
+    ckpt = opts.work / "checkpoint-seed.pt"
+    step, history, elapsed = 0, [], 0.0
+    if opts.resume and ckpt.exists():
+        st = load_checkpoint(ckpt)
+        model.load_state_dict(st["model"])
+        opt.load_state_dict(st["opt"])
+        step, history, elapsed = int(st["step"]), list(st["history"]), float(st.get("elapsed_s", 0.0))
+    clock = Clock(elapsed)
+
+    def step_fn(s: int) -> dict[str, float]:
+        model.train()
+        x, y = sampler.batch(np.random.default_rng([opts.seed, s]), opts.batch_size)
+        for g in opt.param_groups:
+            g["lr"] = _lr_at(s, clock.frac(s, opts), opts.lr)
+        loss, parts = seed_loss(model(torch.from_numpy(x)), torch.from_numpy(y), cfg.smooth_weight)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
+        opt.step()
+        return parts
+
+    @torch.no_grad()
+    def val_fn() -> dict[str, float]:
+        model.eval()
+        _, parts = seed_loss(model(torch.from_numpy(vx)), torch.from_numpy(vy), cfg.smooth_weight)
+        return {"val_snr_db": parts["snr_db"]}
+
+    def checkpoint(s: int) -> None:
+        save_checkpoint(
+            ckpt,
+            {
+                "model": model.state_dict(),
+                "opt": opt.state_dict(),
+                "step": s,
+                "history": history,
+                "elapsed_s": clock.elapsed(),
+            },
+        )
+        save_curve(opts.work, history, "seed baseline", "curve-seed")
+
+    step = run_loop(opts, step, history, step_fn, checkpoint, val_fn if vx is not None else None, clock)
+    checkpoint(step)
+    vals = [h for h in history if "val_snr_db" in h]
+    meta = {
+        "steps": step,
+        "seed": opts.seed,
+        "train_seconds": round(clock.elapsed(), 1),
+        "records": str(opts.records),
+        **({"val": vals[-1]} if vals else {}),
+    }
+    return save_seed(model, cfg, opts.out, meta)

@@ -1,0 +1,153 @@
+"""The trace model: shapes, decoding, loss, targets, the extractor contract and the seed baseline."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from ecgml.geometry.canonical import canonical_page
+from ecgml.records import read_wfdb
+from ecgml.render.presets import render
+from ecgml.trace.dataset import TruthPage, page_targets, perturb_map
+from ecgml.trace.model import (
+    TraceModelConfig,
+    TraceUNet,
+    UNetExtractor,
+    local_centroid,
+    soft_argmax,
+    trace_loss,
+)
+from ecgml.trace.seed import SeedBaseline, SeedCNN, SeedConfig
+
+TINY = TraceModelConfig(channels=(4, 8, 8), strip_mm=16.0, s2d=(2, 2), x_up=2)
+
+
+def _record():
+    from ecgml.records import iter_wfdb_paths
+
+    return read_wfdb(iter_wfdb_paths("data/records")[0])
+
+
+def test_forward_shape_is_height_by_upsampled_width():
+    torch.manual_seed(0)
+    m = TraceUNet(TINY)
+    h = TINY.strip_px
+    assert h % TINY.pool == 0
+    out = m(torch.rand(2, 3, h, 64) * 255)
+    assert out.shape == (2, h, 64 * TINY.x_up)
+    assert torch.isfinite(out).all()
+
+
+def test_head_unfolds_subpixels_in_place():
+    """Output (y, 2x+k) must come from the head's channel for that sub-pixel: check by poking the bias."""
+    m = TraceUNet(TINY).eval()
+    with torch.no_grad():
+        m.head.weight.zero_()
+        m.head.bias.zero_()
+        m.head.bias[1] = 1.0  # channel (dy=0, dx=0, k=1)
+        out = m(torch.zeros(1, 3, TINY.strip_px, 32))[0]
+    assert torch.all(out[0::2, 1::4] == 1.0)
+    assert out.sum() == out[0::2, 1::4].sum()
+
+
+@pytest.mark.parametrize("y0", [10.5, 23.27, 40.81])
+def test_decoding_recovers_subpixel_position(y0):
+    pos = torch.arange(64, dtype=torch.float32).view(1, -1, 1) + 0.5
+    logits = -((pos - y0) ** 2) / (2 * 1.2**2)
+    logits = logits.expand(1, 64, 5).clone()
+    assert torch.allclose(soft_argmax(logits), torch.full((1, 5), y0), atol=1e-3)
+    y, conf = local_centroid(logits, radius=6)
+    assert np.allclose(y, y0, atol=0.02)
+    assert np.all((conf > 0.9) & (conf <= 1.0))
+
+
+def test_local_centroid_ignores_a_distant_second_trace():
+    pos = torch.arange(80, dtype=torch.float32).view(1, -1, 1) + 0.5
+    logits = torch.logaddexp(-((pos - 20.3) ** 2) / 2, -((pos - 60.0) ** 2) / 2 - 0.5)
+    y, _ = local_centroid(logits, radius=4)
+    assert abs(float(y[0, 0]) - 20.3) < 0.05
+    assert abs(float(soft_argmax(logits)[0, 0]) - 20.3) > 5  # the global mean is fooled
+
+
+def test_training_steps_reduce_the_loss_on_a_fixed_batch():
+    torch.manual_seed(0)
+    m = TraceUNet(TINY)
+    h = TINY.strip_px
+    x = torch.full((2, 3, h, 64), 255.0)
+    y = torch.full((2, 128), 40.3)
+    for i in range(128):  # a dark line along the target
+        x[:, :, 40, i // 2] = 0.0
+    valid = torch.ones_like(y, dtype=torch.bool)
+    opt = torch.optim.Adam(m.parameters(), 1e-2)
+    losses = []
+    for _ in range(4):
+        loss, parts = trace_loss(m(x), y, valid, TINY)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(parts["loss"])
+    assert losses[-1] < losses[0]
+
+
+def test_loss_ignores_invalid_columns():
+    logits = torch.randn(1, 32, 10)
+    y = torch.full((1, 10), 16.0)
+    valid = torch.zeros(1, 10, dtype=torch.bool)
+    valid[0, :5] = True
+    a, _ = trace_loss(logits, y, valid, TINY)
+    y2 = y.clone()
+    y2[0, 5:] = float("nan")
+    b, _ = trace_loss(logits, y2, valid, TINY)
+    assert torch.isfinite(a) and torch.allclose(a, b)
+
+
+@pytest.mark.parametrize("perturbed", [False, True])
+def test_targets_lie_on_the_drawn_trace(perturbed):
+    """On a clean 0001 page the canonical pixel under each target is dark (the trace), even through a
+    perturbed map: the targets follow the warp."""
+    rec = _record()
+    out = render(rec, "0001", seed=3)
+    tp = TruthPage(out.image, out.page_map, out.layout, out.truth.cell, out.truth.xy, out.truth.visible)
+    used = perturb_map(out.page_map, np.random.default_rng(1), scale=3.0) if perturbed else out.page_map
+    cfg = TraceModelConfig()
+    pt = page_targets(tp, used, cfg)
+    grey = pt.image.mean(axis=2)
+    ok = np.isfinite(pt.target_px)
+    assert ok.mean() > 0.7
+    r, k = np.nonzero(ok)
+    cols = k // cfg.x_up
+    rows = np.floor(pt.target_px[r, k]).astype(int)
+    assert np.median(grey[rows, cols]) < 100  # trace pixels are dark; paper/grid are light
+    if perturbed:  # and the unperturbed targets would miss the trace noticeably more often
+        pt0 = page_targets(tp, out.page_map, cfg)
+        assert np.nanmean(np.abs(pt0.target_px - pt.target_px)) > 1.0
+
+
+def test_extractor_returns_one_trace_per_cell_inside_its_cell():
+    torch.manual_seed(0)
+    rec = _record()
+    out = render(rec, "0001", seed=5)
+    page = canonical_page(out.image, out.page_map, (4.0, 4.0))  # the extractor rescales to its raster
+    ex = UNetExtractor(TraceUNet(TINY).eval(), TINY)
+    traces = ex.extract(page, out.layout)
+    assert len(traces) == len(out.layout.cells)
+    for cell, tr in zip(out.layout.cells, traces, strict=True):
+        assert (tr.lead, tr.row, tr.col) == (cell.lead, cell.row, cell.col)
+        assert tr.x_mm.size > 100 and np.all(np.diff(tr.x_mm) > 0)
+        assert tr.x_mm[0] >= cell.x0_mm and tr.x_mm[-1] < cell.x1_mm
+        assert tr.y_mm.shape == tr.x_mm.shape == tr.confidence.shape
+        assert np.all((tr.confidence >= 0) & (tr.confidence <= 1))
+        fin = np.isfinite(tr.y_mm)
+        assert np.all(np.abs(tr.y_mm[fin] - cell.baseline_mm) <= TINY.strip_mm / 2 + 1)
+
+
+def test_seed_baseline_shapes_and_record():
+    torch.manual_seed(0)
+    cfg = SeedConfig(channels=(4, 8, 8, 8, 8))
+    m = SeedCNN(cfg)
+    assert m(torch.rand(2, 1, *cfg.input_hw) * 255).shape == (2, cfg.n_out)
+    rec = SeedBaseline(m, cfg).predict_record(np.full((300, 400, 3), 200, np.uint8), fs=256)
+    assert rec.signal.shape == (2560, 12) and rec.fs == 256
+    assert np.all(np.isfinite(rec.signal))
+    assert np.all(rec.signal == rec.signal[:, [1]])  # the same prediction for every lead
