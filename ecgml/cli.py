@@ -86,5 +86,43 @@ def stage(
     console.print(f"stage {result.stage}: {result.seconds:.1f} s  {result.summary}")
 
 
+@app.command()
+def train(
+    records: Annotated[
+        Path, typer.Option(help="WFDB records folder (train-split records are rendered)")
+    ] = Path("data/records"),
+    out: Annotated[
+        Path | None, typer.Option(help="weights file to write (default runs/trace/<arch>.pt)")
+    ] = None,
+    steps: Annotated[int, typer.Option("--steps", "--epochs", help="optimisation steps")] = 3000,
+    seed: Annotated[int, typer.Option(help="seeds rendering, batches and init")] = 0,
+    resume: Annotated[bool, typer.Option(help="continue from the work folder's checkpoint")] = False,
+    init: Annotated[Path | None, typer.Option(help="start from these weights (fine-tune)")] = None,
+    arch: Annotated[str, typer.Option(help="unet (trace model) | seed (seed baseline)")] = "unet",
+    work: Annotated[Path, typer.Option(help="checkpoints, loss curve and page cache")] = Path("runs/trace"),
+    batch_size: Annotated[int, typer.Option(help="strips (unet) or pages (seed) per step")] = 8,
+    lr: Annotated[float, typer.Option(help="peak learning rate (cosine schedule)")] = 2e-3,
+    pages_per_record: Annotated[int, typer.Option(help="rendered pages per train record")] = 3,
+    time_budget: Annotated[
+        float | None, typer.Option(help="stop after this many seconds of training")
+    ] = None,
+    threads: Annotated[int, typer.Option(help="torch threads")] = 2,
+) -> None:
+    """Train the trace model (the one command that produces the shipped weights) or the seed baseline."""
+    from ecgml.trace.train import TrainOptions, train_any
+
+    opts = TrainOptions(
+        records=records, out=out or work / ("trace_unet.pt" if arch == "unet" else "seed_cnn.pt"), work=work,
+        arch=arch, steps=steps, seed=seed, resume=resume, init=init, batch_size=batch_size, lr=lr,
+        pages_per_record=pages_per_record, time_budget_s=time_budget, threads=threads,
+    )  # fmt: skip
+    try:
+        path = train_any(opts)
+    except EcgmlError as exc:
+        fail(exc)
+        return
+    console.print(f"weights: {path} (config {path.with_suffix('.json')}); curve in {work}")
+
+
 def main() -> None:
     app()
