@@ -42,9 +42,9 @@ class SplitSizes(_Section):
     The train split is 0 by default: the trainer renders its own pages with exact targets (`prepare`).
     """
 
-    train: int = Field(0, ge=0)
-    validation: int = Field(4, ge=1)
-    test: int = Field(5, ge=1)
+    train: int = Field(default=0, ge=0)
+    validation: int = Field(default=4, ge=1)
+    test: int = Field(default=5, ge=1)
 
 
 class DataParams(_Section):
@@ -56,7 +56,7 @@ class DataParams(_Section):
     types: tuple[str, ...] = CAPTURE_TYPES
     per_record: SplitSizes = SplitSizes()
     seed: int = 0
-    validation_fraction: float = Field(0.1, gt=0, lt=1)  # kaggle source: train ids held out for evaluation
+    validation_fraction: float = Field(default=0.1, gt=0, lt=1)  # kaggle source: train ids held out for evaluation
     out: Path = Path("data/sets")
 
     @field_validator("types", mode="before")
@@ -70,9 +70,9 @@ class PrepareParams(_Section):
 
     records: Path = Path("data/records")
     types: tuple[str, ...] = ("0001", "0003", "0004", "0005", "0006", "0009", "0010", "0011", "0012")
-    pages_per_record: int = Field(1, ge=1)
-    max_records: int = Field(12, ge=0)  # 0 = every train-split record
-    val_pages: int = Field(4, ge=0)
+    pages_per_record: int = Field(default=1, ge=1)
+    max_records: int = Field(default=12, ge=0)  # 0 = every train-split record
+    val_pages: int = Field(default=4, ge=0)
     seed: int = 0
     out: Path = Path("data/prepared")
 
@@ -90,13 +90,13 @@ class TrainParams(_Section):
     """
 
     profile: Literal["default", "full"] = "default"
-    lr: float = Field(3e-4, gt=0)
-    steps: int = Field(150, ge=0)
-    batch_size: int = Field(4, ge=1)
+    lr: float = Field(default=3e-4, gt=0)
+    steps: int = Field(default=150, ge=0)
+    batch_size: int = Field(default=4, ge=1)
     seed: int = 0
     init: Literal["shipped", "scratch"] = "shipped"
-    time_budget_s: float = Field(180.0, gt=0)
-    threads: int = Field(2, ge=1)
+    time_budget_s: float = Field(default=180.0, gt=0)
+    threads: int = Field(default=2, ge=1)
     out: Path = Path("models/candidate")
 
     @model_validator(mode="before")
@@ -111,8 +111,8 @@ class TrainParams(_Section):
 class EvaluateParams(_Section):
     """Scores the candidate on the validation set; a few overlays are kept for the MLflow run."""
 
-    n_overlays: int = Field(3, ge=0)
-    workers: int = Field(1, ge=1)
+    n_overlays: int = Field(default=3, ge=0)
+    workers: int = Field(default=1, ge=1)
     out: Path = Path("reports")
 
 
@@ -121,7 +121,7 @@ class RegisterParams(_Section):
 
     model_name: str = MODEL_NAME
     experiment: str = "ecgml"
-    margin: float = Field(0.1, ge=0)
+    margin: float = Field(default=0.1, ge=0)
     out: Path = Path("reports/register.json")
 
 
@@ -129,7 +129,7 @@ class SubmitParams(_Section):
     """The competition submission for the test split, made with the champion."""
 
     model: str = f"models:/{MODEL_NAME}@champion"
-    workers: int = Field(1, ge=1)
+    workers: int = Field(default=1, ge=1)
     out: Path = Path("submission")
 
 
@@ -141,7 +141,7 @@ class Params(_Section):
     train: TrainParams = TrainParams()
     evaluate: EvaluateParams = EvaluateParams()
     # `register` would shadow ABCMeta.register on the model class, so the attribute is `registry`.
-    registry: RegisterParams = Field(RegisterParams(), alias="register")
+    registry: RegisterParams = Field(default=RegisterParams(), alias="register")
     submit: SubmitParams = SubmitParams()
     root: Path = Path(".")
 

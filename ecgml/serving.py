@@ -63,7 +63,7 @@ def encode_image(path: str | Path) -> str:
     return base64.b64encode(Path(path).read_bytes()).decode("ascii")
 
 
-class DigitizerModel(mlflow.pyfunc.PythonModel):  # type: ignore[misc]
+class DigitizerModel(mlflow.pyfunc.PythonModel):  # type: ignore[misc,name-defined]
     """Loads the digitizer once per process; predicts image by image."""
 
     def load_context(self, context: Any) -> None:
@@ -93,7 +93,8 @@ class DigitizerModel(mlflow.pyfunc.PythonModel):  # type: ignore[misc]
         default_fs = int((params or {}).get("fs") or DEFAULT_FS)
         rows: list[dict[str, Any]] = []
         with tempfile.TemporaryDirectory(prefix="ecgml-serve-") as tmp:
-            for i, item in enumerate(df.to_dict("records")):
+            for i, raw in enumerate(df.to_dict("records")):
+                item = {str(k): v for k, v in raw.items()}
                 fs = int(item["fs"]) if pd.notna(item.get("fs", None)) else default_fs
                 try:
                     path = _item_path(item, Path(tmp) / f"item{i}", i)

@@ -120,15 +120,14 @@ def _render_synthetic(p: Params, out: Path) -> dict[str, int]:
     try:
         for k, split in enumerate(SPLIT_NAMES):
             chosen = records_in_split(records, split, table)
-            if split == "train" and p.data.max_train_records:
-                chosen = chosen[: p.data.max_train_records]
+            if split == "train" and p.prepare.max_records:
+                chosen = chosen[: p.prepare.max_records]
             per_record = getattr(p.data.per_record, split)
             with atomic_dir(out / split) as tmp:
                 counts[split] = len(chosen) * per_record
                 if chosen and per_record:
                     _link_records(chosen, links / split)
-                    types = p.data.train_types if split == "train" else p.data.types
-                    args = ["synth", links / split, tmp, "--types", ",".join(types)]
+                    args = ["synth", links / split, tmp, "--types", ",".join(p.data.types)]
                     args += ["--per-record", str(per_record), "--seed", str(p.data.seed * 1000 + k)]
                     if split != "train":
                         args.append("--test")
