@@ -56,7 +56,7 @@ class DataParams(_Section):
     types: tuple[str, ...] = CAPTURE_TYPES
     per_record: SplitSizes = SplitSizes()
     seed: int = 0
-    validation_fraction: float = Field(default=0.1, gt=0, lt=1)  # kaggle source: train ids held out for evaluation
+    validation_fraction: float = Field(default=0.1, gt=0, lt=1)  # kaggle: train ids held out to evaluate
     out: Path = Path("data/sets")
 
     @field_validator("types", mode="before")

@@ -95,7 +95,7 @@ class DigitizerModel(mlflow.pyfunc.PythonModel):  # type: ignore[misc,name-defin
         with tempfile.TemporaryDirectory(prefix="ecgml-serve-") as tmp:
             for i, raw in enumerate(df.to_dict("records")):
                 item = {str(k): v for k, v in raw.items()}
-                fs = int(item["fs"]) if pd.notna(item.get("fs", None)) else default_fs
+                fs = int(item["fs"]) if pd.notna(item.get("fs")) else default_fs
                 try:
                     path = _item_path(item, Path(tmp) / f"item{i}", i)
                     leads = digitize_file(self._get(), path, fs)
