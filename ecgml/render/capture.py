@@ -79,6 +79,7 @@ class Warped:
     image: np.ndarray  # uint8 RGB, page over background
     masks: np.ndarray
     rows: np.ndarray
+    centre: np.ndarray
     mm_x: np.ndarray  # page mm at each output pixel centre (float32)
     mm_y: np.ndarray
 
@@ -87,6 +88,7 @@ def warp_page(
     flat_img: np.ndarray,
     flat_masks: np.ndarray,
     flat_rows: np.ndarray,
+    flat_centre: np.ndarray,
     flat_alpha: np.ndarray | None,
     flat_ppm: float,
     page_map: PageMap,
@@ -100,15 +102,17 @@ def warp_page(
     page = cv2.remap(flat_img, m1, m2, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
     masks = cv2.remap(flat_masks, fx, fy, cv2.INTER_NEAREST, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
     rows = cv2.remap(flat_rows, fx, fy, cv2.INTER_NEAREST, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+    centre = cv2.remap(flat_centre, fx, fy, cv2.INTER_NEAREST, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
     if flat_alpha is None:
         flat_alpha = np.full(flat_img.shape[:2], 255, dtype=np.uint8)
     alpha = cv2.remap(flat_alpha, m1, m2, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
     off = alpha < 128
     masks[off] = 0
     rows[off] = 0
+    centre[off] = 0
     wgt = alpha.astype(np.float32) * (1 / 255)
     image = cv2.blendLinear(page, background, wgt, 1 - wgt)
-    return Warped(image, masks, rows, mx, my)
+    return Warped(image, masks, rows, centre, mx, my)
 
 
 def place_page(

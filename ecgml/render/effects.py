@@ -183,10 +183,11 @@ def creases(
         offs = np.linspace(proj.min(), proj.max(), n + 2)[1:-1]
         offs = offs + rng.uniform(-0.1, 0.1, n) * (proj.max() - proj.min()) / (n + 1)
         for o in offs:
+            shade = float(rng.uniform(0.08, 0.25))
+            shift = float(rng.uniform(0, shift_px_max) / 7.874)
             lines.append(
-                {"normal": nrm.tolist(), "offset_mm": float(o), "set": k,
-                 "shade": float(rng.uniform(0.08, 0.25)), "shift_mm": float(rng.uniform(0, shift_px_max) / 7.874)}
-            )  # fmt: skip
+                {"normal": nrm.tolist(), "offset_mm": float(o), "set": k, "shade": shade, "shift_mm": shift}
+            )
     lo = _low((h, w), 4)
     yy, xx = np.mgrid[0 : lo[0], 0 : lo[1]].astype(np.float32)
     xm, ym = (xx + 0.5) * W / lo[1], (yy + 0.5) * H / lo[0]

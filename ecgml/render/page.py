@@ -63,7 +63,8 @@ class CellSamples:
 class FlatPage:
     image: np.ndarray  # (H, W, 3) uint8 RGB
     masks: np.ndarray  # (H, W) uint8 bit planes (MASK_*)
-    rows: np.ndarray  # (H, W) uint16, bit r set where row r's trace is drawn
+    rows: np.ndarray  # (H, W) uint16, bit r set where row r's trace is drawn (stroke width)
+    centre: np.ndarray  # (H, W) uint16, bit r set on row r's 1-px centreline (8-connected, no AA)
     px_per_mm: float
     layout: PageLayout
     style: PageStyle
@@ -251,6 +252,7 @@ def draw_page(
     img[:] = np.asarray(style.paper_rgb, dtype=np.float32)
     masks = np.full((h, w), MASK_PAPER, dtype=np.uint8)
     rows = np.zeros((h, w), dtype=np.uint16)
+    centre = np.zeros((h, w), dtype=np.uint16)
 
     if style.grid:
         minor, major = _grid_coverages(style, layout.paper_mm, ppm, (w, h))
@@ -290,6 +292,11 @@ def draw_page(
         sub_m[on] |= MASK_TRACE
         sub_r = rows[y0 : y0 + cov.shape[0], x0 : x0 + cov.shape[1]]
         sub_r[on] |= np.uint16(1 << r)
+        line = np.zeros(cov.shape, dtype=np.uint8)
+        pts = [np.round((p - [x0 + 0.5, y0 + 0.5]) * 16).astype(np.int32).reshape(-1, 1, 2) for p in polys]
+        cv2.polylines(line, pts, False, 1, 1, cv2.LINE_8, shift=4)
+        sub_c = centre[y0 : y0 + cov.shape[0], x0 : x0 + cov.shape[1]]
+        sub_c[line > 0] |= np.uint16(1 << r)
 
     g = layout.gain_mm_mv
     pulse_polys = [
@@ -322,4 +329,4 @@ def draw_page(
 
     image = np.clip(img + 0.5, 0, 255).astype(np.uint8)
     text_boxes = [(it.text, b) for it, b in zip(items, boxes, strict=True)]
-    return FlatPage(image, masks, rows, ppm, layout, style, samples, text_boxes)
+    return FlatPage(image, masks, rows, centre, ppm, layout, style, samples, text_boxes)

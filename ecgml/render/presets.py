@@ -39,7 +39,8 @@ COORDINATES = (
 class Rendered:
     image: np.ndarray  # (H, W, 3) uint8 RGB
     masks: np.ndarray  # (H, W) uint8 bit planes (ecgml.render.page.MASK_*)
-    rows: np.ndarray  # (H, W) uint16 per-row trace bits
+    rows: np.ndarray  # (H, W) uint16 per-row trace bits (stroke width)
+    centre: np.ndarray  # (H, W) uint16 per-row 1-px centreline bits
     page_map: PageMap
     layout: PageLayout
     style: PageStyle
@@ -155,7 +156,7 @@ def _paper_state(
 def _scan(
     record: Record, layout: PageLayout, style: PageStyle, rng: np.random.Generator, bw: bool, mould: bool,
     params: dict[str, Any], dpi: float | None = None,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, PageMap, FlatPage]:  # fmt: skip
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, PageMap, FlatPage]:  # fmt: skip
     """Flatbed scan: H = 1652 at ~8 px/mm (or `dpi`), small rotation, lid border, colour or grey."""
     ppm = float(rng.uniform(7.96, 8.04)) if dpi is None else dpi / 25.4
     h_px = 1652 if dpi is None else int(round((layout.paper_mm[1] - 9.5) * ppm))
@@ -183,7 +184,7 @@ def _scan(
     img, alpha, _ = _paper_state(flat, rng, "mould" if mould else "scan", params)
     lid = int(rng.integers(235, 256))
     bg = np.full((h_px, w_px, 3), lid, dtype=np.uint8)
-    wp = cap.warp_page(_finish(img), flat.masks, flat.rows, alpha, ppm, page_map, bg)
+    wp = cap.warp_page(_finish(img), flat.masks, flat.rows, flat.centre, alpha, ppm, page_map, bg)
     out = wp.image
     # lid shadow strips on 1-2 edges
     lh, lw = max(16, h_px // 8), max(16, w_px // 8)
@@ -218,7 +219,7 @@ def _scan(
         hsv[..., 1] = cv2.convertScaleAbs(hsv[..., 1], alpha=sat)
         out = cv2.cvtColor(hsv, cv2.COLOR_HSV2RGB)
     out = cap.add_noise(out, noise, rng)
-    return out, wp.masks, wp.rows, page_map, flat
+    return out, wp.masks, wp.rows, wp.centre, page_map, flat
 
 
 def _photo_geometry(
@@ -242,10 +243,9 @@ def _photo_geometry(
     ph = float(rng.uniform(0, 2 * np.pi))
     axis = int(rng.integers(2))
     k = float(rng.uniform(-0.01, 0.03))
-    params["camera"] = {
-        "frame": list(frame), "angle_deg": angle, "fill": fill, "tilt": tilt, "corner_jitter_px": jitter.tolist(),
-        "shift": list(shift), "bend_mm": bend, "bend_wavelength_mm": lam, "bend_axis": axis, "barrel_k": k,
-    }  # fmt: skip
+    params["camera"] = dict(frame=list(frame), angle_deg=angle, fill=fill, tilt=tilt)
+    params["camera"].update(corner_jitter_px=jitter.tolist(), shift=list(shift), bend_mm=bend)
+    params["camera"].update(bend_wavelength_mm=lam, bend_axis=axis, barrel_k=k)
 
     def bend_disp(mm: np.ndarray) -> np.ndarray:
         u = mm[..., axis]
@@ -305,7 +305,7 @@ def _photo(
     rng: np.random.Generator,
     kind: str,
     params: dict[str, Any],
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, PageMap, FlatPage]:
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, PageMap, FlatPage]:
     step = 2.5 if kind == "damage" else 5.0
     hmg, frame, k, bend = _photo_geometry(layout.paper_mm, rng, params, step)
     ppm = float(np.clip(_local_scale(hmg, layout.paper_mm), 5.0, 9.0))
@@ -319,14 +319,14 @@ def _photo(
     page_map = PageMap(hmg, frame, layout.paper_mm, res, step)
     bg, p = cap.background(frame, rng)
     params["background"] = p
-    wp = cap.warp_page(_finish(img), flat.masks, flat.rows, alpha, ppm, page_map, bg)
+    wp = cap.warp_page(_finish(img), flat.masks, flat.rows, flat.centre, alpha, ppm, page_map, bg)
     out = _camera(wp.image, rng, params)
-    return out, wp.masks, wp.rows, page_map, flat
+    return out, wp.masks, wp.rows, wp.centre, page_map, flat
 
 
 def _screen(
     record: Record, layout: PageLayout, style: PageStyle, rng: np.random.Generator, params: dict[str, Any]
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, PageMap, FlatPage]:
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, PageMap, FlatPage]:
     """Phone photo of the page shown in a viewer on a monitor: bezel, UI, moire, fall-off, glare, tilt."""
     portrait = rng.random() < 0.5
     frame = (3000, 4000) if portrait else (4000, 3000)
@@ -378,9 +378,13 @@ def _screen(
     a[~in_view] = 0
     masks = cv2.remap(flat.masks, fx_, fy_, cv2.INTER_NEAREST, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
     rows = cv2.remap(flat.rows, fx_, fy_, cv2.INTER_NEAREST, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+    centre = cv2.remap(
+        flat.centre, fx_, fy_, cv2.INTER_NEAREST, borderMode=cv2.BORDER_CONSTANT, borderValue=0
+    )
     off = a < 128
     masks[off] = 0
     rows[off] = 0
+    centre[off] = 0
     wgt = a.astype(np.float32) * (1 / 255)
     img = cv2.blendLinear(page, base, wgt, 1 - wgt)
     # screen: gamma, backlight fall-off, sub-pixel stripes and moire
@@ -403,7 +407,7 @@ def _screen(
     img = cv2.multiply(img, cv2.merge(gains), scale=1 / 128, dtype=cv2.CV_8U)
     params["display"] = {"dark_ui": dark_ui, "gamma": gamma, "falloff": falloff, "moire_alpha": alpha_m, **p}
     out = _camera(img, rng, params, screen=True)
-    return out, masks, rows, page_map, flat
+    return out, masks, rows, centre, page_map, flat
 
 
 # ------------------------------------------------------------------------------------------- entry point
@@ -462,7 +466,7 @@ def render(
             dpi = float(rng.choice([72, 96, 100, 150, 200, 300]))
         ppm = dpi / 25.4
         flat = draw_page(record, lay, style, ppm)
-        image, masks, rows = flat.image, flat.masks, flat.rows
+        image, masks, rows, centre = flat.image, flat.masks, flat.rows, flat.centre
         page_map = scale_map(ppm, flat.size, lay.paper_mm)
         if image_type == "realworld" and rng.random() < 0.3:
             image = cap.jpeg(image, int(rng.integers(40, 95)))
@@ -473,7 +477,7 @@ def render(
         else:
             bw, mould = bool(kind_by_type[image_type][1]), bool(kind_by_type[image_type][2])
             sdpi = None
-        image, masks, rows, page_map, flat = _scan(record, lay, style, rng, bw, mould, params, sdpi)
+        image, masks, rows, centre, page_map, flat = _scan(record, lay, style, rng, bw, mould, params, sdpi)
         if image_type == "realworld" and rng.random() < 0.15:  # photocopy / fax: binarised
             g = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY)
             thr = int(rng.integers(120, 200))
@@ -484,10 +488,10 @@ def render(
         kind = str(kind_by_type[image_type][1]) if image_type != "realworld" else str(
             rng.choice(["photo", "stain", "damage"], p=[0.7, 0.15, 0.15])
         )  # fmt: skip
-        image, masks, rows, page_map, flat = _photo(record, lay, style, rng, kind, params)
+        image, masks, rows, centre, page_map, flat = _photo(record, lay, style, rng, kind, params)
         dpi = flat.px_per_mm * 25.4
     else:
-        image, masks, rows, page_map, flat = _screen(record, lay, style, rng, params)
+        image, masks, rows, centre, page_map, flat = _screen(record, lay, style, rng, params)
         dpi = flat.px_per_mm * 25.4
     truth = sample_truth(flat.samples, page_map, masks, lay.paper_mm)
     meta = {
@@ -516,4 +520,4 @@ def render(
         "page_map": page_map.to_dict(),
     }
     _ = MASK_PAPER
-    return Rendered(image, masks, rows, page_map, lay, style, truth, meta)
+    return Rendered(image, masks, rows, centre, page_map, lay, style, truth, meta)

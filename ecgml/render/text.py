@@ -106,15 +106,16 @@ def header_lines(
     time = f"{int(rng.integers(0, 24)):02d}:{int(rng.integers(0, 60)):02d}:{int(rng.integers(0, 60)):02d}"
     rate, pr, qrs = int(rng.integers(45, 130)), int(rng.integers(110, 240)), int(rng.integers(70, 140))
     qt = int(rng.integers(320, 470))
+    axes = " ".join(str(int(v)) for v in rng.integers(-30, 90, 3))
+    sex = str(rng.choice(["M", "F"]))
     if template == "imagekit":
         cols = [[f"ID: {record_name}", f"Name: {name}", f"Date: {date}, {time}"]]
     elif template == "muse":
         stm = [str(s) for s in rng.choice(_STATEMENTS, size=int(rng.integers(1, 5)), replace=False)]
         cols = [
-            [name, f"ID:{int(rng.integers(10**6, 10**8))}", f"{date} {time}", f"Sex: {rng.choice(['M', 'F'])}"],
+            [name, f"ID:{int(rng.integers(10**6, 10**8))}", f"{date} {time}", f"Sex: {sex}"],
             [f"Vent. rate {rate} BPM", f"PR interval {pr} ms", f"QRS duration {qrs} ms",
-             f"QT/QTc {qt}/{int(qt * 1.05)} ms", f"P-R-T axes {int(rng.integers(-30, 90))} {int(rng.integers(-30, 90))} "
-             f"{int(rng.integers(-30, 90))}"],
+             f"QT/QTc {qt}/{int(qt * 1.05)} ms", f"P-R-T axes {axes}"],
             stm + ["Technician: " + str(rng.choice(_FIRST)), "Referred by: Dr " + str(rng.choice(_LAST))],
         ]  # fmt: skip
     else:

@@ -9,7 +9,10 @@ On disk, beside `{id}-{type}.png`:
   after all geometry, `visible` bool (N,), for every plotted sample of every layout cell (the cell's
   lead, row and column are in the JSON layout's `cells[cell]`); `masks` uint8 (H, W) bit planes
   (ecgml.render.page.MASK_*: trace, grid, text, pulse, separator, paper, occluded, grid_major);
-  `rows` uint16 (H, W), bit r set where row r's trace is drawn (traces overlap: bits, not labels).
+  `rows` uint16 (H, W), bit r set where row r's trace is drawn at its stroke width (traces overlap:
+  bits, not labels); `centre` uint16 (H, W), the same for each row's 1-px centreline (8-connected).
+  Warped images get their masks by nearest-neighbour remap of the flat page's masks, so the centreline
+  of an upscaled photo is a little thicker/gappy; the per-sample `xy` are exact.
   Masks are at full image resolution; np.savez_compressed keeps them small (mostly zeros).
 """
 
@@ -82,7 +85,12 @@ def _jsonable(x: Any) -> Any:
 
 
 def write_truth(
-    stem: str | Path, meta: dict[str, Any], truth: SampleTruth, masks: np.ndarray, rows: np.ndarray
+    stem: str | Path,
+    meta: dict[str, Any],
+    truth: SampleTruth,
+    masks: np.ndarray,
+    rows: np.ndarray,
+    centre: np.ndarray,
 ) -> None:
     """Write `{stem}.json` and `{stem}.npz` atomically."""
     stem = Path(stem)
@@ -97,6 +105,7 @@ def write_truth(
             visible=truth.visible,
             masks=masks,
             rows=rows,
+            centre=centre,
         )
 
 
@@ -108,6 +117,7 @@ class LoadedTruth:
     samples: SampleTruth
     masks: np.ndarray
     rows: np.ndarray
+    centre: np.ndarray
 
 
 def read_truth(stem: str | Path) -> LoadedTruth:
@@ -122,6 +132,7 @@ def read_truth(stem: str | Path) -> LoadedTruth:
         st,
         z["masks"],
         z["rows"],
+        z["centre"],
     )
 
 
@@ -161,22 +172,23 @@ def signal_from_mask(
             sel = (mm[:, 0] >= c.x0_mm - 2 * bin_mm) & (mm[:, 0] < c.x1_mm + 2 * bin_mm)
             if not sel.any():
                 continue
-            b = np.floor((mm[sel, 0] - c.x0_mm) / bin_mm).astype(np.int64)
-            y = mm[sel, 1]
+            xm, y = mm[sel, 0], mm[sel, 1]
+            b = np.floor((xm - c.x0_mm) / bin_mm).astype(np.int64)
             b -= b.min()
             nb = int(b.max()) + 1
             ymin = np.full(nb, np.inf)
             ymax = np.full(nb, -np.inf)
             np.minimum.at(ymin, b, y)
             np.maximum.at(ymax, b, y)
-            ok = np.isfinite(ymin)
-            bx = c.x0_mm + (np.arange(nb) + 0.5 + (np.floor((mm[sel, 0] - c.x0_mm) / bin_mm).min())) * bin_mm
+            cnt_b = np.bincount(b, minlength=nb)
+            ok = cnt_b > 0
+            bx = np.bincount(b, weights=xm, minlength=nb)[ok] / cnt_b[ok]  # where the bin's pixels are
             yc = (ymin + ymax) / 2
             start = int(c.t0_s * fs + 1e-9)
             cnt = int((c.t1_s - c.t0_s) * fs + 1e-9)
             i = np.arange(start, min(n, start + cnt))
             xs_mm = c.x0_mm + (i / fs - c.t0_s) * layout.speed_mm_s
-            v = np.interp(xs_mm, bx[ok], yc[ok], left=np.nan, right=np.nan)
+            v = np.interp(xs_mm, bx, yc[ok], left=np.nan, right=np.nan)
             keep = (xs_mm > c.x0_mm + edge_mm) & (xs_mm < c.x1_mm - edge_mm)
             out[i[keep], LEADS.index(c.lead)] = (c.baseline_mm - v[keep]) / layout.gain_mm_mv
     return out
