@@ -14,7 +14,6 @@ import json
 import logging
 import os
 import subprocess
-import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -45,25 +44,12 @@ class StageResult:
 # ---------------------------------------------------------------------------------------------- helpers
 
 
-def run_ecgml(args: Sequence[Any], what: str, root: Path | None = None) -> None:
-    """Run one `ecgml` command in a child process; its failure becomes an EcgmlError naming the command.
-
-    The child uses the same MLflow store as this process (`root`'s, unless MLFLOW_TRACKING_URI is set).
-    """
+def use_store(root: Path) -> str:
+    """Make the library's MLflow calls in this process use `root`'s store (unless a URI is set)."""
     from ecgml.tracking import tracking_uri
 
-    cmd = [sys.executable, "-m", "ecgml", *map(str, args)]
-    log.info("running %s", " ".join(cmd))
-    env = {**os.environ, "MLFLOW_TRACKING_URI": tracking_uri(root)}
-    proc = subprocess.run(cmd, env=env, cwd=root, capture_output=True, text=True)
-    if proc.stdout:
-        sys.stdout.write(proc.stdout)
-    if proc.returncode != 0:
-        sys.stderr.write(proc.stderr)
-        tail = (proc.stderr.strip().splitlines() or ["(no message)"])[-1]
-        raise EcgmlError(
-            what, f"`ecgml {' '.join(map(str, args[:1]))}` failed (exit {proc.returncode}): {tail}"
-        )
+    os.environ.setdefault("MLFLOW_TRACKING_URI", tracking_uri(root))
+    return os.environ["MLFLOW_TRACKING_URI"]
 
 
 def file_digest(*paths: Path) -> str:
@@ -73,14 +59,6 @@ def file_digest(*paths: Path) -> str:
         if p.exists():
             h.update(p.read_bytes())
     return h.hexdigest()[:16]
-
-
-def _link_records(records: Sequence[Path], folder: Path) -> None:
-    """A folder of symlinks to WFDB records (header and signal files), so `ecgml synth` sees a subset."""
-    folder.mkdir(parents=True, exist_ok=True)
-    for rec in records:
-        for f in rec.parent.glob(rec.name + ".*"):
-            (folder / f.name).symlink_to(f.resolve())
 
 
 def _write_json(path: Path, data: Any) -> Path:
@@ -104,11 +82,9 @@ def stage_data(p: Params) -> StageResult:
 
 
 def _render_synthetic(p: Params, out: Path) -> dict[str, int]:
-    import shutil
-    import tempfile
-
     from ecgml.records import iter_wfdb_paths
     from ecgml.splits import load_split_file, records_in_split
+    from ecgml.synth import synth_dataset
 
     src = p.path(p.data.path)
     records = iter_wfdb_paths(src)
@@ -116,33 +92,29 @@ def _render_synthetic(p: Params, out: Path) -> dict[str, int]:
         raise EcgmlError(src, "no WFDB records (*.hea) found")
     table = load_split_file(p.path(p.data.splits)) if p.path(p.data.splits).exists() else {}
     counts: dict[str, int] = {}
-    links = Path(tempfile.mkdtemp(prefix="ecgml-records-"))
-    try:
-        for k, split in enumerate(SPLIT_NAMES):
-            chosen = records_in_split(records, split, table)
-            if split == "train" and p.prepare.max_records:
-                chosen = chosen[: p.prepare.max_records]
-            per_record = getattr(p.data.per_record, split)
-            with atomic_dir(out / split) as tmp:
-                counts[split] = len(chosen) * per_record
-                if chosen and per_record:
-                    _link_records(chosen, links / split)
-                    args = ["synth", links / split, tmp, "--types", ",".join(p.data.types)]
-                    args += ["--per-record", str(per_record), "--seed", str(p.data.seed * 1000 + k)]
-                    if split != "train":
-                        args.append("--test")
-                    run_ecgml(args, str(src), p.root)
-                _write_json(
-                    tmp / "manifest.json",
-                    {
-                        "source": "synthetic",
-                        "records": [r.name for r in chosen],
-                        "per_record": per_record,
-                        "ecgs": counts[split],
-                    },
+    for k, split in enumerate(SPLIT_NAMES):
+        chosen = records_in_split(records, split, table)
+        if split == "train" and p.prepare.max_records:
+            chosen = chosen[: p.prepare.max_records]
+        per_record = getattr(p.data.per_record, split)
+        with atomic_dir(out / split) as tmp:
+            skipped: list[str] = []
+            counts[split] = 0
+            if chosen and per_record:
+                report = synth_dataset(
+                    chosen,
+                    tmp,
+                    p.data.types,
+                    per_record=per_record,
+                    seed=p.data.seed * 1000 + k,
+                    test=split != "train",
+                    first_id=1 + 100_000 * k,  # ids tell the split apart
+                    progress=False,
                 )
-    finally:
-        shutil.rmtree(links, ignore_errors=True)
+                counts[split] = report.n_ecgs
+                skipped = [f"{path}: {reason}" for path, reason in report.skipped]
+            manifest = {"source": "synthetic", "records": [r.name for r in chosen], "per_record": per_record}
+            _write_json(tmp / "manifest.json", {**manifest, "ecgs": counts[split], "skipped": skipped})
     return counts
 
 
@@ -296,23 +268,17 @@ def _write_curve(path: Path, points: Sequence[tuple[int, float]]) -> None:
         w.writerows(points)
 
 
-def model_arg(model_dir: Path) -> str:
-    """What `ecgml submit/digitize --model` takes for a candidate folder: its weights, or `classical`."""
-    from ecgml.tracking import read_spec
-
-    spec = read_spec(model_dir)
-    return str(spec.weights) if spec.weights is not None else "classical"
-
-
 # -------------------------------------------------------------------------------------------- evaluate
 
 
-def score_set(set_dir: Path, model: str, submission: Path, workers: int = 1, root: Path | None = None) -> Any:
+def score_set(set_dir: Path, model: str, submission: Path, workers: int = 1) -> Any:
     """Digitize a test-layout set with `model` and score it against its solution (a ScoreReport)."""
+    from ecgml.digitize import submit
     from ecgml.metric import score_files
 
-    args = ["submit", set_dir, "--out", submission, "--model", model, "--workers", str(workers)]
-    run_ecgml(args, str(set_dir), root)
+    summary = submit(set_dir, submission, model, workers)
+    for ecg_id, err in summary.failures:
+        log.warning("ECG %s could not be digitized (scored as zeros): %s", ecg_id, err)
     types = set_dir / "types.csv"
     return score_files(set_dir / "solution.csv", submission, types if types.exists() else None)
 
@@ -320,11 +286,14 @@ def score_set(set_dir: Path, model: str, submission: Path, workers: int = 1, roo
 def stage_evaluate(p: Params) -> StageResult:
     """Per-type and per-lead scores of the candidate on the validation set (DVC metrics and plots),
     plus overlays of a few validation images for the MLflow run."""
+    from ecgml.digitize import digitize_file
+
     val = p.path(p.data.out) / "validation"
     out = p.path(p.evaluate.out)
-    model = model_arg(p.path(p.train.out))
+    model = str(p.path(p.train.out))  # a model folder (digitizer.json): `--model` takes it as it is
     with atomic_dir(out / "evaluate") as tmp:
-        report = score_set(val, model, tmp / "validation_submission.csv", p.evaluate.workers, p.root)
+        use_store(p.root)
+        report = score_set(val, model, tmp / "validation_submission.csv", p.evaluate.workers)
         metrics = {
             "score": report.score,
             "per_type": report.per_type,
@@ -342,7 +311,10 @@ def stage_evaluate(p: Params) -> StageResult:
         _write_csv(tmp / "per_lead.csv", ["lead", "snr_db"], list(report.per_lead_db.items()))
         images = sorted((val / "test").glob("*.png"))[: p.evaluate.n_overlays]
         for img in images:
-            run_ecgml(["digitize", img, "--out", tmp / "overlays", "--model", model], str(img), p.root)
+            try:
+                digitize_file(img, tmp / "overlays", 500, model)
+            except EcgmlError as exc:
+                log.warning("no overlay for %s", exc)
     return StageResult(
         "evaluate",
         [out / "evaluate"],
@@ -368,6 +340,7 @@ def stage_register(p: Params) -> StageResult:
     """Log the candidate to MLflow, register it (`challenger`), and move `champion` only if it wins."""
     from ecgml import tracking
 
+    use_store(p.root)
     ev = p.path(p.evaluate.out) / "evaluate"
     metrics = json.loads((ev / "metrics.json").read_text())
     evaluation = json.loads((ev / "evaluation.json").read_text())
@@ -400,9 +373,7 @@ def stage_register(p: Params) -> StageResult:
     def score_version(v: str) -> float:
         sub = p.path(p.evaluate.out) / f".champion-v{v}-submission.csv"
         try:
-            return float(
-                score_set(p.path(p.data.out) / "validation", f"models:/{name}/{v}", sub, root=p.root).score
-            )
+            return float(score_set(p.path(p.data.out) / "validation", f"models:/{name}/{v}", sub).score)
         finally:
             sub.unlink(missing_ok=True)
 
@@ -438,6 +409,7 @@ def _git_commit(root: Path) -> str:
 def stage_submit(p: Params) -> StageResult:
     """The competition submission for the test set, made with `submit.model` (the champion by default);
     scored when the set has a solution (our synthetic sets do, a real competition folder does not)."""
+    from ecgml.digitize import submit
     from ecgml.metric import score_files
 
     test = p.path(p.data.out) / "test"
@@ -445,8 +417,9 @@ def stage_submit(p: Params) -> StageResult:
     summary: dict[str, Any] = {}
     with atomic_dir(out) as tmp:
         sub = tmp / "submission.csv"
-        args = ["submit", test, "--out", sub, "--model", p.submit.model, "--workers", str(p.submit.workers)]
-        run_ecgml(args, str(test), p.root)
+        use_store(p.root)
+        result = submit(test, sub, p.submit.model, p.submit.workers)
+        summary["failed_ecgs"] = result.n_failed
         if (test / "solution.csv").exists():
             types = test / "types.csv"
             report = score_files(test / "solution.csv", sub, types if types.exists() else None)
