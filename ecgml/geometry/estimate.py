@@ -18,7 +18,7 @@ import numpy as np
 from ecgml.errors import EcgmlError
 from ecgml.geometry.grid import coarse_frame, darkness, tile_lattice
 from ecgml.geometry.orient import ORIENT_PPM, Rows, layout_name, orient, rot, snap
-from ecgml.geometry.refine import Extent, FrameMap, rectify, refine
+from ecgml.geometry.refine import TILE_MM, Extent, FrameMap, rectify, refine
 from ecgml.layout import LETTER_MM, PageLayout, make_layout
 from ecgml.page import PageMap, apply_homography
 
@@ -142,6 +142,7 @@ def estimate_page(image: np.ndarray, path: str | Path | None = None) -> PageEsti
     e = ext.clipped()
     rgb_r = rectify(work, fmap, e, ORIENT_PPM, border=255.0)
     valid = rectify(np.full(work.shape[:2], 255, np.uint8), fmap, e, ORIENT_PPM, border=0.0) > 128
+    valid &= _paper_mask(res.tiles_mm, e, valid.shape)
     _, ink_r = darkness(rgb_r, int(3 * ORIENT_PPM) | 1)
     ori, rows, _mask = orient(ink_r, valid, (e.x0, e.y0, e.x1, e.y1), ORIENT_PPM)
     if len(rows.centres) == 0:
@@ -181,6 +182,17 @@ def estimate_page(image: np.ndarray, path: str | Path | None = None) -> PageEsti
         seconds=round(time.perf_counter() - t_start, 3),
     )
     return PageEstimate(page_map, layout, ppm, orientation, confidence, diag)
+
+
+def _paper_mask(tiles_mm: np.ndarray, e: Extent, shape: tuple[int, ...]) -> np.ndarray:
+    """The region where the grid was measured (tile squares), on the orientation raster."""
+    m = np.zeros(shape[:2], np.uint8)
+    half = 0.5 * TILE_MM + 1.0
+    for x, y in tiles_mm:
+        x0, y0 = int((x - half - e.x0) * ORIENT_PPM), int((y - half - e.y0) * ORIENT_PPM)
+        x1, y1 = int((x + half - e.x0) * ORIENT_PPM), int((y + half - e.y0) * ORIENT_PPM)
+        m[max(0, y0) : max(0, y1), max(0, x0) : max(0, x1)] = 1
+    return m > 0
 
 
 def _measured_layout(name: str, rows: Rows, tx: float, ty: float) -> PageLayout:

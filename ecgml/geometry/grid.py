@@ -101,9 +101,9 @@ def _fundamental(spec: np.ndarray, f_lo: float, f_hi: float) -> tuple[float, flo
     if 0 < j < n - 1:
         a, b, c = np.log(spec[j - 1] + 1e-12), np.log(spec[j] + 1e-12), np.log(spec[j + 1] + 1e-12)
         den = a - 2 * b + c
-        j = j + (0.5 * (a - c) / den if den < 0 else 0.0)
+        j = j + (float(np.clip(0.5 * (a - c) / den, -1, 1)) if den < 0 else 0.0)
     f = j / NFFT
-    snr = float(spec[int(round(j))] / noise)
+    snr = float(spec[min(n - 1, int(round(j)))] / noise)
     sub = []
     for k in (1, 2, 3, 4):
         ii = int(round(k * f / 5 * NFFT))

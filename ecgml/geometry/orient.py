@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import cv2
 import numpy as np
 from scipy.ndimage import gaussian_filter1d
 from scipy.signal import find_peaks
@@ -38,22 +39,36 @@ def rot(k: int) -> np.ndarray:
     return m
 
 
-def _concentration(profile: np.ndarray) -> float:
-    """Share of the ink mass in the densest 20 % of positions (flat profile: 0.2; rows: high)."""
-    p = np.sort(profile[profile > 0])[::-1]
-    if p.sum() <= 0:
+def _row_score(mask: np.ndarray, ppm: float) -> float:
+    """Mean of the 3 highest peaks of the share of ink columns per raster row (+-0.5 mm).
+
+    A trace rests on its baseline most of the time, so across the rows the share is high at each
+    baseline (0.4-0.9); along the time axis only QRS strokes, pulses and separators stack up (< 0.3).
+    """
+    prof = gaussian_filter1d(mask.mean(axis=1).astype(float), 0.4 * ppm)
+    peaks, _ = find_peaks(prof, distance=max(1, int(6 * ppm)))
+    if len(peaks) == 0:
         return 0.0
-    return float(p[: max(1, int(0.2 * len(profile)))].sum() / p.sum())
+    top = np.sort(prof[peaks])[::-1][:3]
+    return float(top.mean())
 
 
-def ink_mask(ink: np.ndarray, valid: np.ndarray) -> np.ndarray:
-    """Trace/text pixels: darker in every channel than the (possibly grey) grid."""
+def ink_mask(ink: np.ndarray, valid: np.ndarray, ppm: float = ORIENT_PPM) -> np.ndarray:
+    """Trace/text pixels: darker in every channel than the (possibly grey) grid, and thin.
+
+    Thick dark regions (lid shadows, background, mould, stains) are removed by an opening wider than
+    any pen stroke.
+    """
     v = ink[valid]
     if v.size == 0:
         return np.zeros_like(ink, bool)
     grid_level = float(np.percentile(v, 97))  # dense grid lines dominate the upper tail below the ink
     thr = float(np.clip(grid_level + 0.12, 0.45, 0.8))
-    return (ink > thr) & valid
+    m = ((ink > thr) & valid).astype(np.uint8)
+    k = max(3, int(round(1.2 * ppm)) | 1)
+    thick = cv2.morphologyEx(m, cv2.MORPH_OPEN, cv2.getStructuringElement(cv2.MORPH_RECT, (k, k)))
+    thick = cv2.dilate(thick, cv2.getStructuringElement(cv2.MORPH_RECT, (3, 3)))
+    return (m > 0) & (thick == 0)
 
 
 @dataclass
@@ -62,10 +77,12 @@ class Rows:
     left: np.ndarray
     right: np.ndarray
     pulse: np.ndarray  # per row: pulse found at the left end
+    left_cut: np.ndarray = field(default_factory=lambda: np.array([], bool))  # row runs off the paper/image
+    right_cut: np.ndarray = field(default_factory=lambda: np.array([], bool))
     extras: dict = field(default_factory=dict)
 
 
-def _rows(mask: np.ndarray, x0: float, y0: float, ppm: float) -> Rows:
+def _rows(mask: np.ndarray, x0: float, y0: float, ppm: float, valid: np.ndarray | None = None) -> Rows:
     """Trace rows of an upright ink mask: peaks of the horizontal projection that span most of the width."""
     h, w = mask.shape
     prof = gaussian_filter1d(mask.mean(axis=1).astype(float), 1.0 * ppm)
@@ -75,7 +92,7 @@ def _rows(mask: np.ndarray, x0: float, y0: float, ppm: float) -> Rows:
     cols_any = mask.any(axis=0)
     span = np.flatnonzero(cols_any)
     width = (span[-1] - span[0] + 1) if len(span) else w
-    centres, lefts, rights, pulses = [], [], [], []
+    centres, lefts, rights, pulses, lcut, rcut = [], [], [], [], [], []
     for p in peaks:
         band = mask[max(0, p - int(3 * ppm)) : p + int(3 * ppm)]
         cov = band.any(axis=0)
@@ -99,11 +116,27 @@ def _rows(mask: np.ndarray, x0: float, y0: float, ppm: float) -> Rows:
         # pulse: ink above the baseline over ~10 mm at the row's left end (two vertical strokes)
         win = mask[max(0, b - int(9 * ppm)) : max(0, b - int(2 * ppm)), left : left + int(7 * ppm)]
         pulse = bool(win.size and (win.mean(axis=0) > 0.6).sum() >= 2)
+        if valid is not None:
+            vb = valid[max(0, b - int(2 * ppm)) : b + int(2 * ppm)].all(axis=0)
+            vx = np.flatnonzero(vb)
+            margin = int(2.5 * ppm)
+            lcut.append(not len(vx) or left - vx[0] < margin or not vb[max(0, left - margin) : left].all())
+            rcut.append(not len(vx) or vx[-1] - right < margin or not vb[right : right + margin].all())
+        else:
+            lcut.append(False)
+            rcut.append(False)
         centres.append(y0 + (b + 0.5) / ppm)
         lefts.append(x0 + (left + 0.5) / ppm)
         rights.append(x0 + (right + 0.5) / ppm)
         pulses.append(pulse)
-    return Rows(np.array(centres), np.array(lefts), np.array(rights), np.array(pulses, bool))
+    return Rows(
+        np.array(centres),
+        np.array(lefts),
+        np.array(rights),
+        np.array(pulses, bool),
+        np.array(lcut, bool),
+        np.array(rcut, bool),
+    )
 
 
 def _upright_score(mask: np.ndarray, rows: Rows, ext: tuple[float, float, float, float], ppm: float) -> float:
@@ -138,16 +171,17 @@ def orient(
 ) -> tuple[Orientation, Rows, np.ndarray]:
     """Quarter turn k of the frame (upright = rot(k) @ frame), the rows in upright mm, the upright mask.
 
-    `ink_r` is the all-channel darkness on the frame raster covering `ext` (x0, y0, x1, y1 mm).
+    `ink_r` is the all-channel darkness on the frame raster covering `ext` (x0, y0, x1, y1 mm);
+    `valid` marks the paper (inside the image and where the grid was measured).
     """
     mask = ink_mask(ink_r, valid)
-    cy = _concentration(mask.mean(axis=1))
-    cx = _concentration(mask.mean(axis=0))
+    cy = _row_score(mask, ppm)
+    cx = _row_score(mask.T, ppm)
     cands = []
     for k in (0, 2) if cy >= cx else (1, 3):
         m = np.rot90(mask, k=-k)  # clockwise k quarter turns of the raster = rot(k) of frame mm
         te = turned_extent(k, ext)
-        rows = _rows(m, te[0], te[1], ppm)
+        rows = _rows(m, te[0], te[1], ppm, np.rot90(valid, k=-k))
         cands.append((_upright_score(m, rows, te, ppm), k, rows, m))
     cands.sort(key=lambda c: -c[0])
     s, k, rows, m = cands[0]
@@ -189,7 +223,9 @@ def snap(rows: Rows, name: str) -> tuple[float, float, PageLayout, float]:
     l_ref = x_start - (5.0 if has_pulse else 0.0)
     t_r = x_end - r_end
     t_l = l_ref - l_start
-    tx_r = 5 * np.round(t_r / 5)
-    tx_l = 5 * np.round(t_l / 5)
-    tx = tx_r if abs(t_r - tx_r) <= abs(t_l - tx_l) + 0.5 else tx_l
+    left_ok = not (len(rows.left_cut) and rows.left_cut.mean() > 0.5)
+    right_ok = not (len(rows.right_cut) and rows.right_cut.mean() > 0.5)
+    # the pulse's left edge is the sharpest mark; then the row ends (the last sample); else the ink start
+    t = t_l if (has_pulse and left_ok) or not right_ok else t_r
+    tx = 5 * np.round(t / 5)
     return float(tx), float(ty), lay, res

@@ -216,6 +216,7 @@ class RefineResult:
     tile_conf: float
     fit_rms_mm: float
     residual_rms_mm: float
+    tiles_mm: np.ndarray  # (n, 2) frame mm of the tiles whose grid was measured (the paper region)
 
 
 def refine(
@@ -272,7 +273,7 @@ def refine(
         float(m[inl, 0].max() + TILE_MM),
         float(m[inl, 1].max() + TILE_MM),
     )
-    return RefineResult(new, new_ext, int(inl.sum()), float(np.median(conf[sel])), fit_rms, rrms)
+    return RefineResult(new, new_ext, int(inl.sum()), float(np.median(conf[sel])), fit_rms, rrms, m[inl])
 
 
 def _local_scale(fmap: FrameMap, q: np.ndarray) -> float:
