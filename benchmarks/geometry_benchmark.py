@@ -95,11 +95,11 @@ def run(per_type: int, types: tuple[str, ...], cache: Path) -> dict:
                 continue
             row["seconds"] = time.perf_counter() - t0
             err = np.linalg.norm(est.page_map.px_to_mm(xy) - truth.px_to_mm(xy), axis=1)
-            row.update(
-                ok=True, err=err.tolist(), median_mm=float(np.median(err)), p95_mm=float(np.percentile(err, 95)),
-                orientation_ok=est.orientation == true_orientation(truth), layout_ok=est.layout.name == meta["layout"],
-                confidence=est.confidence, diagnostics=est.diagnostics,
-            )  # fmt: skip
+            row.update(ok=True, err=err.tolist(), median_mm=float(np.median(err)))
+            row.update(p95_mm=float(np.percentile(err, 95)), confidence=est.confidence)
+            row["diagnostics"] = est.diagnostics
+            row["orientation_ok"] = est.orientation == true_orientation(truth)
+            row["layout_ok"] = est.layout.name == meta["layout"]
             rows.append(row)
             print(
                 t, seed, f"med {row['median_mm']:.3f} p95 {row['p95_mm']:.3f} conf {est.confidence:.2f} "
