@@ -124,8 +124,8 @@ def read_index(folder: Path) -> list[dict[str, Any]]:
 # ---------------------------------------------------------------- strip sampling + augmentation
 
 
-def photometric(strength: float = 1.0) -> Callable[[np.ndarray], np.ndarray]:
-    """Albumentations photometric effects only (the targets do not move)."""
+def photometric(strength: float = 1.0) -> Callable[[np.ndarray, int], np.ndarray]:
+    """Albumentations photometric effects only (the targets do not move); seeded per call."""
     import albumentations as A
 
     t = A.Compose(
@@ -143,7 +143,12 @@ def photometric(strength: float = 1.0) -> Callable[[np.ndarray], np.ndarray]:
             A.CLAHE(p=0.05),
         ]
     )
-    return lambda img: t(image=img)["image"]
+
+    def apply(img: np.ndarray, seed: int) -> np.ndarray:
+        t.set_random_seed(seed)
+        return t(image=img)["image"]
+
+    return apply
 
 
 class StripSampler:
@@ -199,7 +204,7 @@ class StripSampler:
             if rng.random() < 0.2:
                 s, y = s[::-1], h - y
             assert self._aug is not None
-            s = self._aug(np.ascontiguousarray(s))
+            s = self._aug(np.ascontiguousarray(s), int(rng.integers(2**31)))
         return np.ascontiguousarray(s), np.ascontiguousarray(y)
 
     def batch(self, rng: np.random.Generator, n: int) -> tuple[np.ndarray, np.ndarray]:

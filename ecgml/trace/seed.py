@@ -198,7 +198,7 @@ def train_seed(opts: Any, build_cache: bool = True) -> Path:
     sampler = SeedSampler(cache, [e for e in entries if e.get("split") == "train"])
     val_e = [e for e in entries if e.get("split") == "validation"]
     vx, vy = (
-        SeedSampler(cache, val_e, augment=False).batch(np.random.default_rng(1), 32)
+        SeedSampler(cache, val_e, augment=False).batch(np.random.default_rng(1), 8 * opts.val_batches)
         if val_e
         else (None, None)
     )

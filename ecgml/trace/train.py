@@ -56,9 +56,11 @@ class TrainOptions:
     resume: bool = False
     init: Path | None = None  # start from these weights (fine-tuning)
     time_budget_s: float | None = None  # stop (and save) after this much training time
+    stop_after: int | None = None  # end this session after this step (the schedule still spans `steps`)
     threads: int = 2
     checkpoint_s: float = CHECKPOINT_S
     val_every: int = 250
+    val_batches: int = 6  # fixed validation batches of 4 strips, 1024 px wide
     pages_per_record: int = 2
     max_records: int = 0  # 0 = all train-split records
     val_pages: int = 24
@@ -192,7 +194,7 @@ def run_loop(
         task = progress.add_task("train", total=opts.steps, completed=step, info="")
         progress.start()
     try:
-        while step < opts.steps:
+        while step < min(opts.steps, opts.stop_after or opts.steps):
             parts = step_fn(step)
             step += 1
             history.append({"step": step, **parts})
@@ -267,7 +269,7 @@ def train_trace(opts: TrainOptions, build_cache: bool = True) -> Path:
     if val_e:
         vs = StripSampler(cache, val_e, cfg, crop_w=1024, augment=False)
         vrng = np.random.default_rng([opts.seed, 10**9])
-        val_batches = [vs.batch(vrng, 4) for _ in range(6)]
+        val_batches = [vs.batch(vrng, 4) for _ in range(opts.val_batches)]
 
     model = build_model(cfg)
     meta_init: dict[str, Any] = {}

@@ -1,0 +1,87 @@
+"""Training: a tiny renderer cache; resume equals an uninterrupted run; weights and --init round-trip."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from ecgml.records import iter_wfdb_paths, read_wfdb
+from ecgml.render.presets import render
+from ecgml.trace.dataset import StripSampler, TruthPage, page_targets, read_index, write_cached
+from ecgml.trace.model import TraceModelConfig, load_extractor, load_model
+from ecgml.trace.train import TrainOptions, train_any
+
+TINY = TraceModelConfig(channels=(4, 8, 8), strip_mm=16.0)
+
+
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = tmp_path_factory.mktemp("cache")
+    rec = read_wfdb(iter_wfdb_paths("data/records")[0])
+    for k, (split, kind) in enumerate([("train", "0001"), ("train", "0003"), ("validation", "0001")]):
+        out = render(rec, kind, seed=k)
+        tp = TruthPage(out.image, out.page_map, out.layout, out.truth.cell, out.truth.xy, out.truth.visible)
+        write_cached(
+            folder, f"{split}-{k}", page_targets(tp, out.page_map, TINY), {"split": split, "type": kind}
+        )
+    return folder
+
+
+def _opts(tmp: Path, cache: Path, **kw) -> TrainOptions:
+    base = TrainOptions(
+        out=tmp / "w.pt", work=tmp, cache=cache, steps=4, batch_size=2, val_every=2, val_batches=1,
+        model=replace(TINY), progress=False, threads=1,
+    )  # fmt: skip
+    return replace(base, **kw)
+
+
+def test_sampler_strips_have_targets_inside(cache: Path):
+    s = StripSampler(cache, [e for e in read_index(cache) if e["split"] == "train"], TINY)
+    x, y = s.batch(np.random.default_rng(0), 3)
+    assert x.shape == (3, TINY.strip_px, 512, 3) and x.dtype == np.uint8
+    assert y.shape == (3, 512 * TINY.x_up)
+    fin = np.isfinite(y)
+    assert fin.mean() > 0.3
+    assert np.all((y[fin] > 0) & (y[fin] < TINY.strip_px))
+
+
+def test_resume_continues_exactly_where_it_stopped(tmp_path: Path, cache: Path):
+    torch.manual_seed(0)
+    a = train_any(_opts(tmp_path / "a", cache), build_cache=False)
+    train_any(_opts(tmp_path / "b", cache, stop_after=2), build_cache=False)
+    ck = torch.load(tmp_path / "b" / "checkpoint.pt", weights_only=False)
+    assert ck["step"] == 2
+    b = train_any(_opts(tmp_path / "b", cache, resume=True), build_cache=False)
+    ma, _, meta_a = load_model(a)
+    mb, _, meta_b = load_model(b)
+    assert meta_a["steps"] == meta_b["steps"] == 4
+    for (ka, va), (_, vb) in zip(ma.state_dict().items(), mb.state_dict().items(), strict=True):
+        assert torch.allclose(va.float(), vb.float(), atol=1e-5), ka
+    curve = json.loads((tmp_path / "b" / "curve.json").read_text())
+    assert [h["step"] for h in curve if "loss" in h] == [1, 2, 3, 4]
+    assert any("val_l1_mm" in h for h in curve)
+
+
+def test_init_fine_tunes_from_weights_and_extractor_loads_them(tmp_path: Path, cache: Path):
+    a = train_any(_opts(tmp_path / "a", cache, steps=2), build_cache=False)
+    b = train_any(_opts(tmp_path / "b", cache, steps=1, init=a), build_cache=False)
+    _, _, meta = load_model(b)
+    assert meta["init"] == str(a)
+    ex = load_extractor(b)
+    assert ex.cfg.channels == TINY.channels
+
+
+def test_seed_arch_trains_and_writes_weights(tmp_path: Path, cache: Path):
+    from ecgml.trace.seed import load_seed
+
+    for e in read_index(cache):  # the seed baseline reads a small grey page and lead II
+        np.save(cache / f"{e['key']}.seed.npy", np.full((256, 320), 200, np.uint8))
+        np.save(cache / f"{e['key']}.ii.npy", np.sin(np.linspace(0, 60, 5000)).astype(np.float32))
+    p = train_any(_opts(tmp_path, cache, arch="seed", out=tmp_path / "s.pt", steps=3), build_cache=False)
+    sb = load_seed(p)
+    assert sb.predict_record(np.zeros((100, 120, 3), np.uint8), fs=500).signal.shape == (5000, 12)
