@@ -212,13 +212,13 @@ def _scan(
     out = cap.apply_gain(out, gain)
     lut = np.clip(255 * (np.arange(256) / 255) ** gamma, 0, 255).astype(np.uint8)
     out = cv2.LUT(out, lut)
-    if bw:
-        out = cap.to_grey3(out)
-    else:
+    if not bw:
         hsv = cv2.cvtColor(out, cv2.COLOR_RGB2HSV)
         hsv[..., 1] = cv2.convertScaleAbs(hsv[..., 1], alpha=sat)
         out = cv2.cvtColor(hsv, cv2.COLOR_HSV2RGB)
     out = cap.add_noise(out, noise, rng)
+    if bw:  # the scanner's grey mode: 8-bit luminance stored as three equal channels
+        out = cap.to_grey3(out)
     return out, wp.masks, wp.rows, wp.centre, page_map, flat
 
 
