@@ -124,5 +124,32 @@ def train(
     console.print(f"weights: {path} (config {path.with_suffix('.json')}); curve in {work}")
 
 
+@app.command()
+def synth(
+    records_dir: Annotated[Path, typer.Argument(help="folder of WFDB records (or use --record)")],
+    out_dir: Path,
+    types: Annotated[str, typer.Option(help="comma-separated image types")] = "0001",
+    per_record: Annotated[int, typer.Option(help="ECGs (10 s windows) per record")] = 1,
+    seed: Annotated[int, typer.Option(help="dataset seed")] = 0,
+    test: Annotated[bool, typer.Option("--test", help="write the test layout")] = False,
+    layout: Annotated[str | None, typer.Option(help="force a layout: 3x4+1R, 3x4, 3x4+3R, 6x2, 12x1")] = None,
+    record: Annotated[list[Path] | None, typer.Option(help="a single record file (repeatable)")] = None,
+    first_id: Annotated[int, typer.Option(help="the first ECG id")] = 1,
+) -> None:
+    """Render a synthetic dataset in the competition's layout with exact truth beside each image."""
+    from ecgml.synth import synth_dataset
+
+    try:
+        report = synth_dataset(
+            list(record) if record else records_dir, out_dir, types, per_record, seed, test, layout, first_id
+        )
+    except EcgmlError as exc:
+        fail(exc)
+        return
+    console.print(f"wrote {report.n_images} images for {report.n_ecgs} ECGs to {report.out_dir}")
+    for path, reason in report.skipped:
+        console.print(f"[yellow]skipped[/yellow] {path}: {reason}")
+
+
 def main() -> None:
     app()
