@@ -36,6 +36,7 @@ from ecgml.trace.model import (
 
 CHECKPOINT_S = 600.0  # at least every 10 minutes (INTERFACES.md)
 DEFAULT_WORK = Path("runs/trace")
+LOG_EVERY = 50  # without a progress bar, print a line every this many steps
 REFRESH_EVERY = 200  # steps between re-reads of the page cache index
 
 
@@ -200,8 +201,11 @@ def run_loop(
             history.append({"step": step, **parts})
             if val_fn is not None and (step % opts.val_every == 0 or step == opts.steps):
                 history.append({"step": step, **val_fn()})
+            info = " ".join(f"{k} {v:.3f}" for k, v in history[-1].items() if k != "step")
             if progress is not None:
-                progress.update(task, completed=step, info=" ".join(f"{k} {v:.3f}" for k, v in parts.items()))
+                progress.update(task, completed=step, info=info)
+            elif step % LOG_EVERY == 0 or "val_l1_mm" in history[-1]:
+                print(f"step {step} t {clock.elapsed():.0f}s {info}", flush=True)
             now = time.monotonic()
             if now - last_ckpt >= opts.checkpoint_s:
                 on_checkpoint(step)
@@ -326,6 +330,18 @@ def train_trace(opts: TrainOptions, build_cache: bool = True) -> Path:
         **meta_init,
     }
     return save_weights(model, cfg, opts.out, meta)
+
+
+def export_checkpoint(ckpt: str | Path, out: str | Path) -> Path:
+    """Weights (+ config JSON) from a trace-model checkpoint: ship or evaluate a run that is still going."""
+    st = load_checkpoint(Path(ckpt))
+    cfg = TraceModelConfig.from_dict(st["config"])
+    model = build_model(cfg)
+    model.load_state_dict(st["model"])
+    vals = [h for h in st["history"] if "val_l1_mm" in h]
+    meta = {"steps": int(st["step"]), "train_seconds": round(float(st.get("elapsed_s", 0.0)), 1),
+            "options": st.get("options", {}), **({"val": vals[-1]} if vals else {})}  # fmt: skip
+    return save_weights(model, cfg, out, meta)
 
 
 def train_any(opts: TrainOptions, build_cache: bool = True) -> Path:
