@@ -85,3 +85,32 @@ def test_seed_arch_trains_and_writes_weights(tmp_path: Path, cache: Path):
     p = train_any(_opts(tmp_path, cache, arch="seed", out=tmp_path / "s.pt", steps=3), build_cache=False)
     sb = load_seed(p)
     assert sb.predict_record(np.zeros((100, 120, 3), np.uint8), fs=500).signal.shape == (5000, 12)
+
+
+@pytest.mark.slow
+def test_competition_folder_targets_follow_the_drawn_trace(tmp_path: Path):
+    """The competition-folder path (geometry's map + CSV signal) on a renderer-made train folder: its
+    targets agree with the renderer's exact ones to a fraction of a millimetre on clean pages."""
+    from ecgml.render.truth import read_truth
+    from ecgml.synth import synth_dataset
+    from ecgml.trace.kaggle_source import competition_truth_page, fill_cache_competition
+
+    synth_dataset(iter_wfdb_paths("data/records")[:2], tmp_path / "k", ["0001"], seed=1, progress=False)
+    img = tmp_path / "k" / "train" / "1" / "1-0001.png"
+    fs = int((tmp_path / "k" / "train.csv").read_text().splitlines()[1].split(",")[1])
+    tp, source = competition_truth_page(img, img.parent / "1.csv", fs)
+    assert source == "estimated"
+    got = page_targets(tp, tp.page_map, TINY).target_px
+    t = read_truth(img.with_suffix(""))
+    exact = page_targets(
+        TruthPage(tp.image, t.page_map, t.layout, t.samples.cell, t.samples.xy, t.samples.visible),
+        t.page_map,
+        TINY,
+    ).target_px
+    both = np.isfinite(got) & np.isfinite(exact)
+    assert both.mean() > 0.7
+    assert np.median(np.abs(got[both] - exact[both])) / TINY.px_per_mm[1] < 0.3  # mm
+    entries = fill_cache_competition(
+        _opts(tmp_path, tmp_path / "kc", records=tmp_path / "k"), tmp_path / "kc"
+    )
+    assert {e["split"] for e in entries} <= {"train", "validation"} and len(entries) >= 1

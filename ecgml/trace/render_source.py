@@ -86,7 +86,14 @@ def split_records(folder: Path) -> dict[str, list[Path]]:
 
 
 def fill_cache(opts: TrainOptions, cache: Path) -> list[dict[str, Any]]:
-    """Render missing pages into `cache` (train: pages_per_record per record; validation: val_pages)."""
+    """Render missing pages into `cache` (train: pages_per_record per record; validation: val_pages).
+
+    A competition training folder (one with train.csv) is read instead of rendered.
+    """
+    if (Path(opts.records) / "train.csv").exists():
+        from ecgml.trace.kaggle_source import fill_cache_competition
+
+        return fill_cache_competition(opts, cache)
     by_split = split_records(Path(opts.records))
     train = by_split["train"][: opts.max_records or None]
     if not train:
