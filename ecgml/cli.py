@@ -125,6 +125,73 @@ def train(
 
 
 @app.command()
+def digitize(
+    image: Path,
+    out: Annotated[Path, typer.Option(help="folder for {stem}.csv/.hea/.dat/.json/-overlay.png")] = Path("."),
+    fs: Annotated[int, typer.Option(help="sampling rate of the output (an image carries none)")] = 500,
+    model: Annotated[
+        str | None,
+        typer.Option(
+            help="weights file, model folder, MLflow URI (models:/ecgml-digitizer@champion), "
+            "'classical' or 'seed'; default: shipped weights, else classical"
+        ),
+    ] = None,
+) -> None:
+    """Digitize one ECG image into a 12-lead record (CSV, WFDB, JSON) and an overlay picture."""
+    from ecgml.digitize import digitize_file
+
+    try:
+        result, paths = digitize_file(image, out, fs, model)
+    except EcgmlError as exc:
+        fail(exc)
+        return
+    conf = " ".join(f"{k}:{v:.2f}" for k, v in result.confidence.items())
+    console.print(
+        f"{image}: {result.model}, geometry {result.geometry.source} "
+        f"(confidence {result.geometry.confidence:.2f}); lead confidence {conf}"
+    )
+    for note in result.notes:
+        console.print(f"[yellow]note:[/yellow] {note}")
+    console.print("wrote " + ", ".join(str(p) for p in paths.values()))
+
+
+@app.command()
+def submit(
+    data_dir: Path,
+    out: Annotated[Path, typer.Option(help="submission file (.csv or .parquet)")] = Path("submission.csv"),
+    model: Annotated[
+        str | None, typer.Option(help="as for `ecgml digitize`; default: shipped weights, else classical")
+    ] = None,
+    workers: Annotated[int, typer.Option(help="digitize on a local dask cluster of this many processes")] = 1,
+) -> None:
+    """Write the competition submission for DATA_DIR/test.csv and DATA_DIR/test/{id}.png (every row)."""
+    import logging
+
+    from rich.logging import RichHandler
+    from rich.progress import Progress
+
+    from ecgml.digitize import submit as run_submit
+
+    logging.basicConfig(level=logging.WARNING, handlers=[RichHandler(console=console, show_path=False)])
+    try:
+        with Progress(console=console, transient=False) as bar:
+            task = bar.add_task("digitizing", total=None)
+
+            def tick(done: int, total: int) -> None:
+                bar.update(task, completed=done, total=total)
+
+            summary = run_submit(data_dir, out, model, max(1, workers), tick)
+    except EcgmlError as exc:
+        fail(exc)
+        return
+    console.print(f"wrote {summary.n_rows} rows for {summary.n_ecgs} ECGs to {summary.out}")
+    if summary.failures:
+        console.print(f"[yellow]{summary.n_failed} ECG(s) could not be digitized and were filled with zeros:")
+        for ecg_id, err in summary.failures:
+            console.print(f"  {ecg_id}: {err}")
+
+
+@app.command()
 def synth(
     records_dir: Annotated[Path, typer.Argument(help="folder of WFDB records (or use --record)")],
     out_dir: Path,

@@ -1,0 +1,489 @@
+"""Image file in, 12-lead record out: load and validate, page geometry, canonical page, trace extractor,
+assembly; and the writers (CSV, WFDB, JSON, overlay PNG) and the batch `submit` over a competition
+test folder.
+
+A `Digitizer` is built from a model spec (`load_digitizer`): a weights file, an MLflow model URI,
+`classical`, `seed[:PATH]`, or nothing (the shipped trace weights if present, else the classical
+extractor). Geometry is `ecgml.geometry.estimate_page`; when it cannot find the page, the digitizer
+falls back to an upright flat page filling the image (`flat_page_estimate`) and says so.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+
+from ecgml.assemble import Assembly, assemble, competition_segments, fallback_segments
+from ecgml.atomic import atomic_path
+from ecgml.errors import EcgmlError
+from ecgml.geometry.canonical import canonical_page
+from ecgml.layout import LETTER_MM, PageLayout, make_layout
+from ecgml.page import PageMap
+from ecgml.records import LEADS, Record, write_csv, write_wfdb
+from ecgml.trace.types import CellTrace, TraceExtractor
+
+log = logging.getLogger(__name__)
+
+DEFAULT_FS = 500
+MIN_SIDE_PX = 300  # smaller images cannot hold a readable 12-lead page
+CANONICAL_PX_PER_MM = (16.0, 8.0)  # x finer than the ~7.9 px/mm of a 200 DPI page (PRIOR-ART.md 2.3)
+MIN_READ_FRACTION = 0.05  # below this share of readable columns, "no ECG trace found"
+OVERLAY_LONG_SIDE = 2400  # overlays of large photos are written at most this size
+ROW_COLOURS = [(0, 170, 255), (0, 200, 0), (255, 0, 200), (0, 90, 255), (200, 120, 0), (120, 0, 255)]
+
+
+# ---------------------------------------------------------------------------------------- loading
+
+
+def load_image(path: str | Path) -> np.ndarray:
+    """The image as (H, W, 3) uint8 RGB; EcgmlError naming the file if missing, not an image, or tiny."""
+    path = Path(path)
+    if not path.exists():
+        raise EcgmlError(path, "file not found")
+    if path.is_dir():
+        raise EcgmlError(path, "is a folder, not an image")
+    data = np.fromfile(str(path), dtype=np.uint8)
+    if data.size == 0:
+        raise EcgmlError(path, "empty file, not an image")
+    img = cv2.imdecode(data, cv2.IMREAD_COLOR)
+    if img is None:
+        raise EcgmlError(path, "not an image, or a corrupt one (cannot decode)")
+    h, w = img.shape[:2]
+    if min(h, w) < MIN_SIDE_PX:
+        raise EcgmlError(path, f"image too small ({w}x{h} px; need at least {MIN_SIDE_PX} px a side)")
+    return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+
+
+# --------------------------------------------------------------------------------------- geometry
+
+
+@dataclass
+class Geometry:
+    """What the digitizer uses of a page estimate (geometry's `PageEstimate` has the same fields)."""
+
+    page_map: PageMap
+    layout: PageLayout
+    confidence: float
+    source: str  # "estimated", "fallback: <reason>" or "given"
+    diagnostics: dict[str, Any] = field(default_factory=dict)
+
+
+def flat_page_estimate(image: np.ndarray, reason: str = "") -> Geometry:
+    """An upright, flat Letter page filling the image: the assumption when geometry cannot help."""
+    h, w = image.shape[:2]
+    sx, sy = w / LETTER_MM[0], h / LETTER_MM[1]
+    pm = PageMap(np.diag([sx, sy, 1.0]), (w, h), LETTER_MM)
+    return Geometry(pm, make_layout(), 0.0, f"fallback: {reason}" if reason else "fallback")
+
+
+def estimate_geometry(image: np.ndarray, path: str | Path | None = None) -> Geometry:
+    """Page geometry (ecgml.geometry); if it finds no page, the flat-page fallback with its reason."""
+    from ecgml.geometry import estimate_page
+
+    try:
+        est = estimate_page(image, path)
+    except EcgmlError as exc:
+        log.warning("%s: geometry failed (%s); assuming a flat upright page", path, exc.reason)
+        return flat_page_estimate(image, exc.reason)
+    return Geometry(est.page_map, est.layout, float(est.confidence), "estimated", dict(est.diagnostics))
+
+
+# -------------------------------------------------------------------------------------- digitizer
+
+
+@dataclass
+class DigitizeResult:
+    """One digitized image: the 10 s record (NaN outside the plotted windows) and how it was found."""
+
+    record: Record
+    confidence: dict[str, float]
+    geometry: Geometry
+    traces: list[CellTrace]
+    model: str
+    seconds: dict[str, float]
+    image_size: tuple[int, int]
+    notes: list[str] = field(default_factory=list)
+
+    def segments(self, n_rows: dict[str, int] | None = None) -> dict[str, np.ndarray]:
+        """Each lead's competition window, finite everywhere."""
+        return competition_segments(self.record, n_rows)
+
+    def to_json(self) -> dict[str, Any]:
+        lay = self.geometry.layout
+        return {
+            "name": self.record.name,
+            "fs": self.record.fs,
+            "n_samples": self.record.n_samples,
+            "model": self.model,
+            "calibration": {
+                "speed_mm_s": lay.speed_mm_s,
+                "gain_mm_mv": lay.gain_mm_mv,
+                "paper_mm": list(lay.paper_mm),
+                "row_baselines_mm": lay.row_baselines(),
+            },
+            "layout": lay.to_dict(),
+            "lead_confidence": self.confidence,
+            "geometry": {
+                "source": self.geometry.source,
+                "confidence": self.geometry.confidence,
+                "page_map": self.geometry.page_map.to_dict(),
+                "diagnostics": _jsonable(self.geometry.diagnostics),
+            },
+            "image_size": list(self.image_size),
+            "seconds": self.seconds,
+            "notes": self.notes,
+        }
+
+
+def _jsonable(x: Any) -> Any:
+    return json.loads(json.dumps(x, default=lambda o: o.tolist() if hasattr(o, "tolist") else str(o)))
+
+
+@dataclass
+class Digitizer:
+    """Geometry + canonical page + a trace extractor + assembly; or a whole-image model (the seed)."""
+
+    extractor: TraceExtractor | None
+    name: str
+    whole_image: Any = None  # an object with predict_record(image, fs, name) -> Record
+    px_per_mm: tuple[float, float] = CANONICAL_PX_PER_MM
+
+    def digitize_image(
+        self,
+        image: np.ndarray,
+        fs: int = DEFAULT_FS,
+        path: str | Path | None = None,
+        geometry: Geometry | None = None,
+    ) -> DigitizeResult:
+        name = Path(path).stem if path is not None else "image"
+        h, w = image.shape[:2]
+        t0 = time.perf_counter()
+        if self.whole_image is not None:
+            rec = self.whole_image.predict_record(image, fs, name)
+            geo = geometry or flat_page_estimate(image, "not used by this model")
+            masked = competition_mask(rec)
+            conf = {lead: 0.0 for lead in LEADS}
+            secs = {"model": time.perf_counter() - t0}
+            return DigitizeResult(masked, conf, geo, [], self.name, secs, (w, h), ["whole-image seed model"])
+        assert self.extractor is not None
+        geo = geometry or estimate_geometry(image, path)
+        t1 = time.perf_counter()
+        page = canonical_page(image, geo.page_map, self.px_per_mm)
+        t2 = time.perf_counter()
+        traces = self.extractor.extract(page, geo.layout)
+        t3 = time.perf_counter()
+        readable = _readable_fraction(traces)
+        if readable < MIN_READ_FRACTION:
+            raise EcgmlError(path, f"no ECG trace found ({readable:.0%} of columns readable)")
+        asm: Assembly = assemble(traces, geo.layout, fs, name=name)
+        t4 = time.perf_counter()
+        secs = {"geometry": t1 - t0, "canonical": t2 - t1, "extract": t3 - t2, "assemble": t4 - t3}
+        notes = list(asm.notes)
+        if geo.source.startswith("fallback"):
+            notes.append(f"geometry {geo.source}")
+        return DigitizeResult(asm.record, asm.confidence, geo, traces, self.name, secs, (w, h), notes)
+
+    def digitize(
+        self, path: str | Path, fs: int = DEFAULT_FS, geometry: Geometry | None = None
+    ) -> DigitizeResult:
+        if int(fs) != fs or fs <= 0:
+            raise EcgmlError(path, f"sampling rate must be a positive integer, got {fs}")
+        return self.digitize_image(load_image(path), int(fs), path, geometry)
+
+
+def _readable_fraction(traces: list[CellTrace]) -> float:
+    n = sum(t.y_mm.size for t in traces)
+    ok = sum(int(np.isfinite(t.y_mm).sum()) for t in traces)
+    return ok / n if n else 0.0
+
+
+def competition_mask(record: Record) -> Record:
+    """NaN outside each lead's standard plotted window (for whole-image models that fill everything)."""
+    from ecgml.kaggle import masked_signal
+
+    return Record(masked_signal(record), record.fs, record.name, dict(record.meta))
+
+
+def classical_digitizer() -> Digitizer:
+    from ecgml.trace.classical import ClassicalExtractor
+
+    return Digitizer(ClassicalExtractor(), "classical")
+
+
+def learned_digitizer(weights: str | Path | None = None) -> Digitizer:
+    from ecgml.trace.model import load_extractor
+
+    ext = load_extractor(weights)
+    ppm = tuple(getattr(getattr(ext, "cfg", None), "px_per_mm", CANONICAL_PX_PER_MM))
+    return Digitizer(ext, f"unet:{weights or 'shipped'}", px_per_mm=(float(ppm[0]), float(ppm[1])))
+
+
+def seed_digitizer(weights: str | Path | None = None) -> Digitizer:
+    from ecgml.trace.seed import load_seed
+
+    return Digitizer(None, f"seed:{weights or 'shipped'}", whole_image=load_seed(weights))
+
+
+def shipped_weights() -> Path | None:
+    """The learned model's weights shipped in ecgml/weights/, if this install has them."""
+    p = Path(__file__).resolve().parent / "weights" / "trace_unet.pt"
+    return p if p.exists() and p.with_suffix(".json").exists() else None
+
+
+def load_digitizer_from_spec(spec: Any) -> Digitizer:
+    """A Digitizer for a `tracking.DigitizerSpec` (kind `classical` or `learned` with its weights)."""
+    if spec.kind == "classical":
+        return classical_digitizer()
+    if spec.kind == "learned":
+        return learned_digitizer(spec.weights)
+    raise EcgmlError(getattr(spec, "uri", None) or None, f"unknown digitizer kind {spec.kind!r}")
+
+
+@functools.lru_cache(maxsize=4)
+def load_digitizer(model: str | None = None) -> Digitizer:
+    """The digitizer for a `--model` value.
+
+    None or "": the shipped learned weights if present, else classical. "classical". "seed" or
+    "seed:PATH" (the whole-image seed baseline). "models:/...", "runs:/..." or any URI with a scheme:
+    through the MLflow registry (`ecgml.tracking.load_digitizer`). A folder with digitizer.json: that
+    spec. A file: learned trace weights (a name starting with "seed" means seed weights).
+    """
+    if not model:
+        w = shipped_weights()
+        return learned_digitizer(w) if w is not None else classical_digitizer()
+    if model in {"classical", "unet", "learned"}:
+        return classical_digitizer() if model == "classical" else learned_digitizer(None)
+    if model == "seed" or model.startswith("seed:"):
+        return seed_digitizer(model[5:] or None)
+    local = Path(model)
+    if local.is_dir():
+        from ecgml.tracking import read_spec
+
+        return load_digitizer_from_spec(read_spec(local))
+    if local.is_file():
+        return seed_digitizer(local) if local.name.startswith("seed") else learned_digitizer(local)
+    if "://" in model or model.startswith(("models:/", "runs:/")):
+        from ecgml.tracking import load_digitizer as load_from_registry
+
+        return load_digitizer_from_spec(load_from_registry(model))
+    raise EcgmlError(
+        model, "no such model: not a weights file, model folder, MLflow URI, 'classical' or 'seed'"
+    )
+
+
+def digitize_leads(
+    digitizer: Digitizer, path: str | Path, fs: int
+) -> dict[str, tuple[int, np.ndarray, float]]:
+    """lead -> (start sample, plotted window in mV, confidence): what the served model returns."""
+    from ecgml.layout import lead_window
+
+    res = digitizer.digitize(path, fs)
+    segs = res.segments()
+    return {lead: (lead_window(lead, fs)[0], segs[lead], res.confidence[lead]) for lead in LEADS}
+
+
+# ---------------------------------------------------------------------------------------- writers
+
+
+def draw_overlay(image: np.ndarray, result: DigitizeResult) -> np.ndarray:
+    """The extracted traces drawn on the input image through the page map (RGB uint8)."""
+    out = image.copy()
+    h, w = out.shape[:2]
+    scale = min(1.0, OVERLAY_LONG_SIDE / max(h, w))
+    if scale < 1.0:
+        out = cv2.resize(out, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
+    pm = result.geometry.page_map
+    thick = max(1, int(round(max(out.shape[:2]) / 1500)))
+    for tr in result.traces:
+        ok = np.isfinite(tr.y_mm)
+        if ok.sum() < 2:
+            continue
+        colour = ROW_COLOURS[tr.row % len(ROW_COLOURS)]
+        px = pm.mm_to_px(np.stack([tr.x_mm, tr.y_mm], axis=1)) * scale - 0.5
+        # Split at unreadable columns so gaps stay visible.
+        breaks = np.flatnonzero(np.diff(ok.astype(np.int8)) != 0) + 1
+        for seg_idx, seg in zip(np.split(np.arange(ok.size), breaks), np.split(ok, breaks), strict=True):
+            if seg.all() and seg.size >= 2:
+                pts = np.round(px[seg_idx] * 4).astype(np.int32)
+                cv2.polylines(out, [pts], False, colour, thick, cv2.LINE_AA, shift=2)
+    return out
+
+
+def write_outputs(
+    result: DigitizeResult, image: np.ndarray, out_dir: str | Path, stem: str
+) -> dict[str, Path]:
+    """`{stem}.csv`, `{stem}.hea/.dat`, `{stem}.json` and `{stem}-overlay.png` in `out_dir`."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    rec = Record(result.record.signal, result.record.fs, stem, dict(result.record.meta))
+    paths = {"csv": write_csv(rec, out_dir / f"{stem}.csv")}
+    paths["hea"] = write_wfdb(rec, out_dir, stem)
+    js = out_dir / f"{stem}.json"
+    with atomic_path(js) as tmp:
+        tmp.write_text(json.dumps(result.to_json(), indent=1))
+    paths["json"] = js
+    png = out_dir / f"{stem}-overlay.png"
+    overlay = draw_overlay(image, result)
+    with atomic_path(png) as tmp:
+        ok, buf = cv2.imencode(".png", cv2.cvtColor(overlay, cv2.COLOR_RGB2BGR))
+        if not ok:
+            raise EcgmlError(png, "cannot encode the overlay PNG")
+        tmp.write_bytes(buf.tobytes())
+    paths["overlay"] = png
+    return paths
+
+
+def digitize_file(
+    path: str | Path, out_dir: str | Path, fs: int = DEFAULT_FS, model: str | None = None
+) -> tuple[DigitizeResult, dict[str, Path]]:
+    """`ecgml digitize`: one image to the four outputs."""
+    digitizer = load_digitizer(model)
+    image = load_image(path)
+    result = digitizer.digitize_image(image, fs, path)
+    return result, write_outputs(result, image, out_dir, Path(path).stem)
+
+
+# ----------------------------------------------------------------------------------------- submit
+
+
+@dataclass
+class EcgOutcome:
+    """One ECG of a submission: its segments (finite) and whether it was digitized or filled."""
+
+    ecg_id: int
+    fs: int
+    segments: dict[str, np.ndarray]
+    seconds: float
+    error: str = ""
+
+
+@dataclass
+class SubmitSummary:
+    out: Path
+    n_ecgs: int
+    n_rows: int
+    failures: list[tuple[int, str]]
+    seconds: dict[int, float]
+
+    @property
+    def n_failed(self) -> int:
+        return len(self.failures)
+
+
+def digitize_for_submission(
+    model: str | None,
+    path: str,
+    ecg_id: int,
+    fs: int,
+    n_rows: dict[str, int],
+    geometry: Geometry | None = None,
+) -> EcgOutcome:
+    """Digitize one test image; on any failure, finite zeros and the reason (a batch never stops)."""
+    t0 = time.perf_counter()
+    try:
+        digitizer = load_digitizer(model)
+        segs = digitizer.digitize(path, fs, geometry).segments(n_rows)
+        for lead in LEADS:
+            if not np.all(np.isfinite(segs[lead])):  # cannot happen; never let it through
+                segs[lead] = np.nan_to_num(segs[lead], nan=0.0, posinf=0.0, neginf=0.0)
+        return EcgOutcome(ecg_id, fs, segs, time.perf_counter() - t0)
+    except EcgmlError as exc:
+        err = str(exc)
+    except Exception as exc:  # a bug or an unforeseen image must not cost the other ECGs
+        err = f"{path}: unexpected {type(exc).__name__}: {exc}"
+    return EcgOutcome(ecg_id, fs, fallback_segments(fs, n_rows), time.perf_counter() - t0, err)
+
+
+def submit(
+    data_dir: str | Path,
+    out: str | Path,
+    model: str | None = None,
+    workers: int = 1,
+    progress: Callable[[int, int], None] | None = None,
+    geometry_for: Callable[[int], Geometry] | None = None,
+) -> SubmitSummary:
+    """Write the submission for every row of `data_dir/test.csv`, in its order, finite values only.
+
+    With `workers` > 1 the images are digitized on a dask.distributed LocalCluster (one process and
+    one thread per worker); results are still written in test.csv order. `geometry_for(ecg_id)`
+    replaces geometry estimation (benchmarks read through the renderer's true page map).
+    """
+    from ecgml.kaggle import SubmissionWriter, read_test_table, test_image_path
+
+    data_dir = Path(data_dir)
+    table = read_test_table(data_dir / "test.csv")
+    jobs: list[tuple[int, int, dict[str, int]]] = []
+    for ecg_id, g in table.groupby("id", sort=False):
+        fs_values = g["fs"].unique()
+        if len(fs_values) != 1:
+            raise EcgmlError(data_dir / "test.csv", f"ECG {ecg_id}: fs is not constant over its rows")
+        n_rows = {str(r.lead): int(r.number_of_rows) for r in g.itertuples(index=False)}
+        missing = [lead for lead in LEADS if lead not in n_rows]
+        if missing:
+            raise EcgmlError(data_dir / "test.csv", f"ECG {ecg_id}: no rows for lead(s) {missing}")
+        jobs.append((int(ecg_id), int(fs_values[0]), n_rows))
+    if model not in (None, "") and workers <= 1:
+        load_digitizer(model)  # fail early on a bad --model, before any image
+    failures: list[tuple[int, str]] = []
+    seconds: dict[int, float] = {}
+    out = Path(out)
+    with SubmissionWriter(out) as writer:
+        outcomes = _outcomes(jobs, data_dir, model, workers, test_image_path, geometry_for)
+        for k, res in enumerate(outcomes):
+            if res.error:
+                log.warning("ECG %s: %s (filled with zeros)", res.ecg_id, res.error)
+                failures.append((res.ecg_id, res.error))
+            seconds[res.ecg_id] = res.seconds
+            writer.add(res.ecg_id, res.fs, res.segments)
+            if progress:
+                progress(k + 1, len(jobs))
+        n_rows_written = writer.n_rows
+    return SubmitSummary(out, len(jobs), n_rows_written, failures, seconds)
+
+
+def _outcomes(
+    jobs: list[tuple[int, int, dict[str, int]]],
+    data_dir: Path,
+    model: str | None,
+    workers: int,
+    image_path: Callable[[Path, int], Path],
+    geometry_for: Callable[[int], Geometry] | None = None,
+) -> Any:
+    """EcgOutcomes in job order: in this process, or on a dask LocalCluster when workers > 1."""
+
+    def geo(i: int) -> Geometry | None:
+        return geometry_for(i) if geometry_for is not None else None
+
+    if workers <= 1 or len(jobs) <= 1:
+        for i, fs, n in jobs:
+            yield digitize_for_submission(model, str(image_path(data_dir, i)), i, fs, n, geo(i))
+        return
+    from dask.distributed import Client, LocalCluster
+
+    with (
+        LocalCluster(
+            n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None
+        ) as cluster,
+        Client(cluster) as client,
+    ):
+        futures = [
+            client.submit(
+                digitize_for_submission, model, str(image_path(data_dir, i)), i, fs, n, geo(i), pure=False
+            )
+            for i, fs, n in jobs
+        ]
+        for (i, fs, n), fut in zip(jobs, futures, strict=True):  # in test.csv order
+            try:
+                yield fut.result()
+            except Exception as exc:  # a worker died: that ECG is filled, the rest go on
+                err = f"{image_path(data_dir, i)}: worker failed: {type(exc).__name__}: {exc}"
+                yield EcgOutcome(i, fs, fallback_segments(fs, n), 0.0, err)
