@@ -16,15 +16,21 @@ import cv2
 import numpy as np
 
 from ecgml.errors import EcgmlError
-from ecgml.geometry.grid import coarse_frame, darkness, tile_lattice
+from ecgml.geometry.grid import (
+    LATTICE_LONG_SIDE,
+    LATTICE_LONG_SIDE_PHOTO,
+    coarse_frame,
+    darkness,
+    tile_lattice,
+)
 from ecgml.geometry.orient import ORIENT_PPM, Rows, layout_name, orient, rot, snap
-from ecgml.geometry.refine import TILE_MM, Extent, FrameMap, rectify, refine
+from ecgml.geometry.refine import MAX_EXTENT_MM, TILE_MM, Extent, FrameMap, rectify, refine
 from ecgml.layout import LETTER_MM, PageLayout, make_layout
 from ecgml.page import PageMap, apply_homography
 
 MIN_SHORT_SIDE = 400
 WORK_LONG_SIDE = 2300
-REFINE_ROUNDS = 2
+REFINE_ROUNDS = 3
 RESIDUAL_STEP_MM = 5.0
 
 
@@ -109,19 +115,24 @@ def estimate_page(image: np.ndarray, path: str | Path | None = None) -> PageEsti
     scale = 0.5 * (sx + sy)
     ksize = int(max(9, 0.012 * min(work.shape[:2])))
     dark, _ = darkness(work, ksize)
-    if float(dark.std()) < 0.01:
+    if float(dark.std()) < 2.0:
         raise EcgmlError(path, "no ECG grid found (blank image)")
     diag: dict[str, Any] = {"work_scale": scale}
-    lat = tile_lattice(dark)
+    # the coarse lattice on a smaller copy (long side LATTICE_LONG_SIDE)
+    r = min(1.0, (LATTICE_LONG_SIDE if max(h0, w0) <= 2600 else LATTICE_LONG_SIDE_PHOTO) / max(dark.shape))
+    small = dark if r == 1.0 else cv2.resize(dark, None, fx=r, fy=r, interpolation=cv2.INTER_AREA)
+    rx, ry = small.shape[1] / dark.shape[1], small.shape[0] / dark.shape[0]
+    lat = tile_lattice(small.astype(np.float32) * (1 / 255))
     if lat is None:
         raise EcgmlError(path, "no ECG grid found")
     coarse = coarse_frame(lat)
     if coarse is None:
         raise EcgmlError(path, "no ECG grid found (inconsistent grid directions)")
     h, used = coarse
+    h = np.diag([1 / rx, 1 / ry, 1.0]) @ h  # lattice px -> work px
     diag["lattice_tiles"] = int(used.sum())
-    mmc = apply_homography(np.linalg.inv(h), lat.centre[used])
-    ext = Extent(*(mmc.min(0) - 10), *(mmc.max(0) + 10))
+    mmc = apply_homography(np.linalg.inv(h), lat.centre[used] / [rx, ry])
+    ext = _first_extent(h, mmc, dark.shape)
     fmap = FrameMap(h)
     res = None
     for _ in range(REFINE_ROUNDS):
@@ -142,9 +153,11 @@ def estimate_page(image: np.ndarray, path: str | Path | None = None) -> PageEsti
     e = ext.clipped()
     rgb_r = rectify(work, fmap, e, ORIENT_PPM, border=255.0)
     valid = rectify(np.full(work.shape[:2], 255, np.uint8), fmap, e, ORIENT_PPM, border=0.0) > 128
-    valid &= _paper_mask(res.tiles_mm, e, valid.shape)
     _, ink_r = darkness(rgb_r, int(3 * ORIENT_PPM) | 1)
-    ori, rows, _mask = orient(ink_r, valid, (e.x0, e.y0, e.x1, e.y1), ORIENT_PPM)
+    paper = valid & _paper_mask(res.tiles_mm, e, valid.shape)
+    ori, rows, _mask = orient(
+        ink_r.astype(np.float32) * (1 / 255), paper, valid, (e.x0, e.y0, e.x1, e.y1), ORIENT_PPM
+    )
     if len(rows.centres) == 0:
         raise EcgmlError(path, "no ECG trace found on the grid")
     name = layout_name(len(rows.centres), rows)
@@ -182,6 +195,25 @@ def estimate_page(image: np.ndarray, path: str | Path | None = None) -> PageEsti
         seconds=round(time.perf_counter() - t_start, 3),
     )
     return PageEstimate(page_map, layout, ppm, orientation, confidence, diag)
+
+
+def _first_extent(h: np.ndarray, mmc: np.ndarray, shape: tuple[int, ...]) -> Extent:
+    """Frame extent of the whole image (the coarse tiles may miss parts of the page), at most
+    MAX_EXTENT_MM around the tiles' centre."""
+    hh, ww = shape[:2]
+    t = np.linspace(0, 1, 41)
+    border = np.concatenate(
+        [np.stack([t * ww, np.zeros_like(t)], 1), np.stack([t * ww, np.full_like(t, hh)], 1),
+         np.stack([np.zeros_like(t), t * hh], 1), np.stack([np.full_like(t, ww), t * hh], 1)]
+    )  # fmt: skip
+    hinv = np.linalg.inv(h)
+    ph = np.concatenate([border, np.ones((len(border), 1))], 1) @ hinv.T
+    ok = ph[:, 2] * np.sign((np.array([ww / 2, hh / 2, 1.0]) @ hinv.T)[2]) > 1e-9
+    mm = ph[ok, :2] / ph[ok, 2:3]
+    c = mmc.mean(0)
+    lo = np.maximum(mm.min(0), c - MAX_EXTENT_MM / 2) if len(mm) else mmc.min(0) - 10
+    hi = np.minimum(mm.max(0), c + MAX_EXTENT_MM / 2) if len(mm) else mmc.max(0) + 10
+    return Extent(float(lo[0]), float(lo[1]), float(hi[0]), float(hi[1]))
 
 
 def _paper_mask(tiles_mm: np.ndarray, e: Extent, shape: tuple[int, ...]) -> np.ndarray:

@@ -15,11 +15,14 @@ from dataclasses import dataclass
 
 import cv2
 import numpy as np
-from scipy.ndimage import maximum_filter1d
+from scipy.ndimage import maximum_filter1d, median_filter
 from scipy.sparse import coo_matrix
 from scipy.sparse.linalg import lsqr
 
-TILE = 160  # px at working resolution
+TILE = 128  # px at lattice resolution
+TILE_STEP = 96
+LATTICE_LONG_SIDE = 1200
+LATTICE_LONG_SIDE_PHOTO = 1800  # photos: the page may fill only half the frame
 NFFT = 2048  # zero-padded profile length (fine frequency sampling)
 MIN_COHERENCE = 0.25  # 4-fold orientation coherence of a tile that holds grid
 MIN_PEAK_SNR = 6.0  # spectral peak over the band's median for a tile to count
@@ -27,19 +30,21 @@ PAGE_AREA_MM2 = 279.4 * 215.9
 
 
 def darkness(img: np.ndarray, ksize: int) -> tuple[np.ndarray, np.ndarray]:
-    """(any-channel darkness, all-channel darkness) in [0, 1] relative to the local paper brightness.
+    """(any-channel darkness, all-channel darkness), uint8 0..255, relative to the local paper brightness.
 
     The first shows coloured grid lines and ink alike; the second keeps neutral ink (traces, text) and
     drops coloured grid lines. The paper level is a max filter wider than any line, so lighting
-    gradients and shadows cancel.
+    gradients and shadows cancel. All in uint8 OpenCV calls (this runs on 12 MP photos).
     """
-    f = img.astype(np.float32)
     k = max(3, ksize | 1)
-    bg = cv2.dilate(f, cv2.getStructuringElement(cv2.MORPH_RECT, (k, k)))
+    bg = cv2.dilate(img, cv2.getStructuringElement(cv2.MORPH_RECT, (k, k)))
     bg = cv2.blur(bg, (k, k))
-    d = 1.0 - f / np.maximum(bg, 16.0)
-    np.clip(d, 0.0, 1.0, out=d)
-    return d.max(axis=2), d.min(axis=2)
+    bg = cv2.max(bg, 16)
+    ratio = cv2.divide(img, bg, scale=255)  # 255 = paper
+    ch = cv2.split(ratio)
+    lo = cv2.min(cv2.min(ch[0], ch[1]), ch[2])
+    hi = cv2.max(cv2.max(ch[0], ch[1]), ch[2])
+    return 255 - lo, 255 - hi
 
 
 @dataclass
@@ -73,131 +78,167 @@ def _profile(tile: np.ndarray, theta: float) -> np.ndarray:
     return prof[idx[0] : idx[-1] + 1]
 
 
-def _fundamental(spec: np.ndarray, f_lo: float, f_hi: float) -> tuple[float, float, float]:
-    """(f, snr, minor_snr): the lattice's fundamental frequency in cycles per px.
+@dataclass
+class _Spec:
+    power: np.ndarray
+    floor: np.ndarray  # local noise floor (broad low-frequency energy from shading, stains, trace)
+    lgm: np.ndarray  # log(1 + power / floor), max-filtered to tolerate each candidate's own error
 
-    Harmonic scoring: the mean over the first harmonics of log(1 + S/noise) — the true fundamental has all
-    of them, a sub-harmonic only half. `minor_snr` is the evidence at f/5 * (1..4) i.e. whether `f` is
-    really a 1 mm period whose 5 mm major lines are distinct.
+
+def _prep(power: np.ndarray) -> _Spec:
+    n = len(power)
+    coarse = power[::8]
+    fl = median_filter(coarse, size=17, mode="nearest")
+    floor = np.interp(np.arange(n), np.arange(len(coarse)) * 8, fl)
+    floor = np.maximum(floor, 1e-3 * float(np.median(power)) + 1e-12)
+    lg = np.log1p(power / floor)
+    return _Spec(power, floor, maximum_filter1d(lg, size=9))
+
+
+def _fundamental(sp: _Spec, f_lo: float, f_hi: float) -> tuple[float, float]:
+    """(f, snr): the lattice's fundamental frequency in cycles per px within [f_lo, f_hi].
+
+    Harmonic scoring: the mean over the first 5 harmonics (below 0.45 cycles/px) of log(1 + S/floor).
+    The true fundamental has all of them, a sub-harmonic only every other one.
     """
-    n = len(spec)
-    freqs = np.arange(n) / NFFT
-    band = (freqs > f_lo * 0.5) & (freqs < 0.45)
-    noise = float(np.median(spec[band])) + 1e-12
-    lg = np.log1p(spec / noise)
-    # local max within +-1.5 % tolerates each candidate's own error
-    lgm = maximum_filter1d(lg, size=9)
-    cands = np.linspace(f_lo, f_hi, 600)
+    n = len(sp.power)
+    cands = np.geomspace(f_lo, f_hi, 700)
     idx = np.round(np.arange(1, 6)[None, :] * cands[:, None] * NFFT).astype(int)
     valid = idx < int(0.45 * NFFT)
-    vals = np.where(valid, lgm[np.minimum(idx, n - 1)], 0.0)
+    vals = np.where(valid, sp.lgm[np.minimum(idx, n - 1)], 0.0)
     cnt = valid.sum(1)
     score = np.where(cnt >= 2, vals.sum(1) / np.maximum(cnt, 1), -1.0)
     f = float(cands[int(np.argmax(score))])
     i = int(round(f * NFFT))
     w = 1 + i // 70
-    j = max(0, i - w) + int(np.argmax(spec[max(0, i - w) : i + w + 1]))
-    # parabolic refinement of the peak
-    if 0 < j < n - 1:
-        a, b, c = np.log(spec[j - 1] + 1e-12), np.log(spec[j] + 1e-12), np.log(spec[j + 1] + 1e-12)
+    lo = max(1, i - w)
+    j = lo + int(np.argmax(sp.power[lo : i + w + 1]))
+    jj = float(j)
+    if 0 < j < n - 1:  # parabolic refinement of the peak
+        a, b, c = (np.log(sp.power[k] + 1e-12) for k in (j - 1, j, j + 1))
         den = a - 2 * b + c
-        j = j + (float(np.clip(0.5 * (a - c) / den, -1, 1)) if den < 0 else 0.0)
-    f = j / NFFT
-    snr = float(spec[min(n - 1, int(round(j)))] / noise)
-    sub = []
-    for k in (1, 2, 3, 4):
-        ii = int(round(k * f / 5 * NFFT))
-        if ii > 2:
-            sub.append(spec[max(0, ii - 1 - ii // 70) : ii + 2 + ii // 70].max() / noise)
-    minor = float(np.median(sub)) if sub else 0.0
-    return f, snr, minor
+        jj = j + (float(np.clip(0.5 * (a - c) / den, -1, 1)) if den < 0 else 0.0)
+    return jj / NFFT, float(sp.power[j] / sp.floor[j])
+
+
+def _box_sums(a: np.ndarray, ys: np.ndarray, xs: np.ndarray, size: int) -> np.ndarray:
+    """Sums of `a` over the size x size boxes with top-left corners (ys[i], xs[j])."""
+    ii = cv2.integral(a, sdepth=cv2.CV_64F)
+    y0, x0 = ys[:, None], xs[None, :]
+    return ii[y0 + size, x0 + size] - ii[y0, x0 + size] - ii[y0 + size, x0] + ii[y0, x0]
 
 
 def tile_lattice(dark: np.ndarray) -> TileLattice | None:
-    """Per-tile line directions and spacings (px per mm); None if no tile shows a lattice."""
+    """Per-tile line directions and spacings (px per mm); None if no tile shows a lattice.
+
+    `dark` is float32 darkness at the lattice resolution (long side ~LATTICE_LONG_SIDE px).
+    """
     h, w = dark.shape
     gx = cv2.Sobel(dark, cv2.CV_32F, 1, 0, ksize=3)
     gy = cv2.Sobel(dark, cv2.CV_32F, 0, 1, ksize=3)
     mag = gx * gx + gy * gy
     phi = np.arctan2(gy, gx)
     c4, s4 = mag * np.cos(4 * phi), mag * np.sin(4 * phi)
-    step = TILE // 2
+    step = TILE_STEP
     ny, nx = max(1, (h - TILE) // step + 1), max(1, (w - TILE) // step + 1)
-    oy, ox = (h - ((ny - 1) * step + TILE)) // 2, (w - ((nx - 1) * step + TILE)) // 2
+    oy, ox = max(0, (h - ((ny - 1) * step + TILE)) // 2), max(0, (w - ((nx - 1) * step + TILE)) // 2)
+    ys = oy + step * np.arange(ny)
+    xs = ox + step * np.arange(nx)
+    size = min(TILE, h - ys.max(), w - xs.max())
+    msum = _box_sums(mag, ys, xs, size)
+    zc = _box_sums(c4, ys, xs, size)
+    zs = _box_sums(s4, ys, xs, size)
+    coh = np.hypot(zc, zs) / np.maximum(msum, 1e-9)
     raw = []
-    for iy in range(ny):
-        for ix in range(nx):
-            y0, x0 = oy + iy * step, ox + ix * step
-            sl = (slice(max(0, y0), y0 + TILE), slice(max(0, x0), x0 + TILE))
-            m = mag[sl].sum()
-            if m <= 1e-6:
-                continue
-            z = complex(c4[sl].sum(), s4[sl].sum())
-            coh = abs(z) / m
-            if coh < MIN_COHERENCE:
-                continue
-            th0 = np.angle(z) / 4
-            # refine each family separately (under perspective they are not exactly perpendicular)
-            ths = []
-            p = phi[sl]
-            mm = mag[sl]
-            for base in (th0, th0 + np.pi / 2):
-                d = np.angle(np.exp(2j * (p - base))) / 2  # in (-pi/2, pi/2]
-                sel = np.abs(d) < np.pi / 8
-                ths.append(base + float(np.angle(np.sum(mm[sel] * np.exp(2j * d[sel])))) / 2)
-            raw.append((iy, ix, x0 + TILE / 2, y0 + TILE / 2, ths, sl))
+    for iy, ix in np.argwhere((coh >= MIN_COHERENCE) & (msum > 1e-6)):
+        y0, x0 = int(ys[iy]), int(xs[ix])
+        sl = (slice(y0, y0 + size), slice(x0, x0 + size))
+        th0 = np.arctan2(zs[iy, ix], zc[iy, ix]) / 4
+        # refine each family separately (under perspective they are not exactly perpendicular)
+        ths = []
+        p = phi[sl]
+        mm = mag[sl]
+        for base in (th0, th0 + np.pi / 2):
+            d = np.angle(np.exp(2j * (p - base))) / 2  # in (-pi/2, pi/2]
+            sel = np.abs(d) < np.pi / 8
+            ths.append(base + float(np.angle(np.sum(mm[sel] * np.exp(2j * d[sel])))) / 2)
+        raw.append((iy, ix, x0 + size / 2, y0 + size / 2, ths, sl))
     if not raw:
         return None
     # Spacing: spectra of the projections; frequency band from a loose page-size prior.
     spectra = []
     for _iy, _ix, _cx, _cy, ths, sl in raw:
         t = dark[sl]
-        spectra.append([_spectrum(_profile(t, th)) for th in ths])
+        spectra.append([_prep(_spectrum(_profile(t, th))) for th in ths])
     return _decide_lattice(raw, spectra, dark.shape)
 
 
 def _decide_lattice(raw: list, spectra: list, shape: tuple[int, int]) -> TileLattice | None:
-    n_tiles = len(raw)
-    # px per mm prior: grid tiles cover (roughly) the page
-    area = n_tiles * (TILE // 2) ** 2
-    prior = np.sqrt(max(area, 1) / PAGE_AREA_MM2)
-    # 5 mm major period in px; search a wide band around the prior
-    lo_ppm, hi_ppm = prior / 2.2, prior * 2.2
-    lo_ppm = max(lo_ppm, 1.2)  # below ~1.2 px/mm nothing can be read
-    f_lo = 1 / (5 * hi_ppm)
-    f_hi = min(1 / (5 * lo_ppm), 0.2)
-    rows = []
+    """Pick the lattice period per tile, decide whether it is 1 mm or 5 mm, keep consistent tiles.
+
+    A tile's strongest comb is either the 5 mm major period (majors distinct from minors) or 1 mm
+    (minors only, or majors not distinct) or 5 mm with no minors visible at all. What decides is the
+    size of the grid in periods: a page is about 50 major periods across, 250 minor ones.
+    """
+    f_lo, f_hi = 1 / 120.0, 0.42  # periods from 2.4 px to 120 px
+    first = []
+    for (iy, ix, *_), sp in zip(raw, spectra, strict=True):
+        for spec in sp:
+            f, snr = _fundamental(spec, f_lo, f_hi)
+            if snr >= MIN_PEAK_SNR and f > 0:
+                first.append((iy, ix, 1 / f))
+    if len(first) < 4:
+        return None
+    logp = np.log([p for *_, p in first])
+    hist, edges = np.histogram(logp, bins=np.arange(np.log(2.0), np.log(130.0), 0.08))
+    hist = np.convolve(hist, [1, 2, 1], mode="same")
+    mode = float(np.exp(0.5 * (edges[np.argmax(hist)] + edges[np.argmax(hist) + 1])))
+    near = [(iy, ix) for iy, ix, p in first if min(abs(np.log(p / mode / k)) for k in (1, 5, 0.2)) < 0.15]
+    if len(near) < 4:
+        return None
+    tiles = {t for t in near}
+    area_px = len(tiles) * TILE_STEP**2
+    periods_across = np.sqrt(area_px) / mode
+    page_periods_5mm = np.sqrt(PAGE_AREA_MM2) / 5.0  # ~49
+    # geometric middle between "5 mm" (~49 across a whole page) and "1 mm" (~245), allowing partial pages
+    is_1mm = periods_across > 1.6 * page_periods_5mm
+    good = [mode / 1.0] if is_1mm else [mode / 5.0]
+    med_ppm = float(np.median(good))
+    # second pass: each tile's spacing searched only near the global value (no octave errors)
+    b5 = (1 / (5 * med_ppm * 1.35), 1 / (5 * med_ppm / 1.35))
+    b1 = (1 / (med_ppm * 1.35), min(1 / (med_ppm / 1.35), 0.45))
+    cand = []
     for (iy, ix, cx, cy, ths, _sl), sp in zip(raw, spectra, strict=True):
         fam = []
-        for th, s in zip(ths, sp, strict=True):
-            f, snr, _ = _fundamental(s, f_lo, f_hi)
-            ppm = (1 / f) / 5 if f > 0 else 0.0
-            if snr < MIN_PEAK_SNR:
-                # major lines not distinct: the lattice may show only the 1 mm period
-                f1, snr1, _ = _fundamental(s, min(5 * f_lo, 0.3), min(5 * f_hi, 0.45))
+        for th, spec in zip(ths, sp, strict=True):
+            f, snr = _fundamental(spec, *b5)
+            ppm = 1 / (5 * f) if f > 0 else 0.0
+            if snr < MIN_PEAK_SNR and b1[0] < 0.45:
+                f1, snr1 = _fundamental(spec, *b1)
                 if snr1 >= MIN_PEAK_SNR and f1 > 0:
-                    f, snr, ppm = f1, snr1, 1 / f1
+                    snr, ppm = snr1, 1 / f1
             fam.append((th, ppm, snr))
-        rows.append((iy, ix, cx, cy, fam))
-    good = [p for *_, fam in rows for _th, p, snr in fam if snr >= MIN_PEAK_SNR and p > 0]
-    if len(good) < 4:
-        return None
-    med_ppm = float(np.median(good))
+        if min(fam[0][2], fam[1][2]) >= MIN_PEAK_SNR:
+            cand.append((iy, ix, cx, cy, fam))
+    # neighbour consistency: a tile's spacings within 12 % of its neighbours' median
+    where = {(c[0], c[1]): c for c in cand}
     out_c, out_n, out_s, out_w, out_ij = [], [], [], [], []
-    for iy, ix, cx, cy, fam in rows:
-        if min(fam[0][2], fam[1][2]) < MIN_PEAK_SNR:
+    for iy, ix, cx, cy, fam in cand:
+        mine = np.array([fam[0][1], fam[1][1]])
+        nb = [
+            np.mean([where[(iy + dy, ix + dx)][4][0][1], where[(iy + dy, ix + dx)][4][1][1]])
+            for dy in (-1, 0, 1)
+            for dx in (-1, 0, 1)
+            if (dy or dx) and (iy + dy, ix + dx) in where
+        ]
+        if len(nb) >= 2 and abs(np.log(mine.mean() / np.median(nb))) > np.log(1.12):
             continue
-        sp = []
-        for _th, p, _snr in fam:
-            # octave errors: bring this tile's value to the factor nearest the global median
-            k = min((1, 2, 1 / 2, 3, 1 / 3), key=lambda k, p=p: abs(np.log(p * k / med_ppm)))
-            sp.append(p * k)
-        if any(abs(np.log(v / med_ppm)) > np.log(1.6) for v in sp):
+        if abs(np.log(mine[0] / mine[1])) > np.log(1.5):
             continue
         nrm = np.array([[np.cos(th), np.sin(th)] for th, *_ in fam])
         out_c.append((cx, cy))
         out_n.append(nrm)
-        out_s.append(sp)
+        out_s.append(mine)
         out_w.append(min(fam[0][2], fam[1][2]))
         out_ij.append((iy, ix))
     if len(out_c) < 4:
@@ -284,9 +325,15 @@ def coarse_frame(lat: TileLattice) -> tuple[np.ndarray, np.ndarray] | None:
     sol = lsqr(a_mat, np.array(rhs), atol=1e-10, btol=1e-10)[0]
     mm = sol.reshape(-1, 2)
     px = lat.centre[used]
-    h, _ = cv2.findHomography(mm.astype(np.float64), px.astype(np.float64), 0)
+    thr = 3.0 * float(np.median(spacing[used]))  # 3 mm in px
+    h, inl = cv2.findHomography(mm.astype(np.float64), px.astype(np.float64), cv2.RANSAC, thr)
+    if h is None or inl is None or inl.sum() < 4:
+        return None
+    keep = inl.ravel().astype(bool)
+    h, _ = cv2.findHomography(mm[keep].astype(np.float64), px[keep].astype(np.float64), 0)
     if h is None:
         return None
+    used = used[keep]
     mask = np.zeros(n, bool)
     mask[used] = True
     return h, mask

@@ -167,21 +167,26 @@ def turned_extent(k: int, ext: tuple[float, float, float, float]) -> tuple[float
 
 
 def orient(
-    ink_r: np.ndarray, valid: np.ndarray, ext: tuple[float, float, float, float], ppm: float = ORIENT_PPM
+    ink_r: np.ndarray,
+    paper: np.ndarray,
+    inside: np.ndarray,
+    ext: tuple[float, float, float, float],
+    ppm: float = ORIENT_PPM,
 ) -> tuple[Orientation, Rows, np.ndarray]:
     """Quarter turn k of the frame (upright = rot(k) @ frame), the rows in upright mm, the upright mask.
 
     `ink_r` is the all-channel darkness on the frame raster covering `ext` (x0, y0, x1, y1 mm);
-    `valid` marks the paper (inside the image and where the grid was measured).
+    `paper` marks where the grid was measured (inside the image), `inside` the image itself (rows that
+    reach its border are cut, so their ends say nothing about the page).
     """
-    mask = ink_mask(ink_r, valid)
+    mask = ink_mask(ink_r, paper)
     cy = _row_score(mask, ppm)
     cx = _row_score(mask.T, ppm)
     cands = []
     for k in (0, 2) if cy >= cx else (1, 3):
         m = np.rot90(mask, k=-k)  # clockwise k quarter turns of the raster = rot(k) of frame mm
         te = turned_extent(k, ext)
-        rows = _rows(m, te[0], te[1], ppm, np.rot90(valid, k=-k))
+        rows = _rows(m, te[0], te[1], ppm, np.rot90(inside, k=-k))
         cands.append((_upright_score(m, rows, te, ppm), k, rows, m))
     cands.sort(key=lambda c: -c[0])
     s, k, rows, m = cands[0]

@@ -25,6 +25,7 @@ STEP_MM = 10.0
 HARMONICS = 5  # k / 5 mm, k = 1..5 (5 = the 1 mm minor lines)
 MIN_TILE_CONF = 0.35
 MAX_EXTENT_MM = 420.0
+MAP_STEP = 8
 
 
 @dataclass
@@ -84,14 +85,23 @@ def rectify(img: np.ndarray, fmap: FrameMap, ext: Extent, ppm: float, border: fl
             borderMode=cv2.BORDER_CONSTANT,
             borderValue=bv,
         )
-    xs = ext.x0 + (np.arange(w) + 0.5) / ppm
-    ys = ext.y0 + (np.arange(h) + 0.5) / ppm
+    # the map is smooth: evaluate it every MAP_STEP raster px and interpolate (exact for the homography
+    # part up to the interpolation of its curvature, far below 0.01 px at these steps)
+    # node i sits at raster px (i - 1) * STEP + (STEP - 1) / 2, which is where cv2.resize by STEP puts it
+    gw, gh = w // MAP_STEP + 3, h // MAP_STEP + 3
+    xs = ext.x0 + ((np.arange(gw) - 1) * MAP_STEP + (MAP_STEP - 1) / 2 + 0.5) / ppm
+    ys = ext.y0 + ((np.arange(gh) - 1) * MAP_STEP + (MAP_STEP - 1) / 2 + 0.5) / ppm
     gx, gy = np.meshgrid(xs, ys)
     px = (fmap.mm_to_px(np.stack([gx, gy], -1)) - 0.5).astype(np.float32)
+    big = (gw * MAP_STEP, gh * MAP_STEP)
+    mapx = cv2.resize(px[..., 0], big, interpolation=cv2.INTER_LINEAR)[
+        MAP_STEP : MAP_STEP + h, MAP_STEP : MAP_STEP + w
+    ]
+    mapy = cv2.resize(px[..., 1], big, interpolation=cv2.INTER_LINEAR)[
+        MAP_STEP : MAP_STEP + h, MAP_STEP : MAP_STEP + w
+    ]
     bv = border if img.ndim == 2 else (border,) * img.shape[2]
-    return cv2.remap(
-        img, px[..., 0], px[..., 1], cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=bv
-    )
+    return cv2.remap(img, mapx, mapy, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=bv)
 
 
 def _comb_shift(profiles: np.ndarray, u0: np.ndarray, ppm: float) -> tuple[np.ndarray, np.ndarray]:
@@ -101,8 +111,8 @@ def _comb_shift(profiles: np.ndarray, u0: np.ndarray, ppm: float) -> tuple[np.nd
     """
     n, length = profiles.shape
     u = u0[:, None] + (np.arange(length) + 0.5)[None, :] / ppm
-    p = profiles - np.nanmean(profiles, axis=1, keepdims=True)
-    p = np.nan_to_num(p) * np.hanning(length)[None, :]
+    p = profiles - profiles.mean(axis=1, keepdims=True)
+    p = p * np.hanning(length)[None, :]
     ks = np.arange(1, HARMONICS + 1)
     c = np.einsum("nl,knl->nk", p, np.exp(-2j * np.pi * ks[:, None, None] * u[None] / 5.0))
     grid = np.linspace(0, 5, 500, endpoint=False)
@@ -117,30 +127,23 @@ def _comb_shift(profiles: np.ndarray, u0: np.ndarray, ppm: float) -> tuple[np.nd
     return shift, np.clip(conf, 0, 1)
 
 
-def measure_phases(dark_r: np.ndarray, ext: Extent, ppm: float) -> dict[str, np.ndarray]:
+def measure_phases(dark_r: np.ndarray, valid: np.ndarray, ext: Extent, ppm: float) -> dict[str, np.ndarray]:
     """Grid phase per tile of the rectified darkness: x- and y-shift of the comb (mm) and confidence."""
     h, w = dark_r.shape
     t = int(round(TILE_MM * ppm))
     st = int(round(STEP_MM * ppm))
-    valid = dark_r >= 0
-    d = np.where(valid, dark_r, np.nan)
     ny = max(1, (h - t) // st + 1)
     nx = max(1, (w - t) // st + 1)
-    out = {k: np.full((ny, nx), np.nan) for k in ("dx", "dy", "cx", "cy")}
-    with np.errstate(all="ignore"):
-        import warnings
-
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)
-            # x: medians down each column of a horizontal band; y: along each row of a vertical band
-            colmed = np.stack([np.nanmedian(d[i * st : i * st + t], axis=0) for i in range(ny)])  # (ny, w)
-            rowmed = np.stack([np.nanmedian(d[:, j * st : j * st + t], axis=1) for j in range(nx)])  # (nx, h)
-            fill = np.stack(
-                [
-                    [valid[i * st : i * st + t, j * st : j * st + t].mean() for j in range(nx)]
-                    for i in range(ny)
-                ]
-            )
+    out: dict[str, np.ndarray] = {}
+    # x: medians down each column of a horizontal band; y: along each row of a vertical band
+    colmed = np.stack([np.median(dark_r[i * st : i * st + t], axis=0) for i in range(ny)]).astype(np.float32)
+    rowmed = np.stack([np.median(dark_r[:, j * st : j * st + t], axis=1) for j in range(nx)]).astype(
+        np.float32
+    )
+    vi = cv2.integral(valid.astype(np.uint8))
+    y0 = (np.arange(ny) * st)[:, None]
+    x0 = (np.arange(nx) * st)[None, :]
+    fill = (vi[y0 + t, x0 + t] - vi[y0, x0 + t] - vi[y0 + t, x0] + vi[y0, x0]) / float(t * t)
     px, ux, py, uy = [], [], [], []
     for i in range(ny):
         for j in range(nx):
@@ -224,8 +227,9 @@ def refine(
 ) -> RefineResult | None:
     """One round: rectify, measure grid phases, fit homography + smooth residual. Lines land at 5Z mm."""
     ext = ext.clipped()
-    dr = rectify(dark, fmap, ext, ppm)
-    ph = measure_phases(dr, ext, ppm)
+    dr = rectify(dark, fmap, ext, ppm, border=0)
+    valid = rectify(np.full(dark.shape, 255, np.uint8), fmap, ext, ppm, border=0) > 128
+    ph = measure_phases(dr, valid, ext, ppm)
     ok = (ph["cx"] > MIN_TILE_CONF) & (ph["cy"] > MIN_TILE_CONF)
     if ok.sum() < 6:
         return None
@@ -240,33 +244,46 @@ def refine(
     m = q - dlt
     px = fmap.mm_to_px(q)
     scale = _local_scale(fmap, q)
-    hm, inl = cv2.findHomography(m, px, cv2.RANSAC, ransacReprojThreshold=float(0.6 * scale))
+    # the homography takes the bulk (gross outliers out); bends and crumples go to the residual
+    hm, inl = cv2.findHomography(m, px, cv2.RANSAC, ransacReprojThreshold=float(3.0 * scale))
     if hm is None:
         return None
     inl = inl.ravel().astype(bool)
     if inl.sum() < 6:
         return None
     hm, _ = cv2.findHomography(m[inl], px[inl], 0)
-    hinv = np.linalg.inv(hm)
-    err_mm = apply_homography(hinv, px) - m  # residual expressed in frame mm
-    fit_rms = float(np.sqrt(np.mean(np.sum(err_mm[inl] ** 2, 1))))
-    # the residual field in px on the tile grid (regular in q ~ m), smoothed and filled
-    res = np.zeros((*qx.shape, 2))
-    wts = np.zeros(qx.shape)
-    idx = np.argwhere(sel)
     r_px = px - apply_homography(hm, m)
+    ny, nx = qx.shape
+    res = np.zeros((ny, nx, 2))
+    wts = np.zeros((ny, nx))
+    idx = np.argwhere(sel)
     for k, (i, j) in enumerate(idx):
         if inl[k]:
             res[i, j] = r_px[k]
             wts[i, j] = conf[i, j]
+    # local outliers: a tile whose residual disagrees with its neighbours' median by > 0.4 mm
+    good = wts > 0
+    for k, (i, j) in enumerate(idx):
+        if not inl[k]:
+            continue
+        i0, i1, j0, j1 = max(0, i - 1), min(ny, i + 2), max(0, j - 1), min(nx, j + 2)
+        nb = good[i0:i1, j0:j1].copy()
+        nb[i - i0, j - j0] = False
+        if nb.sum() >= 3:
+            med = np.median(res[i0:i1, j0:j1][nb], axis=0)
+            if np.linalg.norm(res[i, j] - med) > 0.4 * scale:
+                wts[i, j] = 0.0
+                inl[k] = False
+    if inl.sum() < 6:
+        return None
+    rrms = float(np.sqrt(np.mean(np.sum(r_px[inl] ** 2, 1)))) / scale
     resid = None
-    rrms = float(np.sqrt(np.mean(np.sum(err_mm[inl] ** 2, 1))))
     if keep_residual and rrms > 0.04:
-        sm = np.stack([_smooth_fill(res[..., c], wts, 1.0) for c in range(2)], -1)
-        resid = sm.astype(np.float32)
+        resid = np.stack([_smooth_fill(res[..., c], wts, 1.0) for c in range(2)], -1).astype(np.float32)
     # new frame: origin of the residual grid at the first tile centre, in m coordinates
     off = np.median(dlt[inl], axis=0)
     new = FrameMap(hm, resid, (float(qx[0, 0] - off[0]), float(qy[0, 0] - off[1])), STEP_MM)
+    fit_rms = float(np.sqrt(np.mean(np.sum((new.mm_to_px(m[inl]) - px[inl]) ** 2, 1)))) / scale
     new_ext = Extent(
         float(m[inl, 0].min() - TILE_MM),
         float(m[inl, 1].min() - TILE_MM),
