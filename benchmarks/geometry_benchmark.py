@@ -71,7 +71,7 @@ def render_cached(rec_path: Path, image_type: str, seed: int, cache: Path) -> tu
     return out.image, meta
 
 
-def run(per_type: int, types: tuple[str, ...], cache: Path) -> dict:
+def run(per_type: int, types: tuple[str, ...], cache: Path, render_only: bool = False) -> dict:
     recs = bench_records()
     rows = []
     for t in types:
@@ -79,6 +79,8 @@ def run(per_type: int, types: tuple[str, ...], cache: Path) -> dict:
             seed = SEED + 1000 * TYPES.index(t) + i
             rec = recs[(i * 7 + TYPES.index(t)) % len(recs)]
             img, meta = render_cached(rec, t, seed, cache)
+            if render_only:
+                continue
             truth = PageMap.from_dict(meta["page_map"])
             xy = np.asarray(meta["xy"], np.float64)[np.asarray(meta["visible"], bool)]
             rng = np.random.default_rng(seed)
@@ -155,9 +157,12 @@ def main() -> None:
     ap.add_argument("--types", default=",".join(TYPES))
     ap.add_argument("--cache", type=Path, default=Path("/tmp/ecgml-geometry-bench"))
     ap.add_argument("--out", type=Path, default=None)
+    ap.add_argument("--render-only", action="store_true", help="only fill the render cache")
     a = ap.parse_args()
     cv2.setNumThreads(2)
-    res = run(a.per_type, tuple(a.types.split(",")), a.cache)
+    res = run(a.per_type, tuple(a.types.split(",")), a.cache, a.render_only)
+    if a.render_only:
+        return
     print(table(res["summary"]))
     if a.out:
         a.out.parent.mkdir(parents=True, exist_ok=True)

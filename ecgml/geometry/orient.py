@@ -63,7 +63,7 @@ def ink_mask(ink: np.ndarray, valid: np.ndarray, ppm: float = ORIENT_PPM) -> np.
     if v.size == 0:
         return np.zeros_like(ink, bool)
     grid_level = float(np.percentile(v, 97))  # dense grid lines dominate the upper tail below the ink
-    thr = float(np.clip(grid_level + 0.12, 0.45, 0.8))
+    thr = float(np.clip(grid_level + 0.12, 0.3, 0.8))
     m = ((ink > thr) & valid).astype(np.uint8)
     k = max(3, int(round(1.2 * ppm)) | 1)
     thick = cv2.morphologyEx(m, cv2.MORPH_OPEN, cv2.getStructuringElement(cv2.MORPH_RECT, (k, k)))
@@ -106,6 +106,11 @@ def _rows(mask: np.ndarray, x0: float, y0: float, ppm: float, valid: np.ndarray 
         lo, hi = max(0, p - int(8 * ppm)), min(h, p + int(8 * ppm))
         hist = gaussian_filter1d(mask[lo:hi].sum(axis=1).astype(float), 0.3 * ppm)
         b = lo + int(np.argmax(hist))
+        # a trace leaves its baseline (QRS, T waves); a ruled line or a paper edge does not
+        near = mask[max(0, b - int(0.5 * ppm)) : b + int(0.5 * ppm) + 1].any(axis=0)
+        span_cols = near[xs[0] : xs[-1] + 1]
+        if span_cols.size and span_cols.mean() > 0.97:
+            continue
         left = xs[0] if len(xs) else 0
         right = xs[-1] if len(xs) else w - 1
         # robust ends: 0.5 % / 99.5 % of the ink columns in the band
@@ -166,6 +171,101 @@ def turned_extent(k: int, ext: tuple[float, float, float, float]) -> tuple[float
     return float(c[:, 0].min()), float(c[:, 1].min()), float(c[:, 0].max()), float(c[:, 1].max())
 
 
+PULSE_MM = (5.0, 10.0)  # standard calibration pulse: 0.2 s at 25 mm/s wide, 1 mV at 10 mm/mV tall
+PULSE_MIN_SCORE = 0.45
+
+
+def _pulse_template(ppm: float) -> np.ndarray:
+    """+1 on the three strokes of an open box (up, across, down), -1 inside it, 0 around; mean-free parts."""
+    w, h = int(round(PULSE_MM[0] * ppm)), int(round(PULSE_MM[1] * ppm))
+    pad = int(round(1.0 * ppm))
+    t = np.zeros((h + 2 * pad + 2 * max(1, int(round(0.5 * ppm))), w + 2 * pad), np.float32)
+    s = max(1, int(round(0.5 * ppm)))
+    on = np.zeros_like(t, bool)
+    on[pad - s // 2 : pad + h, pad - s // 2 : pad - s // 2 + s] = True  # left stroke
+    on[pad - s // 2 : pad + h, pad + w - s // 2 : pad + w - s // 2 + s] = True  # right stroke
+    on[pad - s // 2 : pad - s // 2 + s, pad - s // 2 : pad + w + s] = True  # top
+    inner = np.zeros_like(t, bool)
+    inner[pad + 2 * s : pad + h - s, pad + 2 * s : pad + w - 2 * s] = True
+    outer = np.zeros_like(t, bool)  # left of the box: paper (the trace starts at its right foot)
+    outer[pad + 2 * s : pad + h - s, : max(1, pad - 2 * s)] = True
+    foot = np.zeros_like(t, bool)  # the box is open at the bottom (an upside-down one is closed there)
+    foot[pad + h - s : pad + h + 3 * s, pad + 2 * s : pad + w - 2 * s] = True
+    t[on] = 1.0 / on.sum()
+    t[inner] = -1.0 / max(inner.sum(), 1)
+    t[outer] = -0.5 / max(outer.sum(), 1)
+    t[foot] = -1.0 / max(foot.sum(), 1)
+    return t
+
+
+def find_pulses(mask: np.ndarray, ppm: float) -> list[tuple[float, float, float]]:
+    """Calibration pulses in an upright ink mask: (score, left x px, baseline y px), strongest first."""
+    t = _pulse_template(ppm)
+    if mask.shape[0] < t.shape[0] or mask.shape[1] < t.shape[1]:
+        return []
+    f = cv2.GaussianBlur(mask.astype(np.float32), (0, 0), 0.6)
+    np.minimum(f, 1.0, out=f)
+    sc = cv2.matchTemplate(f, t, cv2.TM_CCORR)
+    pad = int(round(1.0 * ppm))
+    h = int(round(PULSE_MM[1] * ppm))
+    out = []
+    k = max(3, int(6 * ppm) | 1)
+    peaks = (sc == cv2.dilate(sc, np.ones((k, k), np.uint8))) & (sc > PULSE_MIN_SCORE)
+    for y, x in np.argwhere(peaks):
+        out.append((float(sc[y, x]), float(x + pad), float(y + pad + h)))
+    out.sort(key=lambda p: -p[0])
+    return out
+
+
+def _aligned(pulses: list[tuple[float, float, float]], ppm: float) -> list[tuple[float, float, float]]:
+    """The largest group of pulses stacked at one x (one per row), as rows of a page have them."""
+    best: list[tuple[float, float, float]] = []
+    for _, x, _ in pulses[:20]:
+        grp = [p for p in pulses if abs(p[1] - x) < 3 * ppm]
+        # one per row: drop pulses closer than 8 mm vertically to a stronger one
+        keep: list[tuple[float, float, float]] = []
+        for p in grp:
+            if all(abs(p[2] - q[2]) > 8 * ppm for q in keep):
+                keep.append(p)
+        if len(keep) > len(best) or (
+            len(keep) == len(best) and sum(q[0] for q in keep) > sum(q[0] for q in best)
+        ):
+            best = keep
+    return sorted(best, key=lambda p: p[2])
+
+
+def _rows_from_pulses(
+    m: np.ndarray,
+    pulses: list[tuple[float, float, float]],
+    x0: float,
+    y0: float,
+    ppm: float,
+    inside: np.ndarray,
+) -> Rows:
+    """Rows whose baselines are the pulses' feet (exactly 0 mV) and which start at the pulses' left edges."""
+    centres, lefts, rights, lcut, rcut = [], [], [], [], []
+    h, w = m.shape
+    for _s, px, py in pulses:
+        b = int(round(py))
+        band = m[max(0, b - int(3 * ppm)) : b + int(3 * ppm)]
+        wts = band.sum(axis=0).astype(float)
+        wts[: int(px)] = 0
+        cdf = np.cumsum(wts) / max(wts.sum(), 1)
+        right = int(np.searchsorted(cdf, 0.998))
+        vb = inside[max(0, b - int(2 * ppm)) : b + int(2 * ppm)].all(axis=0)
+        margin = int(2.5 * ppm)
+        lcut.append(not vb[max(0, int(px) - margin) : int(px)].all() or px < margin)
+        rcut.append(not vb[right : right + margin].all() or right + margin >= w)
+        centres.append(y0 + py / ppm)
+        lefts.append(x0 + px / ppm)
+        rights.append(x0 + (right + 0.5) / ppm)
+    n = len(centres)
+    return Rows(
+        np.array(centres), np.array(lefts), np.array(rights), np.ones(n, bool), np.array(lcut, bool),
+        np.array(rcut, bool), {"from": "pulses"},
+    )  # fmt: skip
+
+
 def orient(
     ink_r: np.ndarray,
     paper: np.ndarray,
@@ -178,13 +278,33 @@ def orient(
     `ink_r` is the all-channel darkness on the frame raster covering `ext` (x0, y0, x1, y1 mm);
     `paper` marks where the grid was measured (inside the image), `inside` the image itself (rows that
     reach its border are cut, so their ends say nothing about the page).
+
+    First evidence: calibration pulses (open boxes rising from the baseline at the row starts) stacked
+    at one x; they fix the turn, the baselines and the row starts even when the traces wander. Without
+    them: the axis along which ink piles up in rows, then the upright score.
     """
     mask = ink_mask(ink_r, paper)
+    found = []
+    for k in range(4):
+        m = np.ascontiguousarray(np.rot90(mask, k=-k))  # clockwise k quarter turns = rot(k) of frame mm
+        found.append(_aligned(find_pulses(m, ppm), ppm))
+    # evidence per turn: the summed scores of the aligned pulses
+    ev = [sum(p[0] for p in f) if len(f) >= 2 else 0.0 for f in found]
+    kbest = int(np.argmax(ev))
+    counts = [len(f) for f in found]
+    others = sorted(ev)[-2]
+    if ev[kbest] > 0 and ev[kbest] >= 1.2 * others:
+        m = np.ascontiguousarray(np.rot90(mask, k=-kbest))
+        te = turned_extent(kbest, ext)
+        rows = _rows_from_pulses(m, found[kbest], te[0], te[1], ppm, np.rot90(inside, k=-kbest))
+        prof_rows = _rows(m, te[0], te[1], ppm, np.rot90(inside, k=-kbest))
+        rows.extras["profile_rows"] = len(prof_rows.centres)
+        return Orientation(kbest, float(counts[kbest]), float(ev[kbest] - others)), rows, m
     cy = _row_score(mask, ppm)
     cx = _row_score(mask.T, ppm)
     cands = []
     for k in (0, 2) if cy >= cx else (1, 3):
-        m = np.rot90(mask, k=-k)  # clockwise k quarter turns of the raster = rot(k) of frame mm
+        m = np.rot90(mask, k=-k)
         te = turned_extent(k, ext)
         rows = _rows(m, te[0], te[1], ppm, np.rot90(inside, k=-k))
         cands.append((_upright_score(m, rows, te, ppm), k, rows, m))

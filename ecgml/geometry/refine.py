@@ -10,7 +10,7 @@ put grid lines at multiples of 5 mm on both axes.
 
 from __future__ import annotations
 
-from collections import deque
+import heapq
 from dataclasses import dataclass
 
 import cv2
@@ -23,7 +23,7 @@ RECT_PPM = 5.0  # px/mm of the raster the phases are measured on
 TILE_MM = 20.0
 STEP_MM = 10.0
 HARMONICS = 5  # k / 5 mm, k = 1..5 (5 = the 1 mm minor lines)
-MIN_TILE_CONF = 0.35
+MIN_TILE_CONF = 0.4
 MAX_EXTENT_MM = 420.0
 MAP_STEP = 8
 
@@ -123,7 +123,11 @@ def _comb_shift(profiles: np.ndarray, u0: np.ndarray, ppm: float) -> tuple[np.nd
     den = a - 2 * b + cc
     off = np.where(den < 0, 0.5 * (a - cc) / np.where(den < 0, den, -1), 0.0)
     shift = (grid[j] + off * (5 / 500)) % 5
-    conf = b / np.maximum(np.abs(c).sum(1), 1e-9)
+    # phase agreement of the harmonics (1 for a clean comb) times the share of the profile's energy
+    # that sits in them (Parseval; a random texture puts only a few % there, a grid most of it)
+    agree = b / np.maximum(np.abs(c).sum(1), 1e-9)
+    share = (2.0 / length) * (np.abs(c) ** 2).sum(1) / np.maximum((p**2).sum(1), 1e-9)
+    conf = agree * np.clip(share / 0.5, 0, 1)
     return shift, np.clip(conf, 0, 1)
 
 
@@ -165,34 +169,45 @@ def measure_phases(dark_r: np.ndarray, valid: np.ndarray, ext: Extent, ppm: floa
 
 
 def _unwrap(shift: np.ndarray, ok: np.ndarray, conf: np.ndarray) -> np.ndarray:
-    """Unwrap mod-5 shifts over the tile grid from the most confident tile, each to its neighbours' mean."""
+    """Quality-guided unwrapping of mod-5 shifts over the tile grid.
+
+    Starts at the most confident tile near the centre and always extends to the most confident tile
+    bordering the unwrapped set, taking the value nearest its unwrapped neighbours' weighted mean,
+    so unreliable tiles (background, stains) cannot carry an error into the good ones.
+    """
     out = np.full(shift.shape, np.nan)
     if not ok.any():
         return out
     ny, nx = shift.shape
     cy, cx = (ny - 1) / 2, (nx - 1) / 2
     yy, xx = np.mgrid[0:ny, 0:nx]
-    prio = np.where(ok, conf - 0.002 * np.hypot(yy - cy, xx - cx), -np.inf)
+    prio = np.where(ok, conf - 0.01 * np.hypot(yy - cy, xx - cx) / max(ny, nx), -np.inf)
     seed = np.unravel_index(int(np.argmax(prio)), shift.shape)
     out[seed] = shift[seed]
-    queue = deque([seed])
-    seen = np.zeros_like(ok)
-    seen[seed] = True
-    while queue:
-        i, j = queue.popleft()
-        for di, dj in ((0, 1), (1, 0), (0, -1), (-1, 0)):
+    heap: list[tuple[float, int, int]] = []
+    queued = np.zeros_like(ok)
+    queued[seed] = True
+    nbrs = ((0, 1), (1, 0), (0, -1), (-1, 0))
+
+    def push(i: int, j: int) -> None:
+        for di, dj in nbrs:
             a, b = i + di, j + dj
-            if not (0 <= a < ny and 0 <= b < nx) or seen[a, b] or not ok[a, b]:
-                continue
-            nb = [
-                out[a + p, b + q]
-                for p, q in ((0, 1), (1, 0), (0, -1), (-1, 0))
-                if 0 <= a + p < ny and 0 <= b + q < nx and not np.isnan(out[a + p, b + q])
-            ]
-            ref = float(np.mean(nb))
-            out[a, b] = shift[a, b] + 5 * np.round((ref - shift[a, b]) / 5)
-            seen[a, b] = True
-            queue.append((a, b))
+            if 0 <= a < ny and 0 <= b < nx and ok[a, b] and not queued[a, b]:
+                queued[a, b] = True
+                heapq.heappush(heap, (-float(conf[a, b]), a, b))
+
+    push(*seed)
+    while heap:
+        _, a, b = heapq.heappop(heap)
+        vals, wts = [], []
+        for di, dj in nbrs + ((1, 1), (1, -1), (-1, 1), (-1, -1)):
+            p, q = a + di, b + dj
+            if 0 <= p < ny and 0 <= q < nx and not np.isnan(out[p, q]):
+                vals.append(out[p, q])
+                wts.append(conf[p, q])
+        ref = float(np.average(vals, weights=wts))
+        out[a, b] = shift[a, b] + 5 * np.round((ref - shift[a, b]) / 5)
+        push(a, b)
     return out
 
 
