@@ -108,12 +108,14 @@ def run(per_type: int, types: tuple[str, ...], cache: Path, render_only: bool = 
                 f"orient {'ok' if row['orientation_ok'] else 'WRONG'} layout {est.layout.name} "
                 f"{row['seconds']:.2f}s", flush=True,
             )  # fmt: skip
-    return {"rows": rows, "summary": summarise(rows, types)}
+    return {"rows": rows, "summary": summarise(rows, types) if rows else {}}
 
 
 def _stats(rows: list[dict]) -> dict:
     ok = [r for r in rows if r["ok"]]
     n = len(rows)
+    if n == 0:
+        return {}
     # a failed image counts as a wrong orientation/layout and as errors of +inf
     err = np.concatenate([np.asarray(r["err"]) for r in ok]) if ok else np.array([np.inf])
     err = np.concatenate([err, np.full(POINTS_PER_IMAGE * (n - len(ok)), np.inf)])

@@ -175,44 +175,70 @@ PULSE_MM = (5.0, 10.0)  # standard calibration pulse: 0.2 s at 25 mm/s wide, 1 m
 PULSE_MIN_SCORE = 0.45
 
 
-def _pulse_template(ppm: float) -> np.ndarray:
-    """+1 on the three strokes of an open box (up, across, down), -1 inside it, 0 around; mean-free parts."""
+def _pulse_template(ppm: float) -> tuple[np.ndarray, int]:
+    """Matched filter of a calibration pulse: +1 on the three strokes of an open box (up, across, down)
+    and on the trace leaving its right foot, -1 inside it, below its open foot and left of it.
+
+    Returns the template and the row of the baseline inside it.
+    """
     w, h = int(round(PULSE_MM[0] * ppm)), int(round(PULSE_MM[1] * ppm))
     pad = int(round(1.0 * ppm))
-    t = np.zeros((h + 2 * pad + 2 * max(1, int(round(0.5 * ppm))), w + 2 * pad), np.float32)
     s = max(1, int(round(0.5 * ppm)))
+    run = int(round(3.0 * ppm))  # trace after the pulse
+    t = np.zeros((h + 2 * pad + 2 * s, w + 2 * pad + run), np.float32)
     on = np.zeros_like(t, bool)
     on[pad - s // 2 : pad + h, pad - s // 2 : pad - s // 2 + s] = True  # left stroke
     on[pad - s // 2 : pad + h, pad + w - s // 2 : pad + w - s // 2 + s] = True  # right stroke
     on[pad - s // 2 : pad - s // 2 + s, pad - s // 2 : pad + w + s] = True  # top
+    trace = np.zeros_like(t, bool)
+    trace[pad + h - 2 * s : pad + h + 2 * s, pad + w + s : pad + w + run] = True
     inner = np.zeros_like(t, bool)
     inner[pad + 2 * s : pad + h - s, pad + 2 * s : pad + w - 2 * s] = True
-    outer = np.zeros_like(t, bool)  # left of the box: paper (the trace starts at its right foot)
+    outer = np.zeros_like(t, bool)  # left of the box: paper
     outer[pad + 2 * s : pad + h - s, : max(1, pad - 2 * s)] = True
     foot = np.zeros_like(t, bool)  # the box is open at the bottom (an upside-down one is closed there)
     foot[pad + h - s : pad + h + 3 * s, pad + 2 * s : pad + w - 2 * s] = True
     t[on] = 1.0 / on.sum()
+    # the trace crosses its band once per column: about a quarter of the band's pixels
+    t[trace] = 0.25 / max(trace.sum() / 4, 1)
     t[inner] = -1.0 / max(inner.sum(), 1)
     t[outer] = -0.5 / max(outer.sum(), 1)
     t[foot] = -1.0 / max(foot.sum(), 1)
-    return t
+    return t, pad + h
 
 
 def find_pulses(mask: np.ndarray, ppm: float) -> list[tuple[float, float, float]]:
-    """Calibration pulses in an upright ink mask: (score, left x px, baseline y px), strongest first."""
-    t = _pulse_template(ppm)
+    """Calibration pulses in an upright ink mask: (score, left x px, baseline y px), strongest first.
+
+    Candidates from the matched filter, each then checked part by part: both vertical strokes and the
+    top present, the inside and the open foot empty (a straight line or a QRS alone cannot pass).
+    """
+    t, base = _pulse_template(ppm)
     if mask.shape[0] < t.shape[0] or mask.shape[1] < t.shape[1]:
         return []
     f = cv2.GaussianBlur(mask.astype(np.float32), (0, 0), 0.6)
     np.minimum(f, 1.0, out=f)
     sc = cv2.matchTemplate(f, t, cv2.TM_CCORR)
     pad = int(round(1.0 * ppm))
-    h = int(round(PULSE_MM[1] * ppm))
-    out = []
+    w, h = int(round(PULSE_MM[0] * ppm)), int(round(PULSE_MM[1] * ppm))
+    s = max(1, int(round(0.5 * ppm)))
     k = max(3, int(6 * ppm) | 1)
     peaks = (sc == cv2.dilate(sc, np.ones((k, k), np.uint8))) & (sc > PULSE_MIN_SCORE)
+    out = []
     for y, x in np.argwhere(peaks):
-        out.append((float(sc[y, x]), float(x + pad), float(y + pad + h)))
+        top, left = y + pad, x + pad  # box corner in the mask
+        c = f[top - s : top + h + 3 * s, left - s : left + w + s]
+        if c.shape != (h + 4 * s, w + 2 * s):
+            continue
+        # each stroke: the share of its rows/columns that carry ink (tolerant to 1 px misalignment)
+        lft = c[s : s + h, : 2 * s].max(axis=1).mean()
+        rgt = c[s : s + h, w : w + 2 * s].max(axis=1).mean()
+        tp = c[: 2 * s, 2 * s : w].max(axis=0).mean()
+        inside = c[3 * s : h - s, 3 * s : w - s].mean()
+        foot = c[h + s : h + 3 * s, 3 * s : w - s].mean()
+        if min(lft, rgt, tp) < 0.6 or inside > 0.15 or foot > 0.25:
+            continue
+        out.append((float((lft + rgt + tp) / 3 - inside - foot), float(left), float(y + base)))
     out.sort(key=lambda p: -p[0])
     return out
 
@@ -225,7 +251,7 @@ def _aligned(pulses: list[tuple[float, float, float]], ppm: float) -> list[tuple
         # one per row: drop pulses closer than 8 mm vertically to a stronger one
         keep: list[tuple[float, float, float]] = []
         for p in grp:
-            if all(abs(p[2] - q[2]) > 8 * ppm for q in keep):
+            if all(abs(p[2] - q[2]) > 12 * ppm for q in keep):
                 keep.append(p)
         if len(keep) > len(best) or (
             len(keep) == len(best) and sum(q[0] for q in keep) > sum(q[0] for q in best)
@@ -266,6 +292,31 @@ def _rows_from_pulses(
     )  # fmt: skip
 
 
+def _merge_rows(pulsed: Rows, prof: Rows) -> Rows:
+    """Rows with a pulse keep its exact baseline; rows the profile found without one are added."""
+    if len(prof.centres) == 0:
+        return pulsed
+    p = pulsed
+    cen, lef, rig, pul, lc, rc = (
+        list(a) for a in (p.centres, p.left, p.right, p.pulse, p.left_cut, p.right_cut)
+    )
+    x_left = float(np.median(pulsed.left)) if len(pulsed.left) else None
+    for i, c in enumerate(prof.centres):
+        if len(pulsed.centres) and np.min(np.abs(pulsed.centres - c)) < 6.0:
+            continue
+        cen.append(float(c))
+        lef.append(x_left if x_left is not None else float(prof.left[i]))
+        rig.append(float(prof.right[i]))
+        pul.append(x_left is not None)  # pulses are stacked at one x: this row's start is known
+        lc.append(bool(prof.left_cut[i]))
+        rc.append(bool(prof.right_cut[i]))
+    order = np.argsort(cen)
+    return Rows(
+        np.array(cen)[order], np.array(lef)[order], np.array(rig)[order], np.array(pul, bool)[order],
+        np.array(lc, bool)[order], np.array(rc, bool)[order], {"from": "pulses+profile"},
+    )  # fmt: skip
+
+
 def orient(
     ink_r: np.ndarray,
     paper: np.ndarray,
@@ -298,7 +349,7 @@ def orient(
         te = turned_extent(kbest, ext)
         rows = _rows_from_pulses(m, found[kbest], te[0], te[1], ppm, np.rot90(inside, k=-kbest))
         prof_rows = _rows(m, te[0], te[1], ppm, np.rot90(inside, k=-kbest))
-        rows.extras["profile_rows"] = len(prof_rows.centres)
+        rows = _merge_rows(rows, prof_rows)
         return Orientation(kbest, float(counts[kbest]), float(ev[kbest] - others)), rows, m
     cy = _row_score(mask, ppm)
     cx = _row_score(mask.T, ppm)
@@ -334,11 +385,17 @@ def snap(rows: Rows, name: str) -> tuple[float, float, PageLayout, float]:
     n = min(len(b), len(ref))
     if n == 0:
         return 0.0, 0.0, lay, float("inf")
-    # match rows in order; when counts differ align the bottom rows (rhythm strips are at the bottom)
-    bb, rr = b[-n:], ref[-n:]
-    t0 = float(np.median(rr - bb))
-    ty = GRID_Y_PHASE + 5 * np.round((t0 - GRID_Y_PHASE) / 5)
-    res = float(np.median(np.abs(bb + ty - rr)))
+    # each detected row to its nearest layout row; the offset is a whole number of 5 mm periods
+    best = (np.inf, 0.0)
+    for bi in b:
+        for ri in ref:
+            ty_c = GRID_Y_PHASE + 5 * np.round((ri - bi - GRID_Y_PHASE) / 5)
+            d = np.abs((b + ty_c)[:, None] - ref[None, :]).min(axis=1)
+            cost = float(np.sum(np.minimum(d, 6.0))) + 6.0 * abs(len(b) - len(ref))
+            if cost < best[0]:
+                best = (cost, float(ty_c))
+    ty = best[1]
+    res = float(np.median(np.abs((b + ty)[:, None] - ref[None, :]).min(axis=1)))
     # x: the rows end at the last cell's x1; they start at the pulse (x0 - 5) or at x0
     x_end = max(c.x1_mm for c in lay.cells)
     x_start = min(c.x0_mm for c in lay.cells)
