@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import cv2
 import numpy as np
-from scipy.ndimage import maximum_filter1d, median_filter
+from scipy.ndimage import maximum_filter1d, percentile_filter
 from scipy.sparse import coo_matrix
 from scipy.sparse.linalg import lsqr
 
@@ -88,7 +88,7 @@ class _Spec:
 def _prep(power: np.ndarray) -> _Spec:
     n = len(power)
     coarse = power[::8]
-    fl = median_filter(coarse, size=17, mode="nearest")
+    fl = percentile_filter(coarse, 20, size=33, mode="nearest")  # below a dense comb's peaks
     floor = np.interp(np.arange(n), np.arange(len(coarse)) * 8, fl)
     floor = np.maximum(floor, 1e-3 * float(np.median(power)) + 1e-12)
     lg = np.log1p(power / floor)

@@ -350,6 +350,7 @@ def orient(
         rows = _rows_from_pulses(m, found[kbest], te[0], te[1], ppm, np.rot90(inside, k=-kbest))
         prof_rows = _rows(m, te[0], te[1], ppm, np.rot90(inside, k=-kbest))
         rows = _merge_rows(rows, prof_rows)
+        rows.extras["columns"] = separator_columns(m, rows, te, ppm)
         return Orientation(kbest, float(counts[kbest]), float(ev[kbest] - others)), rows, m
     cy = _row_score(mask, ppm)
     cx = _row_score(mask.T, ppm)
@@ -361,16 +362,47 @@ def orient(
         cands.append((_upright_score(m, rows, te, ppm), k, rows, m))
     cands.sort(key=lambda c: -c[0])
     s, k, rows, m = cands[0]
+    rows.extras["columns"] = separator_columns(m, rows, turned_extent(k, ext), ppm)
     margin = s - cands[1][0]
     axis = (max(cy, cx) + 1e-6) / (min(cy, cx) + 1e-6)
     return Orientation(k, float(axis), float(margin)), rows, m
 
 
+def separator_columns(mask: np.ndarray, rows: Rows, ext: tuple[float, float, float, float], ppm: float) -> int:
+    """How many columns the top rows are cut into, from the separator ticks: 4, 2 or 0 (none seen).
+
+    Ticks are short bars centred on the baseline at the cell boundaries; the top row of a 3x4+3R page has
+    them at the quarter points, a 6x2 page only at the half.
+    """
+    if len(rows.centres) < 2:
+        return 0
+    x0, y0 = ext[0], ext[1]
+
+    def tick(b: float, x: float) -> float:
+        bi, xi = int((b - y0) * ppm), int((x - x0) * ppm)
+        hw, hh = max(1, int(0.8 * ppm)), int(2.0 * ppm)
+        win = mask[max(0, bi - hh) : bi + hh, max(0, xi - hw) : xi + hw + 1]
+        return float(win.mean(axis=0).max()) if win.size else 0.0
+
+    quarter, half = [], []
+    for b, lft, rgt, pul in zip(rows.centres[:3], rows.left[:3], rows.right[:3], rows.pulse[:3], strict=True):
+        start = lft + (PULSE_MM[0] if pul else 0.0)
+        seg = (rgt - start) / 4
+        quarter += [tick(b, start + seg), tick(b, start + 3 * seg)]
+        half.append(tick(b, start + 2 * seg))
+    if np.median(quarter) > 0.8:
+        return 4
+    if np.median(half) > 0.8:
+        return 2
+    return 0
+
+
 def layout_name(n_rows: int, rows: Rows) -> str:
+    """The named layout with this many rows; 6 rows: 6x2 when separators sit only at the half."""
     if n_rows in ROWS_TO_LAYOUT:
         return ROWS_TO_LAYOUT[n_rows]
     if n_rows == 6:
-        return str(rows.extras.get("six", "3x4+3R"))
+        return "6x2" if rows.extras.get("columns") == 2 else "3x4+3R"
     return DEFAULT_LAYOUT
 
 

@@ -22,7 +22,7 @@ from ecgml.page import apply_homography
 RECT_PPM = 5.0  # px/mm of the raster the phases are measured on
 TILE_MM = 20.0
 STEP_MM = 10.0
-HARMONICS = 5  # k / 5 mm, k = 1..5 (5 = the 1 mm minor lines)
+HARMONICS = 12  # k / 5 mm, k = 1..12 (5, 10 = the 1 mm minor lines; below the raster's Nyquist)
 MIN_TILE_CONF = 0.4
 MAX_EXTENT_MM = 420.0
 MAP_STEP = 8
@@ -127,7 +127,7 @@ def _comb_shift(profiles: np.ndarray, u0: np.ndarray, ppm: float) -> tuple[np.nd
     # that sits in them (Parseval; a random texture puts only a few % there, a grid most of it)
     agree = b / np.maximum(np.abs(c).sum(1), 1e-9)
     share = (2.0 / length) * (np.abs(c) ** 2).sum(1) / np.maximum((p**2).sum(1), 1e-9)
-    conf = agree * np.clip(share / 0.5, 0, 1)
+    conf = agree * np.clip(share / 0.4, 0, 1)
     return shift, np.clip(conf, 0, 1)
 
 
