@@ -71,7 +71,7 @@ def draw_page(
     gain, speed = layout.gain_mm_mv, layout.speed_mm_s
     for i, c in enumerate(layout.cells):
         t = np.arange(c.t0_s, c.t1_s, 1 / 500)
-        v = fake_ecg(t, seed * 100 + hash(c.lead) % 97 + i % 3)
+        v = fake_ecg(t, seed * 100 + sum(map(ord, c.lead)) % 97 + i % 3)
         x = c.x0_mm + (t - c.t0_s) * speed
         y = c.baseline_mm - v * gain
         pts = np.array([_pt(a * ppm, b * ppm) for a, b in zip(x, y, strict=True)], np.int32)

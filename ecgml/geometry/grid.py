@@ -252,6 +252,10 @@ def _decide_lattice(raw: list, spectra: list, shape: tuple[int, int]) -> TileLat
     )
 
 
+# tiles holding traces or text often drop out: link tiles up to two steps apart
+_NEIGHBOURS = tuple((dy, dx) for dy in range(-2, 3) for dx in range(-2, 3) if (dy, dx) != (0, 0))
+
+
 def coarse_frame(lat: TileLattice) -> tuple[np.ndarray, np.ndarray] | None:
     """Homography frame-mm -> px from the lattice field, and the boolean mask of tiles used.
 
@@ -277,7 +281,7 @@ def coarse_frame(lat: TileLattice) -> tuple[np.ndarray, np.ndarray] | None:
     while queue:
         k = queue.popleft()
         iy, ix = lat.grid_ij[k]
-        for dy, dx in ((0, 1), (1, 0), (0, -1), (-1, 0)):
+        for dy, dx in _NEIGHBOURS:
             j = index.get((iy + dy, ix + dx))
             if j is None:
                 continue

@@ -53,19 +53,30 @@ def _row_score(mask: np.ndarray, ppm: float) -> float:
     return float(top.mean())
 
 
-def ink_mask(ink: np.ndarray, valid: np.ndarray, ppm: float = ORIENT_PPM) -> np.ndarray:
+def ink_mask(
+    ink: np.ndarray, valid: np.ndarray, ppm: float = ORIENT_PPM, x0: float | None = None
+) -> np.ndarray:
     """Trace/text pixels: darker in every channel than the (possibly grey) grid, and thin.
 
-    Thick dark regions (lid shadows, background, mould, stains) are removed by an opening wider than
-    any pen stroke.
+    The grid's own level is read on the major grid lines (frame x = 5k mm, known after refinement) when
+    `x0` (frame mm of the raster's left edge) is given. Thick dark regions (lid shadows, background,
+    mould, stains) are removed by an opening wider than any pen stroke.
     """
     v = ink[valid]
     if v.size == 0:
         return np.zeros_like(ink, bool)
-    grid_level = float(np.percentile(v, 97))  # dense grid lines dominate the upper tail below the ink
-    thr = float(np.clip(grid_level + 0.12, 0.3, 0.8))
+    if x0 is not None:
+        w = ink.shape[1]
+        ks = np.arange(np.ceil(x0 / 5), np.floor((x0 + w / ppm) / 5) + 1)
+        cols = np.clip(np.round((5 * ks - x0) * ppm - 0.5).astype(int), 0, w - 1)
+        on = ink[:, cols][valid[:, cols]]
+        grid_level = float(np.percentile(on, 75)) if on.size > 100 else float(np.percentile(v, 97))
+        thr = float(np.clip(grid_level + 0.2, 0.3, 0.75))
+    else:
+        grid_level = float(np.percentile(v, 97))  # dense grid lines dominate the upper tail below the ink
+        thr = float(np.clip(grid_level + 0.12, 0.3, 0.8))
     m = ((ink > thr) & valid).astype(np.uint8)
-    k = max(3, int(round(1.2 * ppm)) | 1)
+    k = max(3, int(round(2.5 * ppm)) | 1)  # strokes (even where pulse, QRS and ticks merge) are thinner
     thick = cv2.morphologyEx(m, cv2.MORPH_OPEN, cv2.getStructuringElement(cv2.MORPH_RECT, (k, k)))
     thick = cv2.dilate(thick, cv2.getStructuringElement(cv2.MORPH_RECT, (3, 3)))
     return (m > 0) & (thick == 0)
@@ -334,7 +345,7 @@ def orient(
     at one x; they fix the turn, the baselines and the row starts even when the traces wander. Without
     them: the axis along which ink piles up in rows, then the upright score.
     """
-    mask = ink_mask(ink_r, paper)
+    mask = ink_mask(ink_r, paper, ppm, ext[0])
     found = []
     for k in range(4):
         m = np.ascontiguousarray(np.rot90(mask, k=-k))  # clockwise k quarter turns = rot(k) of frame mm
@@ -368,7 +379,9 @@ def orient(
     return Orientation(k, float(axis), float(margin)), rows, m
 
 
-def separator_columns(mask: np.ndarray, rows: Rows, ext: tuple[float, float, float, float], ppm: float) -> int:
+def separator_columns(
+    mask: np.ndarray, rows: Rows, ext: tuple[float, float, float, float], ppm: float
+) -> int:
     """How many columns the top rows are cut into, from the separator ticks: 4, 2 or 0 (none seen).
 
     Ticks are short bars centred on the baseline at the cell boundaries; the top row of a 3x4+3R page has

@@ -1,0 +1,147 @@
+"""estimate_page on drawn pages with known truth: calibration, turns, perspective, layouts, bad input."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from geometry_pages import draw_page, perspective, rotation_90, warp
+
+from ecgml.errors import EcgmlError
+from ecgml.geometry import PageEstimate, canonical_page, estimate_page
+from ecgml.layout import LAYOUT_NAMES, PageLayout, make_layout
+from ecgml.page import PageMap
+
+
+def trace_points(layout: PageLayout) -> np.ndarray:
+    """Points along every cell's baseline (where the digitizer needs the map right)."""
+    pts = [(x, c.baseline_mm) for c in layout.cells for x in np.linspace(c.x0_mm, c.x1_mm, 15)]
+    return np.array(pts)
+
+
+def map_error_mm(est: PageEstimate, truth: PageMap, layout: PageLayout) -> np.ndarray:
+    p = trace_points(layout)
+    return np.linalg.norm(est.page_map.px_to_mm(truth.mm_to_px(p)) - p, axis=1)
+
+
+@pytest.fixture(scope="module")
+def page() -> tuple[np.ndarray, PageMap, PageLayout]:
+    return draw_page(ppm=8.0, seed=0)
+
+
+def test_upright_clean_page_gives_near_identity_map_and_calibration(page) -> None:
+    img, truth, layout = page
+    est = estimate_page(img, "upright.png")
+    assert est.orientation == 0
+    assert est.layout.name == "3x4+1R"
+    assert est.px_per_mm == pytest.approx((8.0, 8.0), rel=2e-3)
+    h = est.page_map.homography / est.page_map.homography[2, 2]
+    assert np.allclose(h[:2, :2], np.diag([8.0, 8.0]), atol=0.03)
+    assert np.abs(h[:2, 2]).max() < 1.0  # px: the page corner is the image corner
+    err = map_error_mm(est, truth, layout)
+    assert np.median(err) < 0.05 and err.max() < 0.1
+    assert est.layout.row_baselines() == pytest.approx(layout.row_baselines(), abs=1e-6)
+    assert 0.5 < est.confidence <= 1.0
+
+
+def test_turned_and_perspective_page_is_recovered(page) -> None:
+    img, truth, layout = page
+    h, w = img.shape[:2]
+    m = perspective(w, h, (2600, 2200), jitter=0.04, seed=1)
+    r, size = rotation_90(1, 2600, 2200)
+    warped, wmap = warp(img, truth, r @ m, size)
+    est = estimate_page(warped, "turned.png")
+    assert est.orientation == 90
+    err = map_error_mm(est, wmap, layout)
+    assert np.median(err) < 0.1 and np.percentile(err, 95) < 0.3
+
+
+@pytest.mark.parametrize("k", [2, 3])
+def test_every_quarter_turn_is_found(page, k: int) -> None:
+    img, truth, layout = page
+    r, size = rotation_90(k, img.shape[1], img.shape[0])
+    turned, tmap = warp(img, truth, r, size, background=255)
+    est = estimate_page(turned)
+    assert est.orientation == 90 * k
+    assert np.median(map_error_mm(est, tmap, layout)) < 0.1
+
+
+@pytest.mark.parametrize("name", LAYOUT_NAMES)
+def test_each_named_layout_is_recognised(name: str) -> None:
+    img, truth, layout = draw_page(make_layout(name), ppm=6.0, seed=3)
+    est = estimate_page(img, f"{name}.png")
+    assert est.layout.name == name
+    assert est.layout.n_rows == layout.n_rows
+    assert np.median(map_error_mm(est, truth, layout)) < 0.1
+
+
+def test_grey_grid_of_a_black_and_white_scan() -> None:
+    img, truth, layout = draw_page(ppm=8.0, grid="bw", seed=5)
+    est = estimate_page(img)
+    assert est.orientation == 0
+    assert np.median(map_error_mm(est, truth, layout)) < 0.1
+
+
+def test_canonical_page_of_the_estimate_is_upright(page) -> None:
+    img, truth, layout = page
+    r, size = rotation_90(1, img.shape[1], img.shape[0])
+    turned, _ = warp(img, truth, r, size, background=255)
+    est = estimate_page(turned)
+    canon = canonical_page(turned, est.page_map, (4.0, 4.0))
+    direct = canonical_page(img, truth, (4.0, 4.0))
+    diff = np.abs(canon.image.astype(int) - direct.image.astype(int)).mean()
+    assert diff < 6.0  # same raster up to interpolation
+
+
+def test_tiny_image_is_refused_with_the_file_name() -> None:
+    with pytest.raises(EcgmlError, match="too small") as exc:
+        estimate_page(np.full((300, 500, 3), 255, np.uint8), "tiny.png")
+    assert exc.value.path == "tiny.png"
+
+
+@pytest.mark.parametrize(
+    "image",
+    [
+        np.full((900, 1200, 3), 250, np.uint8),  # blank page
+        (np.random.default_rng(0).random((900, 1200, 3)) * 255).astype(np.uint8),  # noise
+    ],
+    ids=["blank", "noise"],
+)
+def test_no_grid_is_refused_with_the_file_name(image: np.ndarray) -> None:
+    with pytest.raises(EcgmlError, match="no ECG") as exc:
+        estimate_page(image, "photo.jpg")
+    assert "photo.jpg" in str(exc.value)
+
+
+def test_photo_of_something_else_is_refused() -> None:
+    # smooth shapes and a few straight edges, no periodic grid
+    rng = np.random.default_rng(2)
+    import cv2
+
+    img = np.full((1000, 1400, 3), 120, np.uint8)
+    for _ in range(40):
+        c = tuple(int(v) for v in rng.integers(0, 255, 3))
+        cv2.circle(img, tuple(int(v) for v in rng.integers(0, 1400, 2)), int(rng.integers(20, 200)), c, -1)
+    for _ in range(10):
+        p0 = tuple(int(v) for v in rng.integers(0, 1000, 2))
+        p1 = tuple(int(v) for v in rng.integers(0, 1000, 2))
+        cv2.line(img, p0, p1, (0, 0, 0), 3)
+    with pytest.raises(EcgmlError, match="no ECG"):
+        estimate_page(img, "cat.jpg")
+
+
+def test_not_an_array_is_refused() -> None:
+    with pytest.raises(EcgmlError):
+        estimate_page(np.zeros((0,), np.uint8), "empty.png")
+
+
+@pytest.mark.slow
+def test_rendered_phone_photo_within_photo_tolerance() -> None:
+    from ecgml.records import iter_wfdb_paths, read_wfdb
+    from ecgml.render.presets import render
+
+    rec = read_wfdb(iter_wfdb_paths("data/records")[0])
+    out = render(rec, "0005", seed=9002)
+    est = estimate_page(out.image, "0005.png")
+    xy = out.truth.xy[out.truth.visible][::20].astype(np.float64)
+    err = np.linalg.norm(est.page_map.px_to_mm(xy) - out.page_map.px_to_mm(xy), axis=1)
+    assert np.median(err) < 0.25 and np.percentile(err, 95) < 0.8
