@@ -218,5 +218,27 @@ def synth(
         console.print(f"[yellow]skipped[/yellow] {path}: {reason}")
 
 
+@app.command()
+def geometry(
+    image: Path,
+    out: Annotated[
+        Path | None, typer.Option(help="write the page estimate (map, layout, calibration) as JSON")
+    ] = None,
+    canonical: Annotated[Path | None, typer.Option(help="write the canonical page (8 px/mm) as PNG")] = None,
+) -> None:
+    """Find the ECG page in an image: orientation, px/mm, layout, confidence (and the map as JSON)."""
+    from ecgml.geometry.io import page_estimate_file
+
+    try:
+        est = page_estimate_file(image, out, canonical)
+    except EcgmlError as exc:
+        fail(exc)
+        return
+    console.print(
+        f"{image}: turned {est.orientation} deg, {est.px_per_mm[0]:.3f} x {est.px_per_mm[1]:.3f} px/mm, "
+        f"layout {est.layout.name}, confidence {est.confidence:.2f}"
+    )
+
+
 def main() -> None:
     app()

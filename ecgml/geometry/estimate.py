@@ -101,10 +101,22 @@ def estimate_page(image: np.ndarray, path: str | Path | None = None) -> PageEsti
     """Find the paper in `image` (RGB uint8): map paper mm -> input px, layout, calibration, confidence.
 
     Raises EcgmlError(path, reason) for input that is not an ECG page ("image too small",
-    "no ECG grid found", "no ECG trace found").
+    "no ECG grid found", "no ECG trace found"); a numerical failure deep inside is reported the same
+    way, so a batch can go on with its other images.
     """
-    t_start = time.perf_counter()
     image = _as_rgb(image, path)
+    try:
+        return _estimate(image, path)
+    except EcgmlError:
+        raise
+    except (cv2.error, np.linalg.LinAlgError, ValueError, IndexError, ZeroDivisionError) as exc:
+        raise EcgmlError(
+            path, f"page geometry failed ({type(exc).__name__}: {str(exc).splitlines()[0][:120]})"
+        ) from exc
+
+
+def _estimate(image: np.ndarray, path: str | Path | None) -> PageEstimate:
+    t_start = time.perf_counter()
     h0, w0 = image.shape[:2]
     scale = min(1.0, WORK_LONG_SIDE / max(h0, w0))
     work = (
