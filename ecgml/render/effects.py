@@ -46,7 +46,7 @@ def print_simulation(
     p = {
         "blur_sigma_px200": float(rng.uniform(0.3, 0.8)),
         "ink_density": float(rng.uniform(0.85, 1.0)),
-        "paper_tint": [255, int(rng.integers(245, 256)), int(rng.integers(225, 256))],
+        "paper_tint": [255, int(rng.integers(247, 256)), int(rng.integers(232, 256))],
         "red_shift": float(rng.uniform(0, 0.25)),
         "grain": float(rng.uniform(0.02, 0.08)),
     }
@@ -131,17 +131,23 @@ def mould(
     centres = np.stack([rng.uniform(0, w / ppm, n_clu), rng.uniform(0, h / ppm, n_clu)], 1)
     a = np.zeros(lo, dtype=np.float32)
     for _ in range(n_col):
-        cc = centres[rng.integers(n_clu)] + rng.normal(0, 25, 2)
+        cc = centres[rng.integers(n_clu)] + rng.normal(0, 15, 2)
         size_mm = float(rng.uniform(1, 20))
         col = np.zeros(lo, dtype=np.uint8)
-        n_dots = int(20 + size_mm * 12)
-        pts = cc + rng.normal(0, size_mm / 3, (n_dots, 2))
-        rads = rng.uniform(0.15, 0.6, n_dots) * (1 + size_mm / 20)
-        for (x, y), rr in zip(pts, rads, strict=True):
-            cv2.circle(
-                col, (int(x * lppm), int(y * lppm)), max(1, int(rr * lppm)), int(rng.integers(120, 256)), -1
-            )
-        a = np.maximum(a, col.astype(np.float32) / 255)
+        th = np.linspace(0, 2 * np.pi, 40, endpoint=False)
+        rr = size_mm / 2 * (1 + 0.25 * np.convolve(rng.standard_normal(46), np.ones(7) / 7, "valid"))
+        poly = np.stack([cc[0] + rr * np.cos(th), cc[1] + rr * np.sin(th)], 1) * lppm
+        core = int(rng.integers(150, 256))
+        cv2.fillPoly(col, [np.round(poly * 16).astype(np.int32)], core, cv2.LINE_AA, shift=4)
+        n_dots = int(5 + size_mm * 4)
+        pts = cc + rng.normal(0, size_mm * 0.6, (n_dots, 2))
+        for (x, y), r0 in zip(pts, rng.uniform(0.1, 0.5, n_dots), strict=True):
+            v = int(rng.integers(100, 230))
+            cv2.circle(col, (int(x * lppm), int(y * lppm)), max(1, int(r0 * lppm)), v, -1)
+        blur = max(0.8, size_mm * lppm * 0.08)
+        colf = cv2.GaussianBlur(col.astype(np.float32) / 255, (0, 0), blur)
+        colf *= 0.8 + 0.2 * smooth_noise(rng, lo, max(2.0, lppm))  # speckled texture inside
+        a = np.maximum(a, np.clip(colf, 0, 1))
     a = cv2.GaussianBlur(a, (0, 0), 0.8) * alpha_max
     a_full = _up(a, (h, w))
     out = img.astype(np.float32)
@@ -218,9 +224,10 @@ def crumple(
     dx = smooth_noise(rng, (gy, gx), cell) * amp_mm
     dy = smooth_noise(rng, (gy, gx), cell) * amp_mm
     gyy, gxx = np.gradient(dx)
-    shade = np.clip(1 + 0.6 * (gxx + np.gradient(dy)[0]) / max(amp_mm, 1e-6) * cell / 4, 0.6, 1.3).astype(
-        np.float32
-    )
+    lx, ly = math.cos(light := float(rng.uniform(0, 2 * np.pi))), math.sin(light)
+    slope = (gxx * lx + np.gradient(dy)[0] * ly) / max(amp_mm, 1e-6) * cell
+    slope /= max(1e-6, float(np.abs(slope).std()) * 2)
+    shade = np.clip(1 + 0.12 * slope, 0.8, 1.15).astype(np.float32)
     from scipy.ndimage import map_coordinates
 
     def displacement(mm: np.ndarray) -> np.ndarray:

@@ -206,7 +206,7 @@ def _scan(
             gain *= ramp[::-1][None, :]
         strip.append({"edge": int(e), "width_px": width * 8, "dark": dark})
     gamma = float(rng.uniform(0.8, 1.2))
-    sat = float(rng.uniform(0.8, 1.3))
+    sat = float(rng.uniform(0.85, 1.15))
     noise = float(rng.uniform(1, 4))
     params["scanner"] = {"lid": lid, "strips": strip, "gamma": gamma, "saturation": sat, "noise": noise}
     out = cap.apply_gain(out, gain)
@@ -230,9 +230,10 @@ def _photo_geometry(
     w, h = (1344, 1008) if small else (4032, 3024)
     frame = (h, w) if portrait else (w, h)
     angle = float(rng.uniform(-10, 10))
-    if rng.random() < 0.25:
+    # a landscape page is usually turned to fill a portrait frame
+    if rng.random() < (0.7 if portrait else 0.1):
         angle += float(rng.choice([90.0, -90.0]))
-    fill = float(rng.uniform(0.55, 0.95))
+    fill = float(rng.uniform(0.65, 0.97))
     tilt = float(rng.uniform(0, 0.10))
     page_w_px = fill * max(frame)
     jitter = rng.uniform(-1, 1, (4, 2)) * tilt * page_w_px * 0.5
@@ -268,8 +269,10 @@ def _camera(
         float(rng.uniform(0, 0.3)),
     )  # fmt: skip
     kelvin = float(rng.uniform(2500, 9000))
+    wb_residual = float(rng.uniform(0.1, 0.4))  # the phone's auto white balance removes most of the cast
     exposure = float(rng.uniform(0.9, 1.12))
-    wb = cap.white_balance(kelvin) * exposure
+    wb = (1 - wb_residual + wb_residual * cap.white_balance(kelvin)) * exposure
+    p["wb_residual"] = wb_residual
     p.update({"kelvin": kelvin, "exposure": exposure})
     img = cap.apply_gain(img, lg[..., None] * wb[None, None, :].astype(np.float32))
     if rng.random() < (0.1 if not screen else 0.5):
@@ -392,19 +395,31 @@ def _screen(
     img = cv2.LUT(img, np.clip(255 * (np.arange(256) / 255) ** gamma, 0, 255).astype(np.uint8))
     falloff = float(rng.uniform(0, 0.3))
     alpha_m = float(rng.uniform(0.05, 0.25))
-    ph = 2 * np.pi * sx
-    c0, s0 = np.cos(ph), np.sin(ph)
-    rowp = 0.5 - 0.5 * np.cos(2 * np.pi * sy)
-    ca, sa = math.cos(2 * np.pi / 3), math.sin(2 * np.pi / 3)
-    ncx, ncy = ((sx / sw - 0.5) ** 2 + (sy / sh - 0.5) ** 2), None
-    fall = 1 - falloff * np.clip(ncx * 2, 0, 1)
-    gains = []
-    for cosv in (c0, c0 * ca + s0 * sa, c0 * ca - s0 * sa):
-        g = fall * (1 - alpha_m * (0.5 - 0.5 * cosv)) * (1 - 0.3 * alpha_m * rowp)
-        g = np.where(in_screen, g, 1.0)
-        gains.append(np.clip(g * 128, 0, 255).astype(np.uint8))
-    del ncy
-    img = cv2.multiply(img, cv2.merge(gains), scale=1 / 128, dtype=cv2.CV_8U)
+    # sub-pixel stripes: a per-channel gain looked up from the screen x phase (64 steps per screen
+    # pixel); sampled at the camera's pixels it aliases into moire. Index 255 = off screen (gain 1).
+    ph = np.arange(256) / 64.0
+    table = np.empty((1, 256, 3), np.uint8)
+    for c in range(3):
+        g = 1 - alpha_m * (0.5 - 0.5 * np.cos(2 * np.pi * (ph - c / 3)))
+        table[0, :, c] = np.clip(g * 128, 0, 255)
+    table[0, 255, :] = 128
+    idx = (cv2.multiply(sx, 64.0).astype(np.int32) & 63).astype(np.uint8)
+    idx[~in_screen] = 255
+    stripes = cv2.LUT(cv2.merge([idx, idx, idx]), table)
+    rtab = np.full((1, 256), 128, np.uint8)
+    rtab[0, :64] = np.clip(
+        128 * (1 - 0.3 * alpha_m * (0.5 - 0.5 * np.cos(2 * np.pi * np.arange(64) / 64))), 0, 255
+    )
+    ridx = (cv2.multiply(sy, 64.0).astype(np.int32) & 63).astype(np.uint8)
+    ridx[~in_screen] = 255
+    rowg = cv2.LUT(ridx, rtab)
+    img = cv2.multiply(img, stripes, scale=1 / 128)
+    img = cv2.multiply(img, cv2.merge([rowg, rowg, rowg]), scale=1 / 128)
+    # backlight fall-off, smooth: computed on a coarse grid
+    lo_sx, lo_sy = sx[::16, ::16], sy[::16, ::16]
+    fall = 1 - falloff * np.clip(((lo_sx / sw - 0.5) ** 2 + (lo_sy / sh - 0.5) ** 2) * 2, 0, 1)
+    fall = np.where((lo_sx >= 0) & (lo_sx < sw) & (lo_sy >= 0) & (lo_sy < sh), fall, 1.0).astype(np.float32)
+    img = cap.apply_gain(img, fall)
     params["display"] = {"dark_ui": dark_ui, "gamma": gamma, "falloff": falloff, "moire_alpha": alpha_m, **p}
     out = _camera(img, rng, params, screen=True)
     return out, masks, rows, centre, page_map, flat

@@ -144,7 +144,7 @@ def signal_from_coords(
 ) -> np.ndarray:
     """(n, 12) mV read back from the stored pixel coordinates through the inverse map (NaN unplotted)."""
     out = np.full((n, len(LEADS)), np.nan)
-    mm = page_map.px_to_mm(truth.xy.astype(np.float64))
+    mm = page_map.px_to_mm(truth.xy.astype(np.float64), iterations=20)
     for k, c in enumerate(layout.cells):
         sel = truth.cell == k
         out[truth.sample[sel], LEADS.index(c.lead)] = (c.baseline_mm - mm[sel, 1]) / layout.gain_mm_mv
@@ -165,7 +165,7 @@ def signal_from_mask(
         ys, xs = np.nonzero((rows >> r) & 1)
         if ys.size == 0:
             continue
-        mm = page_map.px_to_mm(np.stack([xs + 0.5, ys + 0.5], 1).astype(np.float64))
+        mm = page_map.px_to_mm(np.stack([xs + 0.5, ys + 0.5], 1).astype(np.float64), iterations=20)
         for _k, c in enumerate(layout.cells):
             if c.row != r:
                 continue
