@@ -122,7 +122,7 @@ class RegisterParams(_Section):
     model_name: str = MODEL_NAME
     experiment: str = "ecgml"
     margin: float = Field(default=0.1, ge=0)
-    out: Path = Path("reports/register.json")
+    out: Path = Path("reports/register")  # decision.json and decision.md
 
 
 class SubmitParams(_Section):

@@ -113,7 +113,8 @@ def _render_synthetic(p: Params, out: Path) -> dict[str, int]:
                 )
                 counts[split] = report.n_ecgs
                 skipped = [f"{path}: {reason}" for path, reason in report.skipped]
-            manifest = {"source": "synthetic", "records": [r.name for r in chosen], "per_record": per_record}
+            used = [r.name for r in chosen] if per_record else []
+            manifest = {"source": "synthetic", "records": used, "per_record": per_record}
             _write_json(tmp / "manifest.json", {**manifest, "ecgs": counts[split], "skipped": skipped})
     return counts
 
@@ -179,9 +180,9 @@ def _train_options(p: Params, **kw: Any) -> Any:
     """The trainer's options from params (`prepare` fixes the pages, `train` the optimisation)."""
     from ecgml.trace.train import TrainOptions
 
+    kw.setdefault("cache", p.path(p.prepare.out))
     return TrainOptions(
         records=p.path(p.prepare.records),
-        cache=p.path(p.prepare.out),
         types=p.prepare.types,
         pages_per_record=p.prepare.pages_per_record,
         max_records=p.prepare.max_records,
@@ -381,11 +382,10 @@ def stage_register(p: Params) -> StageResult:
         name, version, eval_set, float(metrics["score"]), p.registry.margin, score_version
     )
     out = p.path(p.registry.out)
-    _write_json(
-        out, {**decision.to_json(), "run_id": rec.run_id, "tracking_uri": tracking.tracking_uri(p.root)}
-    )
-    with atomic_path(out.with_suffix(".md")) as tmp:
-        tmp.write_text(decision.markdown())
+    with atomic_dir(out) as tmp:
+        record = {**decision.to_json(), "run_id": rec.run_id, "tracking_uri": tracking.tracking_uri(p.root)}
+        _write_json(tmp / "decision.json", record)
+        (tmp / "decision.md").write_text(decision.markdown())
     return StageResult(
         "register", [out], {"version": version, "promoted": decision.promoted, "reason": decision.reason}
     )
@@ -424,7 +424,7 @@ def stage_submit(p: Params) -> StageResult:
             types = test / "types.csv"
             report = score_files(test / "solution.csv", sub, types if types.exists() else None)
             summary = {"score": report.score, "per_type": report.per_type, "n_ecgs": len(report.per_ecg)}
-        decision = p.path(p.registry.out)
+        decision = p.path(p.registry.out) / "decision.json"
         if decision.exists():
             d = json.loads(decision.read_text())
             summary["champion_version"] = d["challenger_version"] if d["promoted"] else d["champion_version"]

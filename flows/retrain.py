@@ -74,7 +74,7 @@ def publish(workdir: str) -> dict[str, Any]:
     """Artifacts: a table of per-type scores and a markdown summary of the promotion decision."""
     params = yaml.safe_load((Path(workdir) / "params.yaml").read_text())
     reports = Path(workdir) / params.get("evaluate", {}).get("out", "reports") / "evaluate"
-    register = Path(workdir) / params.get("register", {}).get("out", "reports/register.json")
+    register = Path(workdir) / params.get("register", {}).get("out", "reports/register") / "decision.json"
     out: dict[str, Any] = {}
     if (reports / "metrics.json").exists():
         m = json.loads((reports / "metrics.json").read_text())

@@ -83,7 +83,7 @@ def test_register_promotes_first_and_refuses_worse(tmp_path: Path, monkeypatch: 
     _fake_evaluation(p, 10.0)
     r1 = stages.stage_register(p)
     assert r1.summary["promoted"] and r1.summary["version"] == "1"
-    decision = json.loads(p.path(p.registry.out).read_text())
+    decision = json.loads((p.path(p.registry.out) / "decision.json").read_text())
     assert decision["promoted"] and decision["tracking_uri"].endswith("proj/mlflow.db")
     _fake_evaluation(p, 9.0)
     r2 = stages.stage_register(p)
@@ -91,7 +91,7 @@ def test_register_promotes_first_and_refuses_worse(tmp_path: Path, monkeypatch: 
     tracking.configure(p.root)
     assert str(tracking.alias_version("ecgml-digitizer", "champion").version) == "1"
     assert str(tracking.alias_version("ecgml-digitizer", "challenger").version) == "2"
-    assert "not promoted" in p.path(p.registry.out).with_suffix(".md").read_text()
+    assert "not promoted" in (p.path(p.registry.out) / "decision.md").read_text()
 
 
 def test_stage_killed_half_way_leaves_old_output(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
