@@ -193,6 +193,33 @@ def stroke(
     return canvas, x0, y0
 
 
+def centreline_pixels(
+    polys_px: list[np.ndarray], size: tuple[int, int], density: int = 4
+) -> tuple[np.ndarray, np.ndarray]:
+    """(rows, cols) of every pixel the exact polylines pass through (sampled `density` times per px).
+
+    OpenCV's 1-px lines round the end points to whole pixels, which moves steep QRS strokes by up to
+    half a pixel in x (several px in y); this keeps the centreline mask true to the sub-pixel path."""
+    w, h = size
+    out_y, out_x = [], []
+    for p in polys_px:
+        if len(p) < 2:
+            continue
+        d = np.diff(p, axis=0)
+        k = np.maximum(1, np.ceil(np.hypot(d[:, 0], d[:, 1]) * density)).astype(np.int64)
+        seg = np.repeat(np.arange(len(d)), k)
+        t = (np.arange(int(k.sum())) - np.repeat(np.cumsum(k) - k, k)) / np.repeat(k, k)
+        pts = np.vstack([p[seg] + d[seg] * t[:, None], p[-1:]])
+        ix = np.floor(pts[:, 0]).astype(np.int64)
+        iy = np.floor(pts[:, 1]).astype(np.int64)
+        ok = (ix >= 0) & (ix < w) & (iy >= 0) & (iy < h)
+        out_y.append(iy[ok])
+        out_x.append(ix[ok])
+    if not out_y:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64)
+    return np.concatenate(out_y), np.concatenate(out_x)
+
+
 def _blend(img: np.ndarray, cov: np.ndarray, rgb: tuple[int, int, int], x0: int = 0, y0: int = 0) -> None:
     """img[crop] = img * (1 - a) + rgb * a, in place; `cov` is uint8 (0..255) or float (0..1)."""
     a = cov.astype(np.float32)
@@ -292,11 +319,8 @@ def draw_page(
         sub_m[on] |= MASK_TRACE
         sub_r = rows[y0 : y0 + cov.shape[0], x0 : x0 + cov.shape[1]]
         sub_r[on] |= np.uint16(1 << r)
-        line = np.zeros(cov.shape, dtype=np.uint8)
-        pts = [np.round((p - [x0 + 0.5, y0 + 0.5]) * 16).astype(np.int32).reshape(-1, 1, 2) for p in polys]
-        cv2.polylines(line, pts, False, 1, 1, cv2.LINE_8, shift=4)
-        sub_c = centre[y0 : y0 + cov.shape[0], x0 : x0 + cov.shape[1]]
-        sub_c[line > 0] |= np.uint16(1 << r)
+        iy, ix = centreline_pixels(polys, (w, h))
+        centre[iy, ix] |= np.uint16(1 << r)
 
     g = layout.gain_mm_mv
     pulse_polys = [

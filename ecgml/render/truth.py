@@ -183,12 +183,12 @@ def signal_from_mask(
             cnt_b = np.bincount(b, minlength=nb)
             ok = cnt_b > 0
             bx = np.bincount(b, weights=xm, minlength=nb)[ok] / cnt_b[ok]  # where the bin's pixels are
-            yc = (ymin + ymax) / 2
+            yc = (ymin[ok] + ymax[ok]) / 2
             start = int(c.t0_s * fs + 1e-9)
             cnt = int((c.t1_s - c.t0_s) * fs + 1e-9)
             i = np.arange(start, min(n, start + cnt))
             xs_mm = c.x0_mm + (i / fs - c.t0_s) * layout.speed_mm_s
-            v = np.interp(xs_mm, bx, yc[ok], left=np.nan, right=np.nan)
+            v = np.interp(xs_mm, bx, yc, left=np.nan, right=np.nan)
             keep = (xs_mm > c.x0_mm + edge_mm) & (xs_mm < c.x1_mm - edge_mm)
             out[i[keep], LEADS.index(c.lead)] = (c.baseline_mm - v[keep]) / layout.gain_mm_mv
     return out
