@@ -53,6 +53,9 @@ def test_truth_matches_pixels(record, image_type):
     # the stored coordinates read back through the inverse map give the signal
     est = signal_from_coords(t, out.layout, pm, record.fs, record.n_samples)
     assert snr_db(_truth_signal(record, out.layout), est) >= 40
+    # the image-space centreline mask read back through the inverse map (pixels, not bookkeeping)
+    est = signal_from_mask(out.centre, out.layout, pm, record.fs, record.n_samples)
+    assert snr_db(_truth_signal(record, out.layout), est) >= 12
 
 
 def test_type_sizes(record):

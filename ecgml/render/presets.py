@@ -24,7 +24,7 @@ from ecgml.render import effects as fx
 from ecgml.render.page import MASK_OCCLUDED, MASK_PAPER, FlatPage, check_record, draw_page
 from ecgml.render.style import PageStyle, kaggle_style, random_style
 from ecgml.render.text import header_lines
-from ecgml.render.truth import SampleTruth, sample_truth
+from ecgml.render.truth import SampleTruth, centreline_mask, sample_truth
 
 TYPES: tuple[str, ...] = ("0001", "0003", "0004", "0005", "0006", "0009", "0010", "0011", "0012", "realworld")
 KAGGLE_DPI = 200.0
@@ -508,6 +508,8 @@ def render(
     else:
         image, masks, rows, centre, page_map, flat = _screen(record, lay, style, rng, params)
         dpi = flat.px_per_mm * 25.4
+    if capture != "clean":  # draw the centreline in image space (exact) rather than warping 1-px lines
+        centre = centreline_mask(flat.samples, lay, page_map, masks)
     truth = sample_truth(flat.samples, page_map, masks, lay.paper_mm)
     meta = {
         "type": image_type,

@@ -68,6 +68,33 @@ def sample_truth(
     return SampleTruth(cell, idx, xy.astype(np.float32), vis)
 
 
+def centreline_mask(
+    samples: list[CellSamples], layout: PageLayout, page_map: PageMap, masks: np.ndarray
+) -> np.ndarray:
+    """Per-row 1-px centreline bits (uint16) drawn in image space: each cell's polyline is sampled
+    densely in paper mm, mapped through `page_map` and marked where it lands (on paper only)."""
+    from ecgml.render.page import centreline_pixels
+
+    w, h = page_map.image_size
+    out = np.zeros((h, w), dtype=np.uint16)
+    c = np.array([layout.paper_mm[0] / 2, layout.paper_mm[1] / 2])
+    p = page_map.mm_to_px(np.array([c, c + [1.0, 0.0], c + [0.0, 1.0]]))
+    scale = 1.3 * max(np.linalg.norm(p[1] - p[0]), np.linalg.norm(p[2] - p[0]))  # px per mm, with margin
+    for s in samples:
+        mm = np.stack([s.x_mm, s.y_mm], 1)
+        if len(mm) < 2:
+            continue
+        d = np.diff(mm, axis=0)
+        k = np.maximum(1, np.ceil(np.hypot(d[:, 0], d[:, 1]) * scale * 2)).astype(np.int64)
+        seg = np.repeat(np.arange(len(d)), k)
+        t = (np.arange(int(k.sum())) - np.repeat(np.cumsum(k) - k, k)) / np.repeat(k, k)
+        dense = np.vstack([mm[seg] + d[seg] * t[:, None], mm[-1:]])
+        iy, ix = centreline_pixels([page_map.mm_to_px(dense)], (w, h), density=2)
+        out[iy, ix] |= np.uint16(1 << s.row)
+    out[(masks & MASK_PAPER) == 0] = 0
+    return out
+
+
 def _jsonable(x: Any) -> Any:
     if isinstance(x, dict):
         return {str(k): _jsonable(v) for k, v in x.items()}
