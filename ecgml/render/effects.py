@@ -160,14 +160,19 @@ def mould(
 def wrinkles(
     img: np.ndarray, ppm: float, rng: np.random.Generator, strength: float | None = None
 ) -> tuple[np.ndarray, dict[str, Any]]:
-    """A crinkled-paper texture (ridged noise) multiplied in: a photometric overlay only."""
+    """Crinkles: a network of thin ridges (zero crossings of smooth noise), lit from one side, plus
+    faint facet shading; multiplied in as a photometric overlay only (geometry: see `crumple`)."""
     h, w = img.shape[:2]
     s = float(rng.uniform(0.04, 0.15)) if strength is None else strength
-    lo = _low((h, w), 4)
-    n1 = smooth_noise(rng, lo, float(rng.uniform(8, 25)))
-    n2 = smooth_noise(rng, lo, float(rng.uniform(3, 8)))
-    ridge = 1 - np.abs(np.tanh(n1 + 0.5 * n2))
-    shade = 1 - s * (ridge - ridge.mean()) * 2
+    lo = _low((h, w), 2)
+    cell = float(rng.uniform(6, 14)) * ppm / 2  # 6-14 mm between ridges
+    n1 = smooth_noise(rng, lo, cell) + 0.35 * smooth_noise(rng, lo, cell / 3)
+    gy, gx = np.gradient(n1)
+    g = np.sqrt(gx**2 + gy**2) + 1e-6
+    d = n1 / g  # distance to the ridge line in low-res px
+    ridge = np.exp(-((d / 1.2) ** 2))
+    side = np.tanh(d / 2.0)  # one flank lighter than the other
+    shade = 1 - s * ridge * (0.6 + 0.4 * side) + 0.15 * s * n1 / (np.abs(n1).max() + 1e-6)
     return img.astype(np.float32) * _up(shade, (h, w))[..., None], {"wrinkle_strength": s}
 
 
