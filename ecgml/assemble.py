@@ -55,7 +55,7 @@ def cell_to_samples(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Sample indices k with t_start <= k/fs < t_end, and the trace's mV and confidence at k/fs."""
     cell = next(c for c in layout.cells if c.row == trace.row and c.col == trace.col)
-    k0 = int(np.ceil(t_start * fs - 1e-9))
+    k0 = int(np.floor(t_start * fs + 1e-9))  # as the competition's int(c * fs * 2.5)
     k1 = int(np.ceil(t_end * fs - 1e-9))
     ks = np.arange(max(k0, 0), max(k1, 0))
     x = np.asarray(trace.x_mm, dtype=np.float64)
@@ -140,6 +140,14 @@ def assemble(
                 idx = np.flatnonzero(ok)
                 seg = slice(idx[0], idx[-1] + 1)
                 sig[seg, j] = _lowpass(sig[seg, j], fs, smooth_hz)
+    if _standard_windows(layout, duration_s):
+        # The competition's windows differ from the cells' by a sample at some fs: follow them exactly.
+        for j, lead in enumerate(LEADS):
+            start, n_win = lead_window(lead, fs)
+            keep = np.zeros(n, bool)
+            keep[start : start + n_win] = True
+            sig[~keep, j] = np.nan
+            confs[~keep, j] = 0.0
     missing = [lead for lead in LEADS if lead not in by_lead]
     if missing:
         notes.append(f"no cell for lead(s) {missing}")
@@ -149,6 +157,16 @@ def assemble(
         confidence[lead] = float(confs[ok, j].mean()) if ok.any() else 0.0
     rec = Record(sig.astype(np.float32), fs, name, {"layout": layout.name})
     return Assembly(rec, confidence, confs.astype(np.float32), notes)
+
+
+def _standard_windows(layout: PageLayout, duration_s: float) -> bool:
+    """Whether the layout shows exactly the competition windows (3x4 grids at 2.5 s per column)."""
+    if duration_s != DURATION_S or not layout.name.startswith("3x4"):
+        return False
+    return all(
+        abs((c.t1_s - c.t0_s) - (10.0 if c.col == 0 and c.lead == "II" and c.row >= 3 else 2.5)) < 1e-6
+        for c in layout.cells
+    )
 
 
 def competition_segments(record: Record, n_rows: dict[str, int] | None = None) -> dict[str, np.ndarray]:

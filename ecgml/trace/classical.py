@@ -39,9 +39,10 @@ NULL_FREE_MM = 0.3  # breaks this short (a grid line crossing the trace) re-ente
 EXCURSION_MM = 1.5  # path pieces shorter than this, cut off by jumps on both sides, are dropped
 JUMP_MM = 1.0  # a vertical gap larger than this between consecutive runs is a jump
 TICK_HALF_MM = 3.5  # separator ticks reach this far above and below the baseline (0.315 mV, margin)
-PEAK_WINDOW_MM = 0.3  # half-window for the local top/bottom envelope at sharp peaks
-PEAK_TALL = 3.0  # a run taller than this many line widths may be a merged peak
-REFINE_PEAKS = False
+PEAK_TALL = 1.0  # where opening and closing differ by more than this many line widths, pick one
+ISO_WINDOW_MM = 8.0  # window of the median that stands for the isoelectric level
+SMEAR = 1.0  # horizontal half-smear of the pen, in half line widths
+REFINE_PEAKS = True
 
 
 @dataclass
@@ -326,24 +327,29 @@ def _block_edges(
 def _refine_extrema(
     path: np.ndarray, top: np.ndarray, bot: np.ndarray, y: np.ndarray, top_mm: float, ppx: float
 ) -> None:
-    """At a sharp peak the up- and downstroke merge into one tall run whose centroid sits too low:
-    where a tall run's top is the local top envelope, the trace is at that top (troughs likewise)."""
+    """Undo the collapse of sharp peaks, where up- and downstroke merge into one tall run.
+
+    A pen of width w draws, in column x, ink from min(y) - w/2 to max(y) + w/2 over x +- w/2: the
+    run's top and bottom are an erosion and a dilation of the centreline. Their morphological
+    opening and closing bound the centreline much more tightly: the opening is exact at an upward
+    peak, the closing at a downward one. Where the two bounds disagree, the one farther from the
+    local isoelectric level (a wide median) is taken.
+    """
+    from scipy.ndimage import maximum_filter1d, median_filter, minimum_filter1d  # noqa: I001
+
     idx = np.flatnonzero((path >= 0) & np.isfinite(y))
-    if idx.size < 5:
+    if idx.size < 9:
         return
     r = path[idx]
     t, b = top[r], bot[r]
-    h = b - t
-    lw = float(np.median(h))
-    k = max(2, int(round(PEAK_WINDOW_MM * ppx)))
-    from scipy.ndimage import maximum_filter1d, minimum_filter1d
-
-    tmin = minimum_filter1d(t, 2 * k + 1, mode="nearest")
-    bmax = maximum_filter1d(b, 2 * k + 1, mode="nearest")
-    tall = h > PEAK_TALL * lw
-    peak = tall & (t - tmin < 0.5 * (h - lw))
-    trough = tall & (bmax - b < 0.5 * (h - lw))
-    only_peak = peak & ~trough
-    only_trough = trough & ~peak
-    y[idx[only_peak]] = t[only_peak] + lw / 2 + top_mm
-    y[idx[only_trough]] = b[only_trough] - lw / 2 + top_mm
+    lw = float(np.median(b - t))
+    k = 2 * max(1, int(round(SMEAR * 0.5 * lw * ppx))) + 1
+    ero = t + lw / 2
+    dil = b - lw / 2
+    # The pen already eroded (top) and dilated (bottom); one more filter completes opening and closing.
+    opening = maximum_filter1d(ero, k, mode="nearest")
+    closing = minimum_filter1d(dil, k, mode="nearest")
+    level = median_filter(y[idx] - top_mm, size=max(3, int(ISO_WINDOW_MM * ppx)) | 1, mode="nearest")
+    loose = closing - opening > PEAK_TALL * lw
+    pick = np.where(np.abs(opening - level) > np.abs(closing - level), opening, closing)
+    y[idx[loose]] = pick[loose] + top_mm

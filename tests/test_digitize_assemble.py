@@ -1,0 +1,98 @@
+"""Assembly math: cell traces in paper mm come back as the right mV at the right times."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ecgml.assemble import assemble, competition_segments, fallback_segments, fill_gaps
+from ecgml.layout import lead_window, make_layout
+from ecgml.records import LEADS
+from ecgml.trace.types import CellTrace
+
+
+def _sine(t: np.ndarray, lead_index: int) -> np.ndarray:
+    return 0.8 * np.sin(2 * np.pi * 1.3 * t + 0.4 * lead_index) + 0.1 * lead_index / 12
+
+
+def _traces(ppx: float = 16.0, gap: tuple[float, float] | None = None) -> list[CellTrace]:
+    """Every cell of the 0001 layout drawn from a known sine per lead, sampled at column centres."""
+    lay = make_layout()
+    out = []
+    for c in lay.cells:
+        c0, c1 = int(np.ceil(c.x0_mm * ppx - 0.5)), int(np.ceil(c.x1_mm * ppx - 0.5))
+        x = (np.arange(c0, c1) + 0.5) / ppx
+        t = c.t0_s + (x - c.x0_mm) / lay.speed_mm_s
+        y = c.baseline_mm - _sine(t, LEADS.index(c.lead)) * lay.gain_mm_mv
+        conf = np.ones(x.size)
+        if gap is not None:
+            sel = (t >= gap[0]) & (t < gap[1])
+            y[sel] = np.nan
+            conf[sel] = 0.0
+        out.append(CellTrace(c.lead, c.row, c.col, x, y, conf))
+    return out
+
+
+def test_sine_comes_back_in_mv_at_the_right_times():
+    lay = make_layout()
+    for fs in (250, 500, 1025):
+        asm = assemble(_traces(), lay, fs)
+        rec = asm.record
+        assert rec.n_samples == 10 * fs and rec.fs == fs
+        for j, lead in enumerate(LEADS):
+            start, n = lead_window(lead, fs)
+            got = rec.signal[start : start + n, j]
+            assert np.all(np.isfinite(got)), lead
+            want = _sine(np.arange(start, start + n) / fs, j)
+            assert np.max(np.abs(got - want)) < 0.015, (fs, lead)
+            # NaN outside the plotted window, as the competition CSV.
+            outside = np.ones(rec.n_samples, bool)
+            outside[start : start + n] = False
+            assert np.all(np.isnan(rec.signal[outside, j])), lead
+        assert min(asm.confidence.values()) > 0.99
+
+
+def test_a_time_shift_would_be_caught():
+    """Guard the check above: a sine read three samples late must fail the same tolerance."""
+    fs = 500
+    asm = assemble(_traces(), make_layout(), fs)
+    got = asm.record.signal[: fs * 10, LEADS.index("II")]
+    want_late = _sine((np.arange(fs * 10) - 3) / fs, LEADS.index("II"))
+    assert np.max(np.abs(got - want_late)) > 0.015
+
+
+def test_gaps_are_interpolated_and_flagged():
+    fs = 500
+    asm = assemble(_traces(gap=(1.0, 1.1)), make_layout(), fs)
+    j = LEADS.index("I")
+    sl = slice(int(1.02 * fs), int(1.08 * fs))
+    assert np.all(np.isfinite(asm.record.signal[sl, j]))
+    assert np.all(asm.sample_confidence[sl, j] <= 0.1)
+    assert asm.sample_confidence[int(0.5 * fs), j] > 0.9
+    assert asm.confidence["I"] < asm.confidence["aVR"]
+
+
+def test_fill_gaps_all_nan_is_zero_with_zero_confidence():
+    y, c = fill_gaps(np.full(5, np.nan), np.ones(5))
+    assert np.all(y == 0) and np.all(c == 0)
+
+
+def test_competition_segments_are_finite_with_the_requested_lengths():
+    fs = 500
+    traces = [t for t in _traces() if t.lead != "V3"]  # a lead the page did not show
+    asm = assemble(traces, make_layout(), fs)
+    n_rows = {lead: lead_window(lead, fs)[1] for lead in LEADS}
+    segs = competition_segments(asm.record, n_rows)
+    for lead in LEADS:
+        assert segs[lead].shape == (n_rows[lead],) and np.all(np.isfinite(segs[lead]))
+    assert np.all(segs["V3"] == 0)
+    zeros = fallback_segments(fs, n_rows)
+    assert all(zeros[lead].shape == (n_rows[lead],) for lead in LEADS)
+
+
+def test_ii_fusion_keeps_the_rhythm_strip_when_segments_agree():
+    fs = 500
+    lay = make_layout()
+    plain = assemble(_traces(), lay, fs).record
+    fused = assemble(_traces(), lay, fs, fuse_ii=True).record
+    j = LEADS.index("II")
+    assert np.max(np.abs(plain.signal[:, j] - fused.signal[:, j])) < 0.01
