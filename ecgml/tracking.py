@@ -132,16 +132,16 @@ class DigitizerSpec:
 
     def build(self) -> Any:
         """The digitizer the library runs for this spec (imported lazily: tracking must not need torch)."""
-        from ecgml import digitize
+        from ecgml.digitize import load_digitizer_from_spec
 
-        return digitize.load_digitizer_from_spec(self)
+        return load_digitizer_from_spec(self)
 
 
 def digitize_file(digitizer: Any, path: Path, fs: int) -> dict[str, tuple[int, np.ndarray, float]]:
     """Digitize one image file: lead → (start sample, plotted window in mV, confidence)."""
-    from ecgml import digitize
+    from ecgml.digitize import digitize_leads
 
-    return digitize.digitize_leads(digitizer, path, fs)  # type: ignore[no-any-return]
+    return digitize_leads(digitizer, path, fs)
 
 
 def write_spec(

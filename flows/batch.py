@@ -96,14 +96,13 @@ def main() -> None:
     ap.add_argument("--address", default=None)
     a = ap.parse_args()
     t0 = time.perf_counter()
-    rows = digitize_batch(a.images, a.out, a.model, a.fs, a.workers, a.address)
+    res = digitize_batch(a.images, a.out, a.model, a.fs, a.workers, a.address)
     dt = time.perf_counter() - t0
-    ok = sum(r["ok"] for r in rows)
-    print(
-        json.dumps(
-            {"images": len(rows), "ok": ok, "seconds": round(dt, 2), "images_per_s": round(len(rows) / dt, 3)}
-        )
-    )
+    rows, mapped = res["rows"], res["map_seconds"]
+    report = {"images": len(rows), "ok": sum(r["ok"] for r in rows), "workers": a.workers}
+    report |= {"wall_s": round(dt, 2), "map_s": round(mapped, 2)}
+    report["images_per_s"] = round(len(rows) / mapped, 3)
+    print(json.dumps(report))
 
 
 if __name__ == "__main__":
