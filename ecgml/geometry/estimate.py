@@ -23,7 +23,7 @@ from ecgml.geometry.grid import (
     darkness,
     tile_lattice,
 )
-from ecgml.geometry.orient import ORIENT_PPM, Rows, layout_name, orient, rot, snap
+from ecgml.geometry.orient import ORIENT_PPM, Rows, choose_layout, orient, rot, snap
 from ecgml.geometry.refine import MAX_EXTENT_MM, TILE_MM, Extent, FrameMap, rectify, refine
 from ecgml.layout import LETTER_MM, PageLayout, make_layout
 from ecgml.page import PageMap, apply_homography
@@ -172,7 +172,7 @@ def _estimate(image: np.ndarray, path: str | Path | None) -> PageEstimate:
     )
     if len(rows.centres) == 0:
         raise EcgmlError(path, "no ECG trace found on the grid")
-    name = layout_name(len(rows.centres), rows)
+    name = choose_layout(rows)
     tx, ty, layout, base_res = snap(rows, name)
     if base_res > 2.0 and len(rows.centres) == layout.n_rows:
         layout = _measured_layout(name, rows, tx, ty)

@@ -312,9 +312,13 @@ def _merge_rows(pulsed: Rows, prof: Rows) -> Rows:
         list(a) for a in (p.centres, p.left, p.right, p.pulse, p.left_cut, p.right_cut)
     )
     x_left = float(np.median(pulsed.left)) if len(pulsed.left) else None
+    pc = np.sort(pulsed.centres)
+    pitch = float(np.median(np.diff(pc))) if len(pc) >= 2 else 30.0
     for i, c in enumerate(prof.centres):
-        if len(pulsed.centres) and np.min(np.abs(pulsed.centres - c)) < 6.0:
-            continue
+        if len(cen) and np.min(np.abs(np.array(cen) - c)) < max(6.0, 0.75 * pitch):
+            continue  # the same row, or text/footer just beside a row
+        if len(pc) >= 2 and not (pc[0] - 1.25 * pitch <= c <= pc[-1] + 1.25 * pitch):
+            continue  # header or footer lines far from the pulsed block
         cen.append(float(c))
         lef.append(x_left if x_left is not None else float(prof.left[i]))
         rig.append(float(prof.right[i]))
@@ -441,6 +445,7 @@ def snap(rows: Rows, name: str) -> tuple[float, float, PageLayout, float]:
                 best = (cost, float(ty_c))
     ty = best[1]
     res = float(np.median(np.abs((b + ty)[:, None] - ref[None, :]).min(axis=1)))
+    rows.extras.setdefault("snap_cost", {})[name] = best[0]
     # x: the rows end at the last cell's x1; they start at the pulse (x0 - 5) or at x0
     x_end = max(c.x1_mm for c in lay.cells)
     x_start = min(c.x0_mm for c in lay.cells)
@@ -456,3 +461,20 @@ def snap(rows: Rows, name: str) -> tuple[float, float, PageLayout, float]:
     t = t_l if (has_pulse and left_ok) or not right_ok else t_r
     tx = 5 * np.round(t / 5)
     return float(tx), float(ty), lay, res
+
+
+def choose_layout(rows: Rows) -> str:
+    """The named layout whose standard baselines fit the rows best (missing or extra rows cost a row
+    each); when none fits (baselines moved, as on many real-world pages), the one with this row count."""
+    costs = {}
+    for name in ROWS_TO_LAYOUT.values():
+        snap(rows, name)
+        costs[name] = rows.extras["snap_cost"][name]
+    snap(rows, "3x4+3R")
+    costs["six"] = rows.extras["snap_cost"]["3x4+3R"]
+    best = min(costs, key=lambda k: costs[k])
+    if costs[best] <= 1.5 * max(len(rows.centres), 1) + 6.5:
+        if best == "six":
+            return layout_name(6, rows)
+        return best
+    return layout_name(len(rows.centres), rows)
