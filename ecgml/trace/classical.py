@@ -134,8 +134,18 @@ def extract_cell(
     # ...but a flat trace can also fill its own pixel rows: near the baseline use the band's typical level.
     yy = (np.arange(y0, y1) + 0.5) / ppy
     near = np.abs(yy - cell.baseline_mm) < FLAT_GUARD_MM
-    if near.any() and (~near).any():
-        q_rows[near] = np.median(q_rows[~near])
+    if near.any():
+        # Grid lines repeat every 5 mm (major and minor alike): near the baseline take the level the
+        # rows 5 mm above and below show, which a flat trace does not share.
+        q = q_rows[:, 0]
+        k = int(round(5.0 * ppy))
+        padded = np.pad(q, k + 1, mode="edge")
+
+        def shifted(d: int) -> np.ndarray:
+            return np.max([padded[k + 1 + d + e : k + 1 + d + e + q.size] for e in (-1, 0, 1)], axis=0)
+
+        periodic = np.minimum(shifted(-k), shifted(k))
+        q_rows[near, 0] = np.minimum(q[near], periodic[near])
     q_cols = np.percentile(sub, GRID_QUANTILE, axis=0, keepdims=True)
     sub = sub - np.maximum(q_rows, q_cols)
     sub = np.clip(sub, 0, 255)
