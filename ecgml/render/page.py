@@ -302,6 +302,15 @@ def draw_page(
         items.append(TextItem("<qr>", qx / ppm, qy / ppm))
     _blend(img, text_cov, style.text_rgb)
     masks[text_cov >= COVERAGE_THRESHOLD] |= MASK_TEXT
+    if style.pen_strokes:  # handwriting and pen marks: drawn in ink, masked as text (annotations)
+        res = stroke(
+            [np.asarray(p) * ppm for p in style.pen_strokes], style.pen_mm * ppm, (w, h), supersample
+        )
+        if res is not None:
+            cov, x0, y0 = res  # blended last, on top of the trace
+            sub_m = masks[y0 : y0 + cov.shape[0], x0 : x0 + cov.shape[1]]
+            sub_m[cov >= COVERAGE_THRESHOLD] |= MASK_TEXT
+            pen_cov, pen_x0, pen_y0 = cov, x0, y0
 
     samples = cell_samples(record, layout)
     trace_w = pt_to_px(style.trace_pt, ppm)
@@ -351,6 +360,10 @@ def draw_page(
         sub_m = masks[y0 : y0 + cov.shape[0], x0 : x0 + cov.shape[1]]
         sub_m[cov >= COVERAGE_THRESHOLD] |= bit
 
+    if style.pen_strokes and "pen_cov" in locals():  # ink drawn over the trace hides it there
+        sub_m = masks[pen_y0 : pen_y0 + pen_cov.shape[0], pen_x0 : pen_x0 + pen_cov.shape[1]]
+        _blend(img, pen_cov, style.pen_rgb, pen_x0, pen_y0)
+        sub_m[pen_cov >= 128] |= MASK_OCCLUDED
     image = np.clip(img + 0.5, 0, 255).astype(np.uint8)
     text_boxes = [(it.text, b) for it, b in zip(items, boxes, strict=True)]
     return FlatPage(image, masks, rows, centre, ppm, layout, style, samples, text_boxes)

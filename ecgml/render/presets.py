@@ -16,13 +16,13 @@ from typing import Any
 import cv2
 import numpy as np
 
-from ecgml.layout import DEFAULT_LAYOUT, LETTER_MM, PageLayout, make_layout
+from ecgml.layout import DEFAULT_LAYOUT, LETTER_MM, PageLayout, Pulse, make_layout
 from ecgml.page import PageMap, apply_homography, scale_map
 from ecgml.records import Record
 from ecgml.render import capture as cap
 from ecgml.render import effects as fx
 from ecgml.render.page import MASK_OCCLUDED, MASK_PAPER, FlatPage, check_record, draw_page
-from ecgml.render.style import PageStyle, kaggle_style, random_style
+from ecgml.render.style import PageStyle, kaggle_style, pen_marks, random_style
 from ecgml.render.text import header_lines
 from ecgml.render.truth import SampleTruth, centreline_mask, sample_truth
 
@@ -66,7 +66,8 @@ def sample_layout(
     pulse = bool(rng.random() < 0.75)
     margin = float(rng.uniform(5, 20))
     pulse_w = 0.2 * speed
-    x0 = margin + (pulse_w if pulse else 0.0)
+    pulse_at_end = pulse and rng.random() < 0.3
+    x0 = margin + (pulse_w if pulse and not pulse_at_end else 0.0)
     n_rows = {"3x4+1R": 4, "3x4+3R": 6, "3x4": 3, "6x2": 6, "12x1": 12}[name]
     pitch = paper[1] / (n_rows + float(rng.uniform(1.5, 3.0)))
     first = pitch * float(rng.uniform(0.9, 2.0)) + float(rng.uniform(-10, 10))
@@ -76,7 +77,19 @@ def sample_layout(
         first -= last - (paper[1] - 10)
     baselines = [first + pitch * r for r in range(n_rows)]
     lay = make_layout(name, paper, speed, gain, x0, pulse, pulse_w, baselines)
+    if pulse_at_end:  # the pulse after the last segment of each row (Mortara style), where it fits
+        ends = {}
+        for c in lay.cells:
+            ends[c.row] = max(ends.get(c.row, 0.0), c.x1_mm)
+        lay.pulses = [
+            Pulse(q.row, ends[q.row] + 1.0, ends[q.row] + 1.0 + pulse_w, q.baseline_mm)
+            for q in lay.pulses
+            if ends[q.row] + 1.0 + pulse_w <= paper[0] - 1.0
+        ]
+    if lay.pulses and rng.random() < 0.1:  # only on some rows
+        lay.pulses = [q for q in lay.pulses if rng.random() < 0.5] or lay.pulses[:1]
     p = {"layout": name, "paper_mm": list(paper), "speed_mm_s": speed, "gain_mm_mv": gain, "pulse": pulse}
+    p.update({"pulse_at_end": pulse_at_end, "pulse_rows": [q.row for q in lay.pulses]})
     p.update({"x0_mm": x0, "row_pitch_mm": pitch, "first_baseline_mm": first})
     return lay, p
 
@@ -457,6 +470,10 @@ def render(
                 rng, record.name, 2.0, top, lay.paper_mm[0], style.header_pt
             )
             params["header_template"] = tpl
+        if rng.random() < 0.3:
+            style.pen_strokes = pen_marks(rng, lay.paper_mm)
+            style.pen_rgb = (20, 40, 150) if rng.random() < 0.6 else (25, 25, 30)
+            style.pen_mm = float(rng.uniform(0.5, 1.5))
         if rng.random() < 0.3:
             style.footer_extra = str(
                 rng.choice(["0.05-150 Hz", "40Hz", "100Hz", "60~ 0.05-150 Hz", "Page 1 of 1"])

@@ -65,6 +65,9 @@ class PageStyle:
     qr: bool = False
     qr_mm: float = 18.4  # 145 px at 200 DPI
     qr_seed: int = 0
+    pen_strokes: list[list[tuple[float, float]]] = field(default_factory=list)  # handwritten marks, mm
+    pen_rgb: RGB = (20, 40, 150)
+    pen_mm: float = 0.8
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -124,3 +127,25 @@ def random_style(rng: np.random.Generator) -> PageStyle:
     s.qr_mm = float(rng.uniform(15, 35))
     s.qr_seed = int(rng.integers(0, 2**31))
     return s
+
+
+def pen_marks(rng: np.random.Generator, paper_mm: tuple[float, float]) -> list[list[tuple[float, float]]]:
+    """2-8 pen marks (ticks, circles, scribbled words, arrows) as smooth polylines in page mm."""
+    out = []
+    for _ in range(int(rng.integers(2, 9))):
+        cx, cy = rng.uniform(10, paper_mm[0] - 10), rng.uniform(10, paper_mm[1] - 10)
+        kind = int(rng.integers(3))
+        if kind == 0:  # circle / loop around something
+            r = rng.uniform(4, 15)
+            t = np.linspace(0, 2 * np.pi * rng.uniform(0.9, 1.15), 60)
+            pts = np.stack([cx + r * 1.4 * np.cos(t), cy + r * np.sin(t)], 1)
+        elif kind == 1:  # tick or arrow
+            s = rng.uniform(3, 10)
+            pts = np.array([[cx - s, cy], [cx - s / 3, cy + s / 2], [cx + s, cy - s]])
+        else:  # a scribbled word: a cursive-like wave
+            n = int(rng.integers(20, 60))
+            x = cx + np.linspace(0, rng.uniform(15, 40), n)
+            y = cy + 1.5 * np.sin(np.linspace(0, rng.uniform(8, 20), n)) + rng.normal(0, 0.3, n)
+            pts = np.stack([x, y], 1)
+        out.append([(float(a), float(b)) for a, b in pts + rng.normal(0, 0.2, pts.shape)])
+    return out
