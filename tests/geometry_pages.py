@@ -99,15 +99,9 @@ def draw_page(
                 SHIFT,
             )
     for p in layout.pulses:
-        xs = [p.x0_mm, p.x0_mm + 1, p.x0_mm + 1, p.x1_mm - 1, p.x1_mm - 1, p.x1_mm]
-        ys = [
-            p.baseline_mm,
-            p.baseline_mm,
-            p.baseline_mm - gain,
-            p.baseline_mm - gain,
-            p.baseline_mm,
-            p.baseline_mm,
-        ]
+        # the renderer's (and ECG-Image-Kit's) open box: up, across, down
+        xs = [p.x0_mm, p.x0_mm, p.x1_mm, p.x1_mm]
+        ys = [p.baseline_mm, p.baseline_mm - gain, p.baseline_mm - gain, p.baseline_mm]
         pts = np.array([_pt(a * ppm, b * ppm) for a, b in zip(xs, ys, strict=True)], np.int32)
         cv2.polylines(img, [pts], False, ink, lw + 1, cv2.LINE_AA, SHIFT)
     cv2.putText(
