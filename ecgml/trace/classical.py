@@ -31,13 +31,14 @@ GAP_COST_PER_MM = 4.0  # DP: cost of a vertical gap between consecutive runs, pe
 MOVE_COST_PER_MM = 0.05  # DP: cost of centroid movement between consecutive runs, per mm (tie-breaker)
 BASELINE_COST = 1.0  # DP: cost per mm of columns at one row pitch from the own baseline (quadratic)
 OTHER_ROW_COST = 2.0  # DP: cost per mm of columns on a run nearer another row's baseline
-NULL_COST = 1.5  # DP: cost per mm of columns of "no trace here"
+NULL_COST = 8.0  # DP: cost per mm of columns of "no trace here"
 REENTER_COST = 2.0  # DP: cost of picking up the trace again after the null state
 LABEL_BOX_MM = (7.0, 2.5, 8.5)  # label region: x from the cell start, y from .. to below the baseline
 LABEL_COST = 4.0  # DP: cost per mm of columns on a run inside the label region
 NULL_FREE_MM = 0.3  # breaks this short (a grid line crossing the trace) re-enter for free
 EXCURSION_MM = 1.5  # path pieces shorter than this, cut off by jumps on both sides, are dropped
 JUMP_MM = 1.0  # a vertical gap larger than this between consecutive runs is a jump
+DROP_EXCURSIONS = True
 TICK_HALF_MM = 3.5  # separator ticks reach this far above and below the baseline (0.315 mV, margin)
 PEAK_TALL = 1.0  # where opening and closing differ by more than this many line widths, pick one
 ISO_WINDOW_MM = 8.0  # window of the median that stands for the isoelectric level
@@ -192,7 +193,8 @@ def extract_cell(
     chosen = path >= 0
     y[chosen] = cen_mm[path[chosen]] + y0 / ppy
     conf[chosen] = 1.0
-    _drop_excursions(path, top, bot, y, conf, ppx)
+    if DROP_EXCURSIONS:
+        _drop_excursions(path, top, bot, y, conf, ppx)
     if REFINE_PEAKS:
         _refine_extrema(path, top, bot, y, y0 / ppy, ppx)
     return CellTrace(cell.lead, cell.row, cell.col, x_mm, y, conf)
