@@ -223,7 +223,8 @@ def stage_train(p: Params) -> StageResult:
     with atomic_dir(out) as tmp:
         curve = tmp / "train_curve.csv"
         weights = tmp / "trace_unet.pt"
-        if t.init == "shipped" and not SHIPPED_WEIGHTS.exists():
+        shipped = SHIPPED_WEIGHTS.exists() and SHIPPED_WEIGHTS.with_suffix(".json").exists()
+        if t.init == "shipped" and not shipped:
             write_spec("classical", tmp, extra={"note": "no shipped trace weights: classical digitizer"})
             _write_curve(curve, [])
             summary: dict[str, Any] = {"kind": "classical", "steps": 0}

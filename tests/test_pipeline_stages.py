@@ -114,3 +114,35 @@ def test_stage_killed_half_way_leaves_old_output(tmp_path: Path, monkeypatch: py
 def test_unknown_stage() -> None:
     with pytest.raises(EcgmlError, match="unknown stage"):
         stages.run_stage("deploy", Params())
+
+
+def test_kaggle_source_ingest(tmp_path: Path) -> None:
+    """A competition folder: train ids split into train/validation (scorable), test linked as it is."""
+    from ecgml.kaggle import read_test_table
+    from ecgml.metric import score_files
+    from ecgml.synth import synth_dataset
+
+    comp = tmp_path / "comp"
+    rec = REPO / "data" / "records" / "cpsc2018_challenge2020" / "A0002"
+    synth_dataset([rec], comp, ["0001"], per_record=3, seed=0, progress=False)
+    t = tmp_path / "t"
+    synth_dataset([rec], t, ["0001"], per_record=1, seed=1, test=True, first_id=50, progress=False)
+    shutil.copytree(tmp_path / "t" / "test", comp / "test")
+    shutil.copy(tmp_path / "t" / "test.csv", comp / "test.csv")
+    root = tmp_path / "proj"
+    root.mkdir()
+    (root / "params.yaml").write_text(
+        yaml.safe_dump({"data": {"source": "kaggle", "path": str(comp), "validation_fraction": 0.5}})
+    )
+    p = load_params(root / "params.yaml")
+    counts = stages.stage_data(p).summary
+    sets = p.path(p.data.out)
+    assert counts["train"] + counts["validation"] == 3 and counts["test"] == 1
+    assert counts["validation"] >= 1, "with half held out, 3 ids should give at least one validation ECG"
+    val = sets / "validation"
+    assert len(read_test_table(val / "test.csv")["id"].unique()) == counts["validation"]
+    # the validation solution scores itself perfectly: it is a well-formed, scorable set
+    assert score_files(val / "solution.csv", val / "solution.csv").score > 25
+    assert (sets / "test" / "test" / "50.png").exists()
+    with pytest.raises(EcgmlError, match="not a competition folder"):
+        stages.stage_data(load_params(root / "params.yaml", {"data.path": str(tmp_path)}))
