@@ -79,7 +79,11 @@ def ink_mask(
     k = max(3, int(round(2.5 * ppm)) | 1)  # strokes (even where pulse, QRS and ticks merge) are thinner
     thick = cv2.morphologyEx(m, cv2.MORPH_OPEN, cv2.getStructuringElement(cv2.MORPH_RECT, (k, k)))
     thick = cv2.dilate(thick, cv2.getStructuringElement(cv2.MORPH_RECT, (3, 3)))
-    return (m > 0) & (thick == 0)
+    # long straight lines are paper edges, folds or ruled borders, never a trace
+    lv = cv2.morphologyEx(m, cv2.MORPH_OPEN, np.ones((int(25 * ppm), 1), np.uint8))
+    lh = cv2.morphologyEx(m, cv2.MORPH_OPEN, np.ones((1, int(40 * ppm)), np.uint8))
+    lines = cv2.dilate(lv | lh, np.ones((3, 3), np.uint8))
+    return (m > 0) & (thick == 0) & (lines == 0)
 
 
 @dataclass
@@ -161,18 +165,20 @@ def _upright_score(mask: np.ndarray, rows: Rows, ext: tuple[float, float, float,
         return 0.0
     x0, y0, _x1, y1 = ext
     score = 0.0
-    # the pulse rises at the left end (turned: it hangs below the right end)
+    # waves point up: tall R (and T) waves rise further above the baseline than Q/S waves dip below.
+    # Only excursions beyond 9 mm count: lead labels sit 3-8 mm below (Kaggle) and would vote too.
     for b, lft, rgt in zip(rows.centres, rows.left, rows.right, strict=True):
         bi = int((b - y0) * ppm)
-        li, ri = int((lft - x0) * ppm), int((rgt - x0) * ppm)
-        up = mask[max(0, bi - int(9 * ppm)) : max(0, bi - int(2 * ppm)), max(0, li) : li + int(6 * ppm)]
-        dn = mask[bi + int(2 * ppm) : bi + int(9 * ppm), max(0, ri - int(6 * ppm)) : ri + 1]
-        fu = float((up.mean(axis=0) > 0.6).sum()) if up.size else 0.0
-        fd = float((dn.mean(axis=0) > 0.6).sum()) if dn.size else 0.0
-        score += np.clip(fu - fd, -3, 3)
+        li, ri = max(0, int((lft - x0) * ppm)), int((rgt - x0) * ppm)
+        lo, hi = int(9 * ppm), int(16 * ppm)
+        up = mask[max(0, bi - hi) : max(0, bi - lo), li:ri]
+        dn = mask[bi + lo : bi + hi, li:ri]
+        fu = float(up.any(axis=0).mean()) if up.size else 0.0
+        fd = float(dn.any(axis=0).mean()) if dn.size else 0.0
+        score += 1.5 * float(np.clip((fu - fd) / 0.01, -1, 1))
     # header zone: more empty grid above the first row than below the last
     top, bottom = rows.centres.min() - y0, y1 - rows.centres.max()
-    score += 2.0 * np.clip((top - bottom) / max(top + bottom, 1.0), -1, 1)
+    score += 1.0 * np.clip((top - bottom) / max(top + bottom, 1.0), -1, 1)
     return float(score)
 
 
@@ -355,7 +361,7 @@ def orient(
         m = np.ascontiguousarray(np.rot90(mask, k=-k))  # clockwise k quarter turns = rot(k) of frame mm
         found.append(_aligned(find_pulses(m, ppm), ppm))
     # evidence per turn: the summed scores of the aligned pulses
-    ev = [sum(p[0] for p in f) if len(f) >= 2 else 0.0 for f in found]
+    ev = [sum(p[0] for p in f) if len(f) >= 2 or (len(f) == 1 and f[0][0] >= 0.8) else 0.0 for f in found]
     kbest = int(np.argmax(ev))
     counts = [len(f) for f in found]
     others = sorted(ev)[-2]
