@@ -151,3 +151,18 @@ def test_seed_baseline_shapes_and_record():
     assert rec.signal.shape == (2560, 12) and rec.fs == 256
     assert np.all(np.isfinite(rec.signal))
     assert np.all(rec.signal == rec.signal[:, [1]])  # the same prediction for every lead
+
+
+def test_track_path_stays_on_a_continuous_trace():
+    """A stronger, distant trace in some columns fools per-column argmax but not the path decoder."""
+    from ecgml.trace.model import track_path
+
+    pos = np.arange(100)[:, None] + 0.5
+    ours = 20.0 + 3 * np.sin(np.arange(120) / 10.0)[None, :]
+    logits = -((pos - ours) ** 2) / 2.0
+    logits[:, 40:60] = np.logaddexp(logits[:, 40:60], -((pos - 80.0) ** 2) / 2.0 + 3.0)
+    assert np.all(np.argmax(logits[:, 40:60], axis=0) > 70)
+    path = track_path(logits.astype(np.float32), max_step=10)
+    assert np.all(np.abs(path + 0.5 - ours[0]) <= 1.0)
+    y, _ = local_centroid(torch.from_numpy(logits[None].astype(np.float32)), 4, path[None])
+    assert np.all(np.abs(y[0] - ours[0]) < 0.2)

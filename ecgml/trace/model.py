@@ -20,6 +20,7 @@ import cv2
 import numpy as np
 import torch
 import torch.nn.functional as F
+from scipy.ndimage import maximum_filter1d
 from torch import nn
 
 from ecgml.errors import EcgmlError
@@ -30,7 +31,10 @@ from ecgml.trace.types import CellTrace
 WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
 DEFAULT_WEIGHTS = WEIGHTS_DIR / "trace_unet.pt"
 DECODE_RADIUS_PX = 4  # half-width of the centroid window around each column's peak
+MAX_STEP_PX = 48  # largest y move (px) between neighbouring output columns the path decoder allows
 MIN_CONFIDENCE = 0.05  # below this a column is reported as unreadable (NaN)
+EDGE_MM = 0.3  # columns this close to a cell's ends are left to assembly's gap filling (NaN): the trace
+# jumps between leads and the separator ticks sit there, and reading them cost several dB on quiet leads
 
 
 @dataclass
@@ -143,7 +147,7 @@ def soft_argmax(logits: torch.Tensor) -> torch.Tensor:
 
 
 def local_centroid(
-    logits: torch.Tensor | np.ndarray, radius: int = DECODE_RADIUS_PX
+    logits: torch.Tensor | np.ndarray, radius: int = DECODE_RADIUS_PX, centre: np.ndarray | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
     """Sub-pixel y (px, centres at i + 0.5) and confidence per column: centroid of p within ±radius of peak.
 
@@ -155,7 +159,10 @@ def local_centroid(
         lg = lg[None]
     p = torch.softmax(lg, dim=1)
     h = p.shape[1]
-    k = p.argmax(dim=1, keepdim=True)  # (B, 1, W)
+    if centre is None:
+        k = p.argmax(dim=1, keepdim=True)  # (B, 1, W)
+    else:
+        k = torch.as_tensor(np.asarray(centre), dtype=torch.long).reshape(p.shape[0], 1, p.shape[2])
     offs = torch.arange(-radius, radius + 1).view(1, -1, 1)
     idx = (k + offs).clamp(0, h - 1)
     valid = ((k + offs) >= 0) & ((k + offs) < h)
@@ -165,6 +172,27 @@ def local_centroid(
     conf = mass.clamp(0.0, 1.0)
     y_np, c_np = y.numpy(), conf.numpy()
     return (y_np[0], c_np[0]) if squeeze else (y_np, c_np)
+
+
+def track_path(logits: np.ndarray, max_step: int = MAX_STEP_PX) -> np.ndarray:
+    """Integer y per column of (H, W) logits: the path with the largest summed log-probability whose y
+    moves at most `max_step` px between neighbouring columns (Viterbi with a hard window).
+
+    Per-column argmax sometimes jumps for a stretch to a neighbouring row's trace that reaches into
+    the strip; a continuous path cannot, and costs ~0.05 s per cell.
+    """
+    lp = torch.log_softmax(torch.as_tensor(logits, dtype=torch.float32), dim=0).numpy().T.copy()  # (W, H)
+    w, h = lp.shape
+    score = np.empty_like(lp)
+    score[0] = lp[0]
+    for j in range(1, w):
+        score[j] = maximum_filter1d(score[j - 1], 2 * max_step + 1, mode="constant", cval=-np.inf) + lp[j]
+    path = np.empty(w, np.int64)
+    path[-1] = int(np.argmax(score[-1]))
+    for j in range(w - 2, -1, -1):
+        a, b = max(path[j + 1] - max_step, 0), min(path[j + 1] + max_step + 1, h)
+        path[j] = a + int(np.argmax(score[j, a:b]))
+    return path
 
 
 def trace_loss(
@@ -242,6 +270,9 @@ class UNetExtractor:
     cfg: TraceModelConfig
     name: str = "unet"
     radius: int = DECODE_RADIUS_PX
+    edge_mm: float = EDGE_MM
+    track: bool = True  # continuous-path decoding (track_path) instead of per-column argmax
+    max_step: int = MAX_STEP_PX
     meta: dict[str, Any] = field(default_factory=dict)
 
     @torch.no_grad()
@@ -259,16 +290,23 @@ class UNetExtractor:
         rows = sorted({c.row for c in layout.cells})
         base = {c.row: c.baseline_mm for c in layout.cells}
         logits, tops = self.row_logits(page, [base[r] for r in rows])
-        y_px, conf = local_centroid(logits, self.radius)
         xs = out_columns_mm(logits.shape[2] // self.cfg.x_up, self.cfg)
         out: list[CellTrace] = []
         for cell in layout.cells:
             i = rows.index(cell.row)
-            sel = (xs >= cell.x0_mm) & (xs < cell.x1_mm)
-            y_mm = (tops[i] + y_px[i, sel]) / self.cfg.px_per_mm[1]
-            c = np.clip(conf[i, sel], 0.0, 1.0)
-            y_mm = np.where(c >= MIN_CONFIDENCE, y_mm, np.nan)
-            out.append(CellTrace(cell.lead, cell.row, cell.col, xs[sel].copy(), y_mm, c))
+            sel = np.flatnonzero((xs >= cell.x0_mm) & (xs < cell.x1_mm))
+            x_sel = xs[sel]
+            lg = logits[i][:, sel]
+            if self.track and sel.size > 1:
+                y_px, c = local_centroid(lg, self.radius, track_path(lg, self.max_step))
+            else:
+                y_px, c = local_centroid(lg, self.radius)
+            y_mm = (tops[i] + y_px) / self.cfg.px_per_mm[1]
+            c = np.clip(c, 0.0, 1.0)
+            edge = (x_sel < cell.x0_mm + self.edge_mm) | (x_sel > cell.x1_mm - self.edge_mm)
+            y_mm = np.where((c >= MIN_CONFIDENCE) & ~edge, y_mm, np.nan)
+            c = np.where(edge, np.minimum(c, 0.1), c)
+            out.append(CellTrace(cell.lead, cell.row, cell.col, x_sel.copy(), y_mm, c))
         return out
 
 
