@@ -21,9 +21,11 @@ from ecgml.trace.types import CellTrace
 OVERSAMPLE = 4  # FFT to this multiple of fs, then linear interpolation at the exact sample times
 DURATION_S = 10.0
 GAP_CONFIDENCE = 0.1  # confidence given to interpolated columns
-# Measured options (see BENCHMARKS.md, "Digitizer"); kept only where they helped.
-FUSE_II = False
-SMOOTH_HZ = 0.0  # 0 disables the low-pass
+# Measured on a separate renderer set (BENCHMARKS.md, "Digitizer"): each helped a little, together
+# +0.24 dB (II fusion +0.05, Einthoven +0.05, 100 Hz low-pass +0.17), so all three are on.
+FUSE_II = True
+SMOOTH_HZ = 100.0  # 0 disables the low-pass
+EINTHOVEN = True  # least-squares projection of the limb leads onto Einthoven's relations
 
 
 @dataclass
@@ -94,6 +96,7 @@ def assemble(
     fuse_ii: bool = FUSE_II,
     smooth_hz: float = SMOOTH_HZ,
     duration_s: float = DURATION_S,
+    einthoven: bool = EINTHOVEN,
 ) -> Assembly:
     """A `duration_s` record at `fs`: each lead's longest cell fills its window, NaN elsewhere.
 
@@ -133,6 +136,8 @@ def assemble(
                 sig[ks, j] = (prev * wsum[ks, j] + mv * w) / (wsum[ks, j] + w)
                 wsum[ks, j] += w
                 confs[ks, j] = np.maximum(confs[ks, j], conf)
+    if einthoven:
+        _einthoven(sig)
     if smooth_hz > 0:
         for j in range(len(LEADS)):
             ok = np.isfinite(sig[:, j])
@@ -157,6 +162,31 @@ def assemble(
         confidence[lead] = float(confs[ok, j].mean()) if ok.any() else 0.0
     rec = Record(sig.astype(np.float32), fs, name, {"layout": layout.name})
     return Assembly(rec, confidence, confs.astype(np.float32), notes)
+
+
+# Limb leads as linear functions of (I, II): I, II, III, aVR, aVL, aVF.
+_LIMB = np.array([[1.0, 0.0], [0.0, 1.0], [-1.0, 1.0], [-0.5, -0.5], [1.0, -0.5], [-0.5, 1.0]])
+
+
+def _einthoven(sig: np.ndarray) -> None:
+    """Where three or more limb leads are shown at the same sample, replace them by their
+    least-squares fit in the 2-D space Einthoven's and Goldberger's relations allow (in place).
+
+    Each group of samples showing the same leads is first centred on its per-lead mean (linear, so
+    consistent leads stay consistent): the metric removes every lead's offset separately and page
+    baselines need not agree, so only the shape is projected.
+    """
+    x = sig[:, :6].astype(np.float64)
+    ok = np.isfinite(x)
+    for pattern in {tuple(r) for r in ok[ok.sum(axis=1) >= 3]}:
+        rows = np.all(ok == np.array(pattern), axis=1)
+        cols = np.flatnonzero(pattern)
+        a = _LIMB[cols]
+        block = x[np.ix_(rows, cols)]
+        mean = block.mean(axis=0)
+        coef, *_ = np.linalg.lstsq(a, (block - mean).T, rcond=None)
+        x[np.ix_(rows, cols)] = (a @ coef).T + mean
+    sig[:, :6] = np.where(ok, x, np.nan)
 
 
 def _standard_windows(layout: PageLayout, duration_s: float) -> bool:
