@@ -38,7 +38,8 @@ def page(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from ecgml.records import read_wfdb
     from ecgml.render.presets import render
 
-    rec = read_wfdb(Path(__file__).resolve().parents[1] / "data" / "records" / "cpsc2018_challenge2020" / "A0007")
+    records = Path(__file__).resolve().parents[1] / "data" / "records"
+    rec = read_wfdb(records / "cpsc2018_challenge2020" / "A0007")
     out = tmp_path_factory.mktemp("page") / "page.png"
     cv2.imwrite(str(out), cv2.cvtColor(render(rec.window(0, 10), "0001", seed=0).image, cv2.COLOR_RGB2BGR))
     return out
@@ -52,7 +53,9 @@ def champion_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
     model = root / "model"
     model.mkdir()
     tracking.write_spec("classical", model)
-    rec = tracking.log_candidate(experiment="serve", model_dir=model, params={}, metrics={"score": 1.0}, root=root)
+    rec = tracking.log_candidate(
+        experiment="serve", model_dir=model, params={}, metrics={"score": 1.0}, root=root
+    )
     version = tracking.register(rec.model_uri, NAME)
     assert tracking.promote(NAME, version, "s", 1.0, margin=0.0).promoted
     yield root
@@ -82,9 +85,10 @@ def test_mlflow_models_serve(champion_store: Path, page: Path) -> None:
 
     port = _free_port()
     env = {**os.environ, "MLFLOW_TRACKING_URI": tracking.tracking_uri(champion_store)}
-    cmd = [sys.executable, "-m", "mlflow", "models", "serve", "-m", f"models:/{NAME}@champion",
-           "--env-manager", "local", "--host", "127.0.0.1", "--port", str(port), "--workers", "1"]  # fmt: skip
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    cmd = [sys.executable, "-m", "mlflow", "models", "serve", "-m", f"models:/{NAME}@champion"]
+    cmd += ["--env-manager", "local", "--host", "127.0.0.1", "--port", str(port), "--workers", "1"]
+    quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
+    proc = subprocess.Popen(cmd, env=env, start_new_session=True, **quiet)
     try:
         t0 = time.monotonic()
         while True:
