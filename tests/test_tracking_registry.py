@@ -133,3 +133,25 @@ def test_spec_roundtrip_and_bad_kind(tmp_path: Path) -> None:
     (tmp_path / "w.pt").unlink()
     with pytest.raises(EcgmlError, match="missing"):
         tracking.read_spec(tmp_path)
+
+
+def test_learned_model_roundtrip_keeps_weights_and_config(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A learned candidate's weights and their .json config both come back from the registry."""
+    from ecgml.trace.model import TraceModelConfig, build_model, save_weights
+
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    model_dir = tmp_path / "cand"
+    cfg = TraceModelConfig(channels=(4, 8))
+    weights = save_weights(build_model(cfg), cfg, model_dir / "trace_unet.pt")
+    tracking.write_spec("learned", model_dir, weights)
+    rec = tracking.log_candidate(
+        experiment="learned", model_dir=model_dir, params={}, metrics={}, root=tmp_path
+    )
+    v = tracking.register(rec.model_uri, "learned-model")
+    tracking.promote("learned-model", v, "s", 1.0, margin=0.0)
+    spec = tracking.load_digitizer("models:/learned-model@champion", root=tmp_path)
+    assert spec.kind == "learned" and spec.weights is not None
+    assert spec.weights.read_bytes() == weights.read_bytes()
+    assert spec.weights.with_suffix(".json").read_text() == weights.with_suffix(".json").read_text()
