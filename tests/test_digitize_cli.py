@@ -112,3 +112,18 @@ def test_bad_inputs_name_the_file(tmp_path, content, reason):
         app, ["digitize", str(path), "--out", str(tmp_path / "o"), "--model", "classical"]
     )
     assert res.exit_code == 2 and "input.png" in res.output and "Traceback" not in res.output
+
+
+@pytest.mark.slow
+def test_submit_on_a_dask_cluster_matches_the_serial_run(page_png, tmp_path):
+    from ecgml.digitize import submit
+
+    data = tmp_path / "data"
+    write_test_table([(5, 500), (6, 250)], data / "test.csv")
+    img = load_image(page_png)
+    for i in (5, 6):
+        _write_png(image_path_of(data, i), img)
+    serial = submit(data, tmp_path / "serial.csv", "classical", workers=1)
+    parallel = submit(data, tmp_path / "parallel.csv", "classical", workers=2)
+    assert serial.n_rows == parallel.n_rows and not parallel.failures
+    assert (tmp_path / "serial.csv").read_bytes() == (tmp_path / "parallel.csv").read_bytes()
