@@ -431,8 +431,8 @@ def submit(
         if missing:
             raise EcgmlError(data_dir / "test.csv", f"ECG {ecg_id}: no rows for lead(s) {missing}")
         jobs.append((int(ecg_id), int(fs_values[0]), n_rows))
-    if model not in (None, "") and workers <= 1:
-        load_digitizer(model)  # fail early on a bad --model, before any image
+    if model not in (None, ""):
+        load_digitizer(model)  # fail early on a bad --model, before any image (workers load their own)
     failures: list[tuple[int, str]] = []
     seconds: dict[int, float] = {}
     out = Path(out)
