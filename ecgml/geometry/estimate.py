@@ -32,6 +32,8 @@ MIN_SHORT_SIDE = 400
 WORK_LONG_SIDE = 2300
 REFINE_ROUNDS = 3
 RESIDUAL_STEP_MM = 5.0
+MIN_GOOD_TILES = 40  # grid tiles (10 mm apart) a page gives when the scale is right
+SCALE_RETRIES = (5.0, 0.2, 2.5, 0.4, 2.0, 0.5)
 
 
 @dataclass
@@ -146,14 +148,33 @@ def _estimate(image: np.ndarray, path: str | Path | None) -> PageEstimate:
     mmc = apply_homography(np.linalg.inv(h), lat.centre[used] / [rx, ry])
     ext = _first_extent(h, mmc, dark.shape)
     fmap = FrameMap(h)
-    res = None
-    for _ in range(REFINE_ROUNDS):
+    try:
+        first = refine(dark, fmap, ext)
+    except (cv2.error, IndexError, ValueError, np.linalg.LinAlgError):
+        first = None
+    if first is None or first.n_tiles < MIN_GOOD_TILES:
+        # the 1 mm / 5 mm decision can fail (minor lines lost to blur or moire): try the other scales
+        # and keep the one whose grid phases hold together best
+        best = first
+        for k in SCALE_RETRIES:
+            hk = h @ np.diag([k, k, 1.0])
+            ek = Extent(ext.x0 / k, ext.y0 / k, ext.x1 / k, ext.y1 / k)
+            try:
+                rk = refine(dark, FrameMap(hk), ek)
+            except (cv2.error, IndexError, ValueError, np.linalg.LinAlgError):
+                rk = None  # this scale makes no sense for the image (raster smaller than a tile, ...)
+            if rk is not None and (best is None or rk.n_tiles * rk.tile_conf > best.n_tiles * best.tile_conf):
+                best = rk
+        first = best
+        diag["scale_retry"] = True
+    if first is None:
+        raise EcgmlError(path, "no ECG grid found (grid lines not measurable)")
+    res, fmap, ext = first, first.fmap, first.extent
+    for _ in range(REFINE_ROUNDS - 1):
         r = refine(dark, fmap, ext)
         if r is None:
             break
         res, fmap, ext = r, r.fmap, r.extent
-    if res is None:
-        raise EcgmlError(path, "no ECG grid found (grid lines not measurable)")
     diag.update(
         grid_tiles=res.n_tiles,
         grid_tile_conf=round(res.tile_conf, 4),
