@@ -39,7 +39,7 @@ def darkness(img: np.ndarray, ksize: int) -> tuple[np.ndarray, np.ndarray]:
     k = max(3, ksize | 1)
     bg = cv2.dilate(img, cv2.getStructuringElement(cv2.MORPH_RECT, (k, k)))
     bg = cv2.blur(bg, (k, k))
-    bg = cv2.max(bg, 16)
+    bg = np.maximum(bg, 16).astype(np.uint8)
     ratio = cv2.divide(img, bg, scale=255)  # 255 = paper
     ch = cv2.split(ratio)
     lo = cv2.min(cv2.min(ch[0], ch[1]), ch[2])
@@ -302,7 +302,7 @@ def coarse_frame(lat: TileLattice) -> tuple[np.ndarray, np.ndarray] | None:
     used = np.flatnonzero(done)
     if len(used) < 4:
         return None
-    pos = {k: i for i, k in enumerate(used)}
+    pos: dict[int, int] = {int(k): i for i, k in enumerate(used)}
     # gradient of frame mm wrt px per tile: rows = normal / spacing
     grad = normals / spacing[..., None]
     rows, cols, vals, rhs = [], [], [], []

@@ -82,7 +82,7 @@ def ink_mask(
     # long straight lines are paper edges, folds or ruled borders, never a trace
     lv = cv2.morphologyEx(m, cv2.MORPH_OPEN, np.ones((int(25 * ppm), 1), np.uint8))
     lh = cv2.morphologyEx(m, cv2.MORPH_OPEN, np.ones((1, int(40 * ppm)), np.uint8))
-    lines = cv2.dilate(lv | lh, np.ones((3, 3), np.uint8))
+    lines = cv2.dilate(np.maximum(lv, lh), np.ones((3, 3), np.uint8))
     return (m > 0) & (thick == 0) & (lines == 0)
 
 
@@ -122,7 +122,7 @@ def _rows(mask: np.ndarray, x0: float, y0: float, ppm: float, valid: np.ndarray 
         hist = gaussian_filter1d(mask[lo:hi].sum(axis=1).astype(float), 0.3 * ppm)
         b = lo + int(np.argmax(hist))
         # a trace leaves its baseline (QRS, T waves); a ruled line or a paper edge does not
-        near = mask[max(0, b - int(0.5 * ppm)) : b + int(0.5 * ppm) + 1].any(axis=0)
+        near = np.asarray(mask[max(0, b - int(0.5 * ppm)) : b + int(0.5 * ppm) + 1].any(axis=0))
         span_cols = near[xs[0] : xs[-1] + 1]
         if span_cols.size and span_cols.mean() > 0.97:
             continue
@@ -137,7 +137,7 @@ def _rows(mask: np.ndarray, x0: float, y0: float, ppm: float, valid: np.ndarray 
         win = mask[max(0, b - int(9 * ppm)) : max(0, b - int(2 * ppm)), left : left + int(7 * ppm)]
         pulse = bool(win.size and (win.mean(axis=0) > 0.6).sum() >= 2)
         if valid is not None:
-            vb = valid[max(0, b - int(2 * ppm)) : b + int(2 * ppm)].all(axis=0)
+            vb = np.asarray(valid[max(0, b - int(2 * ppm)) : b + int(2 * ppm)].all(axis=0))
             vx = np.flatnonzero(vb)
             margin = int(2.5 * ppm)
             lcut.append(not len(vx) or left - vx[0] < margin or not vb[max(0, left - margin) : left].all())
@@ -295,7 +295,7 @@ def _rows_from_pulses(
         wts[: int(px)] = 0
         cdf = np.cumsum(wts) / max(wts.sum(), 1)
         right = int(np.searchsorted(cdf, 0.998))
-        vb = inside[max(0, b - int(2 * ppm)) : b + int(2 * ppm)].all(axis=0)
+        vb = np.asarray(inside[max(0, b - int(2 * ppm)) : b + int(2 * ppm)].all(axis=0))
         margin = int(2.5 * ppm)
         lcut.append(not vb[max(0, int(px) - margin) : int(px)].all() or px < margin)
         rcut.append(not vb[right : right + margin].all() or right + margin >= w)

@@ -182,7 +182,7 @@ def _unwrap(shift: np.ndarray, ok: np.ndarray, conf: np.ndarray) -> np.ndarray:
     cy, cx = (ny - 1) / 2, (nx - 1) / 2
     yy, xx = np.mgrid[0:ny, 0:nx]
     prio = np.where(ok, conf - 0.01 * np.hypot(yy - cy, xx - cx) / max(ny, nx), -np.inf)
-    seed = np.unravel_index(int(np.argmax(prio)), shift.shape)
+    seed = tuple(int(v) for v in np.unravel_index(int(np.argmax(prio)), shift.shape))
     out[seed] = shift[seed]
     heap: list[tuple[float, int, int]] = []
     queued = np.zeros_like(ok)
