@@ -61,8 +61,7 @@ def fill_cache_competition(opts: TrainOptions, cache: Path) -> list[dict[str, An
     folder = Path(opts.records)
     table = read_train_table(folder / "train.csv")
     done = {e["key"] for e in read_index(cache)}
-    for row in table.itertuples(index=False):
-        ecg = int(row.id)
+    for ecg, fs in zip(table["id"].astype(int).tolist(), table["fs"].astype(int).tolist(), strict=True):
         split = split_of(str(ecg))
         if split == "test":
             continue
@@ -72,7 +71,7 @@ def fill_cache_competition(opts: TrainOptions, cache: Path) -> list[dict[str, An
             if key in done:
                 continue
             try:
-                tp, source = competition_truth_page(img, d / f"{ecg}.csv", int(row.fs))
+                tp, source = competition_truth_page(img, d / f"{ecg}.csv", fs)
                 if not source.startswith("estimated"):
                     print(f"skip {img}: geometry {source}")
                     continue
