@@ -426,11 +426,11 @@ def submit(
         fs_values = g["fs"].unique()
         if len(fs_values) != 1:
             raise EcgmlError(data_dir / "test.csv", f"ECG {ecg_id}: fs is not constant over its rows")
-        n_rows = {str(r.lead): int(r.number_of_rows) for r in g.itertuples(index=False)}
+        n_rows = {str(lead): int(n) for lead, n in zip(g["lead"], g["number_of_rows"], strict=True)}
         missing = [lead for lead in LEADS if lead not in n_rows]
         if missing:
             raise EcgmlError(data_dir / "test.csv", f"ECG {ecg_id}: no rows for lead(s) {missing}")
-        jobs.append((int(ecg_id), int(fs_values[0]), n_rows))
+        jobs.append((int(str(ecg_id)), int(fs_values[0]), n_rows))
     if model not in (None, ""):
         load_digitizer(model)  # fail early on a bad --model, before any image (workers load their own)
     failures: list[tuple[int, str]] = []
