@@ -21,6 +21,16 @@ import numpy as np
 from scipy.ndimage import map_coordinates
 
 
+def sample_grid(grid: np.ndarray, gx: np.ndarray, gy: np.ndarray) -> np.ndarray:
+    """Bilinear lookup of a (gy, gx, 2) displacement grid at fractional grid indices (clamped at the edges)."""
+    out = np.empty((*gx.shape, 2), dtype=np.float64)
+    for k in range(2):
+        out[..., k] = map_coordinates(
+            grid[..., k], [gy.ravel(), gx.ravel()], order=1, mode="nearest"
+        ).reshape(gx.shape)
+    return out
+
+
 def apply_homography(h: np.ndarray, pts: np.ndarray) -> np.ndarray:
     pts = np.asarray(pts, dtype=np.float64)
     ph = np.concatenate([pts, np.ones((*pts.shape[:-1], 1))], axis=-1) @ h.T
@@ -40,14 +50,9 @@ class PageMap:
     def _residual_at(self, mm: np.ndarray) -> np.ndarray:
         if self.residual is None:
             return np.zeros_like(mm)
-        gx = mm[..., 0] / self.residual_step_mm
-        gy = mm[..., 1] / self.residual_step_mm
-        out = np.empty_like(mm)
-        for k in range(2):
-            out[..., k] = map_coordinates(
-                self.residual[..., k], [gy.ravel(), gx.ravel()], order=1, mode="nearest"
-            ).reshape(gx.shape)
-        return out
+        return sample_grid(
+            self.residual, mm[..., 0] / self.residual_step_mm, mm[..., 1] / self.residual_step_mm
+        )
 
     def mm_to_px(self, mm: np.ndarray) -> np.ndarray:
         mm = np.asarray(mm, dtype=np.float64)

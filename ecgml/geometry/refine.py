@@ -15,9 +15,9 @@ from dataclasses import dataclass
 
 import cv2
 import numpy as np
-from scipy.ndimage import gaussian_filter, map_coordinates
+from scipy.ndimage import gaussian_filter
 
-from ecgml.page import apply_homography
+from ecgml.page import apply_homography, sample_grid
 
 RECT_PPM = 5.0  # px/mm of the raster the phases are measured on
 TILE_MM = 20.0
@@ -42,12 +42,7 @@ class FrameMap:
             return np.zeros_like(mm)
         gx = (mm[..., 0] - self.origin[0]) / self.step
         gy = (mm[..., 1] - self.origin[1]) / self.step
-        out = np.empty_like(mm)
-        for k in range(2):
-            out[..., k] = map_coordinates(
-                self.residual[..., k], [gy.ravel(), gx.ravel()], order=1, mode="nearest"
-            ).reshape(gx.shape)
-        return out
+        return sample_grid(self.residual, gx, gy)
 
     def mm_to_px(self, mm: np.ndarray) -> np.ndarray:
         mm = np.asarray(mm, dtype=np.float64)
