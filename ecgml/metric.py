@@ -152,7 +152,7 @@ def score_tables(
     solution_path: str | Path | None = None,
     submission_path: str | Path | None = None,
 ) -> ScoreReport:
-    """Score long tables as `ecgml.kaggle.read_long_table` returns them (columns id, value, ecg, row, lead)."""
+    """Score long tables as `ecgml.kaggle.read_long_table` returns them (id, value, ecg, row, lead)."""
     if "fs" not in solution.columns:
         raise EcgmlError(solution_path, "solution has no 'fs' column")
     if not np.all(np.isfinite(submission["value"].to_numpy())):

@@ -22,7 +22,7 @@ from scipy.ndimage import map_coordinates
 
 
 def sample_grid(grid: np.ndarray, gx: np.ndarray, gy: np.ndarray) -> np.ndarray:
-    """Bilinear lookup of a (gy, gx, 2) displacement grid at fractional grid indices (clamped at the edges)."""
+    """Bilinear lookup of a (gy, gx, 2) displacement grid at fractional indices (clamped at edges)."""
     out = np.empty((*gx.shape, 2), dtype=np.float64)
     for k in range(2):
         out[..., k] = map_coordinates(
