@@ -29,6 +29,7 @@ def tiny(tmp_path: Path) -> tuple[Path, dict[str, str]]:
     proj = tmp_path / "proj"
     proj.mkdir()
     shutil.copytree(REPO / "ecgml", proj / "ecgml", ignore=shutil.ignore_patterns("__pycache__", "weights"))
+    (proj / "ecgml" / "weights").mkdir()  # a train-stage dep; left empty so the tiny run trains nothing
     shutil.copy(REPO / "dvc.yaml", proj / "dvc.yaml")
     (proj / "data" / "records").mkdir(parents=True)
     shutil.copy(REPO / "data" / "splits.csv", proj / "data" / "splits.csv")
