@@ -167,8 +167,8 @@ def add_noise(img: np.ndarray, sigma: float, rng: np.random.Generator, dark_boos
     h, w = img.shape[:2]
     ny, nx = -(-h // 512) + 1, -(-w // 512) + 1
     oy, ox = int(rng.integers(0, 512)), int(rng.integers(0, 512))
-    pos = np.tile(pos_t, (ny, nx, 1))[oy : oy + h, ox : ox + w]
-    neg = np.tile(neg_t, (ny, nx, 1))[oy : oy + h, ox : ox + w]
+    pos: np.ndarray = np.tile(pos_t, (ny, nx, 1))[oy : oy + h, ox : ox + w]
+    neg: np.ndarray = np.tile(neg_t, (ny, nx, 1))[oy : oy + h, ox : ox + w]
     if dark_boost > 0:
         dark = 255 - cv2.cvtColor(img[::16, ::16], cv2.COLOR_RGB2GRAY).astype(np.float32)
         boost = gain_image(1 + dark_boost * dark / 255, (w, h))
@@ -233,7 +233,7 @@ def lighting_gain(
     if shadow:
         dark = float(rng.uniform(0.2, 0.6))
         blur_px = float(rng.uniform(20, 150))
-        m = np.zeros((lh, lw), np.float32)
+        m: np.ndarray = np.zeros((lh, lw), np.float32)
         side = int(rng.integers(4))
         depth = float(rng.uniform(0.15, 0.5))
         pts = rng.uniform(0, 1, (3, 2))
@@ -268,7 +268,7 @@ def background(
         "fabric": (rng.uniform(40, 200), rng.uniform(40, 200), rng.uniform(40, 200)),
         "dark": (rng.uniform(20, 70),) * 3,
     }[kind]
-    base = np.asarray(base, dtype=np.float32) * rng.uniform(0.9, 1.1, 3).astype(np.float32)
+    base_rgb = np.asarray(base, dtype=np.float32) * rng.uniform(0.9, 1.1, 3).astype(np.float32)
     if kind == "wood":
         grain = smooth_noise(rng, (lh, lw), 6)
         streak = smooth_noise(rng, (max(8, lh // 40), lw), 3)
@@ -282,10 +282,10 @@ def background(
         tex = 0.03 * smooth_noise(rng, (lh, lw), 40) + 0.015 * rng.standard_normal((lh, lw)).astype(
             np.float32
         )
-    img = np.clip(base * (1 + tex[..., None]), 0, 255).astype(np.uint8)
+    img = np.clip(base_rgb * (1 + tex[..., None]), 0, 255).astype(np.uint8)
     return cv2.resize(img, (w, h), interpolation=cv2.INTER_LINEAR), {
         "background": kind,
-        "background_rgb": base.tolist(),
+        "background_rgb": base_rgb.tolist(),
     }
 
 

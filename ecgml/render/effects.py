@@ -43,7 +43,7 @@ def print_simulation(
     img: np.ndarray, ppm: float, rng: np.random.Generator
 ) -> tuple[np.ndarray, dict[str, Any]]:
     """Printer: slight blur, ink density below 1, a colour shift of the grid ink, cream paper and grain."""
-    p = {
+    p: dict[str, Any] = {
         "blur_sigma_px200": float(rng.uniform(0.3, 0.8)),
         "ink_density": float(rng.uniform(0.85, 1.0)),
         "paper_tint": [255, int(rng.integers(247, 256)), int(rng.integers(232, 256))],
@@ -97,10 +97,10 @@ def stains(
         poly = np.stack([(cx + r * np.cos(theta)) * ppm * sx, (cy + r * np.sin(theta)) * ppm * sy], 1)
         blob = np.zeros(lo, dtype=np.uint8)
         cv2.fillPoly(blob, [np.round(poly * 16).astype(np.int32)], 255, cv2.LINE_AA, shift=4)
-        b = blob.astype(np.float32) / 255
+        b: np.ndarray = blob.astype(np.float32) / 255
         k = max(3, int(d_mm * ppm * sx * 0.06) | 1)
         inner = cv2.erode(b, np.ones((k, k), np.uint8))
-        rim = np.clip(b - inner, 0, 1)
+        rim: np.ndarray = np.clip(b - inner, 0, 1)
         b = cv2.GaussianBlur(b, (0, 0), max(1.0, k / 4))
         rim = cv2.GaussianBlur(rim, (0, 0), max(1.0, k / 6))
         mottle = 0.75 + 0.25 * smooth_noise(rng, lo, max(4.0, d_mm * ppm * sx / 6))
@@ -125,8 +125,8 @@ def mould(
     n_col = int(rng.integers(3, 51))
     n_clu = int(rng.integers(1, 6))
     kind = str(rng.choice(["green", "black", "white"], p=[0.45, 0.35, 0.2]))
-    colour = {"green": (55, 75, 40), "black": (40, 40, 38), "white": (225, 225, 215)}[kind]
-    colour = tuple(int(np.clip(c + rng.integers(-15, 16), 0, 255)) for c in colour)
+    base_colour = {"green": (55, 75, 40), "black": (40, 40, 38), "white": (225, 225, 215)}[kind]
+    colour = tuple(int(np.clip(c + rng.integers(-15, 16), 0, 255)) for c in base_colour)
     alpha_max = float(rng.uniform(0.3, 1.0))
     centres = np.stack([rng.uniform(0, w / ppm, n_clu), rng.uniform(0, h / ppm, n_clu)], 1)
     a = np.zeros(lo, dtype=np.float32)
@@ -145,7 +145,7 @@ def mould(
             v = int(rng.integers(100, 230))
             cv2.circle(col, (int(x * lppm), int(y * lppm)), max(1, int(r0 * lppm)), v, -1)
         blur = max(0.8, size_mm * lppm * 0.08)
-        colf = cv2.GaussianBlur(col.astype(np.float32) / 255, (0, 0), blur)
+        colf: np.ndarray = cv2.GaussianBlur(col.astype(np.float32) / 255, (0, 0), blur)
         colf *= 0.8 + 0.2 * smooth_noise(rng, lo, max(2.0, lppm))  # speckled texture inside
         a = np.maximum(a, np.clip(colf, 0, 1))
     a = cv2.GaussianBlur(a, (0, 0), 0.8) * alpha_max
@@ -202,12 +202,12 @@ def creases(
     lo = _low((h, w), 4)
     yy, xx = np.mgrid[0 : lo[0], 0 : lo[1]].astype(np.float32)
     xm, ym = (xx + 0.5) * W / lo[1], (yy + 0.5) * H / lo[0]
-    shade = np.ones(lo, dtype=np.float32)
+    shading = np.ones(lo, dtype=np.float32)
     width_mm = 5 / 7.874 * 1.5
     for ln in lines:
         d = (xm * ln["normal"][0] + ym * ln["normal"][1] - ln["offset_mm"]) / width_mm
-        shade *= 1 + ln["shade"] * (d * np.exp(-(d**2)) * 1.6 - 0.5 * np.exp(-(d**2) * 4))
-    out = img.astype(np.float32) * _up(shade, (h, w))[..., None]
+        shading *= 1 + ln["shade"] * (d * np.exp(-(d**2)) * 1.6 - 0.5 * np.exp(-(d**2) * 4))
+    out = img.astype(np.float32) * _up(shading, (h, w))[..., None]
 
     def displacement(mm: np.ndarray) -> np.ndarray:
         disp = np.zeros_like(mm, dtype=np.float64)

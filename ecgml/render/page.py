@@ -241,7 +241,7 @@ def _fake_qr(seed: int, modules: int = 25) -> np.ndarray:
 
 
 def row_is_rhythm(layout: PageLayout) -> dict[int, bool]:
-    cols = {}
+    cols: dict[int, int] = {}
     for c in layout.cells:
         cols[c.row] = cols.get(c.row, 0) + 1
     most = max(cols.values())
@@ -339,7 +339,7 @@ def draw_page(
     ]  # fmt: skip
     sep_polys = []
     if style.separators:
-        last_col = {}
+        last_col: dict[int, int] = {}
         for c in layout.cells:
             last_col[c.row] = max(last_col.get(c.row, 0), c.col)
         hh = style.separator_half_mv * g

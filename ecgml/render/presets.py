@@ -78,7 +78,7 @@ def sample_layout(
     baselines = [first + pitch * r for r in range(n_rows)]
     lay = make_layout(name, paper, speed, gain, x0, pulse, pulse_w, baselines)
     if pulse_at_end:  # the pulse after the last segment of each row (Mortara style), where it fits
-        ends = {}
+        ends: dict[int, float] = {}
         for c in lay.cells:
             ends[c.row] = max(ends.get(c.row, 0.0), c.x1_mm)
         lay.pulses = [
@@ -416,14 +416,14 @@ def _screen(
         g = 1 - alpha_m * (0.5 - 0.5 * np.cos(2 * np.pi * (ph - c / 3)))
         table[0, :, c] = np.clip(g * 128, 0, 255)
     table[0, 255, :] = 128
-    idx = (cv2.multiply(sx, 64.0).astype(np.int32) & 63).astype(np.uint8)
+    idx = (np.multiply(sx, 64.0).astype(np.int32) & 63).astype(np.uint8)
     idx[~in_screen] = 255
     stripes = cv2.LUT(cv2.merge([idx, idx, idx]), table)
     rtab = np.full((1, 256), 128, np.uint8)
     rtab[0, :64] = np.clip(
         128 * (1 - 0.3 * alpha_m * (0.5 - 0.5 * np.cos(2 * np.pi * np.arange(64) / 64))), 0, 255
     )
-    ridx = (cv2.multiply(sy, 64.0).astype(np.int32) & 63).astype(np.uint8)
+    ridx = (np.multiply(sy, 64.0).astype(np.int32) & 63).astype(np.uint8)
     ridx[~in_screen] = 255
     rowg = cv2.LUT(ridx, rtab)
     img = cv2.multiply(img, stripes, scale=1 / 128)
