@@ -321,19 +321,32 @@ def save_weights(
     return path
 
 
-def load_model(path: str | Path | None = None) -> tuple[nn.Module, TraceModelConfig, dict[str, Any]]:
-    path = Path(path) if path is not None else DEFAULT_WEIGHTS
+def read_weights(path: Path, what: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    """A weights file and the .json config beside it, as (state_dict, {"config", "meta"}); clear errors."""
     cfg_path = path.with_suffix(".json")
     if not path.exists() or not cfg_path.exists():
-        raise EcgmlError(path, "trace model weights or their .json config are missing")
+        raise EcgmlError(path, f"{what} weights or their .json config are missing")
     info = json.loads(cfg_path.read_text())
-    cfg = TraceModelConfig.from_dict(info["config"])
-    model = build_model(cfg)
     try:
-        model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+        state = torch.load(path, map_location="cpu", weights_only=True)
     except (RuntimeError, OSError, ValueError) as exc:
-        raise EcgmlError(path, f"cannot load trace model weights: {exc}") from exc
-    model.eval()
+        raise EcgmlError(path, f"cannot load {what} weights: {exc}") from exc
+    return state, info
+
+
+def load_state(model: nn.Module, state: dict[str, Any], path: Path, what: str) -> nn.Module:
+    try:
+        model.load_state_dict(state)
+    except (RuntimeError, ValueError) as exc:
+        raise EcgmlError(path, f"cannot load {what} weights: {exc}") from exc
+    return model.eval()
+
+
+def load_model(path: str | Path | None = None) -> tuple[nn.Module, TraceModelConfig, dict[str, Any]]:
+    path = Path(path) if path is not None else DEFAULT_WEIGHTS
+    state, info = read_weights(path, "trace model")
+    cfg = TraceModelConfig.from_dict(info["config"])
+    model = load_state(build_model(cfg), state, path, "trace model")
     return model, cfg, info.get("meta", {})
 
 

@@ -20,9 +20,8 @@ import torch.nn.functional as F
 from scipy.signal import butter, sosfiltfilt
 from torch import nn
 
-from ecgml.errors import EcgmlError
 from ecgml.records import LEADS, Record, resample_signal
-from ecgml.trace.model import WEIGHTS_DIR
+from ecgml.trace.model import WEIGHTS_DIR, load_state, read_weights
 
 SEED_WEIGHTS = WEIGHTS_DIR / "seed_cnn.pt"
 SEED_HW = (256, 320)
@@ -137,17 +136,9 @@ def save_seed(
 def load_seed(path: str | Path | None = None) -> SeedBaseline:
     """The shipped seed baseline (ecgml/weights/seed_cnn.pt) unless `path` names other weights."""
     path = Path(path) if path is not None else SEED_WEIGHTS
-    cfg_path = path.with_suffix(".json")
-    if not path.exists() or not cfg_path.exists():
-        raise EcgmlError(path, "seed baseline weights or their .json config are missing")
-    info = json.loads(cfg_path.read_text())
+    state, info = read_weights(path, "seed baseline")
     cfg = SeedConfig.from_dict(info["config"])
-    model = SeedCNN(cfg)
-    try:
-        model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
-    except (RuntimeError, OSError, ValueError) as exc:
-        raise EcgmlError(path, f"cannot load seed weights: {exc}") from exc
-    model.eval()
+    model = load_state(SeedCNN(cfg), state, path, "seed baseline")
     return SeedBaseline(model, cfg, meta=info.get("meta", {}))
 
 
