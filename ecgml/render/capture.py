@@ -106,13 +106,17 @@ def warp_page(
     if flat_alpha is None:
         flat_alpha = np.full(flat_img.shape[:2], 255, dtype=np.uint8)
     alpha = cv2.remap(flat_alpha, m1, m2, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
-    off = alpha < 128
-    masks[off] = 0
-    rows[off] = 0
-    centre[off] = 0
-    wgt = alpha.astype(np.float32) * (1 / 255)
-    image = cv2.blendLinear(page, background, wgt, 1 - wgt)
+    image = composite(page, background, alpha, masks, rows, centre)
     return Warped(image, masks, rows, centre, mx, my)
+
+
+def composite(page: np.ndarray, background: np.ndarray, alpha: np.ndarray, *layers: np.ndarray) -> np.ndarray:
+    """Blend the warped page onto the background by `alpha`; truth layers are cleared where it is off-page."""
+    off = alpha < 128
+    for layer in layers:
+        layer[off] = 0
+    wgt = alpha.astype(np.float32) * (1 / 255)
+    return cv2.blendLinear(page, background, wgt, 1 - wgt)
 
 
 def place_page(

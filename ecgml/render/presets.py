@@ -397,12 +397,7 @@ def _screen(
     centre = cv2.remap(
         flat.centre, fx_, fy_, cv2.INTER_NEAREST, borderMode=cv2.BORDER_CONSTANT, borderValue=0
     )
-    off = a < 128
-    masks[off] = 0
-    rows[off] = 0
-    centre[off] = 0
-    wgt = a.astype(np.float32) * (1 / 255)
-    img = cv2.blendLinear(page, base, wgt, 1 - wgt)
+    img = cap.composite(page, base, a, masks, rows, centre)
     # screen: gamma, backlight fall-off, sub-pixel stripes and moire
     gamma = float(rng.uniform(0.8, 1.2))
     img = cv2.LUT(img, np.clip(255 * (np.arange(256) / 255) ** gamma, 0, 255).astype(np.uint8))

@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import cv2
 import numpy as np
@@ -310,8 +310,12 @@ class UNetExtractor:
         return out
 
 
+class _Config(Protocol):
+    def to_dict(self) -> dict[str, Any]: ...
+
+
 def save_weights(
-    model: nn.Module, cfg: TraceModelConfig, path: str | Path, meta: dict[str, Any] | None = None
+    model: nn.Module, cfg: _Config, path: str | Path, meta: dict[str, Any] | None = None
 ) -> Path:
     """A plain state_dict at `path` and its config (plus `meta`) at `path` with suffix .json."""
     path = Path(path)

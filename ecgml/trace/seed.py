@@ -8,7 +8,6 @@ is used for every lead. It ignores layout and geometry entirely.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,7 +20,7 @@ from scipy.signal import butter, sosfiltfilt
 from torch import nn
 
 from ecgml.records import LEADS, Record, resample_signal
-from ecgml.trace.model import WEIGHTS_DIR, load_state, read_weights
+from ecgml.trace.model import WEIGHTS_DIR, load_state, read_weights, save_weights
 
 SEED_WEIGHTS = WEIGHTS_DIR / "seed_cnn.pt"
 SEED_HW = (256, 320)
@@ -126,11 +125,7 @@ class SeedBaseline:
 def save_seed(
     model: nn.Module, cfg: SeedConfig, path: str | Path, meta: dict[str, Any] | None = None
 ) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    torch.save(model.state_dict(), path)
-    path.with_suffix(".json").write_text(json.dumps({"config": cfg.to_dict(), "meta": meta or {}}, indent=2))
-    return path
+    return save_weights(model, cfg, path, meta)
 
 
 def load_seed(path: str | Path | None = None) -> SeedBaseline:
