@@ -34,6 +34,10 @@ REFINE_ROUNDS = 3
 RESIDUAL_STEP_MM = 5.0
 MIN_GOOD_TILES = 40  # grid tiles (10 mm apart) a page gives when the scale is right
 SCALE_RETRIES = (5.0, 0.2, 2.5, 0.4, 2.0, 0.5)
+FINE_ROUNDS = 3  # crumpled pages: rounds on smaller tiles once the map is close
+FINE_TILE_MM = 10.0
+FINE_RANSAC_MM = 8.0  # crumples move the grid several mm off any homography
+FINE_WHEN_RESIDUAL_MM = 0.3  # bends beyond the homography larger than this (RMS) call for fine rounds
 
 
 @dataclass
@@ -175,6 +179,15 @@ def _estimate(image: np.ndarray, path: str | Path | None) -> PageEstimate:
         if r is None:
             break
         res, fmap, ext = r, r.fmap, r.extent
+    # a fine tile covers a quarter of a coarse one: a fine round must measure about as much paper
+    need = 2 * res.n_tiles
+    for _ in range(FINE_ROUNDS if res.residual_rms_mm > FINE_WHEN_RESIDUAL_MM else 0):
+        r = refine(dark, fmap, ext, tile_mm=FINE_TILE_MM, step_mm=FINE_TILE_MM / 2, ransac_mm=FINE_RANSAC_MM)
+        if r is None or r.n_tiles < need:
+            break
+        res, fmap, ext = r, r.fmap, r.extent
+        need = int(0.9 * r.n_tiles)
+        diag["fine_rounds"] = diag.get("fine_rounds", 0) + 1
     diag.update(
         grid_tiles=res.n_tiles,
         grid_tile_conf=round(res.tile_conf, 4),

@@ -126,11 +126,18 @@ def _comb_shift(profiles: np.ndarray, u0: np.ndarray, ppm: float) -> tuple[np.nd
     return shift, np.clip(conf, 0, 1)
 
 
-def measure_phases(dark_r: np.ndarray, valid: np.ndarray, ext: Extent, ppm: float) -> dict[str, np.ndarray]:
+def measure_phases(
+    dark_r: np.ndarray,
+    valid: np.ndarray,
+    ext: Extent,
+    ppm: float,
+    tile_mm: float = TILE_MM,
+    step_mm: float = STEP_MM,
+) -> dict[str, np.ndarray]:
     """Grid phase per tile of the rectified darkness: x- and y-shift of the comb (mm) and confidence."""
     h, w = dark_r.shape
-    t = int(round(TILE_MM * ppm))
-    st = int(round(STEP_MM * ppm))
+    t = int(round(tile_mm * ppm))
+    st = int(round(step_mm * ppm))
     ny = max(1, (h - t) // st + 1)
     nx = max(1, (w - t) // st + 1)
     out: dict[str, np.ndarray] = {}
@@ -233,13 +240,23 @@ class RefineResult:
 
 
 def refine(
-    dark: np.ndarray, fmap: FrameMap, ext: Extent, ppm: float = RECT_PPM, keep_residual: bool = True
+    dark: np.ndarray,
+    fmap: FrameMap,
+    ext: Extent,
+    ppm: float = RECT_PPM,
+    keep_residual: bool = True,
+    tile_mm: float = TILE_MM,
+    step_mm: float = STEP_MM,
+    ransac_mm: float = 3.0,
 ) -> RefineResult | None:
-    """One round: rectify, measure grid phases, fit homography + smooth residual. Lines land at 5Z mm."""
+    """One round: rectify, measure grid phases, fit homography + smooth residual. Lines land at 5Z mm.
+
+    Smaller tiles (`tile_mm`, `step_mm`) follow crumpled paper more closely but need a map that is
+    already close (their phases are unwrapped against fewer grid periods)."""
     ext = ext.clipped()
     dr = rectify(dark, fmap, ext, ppm, border=0)
     valid = rectify(np.full(dark.shape, 255, np.uint8), fmap, ext, ppm, border=0) > 128
-    ph = measure_phases(dr, valid, ext, ppm)
+    ph = measure_phases(dr, valid, ext, ppm, tile_mm, step_mm)
     ok = (ph["cx"] > MIN_TILE_CONF) & (ph["cy"] > MIN_TILE_CONF)
     if ok.sum() < 6:
         return None
@@ -255,7 +272,7 @@ def refine(
     px = fmap.mm_to_px(q)
     scale = _local_scale(fmap, q)
     # the homography takes the bulk (gross outliers out); bends and crumples go to the residual
-    hm, inl = cv2.findHomography(m, px, cv2.RANSAC, ransacReprojThreshold=float(3.0 * scale))
+    hm, inl = cv2.findHomography(m, px, cv2.RANSAC, ransacReprojThreshold=float(ransac_mm * scale))
     if hm is None:
         return None
     inl = inl.ravel().astype(bool)
@@ -292,13 +309,13 @@ def refine(
         resid = np.stack([_smooth_fill(res[..., c], wts, 1.0) for c in range(2)], -1).astype(np.float32)
     # new frame: origin of the residual grid at the first tile centre, in m coordinates
     off = np.median(dlt[inl], axis=0)
-    new = FrameMap(hm, resid, (float(qx[0, 0] - off[0]), float(qy[0, 0] - off[1])), STEP_MM)
+    new = FrameMap(hm, resid, (float(qx[0, 0] - off[0]), float(qy[0, 0] - off[1])), step_mm)
     fit_rms = float(np.sqrt(np.mean(np.sum((new.mm_to_px(m[inl]) - px[inl]) ** 2, 1)))) / scale
     new_ext = Extent(
-        float(m[inl, 0].min() - TILE_MM),
-        float(m[inl, 1].min() - TILE_MM),
-        float(m[inl, 0].max() + TILE_MM),
-        float(m[inl, 1].max() + TILE_MM),
+        float(m[inl, 0].min() - tile_mm),
+        float(m[inl, 1].min() - tile_mm),
+        float(m[inl, 0].max() + tile_mm),
+        float(m[inl, 1].max() + tile_mm),
     )
     return RefineResult(new, new_ext, int(inl.sum()), float(np.median(conf[sel])), fit_rms, rrms, m[inl])
 
