@@ -34,6 +34,7 @@ REFINE_ROUNDS = 3
 RESIDUAL_STEP_MM = 5.0
 MIN_GOOD_TILES = 40  # grid tiles (10 mm apart) a page gives when the scale is right
 SCALE_RETRIES = (5.0, 0.2, 2.5, 0.4, 2.0, 0.5)
+PAPER_MARGIN_MM = 8.0  # paper (pulses, row ends) reaches this far past the last grid tile measured
 FINE_ROUNDS = 3  # crumpled pages: rounds on smaller tiles once the map is close
 FINE_TILE_MM = 10.0
 FINE_RANSAC_MM = 8.0  # crumples move the grid several mm off any homography
@@ -196,7 +197,9 @@ def _estimate(image: np.ndarray, path: str | Path | None) -> PageEstimate:
         t_grid_s=round(time.perf_counter() - t_start, 3),
     )
     # Orientation and rows on an ink raster of the grid region.
-    e = ext.clipped()
+    e = Extent(
+        ext.x0 - PAPER_MARGIN_MM, ext.y0 - PAPER_MARGIN_MM, ext.x1 + PAPER_MARGIN_MM, ext.y1 + PAPER_MARGIN_MM
+    ).clipped()
     rgb_r = rectify(work, fmap, e, ORIENT_PPM, border=255.0)
     valid = rectify(np.full(work.shape[:2], 255, np.uint8), fmap, e, ORIENT_PPM, border=0.0) > 128
     _, ink_r = darkness(rgb_r, int(3 * ORIENT_PPM) | 1)
@@ -265,7 +268,7 @@ def _first_extent(h: np.ndarray, mmc: np.ndarray, shape: tuple[int, ...]) -> Ext
 def _paper_mask(tiles_mm: np.ndarray, e: Extent, shape: tuple[int, ...]) -> np.ndarray:
     """The region where the grid was measured (tile squares), on the orientation raster."""
     m = np.zeros(shape[:2], np.uint8)
-    half = 0.5 * TILE_MM + 1.0
+    half = 0.5 * TILE_MM + PAPER_MARGIN_MM
     for x, y in tiles_mm:
         x0, y0 = int((x - half - e.x0) * ORIENT_PPM), int((y - half - e.y0) * ORIENT_PPM)
         x1, y1 = int((x + half - e.x0) * ORIENT_PPM), int((y + half - e.y0) * ORIENT_PPM)

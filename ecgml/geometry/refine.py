@@ -311,11 +311,12 @@ def refine(
     off = np.median(dlt[inl], axis=0)
     new = FrameMap(hm, resid, (float(qx[0, 0] - off[0]), float(qy[0, 0] - off[1])), step_mm)
     fit_rms = float(np.sqrt(np.mean(np.sum((new.mm_to_px(m[inl]) - px[inl]) ** 2, 1)))) / scale
+    # the page reaches beyond the last measured tile centres (a coarse tile's size, whatever the tiles)
     new_ext = Extent(
-        float(m[inl, 0].min() - tile_mm),
-        float(m[inl, 1].min() - tile_mm),
-        float(m[inl, 0].max() + tile_mm),
-        float(m[inl, 1].max() + tile_mm),
+        float(m[inl, 0].min() - TILE_MM),
+        float(m[inl, 1].min() - TILE_MM),
+        float(m[inl, 0].max() + TILE_MM),
+        float(m[inl, 1].max() + TILE_MM),
     )
     return RefineResult(new, new_ext, int(inl.sum()), float(np.median(conf[sel])), fit_rms, rrms, m[inl])
 
