@@ -190,6 +190,7 @@ def turned_extent(k: int, ext: tuple[float, float, float, float]) -> tuple[float
 
 PULSE_MM = (5.0, 10.0)  # standard calibration pulse: 0.2 s at 25 mm/s wide, 1 mV at 10 mm/mV tall
 PULSE_MIN_SCORE = 0.45
+LONE_PULSE_WEIGHT = 2.0  # votes a single pulse-shaped mark adds to the upright score of its turn
 
 
 def _pulse_template(ppm: float) -> tuple[np.ndarray, int]:
@@ -361,7 +362,7 @@ def orient(
         m = np.ascontiguousarray(np.rot90(mask, k=-k))  # clockwise k quarter turns = rot(k) of frame mm
         found.append(_aligned(find_pulses(m, ppm), ppm))
     # evidence per turn: the summed scores of the aligned pulses
-    ev = [sum(p[0] for p in f) if len(f) >= 2 or (len(f) == 1 and f[0][0] >= 0.8) else 0.0 for f in found]
+    ev = [sum(p[0] for p in f) if len(f) >= 2 else 0.0 for f in found]
     kbest = int(np.argmax(ev))
     counts = [len(f) for f in found]
     others = sorted(ev)[-2]
@@ -380,7 +381,9 @@ def orient(
         m = np.rot90(mask, k=-k)
         te = turned_extent(k, ext)
         rows = _rows(m, te[0], te[1], ppm, np.rot90(inside, k=-k))
-        cands.append((_upright_score(m, rows, te, ppm), k, rows, m))
+        # a lone pulse is weak evidence (a QRS can pass for one): it only adds to the wave/header votes
+        lone = found[k][0][0] if len(found[k]) == 1 else 0.0
+        cands.append((_upright_score(m, rows, te, ppm) + LONE_PULSE_WEIGHT * lone, k, rows, m))
     cands.sort(key=lambda c: -c[0])
     s, k, rows, m = cands[0]
     rows.extras["columns"] = separator_columns(m, rows, turned_extent(k, ext), ppm)
