@@ -12,6 +12,7 @@ canonical page's horizontal density at almost no cost.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -146,53 +147,92 @@ def soft_argmax(logits: torch.Tensor) -> torch.Tensor:
     return (p * pos).sum(dim=1)
 
 
+def log_probs_by_column(logits: torch.Tensor | np.ndarray) -> np.ndarray:
+    """(..., H, W) logits -> (..., W, H) float32 log-probabilities over y, one contiguous row per column.
+
+    Computed once per page; path decoding and the centroid both read it (no second softmax).
+    """
+    lg = torch.as_tensor(logits, dtype=torch.float32).detach()
+    return torch.log_softmax(lg, dim=-2).transpose(-1, -2).contiguous().numpy()
+
+
+def centroid_from_log_probs(
+    lp: np.ndarray, centre: np.ndarray | None = None, radius: int = DECODE_RADIUS_PX
+) -> tuple[np.ndarray, np.ndarray]:
+    """Sub-pixel y (px, centres at i + 0.5) and confidence for (..., W, H) log-probabilities: centroid of
+    p within ±radius of `centre` (default: each column's peak); confidence = the mass in that window."""
+    h = lp.shape[-1]
+    if centre is None:
+        k = np.argmax(lp, axis=-1)
+    else:
+        k = np.asarray(centre, dtype=np.int64).reshape(lp.shape[:-1])
+    idx = k[..., None] + np.arange(-radius, radius + 1)
+    valid = (idx >= 0) & (idx < h)
+    idx = np.clip(idx, 0, h - 1)
+    w = np.exp(np.take_along_axis(lp, idx, axis=-1)) * valid
+    mass = w.sum(axis=-1)
+    y = (w * (idx + 0.5)).sum(axis=-1) / np.maximum(mass, 1e-12)
+    return y.astype(np.float32), np.clip(mass, 0.0, 1.0).astype(np.float32)
+
+
 def local_centroid(
     logits: torch.Tensor | np.ndarray, radius: int = DECODE_RADIUS_PX, centre: np.ndarray | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Sub-pixel y (px, centres at i + 0.5) and confidence per column: centroid of p within ±radius of peak.
+    """Sub-pixel y (px, centres at i + 0.5) and confidence per column of (B, H, W) or (H, W) logits:
+    centroid of p within ±radius of the peak (or of `centre`, (B, W) or (W,) integer rows).
 
     Unlike a global soft-argmax this ignores a second, distant trace (a neighbouring row) in the column.
     """
-    lg = torch.as_tensor(logits, dtype=torch.float32)
-    squeeze = lg.dim() == 2
-    if squeeze:
-        lg = lg[None]
-    p = torch.softmax(lg, dim=1)
-    h = p.shape[1]
-    if centre is None:
-        k = p.argmax(dim=1, keepdim=True)  # (B, 1, W)
-    else:
-        k = torch.as_tensor(np.asarray(centre), dtype=torch.long).reshape(p.shape[0], 1, p.shape[2])
-    offs = torch.arange(-radius, radius + 1).view(1, -1, 1)
-    idx = (k + offs).clamp(0, h - 1)
-    valid = ((k + offs) >= 0) & ((k + offs) < h)
-    w = torch.gather(p, 1, idx) * valid
-    mass = w.sum(dim=1)
-    y = (w * (idx.to(p.dtype) + 0.5)).sum(dim=1) / mass.clamp_min(1e-12)
-    conf = mass.clamp(0.0, 1.0)
-    y_np, c_np = y.numpy(), conf.numpy()
-    return (y_np[0], c_np[0]) if squeeze else (y_np, c_np)
+    return centroid_from_log_probs(log_probs_by_column(logits), centre, radius)
+
+
+def track_paths(lps: list[np.ndarray], max_step: int = MAX_STEP_PX) -> list[np.ndarray]:
+    """Integer y per column for each (W_i, H) log-probability array (one per cell, same H): the path with
+    the largest summed log-probability whose y moves at most `max_step` px between neighbouring columns
+    (Viterbi with a hard window).
+
+    Per-column argmax sometimes jumps for a stretch to a neighbouring row's trace that reaches into
+    the strip; a continuous path cannot. All cells advance together, one column per step (a page's
+    cells cost about as much as its longest one).
+    """
+    if not lps:
+        return []
+    h = lps[0].shape[1]
+    widths = np.array([lp.shape[0] for lp in lps])
+    if widths.max() == 0:
+        return [np.empty(0, np.int64) for _ in lps]
+    order = np.argsort(-widths, kind="stable")  # longest first: the live cells are a prefix
+    live = np.searchsorted(-widths[order], -np.arange(int(widths.max())), side="left")  # cells with w > j
+    wmax = int(widths.max())
+    # (W, cell, H); np.empty: the part past a cell's end is never touched (never even paged in).
+    lp = np.empty((wmax, len(lps), h), np.float32)
+    for slot, i in enumerate(order):
+        lp[: widths[i], slot] = lps[i]
+    score = np.empty_like(lp)
+    score[0] = lp[0]
+    size = 2 * max_step + 1
+    for j in range(1, wmax):
+        n = live[j]
+        maximum_filter1d(score[j - 1, :n], size, axis=1, output=score[j, :n], mode="constant", cval=-np.inf)
+        score[j, :n] += lp[j, :n]
+    paths: list[np.ndarray] = [np.empty(0, np.int64)] * len(lps)
+    for slot, i in enumerate(order):
+        w = int(widths[i])
+        if w == 0:
+            continue
+        sc = score[:, slot]
+        path = [0] * w
+        y = path[-1] = int(np.argmax(sc[w - 1]))
+        for j in range(w - 2, -1, -1):
+            a = max(y - max_step, 0)
+            y = path[j] = a + int(np.argmax(sc[j, a : y + max_step + 1]))
+        paths[i] = np.array(path, np.int64)
+    return paths
 
 
 def track_path(logits: np.ndarray, max_step: int = MAX_STEP_PX) -> np.ndarray:
-    """Integer y per column of (H, W) logits: the path with the largest summed log-probability whose y
-    moves at most `max_step` px between neighbouring columns (Viterbi with a hard window).
-
-    Per-column argmax sometimes jumps for a stretch to a neighbouring row's trace that reaches into
-    the strip; a continuous path cannot, and costs ~0.05 s per cell.
-    """
-    lp = torch.log_softmax(torch.as_tensor(logits, dtype=torch.float32), dim=0).numpy().T.copy()  # (W, H)
-    w, h = lp.shape
-    score = np.empty_like(lp)
-    score[0] = lp[0]
-    for j in range(1, w):
-        score[j] = maximum_filter1d(score[j - 1], 2 * max_step + 1, mode="constant", cval=-np.inf) + lp[j]
-    path = np.empty(w, np.int64)
-    path[-1] = int(np.argmax(score[-1]))
-    for j in range(w - 2, -1, -1):
-        a, b = max(path[j + 1] - max_step, 0), min(path[j + 1] + max_step + 1, h)
-        path[j] = a + int(np.argmax(score[j, a:b]))
-    return path
+    """Integer y per column of (H, W) logits: the continuous path of `track_paths` for one cell."""
+    return track_paths([log_probs_by_column(logits)], max_step)[0]
 
 
 def trace_loss(
@@ -264,7 +304,11 @@ def out_columns_mm(width_px: int, cfg: TraceModelConfig) -> np.ndarray:
 
 @dataclass
 class UNetExtractor:
-    """TraceExtractor backed by a TraceUNet: one strip per layout row, one forward pass for the page."""
+    """TraceExtractor backed by a TraceUNet: one strip per layout row, one forward pass for the page.
+
+    `runner`, when set, computes the logits instead of the eager `model` (the same weights exported to a
+    faster runtime by `load_extractor`); an extractor built around a model being trained has none.
+    """
 
     model: nn.Module
     cfg: TraceModelConfig
@@ -275,15 +319,21 @@ class UNetExtractor:
     max_step: int = MAX_STEP_PX
     meta: dict[str, Any] = field(default_factory=dict)
 
+    runner: Callable[[np.ndarray], np.ndarray] | None = None  # fast runtime (ecgml.trace.runtime)
+
     @torch.no_grad()
     def row_logits(self, page: CanonicalPage, baselines_mm: list[float]) -> tuple[np.ndarray, list[int]]:
+        """(rows, strip_px, W * x_up) logits, one strip per baseline, and each strip's top row (px)."""
         img = page_at(page, self.cfg.px_per_mm)
         w = int(np.ceil(img.shape[1] / self.cfg.pool) * self.cfg.pool)
         tops = [strip_top_px(b, self.cfg) for b in baselines_mm]
         strips = np.stack([cut_strip(img, t, self.cfg.strip_px, w) for t in tops])
-        x = torch.from_numpy(strips).permute(0, 3, 1, 2).float()
-        self.model.eval()
-        logits = self.model(x).numpy()
+        x = np.ascontiguousarray(strips.transpose(0, 3, 1, 2), dtype=np.float32)
+        if self.runner is not None:
+            logits = self.runner(x)
+        else:
+            self.model.eval()
+            logits = self.model(torch.from_numpy(x)).numpy()
         return logits[:, :, : img.shape[1] * self.cfg.x_up], tops
 
     def extract(self, page: CanonicalPage, layout: PageLayout) -> list[CellTrace]:
@@ -291,16 +341,21 @@ class UNetExtractor:
         base = {c.row: c.baseline_mm for c in layout.cells}
         logits, tops = self.row_logits(page, [base[r] for r in rows])
         xs = out_columns_mm(logits.shape[2] // self.cfg.x_up, self.cfg)
-        out: list[CellTrace] = []
+        lp = log_probs_by_column(logits)  # (rows, W, H)
+        cols: list[slice] = []
         for cell in layout.cells:
+            sel = np.flatnonzero((xs >= cell.x0_mm) & (xs < cell.x1_mm))  # a run: xs increases
+            cols.append(slice(int(sel[0]), int(sel[-1]) + 1) if sel.size else slice(0, 0))
+        lanes = [lp[rows.index(cell.row), sl] for cell, sl in zip(layout.cells, cols, strict=True)]
+        tracked = [k for k, ln in enumerate(lanes) if self.track and ln.shape[0] > 1]
+        centres: list[np.ndarray | None] = [None] * len(lanes)
+        for k, path in zip(tracked, track_paths([lanes[k] for k in tracked], self.max_step), strict=True):
+            centres[k] = path
+        out: list[CellTrace] = []
+        for cell, sl, lane, centre in zip(layout.cells, cols, lanes, centres, strict=True):
             i = rows.index(cell.row)
-            sel = np.flatnonzero((xs >= cell.x0_mm) & (xs < cell.x1_mm))
-            x_sel = xs[sel]
-            lg = logits[i][:, sel]
-            if self.track and sel.size > 1:
-                y_px, c = local_centroid(lg, self.radius, track_path(lg, self.max_step))
-            else:
-                y_px, c = local_centroid(lg, self.radius)
+            x_sel = xs[sl]
+            y_px, c = centroid_from_log_probs(lane, centre, self.radius)
             y_mm = (tops[i] + y_px) / self.cfg.px_per_mm[1]
             c = np.clip(c, 0.0, 1.0)
             edge = (x_sel < cell.x0_mm + self.edge_mm) | (x_sel > cell.x1_mm - self.edge_mm)
@@ -354,7 +409,14 @@ def load_model(path: str | Path | None = None) -> tuple[nn.Module, TraceModelCon
     return model, cfg, info.get("meta", {})
 
 
-def load_extractor(path: str | Path | None = None) -> UNetExtractor:
-    """The shipped trace model (ecgml/weights/trace_unet.pt) unless `path` names other weights."""
+def load_extractor(
+    path: str | Path | None = None, runtime: str | None = None, threads: int | None = None
+) -> UNetExtractor:
+    """The shipped trace model (ecgml/weights/trace_unet.pt) unless `path` names other weights, run by
+    ONNX Runtime when installed (`ecgml.trace.runtime.make_runner`; runtime "torch" keeps it eager)."""
+    from ecgml.trace.runtime import make_runner
+
     model, cfg, meta = load_model(path)
-    return UNetExtractor(model, cfg, meta=meta)
+    runner = make_runner(model, (1, 3, cfg.strip_px, 4 * cfg.pool), runtime, threads)
+    meta = {**meta, "runtime": runner.runtime, "threads": runner.threads}
+    return UNetExtractor(model, cfg, meta=meta, runner=runner if runner.runtime != "torch" else None)
