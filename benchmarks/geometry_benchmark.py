@@ -129,7 +129,7 @@ def _stats(rows: list[dict]) -> dict:
         "orientation_acc": sum(r.get("orientation_ok", False) for r in rows) / max(n, 1),
         "layout_acc": sum(r.get("layout_ok", False) for r in rows) / max(n, 1),
         "median_s": float(np.median([r["seconds"] for r in rows])),
-        "median_cpu_s": float(np.median([r.get("cpu_seconds", np.nan) for r in rows])),
+        "median_cpu_s": float(np.median([r["cpu_seconds"] for r in rows if "cpu_seconds" in r] or [np.nan])),
         "max_s": float(np.max([r["seconds"] for r in rows])),
     }
 
