@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections import deque
 from dataclasses import dataclass
+from functools import lru_cache
 
 import cv2
 import numpy as np
@@ -62,15 +63,25 @@ def _spectrum(profile: np.ndarray) -> np.ndarray:
     return np.abs(np.fft.rfft(p, NFFT)) ** 2
 
 
+@lru_cache(maxsize=8)
+def _disc(h: int, w: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Flat indices and centred x, y of the pixels in the disc inscribed in an (h, w) tile."""
+    yy, xx = np.mgrid[0:h, 0:w]
+    r = np.hypot(xx - w / 2, yy - h / 2) < min(h, w) / 2
+    out = (np.flatnonzero(r), (xx - w / 2)[r], (yy - h / 2)[r])
+    for a in out:
+        a.flags.writeable = False  # shared by every call (cached)
+    return out
+
+
 def _profile(tile: np.ndarray, theta: float) -> np.ndarray:
     """Projection of a tile onto the normal at angle theta, 1 px bins, mean per bin."""
     h, w = tile.shape
-    yy, xx = np.mgrid[0:h, 0:w]
-    u = (xx - w / 2) * np.cos(theta) + (yy - h / 2) * np.sin(theta)
     # restrict to the inscribed disc so every bin averages a similar chord
-    r = np.hypot(xx - w / 2, yy - h / 2) < min(h, w) / 2
-    b = np.floor(u[r] + w).astype(np.int64)
-    s = np.bincount(b, weights=tile[r])
+    flat, dx, dy = _disc(h, w)
+    u = dx * np.cos(theta) + dy * np.sin(theta)
+    b = np.floor(u + w).astype(np.int64)
+    s = np.bincount(b, weights=tile.ravel()[flat])
     c = np.bincount(b)
     ok = c > 0
     idx = np.flatnonzero(ok)
@@ -95,6 +106,20 @@ def _prep(power: np.ndarray) -> _Spec:
     return _Spec(power, floor, maximum_filter1d(lg, size=9))
 
 
+@lru_cache(maxsize=32)
+def _harmonic_index(
+    f_lo: float, f_hi: float, n: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Candidate frequencies and the spectrum bins of their first 5 harmonics (the same for every tile)."""
+    cands = np.geomspace(f_lo, f_hi, 700)
+    idx = np.round(np.arange(1, 6)[None, :] * cands[:, None] * NFFT).astype(int)
+    valid = idx < int(0.45 * NFFT)
+    out = (cands, np.minimum(idx, n - 1), valid, valid.sum(1))
+    for a in out:
+        a.flags.writeable = False  # shared by every call (cached)
+    return out
+
+
 def _fundamental(sp: _Spec, f_lo: float, f_hi: float) -> tuple[float, float]:
     """(f, snr): the lattice's fundamental frequency in cycles per px within [f_lo, f_hi].
 
@@ -102,11 +127,8 @@ def _fundamental(sp: _Spec, f_lo: float, f_hi: float) -> tuple[float, float]:
     The true fundamental has all of them, a sub-harmonic only every other one.
     """
     n = len(sp.power)
-    cands = np.geomspace(f_lo, f_hi, 700)
-    idx = np.round(np.arange(1, 6)[None, :] * cands[:, None] * NFFT).astype(int)
-    valid = idx < int(0.45 * NFFT)
-    vals = np.where(valid, sp.lgm[np.minimum(idx, n - 1)], 0.0)
-    cnt = valid.sum(1)
+    cands, idx, valid, cnt = _harmonic_index(f_lo, f_hi, n)
+    vals = np.where(valid, sp.lgm[idx], 0.0)
     score = np.where(cnt >= 2, vals.sum(1) / np.maximum(cnt, 1), -1.0)
     f = float(cands[int(np.argmax(score))])
     i = int(round(f * NFFT))
