@@ -37,6 +37,79 @@ def apply_homography(h: np.ndarray, pts: np.ndarray) -> np.ndarray:
     return ph[..., :2] / ph[..., 2:3]
 
 
+def _lerp_index(pos: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Left sample and weight of linear interpolation at fractional indices `pos` of n samples, clamped
+    at the ends like `sample_grid` (map_coordinates, order 1, mode "nearest")."""
+    p = np.clip(pos, 0, n - 1)
+    k = np.minimum(np.floor(p).astype(np.int64), max(n - 2, 0))
+    return k, p - k
+
+
+def _lerp_weights(pos: np.ndarray, n: int) -> np.ndarray:
+    """(len(pos), n) float32 matrix of linear interpolation weights (see `_lerp_index`)."""
+    k, f = _lerp_index(pos, n)
+    w = np.zeros((len(pos), n), np.float32)
+    r = np.arange(len(pos))
+    np.add.at(w, (r, k), 1 - f)
+    if n > 1:
+        np.add.at(w, (r, k + 1), f)
+    return w
+
+
+def _add_lerp_cols(out: np.ndarray, a: np.ndarray, pos: np.ndarray) -> None:
+    """out += the columns of `a` (rows, n) linearly interpolated at fractional indices `pos` (clamped).
+
+    Runs of output columns between the same two samples are one broadcast each (no gathers, no
+    dense weight matrix): the cost is two passes over `out`.
+    """
+    n = a.shape[1]
+    if n == 1:
+        out += a
+        return
+    k, f = _lerp_index(pos, n)
+    f = f.astype(np.float32)
+    d = a[:, 1:] - a[:, :-1]
+    starts = np.flatnonzero(np.r_[True, k[1:] != k[:-1]])
+    ends = np.r_[starts[1:], len(k)]
+    for s0, s1 in zip(starts.tolist(), ends.tolist(), strict=True):
+        c = int(k[s0])
+        blk = out[:, s0:s1]
+        blk += d[:, c : c + 1] * f[None, s0:s1]
+        blk += a[:, c : c + 1]
+
+
+def raster_to_px(
+    h: np.ndarray,
+    residual: np.ndarray | None,
+    origin: tuple[float, float],
+    step: float,
+    xs: np.ndarray,
+    ys: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Homography `h` plus a bilinear `residual` grid (node (i, j) at origin + step * (j, i) mm) on the
+    separable raster of points (xs[i], ys[j]): two float32 (len(ys), len(xs)) arrays of image px.
+
+    The same values as evaluating point by point (to float32 rounding, < 1e-3 px), but the map never
+    touches more than two full-size arrays: the homography's numerators and denominator are sums of a
+    row and a column term, and the bilinear residual is interpolated along y (small) and then along x.
+    """
+    xs = np.asarray(xs, np.float64)
+    ys = np.asarray(ys, np.float64)
+    inv = (h[2, 0] * xs).astype(np.float32)[None, :] + (h[2, 1] * ys + h[2, 2]).astype(np.float32)[:, None]
+    np.reciprocal(inv, out=inv)
+    out = []
+    for r in range(2):
+        m = (h[r, 0] * xs).astype(np.float32)[None, :] + (h[r, 1] * ys + h[r, 2]).astype(np.float32)[:, None]
+        m *= inv
+        out.append(m)
+    if residual is not None:
+        gy, gx = residual.shape[:2]
+        wy = _lerp_weights((ys - origin[1]) / step, gy)
+        for r in range(2):
+            _add_lerp_cols(out[r], wy @ residual[..., r].astype(np.float32), (xs - origin[0]) / step)
+    return out[0], out[1]
+
+
 @dataclass
 class PageMap:
     """paper mm -> image px: `homography` then `residual` (gy, gx, 2) px sampled every `residual_step_mm`."""
@@ -57,6 +130,10 @@ class PageMap:
     def mm_to_px(self, mm: np.ndarray) -> np.ndarray:
         mm = np.asarray(mm, dtype=np.float64)
         return apply_homography(self.homography, mm) + self._residual_at(mm)
+
+    def raster_to_px(self, xs: np.ndarray, ys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """`mm_to_px` at all points (xs[i], ys[j]) mm, fast: float32 (len(ys), len(xs)) x and y px."""
+        return raster_to_px(self.homography, self.residual, (0.0, 0.0), self.residual_step_mm, xs, ys)
 
     def px_to_mm(self, px: np.ndarray, iterations: int = 8) -> np.ndarray:
         """Invert by fixed-point iteration on the residual (it is small and smooth)."""

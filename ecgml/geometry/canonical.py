@@ -57,10 +57,10 @@ def canonical_page(
             borderValue=(255, 255, 255),
         )
         return CanonicalPage(out, px_per_mm, page_map.paper_mm)
-    # With a residual, build the full sampling grid (image px, centres at integers for OpenCV).
-    gx, gy = np.meshgrid(xs, ys)
-    px = (page_map.mm_to_px(np.stack([gx, gy], axis=-1)) - 0.5).astype(np.float32)
-    mapx, mapy = px[..., 0], px[..., 1]
+    # With a residual, the full sampling grid (image px, centres at integers for OpenCV).
+    mapx, mapy = page_map.raster_to_px(xs, ys)
+    mapx -= 0.5
+    mapy -= 0.5
     out = cv2.remap(
         image, mapx, mapy, interpolation, borderMode=cv2.BORDER_CONSTANT, borderValue=(255, 255, 255)
     )
