@@ -35,8 +35,9 @@ RESIDUAL_STEP_MM = 5.0
 MIN_GOOD_TILES = 40  # grid tiles (10 mm apart) a page gives when the scale is right
 SCALE_RETRIES = (5.0, 0.2, 2.5, 0.4, 2.0, 0.5)
 PAPER_MARGIN_MM = 8.0  # paper (pulses, row ends) reaches this far past the last grid tile measured
-FINE_ROUNDS = 3  # crumpled pages: rounds on smaller tiles once the map is close
+FINE_ROUNDS = 4  # crumpled pages: rounds on smaller tiles once the map is close
 FINE_TILE_MM = 10.0
+FINE_SIGMA = 0.7  # residual smoothing of fine rounds, in their 5 mm steps (creases are sharp)
 FINE_RANSAC_MM = 8.0  # crumples move the grid several mm off any homography
 FINE_WHEN_RESIDUAL_MM = 0.3  # bends beyond the homography larger than this (RMS) call for fine rounds
 
@@ -183,7 +184,15 @@ def _estimate(image: np.ndarray, path: str | Path | None) -> PageEstimate:
     # a fine tile covers a quarter of a coarse one: a fine round must measure about as much paper
     need = 2 * res.n_tiles
     for _ in range(FINE_ROUNDS if res.residual_rms_mm > FINE_WHEN_RESIDUAL_MM else 0):
-        r = refine(dark, fmap, ext, tile_mm=FINE_TILE_MM, step_mm=FINE_TILE_MM / 2, ransac_mm=FINE_RANSAC_MM)
+        r = refine(
+            dark,
+            fmap,
+            ext,
+            tile_mm=FINE_TILE_MM,
+            step_mm=FINE_TILE_MM / 2,
+            ransac_mm=FINE_RANSAC_MM,
+            sigma=FINE_SIGMA,
+        )
         if r is None or r.n_tiles < need:
             break
         res, fmap, ext = r, r.fmap, r.extent

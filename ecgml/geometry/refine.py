@@ -269,6 +269,7 @@ def refine(
     tile_mm: float = TILE_MM,
     step_mm: float = STEP_MM,
     ransac_mm: float = 3.0,
+    sigma: float = RESIDUAL_SIGMA,
 ) -> RefineResult | None:
     """One round: rectify, measure grid phases, fit homography + smooth residual. Lines land at 5Z mm.
 
@@ -327,7 +328,7 @@ def refine(
     rrms = float(np.sqrt(np.mean(np.sum(r_px[inl] ** 2, 1)))) / scale
     resid = None
     if keep_residual and rrms > 0.04:
-        resid = np.stack([_smooth_fill(res[..., c], wts, RESIDUAL_SIGMA) for c in range(2)], -1).astype(np.float32)
+        resid = np.stack([_smooth_fill(res[..., c], wts, sigma) for c in range(2)], -1).astype(np.float32)
     # new frame: origin of the residual grid at the first tile centre, in m coordinates
     off = np.median(dlt[inl], axis=0)
     new = FrameMap(hm, resid, (float(qx[0, 0] - off[0]), float(qy[0, 0] - off[1])), step_mm)
