@@ -37,7 +37,7 @@ SCALE_RETRIES = (5.0, 0.2, 2.5, 0.4, 2.0, 0.5)
 PAPER_MARGIN_MM = 8.0  # paper (pulses, row ends) reaches this far past the last grid tile measured
 FINE_ROUNDS = 4  # crumpled pages: rounds on smaller tiles once the map is close
 FINE_TILE_MM = 10.0
-FINE_SIGMA = 1.0  # residual smoothing of fine rounds, in their 5 mm steps (0.7 fits maps closer but reads worse)
+FINE_SIGMA = 1.0  # residual smoothing in fine rounds (5 mm steps); 0.7 fits closer but reads worse
 FINE_RANSAC_MM = 8.0  # crumples move the grid several mm off any homography
 FINE_WHEN_RESIDUAL_MM = 0.3  # bends beyond the homography larger than this (RMS) call for fine rounds
 
