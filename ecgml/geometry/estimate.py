@@ -37,7 +37,6 @@ SCALE_RETRIES = (5.0, 0.2, 2.5, 0.4, 2.0, 0.5)
 PAPER_MARGIN_MM = 8.0  # paper (pulses, row ends) reaches this far past the last grid tile measured
 FINE_ROUNDS = 4  # crumpled pages: rounds on smaller tiles once the map is close
 FINE_TILE_MM = 10.0
-FINE_SIGMA = 1.0  # residual smoothing in fine rounds (5 mm steps); 0.7 fits closer but reads worse
 FINE_RANSAC_MM = 8.0  # crumples move the grid several mm off any homography
 FINE_WHEN_RESIDUAL_MM = 0.3  # bends beyond the homography larger than this (RMS) call for fine rounds
 
@@ -191,7 +190,6 @@ def _estimate(image: np.ndarray, path: str | Path | None) -> PageEstimate:
             tile_mm=FINE_TILE_MM,
             step_mm=FINE_TILE_MM / 2,
             ransac_mm=FINE_RANSAC_MM,
-            sigma=FINE_SIGMA,
         )
         if r is None or r.n_tiles < need:
             break

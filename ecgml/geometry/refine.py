@@ -26,7 +26,9 @@ HARMONICS = 12  # k / 5 mm, k = 1..12 (5, 10 = the 1 mm minor lines; below the r
 MIN_TILE_CONF = 0.4
 MAX_EXTENT_MM = 420.0
 MAP_STEP = 8
-RESIDUAL_SIGMA = 1.0  # smoothing of the measured residual, in tile steps
+# smoothing of the measured residual, in tile steps (also in fine rounds: 0.7 fit crumpled maps closer
+# but read worse end to end, BENCHMARKS.md "Page geometry")
+RESIDUAL_SIGMA = 1.0
 
 
 @dataclass
@@ -269,7 +271,6 @@ def refine(
     tile_mm: float = TILE_MM,
     step_mm: float = STEP_MM,
     ransac_mm: float = 3.0,
-    sigma: float = RESIDUAL_SIGMA,
 ) -> RefineResult | None:
     """One round: rectify, measure grid phases, fit homography + smooth residual. Lines land at 5Z mm.
 
@@ -328,7 +329,9 @@ def refine(
     rrms = float(np.sqrt(np.mean(np.sum(r_px[inl] ** 2, 1)))) / scale
     resid = None
     if keep_residual and rrms > 0.04:
-        resid = np.stack([_smooth_fill(res[..., c], wts, sigma) for c in range(2)], -1).astype(np.float32)
+        resid = np.stack([_smooth_fill(res[..., c], wts, RESIDUAL_SIGMA) for c in range(2)], -1).astype(
+            np.float32
+        )
     # new frame: origin of the residual grid at the first tile centre, in m coordinates
     off = np.median(dlt[inl], axis=0)
     new = FrameMap(hm, resid, (float(qx[0, 0] - off[0]), float(qy[0, 0] - off[1])), step_mm)
