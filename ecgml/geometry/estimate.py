@@ -23,7 +23,16 @@ from ecgml.geometry.grid import (
     darkness,
     tile_lattice,
 )
-from ecgml.geometry.orient import ORIENT_PPM, Rows, choose_layout, orient, rot, snap
+from ecgml.geometry.orient import (
+    ORIENT_PPM,
+    Rows,
+    choose_layout,
+    orient,
+    rot,
+    snap,
+    tick_phase,
+    turned_extent,
+)
 from ecgml.geometry.refine import MAX_EXTENT_MM, TILE_MM, Extent, FrameMap, rectify, refine
 from ecgml.layout import LETTER_MM, PageLayout, make_layout
 from ecgml.page import PageMap, apply_homography
@@ -211,13 +220,16 @@ def _estimate(image: np.ndarray, path: str | Path | None) -> PageEstimate:
     valid = rectify(np.full(work.shape[:2], 255, np.uint8), fmap, e, ORIENT_PPM, border=0.0) > 128
     _, ink_r = darkness(rgb_r, int(3 * ORIENT_PPM) | 1)
     paper = valid & _paper_mask(res.tiles_mm, e, valid.shape)
-    ori, rows, _mask = orient(
+    ori, rows, mask = orient(
         ink_r.astype(np.float32) * (1 / 255), paper, valid, (e.x0, e.y0, e.x1, e.y1), ORIENT_PPM
     )
     if len(rows.centres) == 0:
         raise EcgmlError(path, "no ECG trace found on the grid")
     name = choose_layout(rows)
     tx, ty, layout, base_res = snap(rows, name)
+    tx_snap = tx
+    tx = tick_phase(mask, turned_extent(ori.k, (e.x0, e.y0, e.x1, e.y1)), layout, tx, ty, ORIENT_PPM)
+    diag["tick_shift_mm"] = tx - tx_snap
     if base_res > 2.0 and len(rows.centres) == layout.n_rows:
         layout = _measured_layout(name, rows, tx, ty)
     a = np.array([[1, 0, tx], [0, 1, ty], [0, 0, 1.0]]) @ rot(ori.k)

@@ -191,6 +191,7 @@ def turned_extent(k: int, ext: tuple[float, float, float, float]) -> tuple[float
 PULSE_MM = (5.0, 10.0)  # standard calibration pulse: 0.2 s at 25 mm/s wide, 1 mV at 10 mm/mV tall
 PULSE_MIN_SCORE = 0.45
 LONE_PULSE_WEIGHT = 2.0  # votes a single pulse-shaped mark adds to the upright score of its turn
+TICK_ON, TICK_GAIN = 0.8, 0.3  # median tick strength that marks the cell boundaries; margin over the snap
 
 
 def _pulse_template(ppm: float) -> tuple[np.ndarray, int]:
@@ -405,10 +406,7 @@ def separator_columns(
     x0, y0 = ext[0], ext[1]
 
     def tick(b: float, x: float) -> float:
-        bi, xi = int((b - y0) * ppm), int((x - x0) * ppm)
-        hw, hh = max(1, int(0.8 * ppm)), int(2.0 * ppm)
-        win = mask[max(0, bi - hh) : bi + hh, max(0, xi - hw) : xi + hw + 1]
-        return float(win.mean(axis=0).max()) if win.size else 0.0
+        return _tick(mask, x0, y0, b, x, ppm)
 
     quarter, half = [], []
     for b, lft, rgt, pul in zip(rows.centres[:3], rows.left[:3], rows.right[:3], rows.pulse[:3], strict=True):
@@ -421,6 +419,43 @@ def separator_columns(
     if np.median(half) > 0.8:
         return 2
     return 0
+
+
+def _tick(mask: np.ndarray, x0: float, y0: float, b: float, x: float, ppm: float) -> float:
+    """Share of a 4 mm-tall window on the baseline that the darkest column within ±0.8 mm fills with ink."""
+    bi, xi = int((b - y0) * ppm), int((x - x0) * ppm)
+    hw, hh = max(1, int(0.8 * ppm)), int(2.0 * ppm)
+    win = mask[max(0, bi - hh) : max(0, bi + hh), max(0, xi - hw) : max(0, xi + hw + 1)]
+    return float(win.mean(axis=0).max()) if win.size else 0.0
+
+
+def tick_phase(
+    mask: np.ndarray,
+    ext: tuple[float, float, float, float],
+    layout: PageLayout,
+    tx: float,
+    ty: float,
+    ppm: float,
+) -> float:
+    """`tx` moved by whole 5 mm periods onto the separator ticks at the cell boundaries, if they say so.
+
+    The row ends and a pulse cut by the image border can leave the x snap one period off; the ticks between
+    leads (where a generator draws them) sit at known paper x. The median tick strength per candidate
+    decides, and only a clear verdict (strong there, clearly weaker at `tx`) moves it.
+    """
+    bounds = [(c.x0_mm, c.baseline_mm) for c in layout.cells if c.col > 0]
+    if len(bounds) < 2:
+        return tx
+    x0, y0 = ext[0], ext[1]
+
+    def strength(t: float) -> float:
+        return float(np.median([_tick(mask, x0, y0, b - ty, x - t, ppm) for x, b in bounds]))
+
+    cands = {k: strength(tx + 5.0 * k) for k in (-2, -1, 0, 1, 2)}
+    best = max(cands, key=lambda k: cands[k])
+    if best != 0 and cands[best] >= TICK_ON and cands[best] - cands[0] >= TICK_GAIN:
+        return tx + 5.0 * best
+    return tx
 
 
 def layout_name(n_rows: int, rows: Rows) -> str:
