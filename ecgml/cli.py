@@ -107,6 +107,9 @@ def train(
         float | None, typer.Option(help="stop after this many seconds of training")
     ] = None,
     threads: Annotated[int, typer.Option(help="torch threads")] = 2,
+    strip_mm: Annotated[
+        float | None, typer.Option(help="strip height (mm) to train at; default: the init weights' or 48")
+    ] = None,
 ) -> None:
     """Train the trace model (the one command that produces the shipped weights) or the seed baseline."""
     from ecgml.trace.train import TrainOptions, train_any
@@ -115,6 +118,7 @@ def train(
         records=records, out=out or work / ("trace_unet.pt" if arch == "unet" else "seed_cnn.pt"), work=work,
         arch=arch, steps=steps, seed=seed, resume=resume, init=init, batch_size=batch_size, lr=lr,
         pages_per_record=pages_per_record, time_budget_s=time_budget, threads=threads,
+        strip_mm=strip_mm,
     )  # fmt: skip
     try:
         path = train_any(opts)

@@ -74,6 +74,22 @@ def test_init_fine_tunes_from_weights_and_extractor_loads_them(tmp_path: Path, c
     assert meta["init"] == str(a)
     ex = load_extractor(b)
     assert ex.cfg.channels == TINY.channels
+    # each round is recorded, and the budget that counts is their sum
+    assert [r["round"] for r in meta["rounds"]] == [1, 2]
+    assert [r["steps"] for r in meta["rounds"]] == [2, 1]
+    assert meta["total_train_seconds"] == pytest.approx(
+        sum(r["train_seconds"] for r in meta["rounds"]), abs=0.2
+    )
+
+
+def test_init_can_train_on_taller_strips_with_the_same_weights(tmp_path: Path, cache: Path):
+    a = train_any(_opts(tmp_path / "a", cache, steps=1), build_cache=False)
+    b = train_any(_opts(tmp_path / "b", cache, steps=1, init=a, strip_mm=24.0), build_cache=False)
+    _, cfg_a, _ = load_model(a)
+    _, cfg_b, meta = load_model(b)
+    assert cfg_a.strip_mm == 16.0 and cfg_b.strip_mm == 24.0
+    assert meta["rounds"][-1]["strip_mm"] == 24.0
+    assert load_extractor(b).cfg.strip_px == cfg_b.strip_px > cfg_a.strip_px
 
 
 def test_seed_arch_trains_and_writes_weights(tmp_path: Path, cache: Path):

@@ -15,7 +15,7 @@ import math
 import os
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -67,6 +67,7 @@ class TrainOptions:
     val_pages: int = 24
     types: tuple[str, ...] = ()  # capture types to render (empty: the renderer's training mix)
     model: TraceModelConfig = field(default_factory=TraceModelConfig)
+    strip_mm: float | None = None  # train at this strip height (over the init's; same weights)
     progress: bool = True
 
 
@@ -268,17 +269,12 @@ def train_trace(opts: TrainOptions, build_cache: bool = True) -> Path:
     val_e = [e for e in entries if e.get("split") == "validation"]
     if not train_e:
         raise EcgmlError(cache, "no training pages in the cache (no train-split records rendered?)")
-    sampler = StripSampler(cache, train_e, cfg)
-    val_batches: list[tuple[np.ndarray, np.ndarray]] = []
-    if val_e:
-        vs = StripSampler(cache, val_e, cfg, crop_w=1024, augment=False)
-        vrng = np.random.default_rng([opts.seed, 10**9])
-        val_batches = [vs.batch(vrng, 4) for _ in range(opts.val_batches)]
-
     model = build_model(cfg)
     meta_init: dict[str, Any] = {}
+    rounds: list[dict[str, Any]] = []  # earlier training rounds of the init weights (the budget is their sum)
     if opts.init is not None:
-        init_model, init_cfg, _ = load_model(opts.init)
+        init_model, init_cfg, init_meta = load_model(opts.init)
+        rounds = list(init_meta.get("rounds", []))
         if init_cfg.to_dict() != cfg.to_dict():
             cfg = opts.model = init_cfg
             model = build_model(cfg)
@@ -297,6 +293,15 @@ def train_trace(opts: TrainOptions, build_cache: bool = True) -> Path:
         opt = torch.optim.AdamW(model.parameters(), lr=opts.lr, weight_decay=opts.weight_decay)
         opt.load_state_dict(st["opt"])
         step, history, elapsed = int(st["step"]), list(st["history"]), float(st.get("elapsed_s", 0.0))
+    if opts.strip_mm is not None and opts.strip_mm != cfg.strip_mm:
+        cfg = opts.model = replace(cfg, strip_mm=float(opts.strip_mm))  # strips only: same weights
+    sampler = StripSampler(cache, train_e, cfg)
+    val_batches: list[tuple[np.ndarray, np.ndarray]] = []
+    if val_e:
+        vs = StripSampler(cache, val_e, cfg, crop_w=1024, augment=False)
+        vrng = np.random.default_rng([opts.seed, 10**9])
+        val_batches = [vs.batch(vrng, 4) for _ in range(opts.val_batches)]
+
     clock = Clock(elapsed)
 
     def checkpoint(s: int) -> None:
@@ -329,6 +334,12 @@ def train_trace(opts: TrainOptions, build_cache: bool = True) -> Path:
         **({"val": vals[-1]} if vals else {}),
         **meta_init,
     }
+    rounds.append(
+        {"round": len(rounds) + 1, "steps": step, "train_seconds": meta["train_seconds"], "lr": opts.lr,
+         "strip_mm": cfg.strip_mm, **({"val_l1_mm": round(vals[-1]["val_l1_mm"], 4)} if vals else {})}
+    )  # fmt: skip
+    meta["rounds"] = rounds
+    meta["total_train_seconds"] = round(sum(float(r.get("train_seconds", 0.0)) for r in rounds), 1)
     return save_weights(model, cfg, opts.out, meta)
 
 
