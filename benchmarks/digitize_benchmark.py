@@ -24,13 +24,23 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--records", type=Path, default=Path("/work/shared/data/ecg"))
     ap.add_argument("--splits", type=Path, default=Path("data/splits.csv"))
     ap.add_argument("--per-type", type=int, default=20)
+    ap.add_argument(
+        "--from-splits", default="validation,test", help="records of these splits (tuning: validation)"
+    )
     ap.add_argument("--seed", type=int, default=BENCH_SEED)
     ap.add_argument("--workers", type=int, default=1)
     ap.add_argument("--truth-geometry", action="store_true", help="also run through the renderer's page maps")
     ap.add_argument("--only-truth-geometry", action="store_true")
     ap.add_argument("--json", type=Path, default=None, help="write the results here")
     a = ap.parse_args(argv)
-    make_bench_set(a.set_dir, a.records, a.per_type, seed=a.seed, split_file=a.splits)
+    make_bench_set(
+        a.set_dir,
+        a.records,
+        a.per_type,
+        seed=a.seed,
+        split_file=a.splits,
+        splits=tuple(a.from_splits.split(",")),
+    )
     model = ARCH_MODELS.get(a.arch, a.arch)
     runs = [] if a.only_truth_geometry else [False]
     if a.truth_geometry or a.only_truth_geometry:

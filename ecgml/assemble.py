@@ -22,9 +22,10 @@ OVERSAMPLE = 4  # FFT to this multiple of fs, then linear interpolation at the e
 DURATION_S = 10.0
 GAP_CONFIDENCE = 0.1  # confidence given to interpolated columns
 # Measured on a separate renderer set (BENCHMARKS.md, "Digitizer"): each helped a little, together
-# +0.24 dB (II fusion +0.05, Einthoven +0.05, 100 Hz low-pass +0.17), so all three are on.
+# +0.24 dB (II fusion +0.05, Einthoven +0.05, 100 Hz low-pass +0.17), so all three are on. The low-pass
+# moved to 70 Hz on a validation-record tuning set (session 3: 100 -> 70 Hz +0.30 dB; 55 Hz +0.15, 45 -0.5).
 FUSE_II = True
-SMOOTH_HZ = 100.0  # 0 disables the low-pass
+SMOOTH_HZ = 70.0  # 0 disables the low-pass
 EINTHOVEN = True  # least-squares projection of the limb leads onto Einthoven's relations
 
 

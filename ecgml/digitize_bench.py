@@ -21,14 +21,20 @@ BENCH_SEED = 20251125
 ARCH_MODELS = {"classical": "classical", "unet": "unet", "seed": "seed"}
 
 
-def bench_records(records_dir: str | Path, split_file: str | Path | None = None) -> list[Path]:
-    """Validation- and test-split records of `records_dir` (never training records), sorted."""
+def bench_records(
+    records_dir: str | Path,
+    split_file: str | Path | None = None,
+    splits: tuple[str, ...] = ("validation", "test"),
+) -> list[Path]:
+    """Validation- and test-split records of `records_dir` (never training records), sorted.
+
+    `splits=("validation",)` gives a tuning set whose records the test split never shares."""
     from ecgml.records import iter_wfdb_paths
     from ecgml.splits import load_split_file, records_in_split
 
     paths = iter_wfdb_paths(records_dir)
     table = load_split_file(split_file) if split_file and Path(split_file).exists() else {}
-    out = records_in_split(paths, "validation", table) + records_in_split(paths, "test", table)
+    out = [p for split in splits for p in records_in_split(paths, split, table)]
     if not out:
         raise EcgmlError(records_dir, "no validation or test records found")
     return sorted(out)
@@ -41,6 +47,7 @@ def make_bench_set(
     types: tuple[str, ...] = KAGGLE_TYPES,
     seed: int = BENCH_SEED,
     split_file: str | Path | None = None,
+    splits: tuple[str, ...] = ("validation", "test"),
 ) -> Path:
     """Render the test-layout set (about `per_type` images per type) unless it is already there."""
     from ecgml.synth import synth_dataset
@@ -48,7 +55,7 @@ def make_bench_set(
     out_dir = Path(out_dir)
     if (out_dir / "solution.csv").exists():
         return out_dir
-    recs = bench_records(records_dir, split_file)
+    recs = bench_records(records_dir, split_file, splits)
     per_record = max(1, math.ceil(per_type * len(types) / len(recs)))
     synth_dataset(recs, out_dir, list(types), per_record=per_record, seed=seed, test=True)
     return out_dir

@@ -34,8 +34,9 @@ DEFAULT_WEIGHTS = WEIGHTS_DIR / "trace_unet.pt"
 DECODE_RADIUS_PX = 4  # half-width of the centroid window around each column's peak
 MAX_STEP_PX = 48  # largest y move (px) between neighbouring output columns the path decoder allows
 MIN_CONFIDENCE = 0.05  # below this a column is reported as unreadable (NaN)
-EDGE_MM = 0.3  # columns this close to a cell's ends are left to assembly's gap filling (NaN): the trace
-# jumps between leads and the separator ticks sit there, and reading them cost several dB on quiet leads
+EDGE_MM = 0.0  # columns this close to a cell's ends are left to assembly's gap filling (NaN). 0.3 mm helped
+# the first model (separator ticks sit there); the 64 mm-strip model reads them better than a held value
+# (validation-record tuning set: 0.3 -> 0 mm +0.37 dB; QRS cut by a cell end carry most edge error)
 
 
 @dataclass
@@ -44,7 +45,9 @@ class TraceModelConfig:
 
     arch: str = "unet"
     px_per_mm: tuple[float, float] = (8.0, 8.0)  # canonical raster the model reads
-    strip_mm: float = 48.0  # strip height, centred on the row baseline (±24 mm = ±2.4 mV at 10 mm/mV)
+    # strip height, centred on the row baseline: ±32 mm = ±3.2 mV at 10 mm/mV. 48 mm clipped the large
+    # precordial QRS complexes; 80 mm let neighbouring rows in (BENCHMARKS.md, "strip height").
+    strip_mm: float = 64.0
     channels: tuple[int, ...] = (16, 24, 32, 48, 64)  # one per level; len-1 poolings
     s2d: tuple[int, int] = (2, 2)  # (y, x) space-to-depth of the input; the head shuffles back
     x_up: int = 2  # output sub-columns per input column
