@@ -29,9 +29,15 @@ from ecgml.records import LEADS
 from ecgml.trace.model import EDGE_MM
 
 
-def extract_all(set_dir: Path, model: str, truth: bool) -> list[dict[str, Any]]:
-    """Per test image: id, fs, type, layout and the extractor's cell traces (cached on disk)."""
+def extract_all(
+    set_dir: Path, model: str, truth: bool, extractor: dict[str, float] | None = None
+) -> list[dict[str, Any]]:
+    """Per test image: id, fs, type, layout and the extractor's cell traces (cached on disk).
+
+    `extractor` sets attributes of the extractor (e.g. {"tall_mm": 64.0}) before it runs."""
+    extractor = extractor or {}
     tag = model.replace("/", "_") + ("-truthgeo" if truth else "") + "-edge0"
+    tag += "".join(f"-{k}{v:g}" for k, v in sorted(extractor.items()))
     cache = set_dir / "runs" / f"traces-{tag}.pkl"
     if cache.exists():
         return list(pickle.loads(cache.read_bytes()))
@@ -40,6 +46,8 @@ def extract_all(set_dir: Path, model: str, truth: bool) -> list[dict[str, Any]]:
     dig = load_digitizer(model)
     if hasattr(dig.extractor, "edge_mm"):
         dig.extractor.edge_mm = 0.0  # read to the cell ends; variants blank them (edge_mm=...)
+    for k, v in extractor.items():
+        setattr(dig.extractor, k, v)
     out = []
     for ecg_id, g in test.groupby("id", sort=True):
         fs = int(g["fs"].iloc[0])
@@ -111,8 +119,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--model", default="unet")
     ap.add_argument("--truth-geometry", action="store_true")
     ap.add_argument("--variant", action="append", default=[])
+    ap.add_argument("--extractor", action="append", default=[], help="extractor attribute, e.g. tall_mm=64")
     a = ap.parse_args(argv)
-    items = extract_all(a.set_dir, a.model, a.truth_geometry)
+    ext = {k: float(v) for k, v in (e.split("=") for e in a.extractor)}
+    items = extract_all(a.set_dir, a.model, a.truth_geometry, ext)
     labels = read_long_table(a.set_dir / "solution.csv")
     variants = a.variant or ["default"]
     results = {v: score_variant(items, labels, parse_variant(v)) for v in variants}
