@@ -168,8 +168,9 @@ def _estimate(image: np.ndarray, path: str | Path | None) -> PageEstimate:
         first = None
     if first is None or first.n_tiles < MIN_GOOD_TILES:
         # the 1 mm / 5 mm decision can fail (minor lines lost to blur or moire): try the other scales
-        # and keep the one whose grid phases hold together best
-        best = first
+        # and keep the one whose grid phases hold together best over the most image area (a tile of
+        # the frame scaled by k covers k^2 the image area: counting tiles alone favours the smaller scales)
+        best, best_score = first, (first.n_tiles * first.tile_conf if first is not None else -1.0)
         for k in SCALE_RETRIES:
             hk = h @ np.diag([k, k, 1.0])
             ek = Extent(ext.x0 / k, ext.y0 / k, ext.x1 / k, ext.y1 / k)
@@ -177,8 +178,8 @@ def _estimate(image: np.ndarray, path: str | Path | None) -> PageEstimate:
                 rk = refine(dark, FrameMap(hk), ek)
             except (cv2.error, IndexError, ValueError, np.linalg.LinAlgError):
                 rk = None  # this scale makes no sense for the image (raster smaller than a tile, ...)
-            if rk is not None and (best is None or rk.n_tiles * rk.tile_conf > best.n_tiles * best.tile_conf):
-                best = rk
+            if rk is not None and rk.n_tiles * k**2 * rk.tile_conf > best_score:
+                best, best_score = rk, rk.n_tiles * k**2 * rk.tile_conf
         first = best
         diag["scale_retry"] = True
     if first is None:

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import cv2
 import numpy as np
-from scipy.ndimage import gaussian_filter
+from scipy.ndimage import gaussian_filter, label
 
 from ecgml.page import apply_homography, sample_grid
 
@@ -26,6 +26,7 @@ HARMONICS = 12  # k / 5 mm, k = 1..12 (5, 10 = the 1 mm minor lines; below the r
 MIN_TILE_CONF = 0.4
 MAX_EXTENT_MM = 420.0
 MAP_STEP = 8
+MAX_REGIONS = 3  # connected regions of good tiles tried as the unwrapping's domain (largest first)
 # smoothing of the measured residual, in tile steps (also in fine rounds: 0.7 fit crumpled maps closer
 # but read worse end to end, BENCHMARKS.md "Page geometry")
 RESIDUAL_SIGMA = 1.0
@@ -236,6 +237,14 @@ def _unwrap(shift: np.ndarray, ok: np.ndarray, conf: np.ndarray) -> np.ndarray:
     return out
 
 
+def _regions(ok: np.ndarray, conf: np.ndarray) -> list[np.ndarray]:
+    """The MAX_REGIONS connected regions of good tiles (4-neighbours, as the unwrapping walks) with
+    the most confidence, largest first."""
+    lab, n = label(ok)
+    mass = np.bincount(lab.ravel(), weights=conf.ravel(), minlength=n + 1)[1:]
+    return [lab == 1 + int(i) for i in np.argsort(-mass, kind="stable")[:MAX_REGIONS]]
+
+
 def _smooth_fill(values: np.ndarray, weight: np.ndarray, sigma: float) -> np.ndarray:
     """Normalised Gaussian smoothing that also fills holes (values NaN where weight is 0)."""
     v = np.nan_to_num(values) * weight
@@ -284,23 +293,31 @@ def refine(
     if ok.sum() < 6:
         return None
     conf = np.minimum(ph["cx"], ph["cy"])
-    ux = _unwrap(ph["dx"], ok, conf)
-    uy = _unwrap(ph["dy"], ok, conf)
-    # put the tile nearest the centre's lattice at the frame's multiples of 5 (only a constant)
     qx, qy = ph["qx"], ph["qy"]
-    sel = ok & ~np.isnan(ux) & ~np.isnan(uy)
-    q = np.stack([qx[sel], qy[sel]], -1)
-    dlt = np.stack([ux[sel], uy[sel]], -1)
+    # the phases unwrap only within a connected region of good tiles (a stain ring or crease can
+    # split the page): keep the region whose phases one homography explains best
+    best: tuple[int, np.ndarray, np.ndarray, np.ndarray, np.ndarray, float, np.ndarray] | None = None
+    for region in _regions(ok, conf):
+        ux = _unwrap(ph["dx"], region, conf)
+        uy = _unwrap(ph["dy"], region, conf)
+        sel = region & ~np.isnan(ux) & ~np.isnan(uy)
+        if sel.sum() < 6:
+            continue  # too small for a homography
+        q = np.stack([qx[sel], qy[sel]], -1)
+        dlt = np.stack([ux[sel], uy[sel]], -1)
+        px = fmap.mm_to_px(q)
+        scale = _local_scale(fmap, q)
+        # the homography takes the bulk (gross outliers out); bends and crumples go to the residual
+        hm, inl = cv2.findHomography(q - dlt, px, cv2.RANSAC, ransacReprojThreshold=float(ransac_mm * scale))
+        if hm is None or inl.sum() < 6:
+            continue
+        if best is None or int(inl.sum()) > best[0]:
+            best = (int(inl.sum()), sel, q, dlt, px, scale, inl.ravel().astype(bool))
+    if best is None:
+        return None
+    _, sel, q, dlt, px, scale, inl = best
+    # put the tile nearest the centre's lattice at the frame's multiples of 5 (only a constant)
     m = q - dlt
-    px = fmap.mm_to_px(q)
-    scale = _local_scale(fmap, q)
-    # the homography takes the bulk (gross outliers out); bends and crumples go to the residual
-    hm, inl = cv2.findHomography(m, px, cv2.RANSAC, ransacReprojThreshold=float(ransac_mm * scale))
-    if hm is None:
-        return None
-    inl = inl.ravel().astype(bool)
-    if inl.sum() < 6:
-        return None
     hm, _ = cv2.findHomography(m[inl], px[inl], 0)
     r_px = px - apply_homography(hm, m)
     ny, nx = qx.shape
