@@ -47,7 +47,7 @@ def extract_all(
     if hasattr(dig.extractor, "edge_mm"):
         dig.extractor.edge_mm = 0.0  # read to the cell ends; variants blank them (edge_mm=...)
     for k, v in extractor.items():
-        setattr(dig.extractor, k, v)
+        setattr(dig.extractor, k, type(getattr(dig.extractor, k))(v))  # keep its type (an int radius)
     out = []
     for ecg_id, g in test.groupby("id", sort=True):
         fs = int(g["fs"].iloc[0])
