@@ -139,8 +139,8 @@ def test_shipped_extractor_reads_the_same_traces_with_the_fast_runtime():
         pytest.skip("no shipped trace weights in this install")
     fast = load_extractor(weights, runtime="auto", threads=2)
     slow = load_extractor(weights, runtime="torch")
-    assert fast.runner is not None and slow.runner is None
-    assert fast.meta["runtime"] == FAST[0]
+    assert fast.runner is not None and slow.runner is not None
+    assert fast.meta["runtime"] == FAST[0] and slow.meta["runtime"] == "torch"
     out = render(read_wfdb(iter_wfdb_paths("data/records")[0]), "0001", seed=3)
     page = canonical_page(out.image, out.page_map, fast.cfg.px_per_mm)
     baselines = sorted({c.baseline_mm for c in out.layout.cells})

@@ -422,4 +422,4 @@ def load_extractor(
     model, cfg, meta = load_model(path)
     runner = make_runner(model, (1, 3, cfg.strip_px, 4 * cfg.pool), runtime, threads)
     meta = {**meta, "runtime": runner.runtime, "threads": runner.threads}
-    return UNetExtractor(model, cfg, meta=meta, runner=runner if runner.runtime != "torch" else None)
+    return UNetExtractor(model, cfg, meta=meta, runner=runner)
