@@ -108,7 +108,7 @@ def train(
     ] = None,
     threads: Annotated[int, typer.Option(help="torch threads")] = 2,
     strip_mm: Annotated[
-        float | None, typer.Option(help="strip height (mm) to train at; default: the init weights' or 48")
+        float | None, typer.Option(help="strip height (mm) to train at; default: the init weights' or 64")
     ] = None,
 ) -> None:
     """Train the trace model (the one command that produces the shipped weights) or the seed baseline."""
