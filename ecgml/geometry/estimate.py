@@ -8,7 +8,7 @@ Work happens on a copy scaled to at most WORK_LONG_SIDE px; the map is returned 
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -248,13 +248,7 @@ def _estimate(image: np.ndarray, path: str | Path | None) -> PageEstimate:
     if fix is not None:
         # map(x) -> map(x + a + b x): the grid lines back onto whole millimetres
         t = np.array([[1.0 + fix[1], 0.0, fix[0]], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]])
-        page_map = PageMap(
-            page_map.homography @ t,
-            page_map.image_size,
-            page_map.paper_mm,
-            page_map.residual,
-            page_map.residual_step_mm,
-        )
+        page_map = replace(page_map, homography=page_map.homography @ t)
         diag["x_phase_mm"] = (round(fix[0], 4), round(fix[1], 7))
     centre = np.array(LETTER_MM) / 2
     jac = _jacobian(page_map, centre)
