@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import pickle
 import sys
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +25,7 @@ from ecgml.digitize_bench import truth_geometry_for
 from ecgml.kaggle import read_long_table, read_types
 from ecgml.metric import score_ecg, score_from_ratios
 from ecgml.records import LEADS
-from ecgml.trace.model import EDGE_MM
+from ecgml.trace.model import EDGE_MM, blank_cell_ends
 
 
 def extract_all(
@@ -34,7 +33,7 @@ def extract_all(
 ) -> list[dict[str, Any]]:
     """Per test image: id, fs, type, layout and the extractor's cell traces (cached on disk).
 
-    `extractor` sets attributes of the extractor (e.g. {"tall_mm": 64.0}) before it runs."""
+    `extractor` sets attributes of the extractor (e.g. {"radius": 6}) before it runs."""
     extractor = extractor or {}
     tag = model.replace("/", "_") + ("-truthgeo" if truth else "") + "-edge0"
     tag += "".join(f"-{k}{v:g}" for k, v in sorted(extractor.items()))
@@ -77,19 +76,9 @@ def parse_variant(text: str) -> dict[str, Any]:
 
 
 def blank_edges(traces: list[Any], layout: Any, edge_mm: float) -> list[Any]:
-    """The traces as the extractor reports them with `edge_mm`: columns that close to a cell end unread."""
-    out = []
-    for tr in traces:
-        c = next(c for c in layout.cells if c.row == tr.row and c.col == tr.col)
-        edge = (tr.x_mm < c.x0_mm + edge_mm) | (tr.x_mm > c.x1_mm - edge_mm)
-        out.append(
-            replace(
-                tr,
-                y_mm=np.where(edge, np.nan, tr.y_mm),
-                confidence=np.where(edge, np.minimum(tr.confidence, 0.1), tr.confidence),
-            )
-        )
-    return out
+    """The traces as the extractor reports them with `edge_mm` (`ecgml.trace.model.blank_cell_ends`)."""
+    cells = {(c.row, c.col): c for c in layout.cells}
+    return [blank_cell_ends(tr, cells[(tr.row, tr.col)], edge_mm) for tr in traces]
 
 
 def score_variant(items: list[dict[str, Any]], labels: pd.DataFrame, kw: dict[str, Any]) -> dict[str, Any]:
@@ -119,7 +108,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--model", default="unet")
     ap.add_argument("--truth-geometry", action="store_true")
     ap.add_argument("--variant", action="append", default=[])
-    ap.add_argument("--extractor", action="append", default=[], help="extractor attribute, e.g. tall_mm=64")
+    ap.add_argument("--extractor", action="append", default=[], help="extractor attribute, e.g. radius=6")
     a = ap.parse_args(argv)
     ext = {k: float(v) for k, v in (e.split("=") for e in a.extractor)}
     items = extract_all(a.set_dir, a.model, a.truth_geometry, ext)

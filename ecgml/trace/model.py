@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -26,7 +26,7 @@ from torch import nn
 
 from ecgml.errors import EcgmlError
 from ecgml.geometry.canonical import CanonicalPage
-from ecgml.layout import PageLayout
+from ecgml.layout import Cell, PageLayout
 from ecgml.trace.types import CellTrace
 
 WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
@@ -305,6 +305,20 @@ def out_columns_mm(width_px: int, cfg: TraceModelConfig) -> np.ndarray:
 # ---------------------------------------------------------------- the extractor
 
 
+def blank_cell_ends(trace: CellTrace, cell: Cell, edge_mm: float) -> CellTrace:
+    """`trace` with the columns within `edge_mm` of the cell's ends unread (NaN, confidence at most 0.1):
+    assembly fills them from their neighbours."""
+    x = trace.x_mm
+    edge = (x < cell.x0_mm + edge_mm) | (x > cell.x1_mm - edge_mm)
+    if not edge.any():
+        return trace
+    return replace(
+        trace,
+        y_mm=np.where(edge, np.nan, trace.y_mm),
+        confidence=np.where(edge, np.minimum(trace.confidence, 0.1), trace.confidence),
+    )
+
+
 @dataclass
 class UNetExtractor:
     """TraceExtractor backed by a TraceUNet: one strip per layout row, one forward pass for the page.
@@ -361,10 +375,9 @@ class UNetExtractor:
             y_px, c = centroid_from_log_probs(lane, centre, self.radius)
             y_mm = (tops[i] + y_px) / self.cfg.px_per_mm[1]
             c = np.clip(c, 0.0, 1.0)
-            edge = (x_sel < cell.x0_mm + self.edge_mm) | (x_sel > cell.x1_mm - self.edge_mm)
-            y_mm = np.where((c >= MIN_CONFIDENCE) & ~edge, y_mm, np.nan)
-            c = np.where(edge, np.minimum(c, 0.1), c)
-            out.append(CellTrace(cell.lead, cell.row, cell.col, x_sel.copy(), y_mm, c))
+            y_mm = np.where(c >= MIN_CONFIDENCE, y_mm, np.nan)
+            trace = CellTrace(cell.lead, cell.row, cell.col, x_sel.copy(), y_mm, c)
+            out.append(blank_cell_ends(trace, cell, self.edge_mm))
         return out
 
 
