@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 
+from ecgml.errors import EcgmlError
 from ecgml.records import iter_wfdb_paths, read_wfdb
 from ecgml.render.presets import render
 from ecgml.trace.dataset import StripSampler, TruthPage, page_targets, read_index, write_cached
@@ -90,6 +91,8 @@ def test_init_can_train_on_taller_strips_with_the_same_weights(tmp_path: Path, c
     assert cfg_a.strip_mm == 16.0 and cfg_b.strip_mm == 24.0
     assert meta["rounds"][-1]["strip_mm"] == 24.0
     assert load_extractor(b).cfg.strip_px == cfg_b.strip_px > cfg_a.strip_px
+    with pytest.raises(EcgmlError, match="strip height must be positive"):
+        train_any(_opts(tmp_path / "c", cache, steps=1, init=a, strip_mm=0.0), build_cache=False)
 
 
 def test_seed_arch_trains_and_writes_weights(tmp_path: Path, cache: Path):

@@ -293,6 +293,8 @@ def train_trace(opts: TrainOptions, build_cache: bool = True) -> Path:
         opt = torch.optim.AdamW(model.parameters(), lr=opts.lr, weight_decay=opts.weight_decay)
         opt.load_state_dict(st["opt"])
         step, history, elapsed = int(st["step"]), list(st["history"]), float(st.get("elapsed_s", 0.0))
+    if opts.strip_mm is not None and not opts.strip_mm > 0:
+        raise EcgmlError(opts.out, f"strip height must be positive, got {opts.strip_mm} mm")
     if opts.strip_mm is not None and opts.strip_mm != cfg.strip_mm:
         cfg = opts.model = replace(cfg, strip_mm=float(opts.strip_mm))  # strips only: same weights
     sampler = StripSampler(cache, train_e, cfg)
