@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from ecgml.geometry.canonical import canonical_page
+from ecgml.geometry.canonical import CanonicalPage, canonical_page
 from ecgml.records import read_wfdb
 from ecgml.render.presets import render
 from ecgml.trace.dataset import TruthPage, page_targets, perturb_map
@@ -140,6 +140,26 @@ def test_extractor_returns_one_trace_per_cell_inside_its_cell():
         assert np.all((tr.confidence >= 0) & (tr.confidence <= 1))
         fin = np.isfinite(tr.y_mm)
         assert np.all(np.abs(tr.y_mm[fin] - cell.baseline_mm) <= TINY.strip_mm / 2 + 1)
+
+
+def test_flip_averaging_maps_a_mirrored_page_to_mirrored_logits():
+    """The left-right test-time pass is flipped back onto the page's columns: with it, a mirrored page gives
+    exactly the mirrored log-probabilities; without it the (untrained, asymmetric) net does not."""
+    torch.manual_seed(0)
+    out = render(_record(), "0001", seed=5)
+    page = canonical_page(out.image, out.page_map, TINY.px_per_mm)
+    w = page.image.shape[1] // TINY.pool * TINY.pool  # no right-hand padding, so mirroring is exact
+    page = CanonicalPage(page.image[:, :w], page.px_per_mm, (w / TINY.px_per_mm[0], page.paper_mm[1]))
+    mirrored = CanonicalPage(np.ascontiguousarray(page.image[:, ::-1]), page.px_per_mm, page.paper_mm)
+    base = [out.layout.cells[0].baseline_mm]
+    ex = UNetExtractor(TraceUNet(TINY).eval(), TINY, flips=1)
+    a, _ = ex.row_logits(page, base)
+    b, _ = ex.row_logits(mirrored, base)
+    np.testing.assert_allclose(b, a[:, :, ::-1], atol=1e-4)
+    ex.flips = 0
+    a0, _ = ex.row_logits(page, base)
+    b0, _ = ex.row_logits(mirrored, base)
+    assert np.abs(b0 - a0[:, :, ::-1]).max() > 1e-2
 
 
 def test_seed_baseline_shapes_and_record():
