@@ -68,11 +68,15 @@ def cell_to_samples(
     mv = (cell.baseline_mm - y) / layout.gain_mm_mv
     t = cell.t0_s + (x - cell.x0_mm) / layout.speed_mm_s
     if x.size >= 4:
-        # FFT to a dense uniform grid over the same span, then read at exact times.
+        # FFT over the columns to a dense grid, then read at exact times. The columns need not be evenly
+        # spaced in time (a local x correction moves them): each dense sample's time is interpolated
+        # between its columns' times.
         dt = (t[-1] - t[0]) / (x.size - 1)
         n_hi = max(int(round(x.size * dt * fs * OVERSAMPLE)), x.size)
         hi = resample_signal(mv, n_hi).astype(np.float64)
-        t_hi = t[0] + np.arange(n_hi) * (x.size * dt / n_hi)
+        cols = np.arange(x.size + 1, dtype=np.float64)
+        t_cols = np.append(t, 2 * t[-1] - t[-2])  # the FFT's last dense samples lie past the last column
+        t_hi = np.interp(np.arange(n_hi) * (x.size / n_hi), cols, t_cols)
         mv_at = np.interp(ks / fs, t_hi, hi)
     else:
         mv_at = np.interp(ks / fs, t, mv)

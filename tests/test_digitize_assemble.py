@@ -121,3 +121,25 @@ def test_einthoven_pulls_a_disturbed_limb_lead_back():
         got = assemble(traces, lay, fs, einthoven=on, smooth_hz=0.0).record.signal[start : start + n, j]
         err[on] = float(np.sqrt(np.mean((got - want) ** 2)))
     assert err[True] < 0.75 * err[False]
+
+
+def test_unevenly_spaced_columns_keep_their_own_times():
+    """A trace whose columns were moved (a local x correction) is read at each column's own time, not as if
+    the columns were evenly spaced between the first and the last."""
+    lay = make_layout()
+    fs = 500
+    warped = []
+    for tr in _traces():
+        cell = next(c for c in lay.cells if (c.row, c.col) == (tr.row, tr.col))
+        # the same drawn samples, each now said to lie up to 0.3 mm further right (a smooth bend)
+        u = (tr.x_mm - cell.x0_mm) / (cell.x1_mm - cell.x0_mm)
+        x = tr.x_mm + 0.3 * np.sin(np.pi * u) ** 2
+        t = cell.t0_s + (x - cell.x0_mm) / lay.speed_mm_s
+        y = cell.baseline_mm - _sine(t, LEADS.index(tr.lead)) * lay.gain_mm_mv  # drawn where it now is
+        warped.append(CellTrace(tr.lead, tr.row, tr.col, x, y, tr.confidence))
+    rec = assemble(warped, lay, fs).record
+    for j, lead in enumerate(LEADS):
+        start, n = lead_window(lead, fs)
+        got = rec.signal[start + 10 : start + n - 10, j]  # the bend leaves the first 0.3 mm unread
+        want = _sine(np.arange(start + 10, start + n - 10) / fs, j)
+        assert np.max(np.abs(got - want)) < 0.015, lead
