@@ -29,12 +29,15 @@ from ecgml.geometry.canonical import canonical_page
 from ecgml.layout import LETTER_MM, PageLayout, make_layout
 from ecgml.page import PageMap
 from ecgml.records import LEADS, Record, write_csv, write_wfdb
+from ecgml.trace.grid_timing import correct_x
 from ecgml.trace.types import CellTrace, TraceExtractor
 
 log = logging.getLogger(__name__)
 
 DEFAULT_FS = 500
 MIN_SIDE_PX = 300  # smaller images cannot hold a readable 12-lead page
+# geometry's diagnostic that the page bends beyond its homography (it then ran fine rounds on small tiles)
+BENT_PAGE_KEY = "fine_rounds"
 CANONICAL_PX_PER_MM = (16.0, 8.0)  # x finer than the ~7.9 px/mm of a 200 DPI page (PRIOR-ART.md 2.3)
 MIN_READ_FRACTION = 0.05  # below this share of readable columns, "no ECG trace found"
 OVERLAY_LONG_SIDE = 2400  # overlays of large photos are written at most this size
@@ -156,6 +159,7 @@ class Digitizer:
     name: str
     whole_image: Any = None  # an object with predict_record(image, fs, name) -> Record
     px_per_mm: tuple[float, float] = CANONICAL_PX_PER_MM
+    grid_timing: bool = True  # on bent pages, move trace columns by the local grid phase (trace.grid_timing)
 
     def digitize_image(
         self,
@@ -180,6 +184,8 @@ class Digitizer:
         page = canonical_page(image, geo.page_map, self.px_per_mm)
         t2 = time.perf_counter()
         traces = self.extractor.extract(page, geo.layout)
+        if self.grid_timing and geo.diagnostics.get(BENT_PAGE_KEY, 0):
+            traces = correct_x(page, geo.layout, traces)
         t3 = time.perf_counter()
         readable = _readable_fraction(traces)
         if readable < MIN_READ_FRACTION:
