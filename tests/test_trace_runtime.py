@@ -165,7 +165,12 @@ def test_extractor_with_a_runner_uses_it():
     from ecgml.geometry.canonical import CanonicalPage
 
     page = CanonicalPage(np.full((100, 150, 3), 255, np.uint8), (8.0, 8.0), (18.75, 12.5))
-    ex = UNetExtractor(m, TINY, runner=runner)
+    shape = (2, 3, TINY.strip_px, -(-150 // TINY.pool) * TINY.pool)  # width padded to the pooling
+    ex = UNetExtractor(m, TINY, runner=runner, flips=0)
     logits, tops = ex.row_logits(page, [4.0, 9.0])
-    assert calls == [(2, 3, TINY.strip_px, -(-150 // TINY.pool) * TINY.pool)]  # width padded to the pooling
+    assert calls == [shape]
     assert logits.shape == (2, TINY.strip_px, 150 * TINY.x_up) and len(tops) == 2
+    calls.clear()
+    ex.flips = 1  # the mirrored pass goes through the runner too
+    assert ex.row_logits(page, [4.0, 9.0])[0].shape == logits.shape
+    assert calls == [shape, shape]
