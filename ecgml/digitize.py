@@ -184,7 +184,8 @@ class Digitizer:
         page = canonical_page(image, geo.page_map, self.px_per_mm)
         t2 = time.perf_counter()
         traces = self.extractor.extract(page, geo.layout)
-        if self.grid_timing and geo.diagnostics.get(BENT_PAGE_KEY, 0):
+        timed = bool(self.grid_timing and geo.diagnostics.get(BENT_PAGE_KEY, 0))
+        if timed:
             traces = correct_x(page, geo.layout, traces)
         t3 = time.perf_counter()
         readable = _readable_fraction(traces)
@@ -196,6 +197,8 @@ class Digitizer:
         notes = list(asm.notes)
         if geo.source.startswith("fallback"):
             notes.append(f"geometry {geo.source}")
+        if timed:
+            notes.append("bent page: trace x corrected by the grid's local phase")
         return DigitizeResult(asm.record, asm.confidence, geo, traces, self.name, secs, (w, h), notes)
 
     def digitize(

@@ -90,6 +90,7 @@ def test_the_digitizer_corrects_bent_pages_only():
     dig = Digitizer(_StraightReader(), "straight", px_per_mm=PPM)
     flat = dig.digitize_image(page.image, 500, geometry=Geometry(pm, lay, 1.0, "given"))
     bent = dig.digitize_image(page.image, 500, geometry=Geometry(pm, lay, 1.0, "given", {BENT_PAGE_KEY: 2}))
+    assert any("grid" in n for n in bent.notes) and not any("grid" in n for n in flat.notes)
     for tr, b, f in zip(_traces(), bent.traces, flat.traces, strict=True):
         np.testing.assert_array_equal(f.x_mm, tr.x_mm)
         assert np.max(np.abs((tr.x_mm - b.x_mm) - _bend(tr.x_mm))) < 0.012
