@@ -65,3 +65,9 @@ def canonical_page(
         image, mapx, mapy, interpolation, borderMode=cv2.BORDER_CONSTANT, borderValue=(255, 255, 255)
     )
     return CanonicalPage(out, px_per_mm, page_map.paper_mm)
+
+
+def chroma_columns(rgb: np.ndarray) -> np.ndarray:
+    """Mean chroma (max - min channel) of each column of an (H, W, 3) raster: the lines of a coloured
+    grid have it, grey or black ink (trace, labels) has none. Both x-phase readings start from it."""
+    return (rgb.max(axis=2).astype(np.float32) - rgb.min(axis=2)).mean(axis=0)

@@ -16,7 +16,7 @@ import cv2
 import numpy as np
 
 from ecgml.errors import EcgmlError
-from ecgml.geometry.canonical import canonical_page
+from ecgml.geometry.canonical import canonical_page, chroma_columns
 from ecgml.geometry.grid import (
     LATTICE_LONG_SIDE,
     LATTICE_LONG_SIDE_PHOTO,
@@ -323,7 +323,7 @@ def grid_x_phase(image: np.ndarray, page_map: PageMap) -> tuple[float, float] | 
     page = canonical_page(image, page_map, PHASE_PPM).image
     if page.ndim != 3:
         return None
-    prof = (page.max(axis=2).astype(np.float32) - page.min(axis=2)).mean(axis=0)
+    prof = chroma_columns(page)
     x = (np.arange(prof.size) + 0.5) / PHASE_PPM[0]
     centres, phases = [], []
     for blk in np.array_split(np.arange(prof.size), PHASE_BLOCKS):

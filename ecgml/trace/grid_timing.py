@@ -19,7 +19,7 @@ from dataclasses import replace
 import numpy as np
 from scipy.ndimage import gaussian_filter1d
 
-from ecgml.geometry.canonical import CanonicalPage
+from ecgml.geometry.canonical import CanonicalPage, chroma_columns
 from ecgml.layout import Cell, PageLayout
 from ecgml.trace.types import CellTrace
 
@@ -43,8 +43,7 @@ def cell_x_error(page: CanonicalPage, cell: Cell) -> tuple[np.ndarray, np.ndarra
     r1 = min(int(np.ceil((cell.baseline_mm + BAND_MM) * py)), img.shape[0])
     if r1 - r0 < 4 or b - a < 4 * px:
         return None
-    band = img[r0:r1, a:b]
-    prof = band.max(axis=2).astype(np.float32).mean(axis=0) - band.min(axis=2).astype(np.float32).mean(axis=0)
+    prof = chroma_columns(img[r0:r1, a:b])
     x = (np.arange(a, b) + 0.5) / px
     s = SIGMA_MM * px
     p = prof - gaussian_filter1d(prof, s)
