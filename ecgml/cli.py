@@ -110,15 +110,29 @@ def train(
     strip_mm: Annotated[
         float | None, typer.Option(help="strip height (mm) to train at; default: the init weights' or 64")
     ] = None,
+    channels: Annotated[
+        str | None, typer.Option(help="U-Net channels per level, e.g. 16,32,48,80,128 (new models only)")
+    ] = None,
+    stretch: Annotated[
+        float, typer.Option(help="share of training strips stretched vertically up to 1.5x (taller QRS)")
+    ] = 0.0,
 ) -> None:
     """Train the trace model (the one command that produces the shipped weights) or the seed baseline."""
+    from ecgml.trace.model import TraceModelConfig
     from ecgml.trace.train import TrainOptions, train_any
 
+    model_cfg = TraceModelConfig()
+    if channels:
+        try:
+            model_cfg = TraceModelConfig(channels=tuple(int(c) for c in channels.split(",")))
+        except ValueError:
+            fail(EcgmlError(None, f"--channels wants integers separated by commas, got {channels!r}"))
+            return
     opts = TrainOptions(
         records=records, out=out or work / ("trace_unet.pt" if arch == "unet" else "seed_cnn.pt"), work=work,
         arch=arch, steps=steps, seed=seed, resume=resume, init=init, batch_size=batch_size, lr=lr,
         pages_per_record=pages_per_record, time_budget_s=time_budget, threads=threads,
-        strip_mm=strip_mm,
+        strip_mm=strip_mm, model=model_cfg, stretch_p=stretch,
     )  # fmt: skip
     try:
         path = train_any(opts)

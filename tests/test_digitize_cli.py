@@ -127,3 +127,10 @@ def test_submit_on_a_dask_cluster_matches_the_serial_run(page_png, tmp_path):
     parallel = submit(data, tmp_path / "parallel.csv", "classical", workers=2)
     assert serial.n_rows == parallel.n_rows and not parallel.failures
     assert (tmp_path / "serial.csv").read_bytes() == (tmp_path / "parallel.csv").read_bytes()
+
+
+def test_train_names_a_bad_channel_list(tmp_path):
+    res = CliRunner().invoke(app, ["train", "--work", str(tmp_path), "--channels", "16,wide,32"])
+    assert res.exit_code != 0
+    assert "--channels wants integers" in res.output
+    assert not (tmp_path / "cache").exists()  # nothing rendered before the options were checked

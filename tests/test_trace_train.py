@@ -13,7 +13,14 @@ import torch
 from ecgml.errors import EcgmlError
 from ecgml.records import iter_wfdb_paths, read_wfdb
 from ecgml.render.presets import render
-from ecgml.trace.dataset import StripSampler, TruthPage, page_targets, read_index, write_cached
+from ecgml.trace.dataset import (
+    StripSampler,
+    TruthPage,
+    page_targets,
+    read_index,
+    stretch_strip,
+    write_cached,
+)
 from ecgml.trace.model import TraceModelConfig, load_extractor, load_model
 from ecgml.trace.train import TrainOptions, train_any
 
@@ -48,6 +55,42 @@ def test_sampler_strips_have_targets_inside(cache: Path):
     assert y.shape == (3, 512 * TINY.x_up)
     fin = np.isfinite(y)
     assert fin.mean() > 0.3
+    assert np.all((y[fin] > 0) & (y[fin] < TINY.strip_px))
+
+
+@pytest.mark.parametrize("factor", [1.0, 1.23, 1.5])
+def test_stretch_moves_the_targets_with_the_ink(factor: float):
+    h, w = 256, 48
+    strip = np.full((h, w, 3), 255, np.uint8)
+    y = np.full(w * 2, np.nan, np.float32)
+    rows = np.linspace(60, 200, w).astype(int)  # a sloping trace, one dark pixel per column
+    strip[rows, np.arange(w)] = 0
+    y[0::2] = y[1::2] = rows + 0.5
+    out, ys = stretch_strip(strip, y, factor)
+    assert out.shape == strip.shape
+    ink = 255.0 - out[..., 0]
+    centroid = (ink * (np.arange(h) + 0.5)[:, None]).sum(0) / ink.sum(0)
+    fin = np.isfinite(ys[0::2])
+    assert fin.all()  # the trace stays inside at these factors
+    err = centroid - ys[0::2]
+    assert abs(err.mean()) < 0.02  # no bias (a half-pixel slip would be 0.5 * (factor - 1))
+    assert np.abs(err).max() < 0.15  # each column: linear interpolation of a 1-px line
+    # distances from the centre grow by the factor
+    assert np.allclose(ys - h / 2, (y - h / 2) * factor, atol=0.6)
+
+
+def test_stretch_drops_targets_pushed_out_of_the_strip():
+    h = 100
+    y = np.array([5.5, 50.5, 94.5], np.float32)
+    _, ys = stretch_strip(np.full((h, 3, 3), 255, np.uint8), y, 1.5)
+    assert np.isnan(ys[0]) and np.isnan(ys[2]) and abs(ys[1] - 50.75) < 0.6
+
+
+def test_sampler_with_stretch_keeps_targets_inside(cache: Path):
+    s = StripSampler(cache, [e for e in read_index(cache) if e["split"] == "train"], TINY, stretch_p=1.0)
+    _, y = s.batch(np.random.default_rng(1), 4)
+    fin = np.isfinite(y)
+    assert fin.mean() > 0.2
     assert np.all((y[fin] > 0) & (y[fin] < TINY.strip_px))
 
 

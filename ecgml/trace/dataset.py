@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import cv2
 import numpy as np
 
 from ecgml.geometry.canonical import canonical_page
@@ -26,6 +27,7 @@ from ecgml.trace.model import TraceModelConfig, cut_strip
 CROP_W = 512  # training strip width in input px (a multiple of the model's pooling factor)
 JITTER_MM = 1.5  # std of the vertical offset of a training strip from the true baseline
 MAX_JITTER_MM = 4.0
+STRETCH_MAX = 1.5  # largest vertical stretch of a strip (taller complexes than the records hold)
 
 
 @dataclass
@@ -151,6 +153,23 @@ def photometric(strength: float = 1.0) -> Callable[[np.ndarray, int], np.ndarray
     return apply
 
 
+def stretch_strip(strip: np.ndarray, y: np.ndarray, factor: float) -> tuple[np.ndarray, np.ndarray]:
+    """The strip stretched vertically by `factor` about its centre, and its targets moved with it.
+
+    Records rarely hold complexes beyond ±2.5 mV, yet real pages do (and they cost the most): stretching
+    about the row's baseline makes them without re-rendering. Targets leaving the strip become NaN.
+    """
+    h, w = strip.shape[:2]
+    hs = int(round(h * factor))
+    big = cv2.resize(strip, (w, hs), interpolation=cv2.INTER_LINEAR)
+    top = (hs - h) // 2
+    out = np.ascontiguousarray(big[top : top + h])
+    # centre convention: pixel i covers [i, i+1), so a target at y maps to y * hs / h - top
+    ys = y * (hs / h) - top
+    ys = np.where((ys > 0.5) & (ys < h - 0.5), ys, np.nan).astype(np.float32)
+    return out, ys
+
+
 class StripSampler:
     """Random training strips (image, target y per sub-column, valid mask) from cached pages."""
 
@@ -161,10 +180,12 @@ class StripSampler:
         cfg: TraceModelConfig,
         crop_w: int = CROP_W,
         augment: bool = True,
+        stretch_p: float = 0.0,
     ) -> None:
         if not entries:
             raise ValueError(f"no cached pages in {folder}")
         self.folder, self.entries, self.cfg, self.crop_w, self.augment = folder, entries, cfg, crop_w, augment
+        self.stretch_p = stretch_p
         self._aug = photometric() if augment else None
         self._mm: dict[str, tuple[np.ndarray, np.ndarray]] = {}
 
@@ -199,6 +220,8 @@ class StripSampler:
         y = row[x0 * cfg.x_up : (x0 + cw) * cfg.x_up] - top
         y = np.where((y > 0.5) & (y < h - 0.5), y, np.nan).astype(np.float32)
         if self.augment:
+            if rng.random() < self.stretch_p:
+                s, y = stretch_strip(s, y, float(rng.uniform(1.0, STRETCH_MAX)))
             if rng.random() < 0.5:
                 s, y = s[:, ::-1], y[::-1]
             if rng.random() < 0.2:

@@ -68,6 +68,7 @@ class TrainOptions:
     types: tuple[str, ...] = ()  # capture types to render (empty: the renderer's training mix)
     model: TraceModelConfig = field(default_factory=TraceModelConfig)
     strip_mm: float | None = None  # train at this strip height (over the init's; same weights)
+    stretch_p: float = 0.0  # share of strips stretched vertically (taller complexes)
     progress: bool = True
 
 
@@ -297,7 +298,7 @@ def train_trace(opts: TrainOptions, build_cache: bool = True) -> Path:
         raise EcgmlError(opts.out, f"strip height must be positive, got {opts.strip_mm} mm")
     if opts.strip_mm is not None and opts.strip_mm != cfg.strip_mm:
         cfg = opts.model = replace(cfg, strip_mm=float(opts.strip_mm))  # strips only: same weights
-    sampler = StripSampler(cache, train_e, cfg)
+    sampler = StripSampler(cache, train_e, cfg, stretch_p=opts.stretch_p)
     val_batches: list[tuple[np.ndarray, np.ndarray]] = []
     if val_e:
         vs = StripSampler(cache, val_e, cfg, crop_w=1024, augment=False)
@@ -338,7 +339,8 @@ def train_trace(opts: TrainOptions, build_cache: bool = True) -> Path:
     }
     rounds.append(
         {"round": len(rounds) + 1, "steps": step, "train_seconds": meta["train_seconds"], "lr": opts.lr,
-         "strip_mm": cfg.strip_mm, **({"val_l1_mm": round(vals[-1]["val_l1_mm"], 4)} if vals else {})}
+         "strip_mm": cfg.strip_mm, "stretch_p": opts.stretch_p,
+         **({"val_l1_mm": round(vals[-1]["val_l1_mm"], 4)} if vals else {})}
     )  # fmt: skip
     meta["rounds"] = rounds
     meta["total_train_seconds"] = round(sum(float(r.get("train_seconds", 0.0)) for r in rounds), 1)
