@@ -36,8 +36,6 @@ log = logging.getLogger(__name__)
 
 DEFAULT_FS = 500
 MIN_SIDE_PX = 300  # smaller images cannot hold a readable 12-lead page
-# geometry's diagnostic that the page bends beyond its homography (it then ran fine rounds on small tiles)
-BENT_PAGE_KEY = "fine_rounds"
 CANONICAL_PX_PER_MM = (16.0, 8.0)  # x finer than the ~7.9 px/mm of a 200 DPI page (PRIOR-ART.md 2.3)
 MIN_READ_FRACTION = 0.05  # below this share of readable columns, "no ECG trace found"
 OVERLAY_LONG_SIDE = 2400  # overlays of large photos are written at most this size
@@ -78,6 +76,7 @@ class Geometry:
     confidence: float
     source: str  # "estimated", "fallback: <reason>" or "given"
     diagnostics: dict[str, Any] = field(default_factory=dict)
+    bent: bool = False  # geometry found the paper bent beyond its tiles (grid timing then corrects x)
 
 
 def flat_page_estimate(image: np.ndarray, reason: str = "") -> Geometry:
@@ -97,7 +96,8 @@ def estimate_geometry(image: np.ndarray, path: str | Path | None = None) -> Geom
     except EcgmlError as exc:
         log.warning("%s: geometry failed (%s); assuming a flat upright page", path, exc.reason)
         return flat_page_estimate(image, exc.reason)
-    return Geometry(est.page_map, est.layout, float(est.confidence), "estimated", dict(est.diagnostics))
+    conf = float(est.confidence)
+    return Geometry(est.page_map, est.layout, conf, "estimated", dict(est.diagnostics), est.bent)
 
 
 # -------------------------------------------------------------------------------------- digitizer
@@ -184,7 +184,7 @@ class Digitizer:
         page = canonical_page(image, geo.page_map, self.px_per_mm)
         t2 = time.perf_counter()
         traces = self.extractor.extract(page, geo.layout)
-        timed = bool(self.grid_timing and geo.diagnostics.get(BENT_PAGE_KEY, 0))
+        timed = bool(self.grid_timing and geo.bent)
         if timed:
             traces = correct_x(page, geo.layout, traces)
         t3 = time.perf_counter()

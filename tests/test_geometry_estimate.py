@@ -41,6 +41,7 @@ def test_upright_clean_page_gives_near_identity_map_and_calibration(page) -> Non
     assert np.median(err) < 0.05 and err.max() < 0.1
     assert est.layout.row_baselines() == pytest.approx(layout.row_baselines(), abs=1e-6)
     assert 0.5 < est.confidence <= 1.0
+    assert not est.bent  # a flat page: the digitizer leaves its x timing alone
 
 
 def test_turned_and_perspective_page_is_recovered(page) -> None:
@@ -163,4 +164,5 @@ def test_crumpled_photo_follows_the_crumples(seed: int) -> None:
     xy = out.truth.xy[out.truth.visible][::20].astype(np.float64)
     err = np.linalg.norm(est.page_map.px_to_mm(xy) - out.page_map.px_to_mm(xy), axis=1)
     assert est.diagnostics.get("fine_rounds", 0) >= 1
+    assert est.bent
     assert np.median(err) < 0.25 and np.percentile(err, 95) < 2.0

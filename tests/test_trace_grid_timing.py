@@ -82,14 +82,14 @@ class _StraightReader:
 
 
 def test_the_digitizer_corrects_bent_pages_only():
-    from ecgml.digitize import BENT_PAGE_KEY, Digitizer, Geometry
+    from ecgml.digitize import Digitizer, Geometry
     from ecgml.page import PageMap
 
     page, lay = _page(), make_layout()
     pm = PageMap(np.diag([PPM[0], PPM[1], 1.0]), page.image.shape[1::-1], lay.paper_mm)
     dig = Digitizer(_StraightReader(), "straight", px_per_mm=PPM)
     flat = dig.digitize_image(page.image, 500, geometry=Geometry(pm, lay, 1.0, "given"))
-    bent = dig.digitize_image(page.image, 500, geometry=Geometry(pm, lay, 1.0, "given", {BENT_PAGE_KEY: 2}))
+    bent = dig.digitize_image(page.image, 500, geometry=Geometry(pm, lay, 1.0, "given", bent=True))
     assert any("grid" in n for n in bent.notes) and not any("grid" in n for n in flat.notes)
     for tr, b, f in zip(_traces(), bent.traces, flat.traces, strict=True):
         np.testing.assert_array_equal(f.x_mm, tr.x_mm)

@@ -69,6 +69,7 @@ class PageEstimate:
     orientation: int  # degrees the page is turned counter-clockwise in the input (0, 90, 180, 270)
     confidence: float  # in [0, 1]; below ~0.5 the map should not be trusted
     diagnostics: dict[str, Any] = field(default_factory=dict)
+    bent: bool = False  # the paper bends beyond the coarse tiles (fine rounds ran): x timing may drift
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -78,6 +79,7 @@ class PageEstimate:
             "orientation": self.orientation,
             "confidence": self.confidence,
             "diagnostics": self.diagnostics,
+            "bent": self.bent,
         }
 
 
@@ -278,7 +280,8 @@ def _estimate(image: np.ndarray, path: str | Path | None) -> PageEstimate:
         },
         seconds=round(time.perf_counter() - t_start, 3),
     )
-    return PageEstimate(page_map, layout, ppm, orientation, confidence, diag)
+    bent = diag.get("fine_rounds", 0) > 0
+    return PageEstimate(page_map, layout, ppm, orientation, confidence, diag, bent)
 
 
 def _first_extent(h: np.ndarray, mmc: np.ndarray, shape: tuple[int, ...]) -> Extent:
