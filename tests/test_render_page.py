@@ -184,3 +184,35 @@ def test_seeded_and_recorded():
         if m is not None:
             assert "layout" in m["params"] and "style" in m and "page_map" in m
     assert len(layouts) >= 4 and len(grids) >= 4 and len(speeds) == 2 and len(gains) >= 2
+
+
+def _line_centres_mm(cov: np.ndarray, ppm: float) -> np.ndarray:
+    """Centroid (mm) of each run of covered pixels of a 1-D grid-line coverage profile."""
+    on = np.flatnonzero(cov > 0)
+    runs = np.split(on, np.flatnonzero(np.diff(on) > 1) + 1)
+    return np.array([((r + 0.5) * cov[r]).sum() / cov[r].sum() / ppm for r in runs])
+
+
+@pytest.mark.parametrize("lattice", [None, 200 / 25.4])
+def test_snapped_grid_at_an_integer_density(lattice):
+    """At exactly 9 px/mm every 1 mm line falls on a pixel edge: snapping there moves all lines one way.
+
+    Photos of Kaggle pages are drawn at such a density; their printout was snapped on the 200 DPI raster.
+    """
+    from dataclasses import replace
+
+    from ecgml.render.page import _grid_coverages
+
+    ppm = 9.0
+    style = replace(kaggle_style(), snap_px_per_mm=lattice)
+    assert style.snap_grid
+    minor, major = _grid_coverages(style, (60.0, 40.0), ppm, (int(60 * ppm), int(40 * ppm)))
+    row = np.maximum(minor, major)[5]  # one pixel row: every vertical line crosses it
+    got = _line_centres_mm(row, ppm)[1:-1]  # the lines at the page's edges are cut
+    off = got - np.round(got)
+    assert got.size >= 55
+    if lattice is None:  # the drawing's own raster: +0.5 px on every line
+        assert np.allclose(off, 0.5 / ppm, atol=1e-3)
+    else:  # the 200 DPI raster's pixel centres: within half its pixel, no bias over the page
+        assert np.abs(off).max() <= 0.5 / lattice + 0.5 / ppm
+        assert abs(off.mean()) < 0.015

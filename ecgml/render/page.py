@@ -142,10 +142,11 @@ def _grid_coverages(
     ox, oy = style.grid_offset_mm
     kx = np.arange(-1, math.ceil(paper_mm[0]) + 2)
     ky = np.arange(-1, math.ceil(paper_mm[1]) + 2)
-    xs = (kx + ox) * ppm
-    ys = (paper_mm[1] - ky - oy) * ppm
-    if style.snap_grid:
-        xs, ys = np.floor(xs) + 0.5, np.floor(ys) + 0.5
+    xs_mm, ys_mm = kx + ox, paper_mm[1] - ky - oy
+    if style.snap_grid:  # onto the pixel centres of the raster the page was first drawn on
+        lat = style.snap_px_per_mm or ppm
+        xs_mm, ys_mm = (np.floor(xs_mm * lat) + 0.5) / lat, (np.floor(ys_mm * lat) + 0.5) / lat
+    xs, ys = xs_mm * ppm, ys_mm * ppm
     wmaj = max(pt_to_px(style.grid_major_pt, ppm), 0.3)
     wmin = max(pt_to_px(style.grid_minor_pt, ppm), 0.2)
     major_x, major_y = (kx % 5) == 0, (ky % 5) == 0

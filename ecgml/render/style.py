@@ -44,6 +44,7 @@ class PageStyle:
     grid_dots: bool = False  # thermal/GE style: dots at the intersections instead of lines
     grid_offset_mm: tuple[float, float] = (0.0, 0.0)  # pre-printed grid misaligned with the trace
     snap_grid: bool = False  # put grid lines on pixel centres (matplotlib's snapping; 0001 mode)
+    snap_px_per_mm: float | None = None  # the raster the grid was snapped on (None: the drawing's own)
     trace_rgb: RGB = (0, 0, 0)
     trace_pt: float = 0.75
     pulse_pt: float = 1.125
