@@ -45,3 +45,28 @@ def test_without_ticks_the_snap_is_kept() -> None:
 
 def test_a_layout_without_cell_boundaries_is_left_alone() -> None:
     assert tick_phase(ink(ticks=True), EXT, make_layout("12x1"), 5.0, 0.0, PPM) == 5.0
+
+
+def test_rows_whose_last_lead_is_flat_do_not_move_the_page() -> None:
+    """Two of four rows end a cell early (flat last leads, as on a record with zero channels)."""
+    from ecgml.geometry.orient import Rows, row_end, snap
+    from ecgml.layout import make_layout
+
+    lay = make_layout("3x4+1R")
+    x_end = max(c.x1_mm for c in lay.cells)
+    shift = 37.3  # frame -> paper x: the frame's row ends sit at x_end - shift
+    cell = lay.cells[1].x0_mm - lay.cells[0].x0_mm
+    right = np.array([x_end - cell, x_end + 0.4, x_end - cell + 0.2, x_end - 0.6]) - shift
+    n = right.size
+    rows = Rows(
+        centres=np.array(lay.row_baselines()) - 20.0,
+        left=np.full(n, -50.0),
+        right=right,
+        pulse=np.ones(n, bool),
+        left_cut=np.ones(n, bool),  # the pulse is cut by the image edge: x comes from the row ends
+        right_cut=np.zeros(n, bool),
+    )
+    tx, _, _, _ = snap(rows, "3x4+1R")
+    assert abs(tx - 5 * round(shift / 5)) < 1e-9
+    assert row_end(np.array([10.0, 50.0, 90.0])) == 50.0  # no two agree: the median
+    assert row_end(np.array([100.0, 160.0])) == 130.0  # two rows: the median
