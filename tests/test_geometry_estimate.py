@@ -166,3 +166,33 @@ def test_crumpled_photo_follows_the_crumples(seed: int) -> None:
     assert est.diagnostics.get("fine_rounds", 0) >= 1
     assert est.bent
     assert np.median(err) < 0.25 and np.percentile(err, 95) < 2.0
+
+
+def test_a_large_image_without_a_grid_on_the_reduced_copy_is_read_again_at_full_size(
+    monkeypatch, page
+) -> None:
+    """A page small in a 12 MP photo of a screen: its 1 mm lines merge on the 2300 px copy (bench ECG 131)."""
+    import ecgml.geometry.estimate as est_mod
+
+    img, truth, layout = page
+    calls: list[int] = []
+    real = est_mod._estimate
+
+    def picky(image, path, work_long_side):
+        calls.append(work_long_side)
+        if work_long_side <= est_mod.WORK_LONG_SIDE:
+            raise EcgmlError(path, "no ECG grid found (grid lines not measurable)")
+        return real(image, path, work_long_side)
+
+    monkeypatch.setattr(est_mod, "_estimate", picky)
+    big = np.full((3000, 4000, 3), 255, np.uint8)
+    big[: img.shape[0], : img.shape[1]] = img
+    est = estimate_page(big, "photo.jpg")
+    assert calls == [est_mod.WORK_LONG_SIDE, 4000]
+    assert est.diagnostics["full_size_retry"].startswith("no ECG grid found")
+    assert np.median(map_error_mm(est, truth, layout)) < 0.1
+    # an image no larger than the reduced copy is not read twice, and the first reason is kept
+    calls.clear()
+    with pytest.raises(EcgmlError, match="photo.jpg: no ECG grid found"):
+        estimate_page(img, "photo.jpg")
+    assert calls == [est_mod.WORK_LONG_SIDE]

@@ -2,7 +2,8 @@
 
 Steps (each in its module): darkness and local lattice -> coarse frame (`grid`), grid-phase refinement to
 a homography plus smooth residual (`refine`), quarter turn, trace rows and absolute position (`orient`).
-Work happens on a copy scaled to at most WORK_LONG_SIDE px; the map is returned in input pixels.
+Work happens on a copy scaled to at most WORK_LONG_SIDE px (once more at up to RETRY_LONG_SIDE when no grid is
+found there); the map is returned in input pixels.
 """
 
 from __future__ import annotations
@@ -40,6 +41,8 @@ from ecgml.page import PageMap, apply_homography
 
 MIN_SHORT_SIDE = 400
 WORK_LONG_SIDE = 2300
+RETRY_LONG_SIDE = 4000  # no grid on the reduced copy of a larger image: again at this size (12 MP: full)
+RETRY_MIN_GAIN = 1.3  # ... and the retry would see at least this much more detail
 REFINE_ROUNDS = 3
 RESIDUAL_STEP_MM = 5.0
 MIN_GOOD_TILES = 40  # grid tiles (10 mm apart) a page gives when the scale is right
@@ -133,7 +136,21 @@ def estimate_page(image: np.ndarray, path: str | Path | None = None) -> PageEsti
     """
     image = _as_rgb(image, path)
     try:
-        return _estimate(image, path)
+        return _attempt(image, path, WORK_LONG_SIDE)
+    except EcgmlError as exc:
+        long_side = max(image.shape[:2])
+        if "grid" not in exc.reason or long_side <= WORK_LONG_SIDE * RETRY_MIN_GAIN:
+            raise
+        # a page that fills little of a large photo has its 1 mm lines at ~4 px on the reduced copy,
+        # where a screen's raster or the camera's blur merges them: look again at (nearly) full size
+        est = _attempt(image, path, min(long_side, RETRY_LONG_SIDE))
+        est.diagnostics["full_size_retry"] = exc.reason
+        return est
+
+
+def _attempt(image: np.ndarray, path: str | Path | None, work_long_side: int) -> PageEstimate:
+    try:
+        return _estimate(image, path, work_long_side)
     except EcgmlError:
         raise
     except (cv2.error, np.linalg.LinAlgError, ValueError, IndexError, ZeroDivisionError) as exc:
@@ -142,10 +159,10 @@ def estimate_page(image: np.ndarray, path: str | Path | None = None) -> PageEsti
         ) from exc
 
 
-def _estimate(image: np.ndarray, path: str | Path | None) -> PageEstimate:
+def _estimate(image: np.ndarray, path: str | Path | None, work_long_side: int) -> PageEstimate:
     t_start = time.perf_counter()
     h0, w0 = image.shape[:2]
-    scale = min(1.0, WORK_LONG_SIDE / max(h0, w0))
+    scale = min(1.0, work_long_side / max(h0, w0))
     work = (
         image if scale == 1.0 else cv2.resize(image, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
     )
