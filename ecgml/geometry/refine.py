@@ -30,6 +30,9 @@ MAX_REGIONS = 3  # connected regions of good tiles tried as the unwrapping's dom
 # smoothing of the measured residual, in tile steps (also in fine rounds: 0.7 fit crumpled maps closer
 # but read worse end to end, BENCHMARKS.md "Page geometry")
 RESIDUAL_SIGMA = 1.0
+# a smaller rms departure of the tiles from the homography is their phase noise (flat scans: 0.04-0.055 mm;
+# fitted, it moved traces by ±0.03 mm along a row); screens 0.08, photos of paper > 0.3
+RESIDUAL_MIN_RMS_MM = 0.1
 
 
 @dataclass
@@ -345,7 +348,7 @@ def refine(
         return None
     rrms = float(np.sqrt(np.mean(np.sum(r_px[inl] ** 2, 1)))) / scale
     resid = None
-    if keep_residual and rrms > 0.04:
+    if keep_residual and rrms > RESIDUAL_MIN_RMS_MM:
         resid = np.stack([_smooth_fill(res[..., c], wts, RESIDUAL_SIGMA) for c in range(2)], -1).astype(
             np.float32
         )
