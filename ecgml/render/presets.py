@@ -10,7 +10,7 @@ Each preset draws its parameters from `numpy.random.default_rng(seed)` and recor
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
 import cv2
@@ -325,10 +325,6 @@ def _photo(
     step = 2.5 if kind == "damage" else 5.0
     hmg, frame, k, bend = _photo_geometry(layout.paper_mm, rng, params, step)
     ppm = float(np.clip(_local_scale(hmg, layout.paper_mm), 5.0, 9.0))
-    if style.snap_grid and style.snap_px_per_mm is None:
-        # the photographed printout was printed from the 200 DPI raster, where the grid was snapped;
-        # snapping on this drawing's raster instead (often exactly 9 px/mm) would shift every line by +0.5 px
-        style = replace(style, snap_px_per_mm=KAGGLE_DPI / 25.4)
     flat = draw_page(record, layout, style, ppm, supersample=2)
     img, alpha, disp = _paper_state(flat, rng, kind, params)
 

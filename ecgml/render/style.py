@@ -45,6 +45,8 @@ class PageStyle:
     grid_offset_mm: tuple[float, float] = (0.0, 0.0)  # pre-printed grid misaligned with the trace
     snap_grid: bool = False  # put grid lines on pixel centres (matplotlib's snapping; 0001 mode)
     snap_px_per_mm: float | None = None  # the raster the grid was snapped on (None: the drawing's own)
+    # (a scan or photo of a page is drawn at its own density: near an integer px/mm, snapping there moves
+    # all lines half a pixel the same way, and near 8 px/mm slowly along the page)
     trace_rgb: RGB = (0, 0, 0)
     trace_pt: float = 0.75
     pulse_pt: float = 1.125
@@ -77,7 +79,8 @@ class PageStyle:
 def kaggle_style(rng: np.random.Generator | None = None) -> PageStyle:
     """ECG-Image-Kit defaults: red grid, DejaVu 11 pt labels, trace grey U(0, 0.2)."""
     g = 0 if rng is None else int(round(rng.uniform(0, 0.2) * 255))
-    return PageStyle(trace_rgb=(g, g, g), text_rgb=(0, 0, 0), snap_grid=True)
+    # the grid is snapped on the 200 DPI raster ECG-Image-Kit draws, whatever density a capture is drawn at
+    return PageStyle(trace_rgb=(g, g, g), text_rgb=(0, 0, 0), snap_grid=True, snap_px_per_mm=200 / 25.4)
 
 
 def _jitter(rgb: RGB, rng: np.random.Generator, amount: int) -> RGB:
