@@ -200,19 +200,19 @@ def test_a_large_image_without_a_grid_on_the_reduced_copy_is_read_again_at_full_
     assert calls == [est_mod.WORK_LONG_SIDE]
 
 
-@pytest.mark.parametrize("kind", ["0003", "0012"])
-def test_a_flat_scan_gets_no_residual_from_tile_noise(kind: str) -> None:
-    """A flatbed scan is a similarity: the tiles' phase noise (~0.05 mm rms) must not become a bend.
-
-    Fitted as a residual it moved the trace by ±0.03 mm along a row, several dB on a clean ECG."""
+@pytest.mark.parametrize("seed", [2, 4])
+def test_a_flat_page_gets_no_residual_from_tile_noise(seed: int) -> None:
+    """A flat page (here a photo of a screen) is a homography: the grid tiles' phase noise (0.04-0.05 mm rms
+    on these) must not become a bend. Fitted as a residual it moved the trace by 0.008-0.012 mm (std) along
+    a row; a clean ECG loses dB to that."""
     from ecgml.records import iter_wfdb_paths, read_wfdb
     from ecgml.render.presets import render
 
     rec = read_wfdb(iter_wfdb_paths("data/records")[0])
-    out = render(rec, kind, seed=2)  # its tiles depart from a homography by 0.05 mm rms
-    est = estimate_page(out.image, f"{kind}.png")
+    out = render(rec, "0006", seed=seed)
+    est = estimate_page(out.image, "0006.png")
     assert est.page_map.residual is None
     for b in out.layout.row_baselines():
         pts = np.c_[np.linspace(20, 260, 25), np.full(25, b)]
         dx = (est.page_map.px_to_mm(out.page_map.mm_to_px(pts)) - pts)[:, 0]
-        assert dx.std() < 0.006, b
+        assert dx.std() < 0.005, b

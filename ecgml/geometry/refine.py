@@ -30,8 +30,8 @@ MAX_REGIONS = 3  # connected regions of good tiles tried as the unwrapping's dom
 # smoothing of the measured residual, in tile steps (also in fine rounds: 0.7 fit crumpled maps closer
 # but read worse end to end, BENCHMARKS.md "Page geometry")
 RESIDUAL_SIGMA = 1.0
-# a smaller rms departure of the tiles from the homography is their phase noise (flat scans: 0.04-0.055 mm;
-# fitted, it moved traces by ±0.03 mm along a row); screens 0.08, photos of paper > 0.3
+# a smaller rms departure of the tiles from the homography is their phase noise (flat scans 0.015-0.03 mm,
+# screens 0.04-0.1; fitted, it moved traces by up to ±0.03 mm along a row); photos of paper 0.3-1
 RESIDUAL_MIN_RMS_MM = 0.1
 
 
