@@ -124,10 +124,20 @@ def train(
     model_cfg = TraceModelConfig()
     if channels:
         try:
-            model_cfg = TraceModelConfig(channels=tuple(int(c) for c in channels.split(",")))
+            widths = tuple(int(c) for c in channels.split(","))
         except ValueError:
-            fail(EcgmlError(None, f"--channels wants integers separated by commas, got {channels!r}"))
+            widths = ()
+        if len(widths) < 2 or min(widths) < 1:
+            fail(
+                EcgmlError(
+                    None, f"--channels wants 2+ positive integers separated by commas, got {channels!r}"
+                )
+            )
             return
+        model_cfg = TraceModelConfig(channels=widths)
+    if not 0.0 <= stretch <= 1.0:
+        fail(EcgmlError(None, f"--stretch is a share of strips, between 0 and 1; got {stretch}"))
+        return
     opts = TrainOptions(
         records=records, out=out or work / ("trace_unet.pt" if arch == "unet" else "seed_cnn.pt"), work=work,
         arch=arch, steps=steps, seed=seed, resume=resume, init=init, batch_size=batch_size, lr=lr,

@@ -129,8 +129,17 @@ def test_submit_on_a_dask_cluster_matches_the_serial_run(page_png, tmp_path):
     assert (tmp_path / "serial.csv").read_bytes() == (tmp_path / "parallel.csv").read_bytes()
 
 
-def test_train_names_a_bad_channel_list(tmp_path):
-    res = CliRunner().invoke(app, ["train", "--work", str(tmp_path), "--channels", "16,wide,32"])
+@pytest.mark.parametrize(
+    ("option", "value", "message"),
+    [
+        ("--channels", "16,wide,32", "--channels wants 2+ positive integers"),
+        ("--channels", "16,0,32", "--channels wants 2+ positive integers"),
+        ("--channels", "16", "--channels wants 2+ positive integers"),
+        ("--stretch", "1.5", "--stretch is a share of strips"),
+    ],
+)
+def test_train_names_a_bad_option(tmp_path, option, value, message):
+    res = CliRunner().invoke(app, ["train", "--work", str(tmp_path), option, value])
     assert res.exit_code != 0
-    assert "--channels wants integers" in res.output
+    assert message in res.output
     assert not (tmp_path / "cache").exists()  # nothing rendered before the options were checked
