@@ -9,11 +9,11 @@ outputs whole or not at all (`ecgml.atomic`): a stage killed half-way leaves its
 from __future__ import annotations
 
 import csv
-import hashlib
 import json
 import logging
 import os
 import subprocess
+import tempfile
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -23,6 +23,7 @@ from typing import Any
 from ecgml.atomic import atomic_dir, atomic_path
 from ecgml.config import Params, flat_params
 from ecgml.errors import EcgmlError
+from ecgml.evalkey import EvalKey, evaluation_key
 
 log = logging.getLogger(__name__)
 
@@ -50,15 +51,6 @@ def use_store(root: Path) -> str:
 
     os.environ.setdefault("MLFLOW_TRACKING_URI", tracking_uri(root))
     return os.environ["MLFLOW_TRACKING_URI"]
-
-
-def file_digest(*paths: Path) -> str:
-    """A short content hash: identifies an evaluation set (its solution and types files)."""
-    h = hashlib.sha256()
-    for p in paths:
-        if p.exists():
-            h.update(p.read_bytes())
-    return h.hexdigest()[:16]
 
 
 def _write_json(path: Path, data: Any) -> Path:
@@ -295,6 +287,7 @@ def stage_evaluate(p: Params) -> StageResult:
     model = str(p.path(p.train.out))  # a model folder (digitizer.json): `--model` takes it as it is
     with atomic_dir(out / "evaluate") as tmp:
         use_store(p.root)
+        key = evaluation_key(val)  # before scoring: what this score is a score of
         report = score_set(val, model, tmp / "validation_submission.csv", p.evaluate.workers)
         metrics = {
             "score": report.score,
@@ -307,7 +300,12 @@ def stage_evaluate(p: Params) -> StageResult:
         _write_json(tmp / "metrics.json", metrics)
         _write_json(
             tmp / "evaluation.json",
-            {"eval_set": eval_set_id(val), "model": model, "per_ecg": report.to_json()["per_ecg"]},
+            {
+                "eval_set": key.id,
+                "eval_key": key.to_json(),
+                "model": model,
+                "per_ecg": report.to_json()["per_ecg"],
+            },
         )
         _write_csv(tmp / "per_type.csv", ["type", "score_db"], sorted(report.per_type.items()))
         _write_csv(tmp / "per_lead.csv", ["lead", "snr_db"], list(report.per_lead_db.items()))
@@ -325,7 +323,8 @@ def stage_evaluate(p: Params) -> StageResult:
 
 
 def eval_set_id(set_dir: Path) -> str:
-    return file_digest(set_dir / "solution.csv", set_dir / "types.csv")
+    """The id under which scores on `set_dir` are compared (see `ecgml.evalkey`)."""
+    return evaluation_key(set_dir).id
 
 
 def _write_csv(path: Path, header: list[str], rows: Sequence[Sequence[Any]]) -> None:
@@ -346,8 +345,11 @@ def stage_register(p: Params) -> StageResult:
     ev = p.path(p.evaluate.out) / "evaluate"
     metrics = json.loads((ev / "metrics.json").read_text())
     evaluation = json.loads((ev / "evaluation.json").read_text())
-    eval_set = evaluation["eval_set"]
+    val = p.path(p.data.out) / "validation"
     model_dir = p.path(p.train.out)
+    key = evaluation_key(val)
+    eval_set = key.id
+    challenger_score, stale = _current_score(evaluation, key, float(metrics["score"]), val, model_dir)
     flat_metrics = {"score": metrics["score"], "frac_ge_25db": metrics["frac_ge_25db"]}
     flat_metrics |= {f"per_type/{k}": v for k, v in metrics["per_type"].items()}
     flat_metrics |= {f"per_lead/{k}": v for k, v in metrics["per_lead_db"].items()}
@@ -355,7 +357,10 @@ def stage_register(p: Params) -> StageResult:
         "eval_set": eval_set,
         "git_commit": _git_commit(p.root),
         "digitizer_kind": tracking.read_spec(model_dir).kind,
+        **{f"eval_key.{k}": v for k, v in key.to_json().items()},
     }
+    if stale:
+        tags["rescored_at_register"] = ",".join(stale)
     if os.environ.get("PREFECT__FLOW_RUN_ID"):
         tags["prefect.flow_run_id"] = os.environ["PREFECT__FLOW_RUN_ID"]
     rec = tracking.log_candidate(
@@ -375,13 +380,11 @@ def stage_register(p: Params) -> StageResult:
     def score_version(v: str) -> float:
         sub = p.path(p.evaluate.out) / f".champion-v{v}-submission.csv"
         try:
-            return float(score_set(p.path(p.data.out) / "validation", f"models:/{name}/{v}", sub).score)
+            return float(score_set(val, f"models:/{name}/{v}", sub).score)
         finally:
             sub.unlink(missing_ok=True)
 
-    decision = tracking.promote(
-        name, version, eval_set, float(metrics["score"]), p.registry.margin, score_version
-    )
+    decision = tracking.promote(name, version, eval_set, challenger_score, p.registry.margin, score_version)
     out = p.path(p.registry.out)
     with atomic_dir(out) as tmp:
         record = {**decision.to_json(), "run_id": rec.run_id, "tracking_uri": tracking.tracking_uri(p.root)}
@@ -390,6 +393,23 @@ def stage_register(p: Params) -> StageResult:
     return StageResult(
         "register", [out], {"version": version, "promoted": decision.promoted, "reason": decision.reason}
     )
+
+
+def _current_score(
+    evaluation: dict[str, Any], key: EvalKey, score: float, val: Path, model_dir: Path
+) -> tuple[float, list[str]]:
+    """The challenger's score under `key`: the evaluate stage's, or a fresh one when the set's images,
+    truth, the code or the libraries changed since it ran (a stale score is never compared)."""
+    try:
+        then = EvalKey.from_json(evaluation["eval_key"])
+        stale = key.differences(then)
+    except (KeyError, TypeError):
+        stale = ["eval_key (not recorded)"]
+    if not stale:
+        return score, []
+    log.warning("evaluation is stale (%s changed): scoring the challenger again", ", ".join(stale))
+    with tempfile.TemporaryDirectory(prefix="ecgml-rescore-") as tmp:
+        return float(score_set(val, str(model_dir), Path(tmp) / "submission.csv").score), stale
 
 
 def _read_curve(path: Path) -> list[tuple[int, float]]:

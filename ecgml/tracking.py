@@ -6,9 +6,10 @@ cannot hold a registry); `MLFLOW_TRACKING_URI` overrides it. Nothing here runs o
 the repository root, and `configure` sets the URI when a function needs it.
 
 Promotion: every registered version gets the alias `challenger`. `champion` moves to it only when its
-score on the *same* evaluation set (identified by a hash of that set's solution file) beats the
-champion's by `margin` dB; the decision and both scores are written as version tags, so the registry
-itself says why each alias sits where it does.
+score on the *same* evaluation (`ecgml.evalkey`: the set's images and truth, the package code, library
+versions and the metric, hashed together) beats the champion's by `margin` dB; a champion without a
+score under that key is scored again first. The decision and both scores are written as version tags,
+so the registry itself says why each alias sits where it does.
 """
 
 from __future__ import annotations
@@ -274,7 +275,7 @@ def register(model_uri: str, name: str = MODEL_NAME, tags: Mapping[str, str] | N
 
 
 def eval_tag(eval_set: str) -> str:
-    """The version tag holding a score on one evaluation set (id = short hash of its solution file)."""
+    """The version tag holding a score on one evaluation set (id: `ecgml.evalkey.EvalKey.id`)."""
     return f"score.{eval_set[:16]}"
 
 

@@ -13,6 +13,7 @@ import yaml
 from ecgml import stages, tracking
 from ecgml.config import Params, TrainParams, flat_params, load_params
 from ecgml.errors import EcgmlError
+from ecgml.evalkey import EvalKey, evaluation_key
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -51,7 +52,19 @@ def _project(tmp_path: Path) -> Params:
     return load_params(root / "params.yaml")
 
 
-def _fake_evaluation(p: Params, score: float, eval_set: str = "set-a") -> None:
+def _validation_set(p: Params, image: bytes = b"page-1") -> Path:
+    """A stand-in validation set: what the evaluation key hashes (no image is decoded here)."""
+    val = p.path(p.data.out) / "validation"
+    (val / "test").mkdir(parents=True, exist_ok=True)
+    (val / "test" / "1.png").write_bytes(image)
+    (val / "solution.csv").write_text("id,value\n1_0_I,0.0\n")
+    return val
+
+
+def _fake_evaluation(p: Params, score: float, key: EvalKey | None = None) -> None:
+    """The evaluate stage's outputs for a score made on the current validation set (or under `key`)."""
+    val = p.path(p.data.out) / "validation"
+    key = key or evaluation_key(val if val.is_dir() else _validation_set(p))
     ev = p.path(p.evaluate.out) / "evaluate"
     ev.mkdir(parents=True, exist_ok=True)
     metrics = {
@@ -61,7 +74,7 @@ def _fake_evaluation(p: Params, score: float, eval_set: str = "set-a") -> None:
         "frac_ge_25db": 0.0,
     }
     (ev / "metrics.json").write_text(json.dumps(metrics))
-    (ev / "evaluation.json").write_text(json.dumps({"eval_set": eval_set}))
+    (ev / "evaluation.json").write_text(json.dumps({"eval_set": key.id, "eval_key": key.to_json()}))
 
 
 def test_train_without_shipped_weights_gives_classical(
@@ -92,6 +105,57 @@ def test_register_promotes_first_and_refuses_worse(tmp_path: Path, monkeypatch: 
     assert str(tracking.alias_version("ecgml-digitizer", "champion").version) == "1"
     assert str(tracking.alias_version("ecgml-digitizer", "challenger").version) == "2"
     assert "not promoted" in (p.path(p.registry.out) / "decision.md").read_text()
+
+
+def test_worse_model_never_champion_when_images_or_code_differ(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 16: a score on other images or by other code is never compared with today's."""
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    p = _project(tmp_path)
+    monkeypatch.setattr(stages, "SHIPPED_WEIGHTS", tmp_path / "none.pt")
+    stages.stage_train(p)
+    _fake_evaluation(p, 5.0)  # v1 became champion on yesterday's (broken) images
+    assert stages.stage_register(p).summary["promoted"]
+    truth = {"models:/ecgml-digitizer/1": 18.5, str(p.path(p.train.out)): 10.4}  # today's images
+    scored: list[str] = []
+
+    def score_set(set_dir: Path, model: str, submission: Path, workers: int = 1) -> object:
+        scored.append(model)
+        return type("Report", (), {"score": truth[model]})()
+
+    monkeypatch.setattr(stages, "score_set", score_set)
+    # same solution.csv, new images: the champion is re-scored (18.5) and the 10.4 challenger loses
+    _validation_set(p, image=b"page-1 re-rendered")
+    _fake_evaluation(p, 10.4)
+    r = stages.stage_register(p)
+    assert not r.summary["promoted"] and scored == ["models:/ecgml-digitizer/1"]
+    decision = json.loads((p.path(p.registry.out) / "decision.json").read_text())
+    assert decision["champion_score"] == 18.5 and decision["challenger_score"] == 10.4
+    # new code (a different package hash) after evaluate ran: the stale 30 dB is not believed either
+    old = evaluation_key(p.path(p.data.out) / "validation")
+    _fake_evaluation(p, 30.0, EvalKey(old.images, old.tables, "other-code", old.libraries))
+    scored.clear()
+    r = stages.stage_register(p)
+    assert not r.summary["promoted"] and scored == [str(p.path(p.train.out))]
+    tracking.configure(p.root)
+    assert str(tracking.alias_version("ecgml-digitizer", "champion").version) == "1"
+
+
+def test_evaluation_key_covers_images_tables_and_code(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    p = _project(tmp_path)
+    a = evaluation_key(_validation_set(p))
+    assert evaluation_key(p.path(p.data.out) / "validation") == a  # stable
+    b = evaluation_key(_validation_set(p, image=b"other"))
+    assert b.differences(a) == ["images"] and b.id != a.id
+    (p.path(p.data.out) / "validation" / "types.csv").write_text("id,type\n1,0001\n")
+    assert evaluation_key(p.path(p.data.out) / "validation").differences(b) == ["tables"]
+    from ecgml import evalkey
+
+    monkeypatch.setattr(evalkey, "code_digest", lambda: "changed")
+    assert evaluation_key(p.path(p.data.out) / "validation").differences(b) == ["tables", "code"]
 
 
 def test_stage_killed_half_way_leaves_old_output(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
