@@ -26,6 +26,7 @@ from ecgml.assemble import Assembly, assemble, competition_segments, fallback_se
 from ecgml.atomic import atomic_path
 from ecgml.errors import EcgmlError
 from ecgml.geometry.canonical import canonical_page
+from ecgml.images import load_image
 from ecgml.layout import LETTER_MM, PageLayout, make_layout
 from ecgml.page import PageMap
 from ecgml.records import LEADS, Record, write_csv, write_wfdb
@@ -35,7 +36,6 @@ from ecgml.trace.types import CellTrace, TraceExtractor
 log = logging.getLogger(__name__)
 
 DEFAULT_FS = 500
-MIN_SIDE_PX = 300  # smaller images cannot hold a readable 12-lead page
 CANONICAL_PX_PER_MM = (16.0, 8.0)  # x finer than the ~7.9 px/mm of a 200 DPI page (PRIOR-ART.md 2.3)
 MIN_READ_FRACTION = 0.05  # below this share of readable columns, "no ECG trace found"
 OVERLAY_LONG_SIDE = 2400  # overlays of large photos are written at most this size
@@ -43,25 +43,6 @@ ROW_COLOURS = [(0, 170, 255), (0, 200, 0), (255, 0, 200), (0, 90, 255), (200, 12
 
 
 # ---------------------------------------------------------------------------------------- loading
-
-
-def load_image(path: str | Path) -> np.ndarray:
-    """The image as (H, W, 3) uint8 RGB; EcgmlError naming the file if missing, not an image, or tiny."""
-    path = Path(path)
-    if not path.exists():
-        raise EcgmlError(path, "file not found")
-    if path.is_dir():
-        raise EcgmlError(path, "is a folder, not an image")
-    data = np.fromfile(str(path), dtype=np.uint8)
-    if data.size == 0:
-        raise EcgmlError(path, "empty file, not an image")
-    img = cv2.imdecode(data, cv2.IMREAD_COLOR)
-    if img is None:
-        raise EcgmlError(path, "not an image, or a corrupt one (cannot decode)")
-    h, w = img.shape[:2]
-    if min(h, w) < MIN_SIDE_PX:
-        raise EcgmlError(path, f"image too small ({w}x{h} px; need at least {MIN_SIDE_PX} px a side)")
-    return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
 
 
 # --------------------------------------------------------------------------------------- geometry

@@ -12,17 +12,12 @@ from ecgml.atomic import atomic_path
 from ecgml.errors import EcgmlError
 from ecgml.geometry.canonical import canonical_page
 from ecgml.geometry.estimate import PageEstimate, estimate_page
+from ecgml.images import load_image
 
 
 def read_rgb(path: str | Path) -> np.ndarray:
-    """An image file as RGB uint8; EcgmlError if it is missing, truncated or not an image."""
-    p = Path(path)
-    if not p.exists():
-        raise EcgmlError(p, "no such file")
-    img = cv2.imread(str(p), cv2.IMREAD_COLOR)
-    if img is None:
-        raise EcgmlError(p, "not an image (or a truncated/corrupt file)")
-    return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+    """An image file as RGB uint8 (`ecgml.images.load_image`: size limits, transparency on white)."""
+    return load_image(path)
 
 
 def page_estimate_file(
