@@ -27,6 +27,10 @@ GAP_CONFIDENCE = 0.1  # confidence given to interpolated columns
 FUSE_II = True
 SMOOTH_HZ = 70.0  # 0 disables the low-pass
 EINTHOVEN = True  # least-squares projection of the limb leads onto Einthoven's relations
+# Fusion and projection only where the leads agree: a strip that is not the cell's lead, or a limb lead
+# from the wrong cell, would spread its error into the others (REAL-PAGES.md, "Rhythm strip").
+FUSE_MIN_CORR = 0.8  # the short cell and the strip of one lead correlate at least this well
+EINTHOVEN_MAX_RESIDUAL = 0.15  # share of the limb leads' power off Einthoven's plane
 
 
 @dataclass
@@ -37,6 +41,7 @@ class Assembly:
     confidence: dict[str, float]
     sample_confidence: np.ndarray  # (n, 12), 0 outside plotted windows
     notes: list[str] = field(default_factory=list)
+    agreement: dict[str, float] = field(default_factory=dict)  # < 1 where a lead's cells disagree
 
 
 def fill_gaps(y: np.ndarray, conf: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -117,6 +122,7 @@ def assemble(
         by_lead.setdefault(tr.lead, []).append(tr)
     cells = {(c.row, c.col): c for c in layout.cells}
     notes: list[str] = []
+    agreement: dict[str, float] = {}
     for lead, trs in by_lead.items():
         j = LEADS.index(lead)
         trs = sorted(trs, key=lambda tr: -(cells[(tr.row, tr.col)].t1_s - cells[(tr.row, tr.col)].t0_s))
@@ -136,13 +142,22 @@ def assemble(
                 have = np.isfinite(sig[ks, j])
                 if have.any():
                     mv = mv - np.median(mv[have] - sig[ks[have], j])
+                r = _agree(mv[have], sig[ks[have], j])
+                if r < FUSE_MIN_CORR:
+                    notes.append(f"lead {lead}: its cells disagree (r = {r:.2f}); not fused")
+                    agreement[lead] = min(agreement.get(lead, 1.0), float(np.clip(r, 0.2, 0.6)))
+                    continue
                 w = conf + 1e-3
                 prev = np.where(np.isfinite(sig[ks, j]), sig[ks, j], 0.0)
                 sig[ks, j] = (prev * wsum[ks, j] + mv * w) / (wsum[ks, j] + w)
                 wsum[ks, j] += w
                 confs[ks, j] = np.maximum(confs[ks, j], conf)
     if einthoven:
-        _einthoven(sig)
+        off = _einthoven(sig)
+        if off:
+            notes.append(f"limb leads {sorted(off)} disagree with Einthoven's relations: not projected")
+        for lead, frac in off.items():
+            agreement[lead] = min(agreement.get(lead, 1.0), float(np.clip(1.0 - 2 * frac, 0.3, 1.0)))
     if smooth_hz > 0:
         for j in range(len(LEADS)):
             ok = np.isfinite(sig[:, j])
@@ -166,16 +181,32 @@ def assemble(
         ok = np.isfinite(sig[:, j])
         confidence[lead] = float(confs[ok, j].mean()) if ok.any() else 0.0
     rec = Record(sig.astype(np.float32), fs, name, {"layout": layout.name})
-    return Assembly(rec, confidence, confs.astype(np.float32), notes)
+    return Assembly(rec, confidence, confs.astype(np.float32), _dedupe(notes), agreement)
+
+
+def _dedupe(notes: list[str]) -> list[str]:
+    return list(dict.fromkeys(notes))
+
+
+def _agree(a: np.ndarray, b: np.ndarray) -> float:
+    """Correlation of two readings of one lead (1 when there is too little overlap to tell)."""
+    if a.size < 20:
+        return 1.0
+    a, b = a - a.mean(), b - b.mean()
+    den = float(np.sqrt(np.sum(a * a) * np.sum(b * b)))
+    return float(np.sum(a * b) / den) if den > 1e-12 else 1.0
 
 
 # Limb leads as linear functions of (I, II): I, II, III, aVR, aVL, aVF.
 _LIMB = np.array([[1.0, 0.0], [0.0, 1.0], [-1.0, 1.0], [-0.5, -0.5], [1.0, -0.5], [-0.5, 1.0]])
 
 
-def _einthoven(sig: np.ndarray) -> None:
+def _einthoven(sig: np.ndarray) -> dict[str, float]:
     """Where three or more limb leads are shown at the same sample, replace them by their
     least-squares fit in the 2-D space Einthoven's and Goldberger's relations allow (in place).
+
+    Groups whose leads lie further off that plane than EINTHOVEN_MAX_RESIDUAL (a share of their power)
+    are left alone: some lead there is not what its cell claims. Returns those leads and the share.
 
     Each group of samples showing the same leads is first centred on its per-lead mean (linear, so
     consistent leads stay consistent): the metric removes every lead's offset separately and page
@@ -183,6 +214,7 @@ def _einthoven(sig: np.ndarray) -> None:
     """
     x = sig[:, :6].astype(np.float64)
     ok = np.isfinite(x)
+    off: dict[str, float] = {}
     for pattern in {tuple(r) for r in ok[ok.sum(axis=1) >= 3]}:
         rows = np.all(ok == np.array(pattern), axis=1)
         cols = np.flatnonzero(pattern)
@@ -190,8 +222,16 @@ def _einthoven(sig: np.ndarray) -> None:
         block = x[np.ix_(rows, cols)]
         mean = block.mean(axis=0)
         coef, *_ = np.linalg.lstsq(a, (block - mean).T, rcond=None)
-        x[np.ix_(rows, cols)] = (a @ coef).T + mean
+        fit = (a @ coef).T + mean
+        power = float(np.sum((block - mean) ** 2))
+        frac = float(np.sum((block - fit) ** 2)) / power if power > 0 else 0.0
+        if rows.sum() >= 20 and frac > EINTHOVEN_MAX_RESIDUAL:
+            for c in cols:
+                off[LEADS[c]] = max(off.get(LEADS[c], 0.0), frac)
+            continue
+        x[np.ix_(rows, cols)] = fit
     sig[:, :6] = np.where(ok, x, np.nan)
+    return off
 
 
 def _standard_windows(layout: PageLayout, duration_s: float) -> bool:
@@ -242,3 +282,30 @@ def fallback_segments(fs: int, n_rows: dict[str, int] | None = None) -> dict[str
         n = int(n_rows[lead]) if n_rows and lead in n_rows else lead_window(lead, fs)[1]
         out[lead] = np.zeros(n, dtype=np.float32)
     return out
+
+
+def einthoven_fill(signal: np.ndarray) -> tuple[np.ndarray, dict[str, int]]:
+    """Limb-lead samples the page did not show, estimated from two or more limb leads shown at the same
+    sample (Einthoven's and Goldberger's relations); returns the filled copy and samples filled per lead.
+
+    For `ecgml submit` only, where every window needs finite values: a lead estimated this way is not
+    a reading of the page.
+    """
+    sig = np.array(signal, dtype=np.float64, copy=True)
+    x = sig[:, :6]
+    ok = np.isfinite(x)
+    filled: dict[str, int] = {}
+    need = (ok.sum(axis=1) >= 2) & (~ok).any(axis=1)
+    for pattern in {tuple(r) for r in ok[need]}:
+        rows = need & np.all(ok == np.array(pattern), axis=1)
+        have = np.flatnonzero(pattern)
+        a = _LIMB[have]
+        if np.linalg.matrix_rank(a) < 2:
+            continue  # e.g. only one independent direction shown
+        coef, *_ = np.linalg.lstsq(a, x[np.ix_(rows, have)].T, rcond=None)
+        est = (_LIMB @ coef).T
+        for j in np.flatnonzero(~np.array(pattern)):
+            x[rows, j] = est[:, j]
+            filled[LEADS[j]] = filled.get(LEADS[j], 0) + int(rows.sum())
+    sig[:, :6] = x
+    return sig, filled

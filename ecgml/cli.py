@@ -176,8 +176,11 @@ def digitize(
     conf = " ".join(f"{k}:{v:.2f}" for k, v in result.confidence.items())
     console.print(
         f"{image}: {result.model}, geometry {result.geometry.source} "
-        f"(confidence {result.geometry.confidence:.2f}); lead confidence {conf}"
+        f"(confidence {result.geometry.confidence:.2f}); layout {result.geometry.layout.name}; "
+        f"page {result.verdict}; lead confidence {conf}"
     )
+    for warning in result.report.warnings if result.report else []:
+        console.print(f"[red]warning:[/red] {warning}")
     for note in result.notes:
         console.print(f"[yellow]note:[/yellow] {note}")
     console.print("wrote " + ", ".join(str(p) for p in paths.values()))

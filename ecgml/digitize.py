@@ -15,23 +15,26 @@ import json
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import cv2
 import numpy as np
 
-from ecgml.assemble import Assembly, assemble, competition_segments, fallback_segments
+from ecgml.assemble import Assembly, assemble, competition_segments, einthoven_fill, fallback_segments
 from ecgml.atomic import atomic_path
 from ecgml.errors import EcgmlError
 from ecgml.geometry.canonical import canonical_page
 from ecgml.images import load_image
 from ecgml.layout import LETTER_MM, PageLayout, make_layout
+from ecgml.layout_solve import Solved, lead_layout_factor
+from ecgml.layout_solve import solve as solve_layout
 from ecgml.page import PageMap
 from ecgml.records import LEADS, Record, write_csv, write_wfdb
 from ecgml.trace.grid_timing import correct_x
 from ecgml.trace.types import CellTrace, TraceExtractor
+from ecgml.verdict import LeadReport, geometry_factor, lead_report
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +61,7 @@ class Geometry:
     source: str  # "estimated", "fallback: <reason>" or "given"
     diagnostics: dict[str, Any] = field(default_factory=dict)
     bent: bool = False  # geometry found the paper bent beyond its tiles (grid timing then corrects x)
+    orientation: int | None = None  # degrees the page is turned counter-clockwise in the input
 
 
 def flat_page_estimate(image: np.ndarray, reason: str = "") -> Geometry:
@@ -78,7 +82,9 @@ def estimate_geometry(image: np.ndarray, path: str | Path | None = None) -> Geom
         log.warning("%s: geometry failed (%s); assuming a flat upright page", path, exc.reason)
         return flat_page_estimate(image, exc.reason)
     conf = float(est.confidence)
-    return Geometry(est.page_map, est.layout, conf, "estimated", dict(est.diagnostics), est.bent)
+    return Geometry(
+        est.page_map, est.layout, conf, "estimated", dict(est.diagnostics), est.bent, int(est.orientation)
+    )
 
 
 # -------------------------------------------------------------------------------------- digitizer
@@ -96,10 +102,55 @@ class DigitizeResult:
     seconds: dict[str, float]
     image_size: tuple[int, int]
     notes: list[str] = field(default_factory=list)
+    report: LeadReport | None = None  # per-lead status and the page verdict (None: whole-image models)
+    evidence: dict[str, Any] = field(default_factory=dict)  # what the layout solver read off the traces
+
+    @property
+    def status(self) -> dict[str, str]:
+        return self.report.status if self.report else {lead: "uncertain" for lead in LEADS}
+
+    @property
+    def verdict(self) -> str:
+        return self.report.verdict if self.report else "uncertain"
 
     def segments(self, n_rows: dict[str, int] | None = None) -> dict[str, np.ndarray]:
         """Each lead's competition window, finite everywhere."""
         return competition_segments(self.record, n_rows)
+
+    def submission_segments(self, n_rows: dict[str, int] | None = None) -> tuple[dict[str, np.ndarray], str]:
+        """Each lead's competition window, finite everywhere, and a note on what was estimated.
+
+        Samples the page does not show (or could not be traced) are first estimated from the limb leads
+        that were read at the same moment (Einthoven); what is still missing is held or zero
+        (`competition_segments`). The competition demands finite values; nowhere else is this done.
+        """
+        from ecgml.layout import lead_window
+
+        sig, filled = einthoven_fill(self.record.signal)
+        rec = Record(sig.astype(np.float32), self.record.fs, self.record.name, dict(self.record.meta))
+        segs = competition_segments(rec, n_rows)
+        missing = []
+        for j, lead in enumerate(LEADS):
+            start, n = lead_window(lead, self.record.fs)
+            if n_rows and lead in n_rows:
+                n = int(n_rows[lead])
+            orig = self.record.signal[start : start + n, j]
+            now = sig[start : start + n, j]
+            n_miss = int(n - np.isfinite(orig).sum())
+            if n_miss > 0:
+                how = int((np.isfinite(now) & ~np.isfinite(orig)).sum())
+                missing.append(f"{lead} {n_miss}/{n} ({how} by Einthoven, rest held/zero)")
+        note = ("not read from the page, estimated: " + ", ".join(missing)) if missing else ""
+        return segs, note
+
+    def _leads_json(self) -> dict[str, Any]:
+        """Per lead: status, confidence and its parts, and the record seconds each of its cells shows."""
+        out = self.report.to_json()["leads"] if self.report else {}
+        for lead in out:
+            out[lead]["windows_s"] = [
+                [round(c.t0_s, 4), round(c.t1_s, 4)] for c in self.geometry.layout.cells if c.lead == lead
+            ]
+        return dict(out)
 
     def to_json(self) -> dict[str, Any]:
         lay = self.geometry.layout
@@ -116,8 +167,13 @@ class DigitizeResult:
             },
             "layout": lay.to_dict(),
             "lead_confidence": self.confidence,
+            "verdict": self.verdict,
+            "leads": self._leads_json(),
+            "warnings": self.report.warnings if self.report else [],
+            "layout_evidence": _jsonable(self.evidence),
             "geometry": {
                 "source": self.geometry.source,
+                "orientation": self.geometry.orientation,
                 "confidence": self.geometry.confidence,
                 "page_map": self.geometry.page_map.to_dict(),
                 "diagnostics": _jsonable(self.geometry.diagnostics),
@@ -172,15 +228,25 @@ class Digitizer:
         readable = _readable_fraction(traces)
         if readable < MIN_READ_FRACTION:
             raise EcgmlError(path, f"no ECG trace found ({readable:.0%} of columns readable)")
+        t_solve = time.perf_counter()
+        solved = solve_layout(traces, geo.layout)
+        t_solve = time.perf_counter() - t_solve
+        geo = replace(geo, layout=solved.layout)
+        traces = solved.traces
         asm: Assembly = assemble(traces, geo.layout, fs, name=name)
+        report = _report(asm, traces, geo, solved)
+        record = _blank_unreadable(asm.record, report)
         t4 = time.perf_counter()
         secs = {"geometry": t1 - t0, "canonical": t2 - t1, "extract": t3 - t2, "assemble": t4 - t3}
-        notes = list(asm.notes)
+        secs["layout_solve"] = t_solve
+        notes = list(solved.notes) + list(asm.notes)
         if geo.source.startswith("fallback"):
             notes.append(f"geometry {geo.source}")
         if timed:
             notes.append("bent page: trace x corrected by the grid's local phase")
-        return DigitizeResult(asm.record, asm.confidence, geo, traces, self.name, secs, (w, h), notes)
+        return DigitizeResult(
+            record, report.confidence, geo, traces, self.name, secs, (w, h), notes, report, solved.evidence
+        )
 
     def digitize(
         self, path: str | Path, fs: int = DEFAULT_FS, geometry: Geometry | None = None
@@ -188,6 +254,29 @@ class Digitizer:
         if int(fs) != fs or fs <= 0:
             raise EcgmlError(path, f"sampling rate must be a positive integer, got {fs}")
         return self.digitize_image(load_image(path), int(fs), path, geometry)
+
+
+def _report(asm: Assembly, traces: list[CellTrace], geo: Geometry, solved: Solved) -> LeadReport:
+    """Status and confidence per lead from trace, geometry and layout evidence (`ecgml.verdict`)."""
+    shown = {c.lead for c in geo.layout.cells}
+    n_read: dict[str, int] = {}
+    n_all: dict[str, int] = {}
+    for tr in traces:
+        n_all[tr.lead] = n_all.get(tr.lead, 0) + int(tr.y_mm.size)
+        n_read[tr.lead] = n_read.get(tr.lead, 0) + int(np.isfinite(tr.y_mm).sum())
+    share = {lead: n_read.get(lead, 0) / n_all[lead] if n_all.get(lead) else 0.0 for lead in LEADS}
+    lay_f = {lead: lead_layout_factor(solved, lead) for lead in shown}
+    geo_f = geometry_factor(geo.source, geo.confidence)
+    return lead_report(asm.confidence, share, shown, geo_f, lay_f, asm.agreement)
+
+
+def _blank_unreadable(record: Record, report: LeadReport) -> Record:
+    """NaN for leads the page does not show or that could not be traced (never invented numbers)."""
+    sig = record.signal.copy()
+    for j, lead in enumerate(LEADS):
+        if report.status[lead] in ("absent", "unreadable"):
+            sig[:, j] = np.nan
+    return Record(sig, record.fs, record.name, dict(record.meta))
 
 
 def _readable_fraction(traces: list[CellTrace]) -> float:
@@ -354,6 +443,7 @@ class EcgOutcome:
     segments: dict[str, np.ndarray]
     seconds: float
     error: str = ""
+    note: str = ""  # leads or samples estimated rather than read (absent or unreadable on the page)
 
 
 @dataclass
@@ -381,11 +471,11 @@ def digitize_for_submission(
     t0 = time.perf_counter()
     try:
         digitizer = load_digitizer(model)
-        segs = digitizer.digitize(path, fs, geometry).segments(n_rows)
+        segs, note = digitizer.digitize(path, fs, geometry).submission_segments(n_rows)
         for lead in LEADS:
             if not np.all(np.isfinite(segs[lead])):  # cannot happen; never let it through
                 segs[lead] = np.nan_to_num(segs[lead], nan=0.0, posinf=0.0, neginf=0.0)
-        return EcgOutcome(ecg_id, fs, segs, time.perf_counter() - t0)
+        return EcgOutcome(ecg_id, fs, segs, time.perf_counter() - t0, note=note)
     except EcgmlError as exc:
         err = str(exc)
     except Exception as exc:  # a bug or an unforeseen image must not cost the other ECGs
@@ -432,6 +522,8 @@ def submit(
             if res.error:
                 log.warning("ECG %s: %s (filled with zeros)", res.ecg_id, res.error)
                 failures.append((res.ecg_id, res.error))
+            elif res.note:
+                log.warning("ECG %s: %s", res.ecg_id, res.note)
             seconds[res.ecg_id] = res.seconds
             writer.add(res.ecg_id, res.fs, res.segments)
             if progress:

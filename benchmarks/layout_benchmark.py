@@ -1,0 +1,85 @@
+"""Page-reading benchmark: layouts, lead placement, orientation and confidence reliability.
+
+    python benchmarks/layout_benchmark.py --outside /work/shared/data/outside-pages [--json out.json]
+    python benchmarks/layout_benchmark.py --render runs/bench/layout --per-family 20 [--json out.json]
+
+`--outside`: the outside generator's reference pages (evaluation only). `--render`: a fixed-seed renderer
+set of every layout family from validation/test-split records (`--from-splits validation` for the
+calibration set, `test` for the reported one). Prints per-family figures and the reliability table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from ecgml.digitize import load_digitizer, load_image
+from ecgml.errors import EcgmlError
+from ecgml.layout_bench import PageResult, failed_page, markdown, outside_pages, score_page
+
+
+def run_pages(
+    items: list[tuple[str, str, Path, np.ndarray, int | None]], model: str | None, fs: int
+) -> list[PageResult]:
+    dig = load_digitizer(model)
+    out = []
+    for name, fam, png, truth, orientation in items:
+        t0 = time.perf_counter()
+        try:
+            res = dig.digitize_image(load_image(png), fs, png)
+        except EcgmlError as exc:
+            out.append(failed_page(name, fam, truth, str(exc), time.perf_counter() - t0))
+            print(f"{name}: refused: {exc}", file=sys.stderr)
+            continue
+        got = getattr(res.geometry, "orientation", None)
+        ori = None if orientation is None or got is None else int(got) == int(orientation)
+        pr = score_page(name, fam, truth, res, time.perf_counter() - t0, ori)
+        out.append(pr)
+        worst = min(pr.lead_db.values()) if pr.lead_db else float("nan")
+        print(
+            f"{name} [{fam}] layout={res.geometry.layout.name} verdict={pr.verdict} worst={worst:.1f} dB "
+            f"placed={pr.all_placed} {time.perf_counter() - t0:.1f}s",
+            file=sys.stderr,
+        )
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--outside", type=Path, default=None)
+    ap.add_argument("--render", type=Path, default=None, help="renderer set folder (made if missing)")
+    ap.add_argument("--records", type=Path, default=Path("/work/shared/data/ecg"))
+    ap.add_argument("--splits", type=Path, default=Path("data/splits.csv"))
+    ap.add_argument("--from-splits", default="test")
+    ap.add_argument("--per-family", type=int, default=20)
+    ap.add_argument("--seed", type=int, default=14014)
+    ap.add_argument("--model", default=None)
+    ap.add_argument("--limit", type=int, default=0, help="only the first N pages (quick looks)")
+    ap.add_argument("--json", type=Path, default=None)
+    a = ap.parse_args(argv)
+    items: list[tuple[str, str, Path, np.ndarray, int | None]] = []
+    if a.outside:
+        items += [(n, "outside " + f, p, t, 0) for n, f, p, t in outside_pages(a.outside)]
+    if a.render:
+        from ecgml.layout_bench import render_set
+
+        items += render_set(
+            a.render, a.records, a.per_family, a.seed, a.splits, tuple(a.from_splits.split(","))
+        )
+    if a.limit:
+        items = items[: a.limit]
+    pages = run_pages(items, a.model, 500)
+    print(markdown(pages))
+    if a.json:
+        a.json.parent.mkdir(parents=True, exist_ok=True)
+        a.json.write_text(json.dumps([p.to_json() for p in pages], indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,188 @@
+"""The page-reading benchmark: per-lead scores on each lead's own plotted window, whether every lead was
+placed right, and how well the lead confidence predicts a usable lead (a reliability table).
+
+A lead's truth is every sample the page plots of it (NaN elsewhere); its score is the competition's
+SNR (`ecgml.metric`: lag within 0.2 s, offset removed) over those samples. A lead counts as placed
+right when its SNR is at least `OK_DB`: the wrong lead, the wrong time window or an inverted page give
+SNRs near or below 0 dB. A lead the digitizer calls absent scores as zeros (a flat line, 0 dB).
+"""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ecgml.metric import MAX_TIME_SHIFT, align_signals
+from ecgml.records import LEADS
+
+OK_DB = 3.0  # a lead at or above this SNR is the right lead in the right window, traced usably
+CONFIDENT = 0.8
+BINS = (0.0, 0.2, 0.4, 0.6, 0.8, 0.9, 1.0001)
+
+
+def lead_snr_db(truth: np.ndarray, pred: np.ndarray, fs: int) -> float:
+    """SNR (dB) of `pred` against `truth` over the samples where `truth` is finite (pred NaN -> 0)."""
+    ok = np.isfinite(truth)
+    if ok.sum() < 2:
+        return float("nan")
+    idx = np.flatnonzero(ok)
+    seg = slice(idx[0], idx[-1] + 1)
+    t = np.nan_to_num(truth[seg])
+    p = np.nan_to_num(np.asarray(pred[seg], dtype=np.float64))
+    aligned = align_signals(t, p, int(fs * MAX_TIME_SHIFT))
+    aligned = np.where(np.isfinite(aligned), aligned, 0.0)
+    sig, noise = float(np.sum((t - t.mean()) ** 2 + t.mean() ** 2)), float(np.sum((t - aligned) ** 2))
+    if noise <= 0:
+        return 99.0
+    if sig <= 0:
+        return -99.0
+    return float(np.clip(10 * math.log10(sig / noise), -99, 99))
+
+
+@dataclass
+class PageResult:
+    name: str
+    family: str
+    lead_db: dict[str, float]
+    lead_conf: dict[str, float]
+    lead_status: dict[str, str]
+    verdict: str
+    orientation_ok: bool | None
+    seconds: float
+    error: str = ""
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def all_placed(self) -> bool:
+        vals = [v for v in self.lead_db.values() if np.isfinite(v)]
+        return not self.error and bool(vals) and all(v >= OK_DB for v in vals)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "name": self.name, "family": self.family, "lead_db": self.lead_db, "lead_conf": self.lead_conf,
+            "lead_status": self.lead_status, "verdict": self.verdict, "orientation_ok": self.orientation_ok,
+            "seconds": self.seconds, "error": self.error, "notes": self.notes,
+        }  # fmt: skip
+
+
+def score_page(
+    name: str, family: str, truth: np.ndarray, result: Any, seconds: float, orientation_ok: bool | None = None
+) -> PageResult:
+    """Per-lead SNR of a `DigitizeResult` against a (n, 12) truth with NaN where the page shows nothing."""
+    rec = result.record
+    n = min(truth.shape[0], rec.signal.shape[0])
+    dbs, confs, stats = {}, {}, {}
+    for j, lead in enumerate(LEADS):
+        if not np.isfinite(truth[:n, j]).any():
+            continue
+        dbs[lead] = lead_snr_db(truth[:n, j], rec.signal[:n, j], rec.fs)
+        confs[lead] = float(result.confidence.get(lead, 0.0))
+        stats[lead] = str(getattr(result, "status", {}).get(lead, "read"))
+    return PageResult(
+        name, family, dbs, confs, stats, str(getattr(result, "verdict", "")), orientation_ok, seconds,
+        notes=list(result.notes),
+    )  # fmt: skip
+
+
+def failed_page(name: str, family: str, truth: np.ndarray, error: str, seconds: float) -> PageResult:
+    leads = [lead for j, lead in enumerate(LEADS) if np.isfinite(truth[:, j]).any()]
+    return PageResult(
+        name, family, {lead: 0.0 for lead in leads}, {lead: 0.0 for lead in leads},
+        {lead: "absent" for lead in leads}, "refused", None, seconds, error,
+    )  # fmt: skip
+
+
+# ------------------------------------------------------------------------------------ outside pages
+
+
+def outside_pages(folder: str | Path) -> list[tuple[str, str, Path, np.ndarray]]:
+    """(name, family, png, truth (5000, 12) at 500 Hz) of the outside generator's reference pages."""
+    folder = Path(folder)
+    out = []
+    with open(folder / "index.csv") as f:
+        for row in csv.DictReader(f):
+            name = row["name"]
+            fam = row["layout"] + ("+" + row["rhythm_lead"] if row["rhythm_lead"] not in ("", "None") else "")
+            truth = np.genfromtxt(folder / "truth" / f"{name}.csv", delimiter=",", names=True)
+            arr = np.stack([truth[lead].astype(np.float64) for lead in LEADS], axis=1)
+            out.append((name, fam, folder / "pages" / f"{name}.png", arr))
+    return out
+
+
+def outside_config(folder: str | Path, name: str) -> dict[str, Any]:
+    with gzip.open(Path(folder) / "pages" / f"{name}.json.gz") as f:
+        return dict(json.load(f))
+
+
+# ---------------------------------------------------------------------------------------- summaries
+
+
+def family_summary(pages: list[PageResult]) -> dict[str, dict[str, float]]:
+    """Per family: pages, share with every lead placed right, orientation accuracy, mean-ratio score (dB),
+    share of confidently wrong leads (confidence >= 0.8 and SNR < 3 dB)."""
+    out: dict[str, dict[str, float]] = {}
+    fams = sorted({p.family for p in pages})
+    for fam in fams + ["all"]:
+        ps = [p for p in pages if fam in ("all", p.family)]
+        dbs = [v for p in ps for v in p.lead_db.values() if np.isfinite(v)]
+        conf_wrong = [
+            p.lead_conf[k] >= CONFIDENT and v < OK_DB
+            for p in ps
+            for k, v in p.lead_db.items()
+            if np.isfinite(v)
+        ]
+        oris = [p.orientation_ok for p in ps if p.orientation_ok is not None]
+        ratios = [min(10 ** (v / 10), 384.0) for v in dbs]
+        out[fam] = {
+            "pages": len(ps),
+            "all_placed": float(np.mean([p.all_placed for p in ps])) if ps else float("nan"),
+            "orientation": float(np.mean(oris)) if oris else float("nan"),
+            "score_db": 10 * math.log10(max(float(np.mean(ratios)), 1e-30)) if ratios else float("nan"),
+            "median_lead_db": float(np.median(dbs)) if dbs else float("nan"),
+            "confidently_wrong": float(np.mean(conf_wrong)) if conf_wrong else float("nan"),
+            "refused": float(np.mean([bool(p.error) for p in ps])) if ps else float("nan"),
+            "median_s": float(np.median([p.seconds for p in ps])) if ps else float("nan"),
+        }
+    return out
+
+
+def reliability(pages: list[PageResult], bins: tuple[float, ...] = BINS) -> list[dict[str, float]]:
+    """Per confidence bin: leads, mean predicted confidence, observed share with SNR >= OK_DB."""
+    pairs = [(p.lead_conf[k], v >= OK_DB) for p in pages for k, v in p.lead_db.items() if np.isfinite(v)]
+    rows = []
+    for lo, hi in zip(bins[:-1], bins[1:], strict=True):
+        sel = [(c, ok) for c, ok in pairs if lo <= c < hi]
+        rows.append({
+            "lo": lo, "hi": min(hi, 1.0), "leads": len(sel),
+            "predicted": float(np.mean([c for c, _ in sel])) if sel else float("nan"),
+            "observed": float(np.mean([ok for _, ok in sel])) if sel else float("nan"),
+        })  # fmt: skip
+    return rows
+
+
+def markdown(pages: list[PageResult]) -> str:
+    fam = family_summary(pages)
+    lines = [
+        "| family | pages | every lead right | orientation | score dB | median lead dB "
+        "| conf>=0.8 & <3 dB | refused | median s |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for k, s in fam.items():
+        lines.append(
+            f"| {k} | {s['pages']:.0f} | {s['all_placed']:.0%} | {s['orientation']:.1%} "
+            f"| {s['score_db']:.2f} | {s['median_lead_db']:.2f} | {s['confidently_wrong']:.1%} "
+            f"| {s['refused']:.0%} | {s['median_s']:.1f} |"
+        )
+    lines += ["", "| confidence | leads | predicted | observed (SNR >= 3 dB) |", "|---|---|---|---|"]
+    for r in reliability(pages):
+        lines.append(
+            f"| {r['lo']:.1f}-{r['hi']:.1f} | {r['leads']} | {r['predicted']:.2f} | {r['observed']:.2f} |"
+        )
+    return "\n".join(lines)

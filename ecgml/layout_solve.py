@@ -1,0 +1,253 @@
+"""What the traced cells themselves say about the layout: which lead a rhythm strip carries, and which
+seconds the right column of a 6x2 page shows.
+
+Every lead of a page is recorded at once, so the beats fall at the same record times in every cell.
+A rhythm strip shows one lead for the whole record: over each grid cell's seconds it matches the cell
+of its own lead sample by sample, and no other as well (II, V1 and V5 strips all exist; the strip is
+not always II). The right column of a 6x2 page shows either the same 0-5 s as the left column
+(simultaneous, ECG-Image-Kit) or the next 5 s (sequential, many carts): its beats line up with the strip
+(or with the left column) at one of the two offsets. Without a strip, beats that line up with the
+left column are consistent with the simultaneous reading; beats that clearly do not, refute it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import numpy as np
+
+from ecgml.assemble import fill_gaps
+from ecgml.layout import Cell, PageLayout
+from ecgml.trace.types import CellTrace
+
+DT_S = 0.01  # common time grid of the comparisons (100 Hz)
+STRIP_MIN_CORR = 0.6  # a strip matches its own lead's cell at least this well (else: unknown lead)
+# ... and its distance to that cell, sqrt(2 (1 - r)) (the rms of the normalised difference), is this
+# many times smaller than to the next lead's (neighbouring leads such as II and aVF correlate at 0.9)
+STRIP_MIN_RATIO = 2.0
+BEATS_MIN_CORR = 0.35  # beat envelopes that line up
+BEATS_MARGIN = 0.15
+
+
+@dataclass
+class Solved:
+    """The layout after the cells were read, the traces relabelled to it, and the evidence per lead."""
+
+    layout: PageLayout
+    traces: list[CellTrace]
+    lead_factor: dict[str, float] = field(default_factory=dict)  # layout evidence per lead, in [0, 1]
+    evidence: dict[str, Any] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+
+
+def rhythm_rows(layout: PageLayout) -> list[int]:
+    """Rows holding a single cell under a grid of several columns (rhythm strips)."""
+    per_row: dict[int, int] = {}
+    for c in layout.cells:
+        per_row[c.row] = per_row.get(c.row, 0) + 1
+    most = max(per_row.values()) if per_row else 0
+    return sorted(r for r, n in per_row.items() if n == 1 and most > 1)
+
+
+def series(trace: CellTrace, cell: Cell, layout: PageLayout) -> tuple[np.ndarray, np.ndarray]:
+    """(times on the DT_S grid, mV) of one traced cell; NaN where the trace was not read."""
+    x = np.asarray(trace.x_mm, np.float64)
+    if x.size < 4:
+        return np.zeros(0), np.zeros(0)
+    y, _ = fill_gaps(trace.y_mm, trace.confidence)
+    ok = np.isfinite(np.asarray(trace.y_mm, np.float64))
+    t = cell.t0_s + (x - cell.x0_mm) / layout.speed_mm_s
+    grid = np.arange(np.ceil(t[0] / DT_S), np.floor(t[-1] / DT_S) + 1) * DT_S
+    mv = np.interp(grid, t, (cell.baseline_mm - y) / layout.gain_mm_mv)
+    read = np.interp(grid, t, ok.astype(float)) > 0.5
+    return grid, np.where(read, mv, np.nan)
+
+
+def _corr(a: np.ndarray, b: np.ndarray) -> float:
+    ok = np.isfinite(a) & np.isfinite(b)
+    if ok.sum() < 50:
+        return float("nan")
+    a, b = a[ok] - a[ok].mean(), b[ok] - b[ok].mean()
+    den = float(np.sqrt(np.sum(a * a) * np.sum(b * b)))
+    return float(np.sum(a * b) / den) if den > 0 else float("nan")
+
+
+def _detrend(v: np.ndarray) -> np.ndarray:
+    """The trace minus a 0.6 s running median (baseline wander would correlate anything)."""
+    from scipy.ndimage import median_filter
+
+    ok = np.isfinite(v)
+    if ok.sum() < 10:
+        return v
+    filled = np.interp(np.arange(v.size), np.flatnonzero(ok), v[ok])
+    out = filled - median_filter(filled, size=int(0.6 / DT_S) | 1, mode="nearest")
+    return np.where(ok, out, np.nan)
+
+
+def _envelope(v: np.ndarray) -> np.ndarray:
+    """Beat activity: |slope| smoothed over 40 ms (QRS complexes stand out in every lead)."""
+    from scipy.ndimage import uniform_filter1d
+
+    d = np.abs(np.gradient(np.nan_to_num(v)))
+    d[~np.isfinite(v)] = np.nan
+    filled = np.nan_to_num(d)
+    return np.where(np.isfinite(d), uniform_filter1d(filled, 5), np.nan)
+
+
+def _on_grid(t: np.ndarray, v: np.ndarray, t0: float, t1: float) -> np.ndarray:
+    """Values at the DT_S grid points of [t0, t1); NaN where `t` does not cover them."""
+    grid = np.arange(int(round(t0 / DT_S)), int(round(t1 / DT_S)))
+    out = np.full(grid.size, np.nan)
+    if t.size == 0:
+        return out
+    idx = np.round(t / DT_S).astype(int)
+    pos = np.searchsorted(grid, idx)
+    ok = (pos < grid.size) & (pos >= 0)
+    ok[ok] &= grid[pos[ok]] == idx[ok]
+    out[pos[ok]] = v[ok]
+    return out
+
+
+def solve(traces: list[CellTrace], layout: PageLayout) -> Solved:
+    """Relabel rhythm strips by what they match and fix the 6x2 time convention; evidence per lead."""
+    cells = {(c.row, c.col): c for c in layout.cells}
+    ser = {(tr.row, tr.col): series(tr, cells[(tr.row, tr.col)], layout) for tr in traces}
+    out = Solved(layout, list(traces))
+    strips = rhythm_rows(layout)
+    if layout.name.startswith("6x2"):
+        _six_by_two(out, ser, strips)
+        cells = {(c.row, c.col): c for c in out.layout.cells}
+        ser = {(tr.row, tr.col): series(tr, cells[(tr.row, tr.col)], out.layout) for tr in out.traces}
+    for r in strips:
+        _strip_lead(out, ser, r)
+    return out
+
+
+def _strip_lead(out: Solved, ser: dict[tuple[int, int], tuple[np.ndarray, np.ndarray]], row: int) -> None:
+    """Which lead the strip in `row` carries: the grid lead its trace matches best over that lead's cell."""
+    lay = out.layout
+    strip = next(c for c in lay.cells if c.row == row)
+    if (row, strip.col) not in ser:
+        return
+    ts, vs = ser[(row, strip.col)]
+    vs = _detrend(vs)
+    strip_rows = set(rhythm_rows(lay))
+    scores: dict[str, float] = {}
+    for c in lay.cells:
+        if c.row in strip_rows or (c.row, c.col) not in ser:
+            continue
+        tc, vc = ser[(c.row, c.col)]
+        a = _on_grid(ts, vs, c.t0_s, c.t1_s)
+        b = _on_grid(tc, _detrend(vc), c.t0_s, c.t1_s)
+        r = _corr(a, b)
+        if np.isfinite(r):
+            scores[c.lead] = max(scores.get(c.lead, -1.0), r)
+    if not scores:
+        out.lead_factor[f"strip{row}"] = 0.5
+        return
+    ranked = sorted(scores.items(), key=lambda kv: -kv[1])
+    best, r1 = ranked[0]
+    r2 = ranked[1][1] if len(ranked) > 1 else -1.0
+    out.evidence[f"strip_row{row}"] = {"lead": best, "corr": round(r1, 3), "next": round(r2, 3),
+                                       "printed_as": strip.lead}  # fmt: skip
+    d1, d2 = np.sqrt(2 * max(1 - r1, 1e-6)), np.sqrt(2 * max(1 - r2, 1e-6))
+    ratio = float(d2 / d1)
+    out.evidence[f"strip_row{row}"]["distance_ratio"] = round(ratio, 2)
+    sure = r1 >= STRIP_MIN_CORR and ratio >= STRIP_MIN_RATIO
+    factor = float(np.clip((r1 - 0.3) / 0.5, 0, 1) * np.clip((ratio - 1.2) / 1.8, 0, 1))
+    if sure and best != strip.lead:
+        out.notes.append(f"rhythm strip (row {row + 1}) matches lead {best} (r = {r1:.2f}), not {strip.lead}")
+        _relabel(out, row, strip.col, best)
+    elif not sure:
+        out.notes.append(
+            f"rhythm strip (row {row + 1}): lead not certain ({best} r = {r1:.2f}, next {r2:.2f}); "
+            f"kept as {strip.lead if r1 < STRIP_MIN_CORR else best}"
+        )
+        if r1 >= STRIP_MIN_CORR and best != strip.lead:
+            _relabel(out, row, strip.col, best)
+    out.lead_factor[f"strip{row}"] = factor if sure else min(factor, 0.4)
+
+
+def _relabel(out: Solved, row: int, col: int, lead: str) -> None:
+    lay = out.layout
+    cells = [replace(c, lead=lead) if (c.row, c.col) == (row, col) else c for c in lay.cells]
+    out.layout = replace(lay, cells=cells)
+    out.traces = [replace(t, lead=lead) if (t.row, t.col) == (row, col) else t for t in out.traces]
+
+
+def _six_by_two(
+    out: Solved, ser: dict[tuple[int, int], tuple[np.ndarray, np.ndarray]], strips: list[int]
+) -> None:
+    """Decide simultaneous (both columns 0-5 s) vs sequential (right column 5-10 s) from the beats."""
+    lay = out.layout
+    grid = [c for c in lay.cells if c.row not in strips]
+    left = [c for c in grid if c.col == 0]
+    right = [c for c in grid if c.col == 1]
+    if not left or not right:
+        return
+    half = left[0].t1_s - left[0].t0_s
+
+    def mean_env(cs: list[Cell], shift: float) -> np.ndarray:
+        envs = []
+        for c in cs:
+            t, v = ser.get((c.row, c.col), (np.zeros(0), np.zeros(0)))
+            local = t - c.t0_s + shift  # the cell's own seconds, then moved
+            envs.append(_on_grid(local, _envelope(v), 0.0, 2 * half))
+        if not envs:
+            return np.zeros(0)
+        st = np.stack(envs)
+        n = np.isfinite(st).sum(axis=0)
+        return np.where(n > 0, np.nansum(st, axis=0) / np.maximum(n, 1), np.nan)
+
+    ref = mean_env(left, 0.0)
+    if strips:
+        st = next(c for c in lay.cells if c.row == strips[0])
+        t, v = ser.get((st.row, st.col), (np.zeros(0), np.zeros(0)))
+        ref = _on_grid(t - st.t0_s, _envelope(v), 0.0, 2 * half)
+    r_sim = _corr(ref, mean_env(right, 0.0))
+    r_seq = _corr(ref, mean_env(right, half)) if strips else float("nan")
+    ev: dict[str, Any] = {"corr_simultaneous": round(r_sim, 3), "corr_sequential": round(r_seq, 3)}
+    if strips and np.isfinite(r_seq) and np.isfinite(r_sim):
+        sequential = r_seq > r_sim
+        margin = abs(r_seq - r_sim)
+        ev["decided_by"] = "rhythm strip"
+        factor = float(np.clip(margin / BEATS_MARGIN, 0, 1))
+    elif np.isfinite(r_sim) and r_sim < BEATS_MIN_CORR - BEATS_MARGIN:
+        # simultaneous columns share their beats; these do not, so the right column shows later seconds
+        sequential, factor = True, 0.85
+        ev["decided_by"] = "beats of the two columns do not line up"
+    elif np.isfinite(r_sim) and r_sim >= BEATS_MIN_CORR + BEATS_MARGIN:
+        # consistent with simultaneous, but a regular rhythm can line up by chance 5 s later
+        sequential, factor = False, 0.6
+        ev["decided_by"] = "beats of the two columns line up (assumed simultaneous; no strip to confirm)"
+    else:
+        sequential, factor = False, 0.45
+        ev["decided_by"] = "assumed (nothing on the page decides)"
+    ev["convention"] = "sequential" if sequential else "simultaneous"
+    out.evidence["six_by_two"] = ev
+    out.lead_factor["right_column"] = factor
+    t_right = half if sequential else 0.0
+    cells = [
+        replace(c, t0_s=t_right, t1_s=t_right + half) if (c.row not in strips and c.col == 1) else c
+        for c in lay.cells
+    ]
+    out.layout = replace(lay, cells=cells)
+    out.notes.append(
+        f"6x2: right column read as {'5-10 s (sequential)' if sequential else '0-5 s (simultaneous)'}, "
+        f"{ev['decided_by']}"
+    )
+
+
+def lead_layout_factor(solved: Solved, lead: str) -> float:
+    """Layout evidence for a lead: the weakest of its cells' (strips and 6x2 right columns), else 1."""
+    f = 1.0
+    strips = set(rhythm_rows(solved.layout))
+    for c in solved.layout.cells:
+        if c.lead != lead:
+            continue
+        if c.row in strips:
+            f = min(f, solved.lead_factor.get(f"strip{c.row}", 1.0))
+        elif solved.layout.name.startswith("6x2") and c.col == 1:
+            f = min(f, solved.lead_factor.get("right_column", 1.0))
+    return f

@@ -1,0 +1,105 @@
+"""Per-lead status and confidence, and the page's verdict: what the digitizer can vouch for.
+
+A lead's confidence is meant as the probability that its output is the right lead, in the right time
+window, traced right. It multiplies three kinds of evidence: the trace (the extractor's per-column
+confidence and the share of columns it could read), the geometry (its own confidence; a fallback page
+is never trusted) and the layout (rhythm-strip identity, the 6x2 time convention). Status:
+- `read`: confidence >= READ_AT;
+- `uncertain`: on the page but below it;
+- `unreadable`: the layout places the lead on the page but too little of it could be traced (NaN out);
+- `absent`: the page does not show the lead (NaN out).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from ecgml.records import LEADS
+
+READ_AT = 0.5
+MIN_READ_SHARE = 0.3  # a lead traced over less than this share of its columns is unreadable
+FALLBACK_CAP = 0.3  # geometry fallback: the page position is a guess, so no lead can be confident
+GEOMETRY_TRUST_AT = 0.6  # geometry confidence at and above which it does not lower a lead's
+
+
+@dataclass
+class LeadReport:
+    status: dict[str, str]
+    confidence: dict[str, float]
+    verdict: str  # "read", "uncertain", "partial" (some leads absent, the rest read), "unreadable"
+    parts: dict[str, dict[str, float]] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "verdict": self.verdict,
+            "leads": {
+                lead: {
+                    "status": self.status[lead],
+                    "confidence": round(self.confidence[lead], 4),
+                    **{k: round(v, 4) for k, v in self.parts.get(lead, {}).items()},
+                }
+                for lead in LEADS
+            },  # fmt: skip
+            "warnings": self.warnings,
+        }
+
+
+def geometry_factor(source: str, confidence: float) -> float:
+    """How far the page position can be trusted: 0..1, at most FALLBACK_CAP for a fallback."""
+    if source.startswith("fallback"):
+        return FALLBACK_CAP * float(np.clip(confidence, 0, 1)) if confidence > 0 else 0.0
+    if source == "given":
+        return 1.0
+    return float(np.clip(confidence / GEOMETRY_TRUST_AT, 0, 1))
+
+
+def lead_report(
+    trace_conf: dict[str, float],
+    read_share: dict[str, float],
+    shown: set[str],
+    geo_factor: float,
+    layout_factor: dict[str, float],
+    agreement: dict[str, float] | None = None,
+) -> LeadReport:
+    """Combine the evidence per lead. `shown`: leads the layout places on the page."""
+    agreement = agreement or {}
+    status, conf, parts = {}, {}, {}
+    for lead in LEADS:
+        if lead not in shown:
+            status[lead], conf[lead] = "absent", 0.0
+            continue
+        share = float(read_share.get(lead, 0.0))
+        t = float(np.clip(trace_conf.get(lead, 0.0), 0, 1))
+        lf = float(layout_factor.get(lead, 1.0))
+        ag = float(agreement.get(lead, 1.0))
+        c = t * geo_factor * lf * ag
+        parts[lead] = {"trace": t, "read_share": share, "geometry": geo_factor, "layout": lf, "agreement": ag}
+        if share < MIN_READ_SHARE:
+            status[lead], conf[lead] = "unreadable", 0.0
+            continue
+        conf[lead] = float(np.clip(c, 0, 1))
+        status[lead] = "read" if conf[lead] >= READ_AT else "uncertain"
+    vals = set(status.values())
+    on_page = [lead for lead in LEADS if status[lead] != "absent"]
+    if not on_page or all(status[lead] == "unreadable" for lead in on_page):
+        verdict = "unreadable"
+    elif vals & {"uncertain", "unreadable"}:
+        verdict = "uncertain"
+    elif "absent" in vals:
+        verdict = "partial"
+    else:
+        verdict = "read"
+    warnings = []
+    bad = [lead for lead in LEADS if status[lead] in ("uncertain", "unreadable")]
+    if bad:
+        warnings.append("uncertain or unreadable lead(s): " + ", ".join(f"{b} ({status[b]})" for b in bad))
+    absent = [lead for lead in LEADS if status[lead] == "absent"]
+    if absent:
+        warnings.append("not on the page (absent): " + ", ".join(absent))
+    if geo_factor < READ_AT:
+        warnings.append(f"page position uncertain (geometry factor {geo_factor:.2f})")
+    return LeadReport(status, conf, verdict, parts, warnings)

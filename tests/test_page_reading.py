@@ -1,0 +1,162 @@
+"""Page reading: rhythm-strip identity and the 6x2 time convention from the traces, per-lead status and
+confidence (absent leads are NaN, a geometry fallback is never confident), and the submission's
+estimates for what the page does not show."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from ecgml.assemble import assemble, einthoven_fill
+from ecgml.layout import PageLayout, make_layout
+from ecgml.layout_solve import solve
+from ecgml.records import LEADS, Record, read_wfdb, resample
+from ecgml.trace.types import CellTrace
+from ecgml.verdict import FALLBACK_CAP, geometry_factor, lead_report
+
+RECORDS = Path(__file__).parent.parent / "data" / "records" / "cpsc2018_challenge2020"
+
+
+@pytest.fixture(scope="module")
+def record() -> Record:
+    return resample(read_wfdb(RECORDS / "A0010").window(0, 10), 500, 5000)
+
+
+def traces_of(record: Record, layout: PageLayout, drawn: PageLayout | None = None) -> list[CellTrace]:
+    """Perfect cell traces of `record` as drawn on `drawn` (default `layout`), labelled as in `layout`."""
+    drawn = drawn or layout
+    out = []
+    for c, d in zip(layout.cells, drawn.cells, strict=True):
+        x = np.arange(d.x0_mm, d.x1_mm, 0.25)
+        t = d.t0_s + (x - d.x0_mm) / drawn.speed_mm_s
+        v = np.interp(t, np.arange(record.n_samples) / record.fs, record.signal[:, LEADS.index(d.lead)])
+        y = d.baseline_mm - v * drawn.gain_mm_mv
+        out.append(CellTrace(c.lead, c.row, c.col, x, y, np.ones_like(x)))
+    return out
+
+
+def with_strip(layout: PageLayout, lead: str) -> PageLayout:
+    cells = [replace(c, lead=lead) if c.row == 3 else c for c in layout.cells]
+    return replace(layout, cells=cells)
+
+
+@pytest.mark.parametrize("strip", ["V1", "V5", "II"])
+def test_rhythm_strip_takes_the_lead_it_matches(record, strip):
+    printed = make_layout("3x4+1R")  # the template says II
+    solved = solve(traces_of(record, printed, with_strip(printed, strip)), printed)
+    lead = next(c.lead for c in solved.layout.cells if c.row == 3)
+    assert lead == strip
+    assert next(t.lead for t in solved.traces if t.row == 3) == strip
+    assert solved.lead_factor["strip3"] > 0.8
+
+
+def _six_by_two(simultaneous: bool) -> PageLayout:
+    lay = make_layout("6x2")
+    if simultaneous:
+        lay = replace(lay, cells=[replace(c, t0_s=0.0, t1_s=5.0) if c.col == 1 else c for c in lay.cells])
+    return lay
+
+
+@pytest.mark.parametrize("simultaneous", [True, False])
+def test_six_by_two_convention_from_the_beats(record, simultaneous):
+    template = make_layout("6x2")  # right column 5-10 s
+    drawn = _six_by_two(simultaneous)
+    solved = solve(traces_of(record, template, drawn), template)
+    right = [c for c in solved.layout.cells if c.col == 1]
+    assert all(c.t0_s == (0.0 if simultaneous else 5.0) for c in right)
+    assert solved.evidence["six_by_two"]["convention"] == ("simultaneous" if simultaneous else "sequential")
+    # without a strip, simultaneous is an assumption the confidence must carry
+    assert solved.lead_factor["right_column"] < (0.7 if simultaneous else 1.0)
+
+
+def test_assembled_six_by_two_shows_five_seconds_per_lead(record):
+    template = make_layout("6x2")
+    solved = solve(traces_of(record, template, _six_by_two(True)), template)
+    asm = assemble(solved.traces, solved.layout, 500)
+    v1 = asm.record.signal[:, LEADS.index("V1")]
+    assert np.isfinite(v1[:2400]).all() and np.isnan(v1[2600:]).all()
+    want = record.signal[100:2400, LEADS.index("V1")]
+    assert np.corrcoef(v1[100:2400], want)[0, 1] > 0.98
+
+
+def test_twelve_by_one_gives_ten_seconds_per_lead(record):
+    lay = make_layout("12x1")
+    asm = assemble(traces_of(record, lay), lay, 500)
+    assert np.isfinite(asm.record.signal[20:4980]).all()
+
+
+def test_three_by_four_without_a_strip_has_no_ten_second_lead_ii(record):
+    lay = make_layout("3x4")
+    asm = assemble(traces_of(record, lay), lay, 500)
+    ii = asm.record.signal[:, LEADS.index("II")]
+    assert np.isfinite(ii[:1240]).all() and np.isnan(ii[1260:]).all()
+
+
+def test_a_strip_that_disagrees_with_its_cell_is_not_fused(record):
+    lay = make_layout("3x4+1R")
+    drawn = with_strip(lay, "V1")  # the layout claims II, the strip shows V1; solver not run
+    asm = assemble(traces_of(record, lay, drawn), lay, 500)
+    assert asm.agreement["II"] < 0.7
+    assert any("not fused" in n for n in asm.notes)
+
+
+def test_swapped_limb_leads_are_not_projected(record):
+    lay = make_layout("3x4+1R")
+    cells = []
+    for c in lay.cells:  # aVL and aVF swapped: Goldberger's relations no longer hold
+        cells.append(replace(c, lead={"aVL": "aVF", "aVF": "aVL"}.get(c.lead, c.lead)))
+    drawn = replace(lay, cells=cells)
+    asm = assemble(traces_of(record, lay, drawn), lay, 500)
+    assert min(asm.agreement.get(lead, 1.0) for lead in ("aVL", "aVF")) < 0.9
+    assert any("Einthoven" in n for n in asm.notes)
+    clean = assemble(traces_of(record, lay), lay, 500)
+    assert not any("Einthoven" in n for n in clean.notes)
+
+
+def test_status_absent_unreadable_and_fallback_caps():
+    shown = set(LEADS[:6])
+    conf = {lead: 0.95 for lead in LEADS}
+    share = {lead: 1.0 for lead in LEADS} | {"aVF": 0.1}
+    rep = lead_report(conf, share, shown, geometry_factor("estimated", 0.9), {})
+    assert rep.status["V1"] == "absent" and rep.confidence["V1"] == 0.0
+    assert rep.status["aVF"] == "unreadable" and rep.status["I"] == "read"
+    assert rep.verdict == "uncertain"
+    fb = lead_report(conf, share, shown, geometry_factor("fallback: no ECG grid found", 1.0), {})
+    assert max(fb.confidence.values()) <= FALLBACK_CAP
+    assert all(fb.status[lead] != "read" for lead in LEADS)
+    assert any("page position" in w for w in fb.warnings)
+
+
+def test_submission_estimates_lead_ii_from_the_augmented_leads(record):
+    lay = make_layout("3x4")  # II shown 0-2.5 s only; aVL and aVF 2.5-5 s
+    asm = assemble(traces_of(record, lay), lay, 500, einthoven=False, smooth_hz=0.0)
+    filled, n = einthoven_fill(asm.record.signal)
+    j = LEADS.index("II")
+    assert n["II"] > 1000
+    seg = slice(1300, 2450)
+    got, want = filled[seg, j], record.signal[seg, j]
+    assert np.corrcoef(got, want)[0, 1] > 0.98
+    assert np.isnan(filled[3000:, j]).all()  # nothing shows II's limb plane after 5 s
+
+
+def test_digitize_json_gives_status_windows_and_verdict(record, tmp_path):
+    import json
+
+    from ecgml.digitize import classical_digitizer, write_outputs
+    from ecgml.render.presets import render
+
+    img = render(record, "0001", 5, layout="3x4").image
+    res = classical_digitizer().digitize_image(img, 500, tmp_path / "p.png")
+    paths = write_outputs(res, img, tmp_path, "p")
+    meta = json.loads(paths["json"].read_text())
+    assert meta["verdict"] in ("read", "uncertain", "partial")
+    assert meta["layout"]["name"] == "3x4"
+    assert meta["leads"]["II"]["windows_s"] == [[0.0, 2.5]]  # no rhythm strip: no 10 s lead II
+    assert meta["leads"]["II"]["status"] in ("read", "uncertain")
+    assert set(meta["leads"]) == set(LEADS)
+    segs, note = res.submission_segments()
+    assert all(np.isfinite(segs[lead]).all() for lead in LEADS)
+    assert "II" in note  # the seconds of II not on the page are said to be estimated
