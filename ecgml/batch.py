@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from ecgml.errors import EcgmlError
+from ecgml.model_folder import is_model_uri
 
 
 def digitize_image_file(
@@ -23,6 +24,10 @@ def digitize_image_file(
     t0 = time.perf_counter()
     row: dict[str, Any] = {"image": str(image), "ok": False, "error": "", "seconds": 0.0, "outputs": []}
     try:
+        if is_model_uri(model):  # fetched once per worker process (inference never imports MLflow)
+            from ecgml.tracking import local_model
+
+            model = local_model(model)
         result, paths = digitize_file(image, out_dir, fs, model)
         row.update(ok=True, outputs=[str(p) for p in paths.values()])
         row["mean_confidence"] = float(sum(result.confidence.values()) / max(1, len(result.confidence)))

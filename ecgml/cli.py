@@ -119,7 +119,8 @@ def train(
 ) -> None:
     """Train the trace model (the one command that produces the shipped weights) or the seed baseline."""
     from ecgml.trace.model import TraceModelConfig
-    from ecgml.trace.train import TrainOptions, train_any
+    from ecgml.training.options import TrainOptions
+    from ecgml.training.train import train_any
 
     model_cfg = TraceModelConfig()
     if channels:
@@ -169,7 +170,7 @@ def digitize(
     from ecgml.digitize import digitize_file
 
     try:
-        result, paths = digitize_file(image, out, fs, model)
+        result, paths = digitize_file(image, out, fs, local_model(model))
     except EcgmlError as exc:
         fail(exc)
         return
@@ -211,7 +212,7 @@ def submit(
             def tick(done: int, total: int) -> None:
                 bar.update(task, completed=done, total=total)
 
-            summary = run_submit(data_dir, out, model, max(1, workers), tick)
+            summary = run_submit(data_dir, out, local_model(model), max(1, workers), tick)
     except EcgmlError as exc:
         fail(exc)
         return
@@ -269,6 +270,18 @@ def geometry(
         f"{image}: turned {est.orientation} deg, {est.px_per_mm[0]:.3f} x {est.px_per_mm[1]:.3f} px/mm, "
         f"layout {est.layout.name}, confidence {est.confidence:.2f}"
     )
+
+
+def local_model(model: str | None) -> str | None:
+    """`--model`: an MLflow URI is fetched to a local model folder here, above inference (which never
+    imports MLflow); other values pass through."""
+    from ecgml.model_folder import is_model_uri
+
+    if not is_model_uri(model):
+        return model
+    from ecgml.tracking import local_model as fetch
+
+    return fetch(model)
 
 
 def main() -> None:

@@ -2,7 +2,7 @@
 assembly; and the writers (CSV, WFDB, JSON, overlay PNG) and the batch `submit` over a competition
 test folder.
 
-A `Digitizer` is built from a model spec (`load_digitizer`): a weights file, an MLflow model URI,
+A `Digitizer` is built from a model spec (`load_digitizer`): a weights file, a model folder,
 `classical`, `seed[:PATH]`, or nothing (the shipped trace weights if present, else the classical
 extractor). Geometry is `ecgml.geometry.estimate_page`; when it cannot find the page, the digitizer
 falls back to an upright flat page filling the image (`flat_page_estimate`) and says so.
@@ -319,7 +319,7 @@ def shipped_weights() -> Path | None:
 
 
 def load_digitizer_from_spec(spec: Any) -> Digitizer:
-    """A Digitizer for a `tracking.DigitizerSpec` (kind `classical` or `learned` with its weights)."""
+    """A Digitizer for a `model_folder.DigitizerSpec` (kind `classical` or `learned` with its weights)."""
     if spec.kind == "classical":
         return classical_digitizer()
     if spec.kind == "learned":
@@ -332,9 +332,10 @@ def load_digitizer(model: str | None = None) -> Digitizer:
     """The digitizer for a `--model` value.
 
     None or "": the shipped learned weights if present, else classical. "classical". "seed" or
-    "seed:PATH" (the whole-image seed baseline). "models:/...", "runs:/..." or any URI with a scheme:
-    through the MLflow registry (`ecgml.tracking.load_digitizer`). A folder with digitizer.json: that
-    spec. A file: learned trace weights (a name starting with "seed" means seed weights).
+    "seed:PATH" (the whole-image seed baseline). A folder with digitizer.json: that spec
+    (`ecgml.model_folder`); MLflow URIs are fetched to such a folder above inference
+    (`ecgml.tracking.local_model`). A file: learned trace weights (a name starting with "seed" means
+    seed weights).
     """
     if not model:
         w = shipped_weights()
@@ -345,15 +346,15 @@ def load_digitizer(model: str | None = None) -> Digitizer:
         return seed_digitizer(model[5:] or None)
     local = Path(model)
     if local.is_dir():
-        from ecgml.tracking import read_spec
+        from ecgml.model_folder import read_spec
 
         return load_digitizer_from_spec(read_spec(local))
     if local.is_file():
         return seed_digitizer(local) if local.name.startswith("seed") else learned_digitizer(local)
     if "://" in model or model.startswith(("models:/", "runs:/")):
-        from ecgml.tracking import load_digitizer as load_from_registry
-
-        return load_digitizer_from_spec(load_from_registry(model))
+        raise EcgmlError(
+            model, "an MLflow model URI: fetch it first with ecgml.tracking.local_model (the CLI does)"
+        )
     raise EcgmlError(
         model, "no such model: not a weights file, model folder, MLflow URI, 'classical' or 'seed'"
     )

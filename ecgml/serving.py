@@ -67,7 +67,7 @@ class DigitizerModel(mlflow.pyfunc.PythonModel):  # type: ignore[misc,name-defin
     """Loads the digitizer once per process; predicts image by image."""
 
     def load_context(self, context: Any) -> None:
-        from ecgml.tracking import DigitizerSpec
+        from ecgml.model_folder import DigitizerSpec
 
         spec_path = Path(context.artifacts["digitizer"])
         spec = json.loads(spec_path.read_text())
@@ -79,13 +79,15 @@ class DigitizerModel(mlflow.pyfunc.PythonModel):  # type: ignore[misc,name-defin
 
     def _get(self) -> Any:
         if self._digitizer is None:
-            self._digitizer = self._spec.build()
+            from ecgml.digitize import load_digitizer_from_spec
+
+            self._digitizer = load_digitizer_from_spec(self._spec)
         return self._digitizer
 
     def predict(
         self, context: Any, model_input: pd.DataFrame, params: dict[str, Any] | None = None
     ) -> pd.DataFrame:
-        from ecgml.tracking import digitize_file
+        from ecgml.digitize import digitize_leads
 
         df = pd.DataFrame(model_input)
         if "image" not in df.columns and "path" not in df.columns:
@@ -98,7 +100,7 @@ class DigitizerModel(mlflow.pyfunc.PythonModel):  # type: ignore[misc,name-defin
                 fs = int(item["fs"]) if pd.notna(item.get("fs")) else default_fs
                 try:
                     path = _item_path(item, Path(tmp) / f"item{i}", i)
-                    leads = digitize_file(self._get(), path, fs)
+                    leads = digitize_leads(self._get(), path, fs)
                 except EcgmlError as exc:
                     rows.append(
                         {

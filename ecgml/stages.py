@@ -170,7 +170,7 @@ def _ingest_kaggle_into(p: Params, src: Path, train_dir: Path, val: Path, test_d
 
 def _train_options(p: Params, **kw: Any) -> Any:
     """The trainer's options from params (`prepare` fixes the pages, `train` the optimisation)."""
-    from ecgml.trace.train import TrainOptions
+    from ecgml.training.options import TrainOptions
 
     kw.setdefault("cache", p.path(p.prepare.out))
     return TrainOptions(
@@ -188,8 +188,8 @@ def _train_options(p: Params, **kw: Any) -> Any:
 def stage_prepare(p: Params) -> StageResult:
     """The trainer's page cache: training pages rendered from train-split records with exact per-column
     targets (the canonical strips the trace model learns from), computed once and cached by DVC."""
-    from ecgml.trace.dataset import read_index
-    from ecgml.trace.render_source import fill_cache
+    from ecgml.training.dataset import read_index
+    from ecgml.training.render_source import fill_cache
 
     out = p.path(p.prepare.out)
     with atomic_dir(out) as tmp:
@@ -208,7 +208,7 @@ def stage_train(p: Params) -> StageResult:
     import shutil
     import tempfile
 
-    from ecgml.tracking import write_spec
+    from ecgml.model_folder import write_spec
 
     out = p.path(p.train.out)
     t = p.train
@@ -227,7 +227,7 @@ def stage_train(p: Params) -> StageResult:
             _write_curve(curve, [])
             summary = {"kind": "learned", "steps": 0}
         else:
-            from ecgml.trace.train import train_trace
+            from ecgml.training.trace import train_trace
 
             work = Path(tempfile.mkdtemp(prefix="ecgml-train-"))
             try:
@@ -270,11 +270,22 @@ def score_set(set_dir: Path, model: str, submission: Path, workers: int = 1) -> 
     from ecgml.digitize import submit
     from ecgml.metric import score_files
 
-    summary = submit(set_dir, submission, model, workers)
+    summary = submit(set_dir, submission, _local_model(model), workers)
     for ecg_id, err in summary.failures:
         log.warning("ECG %s could not be digitized (scored as zeros): %s", ecg_id, err)
     types = set_dir / "types.csv"
     return score_files(set_dir / "solution.csv", submission, types if types.exists() else None)
+
+
+def _local_model(model: str | None) -> str | None:
+    """A registry URI fetched to a local model folder (inference reads folders, not MLflow)."""
+    from ecgml.model_folder import is_model_uri
+
+    if not is_model_uri(model):
+        return model
+    from ecgml.tracking import local_model
+
+    return local_model(model)
 
 
 def stage_evaluate(p: Params) -> StageResult:
@@ -340,6 +351,7 @@ def _write_csv(path: Path, header: list[str], rows: Sequence[Sequence[Any]]) -> 
 def stage_register(p: Params) -> StageResult:
     """Log the candidate to MLflow, register it (`challenger`), and move `champion` only if it wins."""
     from ecgml import tracking
+    from ecgml.model_folder import read_spec
 
     use_store(p.root)
     ev = p.path(p.evaluate.out) / "evaluate"
@@ -356,7 +368,7 @@ def stage_register(p: Params) -> StageResult:
     tags = {
         "eval_set": eval_set,
         "git_commit": _git_commit(p.root),
-        "digitizer_kind": tracking.read_spec(model_dir).kind,
+        "digitizer_kind": read_spec(model_dir).kind,
         **{f"eval_key.{k}": v for k, v in key.to_json().items()},
     }
     if stale:
@@ -439,7 +451,7 @@ def stage_submit(p: Params) -> StageResult:
     with atomic_dir(out) as tmp:
         sub = tmp / "submission.csv"
         use_store(p.root)
-        result = submit(test, sub, p.submit.model, p.submit.workers)
+        result = submit(test, sub, _local_model(p.submit.model), p.submit.workers)
         summary["failed_ecgs"] = result.n_failed
         if (test / "solution.csv").exists():
             types = test / "types.csv"

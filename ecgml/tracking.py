@@ -14,7 +14,6 @@ so the registry itself says why each alias sits where it does.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import tempfile
@@ -22,6 +21,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +29,7 @@ import numpy as np
 
 from ecgml.config import MODEL_NAME
 from ecgml.errors import EcgmlError
+from ecgml.model_folder import DigitizerSpec, is_model_uri, read_spec
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +37,6 @@ DB_NAME = "mlflow.db"
 ARTIFACTS_DIR = "mlartifacts"
 CHAMPION = "champion"
 CHALLENGER = "challenger"
-KINDS = ("classical", "learned")
 PIP_REQUIREMENTS = [
     "ecgml",  # the digitizer's code: install this repository (`pip install -e .`)
     "mlflow>=3.17,<4",
@@ -120,56 +120,6 @@ def ensure_experiment(name: str, root: str | Path | None = None) -> str:
 
 
 # --- the digitizer as a model ---------------------------------------------------------------------------
-
-
-@dataclass
-class DigitizerSpec:
-    """What a registered model holds: which extractor (`classical` or `learned`) and its weights file."""
-
-    kind: str
-    weights: Path | None = None
-    uri: str = ""
-    version: str | None = None
-
-    def build(self) -> Any:
-        """The digitizer the library runs for this spec (imported lazily: tracking must not need torch)."""
-        from ecgml.digitize import load_digitizer_from_spec
-
-        return load_digitizer_from_spec(self)
-
-
-def digitize_file(digitizer: Any, path: Path, fs: int) -> dict[str, tuple[int, np.ndarray, float]]:
-    """Digitize one image file: lead → (start sample, plotted window in mV, confidence)."""
-    from ecgml.digitize import digitize_leads
-
-    return digitize_leads(digitizer, path, fs)
-
-
-def write_spec(
-    kind: str, folder: Path, weights: Path | None = None, extra: Mapping[str, Any] | None = None
-) -> Path:
-    """`digitizer.json` beside the weights: the model folder the train stage writes."""
-    if kind not in KINDS:
-        raise EcgmlError(folder, f"unknown digitizer kind {kind!r}; expected one of {KINDS}")
-    from ecgml.atomic import atomic_path
-
-    path = folder / "digitizer.json"
-    with atomic_path(path) as tmp:
-        tmp.write_text(
-            json.dumps({"kind": kind, "weights": weights.name if weights else None, **(extra or {})})
-        )
-    return path
-
-
-def read_spec(folder: Path) -> DigitizerSpec:
-    path = folder / "digitizer.json"
-    if not path.exists():
-        raise EcgmlError(path, "not a model folder (no digitizer.json)")
-    data = json.loads(path.read_text())
-    weights = folder / data["weights"] if data.get("weights") else None
-    if weights is not None and not weights.exists():
-        raise EcgmlError(weights, "weights named in digitizer.json are missing")
-    return DigitizerSpec(kind=data["kind"], weights=weights, uri=str(folder))
 
 
 def log_digitizer_model(model_dir: Path, name: str = "model") -> Any:
@@ -391,13 +341,24 @@ def promote(
 
 def load_digitizer(uri: str, root: str | Path | None = None) -> DigitizerSpec:
     """Resolve `models:/ecgml-digitizer@champion` (or any MLflow model URI, or a local model folder) to
-    a `DigitizerSpec` with local weights; `.build()` gives the runnable digitizer.
+    a `DigitizerSpec` with local weights (`ecgml.digitize.load_digitizer_from_spec` runs it).
 
     Unreachable servers, missing stores and missing models or aliases raise `EcgmlError`.
     """
     local = Path(uri)
     if local.is_dir() and (local / "digitizer.json").exists():
         return read_spec(local)
+    folder = fetch_model_folder(uri, root)
+    spec = read_spec(folder, uri=uri)
+    if uri.startswith("models:/") and "@" in uri:
+        name, alias = uri.removeprefix("models:/").split("@", 1)
+        mv = alias_version(name, alias)
+        spec.version = str(mv.version) if mv is not None else None
+    return spec
+
+
+def fetch_model_folder(uri: str, root: str | Path | None = None) -> Path:
+    """Download an MLflow model's artifacts; their folder is a model folder (`ecgml.model_folder`)."""
     import mlflow
     from mlflow.exceptions import MlflowException
 
@@ -415,14 +376,20 @@ def load_digitizer(uri: str, root: str | Path | None = None) -> DigitizerSpec:
     except OSError as exc:
         raise EcgmlError(uri, f"cannot fetch the model from {store}: {exc}") from exc
     artifacts = model_dir / "artifacts"
-    spec_file = artifacts / "digitizer.json"
-    if not spec_file.exists():
+    if not (artifacts / "digitizer.json").exists():
         raise EcgmlError(uri, "this MLflow model is not an ecgml digitizer (no artifacts/digitizer.json)")
-    data = json.loads(spec_file.read_text())
-    weights = artifacts / data["weights"] if data.get("weights") else None
-    version = None
-    if uri.startswith("models:/") and "@" in uri:
-        name, alias = uri.removeprefix("models:/").split("@", 1)
-        mv = alias_version(name, alias)
-        version = str(mv.version) if mv is not None else None
-    return DigitizerSpec(kind=data["kind"], weights=weights, uri=uri, version=version)
+    return artifacts
+
+
+def local_model(model: str | None, root: str | Path | None = None) -> str | None:
+    """A `--model` value inference can read: an MLflow URI becomes the local model folder it was fetched
+    to (once per process); anything else is returned as it is. Inference never imports MLflow, so the
+    CLI, stages and flows call this before handing the value to `ecgml.digitize`."""
+    if not is_model_uri(model):
+        return model
+    return _fetched(str(model), str(root) if root is not None else None)
+
+
+@lru_cache(maxsize=8)
+def _fetched(uri: str, root: str | None) -> str:
+    return str(fetch_model_folder(uri, root))

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from ecgml import stages, tracking
+from ecgml import model_folder, stages, tracking
 from ecgml.config import Params, TrainParams, flat_params, load_params
 from ecgml.errors import EcgmlError
 from ecgml.evalkey import EvalKey, evaluation_key
@@ -84,7 +84,7 @@ def test_train_without_shipped_weights_gives_classical(
     monkeypatch.setattr(stages, "SHIPPED_WEIGHTS", tmp_path / "none.pt")
     r = stages.stage_train(p)
     assert r.summary["kind"] == "classical"
-    assert tracking.read_spec(p.path(p.train.out)).kind == "classical"
+    assert model_folder.read_spec(p.path(p.train.out)).kind == "classical"
     assert (p.path(p.train.out) / "train_curve.csv").read_text().startswith("step,loss")
 
 

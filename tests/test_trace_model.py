@@ -9,16 +9,16 @@ import torch
 from ecgml.geometry.canonical import CanonicalPage, canonical_page
 from ecgml.records import read_wfdb
 from ecgml.render.presets import render
-from ecgml.trace.dataset import TruthPage, page_targets, perturb_map
 from ecgml.trace.model import (
     TraceModelConfig,
     TraceUNet,
     UNetExtractor,
     local_centroid,
     soft_argmax,
-    trace_loss,
 )
 from ecgml.trace.seed import SeedBaseline, SeedCNN, SeedConfig
+from ecgml.training.dataset import TruthPage, page_targets, perturb_map
+from ecgml.training.trace import trace_loss
 
 TINY = TraceModelConfig(channels=(4, 8, 8), strip_mm=16.0, s2d=(2, 2), x_up=2)
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from ecgml import tracking
+from ecgml import model_folder, tracking
 from ecgml.errors import EcgmlError
 
 NAME = "ecgml-digitizer"
@@ -21,7 +21,7 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> Path:
     mp.delenv("MLFLOW_TRACKING_URI", raising=False)
     model = root / "model"
     model.mkdir()
-    tracking.write_spec("classical", model)
+    model_folder.write_spec("classical", model)
     rec = tracking.log_candidate(
         experiment="test",
         model_dir=model,
@@ -125,14 +125,14 @@ def test_missing_store_and_unreachable_server(tmp_path: Path, monkeypatch: pytes
 
 def test_spec_roundtrip_and_bad_kind(tmp_path: Path) -> None:
     (tmp_path / "w.pt").write_bytes(b"x")
-    tracking.write_spec("learned", tmp_path, tmp_path / "w.pt")
-    spec = tracking.read_spec(tmp_path)
+    model_folder.write_spec("learned", tmp_path, tmp_path / "w.pt")
+    spec = model_folder.read_spec(tmp_path)
     assert spec.kind == "learned" and spec.weights == tmp_path / "w.pt"
     with pytest.raises(EcgmlError, match="unknown digitizer kind"):
-        tracking.write_spec("magic", tmp_path)
+        model_folder.write_spec("magic", tmp_path)
     (tmp_path / "w.pt").unlink()
     with pytest.raises(EcgmlError, match="missing"):
-        tracking.read_spec(tmp_path)
+        model_folder.read_spec(tmp_path)
 
 
 def test_learned_model_roundtrip_keeps_weights_and_config(
@@ -145,7 +145,7 @@ def test_learned_model_roundtrip_keeps_weights_and_config(
     model_dir = tmp_path / "cand"
     cfg = TraceModelConfig(channels=(4, 8))
     weights = save_weights(build_model(cfg), cfg, model_dir / "trace_unet.pt")
-    tracking.write_spec("learned", model_dir, weights)
+    model_folder.write_spec("learned", model_dir, weights)
     rec = tracking.log_candidate(
         experiment="learned", model_dir=model_dir, params={}, metrics={}, root=tmp_path
     )
@@ -155,3 +155,14 @@ def test_learned_model_roundtrip_keeps_weights_and_config(
     assert spec.kind == "learned" and spec.weights is not None
     assert spec.weights.read_bytes() == weights.read_bytes()
     assert spec.weights.with_suffix(".json").read_text() == weights.with_suffix(".json").read_text()
+    folder = Path(tracking.local_model("models:/learned-model@champion", root=tmp_path) or "")
+    assert model_folder.read_spec(folder).weights.read_bytes() == weights.read_bytes()  # type: ignore[union-attr]
+    assert tracking.local_model("classical") == "classical"
+
+
+def test_inference_refuses_a_registry_uri_it_cannot_fetch() -> None:
+    """digitize never imports MLflow: a URI reaching it unresolved is one clear error."""
+    from ecgml.digitize import load_digitizer
+
+    with pytest.raises(EcgmlError, match="fetch it first"):
+        load_digitizer("models:/ecgml-digitizer@champion")

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from ecgml import tracking
+from ecgml import model_folder, tracking
 from ecgml.records import LEADS
 
 pytestmark = [pytest.mark.slow, pytest.mark.integration]
@@ -52,7 +52,7 @@ def champion_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
     mp.delenv("MLFLOW_TRACKING_URI", raising=False)
     model = root / "model"
     model.mkdir()
-    tracking.write_spec("classical", model)
+    model_folder.write_spec("classical", model)
     rec = tracking.log_candidate(
         experiment="serve", model_dir=model, params={}, metrics={"score": 1.0}, root=root
     )

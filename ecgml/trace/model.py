@@ -242,27 +242,6 @@ def track_path(logits: np.ndarray, max_step: int = MAX_STEP_PX) -> np.ndarray:
     return track_paths([log_probs_by_column(logits)], max_step)[0]
 
 
-def trace_loss(
-    logits: torch.Tensor, target_y: torch.Tensor, valid: torch.Tensor, cfg: TraceModelConfig
-) -> tuple[torch.Tensor, dict[str, float]]:
-    """Per-column CE against a Gaussian over y (CoordLoss) + L1 of the soft-argmax in mm, on valid columns.
-
-    target_y: (B, W_out) px in strip coordinates (centre convention); valid: (B, W_out) bool.
-    """
-    _, h, _ = logits.shape
-    v = valid.to(logits.dtype)
-    n = v.sum().clamp_min(1.0)
-    ty = torch.nan_to_num(target_y, nan=h / 2.0)
-    pos = torch.arange(h, device=logits.device, dtype=logits.dtype).view(1, -1, 1) + 0.5
-    q = torch.exp(-0.5 * ((pos - ty[:, None, :]) / cfg.sigma_px) ** 2)
-    q = q / q.sum(dim=1, keepdim=True).clamp_min(1e-12)
-    logp = torch.log_softmax(logits, dim=1)
-    ce = (-(q * logp).sum(dim=1) * v).sum() / n
-    l1 = ((soft_argmax(logits) - ty).abs() / cfg.px_per_mm[1] * v).sum() / n
-    loss = ce + cfg.l1_weight * l1
-    return loss, {"loss": float(loss.detach()), "ce": float(ce.detach()), "l1_mm": float(l1.detach())}
-
-
 def build_model(cfg: TraceModelConfig) -> nn.Module:
     if cfg.arch != "unet":
         raise ValueError(f"unknown trace architecture {cfg.arch!r}")

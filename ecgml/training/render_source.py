@@ -19,10 +19,10 @@ import numpy as np
 from ecgml.errors import EcgmlError
 from ecgml.records import LEADS, Record, iter_wfdb_paths, read_wfdb, resample_signal
 from ecgml.splits import load_split_file, records_in_split
-from ecgml.trace.dataset import TruthPage, page_targets, perturb_map, read_index, write_cached
+from ecgml.training.dataset import TruthPage, page_targets, perturb_map, read_index, write_cached
 
 if TYPE_CHECKING:
-    from ecgml.trace.train import TrainOptions
+    from ecgml.training.options import TrainOptions
 
 TYPE_MIX: dict[str, float] = {
     "0001": 0.10,
@@ -91,7 +91,7 @@ def fill_cache(opts: TrainOptions, cache: Path) -> list[dict[str, Any]]:
     A competition training folder (one with train.csv) is read instead of rendered.
     """
     if (Path(opts.records) / "train.csv").exists():
-        from ecgml.trace.kaggle_source import fill_cache_competition
+        from ecgml.training.kaggle_source import fill_cache_competition
 
         return fill_cache_competition(opts, cache)
     by_split = split_records(Path(opts.records))

@@ -13,7 +13,8 @@ import torch
 from ecgml.errors import EcgmlError
 from ecgml.records import iter_wfdb_paths, read_wfdb
 from ecgml.render.presets import render
-from ecgml.trace.dataset import (
+from ecgml.trace.model import TraceModelConfig, load_extractor, load_model
+from ecgml.training.dataset import (
     StripSampler,
     TruthPage,
     page_targets,
@@ -21,8 +22,8 @@ from ecgml.trace.dataset import (
     stretch_strip,
     write_cached,
 )
-from ecgml.trace.model import TraceModelConfig, load_extractor, load_model
-from ecgml.trace.train import TrainOptions, train_any
+from ecgml.training.options import TrainOptions
+from ecgml.training.train import train_any
 
 TINY = TraceModelConfig(channels=(4, 8, 8), strip_mm=16.0)
 
@@ -155,7 +156,7 @@ def test_competition_folder_targets_follow_the_drawn_trace(tmp_path: Path):
     targets agree with the renderer's exact ones to a fraction of a millimetre on clean pages."""
     from ecgml.render.truth import read_truth
     from ecgml.synth import synth_dataset
-    from ecgml.trace.kaggle_source import competition_truth_page, fill_cache_competition
+    from ecgml.training.kaggle_source import competition_truth_page, fill_cache_competition
 
     synth_dataset(iter_wfdb_paths("data/records")[:2], tmp_path / "k", ["0001"], seed=1, progress=False)
     img = tmp_path / "k" / "train" / "1" / "1-0001.png"

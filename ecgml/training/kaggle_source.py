@@ -16,10 +16,10 @@ import numpy as np
 from ecgml.errors import EcgmlError
 from ecgml.records import LEADS, read_csv
 from ecgml.splits import split_of
-from ecgml.trace.dataset import TruthPage, page_targets, read_index, write_cached
+from ecgml.training.dataset import TruthPage, page_targets, read_index, write_cached
 
 if TYPE_CHECKING:
-    from ecgml.trace.train import TrainOptions
+    from ecgml.training.options import TrainOptions
 
 
 def competition_truth_page(image_path: Path, signal_csv: Path, fs: int) -> tuple[TruthPage, str]:

@@ -1,0 +1,60 @@
+"""The knobs of one training run (`TrainOptions`): the pipeline maps params.yaml `train:` onto them."""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ecgml.trace.model import TraceModelConfig
+
+CHECKPOINT_S = 600.0  # at least every 10 minutes (INTERFACES.md)
+DEFAULT_WORK = Path("runs/trace")
+
+
+@dataclass
+class TrainOptions:
+    """Knobs of one training run (the pipeline maps params.yaml `train:` onto these)."""
+
+    records: Path = Path("data/records")
+    out: Path = Path("runs/trace/trace_unet.pt")
+    work: Path = DEFAULT_WORK  # checkpoints, curve, page cache
+    cache: Path | None = None  # page cache folder (default: work / "cache")
+    arch: str = "unet"
+    steps: int = 3000
+    batch_size: int = 8
+    lr: float = 2e-3
+    weight_decay: float = 1e-4
+    seed: int = 0
+    resume: bool = False
+    init: Path | None = None  # start from these weights (fine-tuning)
+    time_budget_s: float | None = None  # stop (and save) after this much training time
+    stop_after: int | None = None  # end this session after this step (the schedule still spans `steps`)
+    threads: int = 2
+    checkpoint_s: float = CHECKPOINT_S
+    val_every: int = 250
+    val_batches: int = 6  # fixed validation batches of 4 strips, 1024 px wide
+    pages_per_record: int = 2
+    max_records: int = 0  # 0 = all train-split records
+    val_pages: int = 24
+    types: tuple[str, ...] = ()  # capture types to render (empty: the renderer's training mix)
+    model: TraceModelConfig = field(default_factory=TraceModelConfig)
+    strip_mm: float | None = None  # train at this strip height (over the init's; same weights)
+    stretch_p: float = 0.0  # share of strips stretched vertically (taller complexes)
+    progress: bool = True
+
+
+def cache_dir(opts: TrainOptions) -> Path:
+    """The page cache folder of a run (default: work / "cache")."""
+    return opts.cache if opts.cache is not None else opts.work / "cache"
+
+
+def options_json(opts: TrainOptions) -> dict[str, Any]:
+    """The options as plain JSON values (paths as text): what a checkpoint records."""
+    return dict(json.loads(json.dumps(asdict(opts), default=str)))
+
+
+def default_threads() -> int:
+    return int(os.environ.get("ECGML_THREADS", "2"))
