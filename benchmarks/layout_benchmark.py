@@ -6,6 +6,12 @@
 `--outside`: the outside generator's reference pages (evaluation only). `--render`: a fixed-seed renderer
 set of every layout family from validation/test-split records (`--from-splits validation` for the
 calibration set, `test` for the reported one). Prints per-family figures and the reliability table.
+
+    python benchmarks/layout_benchmark.py --fit-calibration val.json --out ecgml/weights/confidence.json
+    python benchmarks/layout_benchmark.py --rescore test.json [--calibration FILE|none]
+
+`--fit-calibration`: fit the confidence calibration on a results JSON (the validation set only).
+`--rescore`: the tables of a results JSON with every confidence recomputed from its stored evidence.
 """
 
 from __future__ import annotations
@@ -20,7 +26,17 @@ import numpy as np
 
 from ecgml.digitize import load_digitizer, load_image
 from ecgml.errors import EcgmlError
-from ecgml.layout_bench import PageResult, failed_page, markdown, outside_pages, score_page
+from ecgml.layout_bench import (
+    PageResult,
+    failed_page,
+    fit_calibration,
+    load_pages,
+    markdown,
+    outside_pages,
+    recalibrated,
+    score_page,
+)
+from ecgml.verdict import load_calibration
 
 
 def run_pages(
@@ -61,7 +77,22 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--model", default=None)
     ap.add_argument("--limit", type=int, default=0, help="only the first N pages (quick looks)")
     ap.add_argument("--json", type=Path, default=None)
+    ap.add_argument("--fit-calibration", type=Path, default=None)
+    ap.add_argument("--out", type=Path, default=None)
+    ap.add_argument("--rescore", type=Path, default=None)
+    ap.add_argument("--calibration", default=None, help="calibration JSON, or 'none' (raw evidence product)")
     a = ap.parse_args(argv)
+    if a.fit_calibration:
+        cal = fit_calibration(load_pages(a.fit_calibration))
+        text = json.dumps(cal, indent=1)
+        print(text)
+        if a.out:
+            a.out.write_text(text + "\n")
+        return 0
+    if a.rescore:
+        cal = None if a.calibration == "none" else load_calibration(a.calibration)
+        print(markdown(recalibrated(load_pages(a.rescore), cal)))
+        return 0
     items: list[tuple[str, str, Path, np.ndarray, int | None]] = []
     if a.outside:
         items += [(n, "outside " + f, p, t, 0) for n, f, p, t in outside_pages(a.outside)]

@@ -34,7 +34,7 @@ from ecgml.page import PageMap
 from ecgml.records import LEADS, Record, write_csv, write_wfdb
 from ecgml.trace.grid_timing import correct_x
 from ecgml.trace.types import CellTrace, TraceExtractor
-from ecgml.verdict import LeadReport, geometry_factor, lead_report
+from ecgml.verdict import LeadReport, geometry_factor, lead_report, load_calibration
 
 log = logging.getLogger(__name__)
 
@@ -267,7 +267,10 @@ def _report(asm: Assembly, traces: list[CellTrace], geo: Geometry, solved: Solve
     share = {lead: n_read.get(lead, 0) / n_all[lead] if n_all.get(lead) else 0.0 for lead in LEADS}
     lay_f = {lead: lead_layout_factor(solved, lead) for lead in shown}
     geo_f = geometry_factor(geo.source, geo.confidence)
-    return lead_report(asm.confidence, share, shown, geo_f, lay_f, asm.agreement)
+    fallback = geo.source.startswith("fallback")
+    return lead_report(
+        asm.confidence, share, shown, geo_f, lay_f, asm.agreement, fallback, load_calibration()
+    )
 
 
 def _blank_unreadable(record: Record, report: LeadReport) -> Record:

@@ -12,6 +12,7 @@ from typing import Any
 
 from ecgml.records import LEADS
 
+_SIX_BY_TWO = [["I", "V1"], ["II", "V2"], ["III", "V3"], ["aVR", "V4"], ["aVL", "V5"], ["aVF", "V6"]]
 # Row contents of the grid part of each layout (top to bottom), and the rhythm leads below it.
 _GRIDS: dict[str, tuple[list[list[str]], list[str]]] = {
     "3x4+1R": ([["I", "aVR", "V1", "V4"], ["II", "aVL", "V2", "V5"], ["III", "aVF", "V3", "V6"]], ["II"]),
@@ -20,7 +21,8 @@ _GRIDS: dict[str, tuple[list[list[str]], list[str]]] = {
         [["I", "aVR", "V1", "V4"], ["II", "aVL", "V2", "V5"], ["III", "aVF", "V3", "V6"]],
         ["II", "V1", "V5"],
     ),
-    "6x2": ([["I", "V1"], ["II", "V2"], ["III", "V3"], ["aVR", "V4"], ["aVL", "V5"], ["aVF", "V6"]], []),
+    "6x2": (_SIX_BY_TWO, []),
+    "6x2+1R": (_SIX_BY_TWO, ["II"]),
     "12x1": ([[lead] for lead in LEADS], []),
 }
 LAYOUT_NAMES: tuple[str, ...] = tuple(_GRIDS)

@@ -39,10 +39,10 @@ def lead_snr_db(truth: np.ndarray, pred: np.ndarray, fs: int) -> float:
     aligned = align_signals(t, p, int(fs * MAX_TIME_SHIFT))
     aligned = np.where(np.isfinite(aligned), aligned, 0.0)
     sig, noise = float(np.sum((t - t.mean()) ** 2 + t.mean() ** 2)), float(np.sum((t - aligned) ** 2))
+    if float(np.ptp(t)) < 1e-6:
+        return float("nan")  # a flat (lead-off) channel: nothing to place
     if noise <= 0:
         return 99.0
-    if sig <= 0:
-        return -99.0
     return float(np.clip(10 * math.log10(sig / noise), -99, 99))
 
 
@@ -58,6 +58,8 @@ class PageResult:
     seconds: float
     error: str = ""
     notes: list[str] = field(default_factory=list)
+    parts: dict[str, dict[str, float]] = field(default_factory=dict)  # confidence evidence per lead
+    layout: str = ""
 
     @property
     def all_placed(self) -> bool:
@@ -68,7 +70,8 @@ class PageResult:
         return {
             "name": self.name, "family": self.family, "lead_db": self.lead_db, "lead_conf": self.lead_conf,
             "lead_status": self.lead_status, "verdict": self.verdict, "orientation_ok": self.orientation_ok,
-            "seconds": self.seconds, "error": self.error, "notes": self.notes,
+            "seconds": self.seconds, "error": self.error, "notes": self.notes, "parts": self.parts,
+            "layout": self.layout,
         }  # fmt: skip
 
 
@@ -85,9 +88,11 @@ def score_page(
         dbs[lead] = lead_snr_db(truth[:n, j], rec.signal[:n, j], rec.fs)
         confs[lead] = float(result.confidence.get(lead, 0.0))
         stats[lead] = str(getattr(result, "status", {}).get(lead, "read"))
+    rep = getattr(result, "report", None)
+    parts = {k: v for k, v in (rep.parts if rep is not None else {}).items() if k in dbs}
     return PageResult(
         name, family, dbs, confs, stats, str(getattr(result, "verdict", "")), orientation_ok, seconds,
-        notes=list(result.notes),
+        notes=list(result.notes), parts=parts, layout=result.geometry.layout.name,
     )  # fmt: skip
 
 
@@ -186,3 +191,129 @@ def markdown(pages: list[PageResult]) -> str:
             f"| {r['lo']:.1f}-{r['hi']:.1f} | {r['leads']} | {r['predicted']:.2f} | {r['observed']:.2f} |"
         )
     return "\n".join(lines)
+
+
+# ------------------------------------------------------------------------------------- renderer set
+
+FAMILIES = ("3x4+1R", "3x4", "3x4+3R", "6x2", "6x2+1R", "12x1")
+# capture types cycled per family: clean Kaggle page, scan, photo, screen photo, real-world style
+# (the renderer samples real-world styles only for the layouts it knows there)
+CAPTURES = ("0001", "0003", "0005", "0006", "realworld", "0004", "0009", "realworld")
+REALWORLD_LAYOUTS = ("3x4+1R", "3x4", "3x4+3R", "6x2", "12x1")
+
+
+def page_orientation(page_map: Any) -> int:
+    """Quarter turn (degrees, counter-clockwise) of the paper in the image, as geometry reports it."""
+    c = np.array(page_map.paper_mm) / 2
+    p = page_map.mm_to_px(np.array([c, c + [1.0, 0.0]]))
+    d = p[1] - p[0]
+    return int(90 * np.round(np.degrees(np.arctan2(-d[1], d[0])) / 90)) % 360
+
+
+def render_set(
+    folder: str | Path,
+    records_dir: str | Path,
+    per_family: int,
+    seed: int,
+    split_file: str | Path | None,
+    splits: tuple[str, ...] = ("test",),
+    families: tuple[str, ...] = FAMILIES,
+) -> list[tuple[str, str, Path, np.ndarray, int | None]]:
+    """Render (once; cached in `folder`) `per_family` pages per layout family from records of `splits`,
+    at 500 Hz; returns (name, family, png, truth with NaN where not plotted, orientation)."""
+    import cv2
+
+    from ecgml.digitize_bench import bench_records
+    from ecgml.records import read_wfdb, resample
+    from ecgml.render.page import plotted_mask
+    from ecgml.render.presets import render
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    recs = bench_records(records_dir, split_file, splits)
+    out: list[tuple[str, str, Path, np.ndarray, int | None]] = []
+    k = 0
+    for fam in families:
+        caps = [c for c in CAPTURES if c != "realworld" or fam in REALWORLD_LAYOUTS]
+        for i in range(per_family):
+            name = f"{fam}_{i:03d}"
+            png, npz = folder / f"{name}.png", folder / f"{name}.npz"
+            if not (png.exists() and npz.exists()):
+                rec = read_wfdb(recs[k % len(recs)])
+                rec = resample(rec.window(0, 10), 500, 5000)
+                typ = caps[i % len(caps)]
+                r = render(rec, typ, seed * 1000 + k, layout=fam)
+                m = plotted_mask(r.layout, 500, 5000)
+                truth = np.where(m, rec.signal.astype(np.float64), np.nan)
+                ok, buf = cv2.imencode(".png", cv2.cvtColor(r.image, cv2.COLOR_RGB2BGR))
+                png.write_bytes(buf.tobytes())
+                np.savez_compressed(npz, truth=truth, orientation=page_orientation(r.page_map), type=typ)
+            k += 1
+            z = np.load(npz)
+            out.append((f"{name} ({z['type']})", fam, png, z["truth"], int(z["orientation"])))
+    return out
+
+
+# ------------------------------------------------------------------------------------- calibration
+
+
+def _lead_rows(pages: list[PageResult]) -> tuple[np.ndarray, np.ndarray]:
+    """(features (n, len(FEATURES)), right (n,)) over every scored lead that has its evidence parts."""
+    from ecgml.verdict import FEATURES
+
+    x, y = [], []
+    for p in pages:
+        for lead, db in p.lead_db.items():
+            part = p.parts.get(lead)
+            if part is None or not np.isfinite(db) or p.lead_status.get(lead) in ("absent", "unreadable"):
+                continue
+            x.append([float(part[f]) for f in FEATURES])
+            y.append(db >= OK_DB)
+    return np.array(x, np.float64).reshape(-1, len(FEATURES)), np.array(y, np.float64)
+
+
+def fit_calibration(pages: list[PageResult], l2: float = 1.0) -> dict[str, Any]:
+    """Logistic regression (Newton, L2 on the weights) of 'SNR >= OK_DB' on the confidence evidence."""
+    from ecgml.verdict import FEATURES
+
+    x, y = _lead_rows(pages)
+    if len(y) < 20:
+        raise ValueError(f"too few scored leads to calibrate ({len(y)})")
+    a = np.hstack([np.ones((len(y), 1)), x])
+    w = np.zeros(a.shape[1])
+    reg = np.full(a.shape[1], l2)
+    reg[0] = 0.0
+    for _ in range(50):
+        p = 1.0 / (1.0 + np.exp(-(a @ w)))
+        g = a.T @ (p - y) + reg * w
+        h = (a * (p * (1 - p))[:, None]).T @ a + np.diag(reg + 1e-9)
+        step = np.linalg.solve(h, g)
+        w -= step
+        if np.abs(step).max() < 1e-8:
+            break
+    return {"features": list(FEATURES), "bias": float(w[0]), "weights": [float(v) for v in w[1:]],
+            "ok_db": OK_DB, "leads": int(len(y)), "share_right": float(y.mean())}  # fmt: skip
+
+
+def recalibrated(pages: list[PageResult], cal: dict[str, Any] | None) -> list[PageResult]:
+    """The same pages with each lead's confidence recomputed from its stored evidence by `cal`
+    (what the digitizer with that calibration would report; the fallback cap is applied as it does)."""
+    from ecgml.verdict import FALLBACK_CAP, READ_AT, calibrate
+
+    out = []
+    for p in pages:
+        conf, stat = dict(p.lead_conf), dict(p.lead_status)
+        for lead, part in p.parts.items():
+            if stat.get(lead) in ("absent", "unreadable"):
+                continue
+            c = calibrate(part, cal)
+            if part["geometry"] <= FALLBACK_CAP:
+                c = min(c, FALLBACK_CAP)
+            conf[lead] = c
+            stat[lead] = "read" if c >= READ_AT else "uncertain"
+        out.append(PageResult(**{**p.__dict__, "lead_conf": conf, "lead_status": stat}))
+    return out
+
+
+def load_pages(path: str | Path) -> list[PageResult]:
+    return [PageResult(**d) for d in json.loads(Path(path).read_text())]

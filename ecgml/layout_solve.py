@@ -121,7 +121,67 @@ def solve(traces: list[CellTrace], layout: PageLayout) -> Solved:
         ser = {(tr.row, tr.col): series(tr, cells[(tr.row, tr.col)], out.layout) for tr in out.traces}
     for r in strips:
         _strip_lead(out, ser, r)
+    _beat_timing(out, ser, strips)
     return out
+
+
+TIMING_LAG_S = 0.04  # beats may differ this much between leads (onset differs by lead)
+
+
+def _beat_timing(
+    out: Solved, ser: dict[tuple[int, int], tuple[np.ndarray, np.ndarray]], strips: list[int]
+) -> None:
+    """Each grid cell's beats against the reference at its own seconds (the rhythm strip, else the mean
+    of the other cells showing the same seconds): a cell whose beats fall elsewhere is in the wrong time
+    window or not a trace at all. Sets `timing{row},{col}` factors in [0.3, 1] and their evidence."""
+    lay = out.layout
+    ref_t = ref_v = None
+    if strips:
+        st = next(c for c in lay.cells if c.row == strips[0])
+        if (st.row, st.col) in ser:
+            ref_t, ref_v = ser[(st.row, st.col)]
+    env = {k: (t, _envelope(v)) for k, (t, v) in ser.items()}
+    lags = range(-int(TIMING_LAG_S / DT_S), int(TIMING_LAG_S / DT_S) + 1)
+    checks: dict[str, float] = {}
+    for c in lay.cells:
+        if c.row in strips or (c.row, c.col) not in env:
+            continue
+        t, e = env[(c.row, c.col)]
+        mine = _on_grid(t, e, c.t0_s, c.t1_s)
+        if ref_t is not None and ref_v is not None:
+            ref = _on_grid(ref_t, _envelope(ref_v), c.t0_s - TIMING_LAG_S, c.t1_s + TIMING_LAG_S)
+        else:
+            same = [
+                _on_grid(*env[(o.row, o.col)], c.t0_s - TIMING_LAG_S, c.t1_s + TIMING_LAG_S)
+                for o in lay.cells
+                if (o.row, o.col) in env and o.row not in strips and o.row != c.row
+                and abs(o.t0_s - c.t0_s) < 1e-6 and abs(o.t1_s - c.t1_s) < 1e-6
+            ]  # fmt: skip
+            if not same:
+                continue
+            st_ = np.stack(same)
+            n = np.isfinite(st_).sum(axis=0)
+            ref = np.where(n > 0, np.nansum(st_, axis=0) / np.maximum(n, 1), np.nan)
+        pad = len(lags) // 2
+        r = max(
+            (
+                _corr(mine, ref[pad + g : pad + g + mine.size])
+                for g in lags
+                if ref[pad + g :].size >= mine.size
+            ),
+            default=float("nan"),
+        )
+        if not np.isfinite(r):
+            continue
+        checks[f"{c.lead}@{c.row},{c.col}"] = round(r, 3)
+        out.lead_factor[f"timing{c.row},{c.col}"] = float(np.clip((r - 0.1) / 0.4, 0.3, 1.0))
+    if checks:
+        out.evidence["beat_timing"] = checks
+        late = [k for k, r in checks.items() if r < 0.3]
+        if late:
+            out.notes.append(
+                f"beats do not line up with the page's other leads in {late}: time window doubtful"
+            )
 
 
 def _strip_lead(out: Solved, ser: dict[tuple[int, int], tuple[np.ndarray, np.ndarray]], row: int) -> None:
@@ -240,12 +300,13 @@ def _six_by_two(
 
 
 def lead_layout_factor(solved: Solved, lead: str) -> float:
-    """Layout evidence for a lead: the weakest of its cells' (strips and 6x2 right columns), else 1."""
+    """Layout evidence for a lead: the weakest of its cells' (strips, 6x2 right columns, beat timing)."""
     f = 1.0
     strips = set(rhythm_rows(solved.layout))
     for c in solved.layout.cells:
         if c.lead != lead:
             continue
+        f = min(f, solved.lead_factor.get(f"timing{c.row},{c.col}", 1.0))
         if c.row in strips:
             f = min(f, solved.lead_factor.get(f"strip{c.row}", 1.0))
         elif solved.layout.name.startswith("6x2") and c.col == 1:

@@ -12,7 +12,10 @@ is never trusted) and the layout (rhythm-strip identity, the 6x2 time convention
 
 from __future__ import annotations
 
+import functools
+import json
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -23,6 +26,29 @@ READ_AT = 0.5
 MIN_READ_SHARE = 0.3  # a lead traced over less than this share of its columns is unreadable
 FALLBACK_CAP = 0.3  # geometry fallback: the page position is a guess, so no lead can be confident
 GEOMETRY_TRUST_AT = 0.6  # geometry confidence at and above which it does not lower a lead's
+CALIBRATION = Path(__file__).resolve().parent / "weights" / "confidence.json"
+FEATURES = ("trace", "read_share", "geometry", "layout", "agreement", "raw")
+
+
+@functools.lru_cache(maxsize=2)
+def load_calibration(path: str | None = None) -> dict[str, Any] | None:
+    """The logistic map from evidence to P(lead right) fitted on the benchmark's calibration set."""
+    p = Path(path) if path else CALIBRATION
+    if not p.exists():
+        return None
+    d = dict(json.loads(p.read_text()))
+    return d if tuple(d.get("features", ())) == FEATURES else None
+
+
+def calibrate(parts: dict[str, float], cal: dict[str, Any] | None) -> float:
+    """P(this lead is right) from its evidence; the raw product when there is no calibration."""
+    raw = float(parts["raw"])
+    if cal is None:
+        return raw
+    z = float(cal["bias"]) + sum(
+        float(w) * float(parts[f]) for w, f in zip(cal["weights"], FEATURES, strict=True)
+    )
+    return float(1.0 / (1.0 + np.exp(-z)))
 
 
 @dataclass
@@ -64,8 +90,11 @@ def lead_report(
     geo_factor: float,
     layout_factor: dict[str, float],
     agreement: dict[str, float] | None = None,
+    fallback: bool = False,
+    calibration: dict[str, Any] | None = None,
 ) -> LeadReport:
-    """Combine the evidence per lead. `shown`: leads the layout places on the page."""
+    """Combine the evidence per lead (calibrated, see `calibrate`). `shown`: leads the layout places on
+    the page; `fallback`: geometry did not find the page (no lead can then be confident)."""
     agreement = agreement or {}
     status, conf, parts = {}, {}, {}
     for lead in LEADS:
@@ -76,11 +105,15 @@ def lead_report(
         t = float(np.clip(trace_conf.get(lead, 0.0), 0, 1))
         lf = float(layout_factor.get(lead, 1.0))
         ag = float(agreement.get(lead, 1.0))
-        c = t * geo_factor * lf * ag
-        parts[lead] = {"trace": t, "read_share": share, "geometry": geo_factor, "layout": lf, "agreement": ag}
+        raw = t * geo_factor * lf * ag
+        parts[lead] = {"trace": t, "read_share": share, "geometry": geo_factor, "layout": lf}
+        parts[lead].update(agreement=ag, raw=raw)
         if share < MIN_READ_SHARE:
             status[lead], conf[lead] = "unreadable", 0.0
             continue
+        c = calibrate(parts[lead], calibration)
+        if fallback or geo_factor <= 0:
+            c = min(c, FALLBACK_CAP)
         conf[lead] = float(np.clip(c, 0, 1))
         status[lead] = "read" if conf[lead] >= READ_AT else "uncertain"
     vals = set(status.values())

@@ -160,3 +160,43 @@ def test_digitize_json_gives_status_windows_and_verdict(record, tmp_path):
     segs, note = res.submission_segments()
     assert all(np.isfinite(segs[lead]).all() for lead in LEADS)
     assert "II" in note  # the seconds of II not on the page are said to be estimated
+
+
+def test_six_by_two_with_a_strip_is_decided_by_the_strip(record):
+    template = make_layout("6x2+1R")
+    for simultaneous in (True, False):
+        drawn = replace(
+            template,
+            cells=[
+                replace(c, t0_s=0.0, t1_s=5.0) if c.col == 1 and simultaneous else c for c in template.cells
+            ],
+        )
+        solved = solve(traces_of(record, template, drawn), template)
+        ev = solved.evidence["six_by_two"]
+        assert ev["decided_by"] == "rhythm strip"
+        assert ev["convention"] == ("simultaneous" if simultaneous else "sequential")
+
+
+def test_cells_in_the_wrong_seconds_lose_confidence(record):
+    lay = make_layout("3x4+1R")
+    good = solve(traces_of(record, lay), lay)
+    assert min(good.lead_factor[k] for k in good.lead_factor if k.startswith("timing")) > 0.9
+    # the grid drawn one column later than the layout says (a misregistered page)
+    drawn = replace(
+        lay,
+        cells=[
+            replace(c, t0_s=(c.t0_s + 2.5) % 10, t1_s=(c.t0_s + 2.5) % 10 + 2.5) if c.row < 3 else c
+            for c in lay.cells
+        ],
+    )
+    bad = solve(traces_of(record, lay, drawn), lay)
+    timing = [bad.lead_factor[k] for k in bad.lead_factor if k.startswith("timing")]
+    assert sum(f < 0.5 for f in timing) >= 3
+
+
+def test_geometry_recognises_a_six_by_two_page_with_a_strip(record):
+    from ecgml.geometry import estimate_page
+    from ecgml.render.presets import render
+
+    img = render(record, "0001", 7, layout="6x2+1R").image
+    assert estimate_page(img).layout.name == "6x2+1R"

@@ -20,7 +20,7 @@ from ecgml.layout import DEFAULT_LAYOUT, LETTER_MM, PageLayout, make_layout
 
 ORIENT_PPM = 4.0  # px/mm of the ink raster
 GRID_Y_PHASE = LETTER_MM[1] % 5.0  # paper y of grid lines mod 5 (anchored at the bottom edge)
-ROWS_TO_LAYOUT = {4: "3x4+1R", 3: "3x4", 12: "12x1"}
+ROWS_TO_LAYOUT = {4: "3x4+1R", 3: "3x4", 7: "6x2+1R", 12: "12x1"}
 
 
 @dataclass
