@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -155,8 +155,12 @@ def train(
 
 @app.command()
 def digitize(
-    image: Path,
-    out: Annotated[Path, typer.Option(help="folder for {stem}.csv/.hea/.dat/.json/-overlay.png")] = Path("."),
+    images: Annotated[
+        list[str], typer.Argument(help="image files, folders (searched recursively) or glob patterns")
+    ],
+    out: Annotated[
+        Path, typer.Option(help="folder for {name}.csv/.hea/.dat/.json/-overlay.png (subfolders kept)")
+    ] = Path("."),
     fs: Annotated[int, typer.Option(help="sampling rate of the output (an image carries none)")] = 500,
     model: Annotated[
         str | None,
@@ -165,26 +169,72 @@ def digitize(
             "'classical' or 'seed'; default: shipped weights, else classical"
         ),
     ] = None,
+    workers: Annotated[int, typer.Option(help="digitize on a local dask cluster of this many processes")] = 1,
+    overwrite: Annotated[bool, typer.Option(help="replace outputs already in --out")] = False,
 ) -> None:
-    """Digitize one ECG image into a 12-lead record (CSV, WFDB, JSON) and an overlay picture."""
-    from ecgml.digitize import digitize_file
+    """Digitize ECG images into 12-lead records (CSV, WFDB, JSON) and overlay pictures.
+
+    Exit 0 when every image was digitized, 1 when any failed (one line each), 2 on bad arguments.
+    """
+    from rich.progress import Progress
+
+    from ecgml.batch import check_fs, collect_images, plan_jobs, run_jobs
+    from ecgml.digitize import load_digitizer
 
     try:
-        result, paths = digitize_file(image, out, fs, local_model(model))
+        check_fs(fs)
+        if workers < 1:
+            raise EcgmlError(None, f"--workers must be at least 1, got {workers}")
+        model = local_model(model)  # an MLflow URI fetched once, here; workers get the folder
+        found = collect_images(images)
+        jobs = plan_jobs(found.images, out, overwrite)
+        if any(not j.error for j in jobs):
+            load_digitizer(model)  # once, before any image: a bad --model stops here (workers: their own)
     except EcgmlError as exc:
         fail(exc)
         return
-    conf = " ".join(f"{k}:{v:.2f}" for k, v in result.confidence.items())
+    for _, line in found.problems:
+        console.print(f"[red]error:[/red] {line}")
+    with Progress(console=console, transient=len(jobs) <= 1) as bar:
+        task = bar.add_task("digitizing", total=len(jobs))
+        rows = run_jobs(jobs, model, fs, workers, lambda row: bar.advance(task))
+    failed = [r for r in rows if not r["ok"]]
+    if len(rows) == 1 and rows[0]["ok"]:
+        _print_one(rows[0])
+    elif rows:
+        _print_summary(rows)
+    for r in failed:
+        console.print(f"[red]failed:[/red] {r['error']}")
     console.print(
-        f"{image}: {result.model}, geometry {result.geometry.source} "
-        f"(confidence {result.geometry.confidence:.2f}); layout {result.geometry.layout.name}; "
-        f"page {result.verdict}; lead confidence {conf}"
+        f"{len(rows) - len(failed)} digitized, {len(failed)} failed, "
+        f"{len(found.problems)} input(s) gave no image"
     )
-    for warning in result.report.warnings if result.report else []:
+    if failed or found.problems:
+        raise typer.Exit(1)
+
+
+def _print_one(row: dict[str, Any]) -> None:
+    conf = " ".join(f"{k}:{v:.2f}" for k, v in row.get("confidence", {}).items())
+    console.print(
+        f"{row['image']}: {row['model']}, geometry {row['geometry']}; layout {row['layout']}; "
+        f"page {row['verdict']}; lead confidence {conf}"
+    )
+    for warning in row.get("warnings", []):
         console.print(f"[red]warning:[/red] {warning}")
-    for note in result.notes:
+    for note in row.get("notes", []):
         console.print(f"[yellow]note:[/yellow] {note}")
-    console.print("wrote " + ", ".join(str(p) for p in paths.values()))
+    console.print("wrote " + ", ".join(row["outputs"]))
+
+
+def _print_summary(rows: list[dict[str, Any]]) -> None:
+    table = Table(title=f"{len(rows)} image(s)")
+    for col in ("image", "layout", "verdict", "mean confidence", "seconds"):
+        table.add_column(col, justify="right" if col in ("mean confidence", "seconds") else "left")
+    for r in rows:
+        conf = f"{r['mean_confidence']:.2f}" if r["ok"] else "-"
+        verdict = r.get("verdict", "") if r["ok"] else "failed"
+        table.add_row(r["image"], r.get("layout", ""), verdict, conf, f"{r['seconds']:.1f}")
+    Console().print(table)
 
 
 @app.command()
@@ -205,6 +255,9 @@ def submit(
     from ecgml.digitize import submit as run_submit
 
     logging.basicConfig(level=logging.WARNING, handlers=[RichHandler(console=console, show_path=False)])
+    if workers < 1:
+        fail(EcgmlError(None, f"--workers must be at least 1, got {workers}"))
+        return
     try:
         with Progress(console=console, transient=False) as bar:
             task = bar.add_task("digitizing", total=None)
@@ -212,7 +265,7 @@ def submit(
             def tick(done: int, total: int) -> None:
                 bar.update(task, completed=done, total=total)
 
-            summary = run_submit(data_dir, out, local_model(model), max(1, workers), tick)
+            summary = run_submit(data_dir, out, local_model(model), workers, tick)
     except EcgmlError as exc:
         fail(exc)
         return
@@ -248,6 +301,9 @@ def synth(
     console.print(f"wrote {report.n_images} images for {report.n_ecgs} ECGs to {report.out_dir}")
     for path, reason in report.skipped:
         console.print(f"[yellow]skipped[/yellow] {path}: {reason}")
+    if report.n_ecgs == 0:
+        console.print(f"[red]error:[/red] {records_dir}: no ECG written (every record was skipped)")
+        raise typer.Exit(1)
 
 
 @app.command()

@@ -31,7 +31,7 @@ from ecgml.layout import LETTER_MM, PageLayout, make_layout
 from ecgml.layout_solve import Solved, lead_layout_factor
 from ecgml.layout_solve import solve as solve_layout
 from ecgml.page import PageMap
-from ecgml.records import LEADS, Record, write_csv, write_wfdb
+from ecgml.records import LEADS, Record, record_name, write_csv, write_wfdb
 from ecgml.trace.grid_timing import correct_x
 from ecgml.trace.types import CellTrace, TraceExtractor
 from ecgml.verdict import LeadReport, geometry_factor, lead_report, load_calibration
@@ -332,6 +332,21 @@ def load_digitizer_from_spec(spec: Any) -> Digitizer:
 
 @functools.lru_cache(maxsize=4)
 def load_digitizer(model: str | None = None) -> Digitizer:
+    """The digitizer for a `--model` value (see `_load_digitizer`); a file that is not a model (corrupt
+    weights, bad JSON) is an `EcgmlError` naming it, never a library's exception."""
+    try:
+        return _load_digitizer(model)
+    except EcgmlError:
+        raise
+    except Exception as exc:
+        log.debug("loading model %r failed", model, exc_info=True)
+        raise EcgmlError(
+            model or "the shipped weights",
+            f"cannot load the model: not a model file, or a corrupt one ({type(exc).__name__})",
+        ) from exc
+
+
+def _load_digitizer(model: str | None = None) -> Digitizer:
     """The digitizer for a `--model` value.
 
     None or "": the shipped learned weights if present, else classical. "classical". "seed" or
@@ -404,7 +419,9 @@ def draw_overlay(image: np.ndarray, result: DigitizeResult) -> np.ndarray:
 def write_outputs(
     result: DigitizeResult, image: np.ndarray, out_dir: str | Path, stem: str
 ) -> dict[str, Path]:
-    """`{stem}.csv`, `{stem}.hea/.dat`, `{stem}.json` and `{stem}-overlay.png` in `out_dir`."""
+    """`{stem}.csv`, `{stem}.hea/.dat`, `{stem}.json` and `{stem}-overlay.png` in `out_dir`; the stem
+    is made WFDB-safe first (`records.record_name`: `scan.2024-01-05` → `scan_2024-01-05`)."""
+    stem = record_name(stem)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     rec = Record(result.record.signal, result.record.fs, stem, dict(result.record.meta))
@@ -426,13 +443,17 @@ def write_outputs(
 
 
 def digitize_file(
-    path: str | Path, out_dir: str | Path, fs: int = DEFAULT_FS, model: str | None = None
+    path: str | Path,
+    out_dir: str | Path,
+    fs: int = DEFAULT_FS,
+    model: str | None = None,
+    name: str | None = None,
 ) -> tuple[DigitizeResult, dict[str, Path]]:
-    """`ecgml digitize`: one image to the four outputs."""
+    """`ecgml digitize`: one image to the four outputs (named `name`, default the image's stem)."""
     digitizer = load_digitizer(model)
     image = load_image(path)
     result = digitizer.digitize_image(image, fs, path)
-    return result, write_outputs(result, image, out_dir, Path(path).stem)
+    return result, write_outputs(result, image, out_dir, name or Path(path).stem)
 
 
 # ----------------------------------------------------------------------------------------- submit

@@ -127,8 +127,14 @@ class SubmissionWriter:
     with_fs: bool = False  # solution files carry fs
 
     def __enter__(self) -> SubmissionWriter:
+        """Checks the target before any work is done: a folder or an unwritable place is refused."""
+        if self.path.is_dir():
+            raise EcgmlError(self.path, "is a folder; name the submission file (.csv or .parquet)")
         self._ctx = atomic_path(self.path)
-        self._tmp = self._ctx.__enter__()
+        try:
+            self._tmp = self._ctx.__enter__()
+        except OSError as exc:
+            raise EcgmlError(self.path, f"cannot write the submission here ({exc.strerror or exc})") from exc
         self._parquet = self.path.suffix == ".parquet"
         self._n = 0
         if self._parquet:
@@ -194,6 +200,8 @@ def read_long_table(path: str | Path) -> pd.DataFrame:
     for c in ("id", "value"):
         if c not in df.columns:
             raise EcgmlError(path, f"missing column {c!r}; has {list(df.columns)}")
+    if df.empty:
+        raise EcgmlError(path, "no rows (a header only)")
     values = pd.to_numeric(df["value"], errors="coerce")
     if values.isna().any() and not df["value"].isna().equals(values.isna()):
         bad = df.loc[values.isna() & df["value"].notna(), "value"].iloc[0]

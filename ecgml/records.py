@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -129,13 +130,23 @@ def read_wfdb(path: str | Path, min_duration: float = MIN_DURATION_S) -> Record:
     return Record(sig.astype(np.float32), int(rec.fs), stem.name, meta)
 
 
+def record_name(stem: str) -> str:
+    """A WFDB-readable record (and output file) name: letters, digits, `_` and `-` only.
+
+    `scan.2024-01-05` → `scan_2024-01-05`, `ECG (2) copy` → `ECG_2_copy`; wfdb refuses the others.
+    """
+    return re.sub(r"[^A-Za-z0-9_-]+", "_", stem).strip("_") or "record"
+
+
 def write_wfdb(record: Record, out_dir: str | Path, name: str | None = None) -> Path:
-    """Write `{name}.hea`/`{name}.dat` (format 16, 1000 adu/mV); NaN samples are stored as 0."""
+    """Write `{name}.hea`/`{name}.dat` (format 16, 1000 adu/mV); NaN samples are stored as 0.
+
+    The name is made WFDB-safe (`record_name`), and the written path returned."""
     import wfdb
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    name = name or record.name or "record"
+    name = record_name(name or record.name or "record")
     sig = np.nan_to_num(record.signal.astype(np.float64), nan=0.0)
     wfdb.wrsamp(
         name,

@@ -30,6 +30,7 @@ from ecgml.kaggle import (
     write_train_table,
     write_types,
 )
+from ecgml.layout import LAYOUT_NAMES
 from ecgml.records import Record, iter_wfdb_paths, read_wfdb, resample, write_csv
 from ecgml.render.page import check_record, plotted_mask
 from ecgml.render.presets import TYPES, Rendered, render
@@ -106,6 +107,12 @@ def synth_dataset(
     """Render a dataset; `records` is a folder of WFDB records or a list of record paths."""
     types = parse_types(types)
     out_dir = Path(out_dir)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise EcgmlError(out_dir, "is an existing file; the dataset needs a folder")
+    if per_record < 1:
+        raise EcgmlError(None, f"per_record must be at least 1, got {per_record}")
+    if layout is not None and layout not in LAYOUT_NAMES:
+        raise EcgmlError(None, f"unknown layout {layout!r}; choose from {', '.join(LAYOUT_NAMES)}")
     if isinstance(records, str | Path) and Path(records).is_dir():
         paths: list[Path] = iter_wfdb_paths(records)
         if not paths:

@@ -2,7 +2,10 @@
 
 A `LocalCluster` with `workers` single-threaded processes by default; `address` uses a running Dask
 scheduler instead (a real cluster). Each worker loads the digitizer once (`ecgml.batch`). A bad image is
-reported in the result and in a table artifact, and the other images go through.
+reported in the result and in a table artifact, and the other images go through. Outputs keep each
+image's path below the folder (`site1/1.png` → `OUT/site1/1.*`); two images wanting the same output
+files, or outputs already there (without `--overwrite`), are failed rows, never an overwrite
+(`ecgml.batch.plan_jobs`).
 
     python flows/batch.py IMAGES_DIR OUT_DIR [--workers 2] [--address tcp://host:8786] [--model URI]
 """
@@ -19,26 +22,27 @@ from typing import Any
 from prefect import flow, task
 from prefect.artifacts import create_table_artifact
 from prefect.cache_policies import NO_CACHE
+from prefect.utilities.annotations import unmapped
 from prefect_dask import DaskTaskRunner
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
+from ecgml.batch import Job, collect_images, plan_jobs, run_job  # noqa: E402 - after the path above
 
 
 @task(cache_policy=NO_CACHE)
-def digitize_one(image: str, out_dir: str, model: str | None, fs: int) -> dict[str, Any]:
+def digitize_one(job: Job, model: str | None, fs: int) -> dict[str, Any]:
     """One image → its output files; an `EcgmlError` becomes a failed row, not a failed flow."""
-    from ecgml.batch import digitize_image_file
-
-    return digitize_image_file(Path(image), Path(out_dir), model, fs)
+    return run_job(job, model, fs)
 
 
 @flow(name="ecgml-batch-digitize", log_prints=True)
-def _digitize_images(images: list[str], out_dir: str, model: str | None, fs: int) -> dict[str, Any]:
+def _digitize_images(jobs: list[Job], model: str | None, fs: int) -> dict[str, Any]:
     t0 = time.perf_counter()
-    futures = digitize_one.map(images, out_dir, model, fs)
-    results = [f.result() for f in futures]
+    todo = [j for j in jobs if not j.error]
+    futures = digitize_one.map(todo, unmapped(model), unmapped(fs))
+    done = {id(j): f.result() for j, f in zip(todo, futures, strict=True)}
+    results = [done[id(j)] if id(j) in done else run_job(j, model, fs) for j in jobs]
     map_seconds = time.perf_counter() - t0
     failed = [r for r in results if not r["ok"]]
     if failed:
@@ -47,10 +51,6 @@ def _digitize_images(images: list[str], out_dir: str, model: str | None, fs: int
         )
     print(f"{len(results) - len(failed)} digitized, {len(failed)} failed in {map_seconds:.1f} s")
     return {"rows": results, "map_seconds": map_seconds}
-
-
-def list_images(folder: str | Path) -> list[str]:
-    return sorted(str(p) for p in Path(folder).rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
 
 
 def task_runner(workers: int = 2, address: str | None = None) -> DaskTaskRunner:
@@ -75,28 +75,36 @@ def digitize_batch(
     fs: int = 500,
     workers: int = 2,
     address: str | None = None,
+    overwrite: bool = False,
 ) -> dict[str, Any]:
-    """Digitize a list of images (or every image under a folder) on Dask.
+    """Digitize images (files, folders, globs; one folder or pattern as a string) on Dask.
 
-    Returns `rows` (one per image: ok, error, seconds, outputs) and `map_seconds` (from the first task
-    submitted to the last result, i.e. without Prefect's and the cluster's start-up).
+    Returns `rows` (one per image: ok, error, seconds, outputs; plus one failed row per input that
+    gave no image) and `map_seconds` (from the first task submitted to the last result, i.e. without
+    Prefect's and the cluster's start-up).
     """
-    paths = list_images(images) if isinstance(images, str) else list(images)
+    found = collect_images([images] if isinstance(images, str) else images)
+    jobs = plan_jobs(found.images, Path(out_dir), overwrite)
     runner_flow = _digitize_images.with_options(task_runner=task_runner(workers, address))
-    return runner_flow(paths, out_dir, model, fs)
+    res = runner_flow(jobs, model, fs)
+    res["rows"] += [
+        {"image": p.split(": ")[0], "ok": False, "error": p, "seconds": 0.0} for p in found.problems
+    ]
+    return res
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description="digitize a folder of ECG images on Dask")
-    ap.add_argument("images")
+    ap.add_argument("images", help="a folder (searched recursively), an image or a glob pattern")
     ap.add_argument("out")
+    ap.add_argument("--overwrite", action="store_true", help="replace outputs already in OUT")
     ap.add_argument("--model", default=None)
     ap.add_argument("--fs", type=int, default=500)
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--address", default=None)
     a = ap.parse_args()
     t0 = time.perf_counter()
-    res = digitize_batch(a.images, a.out, a.model, a.fs, a.workers, a.address)
+    res = digitize_batch(a.images, a.out, a.model, a.fs, a.workers, a.address, a.overwrite)
     dt = time.perf_counter() - t0
     rows, mapped = res["rows"], res["map_seconds"]
     report = {"images": len(rows), "ok": sum(r["ok"] for r in rows), "workers": a.workers}

@@ -111,7 +111,37 @@ def test_bad_inputs_name_the_file(tmp_path, content, reason):
     res = CliRunner().invoke(
         app, ["digitize", str(path), "--out", str(tmp_path / "o"), "--model", "classical"]
     )
-    assert res.exit_code == 2 and "input.png" in res.output and "Traceback" not in res.output
+    # a failed image is exit 1 (2 is for arguments refused before any work)
+    assert res.exit_code == 1 and "input.png" in res.output and "Traceback" not in res.output
+
+
+def test_batch_digitize_files_folders_globs_and_failures(page_png, tmp_path, monkeypatch):
+    """Issue 17: many images in one call, a summary, a line per failure, exit 1; issue 16: dotted and
+    spaced names give WFDB-readable outputs, a second run into the same folder is not silent."""
+    import shutil
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "in" / "site").mkdir(parents=True)
+    shutil.copy(page_png, tmp_path / "in" / "scan.2024-01-05.png")
+    shutil.copy(page_png, tmp_path / "in" / "site" / "ECG (2).png")
+    (tmp_path / "in" / "site" / "broken.png").write_bytes(b"not an image")
+    args = ["digitize", "in", "nomatch/*.png", "--out", "out", "--model", "classical"]
+    res = CliRunner().invoke(app, args)
+    text = " ".join(res.output.split())
+    assert res.exit_code == 1 and "Traceback" not in res.output
+    assert "nomatch/*.png: no image matches" in text and "broken.png: not an image" in text
+    assert "2 digitized, 1 failed, 1 input(s) gave no image" in text
+    assert "scan.2024-01-05.png" in text and "3x4+1R" in text  # the summary table's rows
+    assert read_wfdb(tmp_path / "out" / "scan_2024-01-05").n_samples == 5000
+    assert read_wfdb(tmp_path / "out" / "site" / "ECG_2").n_samples == 5000
+    again = CliRunner().invoke(
+        app, ["digitize", "in/scan.2024-01-05.png", "--out", "out", "--model", "classical"]
+    )
+    assert again.exit_code == 1 and "already exists" in again.output and "--overwrite" in again.output
+    again = CliRunner().invoke(
+        app, ["digitize", "in/scan.2024-01-05.png", "--out", "out", "--model", "classical", "--overwrite"]
+    )
+    assert again.exit_code == 0, again.output
 
 
 @pytest.mark.slow
