@@ -6,10 +6,14 @@ extractor to build); the code is the installed `ecgml` package, referenced by na
 `ecgml digitize` runs.
 
 Input: a DataFrame with a column `image` (base64-encoded image file bytes) or `path` (an image file
-readable by the server), one image per row; an optional `fs` column or param sets the output rate
-(an image carries none; default 500 Hz). Output: one row per (input row, lead) with the lead's plotted
-window (`start` sample in the 10 s record, `values` in mV), its confidence, and `error` ("" when fine).
-An image that cannot be read gives one row with `lead` "" and the error, and the rest go through.
+under the folder `ECGML_SERVE_ROOT` names, relative to it; without that variable paths are refused, so
+a client cannot probe which files exist on the server), one image per row; an optional `fs` column
+or param sets the output rate (an image carries none; default 500 Hz). Output: one row per (input row,
+lead) with the lead's plotted window (`start` sample in the 10 s record, `values` in mV), its
+confidence, and `error` ("" when fine).
+An input row that cannot be read (bad bytes, bad fs, a huge or non-ECG image, an unforeseen failure)
+gives one row with `lead` "" and the error, and the rest go through; predict never raises, so a
+server never answers with a stack trace.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import os
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -27,6 +32,8 @@ import pandas as pd
 from ecgml.errors import EcgmlError
 
 DEFAULT_FS = 500
+MAX_FS = 10_000
+SERVE_ROOT_ENV = "ECGML_SERVE_ROOT"  # `path` inputs are read only under this folder (off when unset)
 OUTPUT_COLUMNS = ["item", "lead", "fs", "start", "values", "confidence", "error"]
 
 
@@ -87,50 +94,75 @@ class DigitizerModel(mlflow.pyfunc.PythonModel):  # type: ignore[misc,name-defin
     def predict(
         self, context: Any, model_input: pd.DataFrame, params: dict[str, Any] | None = None
     ) -> pd.DataFrame:
-        from ecgml.digitize import digitize_leads
+        """One output row per lead of each readable image; one error row per unreadable input row.
 
+        Never raises for a bad row (MLflow would answer the whole request with a stack trace)."""
         df = pd.DataFrame(model_input)
-        if "image" not in df.columns and "path" not in df.columns:
-            raise EcgmlError(None, "model input needs a column 'image' (base64 image bytes) or 'path'")
-        default_fs = int((params or {}).get("fs") or DEFAULT_FS)
+        try:
+            default_fs = _fs((params or {}).get("fs"), DEFAULT_FS)
+        except EcgmlError as exc:
+            return pd.DataFrame(
+                [_error_row(i, DEFAULT_FS, str(exc)) for i in range(len(df))], columns=OUTPUT_COLUMNS
+            )
         rows: list[dict[str, Any]] = []
         with tempfile.TemporaryDirectory(prefix="ecgml-serve-") as tmp:
             for i, raw in enumerate(df.to_dict("records")):
-                item = {str(k): v for k, v in raw.items()}
-                fs = int(item["fs"]) if pd.notna(item.get("fs")) else default_fs
-                try:
-                    path = _item_path(item, Path(tmp) / f"item{i}", i)
-                    leads = digitize_leads(self._get(), path, fs)
-                except EcgmlError as exc:
-                    rows.append(
-                        {
-                            "item": i,
-                            "lead": "",
-                            "fs": fs,
-                            "start": 0,
-                            "values": [],
-                            "confidence": 0.0,
-                            "error": str(exc),
-                        }
-                    )
-                    continue
-                for lead, (start, values, conf) in leads.items():
-                    rows.append(
-                        {
-                            "item": i,
-                            "lead": lead,
-                            "fs": fs,
-                            "start": start,
-                            "values": [float(v) for v in values],
-                            "confidence": conf,
-                            "error": "",
-                        }
-                    )
+                rows += self._predict_row(i, {str(k): v for k, v in raw.items()}, default_fs, Path(tmp))
         return pd.DataFrame(rows, columns=OUTPUT_COLUMNS)
+
+    def _predict_row(self, i: int, item: dict[str, Any], default_fs: int, tmp: Path) -> list[dict[str, Any]]:
+        from ecgml.digitize import digitize_leads
+
+        fs = default_fs
+        try:
+            fs = _fs(item.get("fs"), default_fs)
+            path = _item_path(item, tmp / f"item{i}", i)
+            leads = digitize_leads(self._get(), path, fs)
+        except EcgmlError as exc:
+            return [_error_row(i, fs, str(exc))]
+        except Exception as exc:  # noqa: BLE001 - one bad image must not cost the request
+            return [_error_row(i, fs, f"input row {i}: unexpected {type(exc).__name__}: {exc}")]
+        return [
+            {
+                "item": i,
+                "lead": lead,
+                "fs": fs,
+                "start": int(start),
+                "values": [float(v) for v in values],
+                "confidence": float(conf),
+                "error": "",
+            }
+            for lead, (start, values, conf) in leads.items()
+        ]
+
+
+def _error_row(i: int, fs: int, error: str) -> dict[str, Any]:
+    return {"item": i, "lead": "", "fs": fs, "start": 0, "values": [], "confidence": 0.0, "error": error}
+
+
+def _fs(value: Any, default: int) -> int:
+    """The row's (or request's) output rate; missing means `default`."""
+    if value is None or (isinstance(value, float) and value != value):
+        return default
+    try:
+        fs = int(value)
+        whole = isinstance(value, str) or float(value) == fs
+    except (TypeError, ValueError, OverflowError):
+        whole = False
+    if not whole or not 1 <= fs <= MAX_FS:
+        raise EcgmlError(None, f"fs must be an integer between 1 and {MAX_FS}, got {value!r}")
+    return fs
+
+
+def serve_root() -> Path | None:
+    """The folder `path` inputs must lie under (`ECGML_SERVE_ROOT`); None: paths are refused."""
+    root = os.environ.get(SERVE_ROOT_ENV)
+    return Path(root).resolve() if root else None
 
 
 def _item_path(item: dict[str, Any], tmp_stem: Path, i: int) -> Path:
-    """The image of one input row as a file: the given path, or the decoded bytes in a temp file."""
+    """The image of one input row as a file: the decoded bytes in a temp file, or a given path under
+    the configured serve root (a client must not probe which files exist elsewhere)."""
     image = item.get("image")
     if isinstance(image, (bytes, bytearray)):
         data = bytes(image)
@@ -142,10 +174,18 @@ def _item_path(item: dict[str, Any], tmp_stem: Path, i: int) -> Path:
     else:
         p = item.get("path")
         if not isinstance(p, str) or not p:
-            raise EcgmlError(f"input row {i}", "neither 'image' nor 'path' is given")
-        if not Path(p).is_file():
-            raise EcgmlError(p, "file not found")
-        return Path(p)
+            raise EcgmlError(f"input row {i}", "neither 'image' (base64 bytes) nor 'path' is given")
+        root = serve_root()
+        if root is None:
+            raise EcgmlError(
+                f"input row {i}", f"'path' inputs are off; send 'image' bytes (or set {SERVE_ROOT_ENV})"
+            )
+        full = (root / p).resolve()
+        if not full.is_relative_to(root):
+            raise EcgmlError(f"input row {i}", f"'path' must lie under the serve root ({SERVE_ROOT_ENV})")
+        if not full.is_file():
+            raise EcgmlError(f"input row {i}", "no such image under the serve root")
+        return full
     suffix = ".jpg" if data[:3] == b"\xff\xd8\xff" else ".png"
     tmp_stem.parent.mkdir(parents=True, exist_ok=True)
     path = tmp_stem.with_suffix(suffix)
