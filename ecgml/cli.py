@@ -284,7 +284,19 @@ def synth(
     per_record: Annotated[int, typer.Option(help="ECGs (10 s windows) per record")] = 1,
     seed: Annotated[int, typer.Option(help="dataset seed")] = 0,
     test: Annotated[bool, typer.Option("--test", help="write the test layout")] = False,
-    layout: Annotated[str | None, typer.Option(help="force a layout: 3x4+1R, 3x4, 3x4+3R, 6x2, 12x1")] = None,
+    layout: Annotated[
+        str | None, typer.Option(help="force one layout, e.g. 3x4+1R, 6x2+II, cabrera-12x1")
+    ] = None,
+    layouts: Annotated[
+        str | None,
+        typer.Option(
+            help="layouts to draw from: a mix (training, kaggle, families, standard) or names: 3x4+1R,6x2"
+        ),
+    ] = None,
+    speed: Annotated[str | None, typer.Option(help="force the paper speed: 25, 50 or 12.5 mm/s")] = None,
+    gain: Annotated[
+        str | None, typer.Option(help="force the gain: 10, 5, 20 or mixed (limb 10, chest 5)")
+    ] = None,
     record: Annotated[list[Path] | None, typer.Option(help="a single record file (repeatable)")] = None,
     first_id: Annotated[int, typer.Option(help="the first ECG id")] = 1,
 ) -> None:
@@ -293,8 +305,9 @@ def synth(
 
     try:
         report = synth_dataset(
-            list(record) if record else records_dir, out_dir, types, per_record, seed, test, layout, first_id
-        )
+            list(record) if record else records_dir, out_dir, types, per_record, seed, test, layout, first_id,
+            layouts=layouts, speed=speed, gain=gain,
+        )  # fmt: skip
     except EcgmlError as exc:
         fail(exc)
         return

@@ -37,7 +37,7 @@ KAGGLE_PULSE_X0_MM = 10.0
 
 @dataclass(frozen=True)
 class Cell:
-    lead: str
+    lead: str  # the record lead the samples come from (LEADS), or a lead the record lacks (see `derived`)
     row: int
     col: int
     baseline_mm: float
@@ -45,6 +45,15 @@ class Cell:
     x1_mm: float
     t0_s: float  # record time at x0
     t1_s: float
+    sign: float = 1.0  # -1: drawn inverted (Cabrera's -aVR); y = baseline - sign * v * gain
+    gain_mm_mv: float = 0.0  # 0: the page's gain (PageLayout.gain_mm_mv); else this cell's (mixed gain)
+    label: str = ""  # the printed name; "" means `text` below
+    derived: str = ""  # non-empty: not a record lead; how its samples were made (no truth)
+
+    @property
+    def text(self) -> str:
+        """The name printed for this cell ("-aVR" for an inverted aVR)."""
+        return self.label or ("-" if self.sign < 0 else "") + self.lead
 
 
 @dataclass(frozen=True)
@@ -53,6 +62,8 @@ class Pulse:
     x0_mm: float
     x1_mm: float
     baseline_mm: float
+    height_mm: float = 0.0  # 0: 1 mV at the page's gain
+    step_mm: float = 0.0  # > 0: the second half steps down to this height (mixed limb/chest gain)
 
 
 @dataclass
@@ -65,10 +76,18 @@ class PageLayout:
     gain_mm_mv: float
     cells: list[Cell]
     pulses: list[Pulse] = field(default_factory=list)
+    rhythm_leads: list[str] = field(default_factory=list)  # the strips below the grid, top to bottom
+    columns: str = "sequential"  # or "simultaneous": every column shows the same seconds
+    cabrera: bool = False
+    chest_gain_mm_mv: float = 0.0  # > 0: chest leads drawn at this gain (mixed gain)
 
     @property
     def n_rows(self) -> int:
         return 1 + max(c.row for c in self.cells)
+
+    def cell_gain(self, cell: Cell) -> float:
+        """mm per mV of one cell (differs from `gain_mm_mv` on mixed-gain pages)."""
+        return cell.gain_mm_mv or self.gain_mm_mv
 
     def row_baselines(self) -> list[float]:
         rows: dict[int, float] = {}
@@ -88,6 +107,10 @@ class PageLayout:
             gain_mm_mv=float(d["gain_mm_mv"]),
             cells=[Cell(**c) for c in d["cells"]],
             pulses=[Pulse(**p) for p in d.get("pulses", [])],
+            rhythm_leads=list(d.get("rhythm_leads", [])),
+            columns=str(d.get("columns", "sequential")),
+            cabrera=bool(d.get("cabrera", False)),
+            chest_gain_mm_mv=float(d.get("chest_gain_mm_mv", 0.0)),
         )
 
 
@@ -105,34 +128,87 @@ def make_layout(
     """Build a layout; with the defaults it is exactly the Kaggle 0001 page.
 
     Rows are spaced H/(rows+2) apart as in ECG-Image-Kit unless `baselines_mm` is given. At 50 mm/s
-    only the first half of the record fits a Letter page, so each column shows less time.
+    only the first half of the record fits a Letter page, so each column shows less time. The 6x2
+    columns both show the first half (ECG-Image-Kit shifts windows only on 4-column pages).
     """
     if name not in _GRIDS:
         raise ValueError(f"unknown layout {name!r}; choose from {LAYOUT_NAMES}")
     grid, rhythm = _GRIDS[name]
+    if baselines_mm is None and name == DEFAULT_LAYOUT and paper_mm == LETTER_MM:
+        baselines_mm = list(KAGGLE_BASELINES_MM)
+    return grid_layout(
+        name, grid, rhythm, paper_mm, speed_mm_s, gain_mm_mv, x0_mm, baselines_mm, duration_s,
+        simultaneous=name == "6x2", pulse_width_mm=pulse_width_mm, pulse_rows=None if pulse else [],
+    )  # fmt: skip
+
+
+def parse_lead(text: str) -> tuple[str, float]:
+    """'-aVR' -> ('aVR', -1.0); 'V4R' -> ('V4R', 1.0)."""
+    return (text[1:], -1.0) if text.startswith("-") else (text, 1.0)
+
+
+def grid_layout(
+    name: str,
+    grid: list[list[str]],
+    rhythm: list[str],
+    paper_mm: tuple[float, float] = LETTER_MM,
+    speed_mm_s: float = 25.0,
+    gain_mm_mv: float = 10.0,
+    x0_mm: float = KAGGLE_X0_MM,
+    baselines_mm: list[float] | None = None,
+    duration_s: float = 10.0,
+    simultaneous: bool = False,
+    pulse_width_mm: float = 5.0,
+    pulse_rows: list[int] | None = None,
+    pulse_at_end: bool = False,
+    right_mm: float = 5.0,
+    chest_gain_mm_mv: float = 0.0,
+    derived: dict[str, str] | None = None,
+) -> PageLayout:
+    """Cells of `grid` (rows of lead names, "-aVR" for inverted) with the `rhythm` strips below it.
+
+    Each grid row splits the shown time into equal columns: one after the other (sequential), or all
+    starting at 0 (`simultaneous`). Strips show all of it. Pulses go on `pulse_rows` (None: all)
+    before the first column, or after the last with `pulse_at_end` (where the page has room).
+    `chest_gain_mm_mv` > 0 draws V-leads at that gain (mixed gain; a row with both gets a step pulse).
+    """
     n_rows = len(grid) + len(rhythm)
     if baselines_mm is None:
-        if name == DEFAULT_LAYOUT and paper_mm == LETTER_MM:
-            baselines_mm = list(KAGGLE_BASELINES_MM)
-        else:
-            pitch = paper_mm[1] / (n_rows + 2)
-            baselines_mm = [pitch * (1.5 + r) for r in range(n_rows)]
+        pitch = paper_mm[1] / (n_rows + 2)
+        baselines_mm = [pitch * (1.5 + r) for r in range(n_rows)]
     if len(baselines_mm) != n_rows:
         raise ValueError(f"layout {name} has {n_rows} rows, got {len(baselines_mm)} baselines")
-    usable_mm = min(duration_s * speed_mm_s, paper_mm[0] - x0_mm - 5.0)
+    usable_mm = min(duration_s * speed_mm_s, paper_mm[0] - x0_mm - right_mm)
     shown_s = usable_mm / speed_mm_s
+    derived = derived or {}
     cells: list[Cell] = []
     pulses: list[Pulse] = []
     for r, row in enumerate(grid + [[lead] for lead in rhythm]):
         n_cols = len(row)
         seg_mm = usable_mm / n_cols
-        for c, lead in enumerate(row):
+        gains = []
+        for c, text in enumerate(row):
+            lead, sign = parse_lead(text)
             x0 = x0_mm + c * seg_mm
-            t0 = c * shown_s / n_cols
-            cells.append(Cell(lead, r, c, baselines_mm[r], x0, x0 + seg_mm, t0, t0 + shown_s / n_cols))
-        if pulse:
-            pulses.append(Pulse(r, x0_mm - pulse_width_mm, x0_mm, baselines_mm[r]))
-    return PageLayout(name, paper_mm, speed_mm_s, gain_mm_mv, cells, pulses)
+            t0 = 0.0 if simultaneous else c * shown_s / n_cols
+            g = chest_gain_mm_mv if chest_gain_mm_mv > 0 and lead.startswith("V") else 0.0
+            gains.append(g or gain_mm_mv)
+            cells.append(
+                Cell(lead, r, c, baselines_mm[r], x0, x0 + seg_mm, t0, t0 + shown_s / n_cols, sign, g,
+                     "", derived.get(lead, ""))
+            )  # fmt: skip
+        if pulse_rows is not None and r not in pulse_rows:
+            continue
+        step = gains[-1] if len(set(gains)) > 1 else 0.0
+        px0 = x0_mm + usable_mm + 1.0 if pulse_at_end else x0_mm - pulse_width_mm
+        if pulse_at_end and px0 + pulse_width_mm > paper_mm[0] - 1.0:
+            continue
+        pulses.append(Pulse(r, px0, px0 + pulse_width_mm, baselines_mm[r], gains[0], step))
+    cabrera = any(c.sign < 0 for c in cells)
+    return PageLayout(
+        name, paper_mm, speed_mm_s, gain_mm_mv, cells, pulses, list(rhythm),
+        "simultaneous" if simultaneous else "sequential", cabrera, chest_gain_mm_mv,
+    )  # fmt: skip
 
 
 def lead_window(lead: str, fs: int) -> tuple[int, int]:

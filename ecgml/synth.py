@@ -32,6 +32,7 @@ from ecgml.kaggle import (
 )
 from ecgml.layout import LAYOUT_NAMES
 from ecgml.records import Record, iter_wfdb_paths, read_wfdb, resample, write_csv
+from ecgml.render.layouts import parse_gain, parse_layout, parse_mix, parse_speed, pick
 from ecgml.render.page import check_record, plotted_mask
 from ecgml.render.presets import TYPES, Rendered, render
 from ecgml.render.truth import write_truth
@@ -103,9 +104,32 @@ def synth_dataset(
     layout: str | None = None,
     first_id: int = 1,
     progress: bool = True,
+    layouts: str | None = None,
+    speed: float | str | None = None,
+    gain: str | float | None = None,
 ) -> SynthReport:
-    """Render a dataset; `records` is a folder of WFDB records or a list of record paths."""
+    """Render a dataset; `records` is a folder of WFDB records or a list of record paths.
+
+    `layout` forces one layout; `layouts` is a mix name or comma-separated layout names
+    (ecgml.render.layouts) each image draws from (`realworld`/`lowres` default to the training mix,
+    Kaggle types to 3x4+1R). `speed` and `gain` force the settings.
+    """
     types = parse_types(types)
+    mix = parse_mix(layouts) if layouts else None
+    if layout is not None:
+        parse_layout(layout)
+    if speed is not None:
+        parse_speed(speed)
+    if gain is not None:
+        parse_gain(gain)
+
+    def one(ecg: Record, t: str, ecg_id: int, standard: bool = False) -> Rendered:
+        s_img = image_seed(seed, ecg_id, t)
+        name = layout
+        if name is None and mix is not None and t not in ("realworld", "lowres"):
+            name = pick(mix, np.random.default_rng([s_img, 1]))
+        return render(ecg, t, s_img, name, standard_windows=standard, speed=speed, gain=gain, mix=mix)
+
     out_dir = Path(out_dir)
     if out_dir.exists() and not out_dir.is_dir():
         raise EcgmlError(out_dir, "is an existing file; the dataset needs a folder")
@@ -152,7 +176,7 @@ def synth_dataset(
                 try:
                     if test:
                         t = types[len(test_ecgs) % len(types)]
-                        out = render(ecg, t, image_seed(seed, ecg_id, t), layout, standard_windows=True)
+                        out = one(ecg, t, ecg_id, standard=True)
                         save_rendered(
                             out, test_image_path(out_dir, ecg_id), out_dir / "truth" / f"{ecg_id}-{t}"
                         )
@@ -164,7 +188,7 @@ def synth_dataset(
                     else:
                         plotted = np.zeros(ecg.signal.shape, dtype=bool)
                         for t in types:
-                            out = render(ecg, t, image_seed(seed, ecg_id, t), layout)
+                            out = one(ecg, t, ecg_id)
                             img_path = train_image_path(out_dir, ecg_id, t)
                             save_rendered(out, img_path, img_path.with_suffix(""))
                             plotted |= plotted_mask(out.layout, fs, ecg.n_samples)

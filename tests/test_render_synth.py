@@ -102,3 +102,34 @@ def test_bad_types():
     with pytest.raises(EcgmlError, match="unknown image type"):
         parse_types("0001,0002")
     assert parse_types("0001, realworld") == ["0001", "realworld"]
+
+
+def test_layouts_option_draws_from_the_list(tmp_path):
+    out = tmp_path / "mix"
+    args = ["synth", str(tmp_path), str(out), "--record", str(SRC / "00005_hr")]
+    args += ["--record", str(SRC / "00666_hr"), "--per-record", "2", "--types", "0001,lowres"]
+    args += ["--layouts", "cabrera-6x2,3x4+V1", "--gain", "mixed"]
+    res = CliRunner().invoke(app, args)
+    assert res.exit_code == 0, res.output
+    names = set()
+    for p in (out / "train").glob("*/*.json"):
+        meta = json.loads(p.read_text())
+        names.add(meta["layout"]["name"])
+        assert meta["layout"]["chest_gain_mm_mv"] == 5.0
+        assert meta["annotations"]["layout"]["gain_mm_mv"] == 10.0
+    assert names <= {"cabrera-6x2", "3x4+V1"} and len(names) == 2
+
+
+BAD_OPTIONS = [
+    ("--layouts", "3x4,7x7", "known: bases"),
+    ("--layout", "9x9", "known"),
+    ("--speed", "30", "25, 50, 12.5"),
+    ("--gain", "3", "10, 5, 20, mixed"),
+]
+
+
+@pytest.mark.parametrize("opt,value,known", BAD_OPTIONS)
+def test_bad_layout_speed_gain_are_one_line(tmp_path, opt, value, known):
+    args = ["synth", str(tmp_path), str(tmp_path / "o"), "--record", str(SRC / "00005_hr"), opt, value]
+    res = CliRunner().invoke(app, args)
+    assert res.exit_code == 2 and known in res.output and "Traceback" not in res.output

@@ -55,7 +55,8 @@ def test_truth_matches_pixels(record, image_type):
     assert snr_db(_truth_signal(record, out.layout), est) >= 40
     # the image-space centreline mask read back through the inverse map (pixels, not bookkeeping)
     est = signal_from_mask(out.centre, out.layout, pm, record.fs, record.n_samples)
-    assert snr_db(_truth_signal(record, out.layout), est) >= 12
+    # a low-resolution copy's 1-px centreline is 0.2-0.45 mm tall (2.2-5 px/mm): coarser read-back
+    assert snr_db(_truth_signal(record, out.layout), est) >= (8 if image_type == "lowres" else 12)
 
 
 def test_type_sizes(record):

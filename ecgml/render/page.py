@@ -16,8 +16,10 @@ import cv2
 import numpy as np
 
 from ecgml.errors import EcgmlError
-from ecgml.layout import PageLayout
+from ecgml.layout import PageLayout, Pulse
 from ecgml.records import LEADS, Record
+from ecgml.render.header import redaction_coverage
+from ecgml.render.labels import label_items, row_is_rhythm  # noqa: F401 (re-export)
 from ecgml.render.style import PageStyle
 from ecgml.render.text import TextItem, draw_text_coverage, pt_to_px
 
@@ -70,6 +72,7 @@ class FlatPage:
     style: PageStyle
     samples: list[CellSamples]
     text_boxes: list[tuple[str, tuple[float, float, float, float]]] = field(default_factory=list)
+    text_items: list[TextItem] = field(default_factory=list)  # what each text box is (kind, cell)
 
     @property
     def size(self) -> tuple[int, int]:
@@ -100,14 +103,24 @@ def cell_windows(layout: PageLayout, fs: int) -> list[tuple[int, int]]:
     return out
 
 
+def lead_signal(record: Record, lead: str) -> np.ndarray:
+    """One lead of the record: a standard lead, or an extra one in `record.meta["extra_leads"]`."""
+    if lead in LEADS:
+        return record.signal[:, LEADS.index(lead)]
+    extra = record.meta.get("extra_leads", {})
+    if lead not in extra:
+        raise EcgmlError(record.meta.get("source", record.name) or None, f"record has no lead {lead}")
+    return np.asarray(extra[lead], dtype=np.float32)
+
+
 def cell_samples(record: Record, layout: PageLayout) -> list[CellSamples]:
-    """Page millimetres of every plotted sample: x = x0 + (t - t0) * speed, y = baseline - v * gain."""
+    """Page millimetres of every plotted sample: x = x0 + (t - t0) * speed, y = baseline - sign * v * gain."""
     out = []
     for k, (cell, (start, n)) in enumerate(zip(layout.cells, cell_windows(layout, record.fs), strict=True)):
         i = np.arange(start, start + n)
-        v = record.signal[start : start + n, LEADS.index(cell.lead)].astype(np.float64)
+        v = lead_signal(record, cell.lead)[start : start + n].astype(np.float64)
         x = cell.x0_mm + (i / record.fs - cell.t0_s) * layout.speed_mm_s
-        y = cell.baseline_mm - v * layout.gain_mm_mv
+        y = cell.baseline_mm - cell.sign * v * layout.cell_gain(cell)
         out.append(CellSamples(k, cell.lead, cell.row, start, x, y))
     return out
 
@@ -116,7 +129,8 @@ def plotted_mask(layout: PageLayout, fs: int, n_samples: int) -> np.ndarray:
     """(n_samples, 12) bool: which samples of each lead the layout plots (the CSV's non-NaN cells)."""
     m = np.zeros((n_samples, len(LEADS)), dtype=bool)
     for cell, (start, n) in zip(layout.cells, cell_windows(layout, fs), strict=True):
-        m[start : start + n, LEADS.index(cell.lead)] = True
+        if cell.lead in LEADS and not cell.derived:
+            m[start : start + n, LEADS.index(cell.lead)] = True
     return m
 
 
@@ -241,30 +255,33 @@ def _fake_qr(seed: int, modules: int = 25) -> np.ndarray:
     return q
 
 
-def row_is_rhythm(layout: PageLayout) -> dict[int, bool]:
-    cols: dict[int, int] = {}
-    for c in layout.cells:
-        cols[c.row] = cols.get(c.row, 0) + 1
-    most = max(cols.values())
-    return {r: (n == 1 and most > 1) for r, n in cols.items()}
+def pulse_polyline(p: Pulse, gain_mm_mv: float) -> np.ndarray:
+    """(k, 2) mm: the step up to 1 mV, across (stepping down half-way on mixed-gain rows), and down."""
+    h = p.height_mm or gain_mm_mv
+    b, x0, x1 = p.baseline_mm, p.x0_mm, p.x1_mm
+    if p.step_mm > 0:
+        xm = (x0 + x1) / 2
+        s = p.step_mm
+        return np.array([[x0, b], [x0, b - h], [xm, b - h], [xm, b - s], [x1, b - s], [x1, b]])
+    return np.array([[x0, b], [x0, b - h], [x1, b - h], [x1, b]])
 
 
 def page_text(layout: PageLayout, style: PageStyle) -> list[TextItem]:
     items: list[TextItem] = []
-    rhythm = row_is_rhythm(layout)
     if style.labels:
-        for c in layout.cells:
-            off = style.rhythm_label_offset_mv if rhythm[c.row] else style.label_offset_mv
-            y = c.baseline_mm + off * layout.gain_mm_mv
-            items.append(TextItem(c.lead, c.x0_mm + style.label_dx_mm, y, style.label_pt, style.label_font))
-    if style.footer:
+        items += label_items(layout, style)
+    if style.footer_lines:
+        for x, y, text in style.footer_lines:
+            items.append(TextItem(text, x, y, style.footer_pt, style.header_font, kind="footer"))
+    elif style.footer:
         yb = layout.paper_mm[1] - 5.0
-        items.append(TextItem(f"{layout.speed_mm_s:g}mm/s", 50.0, yb, style.label_pt, style.label_font))
-        items.append(TextItem(f"{layout.gain_mm_mv:g}mm/mV", 100.0, yb, style.label_pt, style.label_font))
+        font, pt = style.label_font, style.label_pt
+        items.append(TextItem(f"{layout.speed_mm_s:g}mm/s", 50.0, yb, pt, font, kind="footer"))
+        items.append(TextItem(f"{layout.gain_mm_mv:g}mm/mV", 100.0, yb, pt, font, kind="footer"))
         if style.footer_extra:
-            items.append(TextItem(style.footer_extra, 150.0, yb, style.label_pt * 0.9, style.label_font))
+            items.append(TextItem(style.footer_extra, 150.0, yb, pt * 0.9, font, kind="footer"))
     for x, y, text in style.header_lines:
-        items.append(TextItem(text, x, y, style.header_pt, style.header_font))
+        items.append(TextItem(text, x, y, style.header_pt, style.header_font, kind="header"))
     return items
 
 
@@ -300,9 +317,16 @@ def draw_page(
         sub = text_cov[qy : qy + side, qx : qx + side]
         np.maximum(sub, qimg[: sub.shape[0], : sub.shape[1]], out=sub)
         boxes.append((qx / ppm, qy / ppm, (qx + side) / ppm, (qy + side) / ppm))
-        items.append(TextItem("<qr>", qx / ppm, qy / ppm))
+        items.append(TextItem("<qr>", qx / ppm, qy / ppm, kind="qr"))
     _blend(img, text_cov, style.text_rgb)
     masks[text_cov >= COVERAGE_THRESHOLD] |= MASK_TEXT
+    if style.redactions:  # grey blobs over names and IDs, on top of the text they hide
+        red = redaction_coverage(style.redactions, (w, h), ppm)
+        _blend(img, red, (style.redaction_grey,) * 3)
+        masks[red >= COVERAGE_THRESHOLD] |= MASK_TEXT
+        for x0_, y0_, x1_, y1_, _ in style.redactions:
+            items.append(TextItem("<redaction>", x0_, y0_, kind="redaction"))
+            boxes.append((x0_, y0_, x1_, y1_))
     if style.pen_strokes:  # handwriting and pen marks: drawn in ink, masked as text (annotations)
         res = stroke(
             [np.asarray(p) * ppm for p in style.pen_strokes], style.pen_mm * ppm, (w, h), supersample
@@ -332,19 +356,14 @@ def draw_page(
         iy, ix = centreline_pixels(polys, (w, h))
         centre[iy, ix] |= np.uint16(1 << r)
 
-    g = layout.gain_mm_mv
-    pulse_polys = [
-        np.array([[p.x0_mm, p.baseline_mm], [p.x0_mm, p.baseline_mm - g], [p.x1_mm, p.baseline_mm - g],
-                  [p.x1_mm, p.baseline_mm]]) * ppm
-        for p in layout.pulses
-    ]  # fmt: skip
+    pulse_polys = [pulse_polyline(p, layout.gain_mm_mv) * ppm for p in layout.pulses]
     sep_polys = []
     if style.separators:
         last_col: dict[int, int] = {}
         for c in layout.cells:
             last_col[c.row] = max(last_col.get(c.row, 0), c.col)
-        hh = style.separator_half_mv * g
         for c in layout.cells:
+            hh = style.separator_half_mv * layout.cell_gain(c)
             if c.col < last_col[c.row]:
                 sep_polys.append(
                     np.array([[c.x1_mm, c.baseline_mm - hh], [c.x1_mm, c.baseline_mm + hh]]) * ppm
@@ -367,4 +386,4 @@ def draw_page(
         sub_m[pen_cov >= 128] |= MASK_OCCLUDED
     image = np.clip(img + 0.5, 0, 255).astype(np.uint8)
     text_boxes = [(it.text, b) for it, b in zip(items, boxes, strict=True)]
-    return FlatPage(image, masks, rows, centre, ppm, layout, style, samples, text_boxes)
+    return FlatPage(image, masks, rows, centre, ppm, layout, style, samples, text_boxes, items)

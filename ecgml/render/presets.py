@@ -10,25 +10,29 @@ Each preset draws its parameters from `numpy.random.default_rng(seed)` and recor
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import cv2
 import numpy as np
 
-from ecgml.layout import DEFAULT_LAYOUT, LETTER_MM, PageLayout, Pulse, make_layout
+from ecgml.layout import DEFAULT_LAYOUT, LAYOUT_NAMES, PageLayout, make_layout
 from ecgml.page import PageMap, apply_homography, scale_map
 from ecgml.records import Record
 from ecgml.render import capture as cap
 from ecgml.render import effects as fx
-from ecgml.render.page import MASK_OCCLUDED, MASK_PAPER, FlatPage, check_record, draw_page
+from ecgml.render.annotate import page_annotations
+from ecgml.render.header import add_header_footer
+from ecgml.render.layouts import build_layout, parse_layout, sample_page, with_extra_leads
+from ecgml.render.lowres import lowres
+from ecgml.render.page import MASK_BITS, MASK_OCCLUDED, FlatPage, check_record, draw_page
 from ecgml.render.style import PageStyle, kaggle_style, pen_marks, random_style
-from ecgml.render.text import header_lines
 from ecgml.render.truth import SampleTruth, centreline_mask, sample_truth
 
-TYPES: tuple[str, ...] = ("0001", "0003", "0004", "0005", "0006", "0009", "0010", "0011", "0012", "realworld")
+TYPES: tuple[str, ...] = (
+    "0001", "0003", "0004", "0005", "0006", "0009", "0010", "0011", "0012", "realworld", "lowres",
+)  # fmt: skip
 KAGGLE_DPI = 200.0
-A4_MM = (297.0, 210.0)
 COORDINATES = (
     "paper mm: origin top-left page corner, x right, y down; image px: origin top-left corner of the "
     "top-left pixel, pixel centres at (i + 0.5, j + 0.5); xy arrays are (x, y)"
@@ -52,50 +56,24 @@ class Rendered:
 
 
 def sample_layout(
-    rng: np.random.Generator, name: str | None = None, standard_windows: bool = False
+    rng: np.random.Generator,
+    name: str | None = None,
+    standard_windows: bool = False,
+    mix: dict[str, float] | None = None,
+    speed: float | str | None = None,
+    gain: str | float | None = None,
 ) -> tuple[PageLayout, dict[str, Any]]:
-    """Real-world layout: name, paper, speed, gain, margins, row pitch and a whole-plot shift."""
-    names = ["3x4+1R", "3x4+3R", "3x4", "6x2", "12x1"]
-    weights = [0.45, 0.12, 0.13, 0.18, 0.12]
-    if standard_windows:  # every layout whose windows cover the standard 3x4+1R windows, at 25 mm/s
-        names, weights = ["3x4+1R", "3x4+3R", "6x2", "12x1"], [0.5, 0.15, 0.2, 0.15]
-    name = name or str(rng.choice(names, p=np.asarray(weights) / sum(weights)))
-    paper = LETTER_MM if rng.random() < 0.65 else A4_MM
-    speed = 25.0 if standard_windows or rng.random() < 0.9 else 50.0
-    gain = float(rng.choice([10.0, 5.0, 20.0], p=[0.85, 0.08, 0.07]))
-    pulse = bool(rng.random() < 0.75)
-    margin = float(rng.uniform(5, 20))
-    pulse_w = 0.2 * speed
-    pulse_at_end = pulse and rng.random() < 0.3
-    x0 = margin + (pulse_w if pulse and not pulse_at_end else 0.0)
-    n_rows = {"3x4+1R": 4, "3x4+3R": 6, "3x4": 3, "6x2": 6, "12x1": 12}[name]
-    pitch = paper[1] / (n_rows + float(rng.uniform(1.5, 3.0)))
-    first = pitch * float(rng.uniform(0.9, 2.0)) + float(rng.uniform(-10, 10))
-    first = max(first, 12.0)
-    last = first + pitch * (n_rows - 1)
-    if last > paper[1] - 10:
-        first -= last - (paper[1] - 10)
-    baselines = [first + pitch * r for r in range(n_rows)]
-    lay = make_layout(name, paper, speed, gain, x0, pulse, pulse_w, baselines)
-    if pulse_at_end:  # the pulse after the last segment of each row (Mortara style), where it fits
-        ends: dict[int, float] = {}
-        for c in lay.cells:
-            ends[c.row] = max(ends.get(c.row, 0.0), c.x1_mm)
-        lay.pulses = [
-            Pulse(q.row, ends[q.row] + 1.0, ends[q.row] + 1.0 + pulse_w, q.baseline_mm)
-            for q in lay.pulses
-            if ends[q.row] + 1.0 + pulse_w <= paper[0] - 1.0
-        ]
-    if lay.pulses and rng.random() < 0.1:  # only on some rows
-        lay.pulses = [q for q in lay.pulses if rng.random() < 0.5] or lay.pulses[:1]
-    p = {"layout": name, "paper_mm": list(paper), "speed_mm_s": speed, "gain_mm_mv": gain, "pulse": pulse}
-    p.update({"pulse_at_end": pulse_at_end, "pulse_rows": [q.row for q in lay.pulses]})
-    p.update({"x0_mm": x0, "row_pitch_mm": pitch, "first_baseline_mm": first})
-    return lay, p
+    """Real-world layout: name, paper, speed, gain, margins, header room, row pitch, plot shift, pulses."""
+    return sample_page(rng, name, mix, speed, gain, standard_windows)
 
 
-def kaggle_layout(name: str | None) -> PageLayout:
-    return make_layout(name or DEFAULT_LAYOUT)
+def kaggle_layout(
+    name: str | None, speed: float | str | None = None, gain: str | float | None = None
+) -> PageLayout:
+    """ECG-Image-Kit's placement of a layout (the exact 0001 page for the default)."""
+    if (name is None or name in LAYOUT_NAMES) and speed is None and gain is None:
+        return make_layout(name or DEFAULT_LAYOUT)
+    return build_layout(parse_layout(name or DEFAULT_LAYOUT), speed_mm_s=speed or 25.0, gain=gain or "10")
 
 
 # ------------------------------------------------------------------------------------------- helpers
@@ -442,11 +420,18 @@ def render(
     seed: int,
     layout: str | None = None,
     standard_windows: bool = False,
+    speed: float | str | None = None,
+    gain: str | float | None = None,
+    mix: dict[str, float] | None = None,
+    derive_leads: bool = True,
 ) -> Rendered:
     """Render the first 10 s of `record` as one image of `image_type` with exact truth.
 
-    `layout` forces a layout name (default: the Kaggle 3x4+1R page for Kaggle types, sampled for
-    `realworld`); `standard_windows` keeps `realworld` to layouts that plot every standard window.
+    `layout` forces a layout name (ecgml.render.layouts; default: the Kaggle 3x4+1R page for Kaggle
+    types, drawn from `mix` or the training mix for `realworld` and `lowres`); `standard_windows` keeps
+    those to layouts that plot every standard window; `speed` (mm/s) and `gain` (mm/mV or "mixed")
+    force the settings. Leads a layout needs and the record lacks (V4R, V8, V9) are derived and
+    marked so when `derive_leads`, else refused with the record and the leads named.
     """
     if image_type not in TYPES:
         raise ValueError(f"unknown image type {image_type!r}; choose from {TYPES}")
@@ -455,27 +440,23 @@ def render(
         record = record.window(0, 10)
     rng = np.random.default_rng(seed)
     params: dict[str, Any] = {}
-    if image_type == "realworld":
-        lay, p = sample_layout(rng, layout, standard_windows)
+    if image_type in ("realworld", "lowres"):
+        lay, p = sample_layout(rng, layout, standard_windows, mix, speed, gain)
         params["layout"] = p
         style = random_style(rng)
-        if rng.random() < 0.7:
-            top = min(c.baseline_mm for c in lay.cells) - 12
-            style.header_lines, tpl = header_lines(
-                rng, record.name, 2.0, top, lay.paper_mm[0], style.header_pt
-            )
-            params["header_template"] = tpl
+        params["header"] = add_header_footer(
+            rng, record, lay, style, float(p["header_mm"]), float(p["footer_mm"])
+        )
         if rng.random() < 0.3:
             style.pen_strokes = pen_marks(rng, lay.paper_mm)
             style.pen_rgb = (20, 40, 150) if rng.random() < 0.6 else (25, 25, 30)
             style.pen_mm = float(rng.uniform(0.5, 1.5))
-        if rng.random() < 0.3:
-            style.footer_extra = str(
-                rng.choice(["0.05-150 Hz", "40Hz", "100Hz", "60~ 0.05-150 Hz", "Page 1 of 1"])
-            )
     else:
-        lay = kaggle_layout(layout)
+        lay = kaggle_layout(layout, speed, gain)
         style = kaggle_style(rng)
+    record, derived = with_extra_leads(record, parse_layout(lay.name), derive_leads)
+    if derived:
+        lay.cells = [replace(c, derived=derived.get(c.lead, "")) for c in lay.cells]
     kind_by_type = {
         "0003": ("scan", False, False), "0004": ("scan", True, False), "0011": ("scan", False, True),
         "0012": ("scan", True, True), "0005": ("photo", "photo", None), "0009": ("photo", "stain", None),
@@ -484,8 +465,12 @@ def render(
     capture = "clean"
     if image_type in kind_by_type:
         capture = kind_by_type[image_type][0]
+    elif image_type == "lowres":
+        capture = "lowres"
     elif image_type == "realworld":
-        capture = str(rng.choice(["clean", "scan", "photo", "screen"], p=[0.15, 0.35, 0.35, 0.15]))
+        capture = str(
+            rng.choice(["clean", "lowres", "scan", "photo", "screen"], p=[0.1, 0.2, 0.25, 0.3, 0.15])
+        )
     params["capture"] = capture
     dpi = KAGGLE_DPI
     if capture == "clean":
@@ -511,6 +496,9 @@ def render(
             image = cv2.merge([np.where(g > thr, 255, 0).astype(np.uint8)] * 3)
             params["binarise"] = thr
         dpi = flat.px_per_mm * 25.4
+    elif capture == "lowres":
+        image, masks, rows, centre, page_map, flat = lowres(record, lay, style, rng, params)
+        dpi = flat.px_per_mm * 25.4
     elif capture == "photo":
         kind = str(kind_by_type[image_type][1]) if image_type != "realworld" else str(
             rng.choice(["photo", "stain", "damage"], p=[0.7, 0.15, 0.15])
@@ -520,9 +508,10 @@ def render(
     else:
         image, masks, rows, centre, page_map, flat = _screen(record, lay, style, rng, params)
         dpi = flat.px_per_mm * 25.4
-    if capture != "clean":  # draw the centreline in image space (exact) rather than warping 1-px lines
+    if capture not in ("clean", "lowres"):  # the centreline in image space (exact), not warped 1-px lines
         centre = centreline_mask(flat.samples, lay, page_map, masks)
     truth = sample_truth(flat.samples, page_map, masks, lay.paper_mm)
+    fs = record.fs
     meta = {
         "type": image_type,
         "seed": int(seed),
@@ -541,12 +530,10 @@ def render(
         "style": style.to_dict(),
         "params": params,
         "text_boxes_mm": [[t, list(b)] for t, b in flat.text_boxes],
-        "mask_bits": {
-            k: v for k, v in __import__("ecgml.render.page", fromlist=["MASK_BITS"]).MASK_BITS.items()
-        },
+        "mask_bits": dict(MASK_BITS),
+        "annotations": page_annotations(lay, flat.text_items, [b for _, b in flat.text_boxes], page_map, fs),
         "coordinates": COORDINATES,
         "visible_fraction": float(truth.visible.mean()) if truth.visible.size else 0.0,
         "page_map": page_map.to_dict(),
     }
-    _ = MASK_PAPER
     return Rendered(image, masks, rows, centre, page_map, lay, style, truth, meta)

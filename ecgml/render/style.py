@@ -59,9 +59,14 @@ class PageStyle:
     label_offset_mv: float = 0.7  # label baseline below the trace baseline (negative: above)
     rhythm_label_offset_mv: float = 0.8
     label_dx_mm: float = 0.0
+    label_place: str = ""  # "" (below/above by the offset's sign), "above", "below" or "left" of the trace
     text_rgb: RGB = (0, 0, 0)
     footer: bool = True
     footer_extra: str = ""
+    footer_lines: list[tuple[float, float, str]] = field(default_factory=list)  # replaces the Kaggle footer
+    footer_pt: float = 9.0
+    redactions: list[tuple[float, float, float, float, bool]] = field(default_factory=list)  # mm box, oval
+    redaction_grey: int = 150
     header_font: str = DEFAULT_FONT
     header_pt: float = 11.0
     header_lines: list[tuple[float, float, str]] = field(default_factory=list)  # (x_mm, y_mm, text)

@@ -25,7 +25,10 @@ FONT_FILES: tuple[str, ...] = (
     "STIXGeneral.ttf",
     "STIXGeneralBol.ttf",
     "cmss10.ttf",
-)
+    "cmr10.ttf",
+    "cmb10.ttf",
+    "cmtt10.ttf",
+)  # 9 families: DejaVu Sans / Serif / Sans Mono, STIX, Computer Modern Sans / Roman / Bold / Typewriter
 DEFAULT_FONT = "DejaVuSans.ttf"  # matplotlib's default, hence ECG-Image-Kit's
 
 
@@ -57,6 +60,8 @@ class TextItem:
     size_pt: float = 11.0
     font: str = DEFAULT_FONT
     anchor: str = "ls"
+    kind: str = "text"  # label, footer, header, qr
+    cell: int = -1  # the layout cell a label names
 
 
 def pt_to_px(pt: float, px_per_mm: float) -> float:
@@ -81,55 +86,6 @@ def draw_text_coverage(
     return np.asarray(canvas), boxes  # type: ignore[return-value]
 
 
-_FIRST = ("Anna", "John", "Maria", "Lars", "Wei", "Fatima", "Ola", "Kari", "Jose", "Emma", "Ahmed", "Ingrid")
-_LAST = ("Smith", "Hansen", "Garcia", "Olsen", "Chen", "Berg", "Khan", "Larsen", "Muller", "Silva", "Nguyen")
-_STATEMENTS = (
-    "Sinus rhythm", "Normal ECG", "Sinus bradycardia", "Sinus tachycardia", "Atrial fibrillation",
-    "Left axis deviation", "Right bundle branch block", "Left ventricular hypertrophy",
-    "Nonspecific T wave abnormality", "Borderline ECG", "Abnormal ECG", "Prolonged QT",
-    "First degree AV block", "Possible anterior infarct - age undetermined", "Low voltage QRS",
-)  # fmt: skip
-
-
-def header_lines(
-    rng: np.random.Generator,
-    record_name: str,
-    top_mm: float,
-    bottom_mm: float,
-    width_mm: float,
-    size_pt: float,
-) -> tuple[list[tuple[float, float, str]], str]:
-    """Synthetic patient header text between `top_mm` and `bottom_mm`: (x_mm, y_mm, text) rows, template."""
-    template = str(rng.choice(["imagekit", "muse", "philips"]))
-    name = f"{rng.choice(_LAST)}, {rng.choice(_FIRST)}"
-    date = f"{int(rng.integers(1, 29)):02d}-{int(rng.integers(1, 13)):02d}-{int(rng.integers(1995, 2025))}"
-    time = f"{int(rng.integers(0, 24)):02d}:{int(rng.integers(0, 60)):02d}:{int(rng.integers(0, 60)):02d}"
-    rate, pr, qrs = int(rng.integers(45, 130)), int(rng.integers(110, 240)), int(rng.integers(70, 140))
-    qt = int(rng.integers(320, 470))
-    axes = " ".join(str(int(v)) for v in rng.integers(-30, 90, 3))
-    sex = str(rng.choice(["M", "F"]))
-    if template == "imagekit":
-        cols = [[f"ID: {record_name}", f"Name: {name}", f"Date: {date}, {time}"]]
-    elif template == "muse":
-        stm = [str(s) for s in rng.choice(_STATEMENTS, size=int(rng.integers(1, 5)), replace=False)]
-        cols = [
-            [name, f"ID:{int(rng.integers(10**6, 10**8))}", f"{date} {time}", f"Sex: {sex}"],
-            [f"Vent. rate {rate} BPM", f"PR interval {pr} ms", f"QRS duration {qrs} ms",
-             f"QT/QTc {qt}/{int(qt * 1.05)} ms", f"P-R-T axes {axes}"],
-            stm + ["Technician: " + str(rng.choice(_FIRST)), "Referred by: Dr " + str(rng.choice(_LAST))],
-        ]  # fmt: skip
-    else:
-        cols = [
-            [f"{name}", f"Patient ID {int(rng.integers(10**5, 10**7))}", date],
-            [f"Rate {rate}", f"PR {pr}", f"QRSD {qrs}", f"QT {qt}"],
-            ["-- " + str(rng.choice(_STATEMENTS)) + " --", "Unconfirmed Diagnosis"],
-        ]
-    pitch = size_pt * 25.4 / 72 * 1.35
-    out = []
-    for c, lines in enumerate(cols):
-        x = 1.25 + c * width_mm / max(3, len(cols))
-        for r, text in enumerate(lines):
-            y = top_mm + pitch * (r + 1)
-            if y < bottom_mm:
-                out.append((x, y, text))
-    return out, template
+def text_width_mm(text: str, font: str, size_pt: float) -> float:
+    """Advance width of `text` in mm at `size_pt` (measured at 100 px and scaled)."""
+    return float(load_font(font, 100).getlength(text)) / 100 * size_pt * 25.4 / 72

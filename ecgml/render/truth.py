@@ -173,8 +173,11 @@ def signal_from_coords(
     out = np.full((n, len(LEADS)), np.nan)
     mm = page_map.px_to_mm(truth.xy.astype(np.float64), iterations=20)
     for k, c in enumerate(layout.cells):
+        if c.lead not in LEADS or c.derived:
+            continue
         sel = truth.cell == k
-        out[truth.sample[sel], LEADS.index(c.lead)] = (c.baseline_mm - mm[sel, 1]) / layout.gain_mm_mv
+        scale = c.sign * layout.cell_gain(c)
+        out[truth.sample[sel], LEADS.index(c.lead)] = (c.baseline_mm - mm[sel, 1]) / scale
     return out
 
 
@@ -194,7 +197,7 @@ def signal_from_mask(
             continue
         mm = page_map.px_to_mm(np.stack([xs + 0.5, ys + 0.5], 1).astype(np.float64), iterations=20)
         for _k, c in enumerate(layout.cells):
-            if c.row != r:
+            if c.row != r or c.lead not in LEADS or c.derived:
                 continue
             sel = (mm[:, 0] >= c.x0_mm - 2 * bin_mm) & (mm[:, 0] < c.x1_mm + 2 * bin_mm)
             if not sel.any():
@@ -217,7 +220,7 @@ def signal_from_mask(
             xs_mm = c.x0_mm + (i / fs - c.t0_s) * layout.speed_mm_s
             v = np.interp(xs_mm, bx, yc, left=np.nan, right=np.nan)
             keep = (xs_mm > c.x0_mm + edge_mm) & (xs_mm < c.x1_mm - edge_mm)
-            out[i[keep], LEADS.index(c.lead)] = (c.baseline_mm - v[keep]) / layout.gain_mm_mv
+            out[i[keep], LEADS.index(c.lead)] = (c.baseline_mm - v[keep]) / (c.sign * layout.cell_gain(c))
     return out
 
 
