@@ -128,8 +128,8 @@ def make_layout(
     """Build a layout; with the defaults it is exactly the Kaggle 0001 page.
 
     Rows are spaced H/(rows+2) apart as in ECG-Image-Kit unless `baselines_mm` is given. At 50 mm/s
-    only the first half of the record fits a Letter page, so each column shows less time. The 6x2
-    columns both show the first half (ECG-Image-Kit shifts windows only on 4-column pages).
+    only the first half of the record fits a Letter page, so each column shows less time. These are the
+    reader's templates (6x2: right column 5-10 s); the renderer's catalogue is ecgml.render.layouts.
     """
     if name not in _GRIDS:
         raise ValueError(f"unknown layout {name!r}; choose from {LAYOUT_NAMES}")
@@ -138,7 +138,7 @@ def make_layout(
         baselines_mm = list(KAGGLE_BASELINES_MM)
     return grid_layout(
         name, grid, rhythm, paper_mm, speed_mm_s, gain_mm_mv, x0_mm, baselines_mm, duration_s,
-        simultaneous=name == "6x2", pulse_width_mm=pulse_width_mm, pulse_rows=None if pulse else [],
+        pulse_width_mm=pulse_width_mm, pulse_rows=None if pulse else [],
     )  # fmt: skip
 
 

@@ -16,7 +16,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from ecgml.layout import DEFAULT_LAYOUT, LAYOUT_NAMES, PageLayout, make_layout
+from ecgml.layout import DEFAULT_LAYOUT, PageLayout, make_layout
 from ecgml.page import PageMap, apply_homography, scale_map
 from ecgml.records import Record
 from ecgml.render import capture as cap
@@ -71,8 +71,8 @@ def kaggle_layout(
     name: str | None, speed: float | str | None = None, gain: str | float | None = None
 ) -> PageLayout:
     """ECG-Image-Kit's placement of a layout (the exact 0001 page for the default)."""
-    if (name is None or name in LAYOUT_NAMES) and speed is None and gain is None:
-        return make_layout(name or DEFAULT_LAYOUT)
+    if name in (None, DEFAULT_LAYOUT) and speed is None and gain is None:
+        return make_layout(DEFAULT_LAYOUT)
     return build_layout(parse_layout(name or DEFAULT_LAYOUT), speed_mm_s=speed or 25.0, gain=gain or "10")
 
 
