@@ -30,7 +30,6 @@ from ecgml.kaggle import (
     write_train_table,
     write_types,
 )
-from ecgml.layout import LAYOUT_NAMES
 from ecgml.records import Record, iter_wfdb_paths, read_wfdb, resample, write_csv
 from ecgml.render.layouts import parse_gain, parse_layout, parse_mix, parse_speed, pick
 from ecgml.render.page import check_record, plotted_mask
@@ -135,8 +134,6 @@ def synth_dataset(
         raise EcgmlError(out_dir, "is an existing file; the dataset needs a folder")
     if per_record < 1:
         raise EcgmlError(None, f"per_record must be at least 1, got {per_record}")
-    if layout is not None and layout not in LAYOUT_NAMES:
-        raise EcgmlError(None, f"unknown layout {layout!r}; choose from {', '.join(LAYOUT_NAMES)}")
     if isinstance(records, str | Path) and Path(records).is_dir():
         paths: list[Path] = iter_wfdb_paths(records)
         if not paths:
