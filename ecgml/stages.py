@@ -290,8 +290,11 @@ def _local_model(model: str | None) -> str | None:
 
 def stage_evaluate(p: Params) -> StageResult:
     """Per-type and per-lead scores of the candidate on the validation set (DVC metrics and plots),
-    plus overlays of a few validation images for the MLflow run."""
-    from ecgml.digitize import digitize_file
+    plus overlays of a few validation images for the MLflow run.
+
+    Its outputs depend only on the model, the set and the code: no timings (the digitizer's JSON, with
+    its seconds, is not written here), so an unchanged model leaves them byte-identical and DVC does
+    not re-run `register` to log a new MLflow version of the same model."""
 
     val = p.path(p.data.out) / "validation"
     out = p.path(p.evaluate.out)
@@ -323,7 +326,7 @@ def stage_evaluate(p: Params) -> StageResult:
         images = sorted((val / "test").glob("*.png"))[: p.evaluate.n_overlays]
         for img in images:
             try:
-                digitize_file(img, tmp / "overlays", 500, model)
+                _write_overlay(img, tmp / "overlays" / f"{img.stem}-overlay.png", model)
             except EcgmlError as exc:
                 log.warning("no overlay for %s", exc)
     return StageResult(
@@ -331,6 +334,22 @@ def stage_evaluate(p: Params) -> StageResult:
         [out / "evaluate"],
         {"score": report.score, **{f"type {k}": v for k, v in report.per_type.items()}},
     )
+
+
+def _write_overlay(image_path: Path, png: Path, model: str) -> None:
+    """The traces the model reads drawn on one validation image (PNG only: deterministic bytes)."""
+    import cv2
+
+    from ecgml.digitize import draw_overlay, load_digitizer
+    from ecgml.images import load_image
+
+    image = load_image(image_path)
+    overlay = draw_overlay(image, load_digitizer(model).digitize_image(image, 500, image_path))
+    ok, buf = cv2.imencode(".png", cv2.cvtColor(overlay, cv2.COLOR_RGB2BGR))
+    if not ok:
+        raise EcgmlError(png, "cannot encode the overlay PNG")
+    with atomic_path(png) as tmp:
+        tmp.write_bytes(buf.tobytes())
 
 
 def eval_set_id(set_dir: Path) -> str:
@@ -456,7 +475,7 @@ def stage_submit(p: Params) -> StageResult:
         if (test / "solution.csv").exists():
             types = test / "types.csv"
             report = score_files(test / "solution.csv", sub, types if types.exists() else None)
-            summary = {"score": report.score, "per_type": report.per_type, "n_ecgs": len(report.per_ecg)}
+            summary |= {"score": report.score, "per_type": report.per_type, "n_ecgs": len(report.per_ecg)}
         decision = p.path(p.registry.out) / "decision.json"
         if decision.exists():
             d = json.loads(decision.read_text())

@@ -14,8 +14,10 @@ so the registry itself says why each alias sits where it does.
 
 from __future__ import annotations
 
+import atexit
 import logging
 import os
+import shutil
 import tempfile
 import urllib.error
 import urllib.request
@@ -358,17 +360,16 @@ def load_digitizer(uri: str, root: str | Path | None = None) -> DigitizerSpec:
 
 
 def fetch_model_folder(uri: str, root: str | Path | None = None) -> Path:
-    """Download an MLflow model's artifacts; their folder is a model folder (`ecgml.model_folder`)."""
+    """Download an MLflow model's artifacts; their folder is a model folder (`ecgml.model_folder`).
+    The temporary copy is removed when the process exits."""
     import mlflow
     from mlflow.exceptions import MlflowException
 
     store = configure(root, must_exist=True)
+    dst = tempfile.mkdtemp(prefix="ecgml-model-")
+    atexit.register(shutil.rmtree, dst, True)  # the copy lives as long as this process, then goes
     try:
-        model_dir = Path(
-            mlflow.artifacts.download_artifacts(
-                artifact_uri=uri, dst_path=tempfile.mkdtemp(prefix="ecgml-model-")
-            )
-        )
+        model_dir = Path(mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=dst))
     except MlflowException as exc:
         raise EcgmlError(
             uri, f"no such model in the MLflow store {store}: {exc.message.splitlines()[0]}"

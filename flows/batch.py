@@ -14,16 +14,21 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
-from prefect import flow, task
-from prefect.artifacts import create_table_artifact
-from prefect.cache_policies import NO_CACHE
-from prefect.utilities.annotations import unmapped
-from prefect_dask import DaskTaskRunner
+# No usage telemetry from Prefect unless the user asks for it (set before prefect is imported).
+os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+os.environ.setdefault("DO_NOT_TRACK", "1")
+
+from prefect import flow, task  # noqa: E402
+from prefect.artifacts import create_table_artifact  # noqa: E402
+from prefect.cache_policies import NO_CACHE  # noqa: E402
+from prefect.utilities.annotations import unmapped  # noqa: E402
+from prefect_dask import DaskTaskRunner  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 

@@ -10,16 +10,21 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import subprocess
 import time
 from pathlib import Path
 from typing import Any
 
-import yaml
-from prefect import flow, get_run_logger, task
-from prefect.artifacts import create_markdown_artifact, create_table_artifact
-from prefect.cache_policies import NO_CACHE
+# No usage telemetry from Prefect unless the user asks for it (set before prefect is imported).
+os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+os.environ.setdefault("DO_NOT_TRACK", "1")
+
+import yaml  # noqa: E402
+from prefect import flow, get_run_logger, task  # noqa: E402
+from prefect.artifacts import create_markdown_artifact, create_table_artifact  # noqa: E402
+from prefect.cache_policies import NO_CACHE  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 IO_RETRIES = {"retries": 2, "retry_delay_seconds": [5, 20]}

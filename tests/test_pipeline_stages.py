@@ -210,3 +210,52 @@ def test_kaggle_source_ingest(tmp_path: Path) -> None:
     assert (sets / "test" / "test" / "50.png").exists()
     with pytest.raises(EcgmlError, match="not a competition folder"):
         stages.stage_data(load_params(root / "params.yaml", {"data.path": str(tmp_path)}))
+
+
+def test_evaluate_outputs_identical_for_an_unchanged_model(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 16: timings in evaluate's outputs made DVC re-run register (a new MLflow version) each time."""
+    import cv2
+
+    from ecgml.metric import ScoreReport
+    from ecgml.records import read_wfdb
+    from ecgml.render.presets import render
+
+    p = _project(tmp_path)
+    monkeypatch.setattr(stages, "SHIPPED_WEIGHTS", tmp_path / "none.pt")
+    stages.stage_train(p)
+    val = _validation_set(p)
+    rec = read_wfdb(REPO / "data" / "records" / "cpsc2018_challenge2020" / "A0007").window(0, 10)
+    cv2.imwrite(
+        str(val / "test" / "1.png"), cv2.cvtColor(render(rec, "0001", seed=1).image, cv2.COLOR_RGB2BGR)
+    )
+    monkeypatch.setattr(stages, "score_set", lambda *a, **k: ScoreReport(12.0, []))
+    runs = []
+    for _ in range(2):
+        stages.stage_evaluate(p)
+        ev = p.path(p.evaluate.out) / "evaluate"
+        runs.append({str(f.relative_to(ev)): f.read_bytes() for f in sorted(ev.rglob("*")) if f.is_file()})
+    assert "overlays/1-overlay.png" in runs[0]
+    assert runs[0] == runs[1]
+
+
+def test_submit_score_keeps_failed_ecgs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from types import SimpleNamespace
+
+    from ecgml import digitize, metric
+
+    p = _project(tmp_path)
+    test = p.path(p.data.out) / "test"
+    test.mkdir(parents=True)
+    (test / "solution.csv").write_text("id,fs,value\n")
+
+    def fake_submit(data_dir: Path, out: Path, *args: object) -> SimpleNamespace:
+        Path(out).write_text("id,value\n")
+        return SimpleNamespace(n_failed=2)
+
+    monkeypatch.setattr(digitize, "submit", fake_submit)
+    monkeypatch.setattr(metric, "score_files", lambda *a: metric.ScoreReport(3.0, []))
+    stages.stage_submit(p.model_copy(update={"submit": p.submit.model_copy(update={"model": "classical"})}))
+    score = json.loads((p.path(p.submit.out) / "score.json").read_text())
+    assert score["failed_ecgs"] == 2 and score["score"] == 3.0

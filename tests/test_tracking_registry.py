@@ -113,6 +113,28 @@ def test_load_digitizer_by_alias_and_missing_alias(store: Path, monkeypatch: pyt
         tracking.load_digitizer("models:/never-registered@champion", root=store)
 
 
+def test_fetched_model_copies_are_removed_at_exit(store: Path, tmp_path: Path) -> None:
+    """Issue 16: every registry load left an `ecgml-model-*` copy in the temp folder."""
+    import os
+    import subprocess
+    import sys
+
+    name = "cleanup-model"
+    tracking.configure(store)
+    tracking.promote(name, _new_version(store, name), "s", 3.0, margin=0.0)
+    code = (
+        "import sys; from pathlib import Path; from ecgml import tracking; "
+        f"d = tracking.fetch_model_folder('models:/{name}@champion', root=sys.argv[1]); "
+        "assert (d / 'digitizer.json').exists(); "
+        "assert tracking.fetch_model_folder('models:/never@champion', root=sys.argv[1]) is None"
+    )
+    env = {**os.environ, "TMPDIR": str(tmp_path)}
+    env.pop("MLFLOW_TRACKING_URI", None)
+    out = subprocess.run([sys.executable, "-c", code, str(store)], env=env, capture_output=True, text=True)
+    assert "no such model" in out.stderr  # the second fetch failed after the first succeeded
+    assert not list(tmp_path.glob("ecgml-model-*")), "fetched model copies left behind"
+
+
 def test_missing_store_and_unreachable_server(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     with pytest.raises(EcgmlError, match="no MLflow store"):
