@@ -200,3 +200,25 @@ def test_boxes_follow_every_capture(image_type, seed):
     assert len(hits) >= 10 and all(hits)
     if image_type == "lowres":
         assert 600 <= max(out.image.shape[:2]) <= 1400 or out.meta["params"]["lowres"]["crop_px"]
+
+
+def test_sampled_pages_fit_their_paper():
+    """Real-world placement: every row on the paper, below the header room (up to 110 mm), and the
+    header pushes the plot down; every family, paper size, speed and gain."""
+    from ecgml.render.layouts import sample_page
+
+    headers, papers, speeds = [], set(), set()
+    for seed in range(120):
+        rng = np.random.default_rng(seed)
+        lay, p = sample_page(rng, mix=MIXES["families"])
+        w, h = lay.paper_mm
+        base = lay.row_baselines()
+        assert 0 < base[0] and base[-1] < h, (seed, p)
+        assert all(0 <= c.x0_mm < c.x1_mm <= w for c in lay.cells)
+        assert all(0 <= q.x0_mm < q.x1_mm <= w for q in lay.pulses)
+        assert 0 <= p["header_mm"] <= 110 and base[0] > p["header_mm"]
+        headers.append(p["header_mm"])
+        papers.add(p["paper"])
+        speeds.add(p["speed_mm_s"])
+    assert max(headers) > 60 and min(headers) == 0
+    assert papers == {"letter", "a4", "letter-portrait", "a4-portrait"} and speeds == {25.0, 50.0, 12.5}

@@ -194,7 +194,7 @@ def add_header_footer(
         if style.header_lines and rng.random() < 0.2:
             style.redactions = redaction_boxes(rng, style.header_lines, style.header_font, style.header_pt)
             style.redaction_grey = int(rng.integers(90, 210))
-    if rng.random() < 0.85:
+    if footer_mm > 0 and rng.random() < 0.85:
         style.footer_pt = float(rng.uniform(6.5, 10))
         y = layout.paper_mm[1] - float(rng.uniform(2.5, max(3.0, footer_mm - 2.5)))
         style.footer_lines = footer_block(rng, layout, template, y)

@@ -283,7 +283,8 @@ def sample_page(
 ) -> tuple[PageLayout, dict[str, object]]:
     """A real-world page: layout (`name`, or drawn from `mix`), paper, speed, gain, margins, header room,
     row pitch, plot shift and pulses (RENDERER.md section 5.2 and 5.4 weights). Returns the layout and
-    every drawn parameter; `params["header_mm"]` is the room left above the plot for a header."""
+    every drawn parameter; `params["header_mm"]` is the room left above the plot for a header and
+    `params["footer_mm"]` below it for a footer (0: none, as on the upper half of a 12x1 page)."""
     if name is None:
         name = pick(mix or MIXES["standard" if standard_windows else "training"], rng)
     spec = parse_layout(name)
@@ -301,7 +302,8 @@ def sample_page(
     margin = float(rng.uniform(5, 20))
     x0 = margin + (pulse_w if pulse and not pulse_at_end else 0.0)
     right = pulse_w + 2.0 if pulse_at_end else float(rng.uniform(3, 10))
-    n = spec.n_rows
+    half = {"12x1-top": 0, "12x1-bottom": 1}.get(spec.base)
+    n = 12 if half is not None else spec.n_rows  # a half page is cut from a whole 12x1 page
     h = paper[1]
     footer = float(rng.uniform(8, 20))
     min_pitch = max(10.0, 1.5 * g)
@@ -316,11 +318,17 @@ def sample_page(
     shift = float(rng.uniform(-10, 10))
     shift = float(np.clip(shift, top + 0.5 * pitch - first, h - footer - last))  # keep within its room
     baselines = [first + shift + pitch * r for r in range(n)]
+    if half is not None:  # cut the whole page between rows 5 and 6; keep one side in its own mm
+        cut = (baselines[5] + baselines[6]) / 2
+        baselines = [b - half * cut for b in baselines[6 * half : 6 * half + 6]]
+        header, footer = (header, 0.0) if half == 0 else (0.0, footer)
+        paper = (paper[0], 2 * (cut if half == 0 else h - cut))  # build_layout keeps half of it
+        n = 6
     pulse_rows = list(range(n)) if pulse else []
     if pulse and rng.random() < 0.1:  # only on some rows
         pulse_rows = [r for r in range(n) if rng.random() < 0.5] or [0]
     lay = build_layout(spec, paper, speed, gain, x0, baselines, pulse_rows, pulse_at_end, right)
-    p: dict[str, object] = {"layout": name, "paper": paper_name, "paper_mm": list(paper)}
+    p: dict[str, object] = {"layout": name, "paper": paper_name, "paper_mm": list(lay.paper_mm)}
     p.update({"speed_mm_s": speed, "gain": str(gain), "gain_mm_mv": g, "pulse": pulse})
     p.update({"pulse_at_end": pulse_at_end, "pulse_rows": [q.row for q in lay.pulses]})
     p.update({"x0_mm": x0, "right_mm": right, "row_pitch_mm": pitch, "first_baseline_mm": baselines[0]})
