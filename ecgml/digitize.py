@@ -25,12 +25,13 @@ import numpy as np
 from ecgml.assemble import Assembly, assemble, competition_segments, einthoven_fill, fallback_segments
 from ecgml.atomic import atomic_path
 from ecgml.errors import EcgmlError
-from ecgml.geometry.canonical import canonical_page
+from ecgml.geometry.canonical import CanonicalPage, canonical_page
 from ecgml.images import load_image
 from ecgml.layout import LETTER_MM, PageLayout, make_layout
 from ecgml.layout_solve import Solved, lead_layout_factor
 from ecgml.layout_solve import solve as solve_layout
 from ecgml.page import PageMap
+from ecgml.page_reader import LabelReading
 from ecgml.records import LEADS, Record, record_name, write_csv, write_wfdb
 from ecgml.trace.grid_timing import correct_x
 from ecgml.trace.types import CellTrace, TraceExtractor
@@ -197,6 +198,7 @@ class Digitizer:
     whole_image: Any = None  # an object with predict_record(image, fs, name) -> Record
     px_per_mm: tuple[float, float] = CANONICAL_PX_PER_MM
     grid_timing: bool = True  # on bent pages, move trace columns by the local grid phase (trace.grid_timing)
+    read_labels: bool = True  # read the printed lead names (ecgml.page_reader) when its weights are shipped
 
     def digitize_image(
         self,
@@ -230,11 +232,15 @@ class Digitizer:
             raise EcgmlError(path, f"no ECG trace found ({readable:.0%} of columns readable)")
         t_solve = time.perf_counter()
         solved = solve_layout(traces, geo.layout)
-        t_solve = time.perf_counter() - t_solve
         geo = replace(geo, layout=solved.layout)
         traces = solved.traces
+        labels = read_page_labels(page, geo.layout) if self.read_labels else None
+        t_solve = time.perf_counter() - t_solve
+        if labels is not None:
+            solved.evidence["labels"] = labels.to_json()
+            solved.notes += label_notes(labels, geo.layout)
         asm: Assembly = assemble(traces, geo.layout, fs, name=name)
-        report = _report(asm, traces, geo, solved)
+        report = _report(asm, traces, geo, solved, labels)
         record = _blank_unreadable(asm.record, report)
         t4 = time.perf_counter()
         secs = {"geometry": t1 - t0, "canonical": t2 - t1, "extract": t3 - t2, "assemble": t4 - t3}
@@ -256,7 +262,37 @@ class Digitizer:
         return self.digitize_image(load_image(path), int(fs), path, geometry)
 
 
-def _report(asm: Assembly, traces: list[CellTrace], geo: Geometry, solved: Solved) -> LeadReport:
+def read_page_labels(page: CanonicalPage, layout: PageLayout) -> LabelReading | None:
+    """The label reader on the canonical page brought to its READ_PPM (None without shipped weights)."""
+    from ecgml.page_reader import READ_PPM, load_reader, read_labels
+
+    net = load_reader()
+    if net is None:
+        return None
+    w = int(round(page.paper_mm[0] * READ_PPM))
+    h = int(round(page.paper_mm[1] * READ_PPM))
+    small = cv2.resize(page.image, (w, h), interpolation=cv2.INTER_AREA)
+    return read_labels(small, layout, net)
+
+
+def label_notes(labels: LabelReading, layout: PageLayout) -> list[str]:
+    from ecgml.page_reader import UPSIDE_DOWN_AT, conflicts
+
+    out = []
+    wrong = [
+        f"{c.lead} (row {c.row + 1}, col {c.col + 1}) is printed {got}"
+        for c, got in conflicts(labels, layout)
+    ]
+    if wrong:
+        out.append("printed labels disagree with the layout: " + "; ".join(wrong))
+    if labels.upright < -UPSIDE_DOWN_AT:
+        out.append("the printed labels read better upside down: page orientation doubtful")
+    return out
+
+
+def _report(
+    asm: Assembly, traces: list[CellTrace], geo: Geometry, solved: Solved, labels: LabelReading | None = None
+) -> LeadReport:
     """Status and confidence per lead from trace, geometry and layout evidence (`ecgml.verdict`)."""
     shown = {c.lead for c in geo.layout.cells}
     n_read: dict[str, int] = {}
@@ -265,8 +301,13 @@ def _report(asm: Assembly, traces: list[CellTrace], geo: Geometry, solved: Solve
         n_all[tr.lead] = n_all.get(tr.lead, 0) + int(tr.y_mm.size)
         n_read[tr.lead] = n_read.get(tr.lead, 0) + int(np.isfinite(tr.y_mm).sum())
     share = {lead: n_read.get(lead, 0) / n_all[lead] if n_all.get(lead) else 0.0 for lead in LEADS}
-    lay_f = {lead: lead_layout_factor(solved, lead) for lead in shown}
+    from ecgml.page_reader import UPSIDE_DOWN_AT, label_factors
+
+    lab_f = label_factors(labels, geo.layout)
+    lay_f = {lead: min(lead_layout_factor(solved, lead), lab_f.get(lead, 1.0)) for lead in shown}
     geo_f = geometry_factor(geo.source, geo.confidence)
+    if labels is not None and labels.upright < -UPSIDE_DOWN_AT:
+        geo_f *= 0.3
     fallback = geo.source.startswith("fallback")
     return lead_report(
         asm.confidence, share, shown, geo_f, lay_f, asm.agreement, fallback, load_calibration()

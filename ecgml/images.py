@@ -16,7 +16,9 @@ import numpy as np
 from ecgml.errors import EcgmlError
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp")
-MIN_SIDE_PX = 300  # smaller images cannot hold a readable 12-lead page
+# One minimum for every step (loading, geometry): a Letter page 400 px tall is ~1.9 px/mm, below which
+# the 1 mm grid and the traces merge; pages from ~2.5 px/mm (700 px wide) are read.
+MIN_SIDE_PX = 400
 MAX_PIXELS = 120_000_000  # ~ a 600 DPI A3 scan or a 108 MP photo; peak memory stays near 1 GB
 
 

@@ -200,3 +200,31 @@ def test_geometry_recognises_a_six_by_two_page_with_a_strip(record):
 
     img = render(record, "0001", 7, layout="6x2+1R").image
     assert estimate_page(img).layout.name == "6x2+1R"
+
+
+def test_a_700_px_wide_page_is_read_and_a_smaller_one_refused_by_every_step(record, tmp_path):
+    import cv2
+
+    from ecgml.digitize import load_digitizer, load_image
+    from ecgml.errors import EcgmlError
+    from ecgml.geometry import estimate_page
+    from ecgml.layout_bench import lead_snr_db
+    from ecgml.render.page import plotted_mask
+    from ecgml.render.presets import render
+
+    out = render(record, "0001", 3)
+    h = int(round(out.image.shape[0] * 700 / out.image.shape[1]))
+    small = cv2.resize(out.image, (700, h), interpolation=cv2.INTER_AREA)  # ~2.5 px/mm
+    res = load_digitizer(None).digitize_image(small, 500, "small.png")
+    assert res.geometry.source == "estimated" and res.geometry.layout.name == "3x4+1R"
+    mask = plotted_mask(out.layout, 500, 5000)
+    for j, lead in enumerate(LEADS):
+        truth = np.where(mask[:, j], record.signal[:, j], np.nan)
+        assert lead_snr_db(truth, res.record.signal[:, j], 500) > 3.0, lead
+    tiny = cv2.resize(out.image, (500, 386), interpolation=cv2.INTER_AREA)
+    path = tmp_path / "tiny.png"
+    cv2.imwrite(str(path), tiny)
+    for step in (lambda: load_image(path), lambda: estimate_page(tiny, path)):
+        with pytest.raises(EcgmlError, match="too small.*400") as exc:
+            step()
+        assert "tiny.png" in str(exc.value)

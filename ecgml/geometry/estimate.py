@@ -36,10 +36,11 @@ from ecgml.geometry.orient import (
     turned_extent,
 )
 from ecgml.geometry.refine import MAX_EXTENT_MM, TILE_MM, Extent, FrameMap, rectify, refine
+from ecgml.images import MIN_SIDE_PX
 from ecgml.layout import LETTER_MM, PageLayout, make_layout
 from ecgml.page import PageMap, apply_homography
 
-MIN_SHORT_SIDE = 400
+MIN_SHORT_SIDE = MIN_SIDE_PX  # the loader's minimum: every step agrees on one
 WORK_LONG_SIDE = 2300
 RETRY_LONG_SIDE = 4000  # no grid on the reduced copy of a larger image: again at this size (12 MP: full)
 RETRY_MIN_GAIN = 1.3  # ... and the retry would see at least this much more detail

@@ -1,0 +1,189 @@
+"""The learned label reader: which lead name is printed beside each cell, and whether the page reads upright.
+
+A small fully convolutional network (`LabelNet`, ~40 k parameters) looks at the rectified page at
+READ_PPM px/mm (grey, one channel) and gives, every 2 mm, the probability that a printed lead name
+(I .. V6) is centred there, or none. It is trained on renderer pages (`ecgml.training.page_reader`):
+label boxes of every label style and font are the positives; everything else on the page, and labels
+turned upside down, are "none". Near each cell's start it reads the most likely name; run on the page
+turned 180 degrees, it says whether the labels were readable the other way up.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ecgml.layout import PageLayout
+from ecgml.records import LEADS
+
+READ_PPM = 4.0  # px per mm of the page the reader sees
+PATCH_MM = (24.0, 10.0)  # (w, h) the network sees around a label's centre
+CLASSES = (*LEADS, "none")
+STRIDE_MM = 2.0
+WEIGHTS = Path(__file__).resolve().parent / "weights" / "label_reader.pt"
+# where a cell's label may be centred, relative to (x0, baseline), mm
+SEARCH_X_MM = (-3.0, 12.0)
+SEARCH_Y_MM = (-16.0, 14.0)
+READ_AT = 0.8  # a name read with this probability counts as printed there
+UPSIDE_DOWN_AT = 2.0  # label evidence this much stronger on the page turned 180 degrees: orientation doubtful
+
+
+def _net() -> Any:
+    import torch
+    from torch import nn
+
+    class LabelNet(nn.Module):
+        """conv trunk to 1/8 resolution (2 mm), then one conv spanning the label patch -> class logits."""
+
+        def __init__(self) -> None:
+            super().__init__()
+
+            def block(i: int, o: int) -> nn.Sequential:
+                return nn.Sequential(
+                    nn.Conv2d(i, o, 3, padding=1), nn.BatchNorm2d(o), nn.ReLU(), nn.MaxPool2d(2)
+                )
+
+            self.trunk = nn.Sequential(block(1, 12), block(12, 24), block(24, 32))
+            kh, kw = int(PATCH_MM[1] * READ_PPM / 8), int(PATCH_MM[0] * READ_PPM / 8)
+            self.head = nn.Sequential(nn.Conv2d(32, 48, (kh, kw)), nn.ReLU(), nn.Conv2d(48, len(CLASSES), 1))
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.head(self.trunk(x))
+
+    return LabelNet()
+
+
+def prepare(grey: np.ndarray) -> np.ndarray:
+    """Ink darkness in [0, 1] (1 = black) from an 8-bit grey page, per-page normalised."""
+    g = grey.astype(np.float32) * (1 / 255)
+    paper = float(np.percentile(g, 90))
+    ink = np.clip((paper - g) / max(paper - float(np.percentile(g, 0.5)), 0.15), 0, 1)
+    return ink.astype(np.float32)
+
+
+@functools.lru_cache(maxsize=2)
+def load_reader(path: str | None = None) -> Any:
+    """The shipped reader (eval mode), or None when this install has no weights."""
+    import torch
+
+    p = Path(path) if path else WEIGHTS
+    if not p.exists():
+        return None
+    net = _net()
+    net.load_state_dict(torch.load(p, map_location="cpu", weights_only=True))
+    net.eval()
+    return net
+
+
+def class_maps(net: Any, ink: np.ndarray) -> np.ndarray:
+    """(classes, H', W') probabilities, one every STRIDE_MM, for a page of ink (H, W) at READ_PPM.
+
+    Output (i, j) is the patch whose top-left corner is at (8 i, 8 j) px."""
+    import torch
+
+    with torch.inference_mode():
+        x = torch.from_numpy(np.ascontiguousarray(ink))[None, None]
+        return torch.softmax(net(x), dim=1)[0].numpy()
+
+
+@dataclass
+class LabelReading:
+    """What the printed labels say about the layout."""
+
+    cells: dict[tuple[int, int], tuple[str, float]] = field(default_factory=dict)  # read name, prob
+    agree: float = float("nan")  # share of confidently read cells whose name is the layout's lead
+    read: int = 0  # cells with a confidently read name
+    upright: float = 0.0  # summed label evidence upright minus turned 180 degrees
+    seconds: float = 0.0
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "cells": {f"{r},{c}": [lead, round(p, 3)] for (r, c), (lead, p) in self.cells.items()},
+            "agree": None if not np.isfinite(self.agree) else round(self.agree, 3),
+            "read": self.read,
+            "upright": round(self.upright, 3),
+            "seconds": round(self.seconds, 3),
+        }
+
+
+def _cell_reads(
+    prob: np.ndarray, layout: PageLayout, x0_mm: float, y0_mm: float
+) -> dict[tuple[int, int], tuple[str, float]]:
+    """Most likely printed name in each cell's search window (patch centres in page mm)."""
+    out = {}
+    n_cls = len(LEADS)
+    for c in layout.cells:
+        # patch (i, j) is centred at page mm (x0 + 2 j + 12, y0 + 2 i + 5)
+        cx0, cx1 = c.x0_mm + SEARCH_X_MM[0], c.x0_mm + SEARCH_X_MM[1]
+        cy0, cy1 = c.baseline_mm + SEARCH_Y_MM[0], c.baseline_mm + SEARCH_Y_MM[1]
+        j0 = int(np.ceil((cx0 - x0_mm - PATCH_MM[0] / 2) / STRIDE_MM))
+        j1 = int(np.floor((cx1 - x0_mm - PATCH_MM[0] / 2) / STRIDE_MM))
+        i0 = int(np.ceil((cy0 - y0_mm - PATCH_MM[1] / 2) / STRIDE_MM))
+        i1 = int(np.floor((cy1 - y0_mm - PATCH_MM[1] / 2) / STRIDE_MM))
+        i0, j0 = max(i0, 0), max(j0, 0)
+        i1, j1 = min(i1, prob.shape[1] - 1), min(j1, prob.shape[2] - 1)
+        if i1 < i0 or j1 < j0:
+            continue
+        win = prob[:n_cls, i0 : i1 + 1, j0 : j1 + 1].reshape(n_cls, -1)
+        k = int(np.argmax(win.max(axis=1)))
+        out[(c.row, c.col)] = (LEADS[k], float(win[k].max()))
+    return out
+
+
+def read_labels(page_rgb: np.ndarray, layout: PageLayout, net: Any = None) -> LabelReading | None:
+    """Read the label beside every cell of a rectified page (RGB at READ_PPM px/mm, origin at paper 0, 0)."""
+    import time
+
+    import cv2
+
+    net = net if net is not None else load_reader()
+    if net is None:
+        return None
+    t0 = time.perf_counter()
+    grey = cv2.cvtColor(page_rgb, cv2.COLOR_RGB2GRAY) if page_rgb.ndim == 3 else page_rgb
+    ink = prepare(grey)
+    prob = class_maps(net, ink)
+    cells = _cell_reads(prob, layout, 0.0, 0.0)
+    # the same page turned 180 degrees: labels are readable only one way up
+    flipped = class_maps(net, np.ascontiguousarray(ink[::-1, ::-1]))
+    up = float(prob[: len(LEADS)].max(axis=0).clip(0.5, 1).sum() - 0.5 * prob[0].size)
+    down = float(flipped[: len(LEADS)].max(axis=0).clip(0.5, 1).sum() - 0.5 * flipped[0].size)
+    sure = {k: v for k, v in cells.items() if v[1] >= READ_AT}
+    lead_of = {(c.row, c.col): c.lead for c in layout.cells}
+    agree = float(np.mean([v[0] == lead_of[k] for k, v in sure.items()])) if sure else float("nan")
+    return LabelReading(cells, agree, len(sure), up - down, time.perf_counter() - t0)
+
+
+def conflicts(reading: LabelReading | None, layout: PageLayout) -> list[tuple[Any, str]]:
+    """Cells whose confidently read name is another lead. A name that is the lead of the cell just above
+    or below is left out: a label between two rows belongs to either (12x1 pages print it under its
+    trace, beside the next row's start)."""
+    if reading is None:
+        return []
+    lead_at = {(c.row, c.col): c.lead for c in layout.cells}
+    out = []
+    for c in layout.cells:
+        got = reading.cells.get((c.row, c.col))
+        if got is None or got[1] < READ_AT or got[0] == c.lead:
+            continue
+        if got[0] in (lead_at.get((c.row - 1, c.col)), lead_at.get((c.row + 1, c.col))):
+            continue
+        out.append((c, got[0]))
+    return out
+
+
+def label_factors(reading: LabelReading | None, layout: PageLayout) -> dict[str, float]:
+    """Per lead: low when one of its cells carries another lead's printed name, else 1."""
+    out: dict[str, float] = {}
+    for c, _ in conflicts(reading, layout):
+        out[c.lead] = 0.2
+    return out
+
+
+def save_meta(path: Path, meta: dict[str, Any]) -> None:
+    path.with_suffix(".json").write_text(json.dumps(meta, indent=1) + "\n")
