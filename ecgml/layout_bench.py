@@ -195,11 +195,14 @@ def markdown(pages: list[PageResult]) -> str:
 
 # ------------------------------------------------------------------------------------- renderer set
 
-FAMILIES = ("3x4+1R", "3x4", "3x4+3R", "6x2", "6x2+1R", "12x1")
-# capture types cycled per family: clean Kaggle page, scan, photo, screen photo, real-world style
-# (the renderer samples real-world styles only for the layouts it knows there)
-CAPTURES = ("0001", "0003", "0005", "0006", "realworld", "0004", "0009", "realworld")
-REALWORLD_LAYOUTS = ("3x4+1R", "3x4", "3x4+3R", "6x2", "12x1")
+# layout families of the renderer's catalogue (ecgml.render.layouts); 6x2 both columns 0-5 s, as
+# ECG-Image-Kit; 3x5 is left out (its V4R/V8/V9 have no truth)
+FAMILIES = (
+    "3x4+1R", "3x4", "3x4+3R", "3x4+V1", "6x2", "6x2+II", "6x2-seq", "12x1", "cabrera-6x2", "6x1-limb",
+)  # fmt: skip
+# capture types cycled per family: clean Kaggle-style page, scan, photo, screen photo, real-world
+# styles (fonts, label placement, headers, speeds, gains) and small real-world copies
+CAPTURES = ("0001", "realworld", "0003", "0005", "lowres", "0006", "realworld", "0009")
 
 
 def page_orientation(page_map: Any) -> int:
@@ -234,7 +237,7 @@ def render_set(
     out: list[tuple[str, str, Path, np.ndarray, int | None]] = []
     k = 0
     for fam in families:
-        caps = [c for c in CAPTURES if c != "realworld" or fam in REALWORLD_LAYOUTS]
+        caps = CAPTURES
         for i in range(per_family):
             name = f"{fam}_{i:03d}"
             png, npz = folder / f"{name}.png", folder / f"{name}.npz"

@@ -292,7 +292,7 @@ def _six_by_two(
         replace(c, t0_s=t_right, t1_s=t_right + half) if (c.row not in strips and c.col == 1) else c
         for c in lay.cells
     ]
-    out.layout = replace(lay, cells=cells)
+    out.layout = replace(lay, cells=cells, columns="sequential" if sequential else "simultaneous")
     out.notes.append(
         f"6x2: right column read as {'5-10 s (sequential)' if sequential else '0-5 s (simultaneous)'}, "
         f"{ev['decided_by']}"
