@@ -454,7 +454,31 @@ def draw_overlay(image: np.ndarray, result: DigitizeResult) -> np.ndarray:
             if seg.all() and seg.size >= 2:
                 pts = np.round(px[seg_idx] * 4).astype(np.int32)
                 cv2.polylines(out, [pts], False, colour, thick, cv2.LINE_AA, shift=2)
+    _label_cells(out, result, scale)
     return out
+
+
+STATUS_COLOURS = {"read": (0, 150, 0), "uncertain": (230, 120, 0), "unreadable": (220, 0, 0)}
+
+
+def _label_cells(out: np.ndarray, result: DigitizeResult, scale: float) -> None:
+    """Each cell's lead and confidence written at its start, coloured by status, so a wrong or doubtful
+    lead shows in the picture (the traces alone look right even when the page was misread)."""
+    pm = result.geometry.page_map
+    status = result.status
+    font_scale = max(0.35, max(out.shape[:2]) / 3000)
+    width = max(1, int(round(font_scale * 2)))
+    for c in result.geometry.layout.cells:
+        at = pm.mm_to_px(np.array([[c.x0_mm + 1.0, c.baseline_mm - 12.0]]))[0] * scale
+        if not (0 <= at[0] < out.shape[1] and 0 <= at[1] < out.shape[0]):
+            continue
+        text = f"{c.lead} {result.confidence.get(c.lead, 0.0):.2f}"
+        colour = STATUS_COLOURS.get(status.get(c.lead, ""), (120, 120, 120))
+        org = (int(at[0]), int(at[1]))
+        cv2.putText(
+            out, text, org, cv2.FONT_HERSHEY_SIMPLEX, font_scale, (255, 255, 255), width + 2, cv2.LINE_AA
+        )
+        cv2.putText(out, text, org, cv2.FONT_HERSHEY_SIMPLEX, font_scale, colour, width, cv2.LINE_AA)
 
 
 def write_outputs(

@@ -157,6 +157,11 @@ def test_digitize_json_gives_status_windows_and_verdict(record, tmp_path):
     assert meta["leads"]["II"]["windows_s"] == [[0.0, 2.5]]  # no rhythm strip: no 10 s lead II
     assert meta["leads"]["II"]["status"] in ("read", "uncertain")
     assert set(meta["leads"]) == set(LEADS)
+    from ecgml.digitize import STATUS_COLOURS, draw_overlay
+
+    ov = draw_overlay(img, res)  # each cell named with its confidence, coloured by status
+    colour = np.array(STATUS_COLOURS[meta["leads"]["I"]["status"]], np.uint8)
+    assert (ov == colour).all(axis=2).sum() > 20
     segs, note = res.submission_segments()
     assert all(np.isfinite(segs[lead]).all() for lead in LEADS)
     assert "II" in note  # the seconds of II not on the page are said to be estimated
