@@ -126,7 +126,7 @@ def main(argv: list[str] | None = None) -> int:
     table = read_test_table(a.set_dir / "test.csv")
     jobs = {}
     for i, _ in images:
-        g = table[table["id"] == i]
+        g = table[table["id"] == str(i)]  # test.csv ids are text
         n_rows = {str(lead): int(n) for lead, n in zip(g["lead"], g["number_of_rows"], strict=True)}
         jobs[i] = (test_image_path(a.set_dir, i), int(g["fs"].iloc[0]), n_rows)
     for v in variants:

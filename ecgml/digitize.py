@@ -528,7 +528,7 @@ def digitize_file(
 class EcgOutcome:
     """One ECG of a submission: its segments (finite) and whether it was digitized or filled."""
 
-    ecg_id: int
+    ecg_id: str  # as written in test.csv
     fs: int
     segments: dict[str, np.ndarray]
     seconds: float
@@ -541,8 +541,8 @@ class SubmitSummary:
     out: Path
     n_ecgs: int
     n_rows: int
-    failures: list[tuple[int, str]]
-    seconds: dict[int, float]
+    failures: list[tuple[str, str]]
+    seconds: dict[str, float]
 
     @property
     def n_failed(self) -> int:
@@ -552,7 +552,7 @@ class SubmitSummary:
 def digitize_for_submission(
     model: str | None,
     path: str,
-    ecg_id: int,
+    ecg_id: str,
     fs: int,
     n_rows: dict[str, int],
     geometry: Geometry | None = None,
@@ -579,7 +579,7 @@ def submit(
     model: str | None = None,
     workers: int = 1,
     progress: Callable[[int, int], None] | None = None,
-    geometry_for: Callable[[int], Geometry] | None = None,
+    geometry_for: Callable[[str], Geometry] | None = None,
 ) -> SubmitSummary:
     """Write the submission for every row of `data_dir/test.csv`, in its order, finite values only.
 
@@ -591,7 +591,7 @@ def submit(
 
     data_dir = Path(data_dir)
     table = read_test_table(data_dir / "test.csv")
-    jobs: list[tuple[int, int, dict[str, int]]] = []
+    jobs: list[tuple[str, int, dict[str, int]]] = []
     for ecg_id, g in table.groupby("id", sort=False):
         fs_values = g["fs"].unique()
         if len(fs_values) != 1:
@@ -600,11 +600,11 @@ def submit(
         missing = [lead for lead in LEADS if lead not in n_rows]
         if missing:
             raise EcgmlError(data_dir / "test.csv", f"ECG {ecg_id}: no rows for lead(s) {missing}")
-        jobs.append((int(str(ecg_id)), int(fs_values[0]), n_rows))
+        jobs.append((str(ecg_id), int(fs_values[0]), n_rows))  # ids stay text
     if model not in (None, ""):
         load_digitizer(model)  # fail early on a bad --model, before any image (workers load their own)
-    failures: list[tuple[int, str]] = []
-    seconds: dict[int, float] = {}
+    failures: list[tuple[str, str]] = []
+    seconds: dict[str, float] = {}
     out = Path(out)
     with SubmissionWriter(out) as writer:
         outcomes = _outcomes(jobs, data_dir, model, workers, test_image_path, geometry_for)
@@ -623,16 +623,16 @@ def submit(
 
 
 def _outcomes(
-    jobs: list[tuple[int, int, dict[str, int]]],
+    jobs: list[tuple[str, int, dict[str, int]]],
     data_dir: Path,
     model: str | None,
     workers: int,
-    image_path: Callable[[Path, int], Path],
-    geometry_for: Callable[[int], Geometry] | None = None,
+    image_path: Callable[[Path, str], Path],
+    geometry_for: Callable[[str], Geometry] | None = None,
 ) -> Any:
     """EcgOutcomes in job order: in this process, or on a dask LocalCluster when workers > 1."""
 
-    def geo(i: int) -> Geometry | None:
+    def geo(i: str) -> Geometry | None:
         return geometry_for(i) if geometry_for is not None else None
 
     if workers <= 1 or len(jobs) <= 1:

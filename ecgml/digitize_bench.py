@@ -70,13 +70,13 @@ class BenchResult:
     seconds_per_image: dict[str, float]  # median per type
     n_images: dict[str, int]
     frac_lt_10db: float
-    failures: list[tuple[int, str]] = field(default_factory=list)
+    failures: list[tuple[str, str]] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
         return self.__dict__.copy()
 
 
-def truth_geometry_for(set_dir: Path, ecg_id: int, image_type: str) -> Any:
+def truth_geometry_for(set_dir: Path, ecg_id: int | str, image_type: str) -> Any:
     """The renderer's page map and layout for one test image, as a digitize.Geometry."""
     from ecgml.digitize import Geometry
     from ecgml.layout import PageLayout

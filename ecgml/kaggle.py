@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import logging
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,6 +15,8 @@ from ecgml.atomic import atomic_path
 from ecgml.errors import EcgmlError
 from ecgml.layout import lead_window
 from ecgml.records import LEADS, Record
+
+log = logging.getLogger(__name__)
 
 TRAIN_COLUMNS = ("id", "fs", "sig_len")
 TEST_COLUMNS = ("id", "lead", "fs", "number_of_rows")
@@ -39,18 +42,19 @@ def lead_segments(record: Record) -> dict[str, np.ndarray]:
     return out
 
 
-def _read_table(path: Path, columns: tuple[str, ...]) -> pd.DataFrame:
+def _read_table(path: Path, columns: tuple[str, ...], text: tuple[str, ...] = ("lead",)) -> pd.DataFrame:
+    """A CSV with `columns`; those in `text` are kept as written, the others must be positive integers."""
     if not path.exists():
         raise EcgmlError(path, "file not found")
     try:
-        df = pd.read_csv(path, dtype={"type": str, "lead": str})
+        df = pd.read_csv(path, dtype={"type": str, **dict.fromkeys(text, str)}, keep_default_na=False)
     except Exception as exc:
         raise EcgmlError(path, f"cannot read CSV: {exc}") from exc
     missing = [c for c in columns if c not in df.columns]
     if missing:
         raise EcgmlError(path, f"missing column(s) {missing}; has {list(df.columns)}")
     for c in columns:
-        if c == "lead":
+        if c in text:
             continue
         values = pd.to_numeric(df[c], errors="coerce")
         if values.isna().any():
@@ -67,12 +71,27 @@ def read_train_table(path: str | Path) -> pd.DataFrame:
 
 
 def read_test_table(path: str | Path) -> pd.DataFrame:
-    """test.csv: one row per (ECG, lead); checks lead names and the row counts of the windows."""
+    """test.csv: one row per (ECG, lead); checks lead names and the row counts of the windows.
+
+    Ids stay text as written (`1e3` is ECG `1e3`, image `test/1e3.png`, never 1000); a repeated
+    (id, lead) row is warned about and its first occurrence used."""
     path = Path(path)
-    df = _read_table(path, TEST_COLUMNS)
+    df = _read_table(path, TEST_COLUMNS, text=("id", "lead"))
+    df["id"] = df["id"].str.strip()
+    bad_id = df["id"][~df["id"].str.fullmatch(r"[^\s_/\\]+")]
+    if len(bad_id):
+        raise EcgmlError(path, f"id {bad_id.iloc[0]!r} is empty or holds a space, '_' or a slash")
     bad = sorted(set(df["lead"]) - set(LEADS))
     if bad:
         raise EcgmlError(path, f"unknown lead name(s) {bad}")
+    dup = df.duplicated(["id", "lead"])
+    if dup.any():
+        first = df[dup].iloc[0]
+        log.warning(
+            "%s: %d repeated (id, lead) row(s), e.g. ECG %s lead %s; the first of each is used",
+            path, int(dup.sum()), first["id"], first["lead"],
+        )  # fmt: skip
+        df = df[~dup].reset_index(drop=True)
     for ecg, lead, fs, n in zip(df["id"], df["lead"], df["fs"], df["number_of_rows"], strict=True):
         expected = lead_window(str(lead), int(fs))[1]
         if int(n) != expected:
@@ -92,7 +111,7 @@ def write_train_table(rows: Iterable[dict[str, int]], path: str | Path) -> Path:
     return _write_rows(Path(path), TRAIN_COLUMNS, ([r["id"], r["fs"], r["sig_len"]] for r in rows))
 
 
-def write_test_table(ecgs: Iterable[tuple[int, int]], path: str | Path) -> Path:
+def write_test_table(ecgs: Iterable[tuple[int | str, int]], path: str | Path) -> Path:
     """test.csv for (id, fs) pairs: 12 rows per ECG with the standard window lengths."""
     rows = ([i, lead, fs, lead_window(lead, fs)[1]] for i, fs in ecgs for lead in LEADS)
     return _write_rows(Path(path), TEST_COLUMNS, rows)
@@ -110,7 +129,7 @@ def read_types(path: str | Path) -> dict[str, str]:
     return {str(i): str(t) for i, t in zip(df["id"], df["type"], strict=True)}
 
 
-def _long_rows(ecg_id: int, segments: dict[str, np.ndarray]) -> Iterator[tuple[str, float]]:
+def _long_rows(ecg_id: int | str, segments: dict[str, np.ndarray]) -> Iterator[tuple[str, float]]:
     for lead in LEADS:
         for r, v in enumerate(segments[lead]):
             yield f"{ecg_id}_{r}_{lead}", float(v)
@@ -149,7 +168,7 @@ class SubmissionWriter:
             self._fh.write("id,fs,value\n" if self.with_fs else "id,value\n")
         return self
 
-    def add(self, ecg_id: int, fs: int, segments: dict[str, np.ndarray]) -> None:
+    def add(self, ecg_id: int | str, fs: int, segments: dict[str, np.ndarray]) -> None:
         for lead in LEADS:
             if not np.all(np.isfinite(segments[lead])):
                 raise ValueError(f"ECG {ecg_id} lead {lead}: non-finite value in submission")
@@ -225,5 +244,5 @@ def train_image_path(root: str | Path, ecg_id: int, image_type: str) -> Path:
     return Path(root) / "train" / str(ecg_id) / f"{ecg_id}-{image_type}.png"
 
 
-def test_image_path(root: str | Path, ecg_id: int) -> Path:
+def test_image_path(root: str | Path, ecg_id: int | str) -> Path:
     return Path(root) / "test" / f"{ecg_id}.png"

@@ -16,6 +16,7 @@ from ecgml.kaggle import (
     write_solution,
     write_test_table,
 )
+from ecgml.kaggle import test_image_path as image_path_of
 from ecgml.layout import lead_window
 from ecgml.metric import score_files
 from ecgml.records import LEADS, Record
@@ -85,3 +86,18 @@ def test_solution_ids_follow_the_contract(tmp_path):
     df = pd.read_csv(tmp_path / "s.csv")
     assert df["id"].iloc[0] == "62_0_I" and "62_2499_II" in set(df["id"]) and "62_625_I" not in set(df["id"])
     assert set(df.columns) == {"id", "fs", "value"}
+
+
+def test_test_table_ids_stay_text_and_repeats_are_warned(tmp_path, caplog):
+    """Issue 16: `1e3` was read as 1000 (image 1000.png, rows 1000_*); a repeated row merged silently."""
+    p = write_test_table([("1e3", 500), ("0042", 250)], tmp_path / "test.csv")
+    with open(p, "a") as fh:
+        fh.write("1e3,II,500,5000\n")
+    with caplog.at_level("WARNING", logger="ecgml.kaggle"):
+        df = read_test_table(p)
+    assert list(df["id"].unique()) == ["1e3", "0042"] and len(df) == 24
+    assert "1 repeated (id, lead) row(s), e.g. ECG 1e3 lead II" in caplog.text
+    assert image_path_of(tmp_path, df["id"].iloc[0]) == tmp_path / "test" / "1e3.png"
+    p.write_text("id,lead,fs,number_of_rows\n1_2,I,500,1250\n")
+    with pytest.raises(EcgmlError, match="holds a space, '_' or a slash"):
+        read_test_table(p)
