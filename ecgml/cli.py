@@ -297,6 +297,9 @@ def synth(
     gain: Annotated[
         str | None, typer.Option(help="force the gain: 10, 5, 20 or mixed (limb 10, chest 5)")
     ] = None,
+    derive_leads: Annotated[
+        bool, typer.Option(help="derive V4R/V8/V9 for 15-lead pages (marked no-truth), else skip the record")
+    ] = True,
     record: Annotated[list[Path] | None, typer.Option(help="a single record file (repeatable)")] = None,
     first_id: Annotated[int, typer.Option(help="the first ECG id")] = 1,
 ) -> None:
@@ -306,7 +309,7 @@ def synth(
     try:
         report = synth_dataset(
             list(record) if record else records_dir, out_dir, types, per_record, seed, test, layout, first_id,
-            layouts=layouts, speed=speed, gain=gain,
+            layouts=layouts, speed=speed, gain=gain, derive_leads=derive_leads,
         )  # fmt: skip
     except EcgmlError as exc:
         fail(exc)

@@ -106,12 +106,14 @@ def synth_dataset(
     layouts: str | None = None,
     speed: float | str | None = None,
     gain: str | float | None = None,
+    derive_leads: bool = True,
 ) -> SynthReport:
     """Render a dataset; `records` is a folder of WFDB records or a list of record paths.
 
     `layout` forces one layout; `layouts` is a mix name or comma-separated layout names
     (ecgml.render.layouts) each image draws from (`realworld`/`lowres` default to the training mix,
-    Kaggle types to 3x4+1R). `speed` and `gain` force the settings.
+    Kaggle types to 3x4+1R). `speed` and `gain` force the settings. Without `derive_leads`, a record
+    lacking leads a layout draws (V4R, V8, V9) is skipped with the leads named.
     """
     types = parse_types(types)
     mix = parse_mix(layouts) if layouts else None
@@ -127,7 +129,10 @@ def synth_dataset(
         name = layout
         if name is None and mix is not None and t not in ("realworld", "lowres"):
             name = pick(mix, np.random.default_rng([s_img, 1]))
-        return render(ecg, t, s_img, name, standard_windows=standard, speed=speed, gain=gain, mix=mix)
+        return render(
+            ecg, t, s_img, name, standard_windows=standard, speed=speed, gain=gain, mix=mix,
+            derive_leads=derive_leads,
+        )  # fmt: skip
 
     out_dir = Path(out_dir)
     if out_dir.exists() and not out_dir.is_dir():

@@ -128,7 +128,7 @@ def test_mixed_gain_speed_and_footer():
     for c in lay.cells:
         assert lay.cell_gain(c) == (5.0 if c.lead.startswith("V") else 10.0)
     assert lay.speed_mm_s == 50 and all(p.step_mm == 5.0 for p in lay.pulses if p.row < 3)
-    assert all(abs((p.x1_mm - p.x0_mm) - 10.0) < 1e-9 for p in lay.pulses)  # 0.2 s at 50 mm/s
+    assert all(abs((p.x1_mm - p.x0_mm) - 20.0) < 1e-9 for p in lay.pulses)  # 0.4 s at 50 mm/s
     footer = [t["text"] for t in out.meta["annotations"]["texts"] if t["kind"] == "footer"]
     if footer:  # the printed settings are what is drawn
         joined = " ".join(footer)
@@ -213,7 +213,7 @@ def test_sampled_pages_fit_their_paper():
         lay, p = sample_page(rng, mix=MIXES["families"])
         w, h = lay.paper_mm
         base = lay.row_baselines()
-        assert 0 < base[0] and base[-1] < h, (seed, p)
+        assert base[0] > 0 and base[-1] < h, (seed, p)
         assert all(0 <= c.x0_mm < c.x1_mm <= w for c in lay.cells)
         assert all(0 <= q.x0_mm < q.x1_mm <= w for q in lay.pulses)
         assert 0 <= p["header_mm"] <= 110 and base[0] > p["header_mm"]
@@ -222,3 +222,33 @@ def test_sampled_pages_fit_their_paper():
         speeds.add(p["speed_mm_s"])
     assert max(headers) > 60 and min(headers) == 0
     assert papers == {"letter", "a4", "letter-portrait", "a4-portrait"} and speeds == {25.0, 50.0, 12.5}
+
+
+PLACES = [("above", "cmb10.ttf", 16.0), ("left", "DejaVuSerif.ttf", 7.0), ("below", "cmtt10.ttf", 12.0)]
+
+
+@pytest.mark.parametrize("place,font,pt", PLACES)
+def test_label_places_and_fonts(place, font, pt):
+    """Above-left, left of the trace and below-left: each label's box holds all of its ink."""
+    from ecgml.render.style import PageStyle
+
+    rec = _record(4)
+    lay = build_layout(parse_layout("3x4+V1+II"), x0_mm=40.0)
+    style = PageStyle(label_place=place, label_font=font, label_pt=pt, label_offset_mv=0.6)
+    flat = draw_page(rec, lay, style, PPM)
+    pm = scale_map(PPM, flat.size, lay.paper_mm)
+    ann = page_annotations(lay, flat.text_items, [b for _, b in flat.text_boxes], pm, rec.fs)
+    for lb in ann["labels"]:
+        c = lay.cells[lb["cell"]]
+        x0, y0, x1, y1 = lb["box_mm"]
+        if place == "left" and c.col == 0:
+            assert x1 <= lay.pulses[0].x0_mm and y0 < c.baseline_mm < y1  # before the pulse, on the baseline
+        elif place == "below":
+            assert y0 > c.baseline_mm
+        else:
+            assert y1 < c.baseline_mm
+        item = next(it for it in flat.text_items if it.kind == "label" and it.cell == lb["cell"])
+        alone, _ = draw_text_coverage([item], flat.size, PPM)
+        ys, xs = np.nonzero(alone >= 64)
+        bx = lb["box_px"]
+        assert xs.min() >= bx[0] - 1 and xs.max() <= bx[2] and ys.min() >= bx[1] - 1 and ys.max() <= bx[3]

@@ -133,3 +133,12 @@ def test_bad_layout_speed_gain_are_one_line(tmp_path, opt, value, known):
     args = ["synth", str(tmp_path), str(tmp_path / "o"), "--record", str(SRC / "00005_hr"), opt, value]
     res = CliRunner().invoke(app, args)
     assert res.exit_code == 2 and known in res.output and "Traceback" not in res.output
+
+
+def test_fifteen_lead_pages_without_derived_leads_skip_the_record(tmp_path):
+    args = ["synth", str(tmp_path), str(tmp_path / "o"), "--record", str(SRC / "00005_hr"), "--layout", "3x5"]
+    res = CliRunner().invoke(app, [*args, "--no-derive-leads"])
+    assert res.exit_code != 0 and "V4R, V8, V9" in res.output and "00005_hr" in res.output
+    assert "Traceback" not in res.output
+    res = CliRunner().invoke(app, [*args, "--types", "lowres"])
+    assert res.exit_code == 0, res.output

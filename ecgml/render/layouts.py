@@ -137,6 +137,11 @@ def parse_speed(speed: float | str) -> float:
     return v
 
 
+def pulse_width_mm(speed_mm_s: float) -> float:
+    """The calibration pulse's width: 0.2 s, and 0.4 s at 50 mm/s (RENDERER.md section 5.4)."""
+    return (0.4 if speed_mm_s == 50.0 else 0.2) * speed_mm_s
+
+
 def parse_gain(gain: float | str) -> tuple[float, float]:
     """'10' -> (10, 0); 'mixed' -> (10, 5): (page or limb gain, chest gain or 0)."""
     g = str(gain).strip().lower()
@@ -229,7 +234,7 @@ def build_layout(
             pitch = full_h / 14
             first = 1.5 * pitch if spec.base == "12x1-top" else 7.5 * pitch - full_h / 2
             baselines_mm = [first + pitch * r for r in range(6)]
-    pulse_w = 0.2 * speed
+    pulse_w = pulse_width_mm(speed)
     lay = grid_layout(
         spec.name, spec.grid, spec.rhythm, paper_mm, speed, g, x0_mm, baselines_mm,
         simultaneous=spec.simultaneous, pulse_width_mm=pulse_w, pulse_rows=pulse_rows,
@@ -298,7 +303,7 @@ def sample_page(
     g, _ = parse_gain(gain)
     pulse = bool(rng.random() < 0.75)
     pulse_at_end = pulse and rng.random() < 0.3
-    pulse_w = 0.2 * speed
+    pulse_w = pulse_width_mm(speed)
     margin = float(rng.uniform(5, 20))
     x0 = margin + (pulse_w if pulse and not pulse_at_end else 0.0)
     right = pulse_w + 2.0 if pulse_at_end else float(rng.uniform(3, 10))

@@ -277,7 +277,10 @@ def page_text(layout: PageLayout, style: PageStyle) -> list[TextItem]:
         yb = layout.paper_mm[1] - 5.0
         font, pt = style.label_font, style.label_pt
         items.append(TextItem(f"{layout.speed_mm_s:g}mm/s", 50.0, yb, pt, font, kind="footer"))
-        items.append(TextItem(f"{layout.gain_mm_mv:g}mm/mV", 100.0, yb, pt, font, kind="footer"))
+        gain = f"{layout.gain_mm_mv:g}mm/mV"
+        if layout.chest_gain_mm_mv and layout.chest_gain_mm_mv != layout.gain_mm_mv:  # mixed: say both
+            gain = f"limb {gain}, chest {layout.chest_gain_mm_mv:g}mm/mV"
+        items.append(TextItem(gain, 100.0, yb, pt, font, kind="footer"))
         if style.footer_extra:
             items.append(TextItem(style.footer_extra, 150.0, yb, pt * 0.9, font, kind="footer"))
     for x, y, text in style.header_lines:

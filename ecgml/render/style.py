@@ -126,9 +126,13 @@ def random_style(rng: np.random.Generator) -> PageStyle:
     s.labels = bool(rng.random() < 0.95)
     s.label_font = str(rng.choice(FONT_FILES))
     s.label_pt = float(rng.uniform(7, 16))
-    s.label_offset_mv = float(rng.choice([rng.uniform(0.4, 1.0), -rng.uniform(0.5, 1.2)]))
-    s.rhythm_label_offset_mv = s.label_offset_mv + 0.1
+    # below-left (Kaggle, GE), above-left (Mortara, often bold sans) or left of the trace
+    s.label_place = str(rng.choice(["below", "above", "left"], p=[0.55, 0.35, 0.1]))
+    s.label_offset_mv = float(rng.uniform(0.4, 1.0) if s.label_place == "below" else rng.uniform(0.3, 1.2))
+    s.rhythm_label_offset_mv = s.label_offset_mv + float(rng.uniform(0.0, 0.2))
     s.label_dx_mm = float(rng.uniform(-1.0, 3.0))
+    if s.label_place == "above" and rng.random() < 0.5:
+        s.label_font = str(rng.choice(["DejaVuSans-Bold.ttf", "DejaVuSansMono-Bold.ttf", "cmb10.ttf"]))
     s.text_rgb = s.trace_rgb if rng.random() < 0.5 else (0, 0, 0)
     s.header_font = str(rng.choice(FONT_FILES))
     s.header_pt = float(rng.uniform(7, 12))
