@@ -173,3 +173,31 @@ def test_train_names_a_bad_option(tmp_path, option, value, message):
     assert res.exit_code != 0
     assert message in res.output
     assert not (tmp_path / "cache").exists()  # nothing rendered before the options were checked
+
+
+@pytest.mark.slow
+def test_batch_digitize_on_dask_workers_matches_one_process(page_png, tmp_path):
+    """`--workers 2` (the Dask path) writes the same outputs as the in-process loop, failures included."""
+    import shutil
+
+    (tmp_path / "in").mkdir()
+    for name in ("a", "b"):
+        shutil.copy(page_png, tmp_path / "in" / f"{name}.png")
+    (tmp_path / "in" / "c.png").write_bytes(b"not an image")
+    outs = {}
+    for workers in ("1", "2"):
+        out = tmp_path / f"out{workers}"
+        args = [
+            "digitize",
+            str(tmp_path / "in"),
+            "--out",
+            str(out),
+            "--model",
+            "classical",
+            "--workers",
+            workers,
+        ]
+        res = CliRunner().invoke(app, args)
+        assert res.exit_code == 1 and "c.png: not an image" in " ".join(res.output.split()), res.output
+        outs[workers] = {p.name: p.read_bytes() for p in sorted(out.glob("*.csv"))}
+    assert set(outs["1"]) == {"a.csv", "b.csv"} and outs["1"] == outs["2"]
