@@ -374,6 +374,9 @@ def stage_register(p: Params) -> StageResult:
 
     use_store(p.root)
     ev = p.path(p.evaluate.out) / "evaluate"
+    for needed in (ev / "metrics.json", ev / "evaluation.json"):
+        if not needed.exists():
+            raise EcgmlError(needed, "missing: run `ecgml stage evaluate` (or `dvc repro`) first")
     metrics = json.loads((ev / "metrics.json").read_text())
     evaluation = json.loads((ev / "evaluation.json").read_text())
     val = p.path(p.data.out) / "validation"

@@ -21,6 +21,7 @@ CASES: list[tuple[list[str], str]] = [
     (["stage", "nosuch", "--params", "params.yaml"], "unknown stage 'nosuch'"),
     (["stage", "data", "--params", "nope.yaml"], "nope.yaml: params file not found"),
     (["stage", "data", "--params", "broken.yaml"], "broken.yaml"),
+    (["stage", "register", "--params", "params.yaml"], "missing: run `ecgml stage evaluate`"),
     (["train", "--records", "nosuch", "--work", "w"], "nosuch: no train-split WFDB records found"),
     (["train", "--arch", "bogus", "--work", "w"], "unknown architecture 'bogus'"),
     (["digitize", "junk.png", "--fs", "0"], "--fs must be between 1 and"),
