@@ -107,6 +107,12 @@ def train(
         float | None, typer.Option(help="stop after this many seconds of training")
     ] = None,
     threads: Annotated[int, typer.Option(help="torch threads")] = 2,
+    device: Annotated[
+        str, typer.Option(help="auto (a GPU if visible, else CPU) | cpu | cuda | cuda:N | mps")
+    ] = "auto",
+    workers: Annotated[
+        int, typer.Option(help="DataLoader processes cutting/augmenting strips (0: in the loop)")
+    ] = 0,
     strip_mm: Annotated[
         float | None, typer.Option(help="strip height (mm) to train at; default: the init weights' or 64")
     ] = None,
@@ -143,7 +149,7 @@ def train(
         records=records, out=out or work / ("trace_unet.pt" if arch == "unet" else "seed_cnn.pt"), work=work,
         arch=arch, steps=steps, seed=seed, resume=resume, init=init, batch_size=batch_size, lr=lr,
         pages_per_record=pages_per_record, time_budget_s=time_budget, threads=threads,
-        strip_mm=strip_mm, model=model_cfg, stretch_p=stretch,
+        strip_mm=strip_mm, model=model_cfg, stretch_p=stretch, device=device, workers=max(0, workers),
     )  # fmt: skip
     try:
         path = train_any(opts)

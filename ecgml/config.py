@@ -82,11 +82,18 @@ class PrepareParams(_Section):
         return _types(v)
 
 
-class TrainParams(_Section):
-    """`default` fine-tunes the shipped weights for a few minutes; `full` trains from scratch.
+DEVICE_RE = r"^(auto|cpu|mps|cuda(:\d+)?)$"
+FULL_CHANNELS = (24, 48, 96, 160, 256)  # the `full` profile's U-Net (GPU-sized; see BENCHMARKS.md)
 
-    `steps: 0` with `init: shipped` registers the shipped weights as they are. With no shipped weights
-    and the default profile, the candidate is the classical digitizer (nothing to fine-tune).
+
+class TrainParams(_Section):
+    """`default` fine-tunes the shipped weights for a few CPU minutes; `full` trains a larger U-Net from
+    scratch on one GPU.
+
+    A run stops on `steps` (reproducible: the same params give the same weights); `time_budget_s` is an
+    optional wall-time cap that gives that up. `steps: 0` with `init: shipped` registers the shipped
+    weights as they are. With no shipped weights and the default profile, the candidate is the classical
+    digitizer (nothing to fine-tune). Checkpoints go to `work` (outside DVC), so a killed stage resumes.
     """
 
     profile: Literal["default", "full"] = "default"
@@ -95,16 +102,32 @@ class TrainParams(_Section):
     batch_size: int = Field(default=4, ge=1)
     seed: int = 0
     init: Literal["shipped", "scratch"] = "shipped"
-    time_budget_s: float = Field(default=180.0, gt=0)
+    channels: tuple[int, ...] | None = None  # U-Net widths for `init: scratch` (None: the model default)
+    time_budget_s: float | None = Field(default=None, gt=0)
     threads: int = Field(default=2, ge=1)
+    device: str = Field(default="auto", pattern=DEVICE_RE)  # auto | cpu | cuda | cuda:N | mps
+    workers: int = Field(default=0, ge=0)  # DataLoader processes cutting/augmenting strips (0: in-loop)
+    checkpoint_every: int = Field(default=25, ge=1)  # steps between checkpoints in `work`
+    work: Path = Path("runs/train")  # checkpoints of interrupted runs (git- and DVC-ignored)
     out: Path = Path("models/candidate")
+
+    @field_validator("channels", mode="before")
+    @classmethod
+    def _check_channels(cls, v: Any) -> tuple[int, ...] | None:
+        if v is None:
+            return None
+        widths = tuple(int(c) for c in (v.split(",") if isinstance(v, str) else v))
+        if len(widths) < 2 or min(widths) < 1:
+            raise ValueError(f"U-Net channels want 2+ positive widths, got {v!r}")
+        return widths
 
     @model_validator(mode="before")
     @classmethod
     def _full_is_scratch(cls, data: Any) -> Any:
-        """The `full` profile trains from scratch for long unless the file says otherwise explicitly."""
+        """The `full` profile trains a larger U-Net from scratch for long, unless the file says otherwise."""
         if isinstance(data, dict) and data.get("profile") == "full":
-            return {"init": "scratch", "steps": 3000, "time_budget_s": 3 * 3600.0, **data}
+            full = {"init": "scratch", "steps": 30000, "batch_size": 32, "lr": 2e-3, "workers": 4}
+            return {**full, "channels": FULL_CHANNELS, "checkpoint_every": 500, **data}
         return data
 
 

@@ -206,12 +206,12 @@ def stage_train(p: Params) -> StageResult:
     """The candidate model folder: fine-tuned (default) or trained from scratch (full) trace weights;
     the classical digitizer when no learned model has shipped yet and the profile is `default`."""
     import shutil
-    import tempfile
 
     from ecgml.model_folder import write_spec
 
     out = p.path(p.train.out)
     t = p.train
+    finished: Path | None = None
     with atomic_dir(out) as tmp:
         curve = tmp / "train_curve.csv"
         weights = tmp / "trace_unet.pt"
@@ -227,32 +227,55 @@ def stage_train(p: Params) -> StageResult:
             _write_curve(curve, [])
             summary = {"kind": "learned", "steps": 0}
         else:
+            from ecgml.trace.model import TraceModelConfig
             from ecgml.training.trace import train_trace
 
-            work = Path(tempfile.mkdtemp(prefix="ecgml-train-"))
-            try:
-                opts = _train_options(
-                    p,
-                    out=weights,
-                    work=work,
-                    steps=t.steps,
-                    batch_size=t.batch_size,
-                    lr=t.lr,
-                    init=SHIPPED_WEIGHTS if t.init == "shipped" else None,
-                    time_budget_s=t.time_budget_s,
-                    threads=t.threads,
-                )
-                opts.seed = t.seed
-                train_trace(opts, build_cache=False)
-                history = (
-                    json.loads((work / "curve.json").read_text()) if (work / "curve.json").exists() else []
-                )
-            finally:
-                shutil.rmtree(work, ignore_errors=True)
+            work = train_work_dir(p)
+            opts = _train_options(
+                p,
+                out=weights,
+                work=work,
+                steps=t.steps,
+                batch_size=t.batch_size,
+                lr=t.lr,
+                init=SHIPPED_WEIGHTS if t.init == "shipped" else None,
+                time_budget_s=t.time_budget_s,
+                threads=t.threads,
+                resume=True,  # a stage re-run after a kill goes on from the last checkpoint
+                checkpoint_every=t.checkpoint_every,
+                device=t.device,
+                workers=t.workers,
+                **({"model": TraceModelConfig(channels=t.channels)} if t.channels else {}),
+            )
+            opts.seed = t.seed
+            train_trace(opts, build_cache=False)
+            history = json.loads((work / "curve.json").read_text()) if (work / "curve.json").exists() else []
             _write_curve(curve, [(int(h["step"]), float(h["loss"])) for h in history if "loss" in h])
             write_spec("learned", tmp, weights, extra={"profile": t.profile, "init": t.init})
             summary = {"kind": "learned", "steps": len([h for h in history if "loss" in h])}
+            finished = work
+    if finished is not None:  # the weights are out; the checkpoint has done its job
+        shutil.rmtree(finished, ignore_errors=True)
     return StageResult("train", [out], summary)
+
+
+def train_work_dir(p: Params) -> Path:
+    """The train stage's checkpoint folder: `train.work` / a key of everything that decides the weights
+    (train and prepare params, the prepared pages' index, the init weights, the training code), so a
+    re-run resumes only a run that would have produced the same weights, and a changed one starts over."""
+    import hashlib
+
+    h = hashlib.sha256()
+    h.update(json.dumps(p.train.model_dump(mode="json", exclude={"out", "work"}), sort_keys=True).encode())
+    h.update(json.dumps(p.prepare.model_dump(mode="json", exclude={"out"}), sort_keys=True).encode())
+    index = p.path(p.prepare.out) / "index.json"
+    h.update(index.read_bytes() if index.exists() else b"")
+    if p.train.init == "shipped" and SHIPPED_WEIGHTS.exists():
+        h.update(SHIPPED_WEIGHTS.read_bytes())
+    code = Path(__file__).resolve().parent
+    for f in sorted([*(code / "training").glob("*.py"), code / "trace" / "model.py"]):
+        h.update(f.read_bytes())
+    return p.path(p.train.work) / h.hexdigest()[:16]
 
 
 def _write_curve(path: Path, points: Sequence[tuple[int, float]]) -> None:

@@ -99,7 +99,7 @@ def test_resume_continues_exactly_where_it_stopped(tmp_path: Path, cache: Path):
     torch.manual_seed(0)
     a = train_any(_opts(tmp_path / "a", cache), build_cache=False)
     train_any(_opts(tmp_path / "b", cache, stop_after=2), build_cache=False)
-    ck = torch.load(tmp_path / "b" / "checkpoint.pt", weights_only=False)
+    ck = torch.load(tmp_path / "b" / "checkpoint.pt", weights_only=True)  # plain state only
     assert ck["step"] == 2
     b = train_any(_opts(tmp_path / "b", cache, resume=True), build_cache=False)
     ma, _, meta_a = load_model(a)
@@ -177,3 +177,43 @@ def test_competition_folder_targets_follow_the_drawn_trace(tmp_path: Path):
         _opts(tmp_path, tmp_path / "kc", records=tmp_path / "k"), tmp_path / "kc"
     )
     assert {e["split"] for e in entries} <= {"train", "validation"} and len(entries) >= 1
+
+
+@pytest.mark.slow  # spawning two workers that import torch: ~40 s on a busy 2-core machine
+def test_data_workers_give_the_same_weights_as_the_loop(tmp_path: Path, cache: Path):
+    """Strips cut and augmented in two DataLoader worker processes are the loop's strips, step for step."""
+    a = train_any(_opts(tmp_path / "a", cache, steps=3, val_every=100), build_cache=False)
+    b = train_any(_opts(tmp_path / "b", cache, steps=3, val_every=100, workers=2), build_cache=False)
+    ma, _, meta_a = load_model(a)
+    mb, _, meta_b = load_model(b)
+    assert meta_a["workers"] == 0 and meta_b["workers"] == 2
+    for (k, va), (_, vb) in zip(ma.state_dict().items(), mb.state_dict().items(), strict=True):
+        assert torch.equal(va, vb), k
+    curve = json.loads((tmp_path / "b" / "curve.json").read_text())
+    assert all(h["data_wait_s"] >= 0 and h["step_s"] >= h["data_wait_s"] for h in curve if "loss" in h)
+    assert 0 <= meta_b["data_wait_share"] <= 1 and meta_b["device"] == "cpu" and meta_b["precision"] == "fp32"
+
+
+def test_a_gpu_asked_for_and_missing_is_one_clear_error(tmp_path: Path, cache: Path):
+    if torch.cuda.is_available():
+        pytest.skip("a CUDA device is visible here")
+    with pytest.raises(EcgmlError, match=r"no CUDA GPU visible \(found: torch .* 0 CUDA device"):
+        train_any(_opts(tmp_path, cache, device="cuda"), build_cache=False)
+    with pytest.raises(EcgmlError, match="expected auto, cpu, cuda"):
+        train_any(_opts(tmp_path, cache, device="tpu"), build_cache=False)
+    assert not (tmp_path / "checkpoint.pt").exists()
+
+
+def test_a_checkpoint_of_another_model_is_refused_naming_both(tmp_path: Path, cache: Path):
+    train_any(_opts(tmp_path, cache, steps=1), build_cache=False)
+    wider = replace(TINY, channels=(4, 8, 16))
+    with pytest.raises(EcgmlError, match=r"channels: checkpoint \(4, 8, 8\), this run \(4, 8, 16\)"):
+        train_any(_opts(tmp_path, cache, steps=2, resume=True, model=wider), build_cache=False)
+
+
+def test_seed_weights_as_init_of_the_trace_model_are_refused(tmp_path: Path, cache: Path):
+    from ecgml.trace.seed import SeedCNN, SeedConfig, save_seed
+
+    seed_w = save_seed(SeedCNN(SeedConfig(channels=(4, 4))), SeedConfig(channels=(4, 4)), tmp_path / "s.pt")
+    with pytest.raises(EcgmlError, match="init weights are a 'seed' model"):
+        train_any(_opts(tmp_path, cache, init=seed_w), build_cache=False)

@@ -391,6 +391,15 @@ def save_weights(
     return path
 
 
+def read_weights_info(path: Path) -> dict[str, Any]:
+    """The .json beside a weights file ({"config", "meta"}), without loading the weights."""
+    cfg_path = path.with_suffix(".json")
+    try:
+        return dict(json.loads(cfg_path.read_text()))
+    except (OSError, ValueError) as exc:
+        raise EcgmlError(cfg_path, f"cannot read the weights' config: {exc}") from exc
+
+
 def read_weights(path: Path, what: str) -> tuple[dict[str, Any], dict[str, Any]]:
     """A weights file and the .json config beside it, as (state_dict, {"config", "meta"}); clear errors."""
     cfg_path = path.with_suffix(".json")

@@ -189,6 +189,15 @@ class StripSampler:
         self._aug = photometric() if augment else None
         self._mm: dict[str, tuple[np.ndarray, np.ndarray]] = {}
 
+    def __getstate__(self) -> dict[str, Any]:
+        """Picklable for spawned data workers: the augmenter and open memory maps are rebuilt there."""
+        return {k: v for k, v in self.__dict__.items() if k not in ("_aug", "_mm")}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._aug = photometric() if self.augment else None
+        self._mm = {}
+
     def _load(self, key: str) -> tuple[np.ndarray, np.ndarray]:
         if key not in self._mm:
             if len(self._mm) > 64:
@@ -232,6 +241,15 @@ class StripSampler:
 
     def batch(self, rng: np.random.Generator, n: int) -> tuple[np.ndarray, np.ndarray]:
         xs, ys = zip(*(self.strip(rng) for _ in range(n)), strict=True)
+        return np.stack(xs), np.stack(ys)
+
+    def step_strips(self, seed: int, step: int, first: int, n: int) -> tuple[np.ndarray, np.ndarray]:
+        """Strips first..first+n-1 of training step `step`: strip j drawn from an RNG seeded by
+        (seed, step, j), so a step's strips are the same whichever process or worker draws them."""
+        xs, ys = zip(
+            *(self.strip(np.random.default_rng([seed, step, j])) for j in range(first, first + n)),
+            strict=True,
+        )
         return np.stack(xs), np.stack(ys)
 
 

@@ -55,6 +55,17 @@ def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
         torch.save(state, tmp)
 
 
+def to_cpu(obj: Any) -> Any:
+    """Every tensor in a (nested) state moved to the CPU: a GPU run's checkpoint loads anywhere."""
+    if isinstance(obj, torch.Tensor):
+        return obj.detach().cpu()
+    if isinstance(obj, dict):
+        return {k: to_cpu(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return type(obj)(to_cpu(v) for v in obj)
+    return obj
+
+
 def load_checkpoint(path: Path) -> dict[str, Any]:
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
@@ -106,17 +117,20 @@ def run_loop(
     on_checkpoint: Callable[[int], None],
     val_fn: Callable[[], dict[str, float]] | None = None,
     clock: Clock | None = None,
+    agree: Callable[[bool], bool] = bool,
+    show: bool = True,
 ) -> int:
     """Call `step_fn(step)` for steps start_step..opts.steps-1 (or until the time budget).
 
-    Shows a progress bar, validates every `val_every` steps, checkpoints at least every `checkpoint_s`;
-    returns the next step.
+    Shows a progress bar (if `show`: rank 0 of a distributed job), validates every `val_every` steps,
+    checkpoints every `checkpoint_every` steps and at least every `checkpoint_s`; returns the next step.
+    `agree` makes the ranks of a distributed job take the time-budget decision together.
     """
     clock = clock or Clock()
     last_ckpt = time.monotonic()
     step = start_step
     progress = None
-    if opts.progress:
+    if opts.progress and show:
         from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
         progress = Progress(
@@ -139,13 +153,14 @@ def run_loop(
             info = " ".join(f"{k} {v:.3f}" for k, v in history[-1].items() if k != "step")
             if progress is not None:
                 progress.update(task, completed=step, info=info)
-            elif step % LOG_EVERY == 0 or "val_l1_mm" in history[-1]:
+            elif show and (step % LOG_EVERY == 0 or "val_l1_mm" in history[-1]):
                 print(f"step {step} t {clock.elapsed():.0f}s {info}", flush=True)
             now = time.monotonic()
-            if now - last_ckpt >= opts.checkpoint_s:
+            every = opts.checkpoint_every
+            if now - last_ckpt >= opts.checkpoint_s or (every and step % every == 0):
                 on_checkpoint(step)
                 last_ckpt = now
-            if opts.time_budget_s is not None and clock.elapsed() >= opts.time_budget_s:
+            if agree(opts.time_budget_s is not None and clock.elapsed() >= opts.time_budget_s):
                 break
     finally:
         if progress is not None:

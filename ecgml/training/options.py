@@ -24,7 +24,7 @@ class TrainOptions:
     cache: Path | None = None  # page cache folder (default: work / "cache")
     arch: str = "unet"
     steps: int = 3000
-    batch_size: int = 8
+    batch_size: int = 8  # strips per step over all ranks (each of N ranks draws batch_size / N)
     lr: float = 2e-3
     weight_decay: float = 1e-4
     seed: int = 0
@@ -33,7 +33,10 @@ class TrainOptions:
     time_budget_s: float | None = None  # stop (and save) after this much training time
     stop_after: int | None = None  # end this session after this step (the schedule still spans `steps`)
     threads: int = 2
+    device: str = "auto"  # auto | cpu | cuda | cuda:N | mps (ecgml.training.device)
+    workers: int = 0  # DataLoader processes cutting/augmenting strips (0: in the training loop)
     checkpoint_s: float = CHECKPOINT_S
+    checkpoint_every: int = 0  # also checkpoint every this many steps (0: by time only)
     val_every: int = 250
     val_batches: int = 6  # fixed validation batches of 4 strips, 1024 px wide
     pages_per_record: int = 2
