@@ -8,6 +8,7 @@ run, DVC, push, artifacts) and not the digitizer, which has its own tests.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -104,6 +105,7 @@ def test_deployment_schedule_and_one_run(
         env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
     )  # fmt: skip
     serve = None
+    stack = contextlib.ExitStack()
     try:
         _wait_health(f"{api}/health", 90)
         serve = subprocess.Popen(
@@ -116,6 +118,12 @@ def test_deployment_schedule_and_one_run(
             monkeypatch.setenv(k, env[k])
         from prefect.client.orchestration import get_client
         from prefect.deployments import run_deployment
+        from prefect.settings import PREFECT_API_URL, temporary_settings
+
+        # Prefect reads its settings when first imported: if an earlier test imported it, the
+        # environment above is not seen and the client would start its own ephemeral server (on the
+        # same database), so point this process at the server explicitly.
+        stack.enter_context(temporary_settings(updates={PREFECT_API_URL: api}))
 
         name = "ecgml-retrain/scheduled-retrain"
         deployment = None
@@ -142,6 +150,7 @@ def test_deployment_schedule_and_one_run(
         keys = {a.key for a in art}
         assert "per-type-scores" in keys
     finally:
+        stack.close()
         if serve is not None:
             _stop(serve)
         _stop(server)
