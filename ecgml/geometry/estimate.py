@@ -52,6 +52,7 @@ PAPER_MARGIN_MM = 8.0  # paper (pulses, row ends) reaches this far past the last
 FINE_ROUNDS = 4  # crumpled pages: rounds on smaller tiles once the map is close
 FINE_TILE_MM = 10.0
 FINE_RANSAC_MM = 8.0  # crumples move the grid several mm off any homography
+FINE_MAX_JUMP_MM = 1.5  # unwrapping: natural steps ~1 mm per fine tile, a wrong tile's half period 2-2.5
 FINE_WHEN_RESIDUAL_MM = 0.3  # bends beyond the homography larger than this (RMS) call for fine rounds
 # Final x check on the rectified page: the phase of the 1 mm lines' chroma (grey or black ink has none) in
 # PHASE_BLOCKS column blocks; a consistent line through them (rms below PHASE_MAX_RMS_MM) is the map's
@@ -229,6 +230,7 @@ def _estimate(image: np.ndarray, path: str | Path | None, work_long_side: int) -
             tile_mm=FINE_TILE_MM,
             step_mm=FINE_TILE_MM / 2,
             ransac_mm=FINE_RANSAC_MM,
+            max_jump_mm=FINE_MAX_JUMP_MM,
         )
         if r is None or r.n_tiles < need:
             break

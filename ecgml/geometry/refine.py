@@ -197,12 +197,18 @@ def measure_phases(
     return out
 
 
-def _unwrap(shift: np.ndarray, ok: np.ndarray, conf: np.ndarray) -> np.ndarray:
+def _unwrap(shift: np.ndarray, ok: np.ndarray, conf: np.ndarray, max_jump: float | None = None) -> np.ndarray:
     """Quality-guided unwrapping of mod-5 shifts over the tile grid.
 
     Starts at the most confident tile near the centre and always extends to the most confident tile
     bordering the unwrapped set, taking the value nearest its unwrapped neighbours' weighted mean,
     so unreliable tiles (background, stains) cannot carry an error into the good ones.
+
+    With `max_jump` (mm; fine rounds) each neighbour predicts along the slope across it (the map being
+    refined can be several mm off where the coarse rounds had no tiles, changing ~1 mm per tile), and a
+    tile further than `max_jump` from the prediction waits (NaN unless a later neighbour vouches for it):
+    a confident but wrong tile (half a period off) would otherwise hand every tile reached through it a
+    whole 5 mm slip (seed 12002 of type 0010: a third of the page 5 mm off).
     """
     out = np.full(shift.shape, np.nan)
     if not ok.any():
@@ -232,10 +238,18 @@ def _unwrap(shift: np.ndarray, ok: np.ndarray, conf: np.ndarray) -> np.ndarray:
         for di, dj in nbrs + ((1, 1), (1, -1), (-1, 1), (-1, -1)):
             p, q = a + di, b + dj
             if 0 <= p < ny and 0 <= q < nx and not np.isnan(out[p, q]):
-                vals.append(out[p, q])
+                v = out[p, q]
+                p2, q2 = p + di, q + dj
+                if max_jump is not None and 0 <= p2 < ny and 0 <= q2 < nx and not np.isnan(out[p2, q2]):
+                    v = 2 * v - out[p2, q2]  # follow the slope across the neighbour (frontier lag)
+                vals.append(v)
                 wts.append(conf[p, q])
         ref = float(np.average(vals, weights=wts))
-        out[a, b] = shift[a, b] + 5 * np.round((ref - shift[a, b]) / 5)
+        value = shift[a, b] + 5 * np.round((ref - shift[a, b]) / 5)
+        if max_jump is not None and abs(value - ref) > max_jump:
+            queued[a, b] = False  # a neighbour unwrapped later may take it up again
+            continue
+        out[a, b] = value
         push(a, b)
     return out
 
@@ -283,6 +297,7 @@ def refine(
     tile_mm: float = TILE_MM,
     step_mm: float = STEP_MM,
     ransac_mm: float = 3.0,
+    max_jump_mm: float | None = None,
 ) -> RefineResult | None:
     """One round: rectify, measure grid phases, fit homography + smooth residual. Lines land at 5Z mm.
 
@@ -301,8 +316,8 @@ def refine(
     # split the page): keep the region whose phases one homography explains best
     best: tuple[int, np.ndarray, np.ndarray, np.ndarray, np.ndarray, float, np.ndarray] | None = None
     for region in _regions(ok, conf):
-        ux = _unwrap(ph["dx"], region, conf)
-        uy = _unwrap(ph["dy"], region, conf)
+        ux = _unwrap(ph["dx"], region, conf, max_jump_mm)
+        uy = _unwrap(ph["dy"], region, conf, max_jump_mm)
         sel = region & ~np.isnan(ux) & ~np.isnan(uy)
         if sel.sum() < 6:
             continue  # too small for a homography
