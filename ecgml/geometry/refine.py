@@ -28,7 +28,7 @@ MAX_EXTENT_MM = 420.0
 MAP_STEP = 8
 MAX_REGIONS = 3  # connected regions of good tiles tried as the unwrapping's domain (largest first)
 # smoothing of the measured residual, in tile steps (also in fine rounds: 0.7 fit crumpled maps closer
-# but read worse end to end, BENCHMARKS.md "Page geometry")
+# but read worse end to end: `git show 00a57bb:BENCHMARKS.md`, "Page geometry")
 RESIDUAL_SIGMA = 1.0
 # a smaller rms departure of the tiles from the homography is their phase noise (flat scans 0.015-0.03 mm,
 # screens 0.04-0.1; fitted, it moved traces by up to ±0.03 mm along a row); photos of paper 0.3-1
