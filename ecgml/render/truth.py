@@ -4,6 +4,11 @@ On disk, beside `{id}-{type}.png`:
 - `{id}-{type}.json`: metadata (type, seed, every random parameter, layout, style, speed, gain, DPI,
   fs, record, image size) and `page_map` (PageMap.to_dict(): paper mm -> image px, inverse by
   `PageMap.px_to_mm`). Pixel convention: ecgml.page (pixel centres at i + 0.5, origin top-left corner).
+  `annotations` (ecgml.render.annotate): `layout` (grid rows/columns, printed grid, rhythm leads in
+  order, columns sequential/simultaneous, speed, limb and chest gain, Cabrera, inverted and derived
+  leads), `labels` (text, cell), `texts` (footer, header, qr, redaction), `pulses` (row, at_end),
+  `rows` (baseline in mm and its ends in px, grid/rhythm, cells) and `cells` (lead, printed text, sign,
+  gain, seconds, first sample and count, truth), each with `box_mm`, `box_px` and `quad_px`.
 - `{id}-{type}.npz` (compressed):
   `cell` int16 (N,), `sample` int32 (N,) record sample index, `xy` float32 (N, 2) image px (x, y)
   after all geometry, `visible` bool (N,), for every plotted sample of every layout cell (the cell's
