@@ -55,17 +55,19 @@ STRIP_LEADS = tuple(LEADS) + tuple(EXTRA_LEADS)
 SPEEDS: tuple[float, ...] = (25.0, 50.0, 12.5)
 GAINS: tuple[str, ...] = ("10", "5", "20", "mixed")  # mixed: limb 10, chest 5 mm/mV
 
-# One example per family (the second contact sheet) and the training mix of RENDERER.md section 5.2.
+# One example per family (the second contact sheet) and the training mix of RENDERER.md section 5.2
+# (3x4 + one strip 0.45, two 0.05, three 0.10, none 0.10; 6x2 +/- strip 0.12; 12x1 0.06; Cabrera 0.04;
+# partial pages 0.08).
 FAMILIES: tuple[str, ...] = (
     "3x4+1R", "3x4", "3x4+3R", "3x4+V1", "6x2", "6x2+II", "12x1", "cabrera-12x1", "cabrera-6x2",
     "6x1-limb", "6x1-chest", "12x1-top", "3x5",
 )  # fmt: skip
 MIXES: dict[str, dict[str, float]] = {
     "training": {
-        "3x4+1R": 0.45, "3x4+3R": 0.07, "3x4+V1+II+V5": 0.03, "3x4+V1": 0.025, "3x4+2R": 0.025,
-        "3x4": 0.10, "6x2": 0.06, "6x2+II": 0.03, "6x2-seq": 0.03, "12x1": 0.06, "cabrera-12x1": 0.015,
-        "cabrera-6x2": 0.015, "cabrera-3x4+1R": 0.01, "6x1-limb": 0.02, "6x1-chest": 0.02,
-        "12x1-top": 0.02, "12x1-bottom": 0.02,
+        "3x4+1R": 0.43, "3x4+V1": 0.02, "3x4+3R": 0.07, "3x4+V1+II+V5": 0.03, "3x4+2R": 0.03,
+        "3x4+II+V1": 0.02, "3x4": 0.10, "6x2": 0.06, "6x2+II": 0.03, "6x2-seq": 0.03, "12x1": 0.06,
+        "cabrera-12x1": 0.015, "cabrera-6x2": 0.015, "cabrera-3x4+1R": 0.01, "6x1-limb": 0.02,
+        "6x1-chest": 0.02, "12x1-top": 0.02, "12x1-bottom": 0.02,
     },
     "kaggle": {"3x4+1R": 1.0},
     "families": {name: 1.0 for name in FAMILIES},
