@@ -1,8 +1,9 @@
 """A minimal ECG page drawn for the geometry tests (the renderer does the realistic ones), plus warps.
 
 The page is drawn at `ppm` px/mm with OpenCV: a grid anchored at the bottom-left corner (1 mm minor,
-5 mm major), a made-up ECG in every layout cell, calibration pulses, separator ticks and labels. Its
-truth is a PageMap (paper mm -> image px) that the warps keep exact.
+5 mm major; each line where ECG-Image-Kit's 200 DPI raster snaps it), a made-up ECG in every layout cell,
+calibration pulses, separator ticks and labels. Its truth is a PageMap (paper mm -> image px) that the
+warps keep exact.
 """
 
 from __future__ import annotations
@@ -12,8 +13,10 @@ import numpy as np
 
 from ecgml.layout import PageLayout, make_layout
 from ecgml.page import PageMap
+from ecgml.render.page import snap_to_pixels
 
 SHIFT = 4  # cv2 fixed-point bits
+KAGGLE_PPM = 200 / 25.4  # the grid is snapped as ECG-Image-Kit's 200 DPI page snaps it (matplotlib)
 
 
 def _pt(x_px: float, y_px: float) -> tuple[int, int]:
@@ -59,12 +62,12 @@ def draw_page(
             for k in range(int(pw) + 1):
                 if (k % 5 == 0) == minor_pass:
                     continue
-                x = k * ppm
+                x = snap_to_pixels(np.array(float(k)), KAGGLE_PPM) * ppm
                 cv2.line(img, _pt(x, 0), _pt(x, h), col, 1, cv2.LINE_AA, SHIFT)
             for k in range(int(ph) + 1):
                 if (k % 5 == 0) == minor_pass:
                     continue
-                y = (ph - k) * ppm
+                y = snap_to_pixels(np.array(ph - k), KAGGLE_PPM) * ppm
                 cv2.line(img, _pt(0, y), _pt(w, y), col, 1, cv2.LINE_AA, SHIFT)
     ink = (10, 10, 10)
     lw = max(1, int(round(0.26 * ppm)))

@@ -205,7 +205,9 @@ def test_a_large_image_without_a_grid_on_the_reduced_copy_is_read_again_at_full_
 def test_a_flat_page_gets_no_residual_from_tile_noise(seed: int) -> None:
     """A flat page (here a photo of a screen) is a homography: the grid tiles' phase noise (0.04-0.05 mm rms
     on these) must not become a bend. Fitted as a residual it moved the trace by 0.008-0.012 mm (std) along
-    a row; a clean ECG loses dB to that."""
+    a row, in wiggles; a clean ECG loses dB to that. What is checked is the wiggle: the error along a row
+    departs from a smooth (quadratic) curve by a few µm at most. Its slope is the homography's own tile
+    noise (0.003-0.024 mm std along a row over seeds 2-6, before and after the grid snapping of issue 15)."""
     from ecgml.records import iter_wfdb_paths, read_wfdb
     from ecgml.render.presets import render
 
@@ -216,4 +218,5 @@ def test_a_flat_page_gets_no_residual_from_tile_noise(seed: int) -> None:
     for b in out.layout.row_baselines():
         pts = np.c_[np.linspace(20, 260, 25), np.full(25, b)]
         dx = (est.page_map.px_to_mm(out.page_map.mm_to_px(pts)) - pts)[:, 0]
-        assert dx.std() < 0.005, b
+        wiggle = dx - np.polyval(np.polyfit(pts[:, 0], dx, 2), pts[:, 0])
+        assert np.sqrt(np.mean(wiggle**2)) < 0.002, b

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from ecgml.errors import EcgmlError
+from ecgml.geometry.grid import GRID_SHIFT_MM
 from ecgml.kaggle import masked_signal
 from ecgml.layout import LAYOUT_NAMES, make_layout
 from ecgml.records import LEADS, Record
@@ -49,10 +50,11 @@ def test_size_and_colours(page0001):
     ppm = 200 / 25.4
     cols = np.nonzero(major.mean(0) > 0.5)[0]
     rows = np.nonzero(major.mean(1) > 0.5)[0]
-    # major lines every 5 mm from the bottom-left corner; the one at y = 1700 is off the page and the
-    # one at y = 991.7 is hidden under row II's flat trace here
-    assert np.array_equal(cols, np.floor(np.arange(56) * 5 * ppm).astype(int))
-    expected_rows = np.floor((215.9 - np.arange(1, 44) * 5) * ppm).astype(int)
+    # major lines every 5 mm from the bottom-left corner, on the pixel matplotlib snaps them to
+    # (floor(c + 0.5)); the one at y = 1700 is off the page and the one at y = 991.3 is hidden under row
+    # II's flat trace here
+    assert np.array_equal(cols, np.floor(np.arange(56) * 5 * ppm + 0.5).astype(int))
+    expected_rows = np.floor((215.9 - np.arange(1, 44) * 5) * ppm + 0.5).astype(int)
     assert np.array_equal(rows, np.sort(expected_rows[expected_rows != 991]))
 
 
@@ -217,6 +219,6 @@ def test_snapped_grid_at_a_near_integer_density(ppm, lattice):
     assert got.size >= 55
     if lattice is None:  # the drawing's own raster: about +0.5 px on every line
         assert np.all(np.abs(off - 0.5 / ppm) < 0.01)
-    else:  # the 200 DPI raster's pixel centres: within half its pixel, no bias over the page
-        assert np.abs(off).max() <= 0.5 * 25.4 / 200 + 0.5 / ppm
-        assert abs(off.mean()) < 0.015
+    else:  # the 200 DPI raster's snap: within half its pixel of half a pixel right, that on average
+        assert np.abs(off - GRID_SHIFT_MM).max() <= 0.5 * 25.4 / 200 + 0.5 / ppm
+        assert abs(off.mean() - GRID_SHIFT_MM) < 0.015

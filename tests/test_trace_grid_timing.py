@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from ecgml.geometry.canonical import CanonicalPage
+from ecgml.geometry.grid import GRID_SHIFT_MM
 from ecgml.layout import make_layout
 from ecgml.trace.grid_timing import cell_x_error, correct_x
 from ecgml.trace.types import CellTrace
@@ -18,12 +19,13 @@ def _bend(x: np.ndarray) -> np.ndarray:
 
 
 def _page(colour: bool = True) -> CanonicalPage:
-    """A page whose 1 mm vertical lines are drawn at k + _bend(k) mm (area-averaged, sub-pixel)."""
+    """A page whose 1 mm vertical lines are drawn at k + GRID_SHIFT_MM + _bend(k) mm (area-averaged,
+    sub-pixel): where a printed ECG-Image-Kit grid sits, moved by the bend."""
     lay = make_layout()
     w, h = int(lay.paper_mm[0] * PPM[0]), int(lay.paper_mm[1] * PPM[1])
     x = (np.arange(w) + 0.5) / PPM[0]
     k = np.round(x)
-    d = x - (k + _bend(k))
+    d = x - (k + GRID_SHIFT_MM + _bend(k))
     line = np.exp(-0.5 * (d / 0.06) ** 2)  # 0.14 mm wide line profile
     img = np.full((h, w, 3), 250.0)
     if colour:

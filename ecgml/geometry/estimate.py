@@ -19,6 +19,7 @@ import numpy as np
 from ecgml.errors import EcgmlError
 from ecgml.geometry.canonical import canonical_page, chroma_columns
 from ecgml.geometry.grid import (
+    GRID_SHIFT_MM,
     LATTICE_LONG_SIDE,
     LATTICE_LONG_SIDE_PHOTO,
     coarse_frame,
@@ -264,7 +265,8 @@ def _estimate(image: np.ndarray, path: str | Path | None, work_long_side: int) -
     diag["tick_shift_mm"] = tx - tx_snap
     if base_res > 2.0 and len(rows.centres) == layout.n_rows:
         layout = _measured_layout(name, rows, tx, ty)
-    a = np.array([[1, 0, tx], [0, 1, ty], [0, 0, 1.0]]) @ rot(ori.k)
+    # the lattice has its lines on whole mm of the frame; on paper they lie GRID_SHIFT_MM right and down
+    a = np.array([[1, 0, tx + GRID_SHIFT_MM], [0, 1, ty + GRID_SHIFT_MM], [0, 0, 1.0]]) @ rot(ori.k)
     page_map = _frame_to_paper_map(fmap, a, scale, (w0, h0))
     fix = grid_x_phase(image, page_map)
     if fix is not None:
@@ -356,7 +358,7 @@ def grid_x_phase(image: np.ndarray, page_map: PageMap) -> tuple[float, float] | 
             return None
         centres.append(float(x[blk].mean()))
         phases.append(float(-np.angle(c) / (2 * np.pi)))
-    ph = np.array(phases)
+    ph = np.array(phases) - GRID_SHIFT_MM  # the lines' place on paper is k + GRID_SHIFT_MM
     ref = float(np.angle(np.mean(np.exp(2j * np.pi * ph))) / (2 * np.pi))  # circular mean, in (-0.5, 0.5]
     ph = (ph - ref + 0.5) % 1.0 - 0.5 + ref  # every block in the period around it
     b, a = np.polyfit(centres, ph, 1)

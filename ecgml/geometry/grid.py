@@ -28,6 +28,12 @@ NFFT = 2048  # zero-padded profile length (fine frequency sampling)
 MIN_COHERENCE = 0.25  # 4-fold orientation coherence of a tile that holds grid
 MIN_PEAK_SNR = 6.0  # spectral peak over the band's median for a tile to count
 PAGE_AREA_MM2 = 279.4 * 215.9
+# Where the printed grid sits relative to the trace's frame, paper mm right and down: ECG-Image-Kit (the
+# generator behind the Kaggle pages, every capture a print of its 200 DPI PNG) draws the grid with
+# matplotlib, which snaps each line to the pixel floor(c + 0.5); a line is thus on average half a 200 DPI
+# pixel right of / below its nominal place c, while the trace is not snapped. Geometry lands the lines
+# there, not on whole mm, or every lead is read 2.5 ms early (issue 15).
+GRID_SHIFT_MM = 0.5 * 25.4 / 200
 
 
 def darkness(img: np.ndarray, ksize: int) -> tuple[np.ndarray, np.ndarray]:

@@ -20,6 +20,7 @@ import numpy as np
 from scipy.ndimage import gaussian_filter1d
 
 from ecgml.geometry.canonical import CanonicalPage, chroma_columns
+from ecgml.geometry.grid import GRID_SHIFT_MM
 from ecgml.layout import Cell, PageLayout
 from ecgml.trace.types import CellTrace
 
@@ -30,8 +31,9 @@ MAX_SHIFT_MM = 0.45  # beyond this the phase may have wrapped by a whole millime
 
 
 def cell_x_error(page: CanonicalPage, cell: Cell) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
-    """(x mm, δ mm, contrast) along the cell's row band: how far right of whole millimetres the 1 mm grid
-    lines lie; None when the page has no colour or the band is off the page."""
+    """(x mm, δ mm, contrast) along the cell's row band: how far right of their place on paper (whole
+    millimetres plus GRID_SHIFT_MM) the 1 mm grid lines lie; None when the page has no colour or the band
+    is off the page."""
     img = page.image
     if img.ndim != 3:
         return None
@@ -50,7 +52,7 @@ def cell_x_error(page: CanonicalPage, cell: Cell) -> tuple[np.ndarray, np.ndarra
     z = p * np.exp(-2j * np.pi * x)  # lines at x = k + δ give angle -2πδ
     zr, zi = gaussian_filter1d(z.real, s), gaussian_filter1d(z.imag, s)
     contrast = np.hypot(zr, zi) / np.maximum(gaussian_filter1d(np.abs(p), s), 1e-9)
-    return x, -np.arctan2(zi, zr) / (2 * np.pi), contrast
+    return x, -np.arctan2(zi, zr) / (2 * np.pi) - GRID_SHIFT_MM, contrast
 
 
 def correct_x(page: CanonicalPage, layout: PageLayout, traces: list[CellTrace]) -> list[CellTrace]:
