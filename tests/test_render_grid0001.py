@@ -101,3 +101,14 @@ def test_geometry_reads_the_trace_frame_not_the_snapped_grid(page0001) -> None:
     pts = np.array([[x, b] for b in page0001.layout.row_baselines() for x in np.linspace(20, 260, 13)])
     d = est.page_map.px_to_mm(page0001.page_map.mm_to_px(pts)) - pts
     assert np.abs(np.median(d, axis=0)).max() * PPM < 0.15  # px
+
+
+def test_real_world_pages_vary_in_how_their_grid_snaps() -> None:
+    from ecgml.render.style import grid_snap, random_style
+
+    kinds = [grid_snap(s) for s in range(400)]
+    share = {k: kinds.count(k) / len(kinds) for k in set(kinds)}
+    assert set(share) == {(True, PPM), (True, None), (False, None)}
+    assert share[(True, PPM)] == pytest.approx(0.5, abs=0.08)
+    st = random_style(np.random.default_rng(3))
+    assert (st.snap_grid, st.snap_px_per_mm) == grid_snap(st.qr_seed)

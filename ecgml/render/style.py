@@ -139,7 +139,18 @@ def random_style(rng: np.random.Generator) -> PageStyle:
     s.qr = bool(rng.random() < 0.3)
     s.qr_mm = float(rng.uniform(15, 35))
     s.qr_seed = int(rng.integers(0, 2**31))
+    s.snap_grid, s.snap_px_per_mm = grid_snap(s.qr_seed)
     return s
+
+
+def grid_snap(seed: int) -> tuple[bool, float | None]:
+    """How a real-world page's grid lines snap: half like ECG-Image-Kit (matplotlib on a 200 DPI raster,
+    lines on average half its pixel right/down), a quarter on the raster the page is drawn at, a quarter
+    not at all. Drawn from its own stream (`seed`) so the other style draws stay as they were."""
+    u = float(np.random.default_rng(seed).random())
+    if u < 0.5:
+        return True, 200 / 25.4
+    return (True, None) if u < 0.75 else (False, None)
 
 
 def pen_marks(rng: np.random.Generator, paper_mm: tuple[float, float]) -> list[list[tuple[float, float]]]:
