@@ -21,6 +21,7 @@ import json
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -40,10 +41,14 @@ from ecgml.verdict import load_calibration
 
 
 def run_pages(
-    items: list[tuple[str, str, Path, np.ndarray, int | None]], model: str | None, fs: int
+    items: list[tuple[str, str, Path, np.ndarray, int | None]],
+    model: str | None,
+    fs: int,
+    json_out: Path | None = None,
 ) -> list[PageResult]:
+    """Digitize and score every page; with `json_out`, the results so far are rewritten after each page."""
     dig = load_digitizer(model)
-    out = []
+    out: list[PageResult] = []
     for name, fam, png, truth, orientation in items:
         t0 = time.perf_counter()
         try:
@@ -51,6 +56,7 @@ def run_pages(
         except EcgmlError as exc:
             out.append(failed_page(name, fam, truth, str(exc), time.perf_counter() - t0))
             print(f"{name}: refused: {exc}", file=sys.stderr)
+            _dump(out, json_out)
             continue
         got = getattr(res.geometry, "orientation", None)
         ori = None if orientation is None or got is None else int(got) == int(orientation)
@@ -62,6 +68,26 @@ def run_pages(
             f"placed={pr.all_placed} {time.perf_counter() - t0:.1f}s",
             file=sys.stderr,
         )
+        _dump(out, json_out)
+    return out
+
+
+def _dump(pages: list[PageResult], path: Path | None) -> None:
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps([p.to_json() for p in pages], indent=1))
+
+
+def interleave(items: list[Any]) -> list[Any]:
+    """Round-robin over the families, so a run stopped early still covers every family."""
+    fams: dict[str, list[Any]] = {}
+    for it in items:
+        fams.setdefault(it[1], []).append(it)
+    out = []
+    while any(fams.values()):
+        for v in fams.values():
+            if v:
+                out.append(v.pop(0))
     return out
 
 
@@ -94,21 +120,19 @@ def main(argv: list[str] | None = None) -> int:
         print(markdown(recalibrated(load_pages(a.rescore), cal)))
         return 0
     items: list[tuple[str, str, Path, np.ndarray, int | None]] = []
-    if a.outside:
-        items += [(n, "outside " + f, p, t, 0) for n, f, p, t in outside_pages(a.outside)]
     if a.render:
         from ecgml.layout_bench import render_set
 
         items += render_set(
             a.render, a.records, a.per_family, a.seed, a.splits, tuple(a.from_splits.split(","))
         )
+    items = interleave(items)
+    if a.outside:  # after the renderer set (evaluation only, never calibration)
+        items += interleave([(n, "outside " + f, p, t, 0) for n, f, p, t in outside_pages(a.outside)])
     if a.limit:
         items = items[: a.limit]
-    pages = run_pages(items, a.model, 500)
+    pages = run_pages(items, a.model, 500, a.json)
     print(markdown(pages))
-    if a.json:
-        a.json.parent.mkdir(parents=True, exist_ok=True)
-        a.json.write_text(json.dumps([p.to_json() for p in pages], indent=1))
     return 0
 
 

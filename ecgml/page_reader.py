@@ -114,24 +114,41 @@ class LabelReading:
 def _cell_reads(
     prob: np.ndarray, layout: PageLayout, x0_mm: float, y0_mm: float
 ) -> dict[tuple[int, int], tuple[str, float]]:
-    """Most likely printed name in each cell's search window (patch centres in page mm)."""
-    out = {}
+    """The printed name of each cell, read where the page prints its names.
+
+    A page prints every name at one offset from its cell's start (below-left, above-left, ...). That
+    offset is found first, as the one where the most cells have a confident name (one offset for the
+    page, so a name printed between two rows is given to the right one), then each cell is read there,
+    within one step."""
     n_cls = len(LEADS)
+    best = prob[:n_cls].max(axis=0)
+    kind = prob[:n_cls].argmax(axis=0)
+    hh, ww = best.shape
+
+    def at(x_mm: float, y_mm: float) -> tuple[int, int]:
+        return (
+            int(round((y_mm - y0_mm - PATCH_MM[1] / 2) / STRIDE_MM)),
+            int(round((x_mm - x0_mm - PATCH_MM[0] / 2) / STRIDE_MM)),
+        )
+
+    def look(c: Any, dx: float, dy: float) -> tuple[float, int]:
+        i, j = at(c.x0_mm + dx, c.baseline_mm + dy)
+        i0, i1, j0, j1 = max(i - 1, 0), min(i + 2, hh), max(j - 1, 0), min(j + 2, ww)
+        if i1 <= i0 or j1 <= j0:
+            return 0.0, -1
+        win = best[i0:i1, j0:j1]
+        k = int(np.argmax(win))
+        return float(win.flat[k]), int(kind[i0:i1, j0:j1].flat[k])
+
+    dxs = np.arange(SEARCH_X_MM[0], SEARCH_X_MM[1] + 1e-9, STRIDE_MM)
+    dys = np.arange(SEARCH_Y_MM[0], SEARCH_Y_MM[1] + 1e-9, STRIDE_MM)
+    scores = {(dx, dy): sum(look(c, dx, dy)[0] for c in layout.cells) for dx in dxs for dy in dys}
+    dx, dy = max(scores, key=lambda k: scores[k])
+    out = {}
     for c in layout.cells:
-        # patch (i, j) is centred at page mm (x0 + 2 j + 12, y0 + 2 i + 5)
-        cx0, cx1 = c.x0_mm + SEARCH_X_MM[0], c.x0_mm + SEARCH_X_MM[1]
-        cy0, cy1 = c.baseline_mm + SEARCH_Y_MM[0], c.baseline_mm + SEARCH_Y_MM[1]
-        j0 = int(np.ceil((cx0 - x0_mm - PATCH_MM[0] / 2) / STRIDE_MM))
-        j1 = int(np.floor((cx1 - x0_mm - PATCH_MM[0] / 2) / STRIDE_MM))
-        i0 = int(np.ceil((cy0 - y0_mm - PATCH_MM[1] / 2) / STRIDE_MM))
-        i1 = int(np.floor((cy1 - y0_mm - PATCH_MM[1] / 2) / STRIDE_MM))
-        i0, j0 = max(i0, 0), max(j0, 0)
-        i1, j1 = min(i1, prob.shape[1] - 1), min(j1, prob.shape[2] - 1)
-        if i1 < i0 or j1 < j0:
-            continue
-        win = prob[:n_cls, i0 : i1 + 1, j0 : j1 + 1].reshape(n_cls, -1)
-        k = int(np.argmax(win.max(axis=1)))
-        out[(c.row, c.col)] = (LEADS[k], float(win[k].max()))
+        p, k = look(c, dx, dy)
+        if k >= 0:
+            out[(c.row, c.col)] = (LEADS[k], p)
     return out
 
 
