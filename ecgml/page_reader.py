@@ -1,6 +1,6 @@
 """The learned label reader: which lead name is printed beside each cell, and whether the page reads upright.
 
-A small fully convolutional network (`LabelNet`, ~40 k parameters) looks at the rectified page at
+A small fully convolutional network (`LabelNet`, ~52 k parameters) looks at the rectified page at
 READ_PPM px/mm (grey, one channel) and gives, every 2 mm, the probability that a printed lead name
 (I .. V6) is centred there, or none. It is trained on renderer pages (`ecgml.training.page_reader`):
 label boxes of every label style and font are the positives; everything else on the page, and labels
@@ -48,9 +48,9 @@ def _net() -> Any:
                     nn.Conv2d(i, o, 3, padding=1), nn.BatchNorm2d(o), nn.ReLU(), nn.MaxPool2d(2)
                 )
 
-            self.trunk = nn.Sequential(block(1, 12), block(12, 24), block(24, 32))
+            self.trunk = nn.Sequential(block(1, 8), block(8, 16), block(16, 24))
             kh, kw = int(PATCH_MM[1] * READ_PPM / 8), int(PATCH_MM[0] * READ_PPM / 8)
-            self.head = nn.Sequential(nn.Conv2d(32, 48, (kh, kw)), nn.ReLU(), nn.Conv2d(48, len(CLASSES), 1))
+            self.head = nn.Sequential(nn.Conv2d(24, 32, (kh, kw)), nn.ReLU(), nn.Conv2d(32, len(CLASSES), 1))
 
         def forward(self, x: torch.Tensor) -> torch.Tensor:
             return self.head(self.trunk(x))

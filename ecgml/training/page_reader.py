@@ -7,7 +7,7 @@ Pages are drawn flat at READ_PPM with real-world styles (every font, size and la
 renderer knows) and Kaggle styles, from train-split records only; then blurred, noised and
 JPEG-compressed. Positives: a patch centred on a printed lead name (±1 mm). "none": the same names
 moved by 4 mm or more, turned upside down, and random patches of the page (traces, grid, header text).
-Checkpoints every 200 steps and resumes from the checkpoint.
+Checkpoints every 50 steps and resumes from the checkpoint.
 """
 
 from __future__ import annotations
@@ -120,7 +120,7 @@ def make_patches(records: list[Path], n_pages: int, seed: int) -> tuple[np.ndarr
 
 
 def train(
-    x: np.ndarray, y: np.ndarray, steps: int, out: Path, seed: int = 0, batch: int = 128
+    x: np.ndarray, y: np.ndarray, steps: int, out: Path, seed: int = 0, batch: int = 64
 ) -> dict[str, float]:
     """Adam on the patches (90 % train / 10 % held out); checkpoint `out`.ckpt, weights to `out`."""
     import torch
@@ -156,7 +156,7 @@ def train(
         loss.backward()
         opt.step()
         step += 1
-        if step % 200 == 0 or step == steps:
+        if step % 50 == 0 or step == steps:
             torch.save({"net": net.state_dict(), "opt": opt.state_dict(), "step": step}, ckpt)
             print(f"step {step} loss {loss.item():.3f} {time.time() - t0:.0f} s", flush=True)
     net.eval()
