@@ -113,6 +113,12 @@ def train(
     workers: Annotated[
         int, typer.Option(help="DataLoader processes cutting/augmenting strips (0: in the loop)")
     ] = 0,
+    render_workers: Annotated[
+        int, typer.Option(help="render the page cache on a Dask LocalCluster of this many processes")
+    ] = 1,
+    dask_address: Annotated[
+        str | None, typer.Option(help="render the page cache on this Dask scheduler (tcp://host:8786)")
+    ] = None,
     strip_mm: Annotated[
         float | None, typer.Option(help="strip height (mm) to train at; default: the init weights' or 64")
     ] = None,
@@ -150,6 +156,7 @@ def train(
         arch=arch, steps=steps, seed=seed, resume=resume, init=init, batch_size=batch_size, lr=lr,
         pages_per_record=pages_per_record, time_budget_s=time_budget, threads=threads,
         strip_mm=strip_mm, model=model_cfg, stretch_p=stretch, device=device, workers=max(0, workers),
+        render_workers=max(1, render_workers), dask_address=dask_address,
     )  # fmt: skip
     try:
         path = train_any(opts)

@@ -74,6 +74,8 @@ class PrepareParams(_Section):
     max_records: int = Field(default=12, ge=0)  # 0 = every train-split record
     val_pages: int = Field(default=4, ge=0)
     seed: int = 0
+    workers: int = Field(default=1, ge=1)  # >1: pages rendered on a Dask LocalCluster of this many processes
+    address: str | None = None  # a running Dask scheduler (tcp://host:8786) renders them instead
     out: Path = Path("data/prepared")
 
     @field_validator("types", mode="before")

@@ -193,7 +193,8 @@ def stage_prepare(p: Params) -> StageResult:
 
     out = p.path(p.prepare.out)
     with atomic_dir(out) as tmp:
-        fill_cache(_train_options(p, cache=tmp), tmp)
+        opts = _train_options(p, cache=tmp, render_workers=p.prepare.workers, dask_address=p.prepare.address)
+        fill_cache(opts, tmp)
         entries = read_index(tmp)
     counts = {s: sum(e.get("split") == s for e in entries) for s in ("train", "validation")}
     return StageResult("prepare", [out], {"pages": counts})
@@ -276,6 +277,25 @@ def train_work_dir(p: Params) -> Path:
     for f in sorted([*(code / "training").glob("*.py"), code / "trace" / "model.py"]):
         h.update(f.read_bytes())
     return p.path(p.train.work) / h.hexdigest()[:16]
+
+
+def training_figures(model_dir: Path) -> tuple[dict[str, str], dict[str, float]]:
+    """Where and how the candidate was trained (device, precision, ranks, data workers) as MLflow tags,
+    and the run's system figures (steps/s, data-wait share, peak memory) as metrics, from the weights'
+    .json; nothing for a classical candidate or shipped weights registered as they are."""
+    info = model_dir / "trace_unet.json"
+    if not info.exists():
+        return {}, {}
+    meta = json.loads(info.read_text()).get("meta", {})
+    keys = ("device", "device_name", "precision", "world_size", "workers")
+    tags = {f"training.{k}": str(meta[k]) for k in keys if k in meta}
+    metrics: dict[str, float] = {}
+    if meta.get("train_seconds") and meta.get("steps") and "device" in meta:
+        metrics["train/steps_per_s"] = float(meta["steps"]) / float(meta["train_seconds"])
+    for k in ("data_wait_share", "peak_rss_mb", "peak_gpu_mb"):
+        if k in meta:
+            metrics[f"train/{k}"] = float(meta[k])
+    return tags, metrics
 
 
 def _write_curve(path: Path, points: Sequence[tuple[int, float]]) -> None:
@@ -410,6 +430,8 @@ def stage_register(p: Params) -> StageResult:
     flat_metrics = {"score": metrics["score"], "frac_ge_25db": metrics["frac_ge_25db"]}
     flat_metrics |= {f"per_type/{k}": v for k, v in metrics["per_type"].items()}
     flat_metrics |= {f"per_lead/{k}": v for k, v in metrics["per_lead_db"].items()}
+    train_tags, train_metrics = training_figures(model_dir)
+    flat_metrics |= train_metrics
     tags = {
         "eval_set": eval_set,
         "git_commit": _git_commit(p.root),
@@ -418,6 +440,7 @@ def stage_register(p: Params) -> StageResult:
     }
     if stale:
         tags["rescored_at_register"] = ",".join(stale)
+    tags |= train_tags
     if os.environ.get("PREFECT__FLOW_RUN_ID"):
         tags["prefect.flow_run_id"] = os.environ["PREFECT__FLOW_RUN_ID"]
     rec = tracking.log_candidate(

@@ -51,6 +51,10 @@ def test_a_killed_train_stage_resumes_to_the_uninterrupted_weights(
     whole = _project(tmp_path / "whole", prepared)
     stages.stage_train(whole)
     assert not any(whole.path(whole.train.work).iterdir())  # the finished run's checkpoint is cleared
+    tags, metrics = stages.training_figures(whole.path(whole.train.out))  # what MLflow is given
+    assert tags["training.device"] == "cpu" and tags["training.precision"] == "fp32"
+    assert metrics["train/steps_per_s"] > 0 and 0 <= metrics["train/data_wait_share"] <= 1
+    assert metrics["train/peak_rss_mb"] > 0
 
     killed = _project(tmp_path / "killed", prepared)
     real_loss, calls = trace.trace_loss, []

@@ -217,3 +217,21 @@ def test_seed_weights_as_init_of_the_trace_model_are_refused(tmp_path: Path, cac
     seed_w = save_seed(SeedCNN(SeedConfig(channels=(4, 4))), SeedConfig(channels=(4, 4)), tmp_path / "s.pt")
     with pytest.raises(EcgmlError, match="init weights are a 'seed' model"):
         train_any(_opts(tmp_path, cache, init=seed_w), build_cache=False)
+
+
+@pytest.mark.slow  # starts a Dask LocalCluster of two processes
+def test_page_cache_rendered_on_dask_equals_the_serial_one(tmp_path: Path):
+    from ecgml.training.render_source import fill_cache
+
+    def opts(cache: Path, workers: int) -> TrainOptions:
+        return TrainOptions(
+            records=Path(__file__).resolve().parents[1] / "data" / "records", cache=cache, work=tmp_path,
+            max_records=2, pages_per_record=1, val_pages=0, progress=False, render_workers=workers,
+        )  # fmt: skip
+
+    serial = fill_cache(opts(tmp_path / "a", 1), tmp_path / "a")
+    parallel = fill_cache(opts(tmp_path / "b", 2), tmp_path / "b")
+    assert len(serial) == 2 and serial == parallel
+    for e in serial:
+        a = np.load(tmp_path / "a" / f"{e['key']}.img.npy")
+        assert np.array_equal(a, np.load(tmp_path / "b" / f"{e['key']}.img.npy"))

@@ -107,3 +107,13 @@ class Placement:
     def describe(self) -> dict[str, str]:
         name = torch.cuda.get_device_name(self.device) if self.device.type == "cuda" else self.device.type
         return {"device": str(self.device), "device_name": name, "precision": self.precision}
+
+
+def peak_memory(device: torch.device) -> dict[str, float]:
+    """This process's peak resident memory (MB) and, on CUDA, the peak tensor memory on the GPU (MB)."""
+    import resource
+
+    out = {"peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)}
+    if device.type == "cuda":
+        out["peak_gpu_mb"] = round(torch.cuda.max_memory_allocated(device) / 2**20, 1)
+    return out

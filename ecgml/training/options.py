@@ -35,6 +35,8 @@ class TrainOptions:
     threads: int = 2
     device: str = "auto"  # auto | cpu | cuda | cuda:N | mps (ecgml.training.device)
     workers: int = 0  # DataLoader processes cutting/augmenting strips (0: in the training loop)
+    render_workers: int = 1  # >1: the page cache is rendered on a Dask LocalCluster of this many processes
+    dask_address: str | None = None  # a running Dask scheduler renders the page cache instead
     checkpoint_s: float = CHECKPOINT_S
     checkpoint_every: int = 0  # also checkpoint every this many steps (0: by time only)
     val_every: int = 250

@@ -9,6 +9,7 @@ with its per-row targets, plus a small whole-page image and lead II for the seed
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -110,6 +111,7 @@ def fill_cache(opts: TrainOptions, cache: Path) -> list[dict[str, Any]]:
     todo = [j for j in jobs if _key(*j) not in done]
     if not todo:
         return read_index(cache)
+    page = functools.partial(render_page, cache=cache, types=tuple(types), probs=tuple(probs), opts=opts)
     progress = None
     if opts.progress:
         from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
@@ -122,48 +124,61 @@ def fill_cache(opts: TrainOptions, cache: Path) -> list[dict[str, Any]]:
         )
         task = progress.add_task("render", total=len(todo))
         progress.start()
+
+    def tick() -> None:
+        if progress is not None:
+            progress.advance(task)
+
     try:
-        for split, path, k in todo:
-            s = _seed_of(opts.seed, path.name, k)
-            rng = np.random.default_rng(s)
-            try:
-                rec = _window(read_wfdb(path), rng)
-                if split == "validation":
-                    image_type = types[(k * 7 + _seed_of(path.name)) % len(types)]
-                else:
-                    image_type = str(rng.choice(types, p=probs))
-                tp = truth_page(rec, image_type, s)
-                used = (
-                    perturb_map(tp.page_map, rng)
-                    if split == "train" and rng.random() < PERTURB_P
-                    else tp.page_map
-                )
-                pt = page_targets(tp, used, opts.model)
-                small, ii = seed_inputs(tp.image, rec)
-                key = _key(split, path, k)
-                cache.mkdir(parents=True, exist_ok=True)
-                np.save(cache / f"{key}.seed.npy", small)
-                np.save(cache / f"{key}.ii.npy", ii)
-                write_cached(
-                    cache,
-                    key,
-                    pt,
-                    {
-                        "split": split,
-                        "type": image_type,
-                        "record": path.name,
-                        "layout": tp.layout.name,
-                        "seed": s,
-                    },
-                )
-            except (EcgmlError, ValueError) as exc:
-                print(f"skip {path}: {exc}")
-            if progress is not None:
-                progress.advance(task)
+        if opts.render_workers > 1 or opts.dask_address:
+            from ecgml.cluster import map_on_dask
+
+            skipped = map_on_dask(page, todo, opts.render_workers, opts.dask_address, tick)
+        else:
+            skipped = []
+            for job in todo:
+                skipped.append(page(job))
+                tick()
     finally:
         if progress is not None:
             progress.stop()
+    for msg in skipped:
+        if msg:
+            print(msg)
     return read_index(cache)
+
+
+def render_page(
+    job: tuple[str, Path, int],
+    cache: Path,
+    types: tuple[str, ...],
+    probs: tuple[float, ...],
+    opts: TrainOptions,
+) -> str:
+    """Render one training/validation page with its exact targets into `cache` (a Dask task: it needs
+    only its arguments and a cache folder every worker can write). Returns "" or why it was skipped."""
+    split, path, k = job
+    s = _seed_of(opts.seed, path.name, k)
+    rng = np.random.default_rng(s)
+    try:
+        rec = _window(read_wfdb(path), rng)
+        if split == "validation":
+            image_type = types[(k * 7 + _seed_of(path.name)) % len(types)]
+        else:
+            image_type = str(rng.choice(list(types), p=np.asarray(probs)))
+        tp = truth_page(rec, image_type, s)
+        used = perturb_map(tp.page_map, rng) if split == "train" and rng.random() < PERTURB_P else tp.page_map
+        pt = page_targets(tp, used, opts.model)
+        small, ii = seed_inputs(tp.image, rec)
+        key = _key(split, path, k)
+        cache.mkdir(parents=True, exist_ok=True)
+        np.save(cache / f"{key}.seed.npy", small)
+        np.save(cache / f"{key}.ii.npy", ii)
+        meta = {"split": split, "type": image_type, "record": path.name, "layout": tp.layout.name, "seed": s}
+        write_cached(cache, key, pt, meta)
+    except (EcgmlError, ValueError) as exc:
+        return f"skip {path}: {exc}"
+    return ""
 
 
 def _key(split: str, path: Path, k: int) -> str:

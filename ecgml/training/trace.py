@@ -27,7 +27,7 @@ from ecgml.trace.model import (
 )
 from ecgml.training.batches import StepStrips, step_batches
 from ecgml.training.dataset import StripSampler, read_index
-from ecgml.training.device import Placement
+from ecgml.training.device import Placement, peak_memory
 from ecgml.training.distributed import (
     Ranks,
     any_rank,
@@ -280,6 +280,7 @@ def _train_trace(opts: TrainOptions, build_cache: bool, ranks: Ranks, place: Pla
         "world_size": ranks.world,
         "workers": opts.workers,
         **place.describe(),
+        **peak_memory(place.device),
         **({"data_wait_share": round(sum(h["data_wait_s"] for h in steps_logged) / busy, 4)} if busy else {}),
         **({"val": vals[-1]} if vals else {}),
         **meta_init,
