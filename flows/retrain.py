@@ -26,6 +26,8 @@ from prefect import flow, get_run_logger, task  # noqa: E402
 from prefect.artifacts import create_markdown_artifact, create_table_artifact  # noqa: E402
 from prefect.cache_policies import NO_CACHE  # noqa: E402
 
+from ecgml.tools import tool_cmd, tool_env  # noqa: E402
+
 REPO = Path(__file__).resolve().parents[1]
 IO_RETRIES = {"retries": 2, "retry_delay_seconds": [5, 20]}
 
@@ -37,7 +39,8 @@ def dvc_stages(workdir: str | Path) -> list[str]:
 
 
 def _run(cmd: list[str], workdir: str | Path) -> str:
-    proc = subprocess.run(cmd, cwd=workdir, capture_output=True, text=True)
+    """Run a tool of this environment (`tool_cmd`); its children find this environment's scripts first."""
+    proc = subprocess.run(cmd, cwd=workdir, env=tool_env(), capture_output=True, text=True)
     if proc.returncode != 0:
         raise RuntimeError(f"{' '.join(cmd)} failed (exit {proc.returncode}):\n{proc.stderr[-4000:]}")
     return proc.stdout
@@ -62,7 +65,7 @@ def ingest(new_records: str, workdir: str) -> int:
 def repro_stage(stage: str, workdir: str) -> dict[str, Any]:
     """`dvc repro --single-item STAGE`: DVC skips it when nothing it depends on changed."""
     t0 = time.perf_counter()
-    out = _run(["dvc", "repro", "--single-item", stage], workdir)
+    out = _run(tool_cmd("dvc", "repro", "--single-item", stage), workdir)
     skipped = "didn't change, skipping" in out or "is cached" in out
     get_run_logger().info("stage %s: %s", stage, "up to date" if skipped else "ran")
     return {"stage": stage, "seconds": round(time.perf_counter() - t0, 2), "ran": not skipped}
@@ -71,7 +74,7 @@ def repro_stage(stage: str, workdir: str) -> dict[str, Any]:
 @task(cache_policy=NO_CACHE, retries=3, retry_delay_seconds=[2, 5, 15])
 def push(workdir: str) -> None:
     """`dvc push` to the configured remote (I/O: retried)."""
-    _run(["dvc", "push"], workdir)
+    _run(tool_cmd("dvc", "push"), workdir)
 
 
 @task(cache_policy=NO_CACHE)

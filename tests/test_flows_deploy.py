@@ -20,6 +20,8 @@ from pathlib import Path
 
 import pytest
 
+from ecgml.tools import tool_cmd
+
 REPO = Path(__file__).resolve().parents[1]
 pytestmark = [pytest.mark.slow, pytest.mark.integration]
 
@@ -76,9 +78,9 @@ def tiny_project(tmp_path: Path) -> Path:
            "GIT_COMMITTER_EMAIL": "t@t", "DVC_NO_ANALYTICS": "1"}  # fmt: skip
     for cmd in (
         ["git", "init", "-q"],
-        ["dvc", "init", "-q"],
-        ["dvc", "config", "core.analytics", "false"],
-        ["dvc", "remote", "add", "-d", "local", str(tmp_path / "remote")],
+        tool_cmd("dvc", "init", "-q"),
+        tool_cmd("dvc", "config", "core.analytics", "false"),
+        tool_cmd("dvc", "remote", "add", "-d", "local", str(tmp_path / "remote")),
         ["git", "add", "-A"],
         ["git", "commit", "-qm", "init"],
     ):
@@ -101,7 +103,7 @@ def test_deployment_schedule_and_one_run(
         "DVC_NO_ANALYTICS": "1",
     }
     server = subprocess.Popen(
-        [sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1", "--port", str(port)],
+        tool_cmd("prefect", "server", "start", "--host", "127.0.0.1", "--port", str(port)),
         env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
     )  # fmt: skip
     serve = None

@@ -10,7 +10,6 @@ import os
 import signal
 import socket
 import subprocess
-import sys
 import time
 import urllib.request
 from pathlib import Path
@@ -19,6 +18,7 @@ import pytest
 
 from ecgml import model_folder, tracking
 from ecgml.records import LEADS
+from ecgml.tools import tool_cmd, tool_env
 
 pytestmark = [pytest.mark.slow, pytest.mark.integration]
 NAME = "ecgml-digitizer"
@@ -84,8 +84,9 @@ def test_mlflow_models_serve(champion_store: Path, page: Path) -> None:
     from ecgml.serving import encode_image
 
     port = _free_port()
-    env = {**os.environ, "MLFLOW_TRACKING_URI": tracking.tracking_uri(champion_store)}
-    cmd = [sys.executable, "-m", "mlflow", "models", "serve", "-m", f"models:/{NAME}@champion"]
+    # the scoring server mlflow starts (uvicorn) comes from this environment too
+    env = tool_env({**os.environ, "MLFLOW_TRACKING_URI": tracking.tracking_uri(champion_store)})
+    cmd = tool_cmd("mlflow", "models", "serve", "-m", f"models:/{NAME}@champion")
     cmd += ["--env-manager", "local", "--host", "127.0.0.1", "--port", str(port), "--workers", "1"]
     quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
     proc = subprocess.Popen(cmd, env=env, start_new_session=True, **quiet)
