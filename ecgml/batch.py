@@ -69,6 +69,12 @@ def _glob_root(pattern: str) -> Path:
 
 
 def _is_image(p: Path) -> bool:
+    """An image file to digitize; our own overlay pictures (beside their `.json`) are not."""
+    if (
+        p.name.endswith("-overlay.png")
+        and p.with_name(p.name.removesuffix("-overlay.png") + ".json").exists()
+    ):
+        return False
     return p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES
 
 

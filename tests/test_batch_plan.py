@@ -55,6 +55,8 @@ def test_globs_folders_and_bad_inputs(tmp_path: Path, monkeypatch: pytest.Monkey
     _touch(tmp_path / "scans" / "x" / "1.jpg")
     _touch(tmp_path / "scans" / "y" / "1.jpg")
     _touch(tmp_path / "scans" / "notes.txt")
+    _touch(tmp_path / "scans" / "y" / "1-overlay.png")  # an earlier run's outputs are not inputs
+    _touch(tmp_path / "scans" / "y" / "1.json")
     (tmp_path / "empty").mkdir()
     found = collect_images(["scans/*/*.jpg", "scans/**/*.jpg", "nothing/*.png", "empty", "missing.png"])
     assert [(str(i), str(s)) for i, s in found.images] == [("scans/x/1.jpg", "x"), ("scans/y/1.jpg", "y")]
@@ -65,6 +67,9 @@ def test_globs_folders_and_bad_inputs(tmp_path: Path, monkeypatch: pytest.Monkey
         "missing.png: file not found",
     ]
     assert [r["ok"] for r in found.problem_rows()] == [False] * 3
+    assert [str(i) for i, _ in collect_images(["scans/y"]).images] == ["scans/y/1.jpg"]
+    (tmp_path / "scans" / "y" / "1.json").unlink()  # without its JSON it is someone's image
+    assert len(collect_images(["scans/y"]).images) == 2
 
 
 @pytest.mark.parametrize(
