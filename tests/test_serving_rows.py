@@ -44,7 +44,7 @@ def model(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> serving.DigitizerM
 def _png(path: Path, value: int) -> bytes:
     import cv2
 
-    cv2.imwrite(str(path), np.full((400, 500, 3), value, np.uint8))
+    cv2.imwrite(str(path), np.full((500, 600, 3), value, np.uint8))
     return path.read_bytes()
 
 
