@@ -1,7 +1,7 @@
 """Training throughput on this machine: steps/s with 0 vs 2 data workers (and the data-wait share), and a
 2-process DDP run on gloo vs 1 process at the same global batch.
 
-    python benchmarks/train_throughput.py [STEPS] [REPEATS] [CACHE_DIR]
+    python benchmarks/train_throughput.py [STEPS] [REPEATS] [CACHE_DIR] [ONLY_PREFIX]
 
 Renders a small page cache once (6 train pages from the bundled records) into /tmp, then runs the
 configurations interleaved, REPEATS times each, with the default trace U-Net and 4 strips per step.
@@ -46,27 +46,23 @@ def _rates(work: Path) -> tuple[float, float]:
 
 
 def _ddp(cache: Path, tmp: Path, steps: int) -> tuple[float, float]:
-    code = (
-        "import sys; from pathlib import Path; from dataclasses import replace;"
-        "sys.path.insert(0, sys.argv[3]); import train_throughput as b;"
-        "from ecgml.training.train import train_any;"
-        "o = b._opts(Path(sys.argv[1]), Path(sys.argv[2]), int(sys.argv[4]), threads=1);"
-        "train_any(o, build_cache=False)"
-    )
-    script = tmp / "rank.py"
-    script.write_text(code.replace(";", "\n"))
+    """torchrun runs this file again as two ranks (`--ddp-rank`), one torch thread each."""
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-           str(script), str(tmp), str(cache), str(Path(__file__).parent), str(steps)]  # fmt: skip
-    subprocess.run(cmd, check=True, env=env, capture_output=True)
+           __file__, "--ddp-rank", str(tmp), str(cache), str(steps)]  # fmt: skip
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
+    if proc.returncode:
+        raise SystemExit(proc.stderr[-3000:])
     return _rates(tmp)
 
 
-def main(steps: int, repeats: int, cache_dir: str | None = None) -> None:
+def main(steps: int, repeats: int, cache_dir: str | None = None, only: str = "") -> None:
     base = Path(tempfile.mkdtemp(prefix="ecgml-train-bench-"))
     cache = Path(cache_dir) if cache_dir else base / "cache"  # reuse a cache an earlier run rendered
     fill_cache(_opts(base, cache, steps, progress=False), cache)
     runs: dict[str, list[tuple[float, float]]] = {"0 workers": [], "2 workers": [], "DDP 2 x gloo": []}
+    if only:
+        runs = {k: v for k, v in runs.items() if k.startswith(only)}
     for r in range(repeats):
         for name in runs:
             tmp = base / f"{name.replace(' ', '_')}-{r}"
@@ -88,4 +84,12 @@ def main(steps: int, repeats: int, cache_dir: str | None = None) -> None:
 
 if __name__ == "__main__":
     a = sys.argv[1:]
-    main(int(a[0]) if a else 30, int(a[1]) if len(a) > 1 else 2, a[2] if len(a) > 2 else None)
+    if a and a[0] == "--ddp-rank":  # one rank of the DDP configuration
+        train_any(_opts(Path(a[1]), Path(a[2]), int(a[3]), threads=1), build_cache=False)
+        raise SystemExit(0)
+    main(
+        int(a[0]) if a else 30,
+        int(a[1]) if len(a) > 1 else 2,
+        a[2] if len(a) > 2 else None,
+        a[3] if len(a) > 3 else "",
+    )

@@ -8,6 +8,7 @@ and weights.
 
 from __future__ import annotations
 
+import datetime
 import os
 from dataclasses import dataclass
 
@@ -42,7 +43,10 @@ def init_process_group(ranks: Ranks, device: torch.device) -> None:
     """Join the job's process group (env:// rendezvous that torchrun provides); no-op for one process."""
     if ranks.distributed and not dist.is_initialized():
         backend = "nccl" if device.type == "cuda" else "gloo"
-        dist.init_process_group(backend, rank=ranks.rank, world_size=ranks.world)
+        # the other ranks wait while rank 0 renders a missing page cache: allow hours, not the default 30 min
+        dist.init_process_group(
+            backend, rank=ranks.rank, world_size=ranks.world, timeout=datetime.timedelta(hours=6)
+        )
 
 
 def barrier(ranks: Ranks) -> None:

@@ -141,6 +141,8 @@ def train_trace(opts: TrainOptions, build_cache: bool = True) -> Path:
     place = Placement.choose(opts.device, ranks.local_rank)
     if opts.batch_size % ranks.world:
         raise EcgmlError(None, f"batch size {opts.batch_size} does not split over {ranks.world} ranks")
+    if place.device.type == "cuda":
+        torch.cuda.set_device(place.device)  # NCCL and DDP use the current device of each rank
     init_process_group(ranks, place.device)
     try:
         return _train_trace(opts, build_cache, ranks, place)
