@@ -51,6 +51,12 @@ class TrainOptions:
     progress: bool = True
 
 
+def portable_path(path: str | Path) -> str:
+    """`path` relative to the working directory (the project root for the CLI and the stages): what the
+    weights' metadata records, so it names the same data on every machine and leaks no home folder."""
+    return Path(os.path.relpath(Path(path).absolute())).as_posix()
+
+
 def cache_dir(opts: TrainOptions) -> Path:
     """The page cache folder of a run (default: work / "cache")."""
     return opts.cache if opts.cache is not None else opts.work / "cache"

@@ -11,7 +11,7 @@ import torch
 from ecgml.trace.seed import SeedCNN, SeedConfig, load_seed, save_seed
 from ecgml.training.dataset import read_index
 from ecgml.training.loop import Clock, load_checkpoint, lr_at, run_loop, save_checkpoint, save_curve
-from ecgml.training.options import TrainOptions, cache_dir
+from ecgml.training.options import TrainOptions, cache_dir, portable_path
 
 
 def seed_loss(
@@ -118,7 +118,7 @@ def train_seed(opts: TrainOptions, build_cache: bool = True) -> Path:
         "steps": step,
         "seed": opts.seed,
         "train_seconds": round(clock.elapsed(), 1),
-        "records": str(opts.records),
+        "records": portable_path(opts.records),
         **({"val": vals[-1]} if vals else {}),
     }
     return save_seed(model, cfg, opts.out, meta)

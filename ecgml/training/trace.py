@@ -39,7 +39,7 @@ from ecgml.training.distributed import (
     sync_buffers,
 )
 from ecgml.training.loop import Clock, load_checkpoint, lr_at, run_loop, save_checkpoint, save_curve, to_cpu
-from ecgml.training.options import TrainOptions, cache_dir, options_json
+from ecgml.training.options import TrainOptions, cache_dir, options_json, portable_path
 
 
 def trace_loss(
@@ -196,7 +196,7 @@ def _train_trace(opts: TrainOptions, build_cache: bool, ranks: Ranks, place: Pla
     if not train_e:
         raise EcgmlError(cache, "no training pages in the cache (no train-split records rendered?)")
     cfg, model, rounds = _initial_model(opts)
-    meta_init = {"init": str(opts.init)} if opts.init is not None else {}
+    meta_init = {"init": portable_path(opts.init)} if opts.init is not None else {}
     ckpt_path = opts.work / "checkpoint.pt"
     step, history, elapsed = 0, [], 0.0
     st: dict[str, Any] | None = None
@@ -278,7 +278,7 @@ def _train_trace(opts: TrainOptions, build_cache: bool, ranks: Ranks, place: Pla
         "seed": opts.seed,
         "train_pages": len(train_e),
         "train_seconds": round(clock.elapsed(), 1),
-        "records": str(opts.records),
+        "records": portable_path(opts.records),
         "world_size": ranks.world,
         "workers": opts.workers,
         **place.describe(),
