@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Annotated, Any
@@ -163,7 +164,8 @@ def train(
     except EcgmlError as exc:
         fail(exc)
         return
-    console.print(f"weights: {path} (config {path.with_suffix('.json')}); curve in {work}")
+    if os.environ.get("RANK", "0") == "0":  # under torchrun, rank 0 alone wrote them
+        console.print(f"weights: {path} (config {path.with_suffix('.json')}); curve in {work}")
 
 
 @app.command()
