@@ -15,11 +15,12 @@ from ecgml.render.presets import TYPES, render
 
 
 def _tile(img: np.ndarray, label: str, tile_h: int) -> np.ndarray:
-    w = int(round(img.shape[1] * tile_h / img.shape[0]))
-    tile = cv2.resize(img, (w, tile_h), interpolation=cv2.INTER_AREA)
     cell = np.full((tile_h + 34, int(tile_h * 1.34) + 10, 3), 255, np.uint8)
-    x = max(0, (cell.shape[1] - w) // 2)
-    cell[34:, x : x + min(w, cell.shape[1])] = tile[:, : cell.shape[1]]
+    k = min(tile_h / img.shape[0], cell.shape[1] / img.shape[1])  # whole image, wide ones narrower
+    w, h = int(round(img.shape[1] * k)), int(round(img.shape[0] * k))
+    tile = cv2.resize(img, (w, h), interpolation=cv2.INTER_AREA)
+    x, y = (cell.shape[1] - w) // 2, 34 + (tile_h - h) // 2
+    cell[y : y + h, x : x + w] = tile
     cv2.putText(cell, label, (8, 25), cv2.FONT_HERSHEY_SIMPLEX, 0.8, (0, 0, 0), 2, cv2.LINE_AA)
     return cell
 
