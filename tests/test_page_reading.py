@@ -233,3 +233,47 @@ def test_a_700_px_wide_page_is_read_and_a_smaller_one_refused_by_every_step(reco
         with pytest.raises(EcgmlError, match="too small.*400") as exc:
             step()
         assert "tiny.png" in str(exc.value)
+
+
+def test_confidence_calibration_fits_the_evidence_and_keeps_the_fallback_cap(tmp_path):
+    import json
+
+    from ecgml.layout_bench import PageResult, fit_calibration, recalibrated, reliability
+    from ecgml.verdict import FEATURES, calibrate, load_calibration
+
+    rng = np.random.default_rng(0)
+    pages = []
+    for k in range(40):
+        right = rng.random() < 0.6
+        geo = 0.9 if right else 0.4
+        parts = {
+            lead: {
+                "trace": 0.95,
+                "read_share": 1.0,
+                "geometry": geo,
+                "layout": 1.0,
+                "agreement": 1.0,
+                "raw": 0.95 * geo,
+            }
+            for lead in LEADS
+        }
+        dbs = {lead: (15.0 if right else -2.0) for lead in LEADS}
+        conf, stat = {x: 0.9 for x in LEADS}, {x: "read" for x in LEADS}
+        pages.append(PageResult(f"p{k}", "f", dbs, conf, stat, "read", True, 1.0, parts=parts))
+    cal = fit_calibration(pages)
+    assert cal["features"] == list(FEATURES)
+    base = pages[0].parts["I"]
+    good, bad = base | {"geometry": 0.9, "raw": 0.95 * 0.9}, base | {"geometry": 0.4, "raw": 0.95 * 0.4}
+    assert calibrate(good, cal) > 0.9 and calibrate(bad, cal) < 0.1
+    table = reliability(recalibrated(pages, cal))
+    assert all(abs(r["predicted"] - r["observed"]) < 0.1 for r in table if r["leads"])
+    path = tmp_path / "cal.json"
+    path.write_text(json.dumps(cal))
+    assert load_calibration(str(path)) == cal
+    path.write_text(json.dumps(cal | {"features": ["trace"]}))
+    assert load_calibration.__wrapped__(str(path)) is None  # another feature set: not used
+    fallback = [
+        PageResult(**{**p.__dict__, "parts": {k: v | {"geometry": 0.2} for k, v in p.parts.items()}})
+        for p in pages
+    ]
+    assert max(c for p in recalibrated(fallback, cal) for c in p.lead_conf.values()) <= 0.3
