@@ -276,13 +276,31 @@ def _lead_rows(pages: list[PageResult]) -> tuple[np.ndarray, np.ndarray]:
 
 
 def fit_calibration(pages: list[PageResult], l2: float = 1.0) -> dict[str, Any]:
-    """Logistic regression (Newton, L2 on the weights) of 'SNR >= OK_DB' on the confidence evidence."""
+    """Logistic regression (Newton, L2 on the weights) of 'SNR >= OK_DB' on the confidence evidence.
+
+    Every weight is kept >= 0 (a feature whose fit comes out negative is dropped and the rest refitted):
+    more evidence for a lead must never lower its confidence, whatever a small set happens to show."""
     from ecgml.verdict import FEATURES
 
     x, y = _lead_rows(pages)
     if len(y) < 20:
         raise ValueError(f"too few scored leads to calibrate ({len(y)})")
     a = np.hstack([np.ones((len(y), 1)), x])
+    use = np.ones(a.shape[1], bool)
+    while True:
+        w = _logistic(a[:, use], y, l2)
+        neg = np.flatnonzero(w[1:] < 0)
+        if neg.size == 0:
+            break
+        use[np.flatnonzero(use)[1 + neg[np.argmin(w[1:][neg])]]] = False
+    full = np.zeros(a.shape[1])
+    full[use] = w
+    w = full
+    return {"features": list(FEATURES), "bias": float(w[0]), "weights": [float(v) for v in w[1:]],
+            "ok_db": OK_DB, "leads": int(len(y)), "share_right": float(y.mean())}  # fmt: skip
+
+
+def _logistic(a: np.ndarray, y: np.ndarray, l2: float) -> np.ndarray:
     w = np.zeros(a.shape[1])
     reg = np.full(a.shape[1], l2)
     reg[0] = 0.0
@@ -294,8 +312,7 @@ def fit_calibration(pages: list[PageResult], l2: float = 1.0) -> dict[str, Any]:
         w -= step
         if np.abs(step).max() < 1e-8:
             break
-    return {"features": list(FEATURES), "bias": float(w[0]), "weights": [float(v) for v in w[1:]],
-            "ok_db": OK_DB, "leads": int(len(y)), "share_right": float(y.mean())}  # fmt: skip
+    return w
 
 
 def recalibrated(pages: list[PageResult], cal: dict[str, Any] | None) -> list[PageResult]:

@@ -26,6 +26,7 @@ STRIP_MIN_CORR = 0.6  # a strip matches its own lead's cell at least this well (
 # ... and its distance to that cell, sqrt(2 (1 - r)) (the rms of the normalised difference), is this
 # many times smaller than to the next lead's (neighbouring leads such as II and aVF correlate at 0.9)
 STRIP_MIN_RATIO = 2.0
+PAGE_DOUBT = 0.6  # layout factor of every lead when a rhythm strip matches no cell of the grid
 BEATS_MIN_CORR = 0.35  # beat envelopes that line up
 BEATS_MARGIN = 0.15
 
@@ -220,12 +221,13 @@ def _strip_lead(out: Solved, ser: dict[tuple[int, int], tuple[np.ndarray, np.nda
         out.notes.append(f"rhythm strip (row {row + 1}) matches lead {best} (r = {r1:.2f}), not {strip.lead}")
         _relabel(out, row, strip.col, best)
     elif not sure:
+        # kept as the template says: a strip that matches no cell clearly means the layout itself is
+        # in doubt (a 6x2 page read as 3x4+3R has three such "strips"), so every lead is
         out.notes.append(
             f"rhythm strip (row {row + 1}): lead not certain ({best} r = {r1:.2f}, next {r2:.2f}); "
-            f"kept as {strip.lead if r1 < STRIP_MIN_CORR else best}"
+            f"kept as {strip.lead}; the layout is in doubt"
         )
-        if r1 >= STRIP_MIN_CORR and best != strip.lead:
-            _relabel(out, row, strip.col, best)
+        out.lead_factor["page"] = min(out.lead_factor.get("page", 1.0), PAGE_DOUBT)
     out.lead_factor[f"strip{row}"] = factor if sure else min(factor, 0.4)
 
 
@@ -301,7 +303,7 @@ def _six_by_two(
 
 def lead_layout_factor(solved: Solved, lead: str) -> float:
     """Layout evidence for a lead: the weakest of its cells' (strips, 6x2 right columns, beat timing)."""
-    f = 1.0
+    f = solved.lead_factor.get("page", 1.0)
     strips = set(rhythm_rows(solved.layout))
     for c in solved.layout.cells:
         if c.lead != lead:

@@ -277,3 +277,30 @@ def test_confidence_calibration_fits_the_evidence_and_keeps_the_fallback_cap(tmp
         for p in pages
     ]
     assert max(c for p in recalibrated(fallback, cal) for c in p.lead_conf.values()) <= 0.3
+
+
+def test_strips_that_match_no_cell_put_the_whole_layout_in_doubt(record):
+    from ecgml.layout_solve import PAGE_DOUBT, lead_layout_factor
+
+    # a 6x2 page (both columns 0-5 s) read through the six-row 3x4+3R template: every template cell
+    # holds part of a row "left lead | right lead"; the template's "strips" are rows 4-6
+    template = make_layout("3x4+3R")
+    rows = [("I", "V1"), ("II", "V2"), ("III", "V3"), ("aVR", "V4"), ("aVL", "V5"), ("aVF", "V6")]
+    x_start = min(c.x0_mm for c in template.cells)
+    half = (x_start + max(c.x1_mm for c in template.cells)) / 2
+    ts = np.arange(record.n_samples) / record.fs
+    traces = []
+    for c in template.cells:
+        left, right = rows[c.row]
+        x = np.arange(c.x0_mm, c.x1_mm, 0.25)
+        t = np.where(x < half, x - x_start, x - half) / template.speed_mm_s
+        v = np.where(
+            x < half,
+            np.interp(t, ts, record.signal[:, LEADS.index(left)]),
+            np.interp(t, ts, record.signal[:, LEADS.index(right)]),
+        )
+        traces.append(CellTrace(c.lead, c.row, c.col, x, c.baseline_mm - v * 10.0, np.ones_like(x)))
+    solved = solve(traces, template)
+    assert [c.lead for c in solved.layout.cells if c.row >= 3] == ["II", "V1", "V5"]  # not relabelled
+    assert solved.lead_factor.get("page") == PAGE_DOUBT
+    assert all(lead_layout_factor(solved, lead) <= PAGE_DOUBT for lead in LEADS)
