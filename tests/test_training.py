@@ -22,7 +22,7 @@ from ecgml.training.dataset import (
     stretch_strip,
     write_cached,
 )
-from ecgml.training.options import TrainOptions
+from ecgml.training.options import TrainOptions, portable_path
 from ecgml.training.train import train_any
 
 TINY = TraceModelConfig(channels=(4, 8, 8), strip_mm=16.0)
@@ -116,7 +116,7 @@ def test_init_fine_tunes_from_weights_and_extractor_loads_them(tmp_path: Path, c
     a = train_any(_opts(tmp_path / "a", cache, steps=2), build_cache=False)
     b = train_any(_opts(tmp_path / "b", cache, steps=1, init=a), build_cache=False)
     _, _, meta = load_model(b)
-    assert meta["init"] == str(a)
+    assert meta["init"] == portable_path(a)  # relative to the working directory, not a machine path
     ex = load_extractor(b)
     assert ex.cfg.channels == TINY.channels
     # each round is recorded, and the budget that counts is their sum
