@@ -436,7 +436,8 @@ def load_extractor(
     ONNX Runtime when installed (`ecgml.trace.runtime.make_runner`; runtime "torch" keeps it eager)."""
     from ecgml.trace.runtime import make_runner
 
-    model, cfg, meta = load_model(path)
-    runner = make_runner(model, (1, 3, cfg.strip_px, 4 * cfg.pool), runtime, threads)
+    weights = Path(path) if path is not None else DEFAULT_WEIGHTS
+    model, cfg, meta = load_model(weights)
+    runner = make_runner(model, (1, 3, cfg.strip_px, 4 * cfg.pool), runtime, threads, weights=weights)
     meta = {**meta, "runtime": runner.runtime, "threads": runner.threads}
     return UNetExtractor(model, cfg, meta=meta, runner=runner)

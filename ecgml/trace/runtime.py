@@ -3,16 +3,20 @@ OpenVINO or ONNX Runtime.
 
 Why: eager torch spends ~1.5-2 s per page on this small, wide U-Net on 2 cores; the same graph with
 batch norm folded runs 4-7x faster in ONNX Runtime (~0.4 s) and OpenVINO (~0.3 s), with logits equal to
-~1e-5. The export happens once when a digitizer is loaded (about a second, through a temporary file that
-is removed at once); nothing is downloaded or cached. When neither runtime is installed, or the export
-fails, the eager model is used.
+~1e-5. The export costs about a second, which a user digitizing one image per process paid every time, so
+the exported graph of a weights file is cached (`cached_onnx`): beside the weights, else in a user cache
+folder, named by a hash of the weights, their config and the exporter, written whole under a temporary
+name and renamed (two processes starting at once both write a complete file; the second rename wins).
+Nothing is downloaded. When neither runtime is installed, or the export fails, the eager model is used.
 
-`ECGML_RUNTIME` (auto | openvino | onnxruntime | torch) overrides the choice and `ECGML_THREADS` the
-thread count (default: up to 2, the machine this project is sized for).
+`ECGML_RUNTIME` (auto | openvino | onnxruntime | torch) overrides the choice, `ECGML_THREADS` the
+thread count (default: up to 2, the machine this project is sized for) and `ECGML_CACHE_DIR` where the
+exported graphs go (default: beside the weights, else $XDG_CACHE_HOME/ecgml or ~/.cache/ecgml).
 """
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 import logging
 import os
@@ -28,6 +32,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from ecgml.atomic import atomic_path
+
 log = logging.getLogger(__name__)
 
 RUNTIMES = ("auto", "openvino", "onnxruntime", "torch")
@@ -36,6 +42,7 @@ RUNTIMES = ("auto", "openvino", "onnxruntime", "torch")
 AUTO_ORDER = ("onnxruntime", "openvino")
 DEFAULT_THREADS = 2
 OPSET = 17
+ONNX_CACHE_FORMAT = 1  # bump when the export itself changes (names, axes, exporter options)
 
 
 @dataclass
@@ -94,6 +101,56 @@ def export_onnx(model: nn.Module, example: torch.Tensor) -> bytes:
         return path.read_bytes()
 
 
+def onnx_cache_key(weights: Path, example_shape: tuple[int, ...]) -> str:
+    """Hash of what the exported graph depends on: the weights and config files, torch, opset, format."""
+    h = hashlib.sha256()
+    for f in (weights, weights.with_suffix(".json")):
+        h.update(f.read_bytes() if f.exists() else b"")
+    h.update(f"{torch.__version__}|{OPSET}|{ONNX_CACHE_FORMAT}|{tuple(example_shape)}".encode())
+    return h.hexdigest()[:24]
+
+
+def onnx_cache_dirs(weights: Path) -> list[Path]:
+    """Where exported graphs are looked for and written, in order: $ECGML_CACHE_DIR if set, else beside
+    the weights, then the user cache folder (for a package folder that is not writable)."""
+    env = os.environ.get("ECGML_CACHE_DIR", "").strip()
+    if env:
+        return [Path(env)]
+    xdg = os.environ.get("XDG_CACHE_HOME", "").strip()
+    return [weights.parent, (Path(xdg) if xdg else Path.home() / ".cache") / "ecgml"]
+
+
+def cached_onnx(model: nn.Module, example_shape: tuple[int, int, int, int], weights: Path) -> bytes:
+    """The ONNX graph of `model` (loaded from `weights`): read from the cache, else exported and cached.
+
+    The file is written under a temporary name in its folder and renamed, so a reader never sees half a
+    file; other graphs of the same weights name (older weights) are removed. A folder that cannot be
+    written is skipped; with none writable the graph is just not cached."""
+    name = f"{weights.stem}.{onnx_cache_key(weights, example_shape)}.onnx"
+    dirs = onnx_cache_dirs(weights)
+    for folder in dirs:
+        try:
+            data = (folder / name).read_bytes()
+        except OSError:
+            continue
+        if data:
+            return data
+    data = export_onnx(model, torch.zeros(example_shape))
+    for folder in dirs:
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            with atomic_path(folder / name) as tmp:
+                tmp.write_bytes(data)
+        except OSError as exc:
+            log.debug("cannot cache the ONNX graph in %s: %s", folder, exc)
+            continue
+        for old in folder.glob(f"{weights.stem}.*.onnx"):
+            if old.name != name and len(old.name) == len(name):
+                old.unlink(missing_ok=True)  # a graph of weights that have since changed
+        break
+    return data
+
+
 def _onnxruntime_fn(onnx: bytes, threads: int) -> Callable[[np.ndarray], np.ndarray]:
     import onnxruntime as ort
 
@@ -148,11 +205,13 @@ def make_runner(
     example_shape: tuple[int, int, int, int],
     runtime: str | None = None,
     threads: int | None = None,
+    weights: Path | None = None,
 ) -> LogitsRunner:
     """A runner for `model` on the requested runtime ("auto": ONNX Runtime, else OpenVINO), else eager torch.
 
     `example_shape` is one (B, 3, H, W) input the model accepts (for the export trace). The runner
-    holds a snapshot of the weights: a model trained further needs a new runner.
+    holds a snapshot of the weights: a model trained further needs a new runner. With `weights` (the
+    file `model` was loaded from) the exported graph is cached (`cached_onnx`).
     """
     want = requested_runtime(runtime)
     n = runtime_threads(threads)
@@ -166,7 +225,10 @@ def make_runner(
             continue
         try:
             if onnx is None:
-                onnx = export_onnx(model, torch.zeros(example_shape))
+                if weights is None:
+                    onnx = export_onnx(model, torch.zeros(example_shape))
+                else:
+                    onnx = cached_onnx(model, example_shape, Path(weights))
             return LogitsRunner(name, n, makers[name](onnx, n))
         except Exception as exc:  # a failed export or runtime must not stop digitizing
             log.warning("runtime %s failed (%s: %s); trying the next", name, type(exc).__name__, exc)
