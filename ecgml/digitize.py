@@ -27,11 +27,19 @@ from ecgml.atomic import atomic_path
 from ecgml.errors import EcgmlError
 from ecgml.geometry.canonical import CanonicalPage, canonical_page
 from ecgml.images import load_image
-from ecgml.layout import LETTER_MM, PageLayout, make_layout
+from ecgml.layout import LETTER_MM, PageLayout, lead_window, make_layout
 from ecgml.layout_solve import Solved, lead_layout_factor
 from ecgml.layout_solve import solve as solve_layout
 from ecgml.page import PageMap
-from ecgml.page_reader import LabelReading
+from ecgml.page_reader import (
+    READ_PPM,
+    UPSIDE_DOWN_AT,
+    LabelReading,
+    conflicts,
+    label_factors,
+    load_reader,
+    read_labels,
+)
 from ecgml.records import LEADS, Record, record_name, write_csv, write_wfdb
 from ecgml.trace.grid_timing import correct_x
 from ecgml.trace.types import CellTrace, TraceExtractor
@@ -125,8 +133,6 @@ class DigitizeResult:
         that were read at the same moment (Einthoven); what is still missing is held or zero
         (`competition_segments`). The competition demands finite values; nowhere else is this done.
         """
-        from ecgml.layout import lead_window
-
         sig, filled = einthoven_fill(self.record.signal)
         rec = Record(sig.astype(np.float32), self.record.fs, self.record.name, dict(self.record.meta))
         segs = competition_segments(rec, n_rows)
@@ -264,8 +270,6 @@ class Digitizer:
 
 def read_page_labels(page: CanonicalPage, layout: PageLayout) -> LabelReading | None:
     """The label reader on the canonical page brought to its READ_PPM (None without shipped weights)."""
-    from ecgml.page_reader import READ_PPM, load_reader, read_labels
-
     net = load_reader()
     if net is None:
         return None
@@ -276,8 +280,6 @@ def read_page_labels(page: CanonicalPage, layout: PageLayout) -> LabelReading | 
 
 
 def label_notes(labels: LabelReading, layout: PageLayout) -> list[str]:
-    from ecgml.page_reader import UPSIDE_DOWN_AT, conflicts
-
     out = []
     wrong = [
         f"{c.lead} (row {c.row + 1}, col {c.col + 1}) is printed {got}"
@@ -301,8 +303,6 @@ def _report(
         n_all[tr.lead] = n_all.get(tr.lead, 0) + int(tr.y_mm.size)
         n_read[tr.lead] = n_read.get(tr.lead, 0) + int(np.isfinite(tr.y_mm).sum())
     share = {lead: n_read.get(lead, 0) / n_all[lead] if n_all.get(lead) else 0.0 for lead in LEADS}
-    from ecgml.page_reader import UPSIDE_DOWN_AT, label_factors
-
     lab_f = label_factors(labels, geo.layout)
     lay_f = {lead: min(lead_layout_factor(solved, lead), lab_f.get(lead, 1.0)) for lead in shown}
     geo_f = geometry_factor(geo.source, geo.confidence)
@@ -423,7 +423,6 @@ def digitize_leads(
     digitizer: Digitizer, path: str | Path, fs: int
 ) -> dict[str, tuple[int, np.ndarray, float]]:
     """lead -> (start sample, plotted window in mV, confidence): what the served model returns."""
-    from ecgml.layout import lead_window
 
     res = digitizer.digitize(path, fs)
     segs = res.segments()
