@@ -36,7 +36,8 @@ def test_every_dependency_is_pinned_within_its_range() -> None:
     pins = _locked()
     for req in _wanted():
         name = canonicalize_name(req.name)
-        assert name in pins, f"{req.name} is in pyproject.toml but not in requirements.lock (re-run pip-compile)"
+        missing = f"{req.name} is in pyproject.toml but not in requirements.lock (re-run pip-compile)"
+        assert name in pins, missing
         assert req.specifier.contains(pins[name], prereleases=True), f"{req.name}=={pins[name]} outside {req}"
 
 
