@@ -225,6 +225,7 @@ def stage_train(p: Params) -> StageResult:
             shutil.copy2(SHIPPED_WEIGHTS, weights)
             shutil.copy2(SHIPPED_WEIGHTS.with_suffix(".json"), weights.with_suffix(".json"))
             write_spec("learned", tmp, weights, extra={"note": "shipped weights, not fine-tuned"})
+            _export_inference_graph(weights)
             _write_curve(curve, [])
             summary = {"kind": "learned", "steps": 0}
         else:
@@ -253,11 +254,21 @@ def stage_train(p: Params) -> StageResult:
             history = json.loads((work / "curve.json").read_text()) if (work / "curve.json").exists() else []
             _write_curve(curve, [(int(h["step"]), float(h["loss"])) for h in history if "loss" in h])
             write_spec("learned", tmp, weights, extra={"profile": t.profile, "init": t.init})
+            _export_inference_graph(weights)
             summary = {"kind": "learned", "steps": len([h for h in history if "loss" in h])}
             finished = work
     if finished is not None:  # the weights are out; the checkpoint has done its job
         shutil.rmtree(finished, ignore_errors=True)
     return StageResult("train", [out], summary)
+
+
+def _export_inference_graph(weights: Path) -> None:
+    """Load the new weights once, as inference will, so the exported ONNX graph cached beside them
+    (`trace.runtime.cached_onnx`) is part of the stage's output: written later by `evaluate`, it would
+    change this DVC output and make the next `dvc repro` train again."""
+    from ecgml.trace.model import load_extractor
+
+    load_extractor(weights)
 
 
 def train_work_dir(p: Params) -> Path:

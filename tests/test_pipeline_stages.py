@@ -259,3 +259,22 @@ def test_submit_score_keeps_failed_ecgs(tmp_path: Path, monkeypatch: pytest.Monk
     stages.stage_submit(p.model_copy(update={"submit": p.submit.model_copy(update={"model": "classical"})}))
     score = json.loads((p.path(p.submit.out) / "score.json").read_text())
     assert score["failed_ecgs"] == 2 and score["score"] == 3.0
+
+
+def test_train_output_holds_the_inference_graph(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The ONNX graph cached beside the weights is written by train, not later by evaluate: a file
+    appearing in train's DVC output after the stage made every second `dvc repro` train again."""
+    from ecgml.trace.model import load_extractor
+
+    monkeypatch.delenv("ECGML_CACHE_DIR", raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "user-cache"))
+    root = tmp_path / "proj"
+    root.mkdir()
+    (root / "params.yaml").write_text(yaml.safe_dump({"train": {"steps": 0, "init": "shipped"}}))
+    p = load_params(root / "params.yaml")
+    stages.stage_train(p)
+    out = p.path(p.train.out)
+    before = {f.name: f.read_bytes() for f in out.iterdir()}
+    assert any(name.endswith(".onnx") for name in before)
+    load_extractor(out / "trace_unet.pt")  # what evaluate and submit do
+    assert {f.name: f.read_bytes() for f in out.iterdir()} == before
