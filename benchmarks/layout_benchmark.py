@@ -2,6 +2,7 @@
 
     python benchmarks/layout_benchmark.py --outside /work/shared/data/outside-pages [--json out.json]
     python benchmarks/layout_benchmark.py --render runs/bench/layout --per-family 20 [--json out.json]
+        [--families 6x1-limb,3x5]
 
 `--outside`: the outside generator's reference pages (evaluation only). `--render`: a fixed-seed renderer
 set of every layout family from validation/test-split records (`--from-splits validation` for the
@@ -102,6 +103,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=14014)
     ap.add_argument("--model", default=None)
     ap.add_argument("--limit", type=int, default=0, help="only the first N pages (quick looks)")
+    ap.add_argument("--families", default="", help="families of the renderer set, comma-separated")
     ap.add_argument("--json", type=Path, default=None)
     ap.add_argument("--fit-calibration", type=Path, default=None)
     ap.add_argument("--out", type=Path, default=None)
@@ -126,6 +128,9 @@ def main(argv: list[str] | None = None) -> int:
         items += render_set(
             a.render, a.records, a.per_family, a.seed, a.splits, tuple(a.from_splits.split(","))
         )
+        if a.families:
+            keep = set(a.families.split(","))
+            items = [it for it in items if it[1] in keep]
     items = interleave(items)
     if a.outside:  # after the renderer set (evaluation only, never calibration)
         items += interleave([(n, "outside " + f, p, t, 0) for n, f, p, t in outside_pages(a.outside)])

@@ -195,10 +195,12 @@ def markdown(pages: list[PageResult]) -> str:
 
 # ------------------------------------------------------------------------------------- renderer set
 
-# layout families of the renderer's catalogue (ecgml.render.layouts); 6x2 both columns 0-5 s, as
-# ECG-Image-Kit; 3x5 is left out (its V4R/V8/V9 have no truth)
+# every layout family of the renderer's catalogue (ecgml.render.layouts), Cabrera and partial pages
+# included; 6x2 both columns 0-5 s, as ECG-Image-Kit; 3x5 is scored on its 12 standard leads (its
+# V4R/V8/V9 are derived from V1/V2/V5/V6 and carry no truth)
 FAMILIES = (
-    "3x4+1R", "3x4", "3x4+3R", "3x4+V1", "6x2", "6x2+II", "6x2-seq", "12x1", "cabrera-6x2", "6x1-limb",
+    "3x4+1R", "3x4", "3x4+3R", "3x4+V1", "6x2", "6x2+II", "6x2-seq", "12x1", "cabrera-3x4+1R",
+    "cabrera-6x2", "cabrera-12x1", "6x1-limb", "6x1-chest", "12x1-top", "12x1-bottom", "3x5",
 )  # fmt: skip
 # capture types cycled per family: clean Kaggle-style page, scan, photo, screen photo, real-world
 # styles (fonts, label placement, headers, speeds, gains) and small real-world copies
