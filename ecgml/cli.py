@@ -129,6 +129,13 @@ def train(
     stretch: Annotated[
         float, typer.Option(help="share of training strips stretched vertically up to 1.5x (taller QRS)")
     ] = 0.0,
+    type_mix: Annotated[
+        str | None,
+        typer.Option(
+            help="capture types to render and their shares, e.g. 0001=0.1,realworld=0.3 "
+            "(default: the renderer's training mix)"
+        ),
+    ] = None,
 ) -> None:
     """Train the trace model (the one command that produces the shipped weights) or the seed baseline."""
     from ecgml.trace.model import TraceModelConfig
@@ -152,7 +159,18 @@ def train(
     if not 0.0 <= stretch <= 1.0:
         fail(EcgmlError(None, f"--stretch is a share of strips, between 0 and 1; got {stretch}"))
         return
+    types: tuple[str, ...] = ()
+    type_weights: tuple[float, ...] = ()
+    if type_mix:
+        from ecgml.training.options import parse_type_mix
+
+        try:
+            types, type_weights = parse_type_mix(type_mix)
+        except ValueError as exc:
+            fail(EcgmlError(None, f"--type-mix: {exc}"))
+            return
     opts = TrainOptions(
+        types=types, type_weights=type_weights,
         records=records, out=out or work / ("trace_unet.pt" if arch == "unet" else "seed_cnn.pt"), work=work,
         arch=arch, steps=steps, seed=seed, resume=resume, init=init, batch_size=batch_size, lr=lr,
         pages_per_record=pages_per_record, time_budget_s=time_budget, threads=threads,

@@ -24,6 +24,7 @@ CASES: list[tuple[list[str], str]] = [
     (["stage", "register", "--params", "params.yaml"], "missing: run `ecgml stage evaluate`"),
     (["train", "--records", "nosuch", "--work", "w"], "nosuch: no train-split WFDB records found"),
     (["train", "--arch", "bogus", "--work", "w"], "unknown architecture 'bogus'"),
+    (["train", "--type-mix", "0001=0.5,bogus=0.5", "--work", "w"], "--type-mix: unknown image type 'bogus'"),
     (["digitize", "junk.png", "--fs", "0"], "--fs must be between 1 and"),
     (["digitize", "junk.png", "--fs", "-500"], "--fs must be between 1 and"),
     (["digitize", "junk.png", "--out", "a_file"], "a_file: --out is an existing file"),

@@ -22,7 +22,7 @@ from ecgml.training.dataset import (
     stretch_strip,
     write_cached,
 )
-from ecgml.training.options import TrainOptions, portable_path
+from ecgml.training.options import TrainOptions, parse_type_mix, portable_path
 from ecgml.training.train import train_any
 
 TINY = TraceModelConfig(channels=(4, 8, 8), strip_mm=16.0)
@@ -235,3 +235,28 @@ def test_page_cache_rendered_on_dask_equals_the_serial_one(tmp_path: Path):
     for e in serial:
         a = np.load(tmp_path / "a" / f"{e['key']}.img.npy")
         assert np.array_equal(a, np.load(tmp_path / "b" / f"{e['key']}.img.npy"))
+
+
+def test_type_mix_parses_names_and_shares_and_refuses_bad_entries():
+    assert parse_type_mix("0001=0.1, realworld=0.3") == (("0001", "realworld"), (0.1, 0.3))
+    assert parse_type_mix("0003,lowres") == (("0003", "lowres"), ())
+    for bad, why in [
+        ("0001=0.1,bogus=1", "unknown image type 'bogus'"),
+        ("0001=0.1,0001=0.2", "given twice"),
+        ("0001=0.1,0003", "for every type or for none"),
+        ("0001=0", "must be positive"),
+        (" , ", "no image types"),
+    ]:
+        with pytest.raises(ValueError, match=why):
+            parse_type_mix(bad)
+
+
+def test_type_shares_decide_which_captures_the_cache_renders(tmp_path: Path):
+    from ecgml.training.render_source import fill_cache
+
+    opts = TrainOptions(
+        records=Path(__file__).resolve().parents[1] / "data" / "records", work=tmp_path, max_records=3,
+        pages_per_record=1, val_pages=0, progress=False, types=("0001", "lowres"), type_weights=(1e-9, 1.0),
+    )  # fmt: skip
+    entries = fill_cache(opts, tmp_path / "cache")
+    assert len(entries) == 3 and {e["type"] for e in entries} == {"lowres"}

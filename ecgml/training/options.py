@@ -45,10 +45,36 @@ class TrainOptions:
     max_records: int = 0  # 0 = all train-split records
     val_pages: int = 24
     types: tuple[str, ...] = ()  # capture types to render (empty: the renderer's training mix)
+    type_weights: tuple[float, ...] = ()  # their shares, one per type (empty: TYPE_MIX's, else equal)
     model: TraceModelConfig = field(default_factory=TraceModelConfig)
     strip_mm: float | None = None  # train at this strip height (over the init's; same weights)
     stretch_p: float = 0.0  # share of strips stretched vertically (taller complexes)
     progress: bool = True
+
+
+def parse_type_mix(text: str) -> tuple[tuple[str, ...], tuple[float, ...]]:
+    """`"0001=0.1,realworld=0.3,lowres"` -> the types and their shares (a name without one: empty shares
+    for all, i.e. the renderer's default mix for the names given). Raises ValueError on a bad entry."""
+    from ecgml.render.presets import TYPES
+
+    names, weights = [], []
+    for part in (p.strip() for p in text.split(",") if p.strip()):
+        name, _, w = part.partition("=")
+        name = name.strip()
+        if name not in TYPES:
+            raise ValueError(f"unknown image type {name!r} in {text!r}; choose from {', '.join(TYPES)}")
+        if name in names:
+            raise ValueError(f"image type {name!r} given twice in {text!r}")
+        names.append(name)
+        if w.strip():
+            weights.append(float(w))
+            if not weights[-1] > 0:
+                raise ValueError(f"share of {name!r} must be positive, got {w!r}")
+    if not names:
+        raise ValueError(f"no image types in {text!r}")
+    if weights and len(weights) != len(names):
+        raise ValueError(f"give a share for every type or for none: {text!r}")
+    return tuple(names), tuple(weights)
 
 
 def portable_path(path: str | Path) -> str:

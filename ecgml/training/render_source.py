@@ -100,7 +100,8 @@ def fill_cache(opts: TrainOptions, cache: Path) -> list[dict[str, Any]]:
     if not train:
         raise EcgmlError(opts.records, "no train-split WFDB records found")
     types = list(opts.types) if opts.types else list(TYPE_MIX)
-    probs = np.array([TYPE_MIX.get(t, 0.1) for t in types], float)
+    shares = opts.type_weights if opts.types and opts.type_weights else [TYPE_MIX.get(t, 0.1) for t in types]
+    probs = np.array(shares, float)
     probs /= probs.sum()
     jobs: list[tuple[str, Path, int]] = [("train", p, k) for p in train for k in range(opts.pages_per_record)]
     val = by_split["validation"]
