@@ -35,6 +35,7 @@ from ecgml.page_reader import (
     READ_PPM,
     UPSIDE_DOWN_AT,
     LabelReading,
+    apply_labels,
     conflicts,
     label_factors,
     load_reader,
@@ -241,10 +242,13 @@ class Digitizer:
         geo = replace(geo, layout=solved.layout)
         traces = solved.traces
         labels = read_page_labels(page, geo.layout) if self.read_labels else None
-        t_solve = time.perf_counter() - t_solve
         if labels is not None:
+            solved = apply_labels(solved, labels)
+            geo = replace(geo, layout=solved.layout)
+            traces = solved.traces
             solved.evidence["labels"] = labels.to_json()
             solved.notes += label_notes(labels, geo.layout)
+        t_solve = time.perf_counter() - t_solve
         asm: Assembly = assemble(traces, geo.layout, fs, name=name)
         report = _report(asm, traces, geo, solved, labels)
         record = _blank_unreadable(asm.record, report)

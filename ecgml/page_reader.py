@@ -11,19 +11,22 @@ turned 180 degrees, it says whether the labels were readable the other way up.
 from __future__ import annotations
 
 import functools
-import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from ecgml.layout import PageLayout
+from ecgml.layout import PageLayout, parse_lead
+from ecgml.layout_solve import STRIP_MIN_CORR, STRIP_MIN_RATIO, Solved, rhythm_rows
 from ecgml.records import LEADS
 
 READ_PPM = 4.0  # px per mm of the page the reader sees
 PATCH_MM = (24.0, 10.0)  # (w, h) the network sees around a label's centre
-CLASSES = (*LEADS, "none")
+# the names it reads: the 12 leads (rhythm strips print their lead's name too), Cabrera's inverted aVR
+# and the extra chest leads of 15-lead pages
+NAMES = (*LEADS, "-aVR", "V4R", "V8", "V9")
+CLASSES = (*NAMES, "none")
 STRIDE_MM = 2.0
 WEIGHTS = Path(__file__).resolve().parent / "weights" / "label_reader.pt"
 # where a cell's label may be centred, relative to (x0, baseline), mm
@@ -31,6 +34,23 @@ SEARCH_X_MM = (-3.0, 12.0)
 SEARCH_Y_MM = (-16.0, 14.0)
 READ_AT = 0.8  # a name read with this probability counts as printed there
 UPSIDE_DOWN_AT = 2.0  # label evidence this much stronger on the page turned 180 degrees: orientation doubtful
+# the grid's leads column by column (top to bottom, then left to right) in the orders carts print them
+STANDARD = tuple(LEADS)
+CABRERA = ("aVL", "I", "-aVR", "II", "aVF", "III", *LEADS[6:])
+EXTRA = ("V4R", "V8", "V9")  # the fifth column of 15-lead pages
+ORDERS: dict[int, dict[str, tuple[str, ...]]] = {
+    12: {"standard": STANDARD, "cabrera": CABRERA},
+    15: {"standard": STANDARD + EXTRA, "cabrera": CABRERA + EXTRA},
+    6: {"limb": STANDARD[:6], "chest": STANDARD[6:], "cabrera limb": CABRERA[:6]},
+}
+SWITCH_MARGIN = 2.0  # another order must explain this many more confidently read names than the template's
+NO_LABELS_FACTOR = 0.9  # layout evidence of every lead when no printed name could be read at all
+STRIP_BY_LABEL = 0.85  # a strip's lead given by its printed name alone (its trace matched nothing surely)
+
+
+def _lead(name: str) -> str:
+    """The record lead a printed name stands for ("-aVR" -> "aVR")."""
+    return parse_lead(name)[0]
 
 
 def _net() -> Any:
@@ -120,7 +140,7 @@ def _cell_reads(
     offset is found first, as the one where the most cells have a confident name (one offset for the
     page, so a name printed between two rows is given to the right one), then each cell is read there,
     within one step."""
-    n_cls = len(LEADS)
+    n_cls = len(NAMES)
     best = prob[:n_cls].max(axis=0)
     kind = prob[:n_cls].argmax(axis=0)
     hh, ww = best.shape
@@ -148,7 +168,7 @@ def _cell_reads(
     for c in layout.cells:
         p, k = look(c, dx, dy)
         if k >= 0:
-            out[(c.row, c.col)] = (LEADS[k], p)
+            out[(c.row, c.col)] = (NAMES[k], p)
     return out
 
 
@@ -172,7 +192,7 @@ def read_labels(page_rgb: np.ndarray, layout: PageLayout, net: Any = None) -> La
     down = float(flipped[: len(LEADS)].max(axis=0).clip(0.5, 1).sum() - 0.5 * flipped[0].size)
     sure = {k: v for k, v in cells.items() if v[1] >= READ_AT}
     lead_of = {(c.row, c.col): c.lead for c in layout.cells}
-    agree = float(np.mean([v[0] == lead_of[k] for k, v in sure.items()])) if sure else float("nan")
+    agree = float(np.mean([_lead(v[0]) == lead_of[k] for k, v in sure.items()])) if sure else float("nan")
     return LabelReading(cells, agree, len(sure), up - down, time.perf_counter() - t0)
 
 
@@ -186,21 +206,118 @@ def conflicts(reading: LabelReading | None, layout: PageLayout) -> list[tuple[An
     out = []
     for c in layout.cells:
         got = reading.cells.get((c.row, c.col))
-        if got is None or got[1] < READ_AT or got[0] == c.lead:
+        if got is None or got[1] < READ_AT or _lead(got[0]) == c.lead:
             continue
-        if got[0] in (lead_at.get((c.row - 1, c.col)), lead_at.get((c.row + 1, c.col))):
+        if _lead(got[0]) in (lead_at.get((c.row - 1, c.col)), lead_at.get((c.row + 1, c.col))):
             continue
         out.append((c, got[0]))
     return out
 
 
 def label_factors(reading: LabelReading | None, layout: PageLayout) -> dict[str, float]:
-    """Per lead: low when one of its cells carries another lead's printed name, else 1."""
+    """Per lead: low when one of its cells carries another lead's printed name; a little below 1 for
+    every lead when the page's names could not be read at all (identity from the layout alone); else 1."""
+    if reading is None:
+        return {}
     out: dict[str, float] = {}
+    if not any(p >= READ_AT for _, p in reading.cells.values()):
+        out = {c.lead: NO_LABELS_FACTOR for c in layout.cells}
     for c, _ in conflicts(reading, layout):
         out[c.lead] = 0.2
     return out
 
 
-def save_meta(path: Path, meta: dict[str, Any]) -> None:
-    path.with_suffix(".json").write_text(json.dumps(meta, indent=1) + "\n")
+def _order_score(
+    names: list[str], cells: list[Any], reads: dict[tuple[int, int], tuple[str, float]]
+) -> float:
+    """Sum of read probabilities where the printed name is the order's lead, minus where it is another
+    (a name that is the lead of the cell just above or below counts neither way: it may belong there)."""
+    at = {(c.row, c.col): _lead(n) for c, n in zip(cells, names, strict=True)}
+    score = 0.0
+    for (r, col), lead in at.items():
+        got = reads.get((r, col))
+        if got is None or got[1] < READ_AT:
+            continue
+        if _lead(got[0]) == lead:
+            score += got[1]
+        elif _lead(got[0]) not in (at.get((r - 1, col)), at.get((r + 1, col))):
+            score -= got[1]
+    return score
+
+
+def apply_labels(solved: Solved, reading: LabelReading | None) -> Solved:
+    """Let the printed names decide lead identity where they are clear, and say where they were not.
+
+    The grid: of the template's leads and the orders carts print (standard, Cabrera, 15-lead, limb or
+    chest halves) on the same cells, the one that explains the confidently read names best, if it beats
+    the template by SWITCH_MARGIN names. A rhythm strip: its printed name when the trace matching of
+    `layout_solve` was not sure, a conflict (low confidence) when both are sure and disagree. Labels
+    that confirm the layout lift the solver's page doubt; none read at all lowers every lead a little."""
+    if reading is None:
+        return solved
+    lay = solved.layout
+    strips = set(rhythm_rows(lay))
+    grid = sorted((c for c in lay.cells if c.row not in strips), key=lambda c: (c.col, c.row))
+    reads = reading.cells
+    ev: dict[str, Any] = {}
+    current = [c.text for c in grid]
+    scores = {"template": _order_score(current, grid, reads)}
+    orders = {k: list(v) for k, v in ORDERS.get(len(grid), {}).items()}
+    for k, names in orders.items():
+        scores[k] = _order_score(names, grid, reads)
+    best = max(scores, key=lambda k: scores[k])
+    ev["order_scores"] = {k: round(v, 2) for k, v in scores.items()}
+    relabel: dict[tuple[int, int], str] = {}
+    if best != "template" and scores[best] >= scores["template"] + SWITCH_MARGIN:
+        for c, new in zip(grid, orders[best], strict=True):
+            if new != c.text:
+                relabel[(c.row, c.col)] = new
+        if relabel:
+            solved.notes.append(f"printed lead names read as the {best} order: leads placed by them")
+            ev["order"] = best
+    for r in sorted(strips):
+        cell = next(c for c in lay.cells if c.row == r)
+        got = reads.get((r, cell.col))
+        if got is None or got[1] < READ_AT or _lead(got[0]) not in LEADS or _lead(got[0]) == cell.lead:
+            if got is not None and got[1] >= READ_AT and _lead(got[0]) == cell.lead:
+                solved.lead_factor[f"strip{r}"] = max(
+                    solved.lead_factor.get(f"strip{r}", 1.0), STRIP_BY_LABEL
+                )
+            continue
+        match = solved.evidence.get(f"strip_row{r}", {})
+        sure = (
+            match.get("lead") == cell.lead
+            and match.get("corr", 0.0) >= STRIP_MIN_CORR
+            and match.get("distance_ratio", 0.0) >= STRIP_MIN_RATIO
+        )
+        if sure:
+            continue  # both sure and different: `conflicts` lowers it
+        relabel[(r, cell.col)] = got[0]
+        solved.lead_factor[f"strip{r}"] = 0.95 if match.get("lead") == _lead(got[0]) else STRIP_BY_LABEL
+        solved.notes.append(f"rhythm strip (row {r + 1}) printed as {got[0]}: read as lead {_lead(got[0])}")
+    if relabel:
+        cells = []
+        for c in lay.cells:
+            if (c.row, c.col) not in relabel:
+                cells.append(c)
+                continue
+            name = relabel[(c.row, c.col)]
+            lead, sign = parse_lead(name)
+            cells.append(replace(c, lead=lead, sign=sign, label=""))
+        lead_at = {(c.row, c.col): c.lead for c in cells}
+        solved.layout = replace(lay, cells=cells, cabrera=any(c.sign < 0 for c in cells))
+        solved.traces = [replace(t, lead=lead_at[(t.row, t.col)]) for t in solved.traces]
+        ev["relabelled"] = {f"{r},{c}": n for (r, c), n in relabel.items()}
+    sure = [v for v in reads.values() if v[1] >= READ_AT]
+    if not sure:
+        solved.notes.append("no printed lead name could be read: leads placed by the layout alone")
+        ev["labels"] = "none read"
+    elif not conflicts(reading, solved.layout) and len(sure) >= max(3, len(solved.layout.cells) // 2):
+        ev["labels"] = "confirm the layout"
+        if solved.lead_factor.get("page", 1.0) < 1.0:
+            solved.lead_factor["page"] = 1.0
+            solved.notes.append("printed lead names confirm the layout: page doubt lifted")
+    else:
+        ev["labels"] = "partly read" if not conflicts(reading, solved.layout) else "conflict"
+    solved.evidence["label_decision"] = ev
+    return solved

@@ -28,11 +28,13 @@ def test_one_patch_gives_one_reading_and_a_page_a_map():
 def test_training_patches_are_centred_labels_and_none():
     from ecgml.training.page_reader import page_patches
 
-    xs, ys = page_patches(RECORDS / "A0010", np.random.default_rng(3))
-    ys_arr = np.array(ys)
+    xs, ys, kinds = page_patches(RECORDS / "A0010", np.random.default_rng(3))
+    ys_arr, kinds_arr = np.array(ys), np.array(kinds)
     assert all(x.shape == (int(PATCH_MM[1] * READ_PPM), int(PATCH_MM[0] * READ_PPM)) for x in xs)
     assert (ys_arr == len(CLASSES) - 1).sum() > (ys_arr < len(LEADS)).sum() > 10
-    lab = [x for x, y in zip(xs, ys, strict=True) if y < len(LEADS)]
+    assert (ys_arr[kinds_arr == 0] < len(CLASSES) - 1).all()  # centred names are names
+    assert (ys_arr[kinds_arr >= 2] == len(CLASSES) - 1).all()  # moved names and the rest of the page: none
+    lab = [x for x, y, k in zip(xs, ys, kinds, strict=True) if k == 0]
     centre = np.mean([x[12:28, 28:68].mean() for x in lab])
     edge = np.mean([np.r_[x[:, :16].ravel(), x[:, -16:].ravel()].mean() for x in lab])
     assert centre > 1.3 * edge  # the printed name sits in the middle of its patch (grid lines fill both)
@@ -44,3 +46,62 @@ def test_a_conflicting_label_lowers_only_its_lead_and_neighbour_rows_are_ambiguo
     # (0, 0) is I, read aVL: another lead -> conflict; (0, 1) aVR read aVL, the lead just below: ambiguous
     assert [(c.lead, got) for c, got in conflicts(reading, lay)] == [("I", "aVL")]
     assert label_factors(reading, lay) == {"I": 0.2}
+
+
+def _solved(name: str):
+    from ecgml.layout_solve import Solved
+
+    lay = make_layout(name)
+    return Solved(lay, [])
+
+
+def test_printed_cabrera_names_relabel_a_standard_12x1_page():
+    from ecgml.page_reader import CABRERA, apply_labels
+
+    solved = _solved("12x1")
+    # ten of the twelve names read (two rows unreadable): the Cabrera order explains them, the template not
+    reads = {(r, 0): (name, 0.95) for r, name in enumerate(CABRERA) if r not in (3, 7)}
+    out = apply_labels(solved, LabelReading(cells=reads, read=len(reads)))
+    got = [(c.lead, c.sign) for c in sorted(out.layout.cells, key=lambda c: c.row)]
+    assert got[:6] == [("aVL", 1.0), ("I", 1.0), ("aVR", -1.0), ("II", 1.0), ("aVF", 1.0), ("III", 1.0)]
+    assert out.layout.cabrera and out.evidence["label_decision"]["order"] == "cabrera"
+
+
+def test_a_few_stray_names_do_not_switch_the_order():
+    from ecgml.page_reader import apply_labels
+
+    solved = _solved("12x1")
+    reads = {(0, 0): ("aVL", 0.9), (1, 0): ("II", 0.9), (4, 0): ("aVL", 0.85)}
+    out = apply_labels(solved, LabelReading(cells=reads, read=3))
+    assert [c.lead for c in sorted(out.layout.cells, key=lambda c: c.row)] == list(LEADS)
+
+
+def test_a_strip_printed_v1_is_read_as_v1_when_its_trace_matched_nothing_surely():
+    from ecgml.page_reader import apply_labels
+
+    solved = _solved("3x4+1R")
+    solved.evidence["strip_row3"] = {"lead": "II", "corr": 0.4, "distance_ratio": 1.1}
+    solved.lead_factor["strip3"] = 0.1
+    reads = {(0, 0): ("I", 0.97), (1, 0): ("II", 0.96), (2, 1): ("aVF", 0.9), (3, 0): ("V1", 0.93)}
+    out = apply_labels(solved, LabelReading(cells=reads, read=4))
+    strip = next(c for c in out.layout.cells if c.row == 3)
+    assert strip.lead == "V1" and out.lead_factor["strip3"] == 0.85
+    # a strip whose trace surely matched II keeps II, and the printed V1 is a conflict that lowers it
+    solved = _solved("3x4+1R")
+    solved.evidence["strip_row3"] = {"lead": "II", "corr": 0.95, "distance_ratio": 4.0}
+    out = apply_labels(solved, LabelReading(cells=reads, read=4))
+    assert next(c for c in out.layout.cells if c.row == 3).lead == "II"
+    assert [(c.lead, got) for c, got in conflicts(LabelReading(cells=reads, read=4), out.layout)] == [
+        ("II", "V1")
+    ]
+
+
+def test_a_page_without_readable_names_says_so_and_lowers_every_lead_a_little():
+    from ecgml.page_reader import NO_LABELS_FACTOR, apply_labels
+
+    lay = make_layout("3x4+1R")
+    reading = LabelReading(cells={(0, 0): ("I", 0.4)}, read=0)
+    out = apply_labels(_solved("3x4+1R"), reading)
+    assert out.evidence["label_decision"]["labels"] == "none read"
+    assert any("no printed lead name" in n for n in out.notes)
+    assert set(label_factors(reading, lay).values()) == {NO_LABELS_FACTOR}

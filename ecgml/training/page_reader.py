@@ -19,8 +19,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from ecgml.page_reader import CLASSES, PATCH_MM, READ_PPM, _net, prepare
-from ecgml.records import LEADS, read_wfdb, resample
+from ecgml.page_reader import CLASSES, NAMES, PATCH_MM, READ_PPM, _net, prepare
+from ecgml.records import read_wfdb, resample
 
 PW, PH = int(PATCH_MM[0] * READ_PPM), int(PATCH_MM[1] * READ_PPM)
 
@@ -33,15 +33,24 @@ def _crop(ink: np.ndarray, cx_mm: float, cy_mm: float) -> np.ndarray | None:
     return ink[y0 : y0 + PH, x0 : x0 + PW]
 
 
+KIND_LABEL, KIND_FLIPPED, KIND_MOVED, KIND_PAGE = 0, 1, 2, 3  # what a patch is (for per-kind figures)
+SYMMETRIC = ("I", "II", "III")  # read the same turned 180 degrees
+
+
 def _degrade(img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """Capture-like damage on the flat page: blur, scale wobble, noise, JPEG."""
+    """Capture-like damage on the flat page: blur, low resolution, contrast, noise, JPEG, photocopy."""
     out = img
     if rng.random() < 0.6:
         out = cv2.GaussianBlur(out, (0, 0), float(rng.uniform(0.3, 1.2)))
-    if rng.random() < 0.3:  # resampled from another resolution
+    if rng.random() < 0.35:  # a low-resolution capture brought to READ_PPM (down to ~2 px/mm)
         f = float(rng.uniform(0.5, 0.9))
         small = cv2.resize(out, None, fx=f, fy=f, interpolation=cv2.INTER_AREA)
         out = cv2.resize(small, (img.shape[1], img.shape[0]), interpolation=cv2.INTER_LINEAR)
+    if rng.random() < 0.3:  # a dull photo or scan: paper grey, ink not black
+        lo, hi = float(rng.uniform(0, 80)), float(rng.uniform(170, 255))
+        out = np.clip(lo + out.astype(np.float32) * (hi - lo) / 255, 0, 255).astype(np.uint8)
+    if rng.random() < 0.08:  # black-and-white photocopy
+        out = np.where(out < rng.uniform(110, 200), 0, 255).astype(np.uint8)
     if rng.random() < 0.5:
         noise = rng.normal(0, float(rng.uniform(2, 12)), out.shape)
         out = np.clip(out.astype(np.float32) + noise, 0, 255).astype(np.uint8)
@@ -52,44 +61,54 @@ def _degrade(img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     return out
 
 
-def page_patches(record_path: Path, rng: np.random.Generator) -> tuple[list[np.ndarray], list[int]]:
-    """Patches and classes from one freshly drawn page."""
+def page_patches(
+    record_path: Path, rng: np.random.Generator
+) -> tuple[list[np.ndarray], list[int], list[int]]:
+    """Patches, classes and kinds (KIND_*) from one freshly drawn page.
+
+    Layouts: the training mix, one of every family (Cabrera's -aVR, 15-lead 3x5, half pages) or the
+    Kaggle page; styles: every font, size and placement of `random_style`, or Kaggle's."""
+    from ecgml.render.layouts import MIXES, parse_layout, with_extra_leads
     from ecgml.render.page import draw_page
     from ecgml.render.presets import kaggle_layout, sample_layout
     from ecgml.render.style import kaggle_style, random_style
 
     rec = read_wfdb(record_path)
     rec = resample(rec.window(0, 10), 250, 2500)
-    if rng.random() < 0.3:
+    u = rng.random()
+    if u < 0.25:
         lay, style = kaggle_layout(None), kaggle_style(rng)
     else:
-        lay, _ = sample_layout(rng)
+        lay, _ = sample_layout(rng, mix=MIXES["families"] if u < 0.5 else None)
         style = random_style(rng)
         style.labels = True
+    rec, _ = with_extra_leads(rec, parse_layout(lay.name))
     flat = draw_page(rec, lay, style, READ_PPM, supersample=2)
     grey = cv2.cvtColor(flat.image, cv2.COLOR_RGB2GRAY)
     ink = prepare(_degrade(grey, rng))
-    xs, ys = [], []
+    xs: list[np.ndarray] = []
+    ys: list[int] = []
+    kinds: list[int] = []
     none = len(CLASSES) - 1
-    labels = [(t, b) for t, b in flat.text_boxes if t in LEADS]
+
+    def add(p: np.ndarray | None, y: int, kind: int) -> None:
+        if p is not None:
+            xs.append(p)
+            ys.append(y)
+            kinds.append(kind)
+
+    labels = [(t, b) for t, b in flat.text_boxes if t in NAMES]
     for text, (bx0, by0, bx1, by1) in labels:
         cx, cy = (bx0 + bx1) / 2, (by0 + by1) / 2
         for _ in range(2):
-            p = _crop(ink, cx + rng.uniform(-1, 1), cy + rng.uniform(-1, 1))
-            if p is not None:
-                xs.append(p)
-                ys.append(LEADS.index(text))
+            add(_crop(ink, cx + rng.uniform(-1, 1), cy + rng.uniform(-1, 1)), NAMES.index(text), KIND_LABEL)
         p = _crop(ink, cx + rng.uniform(-1, 1), cy + rng.uniform(-1, 1))
-        if p is not None:  # upside down: not a label this way up (I, II and III read the same both ways)
-            xs.append(p[::-1, ::-1])
-            ys.append(LEADS.index(text) if text in ("I", "II", "III") else none)
+        if p is not None:  # upside down: not a label this way up (unless it reads the same)
+            add(p[::-1, ::-1], NAMES.index(text) if text in SYMMETRIC else none, KIND_FLIPPED)
         for _ in range(2):
             dx = float(rng.choice([-1, 1]) * rng.uniform(5, 10)) if rng.random() < 0.7 else 0.0
             dy = float(rng.choice([-1, 1]) * rng.uniform(3, 8)) if dx == 0.0 or rng.random() < 0.3 else 0.0
-            p = _crop(ink, cx + dx, cy + dy)
-            if p is not None:
-                xs.append(p)
-                ys.append(none)
+            add(_crop(ink, cx + dx, cy + dy), none, KIND_MOVED)
     w_mm, h_mm = ink.shape[1] / READ_PPM, ink.shape[0] / READ_PPM
     for _ in range(max(20, 2 * len(labels))):
         cx, cy = (
@@ -98,88 +117,154 @@ def page_patches(record_path: Path, rng: np.random.Generator) -> tuple[list[np.n
         )
         if any(abs(cx - (b[0] + b[2]) / 2) < 3 and abs(cy - (b[1] + b[3]) / 2) < 2.5 for _, b in labels):
             continue
-        p = _crop(ink, cx, cy)
-        if p is not None:
-            xs.append(p)
-            ys.append(none)
-    return xs, ys
+        add(_crop(ink, cx, cy), none, KIND_PAGE)
+    return xs, ys, kinds
 
 
-def make_patches(records: list[Path], n_pages: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+def make_patches(
+    records: list[Path], n_pages: int, seed: int, cache: Path | None = None
+) -> dict[str, np.ndarray]:
+    """Patches of `n_pages` pages (x uint8, y class, kind); saved to `cache` every 100 pages and at the end
+    (a partial cache says how many pages it holds, so a long render can be used before it ends)."""
     rng = np.random.default_rng(seed)
     xs: list[np.ndarray] = []
     ys: list[int] = []
+    kinds: list[int] = []
     t0 = time.time()
+
+    def pack(pages: int) -> dict[str, np.ndarray]:
+        return {
+            "x": np.stack(xs),
+            "y": np.array(ys, np.int64),
+            "kind": np.array(kinds, np.int64),
+            "pages": np.array(pages),
+        }
+
     for k in range(n_pages):
-        px, py = page_patches(records[int(rng.integers(len(records)))], rng)
-        xs += px
+        px, py, pk = page_patches(records[int(rng.integers(len(records)))], rng)
+        xs += [(p * 255).round().astype(np.uint8) for p in px]
         ys += py
+        kinds += pk
         if k % 50 == 49:
             print(f"{k + 1} pages, {len(ys)} patches, {time.time() - t0:.0f} s", flush=True)
-    return (np.stack(xs) * 255).astype(np.uint8), np.array(ys, np.int64)
+        if cache is not None and (k % 100 == 99 or k == n_pages - 1):
+            cache.parent.mkdir(parents=True, exist_ok=True)
+            tmp = cache.with_name(cache.stem + ".tmp.npz")
+            np.savez_compressed(tmp, **pack(k + 1))  # type: ignore[arg-type]
+            tmp.replace(cache)
+    return pack(n_pages)
+
+
+def predict(net: object, x: np.ndarray) -> np.ndarray:
+    """Class probabilities (n, classes) of uint8 patches."""
+    import torch
+
+    out = []
+    with torch.inference_mode():
+        for i in range(0, len(x), 512):
+            xb = torch.from_numpy(x[i : i + 512]).float().div_(255).unsqueeze(1)
+            out.append(torch.softmax(net(xb)[:, :, 0, 0], 1).numpy())  # type: ignore[operator]
+    return np.concatenate(out) if out else np.zeros((0, len(CLASSES)), np.float32)
+
+
+def evaluate(net: object, data: dict[str, np.ndarray], sure: float = 0.8) -> dict[str, object]:
+    """Held-out figures: accuracy per name, upside-down rejection, false names on the rest of the page,
+    and names read confidently (>= `sure`) but wrong."""
+    prob = predict(net, data["x"])
+    pred = prob.argmax(1)
+    p_max = prob.max(1)
+    y, kind = data["y"], data["kind"]
+    none = len(CLASSES) - 1
+    lab = kind == 0
+    per_class = {
+        NAMES[c]: [round(float((pred[lab & (y == c)] == c).mean()), 4), int((lab & (y == c)).sum())]
+        for c in range(len(NAMES))
+        if (lab & (y == c)).any()
+    }
+    flipped = (kind == 1) & (y == none)
+    other = (kind >= 2) & (y == none)
+    return {
+        "val_patches": int(len(y)),
+        "label_accuracy": round(float((pred[lab] == y[lab]).mean()), 4),
+        "label_confidently_wrong": round(
+            float(((pred != y) & (pred != none) & (p_max >= sure))[lab].mean()), 4
+        ),
+        "label_missed": round(float((pred[lab] == none).mean()), 4),
+        "upside_down_rejected": round(float((pred[flipped] == none).mean()), 4) if flipped.any() else None,
+        "upside_down_read_confidently": round(float(((pred != none) & (p_max >= sure))[flipped].mean()), 4)
+        if flipped.any()
+        else None,
+        "none_as_label": round(float((pred[other] != none).mean()), 4),
+        "none_as_label_confidently": round(float(((pred != none) & (p_max >= sure))[other].mean()), 4),
+        "per_class": per_class,
+    }
 
 
 def train(
     x: np.ndarray, y: np.ndarray, steps: int, out: Path, seed: int = 0, batch: int = 64
 ) -> dict[str, float]:
-    """Adam on the patches (90 % train / 10 % held out); checkpoint `out`.ckpt, weights to `out`."""
+    """Adam with a cosine-decayed rate on the patches; checkpoint `out`.ckpt every 100 steps (and resume
+    from it), weights to `out`."""
     import torch
 
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
-    idx = rng.permutation(len(y))
-    n_val = max(200, len(y) // 10)
-    val, tr = idx[:n_val], idx[n_val:]
     net = _net()
-    opt = torch.optim.Adam(net.parameters(), lr=2e-3, weight_decay=1e-5)
+    opt = torch.optim.Adam(net.parameters(), lr=3e-3, weight_decay=1e-5)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=3e-3, total_steps=steps, pct_start=0.05)
     ckpt = out.with_suffix(".ckpt")
     step = 0
     if ckpt.exists():
         state = torch.load(ckpt, map_location="cpu", weights_only=True)
         net.load_state_dict(state["net"])
         opt.load_state_dict(state["opt"])
+        sched.load_state_dict(state["sched"])
         step = int(state["step"])
-    xt = torch.from_numpy(x).float().div_(255).unsqueeze(1)
+    xt = torch.from_numpy(x)
     yt = torch.from_numpy(y)
-    counts = np.bincount(y[tr], minlength=len(CLASSES)).astype(np.float64)
+    counts = np.bincount(y, minlength=len(CLASSES)).astype(np.float64)
     weight = torch.tensor(
         np.clip(counts.sum() / np.maximum(counts, 1) / len(CLASSES), 0.2, 5.0), dtype=torch.float32
     )
     loss_fn = torch.nn.CrossEntropyLoss(weight=weight)
     t0 = time.time()
+    run = 0.0
     while step < steps:
         net.train()
-        b = torch.from_numpy(rng.choice(tr, batch))
-        logits = net(xt[b])[:, :, 0, 0]
-        loss = loss_fn(logits, yt[b])
+        b = torch.from_numpy(rng.choice(len(y), batch))
+        xb = xt[b].float().div_(255).unsqueeze(1)
+        # contrast wobble: ink of faint or heavy prints
+        xb = (xb * torch.empty(batch, 1, 1, 1).uniform_(0.6, 1.3)).clamp_(0, 1)
+        loss = loss_fn(net(xb)[:, :, 0, 0], yt[b])
         opt.zero_grad()
         loss.backward()
         opt.step()
+        sched.step()
         step += 1
-        if step % 50 == 0 or step == steps:
-            torch.save({"net": net.state_dict(), "opt": opt.state_dict(), "step": step}, ckpt)
-            print(f"step {step} loss {loss.item():.3f} {time.time() - t0:.0f} s", flush=True)
+        run = 0.98 * run + 0.02 * loss.item() if step > 1 else loss.item()
+        if step % 100 == 0 or step == steps:
+            state = {
+                "net": net.state_dict(),
+                "opt": opt.state_dict(),
+                "sched": sched.state_dict(),
+                "step": step,
+            }
+            torch.save(state, ckpt)
+            print(f"step {step} loss {run:.3f} {time.time() - t0:.0f} s", flush=True)
     net.eval()
-    with torch.inference_mode():
-        pred = torch.cat(
-            [
-                net(xt[torch.from_numpy(val[i : i + 512])])[:, :, 0, 0].argmax(1)
-                for i in range(0, len(val), 512)
-            ]
-        )
-    yv = y[val]
-    pv = pred.numpy()
-    none = len(CLASSES) - 1
-    lab = yv != none
-    stats = {
-        "val_patches": float(len(yv)),
-        "val_accuracy": float((pv == yv).mean()),
-        "label_accuracy": float((pv[lab] == yv[lab]).mean()) if lab.any() else float("nan"),
-        "none_as_label": float((pv[~lab] != none).mean()) if (~lab).any() else float("nan"),
-        "steps": float(step),
-    }
+    out.parent.mkdir(parents=True, exist_ok=True)
     torch.save(net.state_dict(), out)
-    return stats
+    return {"steps": step, "train_seconds": round(time.time() - t0, 1)}
+
+
+def _load_or_make(cache: Path, records: list[Path], pages: int, seed: int) -> dict[str, np.ndarray]:
+    if cache.exists():
+        z = dict(np.load(cache))
+        if int(z["pages"]) >= pages:
+            return z
+        print(f"{cache} holds {int(z['pages'])} of {pages} pages; using it as it is", flush=True)
+        return z
+    return make_patches(records, pages, seed, cache)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -190,24 +275,34 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--records", type=Path, default=Path("/work/shared/data/ecg"))
     ap.add_argument("--splits", type=Path, default=Path("data/splits.csv"))
-    ap.add_argument("--pages", type=int, default=400)
-    ap.add_argument("--steps", type=int, default=1500)
+    ap.add_argument("--pages", type=int, default=1200)
+    ap.add_argument("--val-pages", type=int, default=120, help="held-out pages of validation-split records")
+    ap.add_argument("--steps", type=int, default=6000)
     ap.add_argument("--seed", type=int, default=14)
     ap.add_argument("--cache", type=Path, default=Path("runs/label_reader/patches.npz"))
+    ap.add_argument("--render-only", action="store_true", help="render the patch caches and stop")
     ap.add_argument("--out", type=Path, default=Path("ecgml/weights/label_reader.pt"))
     a = ap.parse_args(argv)
-    if a.cache.exists():
-        z = np.load(a.cache)
-        x, y = z["x"], z["y"]
-    else:
-        recs = bench_records(a.records, a.splits, ("train",))
-        x, y = make_patches(recs, a.pages, a.seed)
-        a.cache.parent.mkdir(parents=True, exist_ok=True)
-        np.savez_compressed(a.cache, x=x, y=y)
-    print(f"{len(y)} patches, {int((y != len(CLASSES) - 1).sum())} labels", flush=True)
-    stats = train(x, y, a.steps, a.out, a.seed)
-    meta = {"classes": list(CLASSES), "read_ppm": READ_PPM, "patch_mm": list(PATCH_MM), "pages": a.pages,
-            "seed": a.seed, **stats}  # fmt: skip
+    t0 = time.time()
+    val_cache = a.cache.with_name(a.cache.stem + "-val.npz")
+    val = _load_or_make(
+        val_cache, bench_records(a.records, a.splits, ("validation",)), a.val_pages, a.seed + 1
+    )
+    tr = _load_or_make(a.cache, bench_records(a.records, a.splits, ("train",)), a.pages, a.seed)
+    print(f"{len(tr['y'])} training patches ({int(tr['pages'])} pages), {len(val['y'])} held out", flush=True)
+    if a.render_only:
+        return 0
+    stats = train(tr["x"], tr["y"], a.steps, a.out, a.seed)
+    from ecgml.page_reader import load_reader
+
+    load_reader.cache_clear()
+    held = evaluate(load_reader(str(a.out)), val)
+    meta = {
+        "classes": list(CLASSES), "read_ppm": READ_PPM, "patch_mm": list(PATCH_MM),
+        "pages": int(tr["pages"]), "val_pages": int(val["pages"]), "train_split": "train",
+        "held_out_split": "validation", "seed": a.seed, **stats,
+        "seconds_total": round(time.time() - t0, 1), "held_out": held,
+    }  # fmt: skip
     a.out.with_suffix(".json").write_text(json.dumps(meta, indent=1) + "\n")
     print(json.dumps(meta, indent=1))
     return 0
