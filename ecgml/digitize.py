@@ -82,12 +82,13 @@ def flat_page_estimate(image: np.ndarray, reason: str = "") -> Geometry:
     return Geometry(pm, make_layout(), 0.0, f"fallback: {reason}" if reason else "fallback")
 
 
-def estimate_geometry(image: np.ndarray, path: str | Path | None = None) -> Geometry:
-    """Page geometry (ecgml.geometry); if it finds no page, the flat-page fallback with its reason."""
+def estimate_geometry(image: np.ndarray, path: str | Path | None = None, turn: int = 0) -> Geometry:
+    """Page geometry (ecgml.geometry); if it finds no page, the flat-page fallback with its reason.
+    `turn`: quarter turns added to the orientation geometry finds (see `estimate_page`)."""
     from ecgml.geometry import estimate_page
 
     try:
-        est = estimate_page(image, path)
+        est = estimate_page(image, path, turn)
     except EcgmlError as exc:
         log.warning("%s: geometry failed (%s); assuming a flat upright page", path, exc.reason)
         return flat_page_estimate(image, exc.reason)
@@ -214,6 +215,28 @@ class Digitizer:
         path: str | Path | None = None,
         geometry: Geometry | None = None,
     ) -> DigitizeResult:
+        res = self._digitize(image, fs, path, geometry)
+        up = res.evidence.get("labels", {}).get("upright", 0.0)
+        if geometry is None and up < -UPSIDE_DOWN_AT and not res.geometry.source.startswith("fallback"):
+            # the printed names read upside down: read the page turned 180 degrees, and keep that
+            # reading when its names then read upright
+            try:
+                turned = self._digitize(image, fs, path, None, turn=2)
+            except EcgmlError:
+                return res
+            if turned.evidence.get("labels", {}).get("upright", 0.0) > UPSIDE_DOWN_AT:
+                turned.notes.append("page turned 180 degrees: its printed lead names read upside down")
+                return turned
+        return res
+
+    def _digitize(
+        self,
+        image: np.ndarray,
+        fs: int,
+        path: str | Path | None,
+        geometry: Geometry | None,
+        turn: int = 0,
+    ) -> DigitizeResult:
         name = Path(path).stem if path is not None else "image"
         h, w = image.shape[:2]
         t0 = time.perf_counter()
@@ -225,7 +248,7 @@ class Digitizer:
             secs = {"model": time.perf_counter() - t0}
             return DigitizeResult(masked, conf, geo, [], self.name, secs, (w, h), ["whole-image seed model"])
         assert self.extractor is not None
-        geo = geometry or estimate_geometry(image, path)
+        geo = geometry or estimate_geometry(image, path, turn)
         t1 = time.perf_counter()
         page = canonical_page(image, geo.page_map, self.px_per_mm)
         t2 = time.perf_counter()

@@ -181,11 +181,11 @@ def test_a_large_image_without_a_grid_on_the_reduced_copy_is_read_again_at_full_
     calls: list[int] = []
     real = est_mod._estimate
 
-    def picky(image, path, work_long_side):
+    def picky(image, path, work_long_side, turn=0):
         calls.append(work_long_side)
         if work_long_side <= est_mod.WORK_LONG_SIDE:
             raise EcgmlError(path, "no ECG grid found (grid lines not measurable)")
-        return real(image, path, work_long_side)
+        return real(image, path, work_long_side, turn)
 
     monkeypatch.setattr(est_mod, "_estimate", picky)
     big = np.full((3000, 4000, 3), 255, np.uint8)
@@ -220,3 +220,17 @@ def test_a_flat_page_gets_no_residual_from_tile_noise(seed: int) -> None:
         dx = (est.page_map.px_to_mm(out.page_map.mm_to_px(pts)) - pts)[:, 0]
         wiggle = dx - np.polyval(np.polyfit(pts[:, 0], dx, 2), pts[:, 0])
         assert np.sqrt(np.mean(wiggle**2)) < 0.002, b
+
+
+def test_a_forced_half_turn_reads_the_page_upside_down(page) -> None:
+    """`turn=2` (the printed names read upside down) maps the paper onto the image turned 180 degrees,
+    with the same rows found."""
+    img, _, _ = page
+    up = estimate_page(img, "upright.png")
+    est = estimate_page(img, "turned.png", turn=2)
+    assert est.orientation == 180 and est.diagnostics["turn_forced"] == 2
+    p = np.array([[100.0, 100.0], [110.0, 100.0], [100.0, 110.0]])
+    px = est.page_map.mm_to_px(p)
+    assert np.allclose(px[1] - px[0], [-80.0, 0.0], atol=1.0)
+    assert np.allclose(px[2] - px[0], [0.0, -80.0], atol=1.0)
+    assert est.layout.n_rows == up.layout.n_rows

@@ -130,8 +130,11 @@ def _jacobian(pm: PageMap, mm: np.ndarray) -> np.ndarray:
     return np.stack([p[1] - p[0], p[2] - p[0]], axis=1)  # columns: d px / d x_mm, d px / d y_mm
 
 
-def estimate_page(image: np.ndarray, path: str | Path | None = None) -> PageEstimate:
+def estimate_page(image: np.ndarray, path: str | Path | None = None, turn: int = 0) -> PageEstimate:
     """Find the paper in `image` (RGB uint8): map paper mm -> input px, layout, calibration, confidence.
+
+    `turn`: quarter turns to add to the orientation geometry finds (2: the page's printed names read
+    upside down); the orientation part of the confidence then counts the evidence it overrode.
 
     Raises EcgmlError(path, reason) for input that is not an ECG page ("image too small",
     "no ECG grid found", "no ECG trace found"); a numerical failure deep inside is reported the same
@@ -139,21 +142,21 @@ def estimate_page(image: np.ndarray, path: str | Path | None = None) -> PageEsti
     """
     image = _as_rgb(image, path)
     try:
-        return _attempt(image, path, WORK_LONG_SIDE)
+        return _attempt(image, path, WORK_LONG_SIDE, turn)
     except EcgmlError as exc:
         long_side = max(image.shape[:2])
         if "grid" not in exc.reason or long_side <= WORK_LONG_SIDE * RETRY_MIN_GAIN:
             raise
         # a page that fills little of a large photo has its 1 mm lines at ~4 px on the reduced copy,
         # where a screen's raster or the camera's blur merges them: look again at (nearly) full size
-        est = _attempt(image, path, min(long_side, RETRY_LONG_SIDE))
+        est = _attempt(image, path, min(long_side, RETRY_LONG_SIDE), turn)
         est.diagnostics["full_size_retry"] = exc.reason
         return est
 
 
-def _attempt(image: np.ndarray, path: str | Path | None, work_long_side: int) -> PageEstimate:
+def _attempt(image: np.ndarray, path: str | Path | None, work_long_side: int, turn: int = 0) -> PageEstimate:
     try:
-        return _estimate(image, path, work_long_side)
+        return _estimate(image, path, work_long_side, turn)
     except EcgmlError:
         raise
     except (cv2.error, np.linalg.LinAlgError, ValueError, IndexError, ZeroDivisionError) as exc:
@@ -162,7 +165,7 @@ def _attempt(image: np.ndarray, path: str | Path | None, work_long_side: int) ->
         ) from exc
 
 
-def _estimate(image: np.ndarray, path: str | Path | None, work_long_side: int) -> PageEstimate:
+def _estimate(image: np.ndarray, path: str | Path | None, work_long_side: int, turn: int = 0) -> PageEstimate:
     t_start = time.perf_counter()
     h0, w0 = image.shape[:2]
     scale = min(1.0, work_long_side / max(h0, w0))
@@ -254,7 +257,7 @@ def _estimate(image: np.ndarray, path: str | Path | None, work_long_side: int) -
     _, ink_r = darkness(rgb_r, int(3 * ORIENT_PPM) | 1)
     paper = valid & _paper_mask(res.tiles_mm, e, valid.shape)
     ori, rows, mask = orient(
-        ink_r.astype(np.float32) * (1 / 255), paper, valid, (e.x0, e.y0, e.x1, e.y1), ORIENT_PPM
+        ink_r.astype(np.float32) * (1 / 255), paper, valid, (e.x0, e.y0, e.x1, e.y1), ORIENT_PPM, turn
     )
     if len(rows.centres) == 0:
         raise EcgmlError(path, "no ECG trace found on the grid")
@@ -281,9 +284,10 @@ def _estimate(image: np.ndarray, path: str | Path | None, work_long_side: int) -
     orientation = int(90 * np.round(angle / 90)) % 360
     c_grid = float(np.clip((res.tile_conf - 0.3) / 0.6, 0, 1))
     c_fit = float(np.exp(-res.fit_rms_mm / 0.5))
-    c_orient = float(np.clip(ori.upright_score / 3.0, 0, 1)) * float(
-        np.clip((ori.axis_score - 1.0) / 0.5, 0, 1)
-    )
+    if turn % 4:
+        diag["turn_forced"] = turn % 4
+    up_score = abs(ori.upright_score) if turn % 4 else ori.upright_score
+    c_orient = float(np.clip(up_score / 3.0, 0, 1)) * float(np.clip((ori.axis_score - 1.0) / 0.5, 0, 1))
     c_layout = float(np.exp(-base_res / 2.0)) if np.isfinite(base_res) else 0.0
     confidence = float(
         np.clip(np.sqrt(c_grid) * c_fit * (0.5 + 0.5 * c_orient) * (0.5 + 0.5 * c_layout), 0, 1)

@@ -346,6 +346,27 @@ def orient(
     inside: np.ndarray,
     ext: tuple[float, float, float, float],
     ppm: float = ORIENT_PPM,
+    turn: int = 0,
+) -> tuple[Orientation, Rows, np.ndarray]:
+    """`_orient`, then `turn` more quarter turns when the caller has stronger evidence (the printed lead
+    names read upside down): the rows are then measured again on the page turned that way."""
+    ori, rows, m = _orient(ink_r, paper, inside, ext, ppm)
+    if turn % 4 == 0:
+        return ori, rows, m
+    k = (ori.k + turn) % 4
+    m = np.ascontiguousarray(np.rot90(m, k=-(turn % 4)))
+    te = turned_extent(k, ext)
+    rows = _rows(m, te[0], te[1], ppm, np.rot90(inside, k=-k))
+    rows.extras["columns"] = separator_columns(m, rows, te, ppm)
+    return Orientation(k, ori.axis_score, -ori.upright_score), rows, m
+
+
+def _orient(
+    ink_r: np.ndarray,
+    paper: np.ndarray,
+    inside: np.ndarray,
+    ext: tuple[float, float, float, float],
+    ppm: float = ORIENT_PPM,
 ) -> tuple[Orientation, Rows, np.ndarray]:
     """Quarter turn k of the frame (upright = rot(k) @ frame), the rows in upright mm, the upright mask.
 
