@@ -7,7 +7,8 @@ Each variant is a folder holding an `ecgml` package (e.g. `git archive COMMIT ec
 a fresh `python -m ecgml digitize PAGE --out DIR` process with PYTHONPATH=DIR. Per run: start-up = process
 start (just before the parent launches it) to the first stage (geometry starts on the image), and the total
 wall time of the process; variants take turns (A, B, A, B, ...); medians are printed. The first run of each
-variant is reported apart: it may fill a cache (the exported ONNX graph) that later runs read.
+variant is reported apart: it may fill a cache (the exported ONNX graph) that later runs read; each variant
+has its own cache folder (ECGML_CACHE_DIR) in the benchmark's temporary folder.
 """
 
 from __future__ import annotations
@@ -57,7 +58,8 @@ def run_once(code_dir: Path, page: Path, out: Path) -> tuple[float, float]:
     """(start-up s, total s) of one `ecgml digitize PAGE` process using the package in `code_dir` (run
     in the page's folder: `python -c` puts the working directory before PYTHONPATH)."""
     env = {**os.environ, "PYTHONPATH": str(code_dir)}
-    env.pop("ECGML_CACHE_DIR", None)  # the default: beside the weights
+    # Each variant's graph cache in the benchmark's own folder, not the user's home.
+    env["ECGML_CACHE_DIR"] = str(out.parent / f"cache-{out.name}")
     t0 = time.time()
     proc = subprocess.run(
         [sys.executable, "-c", WRAPPER, "digitize", str(page), "--out", str(out), "--overwrite"],

@@ -88,12 +88,12 @@ def prepare(grey: np.ndarray) -> np.ndarray:
 
 @functools.lru_cache(maxsize=2)
 def load_reader(path: str | None = None) -> Any:
-    """The shipped reader (eval mode), or None when this install has no weights."""
-    import torch
-
+    """The shipped reader (eval mode), or None when this install has no weights (torch not imported)."""
     p = Path(path) if path else WEIGHTS
     if not p.exists():
         return None
+    import torch
+
     net = _net()
     net.load_state_dict(torch.load(p, map_location="cpu", weights_only=True))
     net.eval()

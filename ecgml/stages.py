@@ -285,7 +285,8 @@ def train_work_dir(p: Params) -> Path:
     if p.train.init == "shipped" and SHIPPED_WEIGHTS.exists():
         h.update(SHIPPED_WEIGHTS.read_bytes())
     code = Path(__file__).resolve().parent
-    for f in sorted([*(code / "training").glob("*.py"), code / "trace" / "model.py"]):
+    trace = [code / "trace" / f for f in ("model.py", "net.py", "net_config.py")]
+    for f in sorted([*(code / "training").glob("*.py"), *trace]):
         h.update(f.read_bytes())
     return p.path(p.train.work) / h.hexdigest()[:16]
 

@@ -9,13 +9,8 @@ import torch
 from ecgml.geometry.canonical import CanonicalPage, canonical_page
 from ecgml.records import read_wfdb
 from ecgml.render.presets import render
-from ecgml.trace.model import (
-    TraceModelConfig,
-    TraceUNet,
-    UNetExtractor,
-    local_centroid,
-    soft_argmax,
-)
+from ecgml.trace.model import TraceModelConfig, UNetExtractor, local_centroid
+from ecgml.trace.net import TraceUNet, soft_argmax
 from ecgml.trace.seed import SeedBaseline, SeedCNN, SeedConfig
 from ecgml.training.dataset import TruthPage, page_targets, perturb_map
 from ecgml.training.trace import trace_loss

@@ -11,13 +11,13 @@ from scipy.ndimage import maximum_filter1d
 from ecgml.trace import runtime
 from ecgml.trace.model import (
     TraceModelConfig,
-    TraceUNet,
     UNetExtractor,
     centroid_from_log_probs,
     load_extractor,
     log_probs_by_column,
     track_paths,
 )
+from ecgml.trace.net import TraceUNet
 
 TINY = TraceModelConfig(channels=(4, 8, 8), strip_mm=16.0, s2d=(2, 2), x_up=2)
 FAST = runtime.available_runtimes()

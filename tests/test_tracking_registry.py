@@ -161,7 +161,8 @@ def test_learned_model_roundtrip_keeps_weights_and_config(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A learned candidate's weights and their .json config both come back from the registry."""
-    from ecgml.trace.model import TraceModelConfig, build_model, save_weights
+    from ecgml.trace.model import TraceModelConfig
+    from ecgml.trace.net import build_model, save_weights
 
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     model_dir = tmp_path / "cand"

@@ -13,7 +13,8 @@ import torch
 from ecgml.errors import EcgmlError
 from ecgml.records import iter_wfdb_paths, read_wfdb
 from ecgml.render.presets import render
-from ecgml.trace.model import TraceModelConfig, load_extractor, load_model
+from ecgml.trace.model import TraceModelConfig, load_extractor
+from ecgml.trace.net import load_model
 from ecgml.training.dataset import (
     StripSampler,
     TruthPage,

@@ -14,7 +14,8 @@ import torch
 
 from ecgml.records import iter_wfdb_paths, read_wfdb
 from ecgml.render.presets import render
-from ecgml.trace.model import TraceModelConfig, load_extractor, load_model
+from ecgml.trace.model import TraceModelConfig, load_extractor
+from ecgml.trace.net import load_model
 from ecgml.training.dataset import TruthPage, page_targets, write_cached
 from ecgml.training.options import TrainOptions
 from ecgml.training.train import train_any

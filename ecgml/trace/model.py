@@ -7,30 +7,29 @@ predicts, for every column, a distribution over y (a heatmap, softmax over the s
 weighted centroid around its peak gives a sub-pixel y and the peak's mass a confidence. The output has
 `x_up` sub-columns per input column (interleaved output channels), so the trace is read at twice the
 canonical page's horizontal density at almost no cost.
+
+This module reads the network's output with numpy; the network itself (torch) is `ecgml.trace.net`, and
+`load_extractor` imports it only when no exported graph of the weights is cached (`ecgml.trace.runtime`).
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import cv2
 import numpy as np
-import torch
-import torch.nn.functional as F
 from scipy.ndimage import maximum_filter1d
-from torch import nn
+from scipy.special import log_softmax
 
-from ecgml.errors import EcgmlError
 from ecgml.geometry.canonical import CanonicalPage
 from ecgml.layout import Cell, PageLayout
+from ecgml.trace.net_config import DEFAULT_WEIGHTS, WEIGHTS_DIR, TraceModelConfig, read_weights_info
 from ecgml.trace.types import CellTrace
 
-WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
-DEFAULT_WEIGHTS = WEIGHTS_DIR / "trace_unet.pt"
+__all__ = ["DEFAULT_WEIGHTS", "WEIGHTS_DIR", "TraceModelConfig", "UNetExtractor", "load_extractor"]
 DECODE_RADIUS_PX = 4  # half-width of the centroid window around each column's peak
 MAX_STEP_PX = 48  # largest y move (px) between neighbouring output columns the path decoder allows
 MIN_CONFIDENCE = 0.05  # below this a column is reported as unreadable (NaN)
@@ -43,124 +42,15 @@ EDGE_MM = 0.0  # columns this close to a cell's ends are left to assembly's gap 
 # (validation-record tuning set: 0.3 -> 0 mm +0.37 dB; QRS cut by a cell end carry most edge error)
 
 
-@dataclass
-class TraceModelConfig:
-    """Everything that fixes the network and the strips it reads; saved next to the weights."""
-
-    arch: str = "unet"
-    px_per_mm: tuple[float, float] = (8.0, 8.0)  # canonical raster the model reads
-    # strip height, centred on the row baseline: ±32 mm = ±3.2 mV at 10 mm/mV. 48 mm clipped the large
-    # precordial QRS complexes; 80 mm let neighbouring rows in (BENCHMARKS.md, "strip height").
-    strip_mm: float = 64.0
-    channels: tuple[int, ...] = (16, 24, 32, 48, 64)  # one per level; len-1 poolings
-    s2d: tuple[int, int] = (2, 2)  # (y, x) space-to-depth of the input; the head shuffles back
-    x_up: int = 2  # output sub-columns per input column
-    sigma_px: float = 1.0  # width of the Gaussian target over y (CoordLoss)
-    l1_weight: float = 1.0  # weight of the soft-argmax L1 term (in mm)
-
-    @property
-    def pool(self) -> int:
-        """Total downsampling factor (the strip's height and width are padded to a multiple of it)."""
-        return 2 ** (len(self.channels) - 1) * max(self.s2d)
-
-    @property
-    def strip_px(self) -> int:
-        """Strip height in px, rounded up to a multiple of the total pooling factor."""
-        return int(np.ceil(self.strip_mm * self.px_per_mm[1] / self.pool) * self.pool)
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> TraceModelConfig:
-        d = dict(d)
-        d["px_per_mm"] = tuple(d["px_per_mm"])
-        d["channels"] = tuple(d["channels"])
-        d["s2d"] = tuple(d.get("s2d", (1, 1)))
-        return cls(**{k: v for k, v in d.items() if k in cls.__dataclass_fields__})
-
-
-class _Block(nn.Module):
-    def __init__(self, cin: int, cout: int, dilation: int = 1) -> None:
-        super().__init__()
-        self.net = nn.Sequential(
-            nn.Conv2d(cin, cout, 3, padding=1, bias=False),
-            nn.BatchNorm2d(cout),
-            nn.ReLU(inplace=True),
-            nn.Conv2d(cout, cout, 3, padding=dilation, dilation=dilation, bias=False),
-            nn.BatchNorm2d(cout),
-            nn.ReLU(inplace=True),
-        )
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net(x)
-
-
-class TraceUNet(nn.Module):
-    """(B, 3, H, W) uint8-range RGB strips -> (B, H, W * x_up) logits over y for every output column.
-
-    The input is folded space-to-depth by `s2d` (lossless: neighbouring pixels become channels) so the
-    network runs at a coarser raster, and the head unfolds its output back (sub-pixel convolution) to
-    full height and `x_up` times the width: most of the cost of a full-resolution U-Net is avoided.
-    """
-
-    def __init__(self, cfg: TraceModelConfig) -> None:
-        super().__init__()
-        self.cfg = cfg
-        ch = cfg.channels
-        sy, sx = cfg.s2d
-        self.enc = nn.ModuleList()
-        cin = 3 * sy * sx + 1  # folded RGB + signed distance from the strip centre
-        for i, c in enumerate(ch):
-            self.enc.append(_Block(cin, c, dilation=2 if i == len(ch) - 1 else 1))
-            cin = c
-        self.dec = nn.ModuleList()
-        for i in range(len(ch) - 2, -1, -1):
-            self.dec.append(_Block(ch[i + 1] + ch[i], ch[i]))
-        self.head = nn.Conv2d(ch[0], sy * sx * cfg.x_up, 1)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        b, _, h, w = x.shape
-        sy, sx = self.cfg.s2d
-        hs, ws = h // sy, w // sx
-        x = x / 127.5 - 1.0
-        # (B, 3, hs*sy, ws*sx) -> (B, 3*sy*sx, hs, ws)
-        x = x.view(b, 3, hs, sy, ws, sx).permute(0, 1, 3, 5, 2, 4).reshape(b, 3 * sy * sx, hs, ws)
-        yy = (
-            torch.linspace(-1.0, 1.0, hs, device=x.device, dtype=x.dtype)
-            .view(1, 1, hs, 1)
-            .expand(b, 1, hs, ws)
-        )
-        x = torch.cat([x, yy], dim=1)
-        skips = []
-        for i, blk in enumerate(self.enc):
-            if i > 0:
-                x = F.max_pool2d(x, 2)
-            x = blk(x)
-            skips.append(x)
-        for j, blk in enumerate(self.dec):
-            skip = skips[-2 - j]
-            x = F.interpolate(x, size=skip.shape[-2:], mode="nearest")
-            x = blk(torch.cat([x, skip], dim=1))
-        out = self.head(x)  # (B, sy*sx*x_up, hs, ws): channel = (dy, dx, k)
-        out = out.view(b, sy, sx * self.cfg.x_up, hs, ws).permute(0, 3, 1, 4, 2)
-        return out.reshape(b, h, w * self.cfg.x_up)
-
-
-def soft_argmax(logits: torch.Tensor) -> torch.Tensor:
-    """Expected y (px, centre convention i + 0.5) of each column of (B, H, W) logits; differentiable."""
-    p = torch.softmax(logits, dim=1)
-    pos = torch.arange(logits.shape[1], device=logits.device, dtype=logits.dtype).view(1, -1, 1) + 0.5
-    return (p * pos).sum(dim=1)
-
-
-def log_probs_by_column(logits: torch.Tensor | np.ndarray) -> np.ndarray:
+def log_probs_by_column(logits: Any) -> np.ndarray:
     """(..., H, W) logits -> (..., W, H) float32 log-probabilities over y, one contiguous row per column.
 
     Computed once per page; path decoding and the centroid both read it (no second softmax).
     """
-    lg = torch.as_tensor(logits, dtype=torch.float32).detach()
-    return torch.log_softmax(lg, dim=-2).transpose(-1, -2).contiguous().numpy()
+    if hasattr(logits, "detach"):  # a torch tensor (training's validation)
+        logits = logits.detach().cpu().numpy()
+    lp = log_softmax(np.asarray(logits, dtype=np.float32), axis=-2).astype(np.float32, copy=False)
+    return np.ascontiguousarray(np.swapaxes(lp, -1, -2))
 
 
 def centroid_from_log_probs(
@@ -183,7 +73,7 @@ def centroid_from_log_probs(
 
 
 def local_centroid(
-    logits: torch.Tensor | np.ndarray, radius: int = DECODE_RADIUS_PX, centre: np.ndarray | None = None
+    logits: Any, radius: int = DECODE_RADIUS_PX, centre: np.ndarray | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
     """Sub-pixel y (px, centres at i + 0.5) and confidence per column of (B, H, W) or (H, W) logits:
     centroid of p within ±radius of the peak (or of `centre`, (B, W) or (W,) integer rows).
@@ -240,12 +130,6 @@ def track_paths(lps: list[np.ndarray], max_step: int = MAX_STEP_PX) -> list[np.n
 def track_path(logits: np.ndarray, max_step: int = MAX_STEP_PX) -> np.ndarray:
     """Integer y per column of (H, W) logits: the continuous path of `track_paths` for one cell."""
     return track_paths([log_probs_by_column(logits)], max_step)[0]
-
-
-def build_model(cfg: TraceModelConfig) -> nn.Module:
-    if cfg.arch != "unet":
-        raise ValueError(f"unknown trace architecture {cfg.arch!r}")
-    return TraceUNet(cfg)
 
 
 # ---------------------------------------------------------------- strips of the canonical page
@@ -310,7 +194,7 @@ class UNetExtractor:
     faster runtime by `load_extractor`); an extractor built around a model being trained has none.
     """
 
-    model: nn.Module
+    model: Any  # the torch module (ecgml.trace.net), or None when only the exported graph is loaded
     cfg: TraceModelConfig
     name: str = "unet"
     radius: int = DECODE_RADIUS_PX
@@ -322,7 +206,6 @@ class UNetExtractor:
 
     runner: Callable[[np.ndarray], np.ndarray] | None = None  # fast runtime (ecgml.trace.runtime)
 
-    @torch.no_grad()
     def row_logits(self, page: CanonicalPage, baselines_mm: list[float]) -> tuple[np.ndarray, list[int]]:
         """(rows, strip_px, W * x_up) logits, one strip per baseline, and each strip's top row (px)."""
         img = page_at(page, self.cfg.px_per_mm)
@@ -342,11 +225,14 @@ class UNetExtractor:
         if self.runner is not None:
             logits = self.runner(x)
         else:
+            import torch
+
             self.model.eval()
-            logits = self.model(torch.from_numpy(x)).numpy()
+            with torch.no_grad():
+                logits = self.model(torch.from_numpy(x)).numpy()
         if not self.flips:
             return logits
-        return torch.log_softmax(torch.from_numpy(np.ascontiguousarray(logits)), dim=1).numpy()
+        return log_softmax(np.asarray(logits, dtype=np.float32), axis=1).astype(np.float32, copy=False)
 
     def extract(self, page: CanonicalPage, layout: PageLayout) -> list[CellTrace]:
         rows = sorted({c.row for c in layout.cells})
@@ -376,67 +262,29 @@ class UNetExtractor:
         return out
 
 
-class _Config(Protocol):
-    def to_dict(self) -> dict[str, Any]: ...
-
-
-def save_weights(
-    model: nn.Module, cfg: _Config, path: str | Path, meta: dict[str, Any] | None = None
-) -> Path:
-    """A plain state_dict at `path` and its config (plus `meta`) at `path` with suffix .json."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    torch.save(model.state_dict(), path)
-    path.with_suffix(".json").write_text(json.dumps({"config": cfg.to_dict(), "meta": meta or {}}, indent=2))
-    return path
-
-
-def read_weights_info(path: Path) -> dict[str, Any]:
-    """The .json beside a weights file ({"config", "meta"}), without loading the weights."""
-    cfg_path = path.with_suffix(".json")
-    try:
-        return dict(json.loads(cfg_path.read_text()))
-    except (OSError, ValueError) as exc:
-        raise EcgmlError(cfg_path, f"cannot read the weights' config: {exc}") from exc
-
-
-def read_weights(path: Path, what: str) -> tuple[dict[str, Any], dict[str, Any]]:
-    """A weights file and the .json config beside it, as (state_dict, {"config", "meta"}); clear errors."""
-    cfg_path = path.with_suffix(".json")
-    if not path.exists() or not cfg_path.exists():
-        raise EcgmlError(path, f"{what} weights or their .json config are missing")
-    info = json.loads(cfg_path.read_text())
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except (RuntimeError, OSError, ValueError) as exc:
-        raise EcgmlError(path, f"cannot load {what} weights: {exc}") from exc
-    return state, info
-
-
-def load_state(model: nn.Module, state: dict[str, Any], path: Path, what: str) -> nn.Module:
-    try:
-        model.load_state_dict(state)
-    except (RuntimeError, ValueError) as exc:
-        raise EcgmlError(path, f"cannot load {what} weights: {exc}") from exc
-    return model.eval()
-
-
-def load_model(path: str | Path | None = None) -> tuple[nn.Module, TraceModelConfig, dict[str, Any]]:
-    path = Path(path) if path is not None else DEFAULT_WEIGHTS
-    state, info = read_weights(path, "trace model")
-    cfg = TraceModelConfig.from_dict(info["config"])
-    model = load_state(build_model(cfg), state, path, "trace model")
-    return model, cfg, info.get("meta", {})
-
-
 def load_extractor(
     path: str | Path | None = None, runtime: str | None = None, threads: int | None = None
 ) -> UNetExtractor:
     """The shipped trace model (ecgml/weights/trace_unet.pt) unless `path` names other weights, run by
-    ONNX Runtime when installed (`ecgml.trace.runtime.make_runner`; runtime "torch" keeps it eager)."""
-    from ecgml.trace.runtime import make_runner
+    ONNX Runtime when installed (`ecgml.trace.runtime`; runtime "torch" keeps it eager).
+
+    When the exported graph of these weights is cached, it is run without loading the weights into
+    torch (nor importing torch); otherwise the network is loaded, exported and the graph cached."""
+    from ecgml.trace.runtime import cached_runner, make_runner
 
     weights = Path(path) if path is not None else DEFAULT_WEIGHTS
+    try:
+        info = read_weights_info(weights)
+        cfg = TraceModelConfig.from_dict(info["config"])
+    except Exception:  # noqa: BLE001 - load_model below says what is wrong with these weights
+        info = {}
+    if info:
+        runner = cached_runner(weights, (1, 3, cfg.strip_px, 4 * cfg.pool), runtime, threads)
+        if runner is not None:
+            meta = {**info.get("meta", {}), "runtime": runner.runtime, "threads": runner.threads}
+            return UNetExtractor(None, cfg, meta=meta, runner=runner)
+    from ecgml.trace.net import load_model
+
     model, cfg, meta = load_model(weights)
     runner = make_runner(model, (1, 3, cfg.strip_px, 4 * cfg.pool), runtime, threads, weights=weights)
     meta = {**meta, "runtime": runner.runtime, "threads": runner.threads}

@@ -4,19 +4,25 @@ OpenVINO or ONNX Runtime.
 Why: eager torch spends ~1.5-2 s per page on this small, wide U-Net on 2 cores; the same graph with
 batch norm folded runs 4-7x faster in ONNX Runtime (~0.4 s) and OpenVINO (~0.3 s), with logits equal to
 ~1e-5. The export costs about a second, which a user digitizing one image per process paid every time, so
-the exported graph of a weights file is cached (`cached_onnx`): beside the weights, else in a user cache
-folder, named by a hash of the weights, their config and the exporter, written whole under a temporary
-name and renamed (two processes starting at once both write a complete file; the second rename wins).
-Nothing is downloaded. When neither runtime is installed, or the export fails, the eager model is used.
+the exported graph of a weights file is cached (`cached_onnx`), named by a hash of the weights, their
+config and the exporter, written whole under a temporary name and renamed (two processes starting at
+once both write a complete file; the second rename wins). A cached graph is run without importing torch
+(`cached_runner`). Nothing is downloaded. When neither runtime is installed, or the export fails, the
+eager model is used.
 
-`ECGML_RUNTIME` (auto | openvino | onnxruntime | torch) overrides the choice, `ECGML_THREADS` the
-thread count (default: up to 2, the machine this project is sized for) and `ECGML_CACHE_DIR` where the
-exported graphs go (default: beside the weights, else $XDG_CACHE_HOME/ecgml or ~/.cache/ecgml).
+Where graphs go (`onnx_cache_dirs`): for the weights shipped inside the package (ecgml/weights/, a DVC
+dependency of the train stage, which a new file there would make retrain) and for weights in a folder
+that cannot be written, the user cache folder: $ECGML_CACHE_DIR, else $XDG_CACHE_HOME/ecgml, else
+~/.cache/ecgml, else (unwritable) a per-user folder in the temporary directory; any other weights get
+theirs beside them (a model folder carries its graph). `ECGML_RUNTIME` (auto | openvino | onnxruntime |
+torch) overrides the choice of runtime, `ECGML_THREADS` the thread count (default: up to 2, the machine
+this project is sized for).
 """
 
 from __future__ import annotations
 
 import hashlib
+import importlib.metadata
 import importlib.util
 import logging
 import os
@@ -29,8 +35,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
-from torch import nn
 
 from ecgml.atomic import atomic_path
 
@@ -43,6 +47,8 @@ AUTO_ORDER = ("onnxruntime", "openvino")
 DEFAULT_THREADS = 2
 OPSET = 17
 ONNX_CACHE_FORMAT = 1  # bump when the export itself changes (names, axes, exporter options)
+PACKAGE_WEIGHTS = Path(__file__).resolve().parent.parent / "weights"
+SHARED_KEEP = 4  # graphs of one weights name kept in a shared cache folder (others may be other weights')
 
 
 @dataclass
@@ -82,8 +88,10 @@ def available_runtimes() -> list[str]:
     return [r for r in AUTO_ORDER if importlib.util.find_spec(r) is not None]
 
 
-def export_onnx(model: nn.Module, example: torch.Tensor) -> bytes:
-    """The model as ONNX bytes with dynamic batch, height and width (TorchScript exporter, opset 17)."""
+def export_onnx(model: Any, example: Any) -> bytes:
+    """The torch model as ONNX bytes with dynamic batch, height and width (TorchScript exporter, opset 17)."""
+    import torch
+
     model.eval()
     with tempfile.TemporaryDirectory(prefix="ecgml-onnx-") as tmp, warnings.catch_warnings(), torch.no_grad():
         path = Path(tmp) / "trace.onnx"
@@ -101,41 +109,83 @@ def export_onnx(model: nn.Module, example: torch.Tensor) -> bytes:
         return path.read_bytes()
 
 
+def _torch_version() -> str:
+    """The installed torch's version, read from its metadata (importing torch costs ~1.5 s)."""
+    try:
+        return importlib.metadata.version("torch")
+    except importlib.metadata.PackageNotFoundError:
+        return "none"
+
+
 def onnx_cache_key(weights: Path, example_shape: tuple[int, ...]) -> str:
     """Hash of what the exported graph depends on: the weights and config files, torch, opset, format."""
     h = hashlib.sha256()
     for f in (weights, weights.with_suffix(".json")):
         h.update(f.read_bytes() if f.exists() else b"")
-    h.update(f"{torch.__version__}|{OPSET}|{ONNX_CACHE_FORMAT}|{tuple(example_shape)}".encode())
+    h.update(f"{_torch_version()}|{OPSET}|{ONNX_CACHE_FORMAT}|{tuple(example_shape)}".encode())
     return h.hexdigest()[:24]
 
 
-def onnx_cache_dirs(weights: Path) -> list[Path]:
-    """Where exported graphs are looked for and written, in order: $ECGML_CACHE_DIR if set, else beside
-    the weights, then the user cache folder (for a package folder that is not writable)."""
+def user_cache_dir() -> Path:
+    """$ECGML_CACHE_DIR, else $XDG_CACHE_HOME/ecgml, else ~/.cache/ecgml."""
     env = os.environ.get("ECGML_CACHE_DIR", "").strip()
     if env:
-        return [Path(env)]
+        return Path(env)
     xdg = os.environ.get("XDG_CACHE_HOME", "").strip()
-    return [weights.parent, (Path(xdg) if xdg else Path.home() / ".cache") / "ecgml"]
+    return (Path(xdg) if xdg else Path.home() / ".cache") / "ecgml"
 
 
-def cached_onnx(model: nn.Module, example_shape: tuple[int, int, int, int], weights: Path) -> bytes:
-    """The ONNX graph of `model` (loaded from `weights`): read from the cache, else exported and cached.
+def temp_cache_dir() -> Path:
+    """The last resort when the user cache cannot be written: a per-user folder in the temp directory."""
+    user = os.getuid() if hasattr(os, "getuid") else os.environ.get("USERNAME", "user")
+    return Path(tempfile.gettempdir()) / f"ecgml-cache-{user}"
 
-    The file is written under a temporary name in its folder and renamed, so a reader never sees half a
-    file; other graphs of the same weights name (older weights) are removed. A folder that cannot be
-    written is skipped; with none writable the graph is just not cached."""
+
+def onnx_cache_dirs(weights: Path) -> list[Path]:
+    """Where the graph of `weights` is looked for and written, in order: beside them (not for the
+    package's shipped weights), the user cache folder, the temporary one."""
+    shared = [user_cache_dir(), temp_cache_dir()]
+    if weights.resolve().parent == PACKAGE_WEIGHTS:
+        return shared
+    return [weights.parent, *shared]
+
+
+def cached_graph(weights: Path, example_shape: tuple[int, int, int, int]) -> tuple[Path, bytes] | None:
+    """The cached graph of `weights` (path, bytes), or None; reads files only (no torch)."""
     name = f"{weights.stem}.{onnx_cache_key(weights, example_shape)}.onnx"
-    dirs = onnx_cache_dirs(weights)
-    for folder in dirs:
+    for folder in onnx_cache_dirs(weights):
         try:
             data = (folder / name).read_bytes()
         except OSError:
             continue
         if data:
-            return data
+            return folder / name, data
+    return None
+
+
+def _prune(folder: Path, stem: str, keep: str, shared: bool) -> None:
+    """Beside the weights: drop graphs of earlier weights of that name. In a shared folder, where graphs
+    of other weights of the same name live too, keep the SHARED_KEEP newest."""
+    olds = [f for f in folder.glob(f"{stem}.*.onnx") if f.name != keep and len(f.name) == len(keep)]
+    if shared:
+        olds = sorted(olds, key=lambda f: f.stat().st_mtime, reverse=True)[SHARED_KEEP - 1 :]
+    for old in olds:
+        old.unlink(missing_ok=True)
+
+
+def cached_onnx(model: Any, example_shape: tuple[int, int, int, int], weights: Path) -> bytes:
+    """The ONNX graph of `model` (loaded from `weights`): read from the cache, else exported and cached.
+
+    The file is written under a temporary name in its folder and renamed, so a reader never sees half a
+    file. A folder that cannot be written is skipped; with none writable the graph is just not cached."""
+    import torch
+
+    found = cached_graph(weights, example_shape)
+    if found is not None:
+        return found[1]
+    name = f"{weights.stem}.{onnx_cache_key(weights, example_shape)}.onnx"
     data = export_onnx(model, torch.zeros(example_shape))
+    dirs = onnx_cache_dirs(weights)
     for folder in dirs:
         try:
             folder.mkdir(parents=True, exist_ok=True)
@@ -144,11 +194,39 @@ def cached_onnx(model: nn.Module, example_shape: tuple[int, int, int, int], weig
         except OSError as exc:
             log.debug("cannot cache the ONNX graph in %s: %s", folder, exc)
             continue
-        for old in folder.glob(f"{weights.stem}.*.onnx"):
-            if old.name != name and len(old.name) == len(name):
-                old.unlink(missing_ok=True)  # a graph of weights that have since changed
+        _prune(folder, weights.stem, name, shared=folder != weights.parent)
         break
     return data
+
+
+def cached_runner(
+    weights: Path,
+    example_shape: tuple[int, int, int, int],
+    runtime: str | None = None,
+    threads: int | None = None,
+) -> LogitsRunner | None:
+    """A runner on the cached graph of `weights`, without torch; None when there is no cached graph, the
+    runtime asked for is torch or not installed, or the graph does not load (it is then removed, and
+    `make_runner` exports it again)."""
+    want = requested_runtime(runtime)
+    if want == "torch":
+        return None
+    found = cached_graph(Path(weights), example_shape)
+    if found is None:
+        return None
+    path, onnx = found
+    n = runtime_threads(threads)
+    makers: dict[str, Any] = {"openvino": _openvino_fn, "onnxruntime": _onnxruntime_fn}
+    for name in AUTO_ORDER if want == "auto" else (want,):
+        if importlib.util.find_spec(name) is None:
+            continue
+        try:
+            return LogitsRunner(name, n, makers[name](onnx, n))
+        except Exception as exc:  # noqa: BLE001 - a damaged cache file must not stop digitizing
+            log.warning("cached graph %s does not load in %s (%s); exporting again", path, name, exc)
+            path.unlink(missing_ok=True)
+            return None
+    return None
 
 
 def _onnxruntime_fn(onnx: bytes, threads: int) -> Callable[[np.ndarray], np.ndarray]:
@@ -191,7 +269,9 @@ def _openvino_fn(onnx: bytes, threads: int) -> Callable[[np.ndarray], np.ndarray
     return run
 
 
-def _torch_fn(model: nn.Module) -> Callable[[np.ndarray], np.ndarray]:
+def _torch_fn(model: Any) -> Callable[[np.ndarray], np.ndarray]:
+    import torch
+
     def run(x: np.ndarray) -> np.ndarray:
         model.eval()
         with torch.no_grad():
@@ -201,7 +281,7 @@ def _torch_fn(model: nn.Module) -> Callable[[np.ndarray], np.ndarray]:
 
 
 def make_runner(
-    model: nn.Module,
+    model: Any,
     example_shape: tuple[int, int, int, int],
     runtime: str | None = None,
     threads: int | None = None,
@@ -213,6 +293,8 @@ def make_runner(
     holds a snapshot of the weights: a model trained further needs a new runner. With `weights` (the
     file `model` was loaded from) the exported graph is cached (`cached_onnx`).
     """
+    import torch
+
     want = requested_runtime(runtime)
     n = runtime_threads(threads)
     order = AUTO_ORDER if want == "auto" else ((want,) if want != "torch" else ())

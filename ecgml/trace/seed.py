@@ -20,7 +20,8 @@ from scipy.signal import butter, sosfiltfilt
 from torch import nn
 
 from ecgml.records import LEADS, Record, resample_signal
-from ecgml.trace.model import WEIGHTS_DIR, load_state, read_weights, save_weights
+from ecgml.trace.net import load_state, read_weights, save_weights
+from ecgml.trace.net_config import WEIGHTS_DIR
 
 SEED_WEIGHTS = WEIGHTS_DIR / "seed_cnn.pt"
 SEED_HW = (256, 320)

@@ -16,15 +16,8 @@ import numpy as np
 import torch
 
 from ecgml.errors import EcgmlError
-from ecgml.trace.model import (
-    TraceModelConfig,
-    build_model,
-    load_model,
-    local_centroid,
-    read_weights_info,
-    save_weights,
-    soft_argmax,
-)
+from ecgml.trace.model import TraceModelConfig, local_centroid, read_weights_info
+from ecgml.trace.net import build_model, load_model, save_weights, soft_argmax
 from ecgml.training.batches import StepStrips, step_batches
 from ecgml.training.dataset import StripSampler, read_index
 from ecgml.training.device import Placement, peak_memory
