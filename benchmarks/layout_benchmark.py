@@ -46,9 +46,11 @@ def run_pages(
     model: str | None,
     fs: int,
     json_out: Path | None = None,
+    read_labels: bool = True,
 ) -> list[PageResult]:
     """Digitize and score every page; with `json_out`, the results so far are rewritten after each page."""
     dig = load_digitizer(model)
+    dig.read_labels = read_labels
     out: list[PageResult] = []
     for name, fam, png, truth, orientation in items:
         t0 = time.perf_counter()
@@ -105,6 +107,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--limit", type=int, default=0, help="only the first N pages (quick looks)")
     ap.add_argument("--families", default="", help="families of the renderer set, comma-separated")
     ap.add_argument("--json", type=Path, default=None)
+    ap.add_argument("--no-labels", action="store_true", help="digitize without the printed-label reader")
     ap.add_argument("--fit-calibration", type=Path, default=None)
     ap.add_argument("--out", type=Path, default=None)
     ap.add_argument("--rescore", type=Path, default=None)
@@ -136,7 +139,7 @@ def main(argv: list[str] | None = None) -> int:
         items += interleave([(n, "outside " + f, p, t, 0) for n, f, p, t in outside_pages(a.outside)])
     if a.limit:
         items = items[: a.limit]
-    pages = run_pages(items, a.model, 500, a.json)
+    pages = run_pages(items, a.model, 500, a.json, not a.no_labels)
     print(markdown(pages))
     return 0
 

@@ -33,7 +33,7 @@ WEIGHTS = Path(__file__).resolve().parent / "weights" / "label_reader.pt"
 SEARCH_X_MM = (-3.0, 12.0)
 SEARCH_Y_MM = (-16.0, 14.0)
 READ_AT = 0.8  # a name read with this probability counts as printed there
-UPSIDE_DOWN_AT = 2.0  # label evidence this much stronger on the page turned 180 degrees: orientation doubtful
+UPSIDE_DOWN_AT = 2.0  # this many more names read on the page turned 180 degrees: it is upside down
 # the grid's leads column by column (top to bottom, then left to right) in the orders carts print them
 STANDARD = tuple(LEADS)
 CABRERA = ("aVL", "I", "-aVR", "II", "aVF", "III", *LEADS[6:])
@@ -118,7 +118,7 @@ class LabelReading:
     cells: dict[tuple[int, int], tuple[str, float]] = field(default_factory=dict)  # read name, prob
     agree: float = float("nan")  # share of confidently read cells whose name is the layout's lead
     read: int = 0  # cells with a confidently read name
-    upright: float = 0.0  # summed label evidence upright minus turned 180 degrees
+    upright: float = 0.0  # names read this way up minus names read on the page turned 180 degrees
     seconds: float = 0.0
 
     def to_json(self) -> dict[str, Any]:
@@ -172,8 +172,52 @@ def _cell_reads(
     return out
 
 
+def maps_near(net: Any, ink: np.ndarray, layout: PageLayout) -> np.ndarray:
+    """`class_maps` computed only where the layout's names may be printed: one box per column of cell
+    starts (all its rows, the search window and a patch around it); elsewhere "none". A few times
+    cheaper than the whole page, the same numbers inside the boxes."""
+    kh, kw = int(PATCH_MM[1] * READ_PPM / 8), int(PATCH_MM[0] * READ_PPM / 8)
+    hh, ww = ink.shape[0] // 8 - kh + 1, ink.shape[1] // 8 - kw + 1
+    prob = np.zeros((len(CLASSES), max(hh, 0), max(ww, 0)), np.float32)
+    prob[-1] = 1.0
+    if hh <= 0 or ww <= 0:
+        return prob
+    cols: dict[int, list[float]] = {}
+    for c in layout.cells:
+        cols.setdefault(int(round(c.x0_mm / 2)), []).append(c.baseline_mm)
+    for key, ys in cols.items():
+        x = 2.0 * key
+        j0 = max(int(np.floor((x + SEARCH_X_MM[0] - PATCH_MM[0] / 2) / STRIDE_MM)) - 2, 0)
+        j1 = min(int(np.ceil((x + SEARCH_X_MM[1] - PATCH_MM[0] / 2) / STRIDE_MM)) + 3, ww)
+        i0 = max(int(np.floor((min(ys) + SEARCH_Y_MM[0] - PATCH_MM[1] / 2) / STRIDE_MM)) - 2, 0)
+        i1 = min(int(np.ceil((max(ys) + SEARCH_Y_MM[1] - PATCH_MM[1] / 2) / STRIDE_MM)) + 3, hh)
+        if i1 <= i0 or j1 <= j0:
+            continue
+        # computed two steps wider each way: the trunk's padding then falls outside the box, where the
+        # whole-page map sees page (its receptive field reaches 7 px past the patch)
+        e0, e1, f0, f1 = max(i0 - 2, 0), min(i1 + 2, hh), max(j0 - 2, 0), min(j1 + 2, ww)
+        crop = ink[8 * e0 : 8 * (e1 - 1 + kh) + 16, 8 * f0 : 8 * (f1 - 1 + kw) + 16]
+        prob[:, i0:i1, j0:j1] = class_maps(net, crop)[:, i0 - e0 : i1 - e0, j0 - f0 : j1 - f0]
+    return prob
+
+
+def _turned(layout: PageLayout, size_mm: tuple[float, float]) -> PageLayout:
+    """The layout as it would sit on the page turned 180 degrees (a cell starts where it ended)."""
+    w, h = size_mm
+    cells = [
+        replace(c, x0_mm=w - c.x1_mm, x1_mm=w - c.x0_mm, baseline_mm=h - c.baseline_mm) for c in layout.cells
+    ]
+    return replace(layout, cells=cells, pulses=[])
+
+
+def _names_read(cells: dict[tuple[int, int], tuple[str, float]]) -> float:
+    """Soft count of the names read (probability 0.5 counts 0, 1.0 counts 1)."""
+    return float(sum(np.clip(2 * p - 1, 0, 1) for _, p in cells.values()))
+
+
 def read_labels(page_rgb: np.ndarray, layout: PageLayout, net: Any = None) -> LabelReading | None:
-    """Read the label beside every cell of a rectified page (RGB at READ_PPM px/mm, origin at paper 0, 0)."""
+    """Read the label beside every cell of a rectified page (RGB at READ_PPM px/mm, origin at paper 0, 0),
+    and the same page turned 180 degrees (names read only one way up, except I, II and III)."""
     import time
 
     import cv2
@@ -184,16 +228,15 @@ def read_labels(page_rgb: np.ndarray, layout: PageLayout, net: Any = None) -> La
     t0 = time.perf_counter()
     grey = cv2.cvtColor(page_rgb, cv2.COLOR_RGB2GRAY) if page_rgb.ndim == 3 else page_rgb
     ink = prepare(grey)
-    prob = class_maps(net, ink)
-    cells = _cell_reads(prob, layout, 0.0, 0.0)
-    # the same page turned 180 degrees: labels are readable only one way up
-    flipped = class_maps(net, np.ascontiguousarray(ink[::-1, ::-1]))
-    up = float(prob[: len(LEADS)].max(axis=0).clip(0.5, 1).sum() - 0.5 * prob[0].size)
-    down = float(flipped[: len(LEADS)].max(axis=0).clip(0.5, 1).sum() - 0.5 * flipped[0].size)
+    cells = _cell_reads(maps_near(net, ink, layout), layout, 0.0, 0.0)
+    size = (ink.shape[1] / READ_PPM, ink.shape[0] / READ_PPM)
+    turned = _turned(layout, size)
+    flipped = np.ascontiguousarray(ink[::-1, ::-1])
+    down = _names_read(_cell_reads(maps_near(net, flipped, turned), turned, 0.0, 0.0))
     sure = {k: v for k, v in cells.items() if v[1] >= READ_AT}
     lead_of = {(c.row, c.col): c.lead for c in layout.cells}
     agree = float(np.mean([_lead(v[0]) == lead_of[k] for k, v in sure.items()])) if sure else float("nan")
-    return LabelReading(cells, agree, len(sure), up - down, time.perf_counter() - t0)
+    return LabelReading(cells, agree, len(sure), _names_read(cells) - down, time.perf_counter() - t0)
 
 
 def conflicts(reading: LabelReading | None, layout: PageLayout) -> list[tuple[Any, str]]:

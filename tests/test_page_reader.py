@@ -105,3 +105,20 @@ def test_a_page_without_readable_names_says_so_and_lowers_every_lead_a_little():
     assert out.evidence["label_decision"]["labels"] == "none read"
     assert any("no printed lead name" in n for n in out.notes)
     assert set(label_factors(reading, lay).values()) == {NO_LABELS_FACTOR}
+
+
+def test_maps_near_the_cells_equal_the_whole_page_map_where_names_may_be():
+    import torch
+
+    from ecgml.page_reader import _cell_reads, class_maps, maps_near
+
+    torch.manual_seed(0)
+    net = _net().eval()
+    lay = make_layout("3x4+1R")
+    ink = np.random.default_rng(0).random((int(215.9 * READ_PPM), int(279.4 * READ_PPM))).astype(np.float32)
+    full, near = class_maps(net, ink), maps_near(net, ink, lay)
+    assert full.shape == near.shape
+    computed = near[-1] < 1.0
+    assert computed.mean() < 0.7  # a part of the page only
+    assert np.allclose(full[:, computed], near[:, computed], atol=1e-5)
+    assert _cell_reads(full, lay, 0.0, 0.0) == _cell_reads(near, lay, 0.0, 0.0)

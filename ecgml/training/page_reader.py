@@ -61,13 +61,17 @@ def _degrade(img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     return out
 
 
+RARE_MIX = {"3x5": 1.0, "cabrera-12x1": 1.0, "cabrera-6x2": 1.0, "cabrera-3x4+1R": 1.0}  # -aVR, V4R, V8, V9
+
+
 def page_patches(
-    record_path: Path, rng: np.random.Generator
+    record_path: Path, rng: np.random.Generator, mix: dict[str, float] | None = None
 ) -> tuple[list[np.ndarray], list[int], list[int]]:
     """Patches, classes and kinds (KIND_*) from one freshly drawn page.
 
     Layouts: the training mix, one of every family (Cabrera's -aVR, 15-lead 3x5, half pages) or the
-    Kaggle page; styles: every font, size and placement of `random_style`, or Kaggle's."""
+    Kaggle page; styles: every font, size and placement of `random_style`, or Kaggle's. `mix`: draw only
+    these layouts (RARE_MIX: the names few pages print), in real-world styles."""
     from ecgml.render.layouts import MIXES, parse_layout, with_extra_leads
     from ecgml.render.page import draw_page
     from ecgml.render.presets import kaggle_layout, sample_layout
@@ -76,7 +80,11 @@ def page_patches(
     rec = read_wfdb(record_path)
     rec = resample(rec.window(0, 10), 250, 2500)
     u = rng.random()
-    if u < 0.25:
+    if mix is not None:
+        lay, _ = sample_layout(rng, mix=mix)
+        style = random_style(rng)
+        style.labels = True
+    elif u < 0.25:
         lay, style = kaggle_layout(None), kaggle_style(rng)
     else:
         lay, _ = sample_layout(rng, mix=MIXES["families"] if u < 0.5 else None)
@@ -122,7 +130,11 @@ def page_patches(
 
 
 def make_patches(
-    records: list[Path], n_pages: int, seed: int, cache: Path | None = None
+    records: list[Path],
+    n_pages: int,
+    seed: int,
+    cache: Path | None = None,
+    mix: dict[str, float] | None = None,
 ) -> dict[str, np.ndarray]:
     """Patches of `n_pages` pages (x uint8, y class, kind); saved to `cache` every 100 pages and at the end
     (a partial cache says how many pages it holds, so a long render can be used before it ends)."""
@@ -141,7 +153,7 @@ def make_patches(
         }
 
     for k in range(n_pages):
-        px, py, pk = page_patches(records[int(rng.integers(len(records)))], rng)
+        px, py, pk = page_patches(records[int(rng.integers(len(records)))], rng, mix)
         xs += [(p * 255).round().astype(np.uint8) for p in px]
         ys += py
         kinds += pk
@@ -257,14 +269,16 @@ def train(
     return {"steps": step, "train_seconds": round(time.time() - t0, 1)}
 
 
-def _load_or_make(cache: Path, records: list[Path], pages: int, seed: int) -> dict[str, np.ndarray]:
+def _load_or_make(
+    cache: Path, records: list[Path], pages: int, seed: int, mix: dict[str, float] | None = None
+) -> dict[str, np.ndarray]:
     if cache.exists():
         z = dict(np.load(cache))
         if int(z["pages"]) >= pages:
             return z
         print(f"{cache} holds {int(z['pages'])} of {pages} pages; using it as it is", flush=True)
         return z
-    return make_patches(records, pages, seed, cache)
+    return make_patches(records, pages, seed, cache, mix)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -277,6 +291,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--splits", type=Path, default=Path("data/splits.csv"))
     ap.add_argument("--pages", type=int, default=1200)
     ap.add_argument("--val-pages", type=int, default=120, help="held-out pages of validation-split records")
+    ap.add_argument(
+        "--rare-pages", type=int, default=100, help="extra Cabrera and 15-lead pages (train split)"
+    )
     ap.add_argument("--steps", type=int, default=6000)
     ap.add_argument("--seed", type=int, default=14)
     ap.add_argument("--cache", type=Path, default=Path("runs/label_reader/patches.npz"))
@@ -288,7 +305,16 @@ def main(argv: list[str] | None = None) -> int:
     val = _load_or_make(
         val_cache, bench_records(a.records, a.splits, ("validation",)), a.val_pages, a.seed + 1
     )
-    tr = _load_or_make(a.cache, bench_records(a.records, a.splits, ("train",)), a.pages, a.seed)
+    train_recs = bench_records(a.records, a.splits, ("train",))
+    tr = _load_or_make(a.cache, train_recs, a.pages, a.seed)
+    if a.rare_pages:
+        rare_cache = a.cache.with_name(a.cache.stem + "-rare.npz")
+        rare = _load_or_make(rare_cache, train_recs, a.rare_pages, a.seed + 2, RARE_MIX)
+        tr = {k: np.concatenate([tr[k], rare[k]]) if k != "pages" else tr[k] + rare[k] for k in tr}
+        rare_val_cache = a.cache.with_name(a.cache.stem + "-rare-val.npz")
+        val_recs = bench_records(a.records, a.splits, ("validation",))
+        rv = _load_or_make(rare_val_cache, val_recs, max(a.rare_pages // 4, 1), a.seed + 3, RARE_MIX)
+        val = {k: np.concatenate([val[k], rv[k]]) if k != "pages" else val[k] + rv[k] for k in val}
     print(f"{len(tr['y'])} training patches ({int(tr['pages'])} pages), {len(val['y'])} held out", flush=True)
     if a.render_only:
         return 0
