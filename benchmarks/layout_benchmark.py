@@ -18,9 +18,11 @@ calibration set, `test` for the reported one). Prints per-family figures and the
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import sys
 import time
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +31,7 @@ import numpy as np
 from ecgml.digitize import load_digitizer, load_image
 from ecgml.errors import EcgmlError
 from ecgml.layout_bench import (
+    FAMILIES,
     PageResult,
     failed_page,
     fit_calibration,
@@ -42,7 +45,7 @@ from ecgml.verdict import load_calibration
 
 
 def run_pages(
-    items: list[tuple[str, str, Path, np.ndarray, int | None]],
+    items: Iterable[tuple[str, str, Path, np.ndarray, int | None]],
     model: str | None,
     fs: int,
     json_out: Path | None = None,
@@ -124,21 +127,20 @@ def main(argv: list[str] | None = None) -> int:
         cal = None if a.calibration == "none" else load_calibration(a.calibration)
         print(markdown(recalibrated(load_pages(a.rescore), cal)))
         return 0
-    items: list[tuple[str, str, Path, np.ndarray, int | None]] = []
-    if a.render:
+    items: Iterable[tuple[str, str, Path, np.ndarray, int | None]] = []
+    if a.render:  # rendered page by page as the run reaches it, page i of every family first
         from ecgml.layout_bench import render_set
 
-        items += render_set(
-            a.render, a.records, a.per_family, a.seed, a.splits, tuple(a.from_splits.split(","))
+        fams = tuple(a.families.split(",")) if a.families else FAMILIES
+        items = render_set(
+            a.render, a.records, a.per_family, a.seed, a.splits, tuple(a.from_splits.split(",")), fams
         )
-        if a.families:
-            keep = set(a.families.split(","))
-            items = [it for it in items if it[1] in keep]
-    items = interleave(items)
-    if a.outside:  # after the renderer set (evaluation only, never calibration)
-        items += interleave([(n, "outside " + f, p, t, 0) for n, f, p, t in outside_pages(a.outside)])
     if a.limit:
-        items = items[: a.limit]
+        items = itertools.islice(items, a.limit)
+    if a.outside:  # after the renderer set (evaluation only, never calibration)
+        items = itertools.chain(
+            items, interleave([(n, "outside " + f, p, t, 0) for n, f, p, t in outside_pages(a.outside)])
+        )
     pages = run_pages(items, a.model, 500, a.json, not a.no_labels)
     print(markdown(pages))
     return 0

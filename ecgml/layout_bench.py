@@ -13,6 +13,7 @@ import csv
 import gzip
 import json
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -223,40 +224,49 @@ def render_set(
     split_file: str | Path | None,
     splits: tuple[str, ...] = ("test",),
     families: tuple[str, ...] = FAMILIES,
-) -> list[tuple[str, str, Path, np.ndarray, int | None]]:
-    """Render (once; cached in `folder`) `per_family` pages per layout family from records of `splits`,
-    at 500 Hz; returns (name, family, png, truth with NaN where not plotted, orientation)."""
+) -> Iterator[tuple[str, str, Path, np.ndarray, int | None]]:
+    """`per_family` pages per layout family from records of `splits`, at 500 Hz: (name, family, png,
+    truth with NaN where not plotted, orientation), page i of every family before page i + 1.
+
+    Each page is rendered when it is reached (then cached in `folder`), so a run stopped early has
+    covered every family alike and a later run goes on where it stopped. Page k of the family-major
+    order (FAMILIES[f], page i: k = f * per_family + i) always has record k and seed `seed * 1000 + k`."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    recs: list[Path] = []
+    for i in range(per_family):
+        for fam in families:
+            f = FAMILIES.index(fam) if fam in FAMILIES else len(FAMILIES) + families.index(fam)
+            k = f * per_family + i  # a subset of the families draws the same pages as the whole set
+            name = f"{fam}_{i:03d}"
+            png, npz = folder / f"{name}.png", folder / f"{name}.npz"
+            if not (png.exists() and npz.exists()):
+                if not recs:
+                    from ecgml.digitize_bench import bench_records
+
+                    recs = bench_records(records_dir, split_file, splits)
+                _render_page(recs[k % len(recs)], fam, CAPTURES[i % len(CAPTURES)], seed * 1000 + k, png, npz)
+            z = np.load(npz)
+            yield (f"{name} ({z['type']})", fam, png, z["truth"], int(z["orientation"]))
+
+
+def _render_page(record: Path, family: str, capture: str, seed: int, png: Path, npz: Path) -> None:
+    """One benchmark page and its truth (written truth last: a page without it is drawn again)."""
     import cv2
 
-    from ecgml.digitize_bench import bench_records
     from ecgml.records import read_wfdb, resample
     from ecgml.render.page import plotted_mask
     from ecgml.render.presets import render
 
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    recs = bench_records(records_dir, split_file, splits)
-    out: list[tuple[str, str, Path, np.ndarray, int | None]] = []
-    k = 0
-    for fam in families:
-        caps = CAPTURES
-        for i in range(per_family):
-            name = f"{fam}_{i:03d}"
-            png, npz = folder / f"{name}.png", folder / f"{name}.npz"
-            if not (png.exists() and npz.exists()):
-                rec = read_wfdb(recs[k % len(recs)])
-                rec = resample(rec.window(0, 10), 500, 5000)
-                typ = caps[i % len(caps)]
-                r = render(rec, typ, seed * 1000 + k, layout=fam)
-                m = plotted_mask(r.layout, 500, 5000)
-                truth = np.where(m, rec.signal.astype(np.float64), np.nan)
-                ok, buf = cv2.imencode(".png", cv2.cvtColor(r.image, cv2.COLOR_RGB2BGR))
-                png.write_bytes(buf.tobytes())
-                np.savez_compressed(npz, truth=truth, orientation=page_orientation(r.page_map), type=typ)
-            k += 1
-            z = np.load(npz)
-            out.append((f"{name} ({z['type']})", fam, png, z["truth"], int(z["orientation"])))
-    return out
+    rec = resample(read_wfdb(record).window(0, 10), 500, 5000)
+    r = render(rec, capture, seed, layout=family)
+    m = plotted_mask(r.layout, 500, 5000)
+    truth = np.where(m, rec.signal.astype(np.float64), np.nan)
+    ok, buf = cv2.imencode(".png", cv2.cvtColor(r.image, cv2.COLOR_RGB2BGR))
+    png.write_bytes(buf.tobytes())
+    tmp = npz.with_name(npz.stem + ".tmp.npz")
+    np.savez_compressed(tmp, truth=truth, orientation=page_orientation(r.page_map), type=capture)
+    tmp.replace(npz)
 
 
 # ------------------------------------------------------------------------------------- calibration
