@@ -70,7 +70,7 @@ def cell_to_samples(
     if ks.size == 0 or x.size == 0:
         return ks, np.zeros(ks.size), np.zeros(ks.size)
     y, conf = fill_gaps(trace.y_mm, trace.confidence)
-    mv = (cell.baseline_mm - y) / layout.gain_mm_mv
+    mv = cell.sign * (cell.baseline_mm - y) / layout.cell_gain(cell)  # Cabrera's -aVR comes out as aVR
     t = cell.t0_s + (x - cell.x0_mm) / layout.speed_mm_s
     if x.size >= 4:
         # FFT over the columns to a dense grid, then read at exact times. The columns need not be evenly
@@ -124,6 +124,8 @@ def assemble(
     notes: list[str] = []
     agreement: dict[str, float] = {}
     for lead, trs in by_lead.items():
+        if lead not in LEADS:
+            continue  # a 15-lead page's V4R, V8, V9: not in the 12-lead record
         j = LEADS.index(lead)
         trs = sorted(trs, key=lambda tr: -(cells[(tr.row, tr.col)].t1_s - cells[(tr.row, tr.col)].t0_s))
         for i, tr in enumerate(trs if fuse_ii else trs[:1]):

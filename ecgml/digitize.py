@@ -28,6 +28,7 @@ from ecgml.errors import EcgmlError
 from ecgml.geometry.canonical import CanonicalPage, canonical_page
 from ecgml.images import load_image
 from ecgml.layout import LETTER_MM, PageLayout, lead_window, make_layout
+from ecgml.layout_family import tick_strength
 from ecgml.layout_solve import Solved, lead_layout_factor
 from ecgml.layout_solve import solve as solve_layout
 from ecgml.page import PageMap
@@ -261,7 +262,13 @@ class Digitizer:
         if readable < MIN_READ_FRACTION:
             raise EcgmlError(path, f"no ECG trace found ({readable:.0%} of columns readable)")
         t_solve = time.perf_counter()
-        solved = solve_layout(traces, geo.layout)
+
+        def retrace(lay: PageLayout) -> list[CellTrace]:
+            assert self.extractor is not None
+            new = self.extractor.extract(page, lay)
+            return correct_x(page, lay, new) if timed else new
+
+        solved = solve_layout(traces, geo.layout, retrace, functools.partial(tick_strength, page))
         geo = replace(geo, layout=solved.layout)
         traces = solved.traces
         labels = read_page_labels(page, geo.layout) if self.read_labels else None

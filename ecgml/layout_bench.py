@@ -61,6 +61,7 @@ class PageResult:
     notes: list[str] = field(default_factory=list)
     parts: dict[str, dict[str, float]] = field(default_factory=dict)  # confidence evidence per lead
     layout: str = ""
+    solver: dict[str, Any] = field(default_factory=dict)  # the layout solver's family evidence
 
     @property
     def all_placed(self) -> bool:
@@ -72,7 +73,7 @@ class PageResult:
             "name": self.name, "family": self.family, "lead_db": self.lead_db, "lead_conf": self.lead_conf,
             "lead_status": self.lead_status, "verdict": self.verdict, "orientation_ok": self.orientation_ok,
             "seconds": self.seconds, "error": self.error, "notes": self.notes, "parts": self.parts,
-            "layout": self.layout,
+            "layout": self.layout, "solver": self.solver,
         }  # fmt: skip
 
 
@@ -94,6 +95,7 @@ def score_page(
     return PageResult(
         name, family, dbs, confs, stats, str(getattr(result, "verdict", "")), orientation_ok, seconds,
         notes=list(result.notes), parts=parts, layout=result.geometry.layout.name,
+        solver=dict(getattr(result, "evidence", {}).get("family", {})),
     )  # fmt: skip
 
 

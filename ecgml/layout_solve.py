@@ -12,6 +12,7 @@ left column are consistent with the simultaneous reading; beats that clearly do 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -19,6 +20,7 @@ import numpy as np
 
 from ecgml.assemble import fill_gaps
 from ecgml.layout import Cell, PageLayout
+from ecgml.layout_family import choose_family
 from ecgml.trace.types import CellTrace
 
 DT_S = 0.01  # common time grid of the comparisons (100 Hz)
@@ -60,7 +62,7 @@ def series(trace: CellTrace, cell: Cell, layout: PageLayout) -> tuple[np.ndarray
     ok = np.isfinite(np.asarray(trace.y_mm, np.float64))
     t = cell.t0_s + (x - cell.x0_mm) / layout.speed_mm_s
     grid = np.arange(np.ceil(t[0] / DT_S), np.floor(t[-1] / DT_S) + 1) * DT_S
-    mv = np.interp(grid, t, (cell.baseline_mm - y) / layout.gain_mm_mv)
+    mv = np.interp(grid, t, cell.sign * (cell.baseline_mm - y) / layout.cell_gain(cell))
     read = np.interp(grid, t, ok.astype(float)) > 0.5
     return grid, np.where(read, mv, np.nan)
 
@@ -110,13 +112,36 @@ def _on_grid(t: np.ndarray, v: np.ndarray, t0: float, t1: float) -> np.ndarray:
     return out
 
 
-def solve(traces: list[CellTrace], layout: PageLayout) -> Solved:
-    """Relabel rhythm strips by what they match and fix the 6x2 time convention; evidence per lead."""
+def solve(
+    traces: list[CellTrace],
+    layout: PageLayout,
+    retrace: Callable[[PageLayout], list[CellTrace]] | None = None,
+    ticks: Callable[[float, float], float] | None = None,
+) -> Solved:
+    """The page's layout family (`layout_family.choose_family`), then rhythm strips relabelled by what
+    they match and the 6x2 time convention fixed; evidence per lead.
+
+    `retrace(layout)` traces the page again when the chosen family cuts the rows elsewhere than
+    `layout` did; without it, geometry's template is kept (and the family evidence still recorded).
+    `ticks(x_mm, baseline_mm)`: how strongly a separator tick stands there (`layout_family.tick_strength`)."""
+    fam = choose_family(traces, layout, ticks)
+    if fam.layout is not layout:
+        if fam.same_cuts(layout):
+            lead_at = {(c.row, c.col): c.lead for c in fam.layout.cells}
+            traces = [replace(t, lead=lead_at[(t.row, t.col)]) for t in traces]
+            layout = fam.layout
+        elif retrace is not None:
+            traces = retrace(fam.layout)
+            layout = fam.layout
+        else:
+            fam.notes.append(f"kept {layout.name}: no tracer given to read the page as {fam.layout.name}")
+            fam.lead_factor = {c.lead: 0.35 for c in layout.cells}
     cells = {(c.row, c.col): c for c in layout.cells}
     ser = {(tr.row, tr.col): series(tr, cells[(tr.row, tr.col)], layout) for tr in traces}
-    out = Solved(layout, list(traces))
+    out = Solved(layout, list(traces), evidence={"family": fam.evidence}, notes=list(fam.notes))
+    out.lead_factor.update({f"family:{lead}": f for lead, f in fam.lead_factor.items()})
     strips = rhythm_rows(layout)
-    if layout.name.startswith("6x2"):
+    if two_columns(layout, strips):
         _six_by_two(out, ser, strips)
         cells = {(c.row, c.col): c for c in out.layout.cells}
         ser = {(tr.row, tr.col): series(tr, cells[(tr.row, tr.col)], out.layout) for tr in out.traces}
@@ -124,6 +149,15 @@ def solve(traces: list[CellTrace], layout: PageLayout) -> Solved:
         _strip_lead(out, ser, r)
     _beat_timing(out, ser, strips)
     return out
+
+
+def two_columns(layout: PageLayout, strips: list[int]) -> bool:
+    """A 6x2 page (standard or Cabrera, with or without strips): every grid row has two cells."""
+    per_row: dict[int, int] = {}
+    for c in layout.cells:
+        if c.row not in strips:
+            per_row[c.row] = per_row.get(c.row, 0) + 1
+    return bool(per_row) and set(per_row.values()) == {2}
 
 
 TIMING_LAG_S = 0.04  # beats may differ this much between leads (onset differs by lead)
@@ -303,7 +337,7 @@ def _six_by_two(
 
 def lead_layout_factor(solved: Solved, lead: str) -> float:
     """Layout evidence for a lead: the weakest of its cells' (strips, 6x2 right columns, beat timing)."""
-    f = solved.lead_factor.get("page", 1.0)
+    f = min(solved.lead_factor.get("page", 1.0), solved.lead_factor.get(f"family:{lead}", 1.0))
     strips = set(rhythm_rows(solved.layout))
     for c in solved.layout.cells:
         if c.lead != lead:
@@ -311,6 +345,6 @@ def lead_layout_factor(solved: Solved, lead: str) -> float:
         f = min(f, solved.lead_factor.get(f"timing{c.row},{c.col}", 1.0))
         if c.row in strips:
             f = min(f, solved.lead_factor.get(f"strip{c.row}", 1.0))
-        elif solved.layout.name.startswith("6x2") and c.col == 1:
+        elif c.col == 1 and two_columns(solved.layout, sorted(strips)):
             f = min(f, solved.lead_factor.get("right_column", 1.0))
     return f

@@ -1,0 +1,290 @@
+"""Which of the renderer's layout families a page is: the rows geometry found, and what the traces say.
+
+Geometry finds the rows (baselines, where they start and end, pulses) and names a standard template by
+their count. Several families share a row count: 3 rows are 3x4, Cabrera 3x4 or the 15-lead 3x5; 6 rows
+are 3x4 with three strips, 6x2 (standard or Cabrera) or half a 12x1 page (limb or chest leads); 12 rows
+are 12x1 or Cabrera 12x1. The six limb leads lie in a plane (Einthoven and Goldberger: each is a fixed
+combination of I and II), so wherever three or more cells of a candidate claim limb leads at the same
+record seconds, their traces must fit that plane with that candidate's coefficients. A candidate whose
+cells are other leads (chest leads taken for limb leads, Cabrera's order for the standard one, columns
+cut in the wrong places) leaves a large share of their power off it. A candidate with no limb cells to
+test (six chest rows) wins only when every limb reading is refuted, and its confidence says so.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from ecgml.geometry.canonical import CanonicalPage
+from ecgml.layout import Cell, PageLayout, grid_layout
+from ecgml.trace.types import CellTrace
+
+DT_S = 0.01  # time grid of the comparison (100 Hz)
+DURATION_S = 10.0
+CHUNK_S = 0.5  # relations are judged per half second: a misfit over part of a cell is not diluted
+LIMB = {"I": (1.0, 0.0), "II": (0.0, 1.0), "III": (-1.0, 1.0), "aVR": (-0.5, -0.5), "aVL": (1.0, -0.5),
+        "aVF": (-0.5, 1.0)}  # fmt: skip
+# the catalogue's families by row count (ecgml.render.layouts; 12x1 halves draw the same leads as 6x1)
+BY_ROWS: dict[int, tuple[str, ...]] = {
+    3: ("3x4", "cabrera-3x4", "3x5"),
+    4: ("3x4+1R", "cabrera-3x4+1R"),
+    5: ("3x4+2R", "cabrera-3x4+2R"),
+    6: ("3x4+3R", "cabrera-3x4+3R", "6x2", "cabrera-6x2", "6x1-limb", "6x1-chest"),
+    7: ("6x2+1R", "cabrera-6x2+1R"),
+    12: ("12x1", "cabrera-12x1"),
+}
+FIT_AT = 0.12  # off-plane share (of chance) below which a set of cells counts as the limb leads claimed
+TEMPLATE_BONUS = 2.0  # score the template geometry named starts with (the common families are likelier)
+MARGIN_SURE = 2.5  # a score margin this large (2 constraint-seconds that clearly fail) decides outright
+STRUCTURE_ONLY = 0.7  # at most this layout factor when no lead relation confirmed the winner
+MIN_TESTED = 1.0  # constraint-seconds below which a candidate's limb evidence decides nothing
+TICK_AT = 0.75  # share of a 3.6 mm window on the baseline one ink column fills: a separator tick
+TICK_MIN = 3  # the page prints separators when at least this many candidate cuts carry one
+TICK_W = 0.4  # score per cut position a candidate gets right (tick where it cuts, none where it does not)
+
+
+@dataclass
+class FamilyChoice:
+    layout: PageLayout  # the chosen layout (the input object itself when geometry's template won)
+    lead_factor: dict[str, float] = field(default_factory=dict)  # per lead; leads not named: 1
+    evidence: dict[str, Any] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+
+    def same_cuts(self, other: PageLayout) -> bool:
+        """Whether the chosen layout cuts the rows where `other` does (then no new tracing is needed)."""
+        key = sorted((c.row, c.col, round(c.x0_mm, 3), round(c.x1_mm, 3)) for c in self.layout.cells)
+        return key == sorted((c.row, c.col, round(c.x0_mm, 3), round(c.x1_mm, 3)) for c in other.cells)
+
+
+def _frame(layout: PageLayout) -> tuple[list[float], float, float]:
+    """(row baselines, where the rows' cells start, where they end) of a layout, in paper mm."""
+    rows = sorted({c.row for c in layout.cells})
+    base = [next(c.baseline_mm for c in layout.cells if c.row == r) for r in rows]
+    x0 = float(np.median([min(c.x0_mm for c in layout.cells if c.row == r) for r in rows]))
+    x1 = float(np.median([max(c.x1_mm for c in layout.cells if c.row == r) for r in rows]))
+    return base, x0, x1
+
+
+def candidate(name: str, like: PageLayout) -> PageLayout:
+    """The catalogue layout `name` on the rows of `like`: its baselines, row extent, pulses, speed, gain."""
+    from ecgml.render.layouts import parse_layout
+
+    spec = parse_layout(name)
+    base, x0, x1 = _frame(like)
+    pulse_w = float(np.median([p.x1_mm - p.x0_mm for p in like.pulses])) if like.pulses else 5.0
+    at_end = bool(like.pulses) and all(p.x0_mm >= x1 - 1.0 for p in like.pulses)
+    lay = grid_layout(
+        name, spec.grid, spec.rhythm, like.paper_mm, like.speed_mm_s, like.gain_mm_mv, x0, base,
+        DURATION_S, spec.simultaneous, pulse_w, [p.row for p in like.pulses], at_end,
+        like.paper_mm[0] - x1, like.chest_gain_mm_mv,
+    )  # fmt: skip
+    return lay
+
+
+def row_series(traces: list[CellTrace]) -> dict[int, tuple[np.ndarray, np.ndarray]]:
+    """Each row's trace as one (x mm, y mm) run, its cells joined in x order (NaN where unread)."""
+    out: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+    for r in sorted({t.row for t in traces}):
+        trs = sorted((t for t in traces if t.row == r and t.x_mm.size), key=lambda t: float(t.x_mm[0]))
+        if trs:
+            x = np.concatenate([np.asarray(t.x_mm, np.float64) for t in trs])
+            y = np.concatenate([np.asarray(t.y_mm, np.float64) for t in trs])
+            order = np.argsort(x, kind="stable")
+            out[r] = (x[order], y[order])
+    return out
+
+
+def cell_mv(rows: dict[int, tuple[np.ndarray, np.ndarray]], cell: Cell, layout: PageLayout) -> np.ndarray:
+    """The cell's lead in mV on the 0-10 s grid of DT_S (NaN outside its seconds or where unread),
+    less its 0.6 s running mean (baseline wander is no evidence; a linear filter keeps the leads'
+    linear relations, a running median would not)."""
+    from scipy.ndimage import uniform_filter1d
+
+    n = int(round(DURATION_S / DT_S))
+    out = np.full(n, np.nan)
+    if cell.row not in rows:
+        return out
+    x, y = rows[cell.row]
+    sel = (x >= cell.x0_mm) & (x < cell.x1_mm)
+    if sel.sum() < 10:
+        return out
+    t = cell.t0_s + (x[sel] - cell.x0_mm) / layout.speed_mm_s
+    mv = cell.sign * (cell.baseline_mm - y[sel]) / layout.cell_gain(cell)
+    k0, k1 = int(np.ceil(t[0] / DT_S)), min(int(np.floor(t[-1] / DT_S)) + 1, n)
+    if k1 - k0 < 10:
+        return out
+    grid = np.arange(k0, k1) * DT_S
+    ok = np.isfinite(mv)
+    if ok.sum() < 10:
+        return out
+    v = np.interp(grid, t[ok], mv[ok])
+    read = np.interp(grid, t, ok.astype(float)) > 0.5
+    v = v - uniform_filter1d(v, size=int(0.6 / DT_S) | 1, mode="nearest")
+    out[k0:k1] = np.where(read, v, np.nan)
+    return out
+
+
+def limb_evidence(rows: dict[int, tuple[np.ndarray, np.ndarray]], layout: PageLayout) -> tuple[float, float]:
+    """(score, constraint-seconds tested) of the layout's limb cells in its grid.
+
+    Wherever k >= 3 cells claim limb leads at the same seconds, k - 2 relations must hold there. The
+    share of the cells' power off the plane is compared with what unrelated traces leave off it
+    ((k - 2) / k): rho ~ 0 for the right leads, ~ 1 for wrong ones. Each pattern of cells adds
+    (k - 2) x seconds x (FIT_AT - rho): positive when it fits, negative when it does not, so the layout
+    that puts the limb leads where the most relations hold scores highest; one without limb cells, 0."""
+    strips = set(range(layout.n_rows - len(layout.rhythm_leads), layout.n_rows))
+    cells = [c for c in layout.cells if c.lead in LIMB and c.row not in strips]  # a strip's lead is open
+    if len(cells) < 3:
+        return 0.0, 0.0
+    v = np.stack([cell_mv(rows, c, layout) for c in cells])
+    a = np.array([LIMB[c.lead] for c in cells])
+    ok = np.isfinite(v)
+    score = tested = 0.0
+    chunk = np.arange(v.shape[1]) // int(round(CHUNK_S / DT_S))
+    for pat in {tuple(p) for p in ok.T[ok.sum(axis=0) >= 3]}:
+        idx = np.flatnonzero(pat)
+        ai = a[idx]
+        k = len(idx)
+        on = np.all(np.array(pat) == ok.T, axis=1)
+        for ch in np.unique(chunk[on]):
+            sel = np.flatnonzero(on & (chunk == ch))
+            if sel.size < 0.4 * CHUNK_S / DT_S:
+                continue
+            block = v[np.ix_(idx, sel)]
+            block = block - block.mean(axis=1, keepdims=True)
+            fit = ai @ np.linalg.lstsq(ai, block, rcond=None)[0]
+            chance = float(np.sum(block**2)) * (k - 2) / k
+            if chance <= 1e-12:
+                continue
+            rho = float(np.sum((block - fit) ** 2)) / chance
+            w = (k - 2) * sel.size * DT_S
+            score += w * (FIT_AT - min(rho, 1.5))
+            tested += w
+    return score, tested
+
+
+def tick_strength(page: CanonicalPage, x_mm: float, baseline_mm: float) -> float:
+    """How much a separator tick (a short vertical bar across the baseline) stands at `x_mm`: the share
+    of a 3.6 mm window centred on the baseline that the darkest ink column within 0.6 mm fills."""
+    img = page.image
+    grey = img.max(axis=2) if img.ndim == 3 else img  # ink is dark in every channel, a red grid is not
+    ppx, ppy = page.px_per_mm
+    h, w = grey.shape
+
+    def ys(a: float, b: float) -> slice:
+        return slice(int(np.clip((baseline_mm + a) * ppy, 0, h)), int(np.clip((baseline_mm + b) * ppy, 0, h)))
+
+    def xs(a: float, b: float) -> slice:
+        return slice(int(np.clip((x_mm + a) * ppx, 0, w)), int(np.clip((x_mm + b) * ppx, 0, w)))
+
+    band = grey[ys(-6.0, 6.0), xs(-15.0, 15.0)]
+    win = grey[ys(-1.8, 1.8), xs(-0.6, 0.6)]
+    if band.size < 100 or win.size == 0:
+        return 0.0
+    lo, mid = np.percentile(band, [1, 50])
+    if mid - lo < 30:
+        return 0.0  # no ink darker than the paper here
+    return float((win < (lo + mid) / 2).mean(axis=0).max())
+
+
+def cut_positions(layout: PageLayout) -> set[tuple[int, float]]:
+    """(row, x mm) where the layout ends one cell and starts the next in a row."""
+    last: dict[int, float] = {}
+    for c in layout.cells:
+        last[c.row] = max(last.get(c.row, 0.0), c.x1_mm)
+    return {(c.row, round(c.x1_mm, 1)) for c in layout.cells if c.x1_mm < last[c.row] - 1.0}
+
+
+def tick_scores(
+    cands: dict[str, PageLayout], ticks: Callable[[float, float], float]
+) -> tuple[dict[str, float], dict[str, Any]]:
+    """Score per candidate from the separator ticks at every candidate's cuts: TICK_W for each position
+    where the candidate is right (a tick where it cuts, none where it does not), -TICK_W where wrong;
+    all 0 when the page prints no separators (fewer than TICK_MIN ticks seen)."""
+    cuts = {name: cut_positions(lay) for name, lay in cands.items()}
+    every = sorted(set().union(*cuts.values()))
+    base: dict[int, float] = {}
+    for lay in cands.values():
+        for c in lay.cells:
+            base.setdefault(c.row, c.baseline_mm)
+    seen = {u: ticks(u[1], base[u[0]]) >= TICK_AT for u in every}
+    ev = {"positions": len(every), "ticks": int(sum(seen.values()))}
+    if ev["ticks"] < TICK_MIN:
+        return {name: 0.0 for name in cands}, ev
+    out = {name: TICK_W * sum(1 if (u in cuts[name]) == seen[u] else -1 for u in every) for name in cands}
+    return out, ev
+
+
+def _placement(layout: PageLayout, lead: str) -> set[tuple[Any, ...]]:
+    return {
+        (c.row, c.col, round(c.x0_mm, 2), round(c.x1_mm, 2), round(c.t0_s, 3), c.sign)
+        for c in layout.cells
+        if c.lead == lead
+    }
+
+
+def choose_family(
+    traces: list[CellTrace], layout: PageLayout, ticks: Callable[[float, float], float] | None = None
+) -> FamilyChoice:
+    """The catalogue family with geometry's row count whose limb cells best fit the limb plane and whose
+    cuts the page's separator ticks (`ticks(x_mm, baseline_mm)`, when given) confirm.
+
+    The layout factor of a lead is lowered only where the runner-up would place it differently, by how
+    close the two came; a winner no lead relation confirmed (no limb cells) is capped at STRUCTURE_ONLY.
+    """
+    names = BY_ROWS.get(layout.n_rows, ())
+    if not names:
+        return FamilyChoice(layout, evidence={"decided_by": f"no other family has {layout.n_rows} rows"})
+    rows = row_series(traces)
+    cands: dict[str, PageLayout] = {layout.name: layout}
+    for name in names:
+        if name != layout.name:
+            cands[name] = candidate(name, layout)
+    limb: dict[str, float] = {}
+    tested: dict[str, float] = {}
+    for name, lay in cands.items():
+        limb[name], tested[name] = limb_evidence(rows, lay)
+    tick = {name: 0.0 for name in cands}
+    ev: dict[str, Any] = {"limb": {k: round(v, 2) for k, v in limb.items()}}
+    ev["tested"] = {k: round(v, 2) for k, v in tested.items()}
+    if ticks is not None:
+        tick, ev["separators"] = tick_scores(cands, ticks)
+    cuts_seen = ev.get("separators", {}).get("ticks", 0) >= TICK_MIN
+    if cuts_seen:
+        ev["separators"]["scores"] = {k: round(v, 2) for k, v in tick.items()}
+    if not cuts_seen and not any(w >= MIN_TESTED for w in tested.values()):
+        ev["decided_by"] = "geometry's row count (no limb cells to test, no separators)"
+        return FamilyChoice(layout, evidence=ev)
+    scores = {k: limb[k] + tick[k] + (TEMPLATE_BONUS if k == layout.name else 0.0) for k in cands}
+    ev["scores"] = {k: round(v, 2) for k, v in scores.items()}
+    ranked = sorted(scores, key=lambda k: -scores[k])
+    best, second = ranked[0], ranked[1]
+    margin = scores[best] - scores[second]
+    ev.update(best=best, runner_up=second, margin=round(margin, 2))
+    factor = float(np.clip(margin / MARGIN_SURE, 0.35, 1.0))
+    by = []  # the evidence that sets the winner apart from the runner-up
+    if tested[best] >= MIN_TESTED and limb[best] > 0 and limb[best] > limb[second]:
+        by.append("limb-lead relations")
+    if cuts_seen and tick[best] > 0 and tick[best] > tick[second]:
+        by.append("separators")
+    confirmed = bool(by)
+    if not confirmed:
+        factor = min(factor, STRUCTURE_ONLY)
+    ev["decided_by"] = " and ".join(by) if by else "limb readings refuted (structure only)"
+    chosen = cands[best]
+    lead_factor = {
+        lead: factor
+        for lead in {c.lead for c in chosen.cells}
+        if _placement(chosen, lead) != _placement(cands[second], lead) or not confirmed
+    }
+    notes = []
+    if best != layout.name:
+        notes.append(
+            f"layout read as {best}, not {layout.name} ({ev['decided_by']}; score {scores[best]:.1f} vs "
+            f"{scores[second]:.1f} for {second})"
+        )
+    return FamilyChoice(chosen, lead_factor, ev, notes)

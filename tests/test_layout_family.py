@@ -1,0 +1,182 @@
+"""The layout family from the traces: Cabrera (-aVR read back as aVR), half pages (limb or chest rows; the
+other leads absent), the 15-lead 3x5, against geometry's standard template with the same row count."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from ecgml.assemble import assemble
+from ecgml.geometry.canonical import CanonicalPage
+from ecgml.layout import PageLayout, make_layout
+from ecgml.layout_family import (
+    MARGIN_SURE,
+    STRUCTURE_ONLY,
+    candidate,
+    choose_family,
+    cut_positions,
+    tick_strength,
+)
+from ecgml.layout_solve import lead_layout_factor, solve
+from ecgml.records import LEADS, Record, read_wfdb, resample
+from ecgml.render.layouts import EXTRA_LEADS
+from ecgml.trace.types import CellTrace
+
+RECORDS = Path(__file__).parent.parent / "data" / "records" / "cpsc2018_challenge2020"
+
+
+@pytest.fixture(scope="module")
+def record() -> Record:
+    return resample(read_wfdb(RECORDS / "A0010").window(0, 10), 500, 5000)
+
+
+def lead_signal(record: Record, lead: str) -> np.ndarray:
+    if lead in LEADS:
+        return record.signal[:, LEADS.index(lead)].astype(np.float64)
+    return sum(w * record.signal[:, LEADS.index(k)] for k, w in EXTRA_LEADS[lead][1].items())
+
+
+def tracer(record: Record, drawn: PageLayout) -> Callable[[PageLayout], list[CellTrace]]:
+    """Perfect traces of the page `drawn` shows, cut where the layout asked for says (what the trace
+    model returns for a layout whose cells may not be the page's)."""
+
+    def trace(lay: PageLayout) -> list[CellTrace]:
+        out = []
+        for c in lay.cells:
+            x = np.arange(c.x0_mm, c.x1_mm, 0.25)
+            y = np.full(x.size, np.nan)
+            for d in (d for d in drawn.cells if d.row == c.row):
+                sel = (x >= d.x0_mm) & (x < d.x1_mm)
+                t = d.t0_s + (x[sel] - d.x0_mm) / drawn.speed_mm_s
+                v = np.interp(t, np.arange(record.n_samples) / record.fs, lead_signal(record, d.lead))
+                y[sel] = d.baseline_mm - d.sign * v * drawn.cell_gain(d)
+            out.append(CellTrace(c.lead, c.row, c.col, x, y, np.ones_like(x)))
+        return out
+
+    return trace
+
+
+def read_as(record: Record, template: str, drawn_name: str):
+    """Geometry's template with the rows of a `drawn_name` page: solved, and the record assembled."""
+    tmpl = make_layout(template)
+    drawn = candidate(drawn_name, tmpl)
+    trace = tracer(record, drawn)
+    solved = solve(trace(tmpl), tmpl, trace)
+    return solved, assemble(solved.traces, solved.layout, record.fs), drawn
+
+
+def assert_leads_right(record: Record, rec: Record, drawn: PageLayout) -> None:
+    for c in drawn.cells:
+        if c.lead not in LEADS:
+            continue
+        k0, k1 = int(c.t0_s * record.fs) + 25, int(c.t1_s * record.fs) - 25
+        got = rec.signal[k0:k1, LEADS.index(c.lead)]
+        want = record.signal[k0:k1, LEADS.index(c.lead)]
+        assert np.isfinite(got).all(), c
+        assert np.corrcoef(got, want)[0, 1] > 0.98, c
+
+
+@pytest.mark.parametrize(
+    ("template", "drawn"),
+    [("3x4+1R", "cabrera-3x4+1R"), ("3x4", "cabrera-3x4"), ("6x2", "cabrera-6x2"),
+     ("12x1", "cabrera-12x1")],
+)  # fmt: skip
+def test_the_family_the_limb_leads_fit_is_chosen(record, template, drawn):
+    solved, asm, page = read_as(record, template, drawn)
+    assert solved.layout.name == drawn
+    assert solved.evidence["family"]["decided_by"] == "limb-lead relations"
+    assert_leads_right(record, asm.record, page)
+    assert min(solved.lead_factor.get(f"family:{lead}", 1.0) for lead in LEADS) > 0.7
+
+
+def test_a_fifteen_lead_page_is_read_on_its_twelve_leads(record):
+    """3x4 and 3x5 differ only where a column ends (0.5 s of two cells): read right, but not surely."""
+    solved, asm, page = read_as(record, "3x4", "3x5")
+    assert solved.layout.name == "3x5"
+    assert_leads_right(record, asm.record, page)
+    assert {"V4R", "V8", "V9"} <= {c.lead for c in solved.layout.cells}
+
+
+@pytest.mark.parametrize("name", ["3x4+1R", "3x4", "12x1", "6x2+1R"])
+def test_a_standard_page_keeps_its_template_with_full_confidence(record, name):
+    tmpl = make_layout(name)
+    fam = choose_family(tracer(record, tmpl)(tmpl), tmpl)
+    assert fam.layout is tmpl
+    assert all(f == 1.0 for f in fam.lead_factor.values())
+
+
+def test_cabrera_minus_avr_comes_out_as_avr(record):
+    solved, asm, _ = read_as(record, "3x4+1R", "cabrera-3x4+1R")
+    avr = next(c for c in solved.layout.cells if c.lead == "aVR")
+    assert avr.sign == -1.0 and avr.text == "-aVR"
+    k = slice(int(avr.t0_s * 500) + 25, int(avr.t1_s * 500) - 25)
+    got, want = asm.record.signal[k, LEADS.index("aVR")], record.signal[k, LEADS.index("aVR")]
+    assert np.corrcoef(got, want)[0, 1] > 0.98  # not inverted
+
+
+def test_half_page_of_limb_leads_has_its_chest_leads_absent(record):
+    solved, asm, page = read_as(record, "3x4+3R", "6x1-limb")
+    assert solved.layout.name == "6x1-limb"
+    assert_leads_right(record, asm.record, page)
+    for lead in ("V1", "V2", "V3", "V4", "V5", "V6"):
+        assert not np.isfinite(asm.record.signal[:, LEADS.index(lead)]).any()
+    assert all(lead_layout_factor(solved, lead) > 0.8 for lead in ("I", "II", "aVF"))
+
+
+def test_half_page_of_chest_leads_is_read_but_only_by_structure(record):
+    solved, asm, page = read_as(record, "3x4+3R", "6x1-chest")
+    assert solved.layout.name == "6x1-chest"
+    assert solved.evidence["family"]["decided_by"].startswith("limb readings refuted")
+    assert_leads_right(record, asm.record, page)
+    assert not np.isfinite(asm.record.signal[:, LEADS.index("II")]).any()
+    assert max(lead_layout_factor(solved, lead) for lead in ("V1", "V4", "V6")) <= STRUCTURE_ONLY
+
+
+def test_without_a_tracer_a_page_cut_elsewhere_keeps_its_template_in_doubt(record):
+    tmpl = make_layout("3x4+3R")
+    trace = tracer(record, candidate("6x1-limb", tmpl))
+    solved = solve(trace(tmpl), tmpl)
+    assert solved.layout is tmpl
+    assert max(lead_layout_factor(solved, lead) for lead in LEADS) <= 0.35
+
+
+def page_with_ticks(drawn: PageLayout, ppm: tuple[float, float] = (16.0, 8.0)) -> CanonicalPage:
+    """A white page with each row's baseline drawn and a separator tick at each of the layout's cuts."""
+    w, h = int(drawn.paper_mm[0] * ppm[0]), int(drawn.paper_mm[1] * ppm[1])
+    img = np.full((h, w, 3), 255, np.uint8)
+    for c in drawn.cells:
+        y = int(c.baseline_mm * ppm[1])
+        img[y, int(c.x0_mm * ppm[0]) : int(c.x1_mm * ppm[0])] = 0
+    for row, x in cut_positions(drawn):
+        b = next(c.baseline_mm for c in drawn.cells if c.row == row)
+        img[int((b - 3) * ppm[1]) : int((b + 3) * ppm[1]), int(x * ppm[0]) - 1 : int(x * ppm[0]) + 1] = 0
+    return CanonicalPage(img, ppm, drawn.paper_mm)
+
+
+@pytest.mark.parametrize("drawn_name", ["3x4", "3x5"])
+def test_separator_ticks_tell_three_by_four_from_three_by_five(record, drawn_name):
+    tmpl = make_layout("3x4")
+    drawn = candidate(drawn_name, tmpl)
+    page = page_with_ticks(drawn)
+    assert (
+        min(tick_strength(page, x, drawn.cells[0].baseline_mm) for r, x in cut_positions(drawn) if r == 0)
+        > 0.9
+    )
+    fam = choose_family(tracer(record, drawn)(tmpl), tmpl, functools.partial(tick_strength, page))
+    assert fam.layout.name == drawn_name
+    other = {"3x4": "3x5", "3x5": "3x4"}[drawn_name]
+    sep = fam.evidence["separators"]["scores"]
+    assert sep[drawn_name] - sep[other] > MARGIN_SURE  # the ticks alone decide between the two
+    assert min(fam.lead_factor.values(), default=1.0) > 0.75
+
+
+def test_a_page_without_separators_gives_no_tick_evidence(record):
+    tmpl = make_layout("3x4")
+    page = page_with_ticks(candidate("6x1-limb", make_layout("3x4+3R")))  # baselines elsewhere, no cuts
+    fam = choose_family(tracer(record, tmpl)(tmpl), tmpl, functools.partial(tick_strength, page))
+    assert fam.evidence["separators"]["ticks"] < 3
+    assert fam.layout is tmpl
