@@ -42,6 +42,8 @@ TEMPLATE_BONUS = 2.0  # score the template geometry named starts with (the commo
 MARGIN_SURE = 2.5  # a score margin this large (2 constraint-seconds that clearly fail) decides outright
 STRUCTURE_ONLY = 0.7  # at most this layout factor when no lead relation confirmed the winner
 MIN_TESTED = 1.0  # constraint-seconds below which a candidate's limb evidence decides nothing
+PAGE_DOUBT = 0.4  # layout factor of every lead when the chosen layout's limb cells fail the plane
+DOUBT_RHO = 0.2  # ... by this mean off-plane share (right leads, even on photos: <= 0.02; wrong: 0.7-1.1)
 TICK_AT = 0.75  # share of a 3.6 mm window on the baseline one ink column fills: a separator tick
 TICK_MIN = 3  # the page prints separators when at least this many candidate cuts carry one
 TICK_W = 0.4  # score per cut position a candidate gets right (tick where it cuts, none where it does not)
@@ -219,6 +221,16 @@ def tick_scores(
     return out, ev
 
 
+def _limb_doubt(score: float, tested: float) -> str:
+    """A note when the limb cells of the chosen layout are, on average, far off the limb plane."""
+    if tested < MIN_TESTED:
+        return ""
+    rho = FIT_AT - score / tested  # the mean off-plane share (each chunk's capped at 1.5)
+    if rho <= DOUBT_RHO:
+        return ""
+    return f"the limb leads do not fit Einthoven's plane as placed (off-plane share {rho:.2f}): all in doubt"
+
+
 def _placement(layout: PageLayout, lead: str) -> set[tuple[Any, ...]]:
     return {
         (c.row, c.col, round(c.x0_mm, 2), round(c.x1_mm, 2), round(c.t0_s, 3), c.sign)
@@ -234,14 +246,13 @@ def choose_family(
     cuts the page's separator ticks (`ticks(x_mm, baseline_mm)`, when given) confirm.
 
     The layout factor of a lead is lowered only where the runner-up would place it differently, by how
-    close the two came; a winner no lead relation confirmed (no limb cells) is capped at STRUCTURE_ONLY.
+    close the two came; a winner no lead relation confirmed (no limb cells) is capped at STRUCTURE_ONLY;
+    a winner whose own limb cells are far off the plane puts every lead of the page at PAGE_DOUBT (the
+    rows were traced or placed wrong, and the chest rows were traced by the same means).
     """
-    names = BY_ROWS.get(layout.n_rows, ())
-    if not names:
-        return FamilyChoice(layout, evidence={"decided_by": f"no other family has {layout.n_rows} rows"})
     rows = row_series(traces)
     cands: dict[str, PageLayout] = {layout.name: layout}
-    for name in names:
+    for name in BY_ROWS.get(layout.n_rows, ()):
         if name != layout.name:
             cands[name] = candidate(name, layout)
     limb: dict[str, float] = {}
@@ -251,16 +262,22 @@ def choose_family(
     tick = {name: 0.0 for name in cands}
     ev: dict[str, Any] = {"limb": {k: round(v, 2) for k, v in limb.items()}}
     ev["tested"] = {k: round(v, 2) for k, v in tested.items()}
-    if ticks is not None:
+    if ticks is not None and len(cands) > 1:
         tick, ev["separators"] = tick_scores(cands, ticks)
     cuts_seen = ev.get("separators", {}).get("ticks", 0) >= TICK_MIN
     if cuts_seen:
         ev["separators"]["scores"] = {k: round(v, 2) for k, v in tick.items()}
-    if not cuts_seen and not any(w >= MIN_TESTED for w in tested.values()):
-        ev["decided_by"] = "geometry's row count (no limb cells to test, no separators)"
-        return FamilyChoice(layout, evidence=ev)
     scores = {k: limb[k] + tick[k] + (TEMPLATE_BONUS if k == layout.name else 0.0) for k in cands}
     ev["scores"] = {k: round(v, 2) for k, v in scores.items()}
+    best = max(scores, key=lambda k: scores[k])
+    doubt = _limb_doubt(limb[best], tested[best])
+    if doubt:
+        ev["limb_doubt"] = doubt
+    if len(cands) == 1 or (not cuts_seen and not any(w >= MIN_TESTED for w in tested.values())):
+        ev["decided_by"] = "geometry's row count (no other family has it, or nothing to test)"
+        return FamilyChoice(
+            layout, {c.lead: PAGE_DOUBT for c in layout.cells} if doubt else {}, ev, [doubt] * bool(doubt)
+        )
     ranked = sorted(scores, key=lambda k: -scores[k])
     best, second = ranked[0], ranked[1]
     margin = scores[best] - scores[second]
@@ -282,6 +299,9 @@ def choose_family(
         if _placement(chosen, lead) != _placement(cands[second], lead) or not confirmed
     }
     notes = []
+    if doubt:
+        lead_factor = {c.lead: min(lead_factor.get(c.lead, 1.0), PAGE_DOUBT) for c in chosen.cells}
+        notes.append(doubt)
     if best != layout.name:
         notes.append(
             f"layout read as {best}, not {layout.name} ({ev['decided_by']}; score {scores[best]:.1f} vs "

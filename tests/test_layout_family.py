@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +16,7 @@ from ecgml.geometry.canonical import CanonicalPage
 from ecgml.layout import PageLayout, make_layout
 from ecgml.layout_family import (
     MARGIN_SURE,
+    PAGE_DOUBT,
     STRUCTURE_ONLY,
     candidate,
     choose_family,
@@ -180,3 +182,14 @@ def test_a_page_without_separators_gives_no_tick_evidence(record):
     fam = choose_family(tracer(record, tmpl)(tmpl), tmpl, functools.partial(tick_strength, page))
     assert fam.evidence["separators"]["ticks"] < 3
     assert fam.layout is tmpl
+
+
+def test_rows_that_fit_no_family_put_every_lead_in_doubt(record):
+    """A 12x1 page whose rows were traced from the wrong rows (chest data where limb leads should be):
+    neither 12x1 nor Cabrera fits, and the chest rows, traced the same way, are not trusted either."""
+    tmpl = make_layout("12x1")
+    order = [*range(6, 12), *range(6)]
+    drawn = replace(tmpl, cells=[replace(c, lead=tmpl.cells[order[c.row]].lead) for c in tmpl.cells])
+    fam = choose_family(tracer(record, drawn)(tmpl), tmpl)
+    assert "limb_doubt" in fam.evidence
+    assert max(fam.lead_factor.get(lead, 1.0) for lead in LEADS) <= PAGE_DOUBT
