@@ -50,12 +50,17 @@ def run_pages(
     fs: int,
     json_out: Path | None = None,
     read_labels: bool = True,
+    resume: bool = False,
 ) -> list[PageResult]:
-    """Digitize and score every page; with `json_out`, the results so far are rewritten after each page."""
+    """Digitize and score every page; with `json_out`, the results so far are rewritten after each page
+    (and with `resume`, the pages already there are kept and not digitized again)."""
     dig = load_digitizer(model)
     dig.read_labels = read_labels
-    out: list[PageResult] = []
+    out: list[PageResult] = load_pages(json_out) if resume and json_out and json_out.exists() else []
+    done = {p.name for p in out}
     for name, fam, png, truth, orientation in items:
+        if name in done:
+            continue
         t0 = time.perf_counter()
         try:
             res = dig.digitize_image(load_image(png), fs, png)
@@ -110,6 +115,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--limit", type=int, default=0, help="only the first N pages (quick looks)")
     ap.add_argument("--families", default="", help="families of the renderer set, comma-separated")
     ap.add_argument("--json", type=Path, default=None)
+    ap.add_argument("--resume", action="store_true", help="keep the pages already in --json, do the rest")
     ap.add_argument("--no-labels", action="store_true", help="digitize without the printed-label reader")
     ap.add_argument("--fit-calibration", type=Path, default=None)
     ap.add_argument("--out", type=Path, default=None)
@@ -141,7 +147,7 @@ def main(argv: list[str] | None = None) -> int:
         items = itertools.chain(
             items, interleave([(n, "outside " + f, p, t, 0) for n, f, p, t in outside_pages(a.outside)])
         )
-    pages = run_pages(items, a.model, 500, a.json, not a.no_labels)
+    pages = run_pages(items, a.model, 500, a.json, not a.no_labels, a.resume)
     print(markdown(pages))
     return 0
 

@@ -350,4 +350,7 @@ def recalibrated(pages: list[PageResult], cal: dict[str, Any] | None) -> list[Pa
 
 
 def load_pages(path: str | Path) -> list[PageResult]:
-    return [PageResult(**d) for d in json.loads(Path(path).read_text())]
+    fields = set(PageResult.__dataclass_fields__)
+    return [
+        PageResult(**{k: v for k, v in d.items() if k in fields}) for d in json.loads(Path(path).read_text())
+    ]
