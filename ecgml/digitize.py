@@ -24,6 +24,7 @@ import numpy as np
 
 from ecgml.assemble import Assembly, assemble, competition_segments, einthoven_fill, fallback_segments
 from ecgml.atomic import atomic_path
+from ecgml.ecg_page import PageEvidence, ink_curves, not_an_ecg_page, page_evidence
 from ecgml.errors import EcgmlError
 from ecgml.geometry.canonical import CanonicalPage, canonical_page
 from ecgml.images import load_image
@@ -51,7 +52,7 @@ log = logging.getLogger(__name__)
 
 DEFAULT_FS = 500
 CANONICAL_PX_PER_MM = (16.0, 8.0)  # x finer than the ~7.9 px/mm of a 200 DPI page (PRIOR-ART.md 2.3)
-MIN_READ_FRACTION = 0.05  # below this share of readable columns, "no ECG trace found"
+MIN_READ_FRACTION = 0.05  # below this share of readable columns, "not an ECG page: no trace found"
 OVERLAY_LONG_SIDE = 2400  # overlays of large photos are written at most this size
 ROW_COLOURS = [(0, 170, 255), (0, 200, 0), (255, 0, 200), (0, 90, 255), (200, 120, 0), (120, 0, 255)]
 
@@ -260,7 +261,8 @@ class Digitizer:
         t3 = time.perf_counter()
         readable = _readable_fraction(traces)
         if readable < MIN_READ_FRACTION:
-            raise EcgmlError(path, f"no ECG trace found ({readable:.0%} of columns readable)")
+            raise EcgmlError(path, f"not an ECG page: no trace found ({readable:.0%} of columns readable)")
+        page_ev = self.check_ecg_page(image, traces, geo, path)
         t_solve = time.perf_counter()
 
         def retrace(lay: PageLayout) -> list[CellTrace]:
@@ -280,6 +282,7 @@ class Digitizer:
             solved.notes += label_notes(labels, geo.layout)
         t_solve = time.perf_counter() - t_solve
         asm: Assembly = assemble(traces, geo.layout, fs, name=name)
+        solved.evidence["ecg_page"] = page_ev.to_json()
         report = _report(asm, traces, geo, solved, labels)
         record = _blank_unreadable(asm.record, report)
         t4 = time.perf_counter()
@@ -293,6 +296,20 @@ class Digitizer:
         return DigitizeResult(
             record, report.confidence, geo, traces, self.name, secs, (w, h), notes, report, solved.evidence
         )
+
+    def check_ecg_page(
+        self, image: np.ndarray, traces: list[CellTrace], geo: Geometry, path: str | Path | None
+    ) -> PageEvidence:
+        """The page's ECG evidence (`ecgml.ecg_page`); raises "not an ECG page" with the reason. Without
+        a grid, the image's own ink is looked at too before the page is refused (`ink_curves`)."""
+        fallback = geo.source.startswith("fallback")
+        ev = page_evidence(traces, geo.layout.cells, geo.layout.speed_mm_s, grid=not fallback)
+        if not_an_ecg_page(ev) and fallback:
+            ev.curves, ev.curve_beats = ink_curves(image)
+        why = not_an_ecg_page(ev)
+        if why:
+            raise EcgmlError(path, f"not an ECG page: {why}")
+        return ev
 
     def digitize(
         self, path: str | Path, fs: int = DEFAULT_FS, geometry: Geometry | None = None

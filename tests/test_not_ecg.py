@@ -1,0 +1,158 @@
+"""Images that are not ECG pages are refused with one line saying so (issue 16); real pages never are,
+with or without a grid. The evidence: a grid, trace-like ink, beats at the same moments across the rows,
+amplitudes (`ecgml.ecg_page`)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from ecgml.cli import app
+from ecgml.digitize import load_digitizer
+from ecgml.ecg_page import not_an_ecg_page, page_evidence
+from ecgml.errors import EcgmlError
+from ecgml.kaggle import write_test_table
+from ecgml.layout import make_layout
+from ecgml.render.non_ecg import KINDS, non_ecg_image
+from ecgml.trace.types import CellTrace
+
+LAYOUT = make_layout()
+RECORDS = Path(__file__).resolve().parents[1] / "data" / "records" / "cpsc2018_challenge2020"
+
+
+def _traces(signal, confidence: float = 0.95) -> list[CellTrace]:
+    """Every cell of the 3x4+1R page traced: y = baseline - 10 mm/mV * signal(t) at the cell's times."""
+    out = []
+    for c in LAYOUT.cells:
+        x = np.arange(c.x0_mm, c.x1_mm, 1 / 16)
+        t = c.t0_s + (x - c.x0_mm) / LAYOUT.speed_mm_s
+        y = c.baseline_mm - 10.0 * signal(t, c.row)
+        out.append(CellTrace(c.lead, c.row, c.col, x, y, np.full(x.size, confidence)))
+    return out
+
+
+def _beats(t: np.ndarray, row: int) -> np.ndarray:
+    """QRS-like spikes every 0.83 s (different heights per row, as leads differ) and a slow wave."""
+    phase = (t % 0.83) - 0.3
+    return (0.6 + 0.3 * row) * np.exp(-0.5 * (phase / 0.012) ** 2) + 0.1 * np.sin(2 * np.pi * t / 0.83)
+
+
+def _evidence(signal, grid: bool, confidence: float = 0.95):
+    return page_evidence(_traces(signal, confidence), LAYOUT.cells, LAYOUT.speed_mm_s, grid)
+
+
+def test_beats_at_the_same_moments_in_every_row_are_an_ecg_without_a_grid() -> None:
+    ev = _evidence(_beats, grid=False)
+    assert ev.beats > 0.9 and ev.amplitude_mm > 5 and ev.trace == pytest.approx(0.95)
+    assert not_an_ecg_page(ev) == ""
+
+
+def test_spikes_at_different_moments_in_each_row_are_not() -> None:
+    """The same spikes, but each row's at its own times (text, shapes, noise traced as leads)."""
+    rng = np.random.default_rng(0)
+    offsets = rng.uniform(0, 10, (1 + max(c.row for c in LAYOUT.cells), 12))
+
+    def unrelated(t: np.ndarray, row: int) -> np.ndarray:
+        d = np.min(np.abs(t[:, None] - offsets[row][None, :]), axis=1)
+        return np.exp(-0.5 * (d / 0.012) ** 2)
+
+    ev = _evidence(unrelated, grid=False)
+    assert ev.beats < 0.3
+    assert "no heartbeat-like traces" in not_an_ecg_page(ev)
+
+
+def test_flat_lines_are_not_an_ecg_and_a_grid_needs_a_trace() -> None:
+    flat = _evidence(lambda t, row: 0.001 * np.sin(t), grid=False)
+    assert "flat" in not_an_ecg_page(flat)
+    bare_grid = _evidence(_beats, grid=True, confidence=0.1)  # what graph paper gives
+    assert "grid with no trace" in not_an_ecg_page(bare_grid)
+    faint = _evidence(lambda t, row: 0.001 * np.sin(t), grid=True, confidence=0.6)
+    assert not_an_ecg_page(faint) == ""  # with a grid, a badly read real page is not refused
+
+
+def _drawn_rows(turn: bool) -> np.ndarray:
+    """Four rows of spiky trace drawn across a white page (beats at the same x), optionally turned."""
+    img = np.full((1100, 1500, 3), 250, np.uint8)
+    x = np.arange(60, 1440)
+    for row in range(4):
+        phase = ((x - 60) % 190) - 80
+        y = 200 + 230 * row - (70 + 10 * row) * np.exp(-0.5 * (phase / 4.0) ** 2) - 8 * np.sin(x / 30)
+        pts = np.stack([x, y], axis=1).astype(np.int32)
+        cv2.polylines(img, [pts], False, (30, 30, 30), 2, cv2.LINE_AA)
+    return np.ascontiguousarray(np.rot90(img)) if turn else img
+
+
+def test_rows_of_spiky_curves_in_the_image_are_ecg_ink_turned_or_not() -> None:
+    from ecgml.ecg_page import CURVES_AT, MIN_CURVES, ink_curves
+
+    for turn in (False, True):
+        n, agree = ink_curves(_drawn_rows(turn))
+        assert n >= MIN_CURVES and agree >= CURVES_AT, (turn, n, agree)
+    for kind in KINDS:
+        n, agree = ink_curves(non_ecg_image(kind, 4))
+        assert n < MIN_CURVES or agree < CURVES_AT, (kind, n, agree)
+
+
+def test_non_ecg_images_are_drawn_the_same_for_a_seed() -> None:
+    for kind in KINDS:
+        a, b = non_ecg_image(kind, 3, (440, 340)), non_ecg_image(kind, 3, (440, 340))
+        assert a.shape == (340, 440, 3) and a.dtype == np.uint8
+        np.testing.assert_array_equal(a, b)
+    assert not np.array_equal(non_ecg_image("shapes", 1, (440, 340)), non_ecg_image("shapes", 2, (440, 340)))
+
+
+@pytest.mark.slow  # six images digitized by the shipped model
+@pytest.mark.parametrize("kind", KINDS)
+def test_every_kind_of_non_ecg_image_is_refused(kind: str) -> None:
+    with pytest.raises(EcgmlError, match="not an ECG page"):
+        load_digitizer(None).digitize_image(non_ecg_image(kind, 11), 500, f"{kind}.png")
+
+
+@pytest.mark.slow  # real pages digitized by the shipped model
+@pytest.mark.parametrize(
+    ("image_type", "grid"), [("0001", True), ("0004", True), ("lowres", True), ("realworld", False)]
+)
+def test_real_pages_are_not_refused(image_type: str, grid: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+    import ecgml.render.presets as presets
+    from ecgml.records import read_wfdb, resample
+
+    if not grid:  # a real-world page printed without a grid: its traces alone must carry it
+        drawn = presets.random_style
+
+        def without_grid(*a, **k):
+            style = drawn(*a, **k)
+            style.grid = False
+            return style
+
+        monkeypatch.setattr(presets, "random_style", without_grid)
+    rec = resample(read_wfdb(RECORDS / "A0010").window(0, 10), 500, 5000)
+    page = presets.render(rec, image_type, 5)
+    assert page.style.grid == grid
+    res = load_digitizer(None).digitize_image(page.image, 500, "page.png")
+    assert res.evidence["ecg_page"]["trace"] > 0.2
+
+
+@pytest.mark.slow
+def test_a_refused_image_is_one_line_and_exit_1_and_submit_still_writes_finite_rows(tmp_path: Path) -> None:
+    shapes = tmp_path / "shapes.png"
+    cv2.imwrite(str(shapes), cv2.cvtColor(non_ecg_image("shapes", 11), cv2.COLOR_RGB2BGR))
+    res = CliRunner().invoke(app, ["digitize", str(shapes), "--out", str(tmp_path / "out")])
+    assert res.exit_code == 1, res.output
+    assert "Traceback" not in res.output
+    text = " ".join(res.output.split())
+    assert f"{shapes}: not an ECG page:" in text
+    assert not list((tmp_path / "out").glob("shapes*"))  # nothing written for it
+    data = tmp_path / "data"
+    write_test_table([(7, 500)], data / "test.csv")
+    (data / "test").mkdir()
+    (data / "test" / "7.png").write_bytes(shapes.read_bytes())
+    res = CliRunner().invoke(app, ["submit", str(data), "--out", str(tmp_path / "sub.csv")])
+    assert res.exit_code == 0, res.output
+    assert "not an ECG page" in " ".join(res.output.split())
+    sub = pd.read_csv(tmp_path / "sub.csv")
+    assert len(sub) > 0 and np.isfinite(sub["value"]).all()
