@@ -33,7 +33,13 @@ def _crop(ink: np.ndarray, cx_mm: float, cy_mm: float) -> np.ndarray | None:
     return ink[y0 : y0 + PH, x0 : x0 + PW]
 
 
-KIND_LABEL, KIND_FLIPPED, KIND_MOVED, KIND_PAGE = 0, 1, 2, 3  # what a patch is (for per-kind figures)
+KIND_LABEL, KIND_FLIPPED, KIND_MOVED, KIND_PAGE, KIND_NEAR = (
+    0,
+    1,
+    2,
+    3,
+    4,
+)  # what a patch is (figures per kind)
 SYMMETRIC = ("I", "II", "III")  # read the same turned 180 degrees
 
 
@@ -117,6 +123,18 @@ def page_patches(
             dx = float(rng.choice([-1, 1]) * rng.uniform(5, 10)) if rng.random() < 0.7 else 0.0
             dy = float(rng.choice([-1, 1]) * rng.uniform(3, 8)) if dx == 0.0 or rng.random() < 0.3 else 0.0
             add(_crop(ink, cx + dx, cy + dy), none, KIND_MOVED)
+    # where the reader looks for a cell's name but the name is not: separator ticks, pulse edges and the
+    # trace's first waves there look like I, a minus sign or V (the hard cases of "none")
+    from ecgml.page_reader import SEARCH_X_MM, SEARCH_Y_MM
+
+    centres = [((b[0] + b[2]) / 2, (b[1] + b[3]) / 2) for _, b in labels]
+    spots = [(c.x0_mm, c.baseline_mm) for c in lay.cells] + [(p.x0_mm, p.baseline_mm) for p in lay.pulses]
+    for x0, base in spots:
+        for _ in range(3):
+            cx, cy = x0 + rng.uniform(*SEARCH_X_MM), base + rng.uniform(*SEARCH_Y_MM)
+            if any(abs(cx - lx) < 4 and abs(cy - ly) < 3 for lx, ly in centres):
+                continue
+            add(_crop(ink, cx, cy), none, KIND_NEAR)
     w_mm, h_mm = ink.shape[1] / READ_PPM, ink.shape[0] / READ_PPM
     for _ in range(max(20, 2 * len(labels))):
         cx, cy = (
@@ -213,7 +231,14 @@ def evaluate(net: object, data: dict[str, np.ndarray], sure: float = 0.8) -> dic
 
 
 def train(
-    x: np.ndarray, y: np.ndarray, steps: int, out: Path, seed: int = 0, batch: int = 64
+    x: np.ndarray,
+    y: np.ndarray,
+    steps: int,
+    out: Path,
+    seed: int = 0,
+    batch: int = 64,
+    init: Path | None = None,
+    lr: float = 3e-3,
 ) -> dict[str, float]:
     """Adam with a cosine-decayed rate on the patches; checkpoint `out`.ckpt every 100 steps (and resume
     from it), weights to `out`."""
@@ -222,8 +247,10 @@ def train(
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     net = _net()
-    opt = torch.optim.Adam(net.parameters(), lr=3e-3, weight_decay=1e-5)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=3e-3, total_steps=steps, pct_start=0.05)
+    if init is not None:  # go on from trained weights (e.g. with new hard cases), usually at a lower rate
+        net.load_state_dict(torch.load(init, map_location="cpu", weights_only=True))
+    opt = torch.optim.Adam(net.parameters(), lr=lr, weight_decay=1e-5)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps, pct_start=0.05)
     ckpt = out.with_suffix(".ckpt")
     step = 0
     if ckpt.exists():
@@ -299,6 +326,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--cache", type=Path, default=Path("runs/label_reader/patches.npz"))
     ap.add_argument("--render-only", action="store_true", help="render the patch caches and stop")
     ap.add_argument("--out", type=Path, default=Path("ecgml/weights/label_reader.pt"))
+    ap.add_argument("--init", type=Path, default=None, help="start from these weights")
+    ap.add_argument("--lr", type=float, default=3e-3)
+    ap.add_argument("--also", type=Path, nargs="*", default=[], help="more training caches (npz) to add")
     a = ap.parse_args(argv)
     t0 = time.time()
     val_cache = a.cache.with_name(a.cache.stem + "-val.npz")
@@ -318,7 +348,11 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{len(tr['y'])} training patches ({int(tr['pages'])} pages), {len(val['y'])} held out", flush=True)
     if a.render_only:
         return 0
-    stats = train(tr["x"], tr["y"], a.steps, a.out, a.seed)
+    for extra in a.also:
+        z = dict(np.load(extra))
+        tr = {k: np.concatenate([tr[k], z[k]]) if k != "pages" else tr[k] + z[k] for k in tr}
+    print(f"{len(tr['y'])} training patches with --also ({int(tr['pages'])} pages)", flush=True)
+    stats = train(tr["x"], tr["y"], a.steps, a.out, a.seed, init=a.init, lr=a.lr)
     from ecgml.page_reader import load_reader
 
     load_reader.cache_clear()
