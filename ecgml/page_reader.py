@@ -86,16 +86,31 @@ def prepare(grey: np.ndarray) -> np.ndarray:
     return ink.astype(np.float32)
 
 
+EXAMPLE_SHAPE = (1, 1, int(PATCH_MM[1] * READ_PPM), int(PATCH_MM[0] * READ_PPM))  # one patch, for the export
+
+
 @functools.lru_cache(maxsize=2)
 def load_reader(path: str | None = None) -> Any:
-    """The shipped reader (eval mode), or None when this install has no weights (torch not imported)."""
+    """The shipped reader as a runner of (1, 1, H, W) ink -> class logits, or None when this install has no
+    weights. Its exported graph is cached like the trace model's (`ecgml.trace.runtime`): once cached it
+    runs in ONNX Runtime without importing torch; the first run exports it (torch, about a second)."""
+    from ecgml.trace.runtime import cached_runner, make_runner
+
     p = Path(path) if path else WEIGHTS
     if not p.exists():
         return None
+    runner = cached_runner(p, EXAMPLE_SHAPE)
+    if runner is not None:
+        return runner
+    return make_runner(load_net(p), EXAMPLE_SHAPE, weights=p)
+
+
+def load_net(path: Path) -> Any:
+    """The torch network of `path` in eval mode (training, evaluation and the first export)."""
     import torch
 
     net = _net()
-    net.load_state_dict(torch.load(p, map_location="cpu", weights_only=True))
+    net.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
     net.eval()
     return net
 
@@ -103,12 +118,18 @@ def load_reader(path: str | None = None) -> Any:
 def class_maps(net: Any, ink: np.ndarray) -> np.ndarray:
     """(classes, H', W') probabilities, one every STRIDE_MM, for a page of ink (H, W) at READ_PPM.
 
-    Output (i, j) is the patch whose top-left corner is at (8 i, 8 j) px."""
-    import torch
+    `net`: a runner (`load_reader`) or a torch network. Output (i, j) is the patch whose top-left corner
+    is at (8 i, 8 j) px."""
+    x = np.ascontiguousarray(ink, dtype=np.float32)[None, None]
+    if hasattr(net, "runtime"):
+        logits = np.asarray(net(x), np.float32)[0]
+    else:
+        import torch
 
-    with torch.inference_mode():
-        x = torch.from_numpy(np.ascontiguousarray(ink))[None, None]
-        return torch.softmax(net(x), dim=1)[0].numpy()
+        with torch.inference_mode():
+            logits = net(torch.from_numpy(x))[0].numpy()
+    e = np.exp(logits - logits.max(axis=0, keepdims=True))
+    return e / e.sum(axis=0, keepdims=True)
 
 
 @dataclass

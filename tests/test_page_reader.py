@@ -122,3 +122,19 @@ def test_maps_near_the_cells_equal_the_whole_page_map_where_names_may_be():
     assert computed.mean() < 0.7  # a part of the page only
     assert np.allclose(full[:, computed], near[:, computed], atol=1e-5)
     assert _cell_reads(full, lay, 0.0, 0.0) == _cell_reads(near, lay, 0.0, 0.0)
+
+
+def test_the_reader_runs_its_exported_graph_like_the_network(tmp_path):
+    """Digitizing needs no torch once the graph is cached (issue 17): the graph gives the network's maps."""
+    import torch
+
+    from ecgml.page_reader import class_maps, load_net, load_reader
+
+    torch.manual_seed(2)
+    weights = tmp_path / "reader.pt"
+    torch.save(_net().state_dict(), weights)
+    runner = load_reader(str(weights))
+    load_reader.cache_clear()
+    assert runner.runtime != "torch" and list(tmp_path.glob("reader.*.onnx"))  # cached beside the weights
+    ink = np.random.default_rng(1).random((200, 300)).astype(np.float32)
+    assert np.allclose(class_maps(runner, ink), class_maps(load_net(weights), ink), atol=1e-4)

@@ -353,10 +353,9 @@ def main(argv: list[str] | None = None) -> int:
         tr = {k: np.concatenate([tr[k], z[k]]) if k != "pages" else tr[k] + z[k] for k in tr}
     print(f"{len(tr['y'])} training patches with --also ({int(tr['pages'])} pages)", flush=True)
     stats = train(tr["x"], tr["y"], a.steps, a.out, a.seed, init=a.init, lr=a.lr)
-    from ecgml.page_reader import load_reader
+    from ecgml.page_reader import load_net
 
-    load_reader.cache_clear()
-    held = evaluate(load_reader(str(a.out)), val)
+    held = evaluate(load_net(a.out), val)
     meta = {
         "classes": list(CLASSES), "read_ppm": READ_PPM, "patch_mm": list(PATCH_MM),
         "pages": int(tr["pages"]), "val_pages": int(val["pages"]), "train_split": "train",
