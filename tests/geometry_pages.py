@@ -43,8 +43,10 @@ def draw_page(
     seed: int = 0,
     separators: bool = True,
     labels: bool = True,
+    ink: tuple[int, int, int] = (10, 10, 10),
 ) -> tuple[np.ndarray, PageMap, PageLayout]:
-    """(RGB uint8 image, true PageMap, layout) of a flat upright page."""
+    """(RGB uint8 image, true PageMap, layout) of a flat upright page (`grid` "scan" is the grey of a
+    black-and-white scan, lighter than "bw")."""
     layout = layout or make_layout()
     pw, ph = layout.paper_mm
     w, h = int(round(pw * ppm)), int(round(ph * ppm))
@@ -52,6 +54,7 @@ def draw_page(
     colours = {
         "red": ((255, 0, 0), (254, 223, 219)),
         "bw": ((102, 102, 102), (191, 191, 191)),
+        "scan": ((140, 140, 140), (225, 225, 225)),
         "green": ((0, 150, 60), (190, 235, 200)),
         "blue": ((90, 140, 210), (190, 215, 240)),
     }
@@ -69,7 +72,6 @@ def draw_page(
                     continue
                 y = snap_to_pixels(np.array(ph - k), KAGGLE_PPM) * ppm
                 cv2.line(img, _pt(0, y), _pt(w, y), col, 1, cv2.LINE_AA, SHIFT)
-    ink = (10, 10, 10)
     lw = max(1, int(round(0.26 * ppm)))
     gain, speed = layout.gain_mm_mv, layout.speed_mm_s
     for i, c in enumerate(layout.cells):

@@ -22,6 +22,7 @@ from ecgml.geometry.grid import (
     GRID_SHIFT_MM,
     LATTICE_LONG_SIDE,
     LATTICE_LONG_SIDE_PHOTO,
+    bend_residual,
     coarse_frame,
     darkness,
     tile_lattice,
@@ -50,6 +51,7 @@ RESIDUAL_STEP_MM = 5.0
 MIN_GOOD_TILES = 40  # grid tiles (10 mm apart) a page gives when the scale is right
 SCALE_RETRIES = (5.0, 0.2, 2.5, 0.4, 2.0, 0.5)
 PAPER_MARGIN_MM = 8.0  # paper (pulses, row ends) reaches this far past the last grid tile measured
+COARSE_RANSAC_MM = 3.0  # flat and gently bent pages: tiles further off the homography are outliers
 FINE_ROUNDS = 4  # crumpled pages: rounds on smaller tiles once the map is close
 FINE_TILE_MM = 10.0
 FINE_RANSAC_MM = 8.0  # crumples move the grid several mm off any homography
@@ -190,14 +192,19 @@ def _estimate(image: np.ndarray, path: str | Path | None, work_long_side: int, t
     coarse = coarse_frame(lat)
     if coarse is None:
         raise EcgmlError(path, "no ECG grid found (inconsistent grid directions)")
-    h, used = coarse
-    h = np.diag([1 / rx, 1 / ry, 1.0]) @ h  # lattice px -> work px
+    used = coarse.mask
+    h = np.diag([1 / rx, 1 / ry, 1.0]) @ coarse.h  # lattice px -> work px
     diag["lattice_tiles"] = int(used.sum())
     mmc = apply_homography(np.linalg.inv(h), lat.centre[used] / [rx, ry])
     ext = _first_extent(h, mmc, dark.shape)
-    fmap = FrameMap(h)
+    bend = bend_residual(coarse, h, (1 / rx, 1 / ry))
+    # a bent page keeps the integrated lattice as the first residual, and its coarse rounds the tiles a
+    # homography leaves several mm off (else the residual is dropped again where it matters)
+    fmap = FrameMap(h) if bend is None else FrameMap(h, *bend)
+    coarse_ransac_mm = COARSE_RANSAC_MM if bend is None else FINE_RANSAC_MM
+    diag["lattice_bend"] = bend is not None
     try:
-        first = refine(dark, fmap, ext)
+        first = refine(dark, fmap, ext, ransac_mm=coarse_ransac_mm)
     except (cv2.error, IndexError, ValueError, np.linalg.LinAlgError):
         first = None
     if first is None or first.n_tiles < MIN_GOOD_TILES:
@@ -214,13 +221,14 @@ def _estimate(image: np.ndarray, path: str | Path | None, work_long_side: int, t
                 rk = None  # this scale makes no sense for the image (raster smaller than a tile, ...)
             if rk is not None and rk.n_tiles * k**2 * rk.tile_conf > best_score:
                 best, best_score = rk, rk.n_tiles * k**2 * rk.tile_conf
+                coarse_ransac_mm = COARSE_RANSAC_MM  # the lattice's bend was measured at another scale
         first = best
         diag["scale_retry"] = True
     if first is None:
         raise EcgmlError(path, "no ECG grid found (grid lines not measurable)")
     res, fmap, ext = first, first.fmap, first.extent
     for _ in range(REFINE_ROUNDS - 1):
-        r = refine(dark, fmap, ext)
+        r = refine(dark, fmap, ext, ransac_mm=coarse_ransac_mm)
         if r is None:
             break
         res, fmap, ext = r, r.fmap, r.extent

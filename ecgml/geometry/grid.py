@@ -284,11 +284,23 @@ def _decide_lattice(raw: list, spectra: list, shape: tuple[int, int]) -> TileLat
 _NEIGHBOURS = tuple((dy, dx) for dy in range(-2, 3) for dx in range(-2, 3) if (dy, dx) != (0, 0))
 
 
-def coarse_frame(lat: TileLattice) -> tuple[np.ndarray, np.ndarray] | None:
-    """Homography frame-mm -> px from the lattice field, and the boolean mask of tiles used.
+@dataclass
+class CoarseFrame:
+    """The coarse map: homography frame mm -> px, the tiles it fits (mask), and every integrated tile."""
+
+    h: np.ndarray
+    mask: np.ndarray  # (n,) tiles of the lattice the homography fits (RANSAC inliers)
+    mm: np.ndarray  # (m, 2) frame mm of every tile reached by the integration (inliers or not)
+    px: np.ndarray  # (m, 2) their centres, lattice px
+
+
+def coarse_frame(lat: TileLattice) -> CoarseFrame | None:
+    """Homography frame-mm -> px from the lattice field, the tiles it fits, and the integrated tiles.
 
     Labels the two families consistently by growing from the strongest tile (each tile takes the
     labelling nearest its labelled neighbour), then integrates the mm gradients over the tile graph.
+    The integration follows a bent page where no homography does (a crumpled page's far third can be
+    20-30 mm off the homography fitted to the rest, 2-5 mm off the integration): `bend_residual` keeps it.
     """
     n = len(lat.centre)
     index = {tuple(ij): k for k, ij in enumerate(lat.grid_ij)}
@@ -365,7 +377,57 @@ def coarse_frame(lat: TileLattice) -> tuple[np.ndarray, np.ndarray] | None:
     h, _ = cv2.findHomography(mm[keep].astype(np.float64), px[keep].astype(np.float64), 0)
     if h is None:
         return None
-    used = used[keep]
     mask = np.zeros(n, bool)
-    mask[used] = True
-    return h, mask
+    mask[used[keep]] = True
+    return CoarseFrame(h, mask, mm, px)
+
+
+BEND_STEP_MM = 10.0  # node spacing of the residual grid the integrated lattice gives
+BEND_SIGMA_MM = 12.0  # smoothing of the tiles' residuals (tiles lie ~20 mm apart)
+BEND_MIN_MM = 1.5  # a homography explains the tiles within this (rms): the page is flat enough
+BEND_OUTLIER_MM = 3.0  # a tile this far from its neighbours' residual is a measuring error
+
+
+def bend_residual(
+    cf: CoarseFrame, h: np.ndarray, scale: tuple[float, float]
+) -> tuple[np.ndarray, tuple[float, float], float] | None:
+    """Residual grid (gy, gx, 2 px; origin frame mm; step BEND_STEP_MM) that carries the homography `h`
+    (frame mm -> px at `scale` times the lattice px) onto the integrated tiles; None for a flat page.
+
+    Crumpled and curled photos bend beyond what a homography fitted to part of the page extrapolates:
+    the refinement's tiles unwrap only where the map is within half a 5 mm period, so without this the
+    far part of the page is never measured and its pulses and row ends are lost (type 0010).
+    """
+    px = cf.px * np.asarray(scale)
+    mm = cf.mm
+    if len(mm) < 8:
+        return None
+    ph = np.concatenate([mm, np.ones((len(mm), 1))], 1) @ h.T
+    r = px - ph[:, :2] / ph[:, 2:3]
+    c = np.array([[*mm.mean(0), 1.0], [*(mm.mean(0) + [1, 0]), 1.0], [*(mm.mean(0) + [0, 1]), 1.0]]) @ h.T
+    c = c[:, :2] / c[:, 2:3]
+    ppm = float(np.sqrt(abs(np.cross(c[1] - c[0], c[2] - c[0]))))  # px per frame mm
+    d = np.linalg.norm(mm[:, None] - mm[None], axis=2)
+    near = (d < 2.5 * BEND_SIGMA_MM) & (d > 0)
+    ok = np.ones(len(mm), bool)
+    for i in range(len(mm)):
+        nb = np.flatnonzero(near[i])
+        if len(nb) < 4:
+            continue
+        # the neighbours' plane at this tile (a curled edge is steep: their median would reject it)
+        a = np.concatenate([np.ones((len(nb), 1)), mm[nb] - mm[i]], 1)
+        coef, _, rank, _ = np.linalg.lstsq(a, r[nb], rcond=None)
+        pred = coef[0] if rank == 3 else np.median(r[nb], axis=0)
+        ok[i] = np.linalg.norm(r[i] - pred) / ppm < BEND_OUTLIER_MM
+    mm, r = mm[ok], r[ok]
+    if len(mm) < 8 or np.sqrt(np.mean(np.sum(r**2, 1))) / ppm < BEND_MIN_MM:
+        return None
+    lo = mm.min(0) - 2 * BEND_STEP_MM
+    n = np.ceil((mm.max(0) + 2 * BEND_STEP_MM - lo) / BEND_STEP_MM).astype(int) + 1
+    gy, gx = np.mgrid[0 : n[1], 0 : n[0]].astype(np.float64) * BEND_STEP_MM
+    nodes = np.stack([gx.ravel() + lo[0], gy.ravel() + lo[1]], -1)
+    d2 = np.sum((nodes[:, None] - mm[None]) ** 2, axis=2)
+    # normalised Gaussian interpolation; nodes far from every tile take their nearest tiles' mean
+    w = np.exp(-0.5 * (d2 - d2.min(1, keepdims=True)) / BEND_SIGMA_MM**2)
+    res = (w @ r) / w.sum(1, keepdims=True)
+    return res.reshape(n[1], n[0], 2), (float(lo[0]), float(lo[1])), float(BEND_STEP_MM)

@@ -53,29 +53,62 @@ def _row_score(mask: np.ndarray, ppm: float) -> float:
     return float(top.mean())
 
 
+OFF_LINE_DROP = 0.15  # away from the major lines the ink threshold drops by at most this (darkness)
+
+
+def _major_lines(origin: float, n: int, ppm: float) -> np.ndarray:
+    """Raster indices of the 5 mm grid lines (frame mm 5k) on a raster of n px starting at `origin` mm."""
+    ks = np.arange(np.ceil(origin / 5), np.floor((origin + n / ppm) / 5) + 1)
+    return np.clip(np.round((5 * ks - origin) * ppm - 0.5).astype(int), 0, n - 1)
+
+
 def ink_mask(
-    ink: np.ndarray, valid: np.ndarray, ppm: float = ORIENT_PPM, x0: float | None = None
+    ink: np.ndarray,
+    valid: np.ndarray,
+    ppm: float = ORIENT_PPM,
+    x0: float | None = None,
+    y0: float | None = None,
 ) -> np.ndarray:
     """Trace/text pixels: darker in every channel than the (possibly grey) grid, and thin.
 
     The grid's own level is read on the major grid lines (frame x = 5k mm, known after refinement) when
-    `x0` (frame mm of the raster's left edge) is given. Thick dark regions (lid shadows, background,
-    mould, stains) are removed by an opening wider than any pen stroke.
+    `x0` (frame mm of the raster's left edge) is given. With `y0` too, pixels away from the major lines
+    (rows and columns) are held only to the level found just beside them: on a black-and-white scan a
+    light-grey trace is barely darker than the major lines (0.45-0.6 against 0.3-0.47 on this raster),
+    and one threshold above the lines lost every row of it. Where the map is off by a line's width the
+    lines spill beside themselves and the one threshold holds everywhere. Thick dark regions (lid
+    shadows, background, mould, stains) are removed by an opening wider than any pen stroke.
     """
     v = ink[valid]
     if v.size == 0:
         return np.zeros_like(ink, bool)
+    thr_px: float | np.ndarray
     if x0 is not None:
-        w = ink.shape[1]
-        ks = np.arange(np.ceil(x0 / 5), np.floor((x0 + w / ppm) / 5) + 1)
-        cols = np.clip(np.round((5 * ks - x0) * ppm - 0.5).astype(int), 0, w - 1)
+        h, w = ink.shape
+        cols = _major_lines(x0, w, ppm)
         on = ink[:, cols][valid[:, cols]]
         grid_level = float(np.percentile(on, 75)) if on.size > 100 else float(np.percentile(v, 97))
         thr = float(np.clip(grid_level + 0.2, 0.3, 0.75))
+        thr_px = thr
+        if y0 is not None and on.size > 100:
+            rows = _major_lines(y0, h, ppm)
+            beside_c = np.clip(np.concatenate([cols - 2, cols + 2]), 0, w - 1)
+            beside_r = np.clip(np.concatenate([rows - 2, rows + 2]), 0, h - 1)
+            off = np.concatenate([ink[:, beside_c][valid[:, beside_c]], ink[beside_r][valid[beside_r]]])
+            # a trace crosses a column once (< 1 % of its pixels); a line spilling over fills it
+            thr_off = thr
+            if off.size > 100:
+                thr_off = float(np.clip(np.percentile(off, 90) + 0.2, max(0.3, thr - OFF_LINE_DROP), thr))
+            near_c = np.zeros(w, bool)
+            near_r = np.zeros(h, bool)
+            for d in (-1, 0, 1):
+                near_c[np.clip(cols + d, 0, w - 1)] = True
+                near_r[np.clip(rows + d, 0, h - 1)] = True
+            thr_px = np.where(near_r[:, None] | near_c[None, :], thr, thr_off).astype(np.float32)
     else:
         grid_level = float(np.percentile(v, 97))  # dense grid lines dominate the upper tail below the ink
-        thr = float(np.clip(grid_level + 0.12, 0.3, 0.8))
-    m = ((ink > thr) & valid).astype(np.uint8)
+        thr_px = float(np.clip(grid_level + 0.12, 0.3, 0.8))
+    m = ((ink > thr_px) & valid).astype(np.uint8)
     k = max(3, int(round(2.5 * ppm)) | 1)  # strokes (even where pulse, QRS and ticks merge) are thinner
     thick = cv2.morphologyEx(m, cv2.MORPH_OPEN, cv2.getStructuringElement(cv2.MORPH_RECT, (k, k)))
     thick = cv2.dilate(thick, cv2.getStructuringElement(cv2.MORPH_RECT, (3, 3)))
@@ -321,7 +354,9 @@ def _merge_rows(pulsed: Rows, prof: Rows) -> Rows:
     )
     x_left = float(np.median(pulsed.left)) if len(pulsed.left) else None
     pc = np.sort(pulsed.centres)
-    pitch = float(np.median(np.diff(pc))) if len(pc) >= 2 else 30.0
+    # the row pitch is the smallest gap: a row whose pulse was missed doubles its gap, and the median of
+    # such gaps (3 pulses of 4 rows: 36 and 69 mm) made the missed row look like a neighbour's text
+    pitch = float(np.min(np.diff(pc))) if len(pc) >= 2 else 30.0
     for i, c in enumerate(prof.centres):
         if len(cen) and np.min(np.abs(np.array(cen) - c)) < max(6.0, 0.75 * pitch):
             continue  # the same row, or text/footer just beside a row
@@ -378,7 +413,7 @@ def _orient(
     at one x; they fix the turn, the baselines and the row starts even when the traces wander. Without
     them: the axis along which ink piles up in rows, then the upright score.
     """
-    mask = ink_mask(ink_r, paper, ppm, ext[0])
+    mask = ink_mask(ink_r, paper, ppm, ext[0], ext[1])
     found = []
     for k in range(4):
         m = np.ascontiguousarray(np.rot90(mask, k=-k))  # clockwise k quarter turns = rot(k) of frame mm

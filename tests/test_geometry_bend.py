@@ -1,0 +1,96 @@
+"""Bent and crumpled pages: the coarse map keeps the integrated lattice where no homography reaches, and
+the rows of a light trace on a black-and-white scan, or of a page whose pulse was missed, are still found."""
+
+from __future__ import annotations
+
+import numpy as np
+from geometry_pages import draw_page
+
+from ecgml.geometry import estimate_page
+from ecgml.geometry.grid import CoarseFrame, bend_residual
+from ecgml.geometry.orient import Rows, _merge_rows, ink_mask
+from ecgml.geometry.refine import FrameMap
+from ecgml.page import apply_homography
+
+PPM = 4.0  # lattice px per frame mm
+H = np.array([[PPM, 0.0, 40.0], [0.0, PPM, 30.0], [0.0, 0.0, 1.0]])
+
+
+def _tiles(curl_mm: float) -> tuple[np.ndarray, np.ndarray]:
+    """Frame mm of tiles 20 mm apart over a page, and their px on a page whose left third curls down
+    by up to `curl_mm` (quadratic, as a crumpled photo's far edge)."""
+    gx, gy = np.meshgrid(np.arange(0, 281, 20.0), np.arange(0, 216, 20.0))
+    mm = np.stack([gx.ravel(), gy.ravel()], -1)
+    bend = np.zeros_like(mm)
+    bend[:, 1] = curl_mm * np.clip((100 - mm[:, 0]) / 100, 0, None) ** 2
+    return mm, apply_homography(H, mm + bend)
+
+
+def test_a_flat_page_keeps_its_homography() -> None:
+    mm, px = _tiles(0.0)
+    cf = CoarseFrame(H, np.ones(len(mm), bool), mm, px)
+    assert bend_residual(cf, H, (1.0, 1.0)) is None
+
+
+def test_a_curled_page_keeps_the_integrated_lattice_as_residual() -> None:
+    mm, px = _tiles(15.0)
+    px_bad = px.copy()
+    px_bad[20] += 12 * PPM  # one tile integrated 12 mm off its neighbours (a measuring error)
+    cf = CoarseFrame(H, np.ones(len(mm), bool), mm, px_bad)
+    hw = np.diag([0.5, 0.5, 1.0]) @ H  # the work copy is half the lattice's size
+    out = bend_residual(cf, hw, (0.5, 0.5))
+    assert out is not None
+    fmap = FrameMap(hw, *out)
+    err_mm = np.linalg.norm(fmap.mm_to_px(mm) - 0.5 * px, axis=1) / (0.5 * PPM)
+    keep = np.arange(len(mm)) != 20
+    flat_err = np.linalg.norm(apply_homography(hw, mm) - 0.5 * px, axis=1) / (0.5 * PPM)
+    assert flat_err[keep].max() > 14.0  # what the homography alone leaves at the curled edge
+    assert np.percentile(err_mm[keep], 90) < 1.5 and err_mm[keep].max() < 3.0
+
+
+def test_light_grey_trace_on_a_grey_grid_is_ink() -> None:
+    """A black-and-white scan (majors 0.45 dark on this raster) with a trace only a little darker (0.55):
+    one threshold above the majors loses the trace; away from the majors it is held to the paper level."""
+    h, w = 400, 600
+    ink = np.full((h, w), 0.03, np.float32)
+    ink[:, 2::4] = 0.08  # minor lines (1 mm)
+    ink[2::4, :] = 0.08
+    ink[:, 2::20] = 0.45  # major lines (5 mm): frame x, y = 5k mm with the raster at 0.5 px past them
+    ink[2::20, :] = 0.45
+    rows = 200 + np.round(8 * np.sin(np.arange(w) / 15.0)).astype(int)
+    ink[rows, np.arange(w)] = 0.55
+    valid = np.ones((h, w), bool)
+    x0 = y0 = -0.625  # raster px 2 lies on frame 0 mm
+    assert ink_mask(ink, valid, 4.0, x0)[rows, np.arange(w)].mean() < 0.1  # before: the trace is lost
+    m = ink_mask(ink, valid, 4.0, x0, y0)
+    cols = np.arange(w)
+    away = (np.abs((cols - 2 + 10) % 20 - 10) > 1) & (np.abs((rows - 2 + 10) % 20 - 10) > 1)
+    assert m[rows[away], cols[away]].mean() > 0.95  # within a px of a major line the lines' threshold holds
+    off_trace = m.copy()
+    off_trace[rows, np.arange(w)] = False
+    assert off_trace.mean() < 0.01  # the grid lines are not ink
+
+
+def test_a_light_grey_trace_page_is_read() -> None:
+    """Drawn page, light-grey trace on a light-grey grid: 'no ECG trace found on the grid' before."""
+    img, truth, layout = draw_page(ppm=8.0, grid="scan", seed=5, ink=(115, 115, 115))
+    est = estimate_page(img, "scan.png")
+    assert est.orientation == 0 and est.layout.name == layout.name
+    p = np.array([(x, c.baseline_mm) for c in layout.cells for x in np.linspace(c.x0_mm, c.x1_mm, 15)])
+    err = np.linalg.norm(est.page_map.px_to_mm(truth.mm_to_px(p)) - p, axis=1)
+    assert np.median(err) < 0.1
+
+
+def test_a_row_whose_pulse_was_missed_is_kept() -> None:
+    """Pulses on rows 1, 2 and 4 of four 36 mm apart: the profile's row 3 is a row, not text beside one."""
+    pulsed = Rows(
+        np.array([64.0, 100.0, 169.0]), np.full(3, -145.0), np.full(3, 100.0), np.ones(3, bool),
+        np.zeros(3, bool), np.zeros(3, bool),
+    )  # fmt: skip
+    prof = Rows(
+        np.array([64.0, 100.0, 136.0, 169.0]), np.full(4, -140.0), np.full(4, 100.0), np.zeros(4, bool),
+        np.zeros(4, bool), np.zeros(4, bool),
+    )  # fmt: skip
+    rows = _merge_rows(pulsed, prof)
+    assert np.allclose(rows.centres, [64.0, 100.0, 136.0, 169.0])
+    assert rows.left[2] == -145.0  # the missed row starts where the pulses do
