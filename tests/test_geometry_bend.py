@@ -33,7 +33,7 @@ def test_a_flat_page_keeps_its_homography() -> None:
 
 
 def test_a_curled_page_keeps_the_integrated_lattice_as_residual() -> None:
-    mm, px = _tiles(15.0)
+    mm, px = _tiles(8.0)
     px_bad = px.copy()
     px_bad[20] += 12 * PPM  # one tile integrated 12 mm off its neighbours (a measuring error)
     cf = CoarseFrame(H, np.ones(len(mm), bool), mm, px_bad)
@@ -44,8 +44,9 @@ def test_a_curled_page_keeps_the_integrated_lattice_as_residual() -> None:
     err_mm = np.linalg.norm(fmap.mm_to_px(mm) - 0.5 * px, axis=1) / (0.5 * PPM)
     keep = np.arange(len(mm)) != 20
     flat_err = np.linalg.norm(apply_homography(hw, mm) - 0.5 * px, axis=1) / (0.5 * PPM)
-    assert flat_err[keep].max() > 14.0  # what the homography alone leaves at the curled edge
-    assert np.percentile(err_mm[keep], 90) < 1.5 and err_mm[keep].max() < 3.0
+    assert flat_err[keep].max() > 7.5  # what the homography alone leaves at the curled edge
+    assert np.percentile(err_mm[keep], 90) < 0.5 and err_mm[keep].max() < 1.5  # read: 0.11, 0.59
+    assert err_mm[20] < 0.5  # the bad tile is left out: the map there follows its neighbours
 
 
 def test_light_grey_trace_on_a_grey_grid_is_ink() -> None:

@@ -411,14 +411,9 @@ def bend_residual(
     near = (d < 2.5 * BEND_SIGMA_MM) & (d > 0)
     ok = np.ones(len(mm), bool)
     for i in range(len(mm)):
-        nb = np.flatnonzero(near[i])
-        if len(nb) < 4:
-            continue
-        # the neighbours' plane at this tile (a curled edge is steep: their median would reject it)
-        a = np.concatenate([np.ones((len(nb), 1)), mm[nb] - mm[i]], 1)
-        coef, _, rank, _ = np.linalg.lstsq(a, r[nb], rcond=None)
-        pred = coef[0] if rank == 3 else np.median(r[nb], axis=0)
-        ok[i] = np.linalg.norm(r[i] - pred) / ppm < BEND_OUTLIER_MM
+        if near[i].sum() >= 3:
+            med = np.median(r[near[i]], axis=0)
+            ok[i] = np.linalg.norm(r[i] - med) / ppm < BEND_OUTLIER_MM
     mm, r = mm[ok], r[ok]
     if len(mm) < 8 or np.sqrt(np.mean(np.sum(r**2, 1))) / ppm < BEND_MIN_MM:
         return None
