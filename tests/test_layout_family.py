@@ -193,3 +193,32 @@ def test_rows_that_fit_no_family_put_every_lead_in_doubt(record):
     fam = choose_family(tracer(record, drawn)(tmpl), tmpl)
     assert "limb_doubt" in fam.evidence
     assert max(fam.lead_factor.get(lead, 1.0) for lead in LEADS) <= PAGE_DOUBT
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "family", ["cabrera-3x4+1R", "cabrera-6x2", "cabrera-12x1", "6x1-limb", "6x1-chest", "12x1-top", "3x5"]
+)
+def test_a_rendered_page_of_each_family_is_read_end_to_end(record, family, tmp_path):
+    """A clean page of the family, drawn by the renderer and read by the shipped digitizer: the family is
+    found, every lead it shows is right (SNR >= 3 dB over its own window), the others are absent."""
+    import cv2
+
+    from ecgml.digitize import digitize_file
+    from ecgml.layout_bench import lead_snr_db
+    from ecgml.render.page import plotted_mask
+    from ecgml.render.presets import render
+
+    out = render(record, "0001", 14, layout=family)
+    png = tmp_path / "page.png"
+    cv2.imwrite(str(png), cv2.cvtColor(out.image, cv2.COLOR_RGB2BGR))
+    res, _ = digitize_file(png, tmp_path / "out")
+    assert res.geometry.layout.name == {"12x1-top": "6x1-limb"}.get(family, family)  # same leads
+    mask = plotted_mask(out.layout, 500, 5000)
+    for j, lead in enumerate(LEADS):
+        if mask[:, j].any():
+            truth = np.where(mask[:, j], record.signal[:, j], np.nan)
+            assert lead_snr_db(truth, res.record.signal[:, j], 500) >= 3.0, lead
+            assert res.status[lead] != "absent", lead
+        else:
+            assert res.status[lead] == "absent" and not np.isfinite(res.record.signal[:, j]).any(), lead
