@@ -29,15 +29,15 @@ sys.path.insert(0, str(Path(__file__).parent))
 OUTSIDE = Path("/work/shared/data/outside-pages/pages")
 
 
-def non_ecg_images(seeds: int) -> Iterator[tuple[str, np.ndarray]]:
+def non_ecg_images(seeds: int, first: int = 0) -> Iterator[tuple[str, np.ndarray]]:
     from ecgml.render.non_ecg import KINDS, non_ecg_image
 
-    for seed in range(seeds):
+    for seed in range(first, first + seeds):
         for kind in KINDS:
             yield f"{kind}-{seed}", non_ecg_image(kind, seed)
 
 
-def renderer_pages(per_type: int, no_grid: bool) -> Iterator[tuple[str, np.ndarray]]:
+def renderer_pages(per_type: int, no_grid: bool, first: int = 0) -> Iterator[tuple[str, np.ndarray]]:
     from geometry_benchmark import bench_records
 
     import ecgml.render.presets as presets
@@ -54,7 +54,7 @@ def renderer_pages(per_type: int, no_grid: bool) -> Iterator[tuple[str, np.ndarr
 
         presets.random_style = without_grid
     recs = bench_records()
-    for i in range(per_type):
+    for i in range(first, first + per_type):
         for t in types:
             seed = (7000 if no_grid else 4000) + 100 * presets.TYPES.index(t) + i
             rec = read_wfdb(recs[(i * 7 + presets.TYPES.index(t)) % len(recs)])
@@ -71,13 +71,14 @@ def main() -> None:
     ap.add_argument("--sets", default="non_ecg,no_grid,renderer,outside")
     ap.add_argument("--seeds", type=int, default=5, help="non-ECG images per kind")
     ap.add_argument("--per-type", type=int, default=2, help="renderer pages per capture type")
+    ap.add_argument("--first", type=int, default=0, help="first seed / page index (0: the tuning sets)")
     ap.add_argument("--out", type=Path, default=Path("runs/non_ecg.json"))
     a = ap.parse_args()
     digitizer = load_digitizer(None)
     makers = {
-        "non_ecg": lambda: non_ecg_images(a.seeds),
-        "no_grid": lambda: renderer_pages(a.per_type, True),
-        "renderer": lambda: renderer_pages(a.per_type, False),
+        "non_ecg": lambda: non_ecg_images(a.seeds, a.first),
+        "no_grid": lambda: renderer_pages(a.per_type, True, a.first),
+        "renderer": lambda: renderer_pages(a.per_type, False, a.first),
         "outside": outside_pages,
     }
     rows: list[dict] = []

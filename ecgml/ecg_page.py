@@ -22,8 +22,9 @@ ENVELOPE_S = 0.06  # smoothing of |slope|: about a QRS complex
 BEAT_SHIFT_S = 0.04  # rows may be misregistered by this much in time
 MIN_AMPLITUDE_MM = 2.0  # no grid, median peak-to-peak of the traced cells below this: flat lines
 GRID_TRACE_AT = 0.2  # with a grid: trace confidence below this means no trace-like ink on it
-NO_GRID_TRACE_AT = 0.45  # without a grid the traces themselves must look like an ECG:
-NO_GRID_BEATS_AT = 0.45  # ... confident, and their beats at the same moments across the rows
+NO_GRID_TRACE_AT = 0.45  # without a grid the traces themselves must look like an ECG: confident,
+NO_GRID_SUM_AT = 1.05  # ... and confidence + beat agreement at least this (a crumpled photo's rows agree
+# less in time but are traced with confidence 0.9; shapes reach 0.6-0.75 with agreement <= 0.25)
 INK_LONG_SIDE = 1200  # px: the image is looked at this size for long thin curves
 INK_KERNEL_PX = 9  # black-hat size: ink thinner than this (traces, not filled shapes or shadows)
 CURVE_MIN_LENGTH = 0.3  # a curve spans at least this share of the image's width ...
@@ -143,7 +144,7 @@ def not_an_ecg_page(ev: PageEvidence) -> str:
         return ""  # rows of trace in the image itself, where the flat-page guess did not find them
     if ev.amplitude_mm < MIN_AMPLITUDE_MM:
         return f"no ECG grid, and the lines traced are flat: no heartbeats ({measured})"
-    if ev.trace < NO_GRID_TRACE_AT or ev.beats < NO_GRID_BEATS_AT:
+    if ev.trace < NO_GRID_TRACE_AT or ev.trace + ev.beats < NO_GRID_SUM_AT:
         return f"no ECG grid and no heartbeat-like traces ({measured})"
     return ""
 

@@ -1,6 +1,6 @@
 """Settings for every test: no usage telemetry from Prefect's temporary test servers (set before any
-test module imports prefect); exported ONNX graphs cached in a temporary folder, not beside the shipped
-weights in the checkout (tests/test_trace_onnx_cache.py checks that default)."""
+test module imports prefect); exported ONNX graphs cached in a temporary folder, not in the user's cache
+folder in their home (where the shipped weights' graph goes by default: tests/test_trace_onnx_cache.py)."""
 
 import atexit
 import os

@@ -50,6 +50,7 @@ def test_beats_at_the_same_moments_in_every_row_are_an_ecg_without_a_grid() -> N
     ev = _evidence(_beats, grid=False)
     assert ev.beats > 0.9 and ev.amplitude_mm > 5 and ev.trace == pytest.approx(0.95)
     assert not_an_ecg_page(ev) == ""
+    assert not_an_ecg_page(_evidence(_beats, grid=False, confidence=0.4)) != ""  # traced without confidence
 
 
 def test_spikes_at_different_moments_in_each_row_are_not() -> None:
@@ -61,7 +62,7 @@ def test_spikes_at_different_moments_in_each_row_are_not() -> None:
         d = np.min(np.abs(t[:, None] - offsets[row][None, :]), axis=1)
         return np.exp(-0.5 * (d / 0.012) ** 2)
 
-    ev = _evidence(unrelated, grid=False)
+    ev = _evidence(unrelated, grid=False, confidence=0.7)  # shapes are traced with 0.6-0.75
     assert ev.beats < 0.3
     assert "no heartbeat-like traces" in not_an_ecg_page(ev)
 
