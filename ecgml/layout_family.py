@@ -173,9 +173,8 @@ def tick_strength(page: CanonicalPage, x_mm: float, baseline_mm: float) -> float
     """How much a separator tick (a short vertical bar across the baseline) stands at `x_mm`: the share
     of a 3.6 mm window centred on the baseline that the darkest ink column within 0.6 mm fills."""
     img = page.image
-    grey = img.max(axis=2) if img.ndim == 3 else img  # ink is dark in every channel, a red grid is not
     ppx, ppy = page.px_per_mm
-    h, w = grey.shape
+    h, w = img.shape[:2]
 
     def ys(a: float, b: float) -> slice:
         return slice(int(np.clip((baseline_mm + a) * ppy, 0, h)), int(np.clip((baseline_mm + b) * ppy, 0, h)))
@@ -183,8 +182,11 @@ def tick_strength(page: CanonicalPage, x_mm: float, baseline_mm: float) -> float
     def xs(a: float, b: float) -> slice:
         return slice(int(np.clip((x_mm + a) * ppx, 0, w)), int(np.clip((x_mm + b) * ppx, 0, w)))
 
-    band = grey[ys(-6.0, 6.0), xs(-15.0, 15.0)]
-    win = grey[ys(-1.8, 1.8), xs(-0.6, 0.6)]
+    def grey(part: np.ndarray) -> np.ndarray:
+        return part.max(axis=2) if part.ndim == 3 else part  # ink is dark in every channel, a red grid not
+
+    band = grey(img[ys(-6.0, 6.0), xs(-15.0, 15.0)])
+    win = grey(img[ys(-1.8, 1.8), xs(-0.6, 0.6)])
     if band.size < 100 or win.size == 0:
         return 0.0
     lo, mid = np.percentile(band, [1, 50])
