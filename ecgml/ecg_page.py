@@ -21,7 +21,9 @@ ENVELOPE_FS = 250.0  # Hz: the traces' slope envelopes are compared on this time
 ENVELOPE_S = 0.06  # smoothing of |slope|: about a QRS complex
 BEAT_SHIFT_S = 0.04  # rows may be misregistered by this much in time
 MIN_AMPLITUDE_MM = 2.0  # no grid, median peak-to-peak of the traced cells below this: flat lines
-GRID_TRACE_AT = 0.2  # with a grid: trace confidence below this means no trace-like ink on it
+GRID_TRACE_AT = 0.2  # with a grid: trace confidence below this means no trace-like ink on it (bare
+GRID_WEAK_AT = 0.45  # graph paper 0.04-0.13); below this the beats must agree (a text page on which
+GRID_BEATS_AT = 0.45  # geometry saw a grid: 0.30 and 0.20; real pages 0.32 and 0.74, 0.59 and 0.14)
 NO_GRID_TRACE_AT = 0.45  # without a grid the traces themselves must look like an ECG: confident,
 NO_GRID_SUM_AT = 1.05  # ... and confidence + beat agreement at least this (a crumpled photo's rows agree
 # less in time but are traced with confidence 0.9; shapes reach 0.6-0.75 with agreement <= 0.25)
@@ -139,7 +141,9 @@ def not_an_ecg_page(ev: PageEvidence) -> str:
         f"trace confidence {ev.trace:.2f}, beat agreement {ev.beats:.2f}, amplitude {ev.amplitude_mm:.1f} mm"
     )
     if ev.grid:
-        return f"an ECG-like grid with no trace on it ({measured})" if ev.trace < GRID_TRACE_AT else ""
+        weak = ev.trace < GRID_WEAK_AT and ev.beats < GRID_BEATS_AT
+        bare = ev.trace < GRID_TRACE_AT or weak
+        return f"an ECG-like grid with no trace on it ({measured})" if bare else ""
     if ev.curves >= MIN_CURVES and ev.curve_beats >= CURVES_AT:
         return ""  # rows of trace in the image itself, where the flat-page guess did not find them
     if ev.amplitude_mm < MIN_AMPLITUDE_MM:

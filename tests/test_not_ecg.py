@@ -74,6 +74,11 @@ def test_flat_lines_are_not_an_ecg_and_a_grid_needs_a_trace() -> None:
     assert "grid with no trace" in not_an_ecg_page(bare_grid)
     faint = _evidence(lambda t, row: 0.001 * np.sin(t), grid=True, confidence=0.6)
     assert not_an_ecg_page(faint) == ""  # with a grid, a badly read real page is not refused
+    weak_but_beating = _evidence(_beats, grid=True, confidence=0.3)
+    assert not_an_ecg_page(weak_but_beating) == ""
+    rng = np.random.default_rng(1)
+    scribbles = _evidence(lambda t, row: 0.3 * rng.standard_normal(t.size), grid=True, confidence=0.3)
+    assert "grid with no trace" in not_an_ecg_page(scribbles)  # text on which geometry saw a grid
 
 
 def _drawn_rows(turn: bool) -> np.ndarray:
