@@ -29,6 +29,9 @@ def main(argv: list[str] | None = None) -> int:
 
     torch.set_num_threads(a.threads)
     dig = load_digitizer(None)
+    from ecgml.page_reader import load_reader
+
+    load_reader()  # the first use exports and caches the reader's graph: not part of an image's time
     pngs = sorted(a.folder.glob("*.png"))[: a.limit]
     d_wall, d_cpu, reader = [], [], []
     for k, png in enumerate(pngs):

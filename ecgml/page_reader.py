@@ -45,6 +45,10 @@ ORDERS: dict[int, dict[str, tuple[str, ...]]] = {
 }
 SWITCH_MARGIN = 2.0  # another order must explain this many more confidently read names than the template's
 NO_LABELS_FACTOR = 0.9  # layout evidence of every lead when no printed name could be read at all
+CONFLICT_FACTOR = 0.2  # a lead whose cell carries another lead's printed name
+LONE_CONFLICT_FACTOR = 0.75  # ... when the page's other names confirm the layout (at most two such cells)
+CONFIRM_MIN_READS, CONFIRM_SHARE = 6, 0.8  # names that confirm a layout: this many, this share of those read
+STRIP_READ_AT = 0.95  # a strip's printed name read this surely gives its lead when its trace matched nothing
 STRIP_BY_LABEL = 0.85  # a strip's lead given by its printed name alone (its trace matched nothing surely)
 
 
@@ -279,15 +283,23 @@ def conflicts(reading: LabelReading | None, layout: PageLayout) -> list[tuple[An
 
 
 def label_factors(reading: LabelReading | None, layout: PageLayout) -> dict[str, float]:
-    """Per lead: low when one of its cells carries another lead's printed name; a little below 1 for
-    every lead when the page's names could not be read at all (identity from the layout alone); else 1."""
+    """Per lead: lowered when one of its cells carries another lead's printed name, to CONFLICT_FACTOR,
+    or only to LONE_CONFLICT_FACTOR when the page's other names confirm the layout (most confidently
+    read names agree: a lone disagreement is then more likely the reader's error, ~2 % of held-out names,
+    than one lead out of place); a little below 1 for every lead when no name could be read at all
+    (identity from the layout alone); else 1."""
     if reading is None:
         return {}
     out: dict[str, float] = {}
-    if not any(p >= READ_AT for _, p in reading.cells.values()):
-        out = {c.lead: NO_LABELS_FACTOR for c in layout.cells}
-    for c, _ in conflicts(reading, layout):
-        out[c.lead] = 0.2
+    lead_at = {(c.row, c.col): c.lead for c in layout.cells}
+    sure = [(k, name) for k, (name, p) in reading.cells.items() if p >= READ_AT and k in lead_at]
+    if not sure:
+        return {c.lead: NO_LABELS_FACTOR for c in layout.cells}
+    bad = conflicts(reading, layout)
+    agree = sum(_lead(name) == lead_at[k] for k, name in sure)
+    confirmed = agree >= CONFIRM_MIN_READS and agree >= CONFIRM_SHARE * len(sure)
+    for c, _ in bad:
+        out[c.lead] = LONE_CONFLICT_FACTOR if confirmed and len(bad) <= 2 else CONFLICT_FACTOR
     return out
 
 
@@ -354,8 +366,8 @@ def apply_labels(solved: Solved, reading: LabelReading | None) -> Solved:
             and match.get("corr", 0.0) >= STRIP_MIN_CORR
             and match.get("distance_ratio", 0.0) >= STRIP_MIN_RATIO
         )
-        if sure:
-            continue  # both sure and different: `conflicts` lowers it
+        if sure or got[1] < STRIP_READ_AT:
+            continue  # both sure and different (`conflicts` lowers it), or the name not sure enough
         relabel[(r, cell.col)] = got[0]
         solved.lead_factor[f"strip{r}"] = 0.95 if match.get("lead") == _lead(got[0]) else STRIP_BY_LABEL
         solved.notes.append(f"rhythm strip (row {r + 1}) printed as {got[0]}: read as lead {_lead(got[0])}")

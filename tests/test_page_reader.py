@@ -82,7 +82,7 @@ def test_a_strip_printed_v1_is_read_as_v1_when_its_trace_matched_nothing_surely(
     solved = _solved("3x4+1R")
     solved.evidence["strip_row3"] = {"lead": "II", "corr": 0.4, "distance_ratio": 1.1}
     solved.lead_factor["strip3"] = 0.1
-    reads = {(0, 0): ("I", 0.97), (1, 0): ("II", 0.96), (2, 1): ("aVF", 0.9), (3, 0): ("V1", 0.93)}
+    reads = {(0, 0): ("I", 0.97), (1, 0): ("II", 0.96), (2, 1): ("aVF", 0.9), (3, 0): ("V1", 0.97)}
     out = apply_labels(solved, LabelReading(cells=reads, read=4))
     strip = next(c for c in out.layout.cells if c.row == 3)
     assert strip.lead == "V1" and out.lead_factor["strip3"] == 0.85
@@ -94,6 +94,17 @@ def test_a_strip_printed_v1_is_read_as_v1_when_its_trace_matched_nothing_surely(
     assert [(c.lead, got) for c, got in conflicts(LabelReading(cells=reads, read=4), out.layout)] == [
         ("II", "V1")
     ]
+
+
+def test_a_lone_disagreeing_name_on_a_page_whose_names_confirm_the_layout_lowers_its_lead_less():
+    from ecgml.page_reader import CONFLICT_FACTOR, LONE_CONFLICT_FACTOR
+
+    lay = make_layout("3x4+1R")
+    reads = {(c.row, c.col): (c.lead, 0.99) for c in lay.cells}
+    reads[(0, 1)] = ("I", 0.99)  # aVR's cell read as I (a separator tick can look like one)
+    assert label_factors(LabelReading(cells=reads), lay) == {"aVR": LONE_CONFLICT_FACTOR}
+    few = {k: v for k, v in reads.items() if k in ((0, 0), (1, 0), (0, 1))}
+    assert label_factors(LabelReading(cells=few), lay) == {"aVR": CONFLICT_FACTOR}
 
 
 def test_a_page_without_readable_names_says_so_and_lowers_every_lead_a_little():

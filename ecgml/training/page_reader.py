@@ -213,6 +213,7 @@ def evaluate(net: object, data: dict[str, np.ndarray], sure: float = 0.8) -> dic
     }
     flipped = (kind == 1) & (y == none)
     other = (kind >= 2) & (y == none)
+    near = (kind == KIND_NEAR) & (y == none)
     return {
         "val_patches": int(len(y)),
         "label_accuracy": round(float((pred[lab] == y[lab]).mean()), 4),
@@ -226,6 +227,12 @@ def evaluate(net: object, data: dict[str, np.ndarray], sure: float = 0.8) -> dic
         else None,
         "none_as_label": round(float((pred[other] != none).mean()), 4),
         "none_as_label_confidently": round(float(((pred != none) & (p_max >= sure))[other].mean()), 4),
+        "near_cell_start_as_label": round(float((pred[near] != none).mean()), 4) if near.any() else None,
+        "near_cell_start_as_label_confidently": round(
+            float(((pred != none) & (p_max >= sure))[near].mean()), 4
+        )
+        if near.any()
+        else None,
         "per_class": per_class,
     }
 
