@@ -32,6 +32,8 @@ INK_KERNEL_PX = 9  # black-hat size: ink thinner than this (traces, not filled s
 CURVE_MIN_LENGTH = 0.3  # a curve spans at least this share of the image's width ...
 CURVE_MAX_HEIGHT = 0.25  # ... and at most this share of its height
 CURVE_MAX_INK = 12  # ink px per px of length: a line, not a blob
+CURVE_MIN_WAVE = 0.02  # its centre line leaves a straight line by this share of its length (QRS spikes
+# of 1 mV on a 250 mm row: 4 %; ruled lines, straight even when photographed tilted: ~0)
 CURVE_SHIFT = 0.02  # rows of a tilted page are offset by up to this share of the width
 MIN_CURVES = 3  # rows of trace side by side
 CURVES_AT = 0.4  # median correlation of the curves' steep parts with the others'
@@ -144,24 +146,37 @@ def not_an_ecg_page(ev: PageEvidence) -> str:
         weak = ev.trace < GRID_WEAK_AT and ev.beats < GRID_BEATS_AT
         bare = ev.trace < GRID_TRACE_AT or weak
         return f"an ECG-like grid with no trace on it ({measured})" if bare else ""
-    if ev.curves >= MIN_CURVES and ev.curve_beats >= CURVES_AT:
-        return ""  # rows of trace in the image itself, where the flat-page guess did not find them
     if ev.amplitude_mm < MIN_AMPLITUDE_MM:
         return f"no ECG grid, and the lines traced are flat: no heartbeats ({measured})"
+    if ev.curves >= MIN_CURVES and ev.curve_beats >= CURVES_AT:
+        return ""  # rows of trace in the image itself, where the flat-page guess did not find them
     if ev.trace < NO_GRID_TRACE_AT or ev.trace + ev.beats < NO_GRID_SUM_AT:
         return f"no ECG grid and no heartbeat-like traces ({measured})"
     return ""
+
+
+def _centre_line(mask: np.ndarray) -> np.ndarray:
+    """Mean ink row of each column of one curve's mask (gaps interpolated)."""
+    count = mask.sum(axis=0)
+    rows = np.arange(mask.shape[0])[:, None]
+    centre = np.where(count > 0, (mask * rows).sum(axis=0) / np.maximum(count, 1), np.nan)
+    x = np.arange(mask.shape[1])
+    ok = np.isfinite(centre)
+    return np.asarray(np.interp(x, x[ok], centre[ok]))
+
+
+def _waviness(mask: np.ndarray) -> float:
+    """Peak-to-peak (px) of a curve's centre line about its straight-line fit."""
+    centre = _centre_line(mask)
+    x = np.arange(centre.size)
+    return float(np.ptp(centre - np.polyval(np.polyfit(x, centre, 1), x)))
 
 
 def _curve_envelope(mask: np.ndarray) -> np.ndarray:
     """Per column of one curve's mask: |slope| of its centre line plus its ink height (spikes are tall),
     smoothed and normalised (the image-space twin of a cell's slope envelope)."""
     count = mask.sum(axis=0)
-    rows = np.arange(mask.shape[0])[:, None]
-    centre = np.where(count > 0, (mask * rows).sum(axis=0) / np.maximum(count, 1), np.nan)
-    x = np.arange(mask.shape[1])
-    ok = np.isfinite(centre)
-    centre = np.interp(x, x[ok], centre[ok])
+    centre = _centre_line(mask)
     env = np.convolve(np.abs(np.gradient(centre)) + count / 3.0, np.ones(5) / 5, mode="same")
     return env / max(float(np.percentile(env, 98)), 1e-6)
 
@@ -186,7 +201,7 @@ def ink_curves(image: np.ndarray) -> tuple[int, float]:
             if cw < CURVE_MIN_LENGTH * w or ch > CURVE_MAX_HEIGHT * h or area > CURVE_MAX_INK * cw:
                 continue
             mask = labels[y : y + ch, x : x + cw] == i
-            if mask.any(axis=0).mean() >= 0.8:  # continuous along its length
+            if mask.any(axis=0).mean() >= 0.8 and _waviness(mask) >= CURVE_MIN_WAVE * cw:
                 rows.append((x, _curve_envelope(mask)))
         if len(rows) < 2:
             continue

@@ -99,9 +99,16 @@ def test_rows_of_spiky_curves_in_the_image_are_ecg_ink_turned_or_not() -> None:
     for turn in (False, True):
         n, agree = ink_curves(_drawn_rows(turn))
         assert n >= MIN_CURVES and agree >= CURVES_AT, (turn, n, agree)
-    for kind in KINDS:
-        n, agree = ink_curves(non_ecg_image(kind, 4))
-        assert n < MIN_CURVES or agree < CURVES_AT, (kind, n, agree)
+    for kind, seed in [(k, 4) for k in KINDS] + [("lined", 12), ("lined", 13)]:
+        n, agree = ink_curves(non_ecg_image(kind, seed))  # lined 12, 13: ruled lines are straight
+        assert n < MIN_CURVES or agree < CURVES_AT, (kind, seed, n, agree)
+
+
+def test_flat_traces_are_refused_even_where_the_image_has_curves() -> None:
+    from dataclasses import replace
+
+    flat = _evidence(lambda t, row: 0.001 * np.sin(t), grid=False)
+    assert "flat" in not_an_ecg_page(replace(flat, curves=7, curve_beats=0.9))
 
 
 def test_non_ecg_images_are_drawn_the_same_for_a_seed() -> None:
