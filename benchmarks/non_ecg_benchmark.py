@@ -93,6 +93,8 @@ def main() -> None:
             except EcgmlError as exc:
                 refused = exc.reason.startswith("not an ECG page")
                 row.update(outcome="refused" if refused else "failed", reason=exc.reason)
+            except Exception as exc:  # noqa: BLE001 - counted, and the run goes on
+                row.update(outcome="failed", reason=f"unexpected {type(exc).__name__}: {exc}")
             row["seconds"] = round(time.perf_counter() - t0, 1)
             rows.append(row)
             print(json.dumps(row), flush=True)
