@@ -226,7 +226,9 @@ class Digitizer:
                 turned = self._digitize(image, fs, path, None, turn=2)
             except EcgmlError:
                 return res
-            if turned.evidence.get("labels", {}).get("upright", 0.0) > UPSIDE_DOWN_AT:
+            lab = turned.evidence.get("labels", {})
+            # kept only when the names then read upright and mostly name the layout's leads
+            if lab.get("upright", 0.0) > UPSIDE_DOWN_AT and (lab.get("agree") or 0.0) >= TURN_MIN_AGREE:
                 turned.notes.append("page turned 180 degrees: its printed lead names read upside down")
                 return turned
         return res
@@ -317,6 +319,9 @@ class Digitizer:
         if int(fs) != fs or fs <= 0:
             raise EcgmlError(path, f"sampling rate must be a positive integer, got {fs}")
         return self.digitize_image(load_image(path), int(fs), path, geometry)
+
+
+TURN_MIN_AGREE = 0.5  # a page re-read turned 180 degrees: share of its names naming its layout's leads
 
 
 def read_page_labels(page: CanonicalPage, layout: PageLayout) -> LabelReading | None:

@@ -235,9 +235,13 @@ def _turned(layout: PageLayout, size_mm: tuple[float, float]) -> PageLayout:
     return replace(layout, cells=cells, pulses=[])
 
 
+SYMMETRIC = ("I", "II", "III")  # read the same turned 180 degrees: no evidence of orientation
+
+
 def _names_read(cells: dict[tuple[int, int], tuple[str, float]]) -> float:
-    """Soft count of the names read (probability 0.5 counts 0, 1.0 counts 1)."""
-    return float(sum(np.clip(2 * p - 1, 0, 1) for _, p in cells.values()))
+    """Soft count of the names read that only read one way up (probability 0.5 counts 0, 1.0 counts 1);
+    I, II and III read the same both ways (and a separator tick can pass for I), so they do not count."""
+    return float(sum(np.clip(2 * p - 1, 0, 1) for name, p in cells.values() if name not in SYMMETRIC))
 
 
 def read_labels(page_rgb: np.ndarray, layout: PageLayout, net: Any = None) -> LabelReading | None:

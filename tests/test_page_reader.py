@@ -149,3 +149,49 @@ def test_the_reader_runs_its_exported_graph_like_the_network(tmp_path):
     assert runner.runtime != "torch" and list(tmp_path.glob("reader.*.onnx"))  # cached beside the weights
     ink = np.random.default_rng(1).random((200, 300)).astype(np.float32)
     assert np.allclose(class_maps(runner, ink), class_maps(load_net(weights), ink), atol=1e-4)
+
+
+def _drawn_page(layout_name: str, seed: int):
+    from ecgml.records import read_wfdb, resample
+    from ecgml.render.page import draw_page
+    from ecgml.render.presets import kaggle_layout
+    from ecgml.render.style import kaggle_style
+
+    rec = resample(read_wfdb(RECORDS / "A0010").window(0, 10), 250, 2500)
+    lay = kaggle_layout(layout_name)
+    return draw_page(rec, lay, kaggle_style(np.random.default_rng(seed)), READ_PPM, supersample=2).image, lay
+
+
+def test_the_shipped_reader_reads_a_freshly_drawn_page_and_its_orientation():
+    from ecgml.page_reader import UPSIDE_DOWN_AT, WEIGHTS, _turned, load_reader, read_labels
+
+    assert WEIGHTS.exists() and WEIGHTS.with_suffix(".json").exists()
+    net = load_reader()
+    img, lay = _drawn_page("3x4+1R", 5)
+    reading = read_labels(img, lay, net)
+    assert reading is not None
+    lead_at = {(c.row, c.col): c.lead for c in lay.cells}
+    right = [k for k, (name, p) in reading.cells.items() if p >= 0.8 and name == lead_at[k]]
+    wrong = [k for k, (name, p) in reading.cells.items() if p >= 0.8 and name != lead_at[k]]
+    assert len(right) >= 11 and not wrong, reading.cells
+    assert reading.upright > UPSIDE_DOWN_AT
+    # the page turned 180 degrees, with the layout geometry would fit to its traces that way up: the
+    # names now read upside down
+    turned = np.ascontiguousarray(img[::-1, ::-1])
+    size = (img.shape[1] / READ_PPM, img.shape[0] / READ_PPM)
+    upside = read_labels(turned, _turned(lay, size), net)
+    assert upside is not None and upside.upright < -UPSIDE_DOWN_AT
+
+
+def test_printed_cabrera_names_on_a_drawn_page_put_its_leads_in_the_cabrera_order():
+    from dataclasses import replace
+
+    from ecgml.layout_solve import Solved
+    from ecgml.page_reader import apply_labels, load_reader, read_labels
+
+    img, lay = _drawn_page("cabrera-12x1", 6)
+    # the cells where geometry finds them, holding the standard 12x1 template's leads
+    template = replace(lay, cells=[replace(c, lead=LEADS[c.row], sign=1.0) for c in lay.cells], cabrera=False)
+    reading = read_labels(img, template, load_reader())
+    out = apply_labels(Solved(template, []), reading)
+    assert [c.text for c in sorted(out.layout.cells, key=lambda c: c.row)] == [c.text for c in lay.cells]

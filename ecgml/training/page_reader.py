@@ -19,7 +19,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from ecgml.page_reader import CLASSES, NAMES, PATCH_MM, READ_PPM, _net, prepare
+from ecgml.page_reader import CLASSES, NAMES, PATCH_MM, READ_PPM, SYMMETRIC, _net, prepare
 from ecgml.records import read_wfdb, resample
 
 PW, PH = int(PATCH_MM[0] * READ_PPM), int(PATCH_MM[1] * READ_PPM)
@@ -40,7 +40,6 @@ KIND_LABEL, KIND_FLIPPED, KIND_MOVED, KIND_PAGE, KIND_NEAR = (
     3,
     4,
 )  # what a patch is (figures per kind)
-SYMMETRIC = ("I", "II", "III")  # read the same turned 180 degrees
 
 
 def _degrade(img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
