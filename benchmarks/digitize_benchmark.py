@@ -32,6 +32,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--truth-geometry", action="store_true", help="also run through the renderer's page maps")
     ap.add_argument("--only-truth-geometry", action="store_true")
     ap.add_argument("--json", type=Path, default=None, help="write the results here")
+    ap.add_argument("--no-labels", action="store_true", help="digitize without the printed-label reader")
     a = ap.parse_args(argv)
     make_bench_set(
         a.set_dir,
@@ -42,6 +43,10 @@ def main(argv: list[str] | None = None) -> int:
         splits=tuple(a.from_splits.split(",")),
     )
     model = ARCH_MODELS.get(a.arch, a.arch)
+    if a.no_labels:  # the digitizer is cached per model: submit uses this very object (workers=1)
+        from ecgml.digitize import load_digitizer
+
+        load_digitizer(model).read_labels = False
     runs = [] if a.only_truth_geometry else [False]
     if a.truth_geometry or a.only_truth_geometry:
         runs.append(True)
