@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ecgml.layout import PageLayout, lead_window
-from ecgml.records import LEADS, Record, resample_signal
+from ecgml.records import LEADS, LIMB_FROM_I_II, Record, resample_signal
 from ecgml.trace.types import CellTrace
 
 OVERSAMPLE = 4  # FFT to this multiple of fs, then linear interpolation at the exact sample times
@@ -199,10 +199,6 @@ def _agree(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.sum(a * b) / den) if den > 1e-12 else 1.0
 
 
-# Limb leads as linear functions of (I, II): I, II, III, aVR, aVL, aVF.
-_LIMB = np.array([[1.0, 0.0], [0.0, 1.0], [-1.0, 1.0], [-0.5, -0.5], [1.0, -0.5], [-0.5, 1.0]])
-
-
 def _einthoven(sig: np.ndarray) -> dict[str, float]:
     """Where three or more limb leads are shown at the same sample, replace them by their
     least-squares fit in the 2-D space Einthoven's and Goldberger's relations allow (in place).
@@ -220,7 +216,7 @@ def _einthoven(sig: np.ndarray) -> dict[str, float]:
     for pattern in {tuple(r) for r in ok[ok.sum(axis=1) >= 3]}:
         rows = np.all(ok == np.array(pattern), axis=1)
         cols = np.flatnonzero(pattern)
-        a = _LIMB[cols]
+        a = LIMB_FROM_I_II[cols]
         block = x[np.ix_(rows, cols)]
         mean = block.mean(axis=0)
         coef, *_ = np.linalg.lstsq(a, (block - mean).T, rcond=None)
@@ -301,11 +297,11 @@ def einthoven_fill(signal: np.ndarray) -> tuple[np.ndarray, dict[str, int]]:
     for pattern in {tuple(r) for r in ok[need]}:
         rows = need & np.all(ok == np.array(pattern), axis=1)
         have = np.flatnonzero(pattern)
-        a = _LIMB[have]
+        a = LIMB_FROM_I_II[have]
         if np.linalg.matrix_rank(a) < 2:
             continue  # e.g. only one independent direction shown
         coef, *_ = np.linalg.lstsq(a, x[np.ix_(rows, have)].T, rcond=None)
-        est = (_LIMB @ coef).T
+        est = (LIMB_FROM_I_II @ coef).T
         for j in np.flatnonzero(~np.array(pattern)):
             x[rows, j] = est[:, j]
             filled[LEADS[j]] = filled.get(LEADS[j], 0) + int(rows.sum())

@@ -21,13 +21,13 @@ import numpy as np
 
 from ecgml.geometry.canonical import CanonicalPage
 from ecgml.layout import Cell, PageLayout, grid_layout
+from ecgml.records import LEADS, LIMB_FROM_I_II
 from ecgml.trace.types import CellTrace
 
 DT_S = 0.01  # time grid of the comparison (100 Hz)
 DURATION_S = 10.0
 CHUNK_S = 0.5  # relations are judged per half second: a misfit over part of a cell is not diluted
-LIMB = {"I": (1.0, 0.0), "II": (0.0, 1.0), "III": (-1.0, 1.0), "aVR": (-0.5, -0.5), "aVL": (1.0, -0.5),
-        "aVF": (-0.5, 1.0)}  # fmt: skip
+LIMB = dict(zip(LEADS[:6], LIMB_FROM_I_II, strict=True))  # limb lead -> its (I, II) coefficients
 # the catalogue's families by row count (ecgml.render.layouts; 12x1 halves draw the same leads as 6x1)
 BY_ROWS: dict[int, tuple[str, ...]] = {
     3: ("3x4", "cabrera-3x4", "3x5"),

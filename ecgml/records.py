@@ -15,6 +15,8 @@ from ecgml.atomic import atomic_path
 from ecgml.errors import EcgmlError
 
 LEADS: tuple[str, ...] = ("I", "II", "III", "aVR", "aVL", "aVF", "V1", "V2", "V3", "V4", "V5", "V6")
+# The six limb leads (LEADS[:6]) as linear functions of (I, II): Einthoven's and Goldberger's relations.
+LIMB_FROM_I_II = np.array([[1.0, 0.0], [0.0, 1.0], [-1.0, 1.0], [-0.5, -0.5], [1.0, -0.5], [-0.5, 1.0]])
 _CANONICAL = {name.lower(): name for name in LEADS}
 MIN_DURATION_S = 10.0
 
