@@ -1,6 +1,7 @@
 """Page-reading benchmark: layouts, lead placement, orientation and confidence reliability.
 
     python benchmarks/layout_benchmark.py --outside /work/shared/data/outside-pages [--json out.json]
+        [--web-width 700 --web-jpeg 75]   # the same pages as small JPEG web copies
     python benchmarks/layout_benchmark.py --render runs/bench/layout --per-family 20 [--json out.json]
         [--families 6x1-limb,3x5]
 
@@ -21,6 +22,7 @@ import argparse
 import itertools
 import json
 import sys
+import tempfile
 import time
 from collections.abc import Iterable
 from pathlib import Path
@@ -40,6 +42,7 @@ from ecgml.layout_bench import (
     outside_pages,
     recalibrated,
     score_page,
+    web_copy,
 )
 from ecgml.verdict import load_calibration
 
@@ -105,6 +108,8 @@ def interleave(items: list[Any]) -> list[Any]:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--outside", type=Path, default=None)
+    ap.add_argument("--web-width", type=int, default=0, help="outside pages as web copies this wide (px)")
+    ap.add_argument("--web-jpeg", type=int, default=75, help="JPEG quality of those web copies")
     ap.add_argument("--render", type=Path, default=None, help="renderer set folder (made if missing)")
     ap.add_argument("--records", type=Path, default=Path("/work/shared/data/ecg"))
     ap.add_argument("--splits", type=Path, default=Path("data/splits.csv"))
@@ -144,9 +149,11 @@ def main(argv: list[str] | None = None) -> int:
     if a.limit:
         items = itertools.islice(items, a.limit)
     if a.outside:  # after the renderer set (evaluation only, never calibration)
-        items = itertools.chain(
-            items, interleave([(n, "outside " + f, p, t, 0) for n, f, p, t in outside_pages(a.outside)])
-        )
+        pages_out = outside_pages(a.outside)
+        if a.web_width:  # small web copies in a temporary folder, named for their size and quality
+            tmp = Path(tempfile.mkdtemp(prefix="ecgml-web-"))
+            pages_out = [(n, f, web_copy(p, tmp, a.web_width, a.web_jpeg), t) for n, f, p, t in pages_out]
+        items = itertools.chain(items, interleave([(n, "outside " + f, p, t, 0) for n, f, p, t in pages_out]))
     pages = run_pages(items, a.model, 500, a.json, not a.no_labels, a.resume)
     print(markdown(pages))
     return 0

@@ -124,6 +124,28 @@ def outside_pages(folder: str | Path) -> list[tuple[str, str, Path, np.ndarray]]
     return out
 
 
+def web_copy(png: Path, out_dir: Path, width: int, jpeg_quality: int) -> Path:
+    """`png` as a small web copy: downscaled (area-averaged) to `width` px and JPEG-encoded.
+
+    Why: most real ECG pages reach users as 600-1400 px JPEGs (about 2.5-5 px/mm on Letter paper), and
+    the outside generator's pages are the only ones whose truth we did not draw; degraded, they check
+    the reader at the resolution the world actually sends."""
+    import cv2
+
+    img = cv2.imread(str(png), cv2.IMREAD_COLOR)
+    if img is None:
+        raise ValueError(f"{png}: not a readable image")
+    h, w = img.shape[:2]
+    if width <= 0 or width > w:
+        raise ValueError(f"{png}: web-copy width {width} must be in 1..{w}")
+    small = cv2.resize(img, (width, max(1, round(h * width / w))), interpolation=cv2.INTER_AREA)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    out = out_dir / f"{png.stem}-w{width}-q{jpeg_quality}.jpg"
+    if not cv2.imwrite(str(out), small, [cv2.IMWRITE_JPEG_QUALITY, int(jpeg_quality)]):
+        raise ValueError(f"{out}: could not be written")
+    return out
+
+
 def outside_config(folder: str | Path, name: str) -> dict[str, Any]:
     with gzip.open(Path(folder) / "pages" / f"{name}.json.gz") as f:
         return dict(json.load(f))

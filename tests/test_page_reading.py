@@ -304,3 +304,22 @@ def test_strips_that_match_no_cell_put_the_whole_layout_in_doubt(record):
     assert [c.lead for c in solved.layout.cells if c.row >= 3] == ["II", "V1", "V5"]  # not relabelled
     assert solved.lead_factor.get("page") == PAGE_DOUBT
     assert all(lead_layout_factor(solved, lead) <= PAGE_DOUBT for lead in LEADS)
+
+
+def test_web_copy_is_a_small_jpeg_of_the_same_page(tmp_path: Path) -> None:
+    """The outside pages' web copies keep the page's aspect and content at the asked width."""
+    import cv2
+
+    from ecgml.layout_bench import web_copy
+
+    page = np.full((170, 220, 3), 255, np.uint8)
+    page[80:90, :] = 0  # a dark band: must survive the downscale at the same relative place
+    src = tmp_path / "page.png"
+    cv2.imwrite(str(src), page)
+    out = web_copy(src, tmp_path / "web", 110, 60)
+    img = cv2.imread(str(out))
+    assert out.suffix == ".jpg" and img.shape == (85, 110, 3)
+    rows = img.mean(axis=(1, 2))
+    assert rows[40:45].max() < 60 and rows[:30].min() > 200
+    with pytest.raises(ValueError, match="width"):
+        web_copy(src, tmp_path / "web", 500, 60)
