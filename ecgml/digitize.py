@@ -41,6 +41,7 @@ from ecgml.page_reader import (
     conflicts,
     label_factors,
     load_reader,
+    names_beside,
     read_labels,
 )
 from ecgml.records import LEADS, Record, record_name, write_csv, write_wfdb
@@ -272,10 +273,13 @@ class Digitizer:
             new = self.extractor.extract(page, lay)
             return correct_x(page, lay, new) if timed else new
 
-        solved = solve_layout(traces, geo.layout, retrace, functools.partial(tick_strength, page))
+        net = load_reader() if self.read_labels else None
+        small = reader_page(page) if net is not None else None
+        names = names_beside(small, net) if small is not None else None
+        solved = solve_layout(traces, geo.layout, retrace, functools.partial(tick_strength, page), names)
         geo = replace(geo, layout=solved.layout)
         traces = solved.traces
-        labels = read_page_labels(page, geo.layout) if self.read_labels else None
+        labels = read_labels(small, geo.layout, net) if small is not None else None
         if labels is not None:
             solved = apply_labels(solved, labels)
             geo = replace(geo, layout=solved.layout)
@@ -324,15 +328,19 @@ class Digitizer:
 TURN_MIN_AGREE = 0.5  # a page re-read turned 180 degrees: share of its names naming its layout's leads
 
 
+def reader_page(page: CanonicalPage) -> np.ndarray:
+    """The canonical page at the label reader's READ_PPM."""
+    w = int(round(page.paper_mm[0] * READ_PPM))
+    h = int(round(page.paper_mm[1] * READ_PPM))
+    return np.asarray(cv2.resize(page.image, (w, h), interpolation=cv2.INTER_AREA))
+
+
 def read_page_labels(page: CanonicalPage, layout: PageLayout) -> LabelReading | None:
     """The label reader on the canonical page brought to its READ_PPM (None without shipped weights)."""
     net = load_reader()
     if net is None:
         return None
-    w = int(round(page.paper_mm[0] * READ_PPM))
-    h = int(round(page.paper_mm[1] * READ_PPM))
-    small = cv2.resize(page.image, (w, h), interpolation=cv2.INTER_AREA)
-    return read_labels(small, layout, net)
+    return read_labels(reader_page(page), layout, net)
 
 
 def label_notes(labels: LabelReading, layout: PageLayout) -> list[str]:

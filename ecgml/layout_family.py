@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from ecgml.geometry.canonical import CanonicalPage
-from ecgml.layout import Cell, PageLayout, grid_layout
+from ecgml.layout import Cell, PageLayout, grid_layout, parse_lead
 from ecgml.records import LEADS, LIMB_FROM_I_II
 from ecgml.trace.types import CellTrace
 
@@ -47,6 +47,11 @@ DOUBT_RHO = 0.2  # ... by this mean off-plane share (right leads, even on photos
 TICK_AT = 0.75  # share of a 3.6 mm window on the baseline one ink column fills: a separator tick
 TICK_MIN = 3  # the page prints separators when at least this many candidate cuts carry one
 TICK_W = 0.4  # score per cut position a candidate gets right (tick where it cuts, none where it does not)
+# printed names (`page_reader`): score per confidently read name (p >= NAME_AT) that is the candidate's
+# lead there, minus per name that is another lead. 0.5: a family that explains six more names than
+# another (a 6x2 page against 3x4+3R) wins by 3, past MARGIN_SURE; the template bonus needs 4 names
+NAME_W = 0.5
+NAME_AT = 0.8  # = page_reader.READ_AT (the reader misreads ~2 % of held-out names at this probability)
 
 
 @dataclass
@@ -223,6 +228,34 @@ def tick_scores(
     return out, ev
 
 
+Reads = dict[tuple[int, int], tuple[str, float]]  # (row, col) -> (printed name read there, probability)
+
+
+def name_score(layout: PageLayout, reads: Reads) -> float:
+    """How well the names printed beside a candidate's cells (read where that candidate puts them) fit it:
+    +p per confidently read name that is its cell's lead, -p per name that is another lead. A name that is
+    the lead of the cell just above or below counts neither way (a label between two rows belongs to
+    either), nor does another lead's name beside a rhythm strip (its lead is read from its trace)."""
+    lead_at = {(c.row, c.col): c.lead for c in layout.cells}
+    per_row: dict[int, int] = {}
+    for c in layout.cells:
+        per_row[c.row] = per_row.get(c.row, 0) + 1
+    most = max(per_row.values(), default=0)
+    score = 0.0
+    for c in layout.cells:
+        got = reads.get((c.row, c.col))
+        if got is None or got[1] < NAME_AT:
+            continue
+        lead = parse_lead(got[0])[0]
+        if lead == c.lead:
+            score += got[1]
+        elif per_row[c.row] == 1 and most > 1:
+            continue
+        elif lead not in (lead_at.get((c.row - 1, c.col)), lead_at.get((c.row + 1, c.col))):
+            score -= got[1]
+    return score
+
+
 def _limb_doubt(score: float, tested: float) -> str:
     """A note when the limb cells of the chosen layout are, on average, far off the limb plane."""
     if tested < MIN_TESTED:
@@ -242,10 +275,14 @@ def _placement(layout: PageLayout, lead: str) -> set[tuple[Any, ...]]:
 
 
 def choose_family(
-    traces: list[CellTrace], layout: PageLayout, ticks: Callable[[float, float], float] | None = None
+    traces: list[CellTrace],
+    layout: PageLayout,
+    ticks: Callable[[float, float], float] | None = None,
+    names: Callable[[list[PageLayout]], list[Reads]] | None = None,
 ) -> FamilyChoice:
-    """The catalogue family with geometry's row count whose limb cells best fit the limb plane and whose
-    cuts the page's separator ticks (`ticks(x_mm, baseline_mm)`, when given) confirm.
+    """The catalogue family with geometry's row count whose limb cells best fit the limb plane, whose
+    cuts the page's separator ticks (`ticks(x_mm, baseline_mm)`, when given) confirm and whose leads the
+    printed names (`names(layouts)`: the names read beside each layout's cells, when given) are.
 
     The layout factor of a lead is lowered only where the runner-up would place it differently, by how
     close the two came; a winner no lead relation confirmed (no limb cells) is capped at STRUCTURE_ONLY;
@@ -269,13 +306,21 @@ def choose_family(
     cuts_seen = ev.get("separators", {}).get("ticks", 0) >= TICK_MIN
     if cuts_seen:
         ev["separators"]["scores"] = {k: round(v, 2) for k, v in tick.items()}
-    scores = {k: limb[k] + tick[k] + (TEMPLATE_BONUS if k == layout.name else 0.0) for k in cands}
+    named = {name: 0.0 for name in cands}
+    if names is not None and len(cands) > 1:
+        reads = dict(zip(cands, names(list(cands.values())), strict=True))
+        named = {name: NAME_W * name_score(lay, reads[name]) for name, lay in cands.items()}
+        ev["names"] = {k: round(v, 2) for k, v in named.items()}
+    names_seen = len({round(v, 6) for v in named.values()}) > 1
+    scores = {k: limb[k] + tick[k] + named[k] + (TEMPLATE_BONUS if k == layout.name else 0.0) for k in cands}
     ev["scores"] = {k: round(v, 2) for k, v in scores.items()}
     best = max(scores, key=lambda k: scores[k])
     doubt = _limb_doubt(limb[best], tested[best])
     if doubt:
         ev["limb_doubt"] = doubt
-    if len(cands) == 1 or (not cuts_seen and not any(w >= MIN_TESTED for w in tested.values())):
+    if len(cands) == 1 or (
+        not cuts_seen and not names_seen and not any(w >= MIN_TESTED for w in tested.values())
+    ):
         ev["decided_by"] = "geometry's row count (no other family has it, or nothing to test)"
         return FamilyChoice(
             layout, {c.lead: PAGE_DOUBT for c in layout.cells} if doubt else {}, ev, [doubt] * bool(doubt)
@@ -290,6 +335,8 @@ def choose_family(
         by.append("limb-lead relations")
     if cuts_seen and tick[best] > 0 and tick[best] > tick[second]:
         by.append("separators")
+    if named[best] > 0 and named[best] > named[second]:
+        by.append("printed names")
     confirmed = bool(by)
     if not confirmed:
         factor = min(factor, STRUCTURE_ONLY)

@@ -117,14 +117,16 @@ def solve(
     layout: PageLayout,
     retrace: Callable[[PageLayout], list[CellTrace]] | None = None,
     ticks: Callable[[float, float], float] | None = None,
+    names: Callable[[list[PageLayout]], list[dict[tuple[int, int], tuple[str, float]]]] | None = None,
 ) -> Solved:
     """The page's layout family (`layout_family.choose_family`), then rhythm strips relabelled by what
     they match and the 6x2 time convention fixed; evidence per lead.
 
     `retrace(layout)` traces the page again when the chosen family cuts the rows elsewhere than
     `layout` did; without it, geometry's template is kept (and the family evidence still recorded).
-    `ticks(x_mm, baseline_mm)`: how strongly a separator tick stands there (`layout_family.tick_strength`)."""
-    fam = choose_family(traces, layout, ticks)
+    `ticks(x_mm, baseline_mm)`: how strongly a separator tick stands there (`layout_family.tick_strength`);
+    `names(layouts)`: the printed names beside each candidate's cells (`page_reader.names_beside`)."""
+    fam = choose_family(traces, layout, ticks, names)
     if fam.layout is not layout:
         if fam.same_cuts(layout):
             lead_at = {(c.row, c.col): c.lead for c in fam.layout.cells}

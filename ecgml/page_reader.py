@@ -268,6 +268,29 @@ def read_labels(page_rgb: np.ndarray, layout: PageLayout, net: Any = None) -> La
     return LabelReading(cells, agree, len(sure), _names_read(cells) - down, time.perf_counter() - t0)
 
 
+def names_beside(page_rgb: np.ndarray, net: Any = None) -> Any:
+    """A reader of the names printed beside the cells of candidate layouts of one rectified page (RGB at
+    READ_PPM px/mm): `read(layouts)` -> per layout, (row, col) -> (name, probability), each layout's
+    names read at its own offset (`_cell_reads`) on one map computed near all their cell starts. None
+    without shipped weights. For `layout_family.choose_family`, where the names vote between families."""
+    import cv2
+
+    net = net if net is not None else load_reader()
+    if net is None:
+        return None
+    grey = cv2.cvtColor(page_rgb, cv2.COLOR_RGB2GRAY) if page_rgb.ndim == 3 else page_rgb
+    ink = prepare(grey)
+
+    def read(layouts: list[PageLayout]) -> list[dict[tuple[int, int], tuple[str, float]]]:
+        if not layouts:
+            return []
+        union = replace(layouts[0], cells=[c for lay in layouts for c in lay.cells])
+        prob = maps_near(net, ink, union)
+        return [_cell_reads(prob, lay, 0.0, 0.0) for lay in layouts]
+
+    return read
+
+
 def conflicts(reading: LabelReading | None, layout: PageLayout) -> list[tuple[Any, str]]:
     """Cells whose confidently read name is another lead. A name that is the lead of the cell just above
     or below is left out: a label between two rows belongs to either (12x1 pages print it under its

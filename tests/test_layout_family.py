@@ -21,6 +21,7 @@ from ecgml.layout_family import (
     candidate,
     choose_family,
     cut_positions,
+    name_score,
     tick_strength,
 )
 from ecgml.layout_solve import lead_layout_factor, solve
@@ -193,6 +194,67 @@ def test_rows_that_fit_no_family_put_every_lead_in_doubt(record):
     fam = choose_family(tracer(record, drawn)(tmpl), tmpl)
     assert "limb_doubt" in fam.evidence
     assert max(fam.lead_factor.get(lead, 1.0) for lead in LEADS) <= PAGE_DOUBT
+
+
+def printed(drawn: PageLayout, misread: dict[tuple[int, int], str] | None = None):
+    """A label reader of a page that prints `drawn`'s names at its cells' starts: beside a candidate's cell
+    it reads the name printed where that cell starts (nothing where no cell of `drawn` starts)."""
+
+    def read(layouts: list[PageLayout]) -> list[dict[tuple[int, int], tuple[str, float]]]:
+        out = []
+        for lay in layouts:
+            reads = {}
+            for c in lay.cells:
+                d = next((d for d in drawn.cells if d.row == c.row and abs(d.x0_mm - c.x0_mm) < 1.0), None)
+                if d is not None:
+                    reads[(c.row, c.col)] = ((misread or {}).get((d.row, d.col), d.text), 0.97)
+            out.append(reads)
+        return out
+
+    return read
+
+
+def test_printed_names_decide_a_half_page_the_traces_can_only_guess(record):
+    """Six chest rows: no limb relation can confirm them (structure only, capped); their printed names can."""
+    tmpl = make_layout("3x4+3R")
+    drawn = candidate("6x1-chest", tmpl)
+    traces = tracer(record, drawn)(tmpl)
+    alone = choose_family(traces, tmpl)
+    fam = choose_family(traces, tmpl, names=printed(drawn))
+    assert alone.layout.name == fam.layout.name == "6x1-chest"
+    assert max(alone.lead_factor.values()) <= STRUCTURE_ONLY
+    assert "printed names" in fam.evidence["decided_by"]
+    assert min(fam.lead_factor.get(f"V{i}", 1.0) for i in range(1, 7)) == 1.0
+
+
+def test_printed_names_outvote_a_template_the_traces_cannot_test(record):
+    """A 6x2 page whose traces were not read (nothing to test): the names alone put it in its family."""
+    tmpl = make_layout("3x4+3R")
+    drawn = candidate("6x2", tmpl)
+    blank = [replace(t, y_mm=np.full_like(t.y_mm, np.nan)) for t in tracer(record, drawn)(tmpl)]
+    assert choose_family(blank, tmpl).layout is tmpl
+    fam = choose_family(blank, tmpl, names=printed(drawn))
+    assert fam.layout.name == "6x2"
+    assert fam.evidence["names"]["6x2"] > fam.evidence["names"]["3x4+3R"] + MARGIN_SURE
+
+
+def test_names_that_confirm_the_template_keep_it_at_full_confidence(record):
+    tmpl = make_layout("3x4+1R")
+    fam = choose_family(tracer(record, tmpl)(tmpl), tmpl, names=printed(tmpl, {(0, 1): "V2"}))
+    assert fam.layout is tmpl
+    assert all(f == 1.0 for f in fam.lead_factor.values())
+
+
+def test_name_score_counts_fitting_names_up_and_others_down():
+    lay = make_layout("3x4+1R")
+    right = {(c.row, c.col): (c.text, 0.9) for c in lay.cells}
+    assert name_score(lay, right) == pytest.approx(0.9 * 13)
+    wrong = {**right, (0, 1): ("V6", 0.9)}  # aVR's cell printed V6: -0.9 instead of +0.9
+    assert name_score(lay, wrong) == pytest.approx(0.9 * 11)
+    between = {**right, (0, 1): ("aVL", 0.9), (1, 2): ("V4", 0.5)}  # the row below's name; a faint one
+    assert name_score(lay, between) == pytest.approx(0.9 * 11)
+    strip = {**right, (3, 0): ("V1", 0.9)}  # a V1 strip: its lead is read from its trace
+    assert name_score(lay, strip) == pytest.approx(0.9 * 12)
 
 
 @pytest.mark.slow
