@@ -296,9 +296,17 @@ def _render_page(record: Path, family: str, capture: str, seed: int, png: Path, 
 # ------------------------------------------------------------------------------------- calibration
 
 
-def _lead_rows(pages: list[PageResult]) -> tuple[np.ndarray, np.ndarray]:
-    """(features (n, len(FEATURES)), right (n,)) over every scored lead that has its evidence parts."""
-    from ecgml.verdict import FEATURES
+# the calibration's evidence: each factor's log (the raw confidence is their product, so its log is their
+# sum: a fit on the logs can weigh each factor by how much it really says, which the product cannot)
+CAL_FEATURES = ("trace", "read_share", "geometry", "layout", "agreement")
+CAL_TRANSFORM = "log"
+
+
+def _lead_rows(
+    pages: list[PageResult], features: tuple[str, ...] = CAL_FEATURES, transform: str = CAL_TRANSFORM
+) -> tuple[np.ndarray, np.ndarray]:
+    """(features (n, len(features)), right (n,)) over every scored lead that has its evidence parts."""
+    from ecgml.verdict import feature_values
 
     x, y = [], []
     for p in pages:
@@ -306,19 +314,22 @@ def _lead_rows(pages: list[PageResult]) -> tuple[np.ndarray, np.ndarray]:
             part = p.parts.get(lead)
             if part is None or not np.isfinite(db) or p.lead_status.get(lead) in ("absent", "unreadable"):
                 continue
-            x.append([float(part[f]) for f in FEATURES])
+            x.append(feature_values(part, list(features), transform))
             y.append(db >= OK_DB)
-    return np.array(x, np.float64).reshape(-1, len(FEATURES)), np.array(y, np.float64)
+    return np.array(x, np.float64).reshape(-1, len(features)), np.array(y, np.float64)
 
 
-def fit_calibration(pages: list[PageResult], l2: float = 1.0) -> dict[str, Any]:
+def fit_calibration(
+    pages: list[PageResult],
+    l2: float = 1.0,
+    features: tuple[str, ...] = CAL_FEATURES,
+    transform: str = CAL_TRANSFORM,
+) -> dict[str, Any]:
     """Logistic regression (Newton, L2 on the weights) of 'SNR >= OK_DB' on the confidence evidence.
 
     Every weight is kept >= 0 (a feature whose fit comes out negative is dropped and the rest refitted):
     more evidence for a lead must never lower its confidence, whatever a small set happens to show."""
-    from ecgml.verdict import FEATURES
-
-    x, y = _lead_rows(pages)
+    x, y = _lead_rows(pages, features, transform)
     if len(y) < 20:
         raise ValueError(f"too few scored leads to calibrate ({len(y)})")
     a = np.hstack([np.ones((len(y), 1)), x])
@@ -332,8 +343,9 @@ def fit_calibration(pages: list[PageResult], l2: float = 1.0) -> dict[str, Any]:
     full = np.zeros(a.shape[1])
     full[use] = w
     w = full
-    return {"features": list(FEATURES), "bias": float(w[0]), "weights": [float(v) for v in w[1:]],
-            "ok_db": OK_DB, "leads": int(len(y)), "share_right": float(y.mean())}  # fmt: skip
+    return {"features": list(features), "transform": transform, "bias": float(w[0]),
+            "weights": [float(v) for v in w[1:]], "ok_db": OK_DB, "leads": int(len(y)),
+            "share_right": float(y.mean()), "pages": len(pages)}  # fmt: skip
 
 
 def _logistic(a: np.ndarray, y: np.ndarray, l2: float) -> np.ndarray:

@@ -28,6 +28,8 @@ FALLBACK_CAP = 0.3  # geometry fallback: the page position is a guess, so no lea
 GEOMETRY_TRUST_AT = 0.6  # geometry confidence at and above which it does not lower a lead's
 CALIBRATION = Path(__file__).resolve().parent / "weights" / "confidence.json"
 FEATURES = ("trace", "read_share", "geometry", "layout", "agreement", "raw")
+TRANSFORMS = ("linear", "log")  # a calibration takes each feature as it is, or its log (factors multiply)
+LOG_FLOOR = 0.01  # a factor's log is taken of at least this (a factor of 0 would be -inf)
 
 
 @functools.lru_cache(maxsize=2)
@@ -37,7 +39,17 @@ def load_calibration(path: str | None = None) -> dict[str, Any] | None:
     if not p.exists():
         return None
     d = dict(json.loads(p.read_text()))
-    return d if tuple(d.get("features", ())) == FEATURES else None
+    feats = list(d.get("features", ()))
+    ok = bool(feats) and set(feats) <= set(FEATURES) and len(d.get("weights", ())) == len(feats)
+    return d if ok and d.get("transform", "linear") in TRANSFORMS else None
+
+
+def feature_values(parts: dict[str, float], features: list[str], transform: str = "linear") -> list[float]:
+    """The evidence a calibration takes, in its order and transform."""
+    vals = [float(parts[f]) for f in features]
+    if transform == "log":
+        return [float(np.log(max(v, LOG_FLOOR))) for v in vals]
+    return vals
 
 
 def calibrate(parts: dict[str, float], cal: dict[str, Any] | None) -> float:
@@ -45,9 +57,8 @@ def calibrate(parts: dict[str, float], cal: dict[str, Any] | None) -> float:
     raw = float(parts["raw"])
     if cal is None:
         return raw
-    z = float(cal["bias"]) + sum(
-        float(w) * float(parts[f]) for w, f in zip(cal["weights"], FEATURES, strict=True)
-    )
+    x = feature_values(parts, list(cal["features"]), str(cal.get("transform", "linear")))
+    z = float(cal["bias"]) + sum(float(w) * v for w, v in zip(cal["weights"], x, strict=True))
     return float(1.0 / (1.0 + np.exp(-z)))
 
 

@@ -238,8 +238,8 @@ def test_a_700_px_wide_page_is_read_and_a_smaller_one_refused_by_every_step(reco
 def test_confidence_calibration_fits_the_evidence_and_keeps_the_fallback_cap(tmp_path):
     import json
 
-    from ecgml.layout_bench import PageResult, fit_calibration, recalibrated, reliability
-    from ecgml.verdict import FEATURES, calibrate, load_calibration
+    from ecgml.layout_bench import CAL_FEATURES, PageResult, fit_calibration, recalibrated, reliability
+    from ecgml.verdict import calibrate, load_calibration
 
     rng = np.random.default_rng(0)
     pages = []
@@ -261,7 +261,7 @@ def test_confidence_calibration_fits_the_evidence_and_keeps_the_fallback_cap(tmp
         conf, stat = {x: 0.9 for x in LEADS}, {x: "read" for x in LEADS}
         pages.append(PageResult(f"p{k}", "f", dbs, conf, stat, "read", True, 1.0, parts=parts))
     cal = fit_calibration(pages)
-    assert cal["features"] == list(FEATURES)
+    assert cal["features"] == list(CAL_FEATURES) and cal["transform"] == "log"
     base = pages[0].parts["I"]
     good, bad = base | {"geometry": 0.9, "raw": 0.95 * 0.9}, base | {"geometry": 0.4, "raw": 0.95 * 0.4}
     assert calibrate(good, cal) > 0.9 and calibrate(bad, cal) < 0.1
@@ -270,13 +270,41 @@ def test_confidence_calibration_fits_the_evidence_and_keeps_the_fallback_cap(tmp
     path = tmp_path / "cal.json"
     path.write_text(json.dumps(cal))
     assert load_calibration(str(path)) == cal
-    path.write_text(json.dumps(cal | {"features": ["trace"]}))
-    assert load_calibration.__wrapped__(str(path)) is None  # another feature set: not used
+    path.write_text(json.dumps(cal | {"features": ["trace", "pulse", "x", "y", "z"]}))
+    assert load_calibration.__wrapped__(str(path)) is None  # evidence the digitizer does not give: not used
     fallback = [
         PageResult(**{**p.__dict__, "parts": {k: v | {"geometry": 0.2} for k, v in p.parts.items()}})
         for p in pages
     ]
     assert max(c for p in recalibrated(fallback, cal) for c in p.lead_conf.values()) <= 0.3
+
+
+def test_the_calibration_weighs_each_factor_by_what_it_says():
+    """A factor that is low on pages whose leads are right anyway (a cap that says little) makes the raw
+    product under-confident; the fit on the factors' logs gives those leads what is observed."""
+    from ecgml.layout_bench import PageResult, fit_calibration, recalibrated, reliability
+
+    rng = np.random.default_rng(1)
+    pages = []
+    for k in range(200):
+        layout = 0.6 if k % 2 else 1.0  # says nothing: right as often either way
+        geo = 1.0 if rng.random() < 0.8 else 0.3
+        right = rng.random() < (0.95 if geo == 1.0 else 0.2)
+        part = {"trace": 0.95, "read_share": 1.0, "geometry": geo, "layout": layout, "agreement": 1.0}
+        part["raw"] = 0.95 * geo * layout
+        parts = {"I": dict(part)}
+        pages.append(PageResult(f"p{k}", "f", {"I": 15.0 if right else -2.0}, {"I": part["raw"]},
+                                {"I": "read"}, "read", True, 1.0, parts=parts))  # fmt: skip
+    raw = reliability(recalibrated(pages, None))
+    mid = next(r for r in raw if r["lo"] == 0.4)
+    assert mid["observed"] - mid["predicted"] > 0.3  # layout 0.6 x 0.95: 0.57 predicted, ~0.95 right
+    cal = fit_calibration(pages)
+    assert (
+        cal["weights"][cal["features"].index("layout")]
+        < 0.5 * cal["weights"][cal["features"].index("geometry")]
+    )
+    table = reliability(recalibrated(pages, cal))
+    assert all(abs(r["predicted"] - r["observed"]) < 0.08 for r in table if r["leads"] >= 20)
 
 
 def test_strips_that_match_no_cell_put_the_whole_layout_in_doubt(record):
