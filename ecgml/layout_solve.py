@@ -29,6 +29,10 @@ STRIP_MIN_CORR = 0.6  # a strip matches its own lead's cell at least this well (
 # many times smaller than to the next lead's (neighbouring leads such as II and aVF correlate at 0.9)
 STRIP_MIN_RATIO = 2.0
 PAGE_DOUBT = 0.6  # layout factor of every lead when a rhythm strip matches no cell of the grid
+# a strip that matches its template lead's cell best, this well, leaves the layout in no doubt even when a
+# neighbouring lead matches nearly as well (validation page 3x4+3R_000: V5 0.99, V4/V6 0.97); a strip of
+# a page read in the wrong layout matches its template lead's cell at chance
+STRIP_OWN_CORR = 0.9
 BEATS_MIN_CORR = 0.35  # beat envelopes that line up
 BEATS_MARGIN = 0.15
 
@@ -247,7 +251,8 @@ def _strip_lead(out: Solved, ser: dict[tuple[int, int], tuple[np.ndarray, np.nda
     best, r1 = ranked[0]
     r2 = ranked[1][1] if len(ranked) > 1 else -1.0
     out.evidence[f"strip_row{row}"] = {"lead": best, "corr": round(r1, 3), "next": round(r2, 3),
-                                       "printed_as": strip.lead}  # fmt: skip
+                                       "printed_as": strip.lead,
+                                       "by_lead": {k: round(v, 3) for k, v in ranked}}  # fmt: skip
     d1, d2 = np.sqrt(2 * max(1 - r1, 1e-6)), np.sqrt(2 * max(1 - r2, 1e-6))
     ratio = float(d2 / d1)
     out.evidence[f"strip_row{row}"]["distance_ratio"] = round(ratio, 2)
@@ -256,6 +261,13 @@ def _strip_lead(out: Solved, ser: dict[tuple[int, int], tuple[np.ndarray, np.nda
     if sure and best != strip.lead:
         out.notes.append(f"rhythm strip (row {row + 1}) matches lead {best} (r = {r1:.2f}), not {strip.lead}")
         _relabel(out, row, strip.col, best)
+    elif not sure and best == strip.lead and r1 >= STRIP_OWN_CORR:
+        # the strip is the template's lead, only a neighbouring lead (V4 beside V5) matches nearly as
+        # well: its identity is not sure, the layout is not in doubt
+        out.notes.append(
+            f"rhythm strip (row {row + 1}): matches its template lead {best} (r = {r1:.2f}), the next "
+            f"nearly as well ({r2:.2f})"
+        )
     elif not sure:
         # kept as the template says: a strip that matches no cell clearly means the layout itself is
         # in doubt (a 6x2 page read as 3x4+3R has three such "strips"), so every lead is

@@ -49,6 +49,9 @@ CONFLICT_FACTOR = 0.2  # a lead whose cell carries another lead's printed name
 LONE_CONFLICT_FACTOR = 0.75  # ... when the page's other names confirm the layout (at most two such cells)
 CONFIRM_MIN_READS, CONFIRM_SHARE = 6, 0.8  # names that confirm a layout: this many, this share of those read
 STRIP_READ_AT = 0.95  # a strip's printed name read this surely gives its lead when its trace matched nothing
+# a strip's printed name is not taken when its trace matches that lead's cell this much (correlation)
+# worse than its best match (a separator tick or a V5 read as "I" on a V5 strip, validation page 3x4+3R_000)
+STRIP_NAME_SLACK = 0.1
 STRIP_BY_LABEL = 0.85  # a strip's lead given by its printed name alone (its trace matched nothing surely)
 
 
@@ -395,6 +398,9 @@ def apply_labels(solved: Solved, reading: LabelReading | None) -> Solved:
         )
         if sure or got[1] < STRIP_READ_AT:
             continue  # both sure and different (`conflicts` lowers it), or the name not sure enough
+        by_lead = match.get("by_lead", {})
+        if _lead(got[0]) in by_lead and by_lead[_lead(got[0])] < match.get("corr", 0.0) - STRIP_NAME_SLACK:
+            continue  # the trace matches the named lead's cell clearly worse than another: a misread name
         relabel[(r, cell.col)] = got[0]
         solved.lead_factor[f"strip{r}"] = 0.95 if match.get("lead") == _lead(got[0]) else STRIP_BY_LABEL
         solved.notes.append(f"rhythm strip (row {r + 1}) printed as {got[0]}: read as lead {_lead(got[0])}")

@@ -86,6 +86,12 @@ def test_a_strip_printed_v1_is_read_as_v1_when_its_trace_matched_nothing_surely(
     out = apply_labels(solved, LabelReading(cells=reads, read=4))
     strip = next(c for c in out.layout.cells if c.row == 3)
     assert strip.lead == "V1" and out.lead_factor["strip3"] == 0.85
+    # ... but not when its trace matched another lead clearly better than V1 (the name was misread)
+    solved = _solved("3x4+1R")
+    solved.evidence["strip_row3"] = {"lead": "V5", "corr": 0.99, "distance_ratio": 1.3,
+                                     "by_lead": {"V5": 0.99, "V4": 0.97, "V1": 0.35}}  # fmt: skip
+    out = apply_labels(solved, LabelReading(cells=reads, read=4))
+    assert next(c for c in out.layout.cells if c.row == 3).lead == "II"
     # a strip whose trace surely matched II keeps II, and the printed V1 is a conflict that lowers it
     solved = _solved("3x4+1R")
     solved.evidence["strip_row3"] = {"lead": "II", "corr": 0.95, "distance_ratio": 4.0}

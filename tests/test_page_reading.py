@@ -334,6 +334,33 @@ def test_strips_that_match_no_cell_put_the_whole_layout_in_doubt(record):
     assert all(lead_layout_factor(solved, lead) <= PAGE_DOUBT for lead in LEADS)
 
 
+def test_a_strip_that_is_its_template_lead_with_a_close_neighbour_leaves_the_layout_in_no_doubt(record):
+    """A V5 strip whose trace matches V5 best and V4 nearly as well: V5 kept, no page doubt (the rule
+    above is for strips that match no cell)."""
+    from ecgml.layout_solve import lead_layout_factor
+
+    template = make_layout("3x4+3R")
+    ts = np.arange(record.n_samples) / record.fs
+    rng = np.random.default_rng(3)
+    v5 = record.signal[:, LEADS.index("V5")]
+    sd = float(np.std(v5))
+    data = {lead: record.signal[:, LEADS.index(lead)] for lead in LEADS}
+    data["V4"] = v5 + 0.15 * sd * rng.standard_normal(v5.size)  # a neighbour nearly the same
+    traces = []
+    for c in template.cells:
+        x = np.arange(c.x0_mm, c.x1_mm, 0.25)
+        v = np.interp(c.t0_s + (x - c.x0_mm) / template.speed_mm_s, ts, data[c.lead])
+        if c.row == 5:
+            v = v + 0.1 * sd * rng.standard_normal(v.size)
+        traces.append(CellTrace(c.lead, c.row, c.col, x, c.baseline_mm - v * 10.0, np.ones_like(x)))
+    solved = solve(traces, template)
+    ev = solved.evidence["strip_row5"]
+    assert ev["lead"] == "V5" and ev["distance_ratio"] < 2.0 and ev["corr"] >= 0.9  # not sure of its lead
+    assert next(c.lead for c in solved.layout.cells if c.row == 5) == "V5"
+    assert "page" not in solved.lead_factor
+    assert lead_layout_factor(solved, "I") == 1.0
+
+
 def test_web_copy_is_a_small_jpeg_of_the_same_page(tmp_path: Path) -> None:
     """The outside pages' web copies keep the page's aspect and content at the asked width."""
     import cv2
