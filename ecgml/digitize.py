@@ -30,7 +30,7 @@ from ecgml.geometry.canonical import CanonicalPage, canonical_page
 from ecgml.images import load_image
 from ecgml.layout import LETTER_MM, PageLayout, lead_window, make_layout
 from ecgml.layout_family import tick_strength
-from ecgml.layout_solve import Solved, lead_layout_factor
+from ecgml.layout_solve import Solved, lead_layout_parts
 from ecgml.layout_solve import solve as solve_layout
 from ecgml.page import PageMap
 from ecgml.page_reader import (
@@ -368,13 +368,18 @@ def _report(
         n_read[tr.lead] = n_read.get(tr.lead, 0) + int(np.isfinite(tr.y_mm).sum())
     share = {lead: n_read.get(lead, 0) / n_all[lead] if n_all.get(lead) else 0.0 for lead in LEADS}
     lab_f = label_factors(labels, geo.layout)
-    lay_f = {lead: min(lead_layout_factor(solved, lead), lab_f.get(lead, 1.0)) for lead in shown}
+    lay_parts = {
+        lead: {f"layout_{k}": v for k, v in lead_layout_parts(solved, lead).items()}
+        | {"layout_labels": lab_f.get(lead, 1.0)}
+        for lead in shown
+    }
+    lay_f = {lead: min(parts.values()) for lead, parts in lay_parts.items()}
     geo_f = geometry_factor(geo.source, geo.confidence)
     if labels is not None and labels.upright < -UPSIDE_DOWN_AT:
         geo_f *= 0.3
     fallback = geo.source.startswith("fallback")
     return lead_report(
-        asm.confidence, share, shown, geo_f, lay_f, asm.agreement, fallback, load_calibration()
+        asm.confidence, share, shown, geo_f, lay_f, asm.agreement, fallback, load_calibration(), lay_parts
     )
 
 

@@ -22,6 +22,7 @@ import numpy as np
 
 from ecgml.metric import MAX_TIME_SHIFT, align_signals
 from ecgml.records import LEADS
+from ecgml.verdict import LAYOUT_KINDS
 
 OK_DB = 3.0  # a lead at or above this SNR is the right lead in the right window, traced usably
 CONFIDENT = 0.8
@@ -298,7 +299,7 @@ def _render_page(record: Path, family: str, capture: str, seed: int, png: Path, 
 
 # the calibration's evidence: each factor's log (the raw confidence is their product, so its log is their
 # sum: a fit on the logs can weigh each factor by how much it really says, which the product cannot)
-CAL_FEATURES = ("trace", "read_share", "geometry", "layout", "agreement")
+CAL_FEATURES = ("trace", "read_share", "geometry", "agreement", *LAYOUT_KINDS)
 CAL_TRANSFORM = "log"
 
 
@@ -314,6 +315,8 @@ def _lead_rows(
             part = p.parts.get(lead)
             if part is None or not np.isfinite(db) or p.lead_status.get(lead) in ("absent", "unreadable"):
                 continue
+            if not all(f in part for f in features):
+                continue  # a result of code older than this evidence
             x.append(feature_values(part, list(features), transform))
             y.append(db >= OK_DB)
     return np.array(x, np.float64).reshape(-1, len(features)), np.array(y, np.float64)
@@ -374,6 +377,8 @@ def recalibrated(pages: list[PageResult], cal: dict[str, Any] | None) -> list[Pa
         for lead, part in p.parts.items():
             if stat.get(lead) in ("absent", "unreadable"):
                 continue
+            if cal is not None and not all(f in part for f in cal["features"]):
+                continue  # a result of code older than the calibration's evidence: kept as reported
             c = calibrate(part, cal)
             if part["geometry"] <= FALLBACK_CAP:
                 c = min(c, FALLBACK_CAP)

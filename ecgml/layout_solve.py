@@ -349,16 +349,30 @@ def _six_by_two(
     )
 
 
-def lead_layout_factor(solved: Solved, lead: str) -> float:
-    """Layout evidence for a lead: the weakest of its cells' (strips, 6x2 right columns, beat timing)."""
-    f = min(solved.lead_factor.get("page", 1.0), solved.lead_factor.get(f"family:{lead}", 1.0))
+LAYOUT_PARTS = ("family", "page", "timing", "strip", "column")  # the kinds of layout evidence per lead
+
+
+def lead_layout_parts(solved: Solved, lead: str) -> dict[str, float]:
+    """Layout evidence for a lead by kind (each the weakest of its cells'): `family` (the family choice's
+    margin, limb doubt), `page` (a strip that matched no cell), `timing` (beats against the page's),
+    `strip` (a strip's identity), `column` (a 6x2 right column's seconds). They say different things
+    about whether the lead is right, so the confidence calibration weighs each (`ecgml.verdict`)."""
+    out = {k: 1.0 for k in LAYOUT_PARTS}
+    out["family"] = solved.lead_factor.get(f"family:{lead}", 1.0)
+    out["page"] = solved.lead_factor.get("page", 1.0)
     strips = set(rhythm_rows(solved.layout))
+    six_by_two = two_columns(solved.layout, sorted(strips))
     for c in solved.layout.cells:
         if c.lead != lead:
             continue
-        f = min(f, solved.lead_factor.get(f"timing{c.row},{c.col}", 1.0))
+        out["timing"] = min(out["timing"], solved.lead_factor.get(f"timing{c.row},{c.col}", 1.0))
         if c.row in strips:
-            f = min(f, solved.lead_factor.get(f"strip{c.row}", 1.0))
-        elif c.col == 1 and two_columns(solved.layout, sorted(strips)):
-            f = min(f, solved.lead_factor.get("right_column", 1.0))
-    return f
+            out["strip"] = min(out["strip"], solved.lead_factor.get(f"strip{c.row}", 1.0))
+        elif c.col == 1 and six_by_two:
+            out["column"] = min(out["column"], solved.lead_factor.get("right_column", 1.0))
+    return out
+
+
+def lead_layout_factor(solved: Solved, lead: str) -> float:
+    """Layout evidence for a lead: the weakest of its kinds (`lead_layout_parts`)."""
+    return min(lead_layout_parts(solved, lead).values())

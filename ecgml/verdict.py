@@ -27,7 +27,12 @@ MIN_READ_SHARE = 0.3  # a lead traced over less than this share of its columns i
 FALLBACK_CAP = 0.3  # geometry fallback: the page position is a guess, so no lead can be confident
 GEOMETRY_TRUST_AT = 0.6  # geometry confidence at and above which it does not lower a lead's
 CALIBRATION = Path(__file__).resolve().parent / "weights" / "confidence.json"
-FEATURES = ("trace", "read_share", "geometry", "layout", "agreement", "raw")
+# the layout factor is the weakest of its kinds (`layout_solve.lead_layout_parts`, and the printed names'):
+# kept apart as well, since a misread name and limb leads off Einthoven's plane say very different things
+LAYOUT_KINDS = (
+    "layout_family", "layout_page", "layout_timing", "layout_strip", "layout_column", "layout_labels",
+)  # fmt: skip
+FEATURES = ("trace", "read_share", "geometry", "layout", "agreement", "raw", *LAYOUT_KINDS)
 TRANSFORMS = ("linear", "log")  # a calibration takes each feature as it is, or its log (factors multiply)
 LOG_FLOOR = 0.01  # a factor's log is taken of at least this (a factor of 0 would be -inf)
 
@@ -103,9 +108,11 @@ def lead_report(
     agreement: dict[str, float] | None = None,
     fallback: bool = False,
     calibration: dict[str, Any] | None = None,
+    layout_parts: dict[str, dict[str, float]] | None = None,
 ) -> LeadReport:
     """Combine the evidence per lead (calibrated, see `calibrate`). `shown`: leads the layout places on
-    the page; `fallback`: geometry did not find the page (no lead can then be confident)."""
+    the page; `fallback`: geometry did not find the page (no lead can then be confident);
+    `layout_parts`: per lead, the layout factor by kind (LAYOUT_KINDS; missing kinds count as 1)."""
     agreement = agreement or {}
     status, conf, parts = {}, {}, {}
     for lead in LEADS:
@@ -119,6 +126,8 @@ def lead_report(
         raw = t * geo_factor * lf * ag
         parts[lead] = {"trace": t, "read_share": share, "geometry": geo_factor, "layout": lf}
         parts[lead].update(agreement=ag, raw=raw)
+        kinds = (layout_parts or {}).get(lead, {})
+        parts[lead].update({k: float(kinds.get(k, 1.0)) for k in LAYOUT_KINDS})
         if share < MIN_READ_SHARE:
             status[lead], conf[lead] = "unreadable", 0.0
             continue

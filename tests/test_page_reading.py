@@ -239,7 +239,7 @@ def test_confidence_calibration_fits_the_evidence_and_keeps_the_fallback_cap(tmp
     import json
 
     from ecgml.layout_bench import CAL_FEATURES, PageResult, fit_calibration, recalibrated, reliability
-    from ecgml.verdict import calibrate, load_calibration
+    from ecgml.verdict import LAYOUT_KINDS, calibrate, load_calibration
 
     rng = np.random.default_rng(0)
     pages = []
@@ -255,6 +255,7 @@ def test_confidence_calibration_fits_the_evidence_and_keeps_the_fallback_cap(tmp
                 "agreement": 1.0,
                 "raw": 0.95 * geo,
             }
+            | dict.fromkeys(LAYOUT_KINDS, 1.0)
             for lead in LEADS
         }
         dbs = {lead: (15.0 if right else -2.0) for lead in LEADS}
@@ -281,17 +282,20 @@ def test_confidence_calibration_fits_the_evidence_and_keeps_the_fallback_cap(tmp
 
 def test_the_calibration_weighs_each_factor_by_what_it_says():
     """A factor that is low on pages whose leads are right anyway (a cap that says little) makes the raw
-    product under-confident; the fit on the factors' logs gives those leads what is observed."""
+    product under-confident; the fit on the factors' logs, each kind of layout evidence apart, gives
+    those leads what is observed."""
     from ecgml.layout_bench import PageResult, fit_calibration, recalibrated, reliability
+    from ecgml.verdict import LAYOUT_KINDS
 
     rng = np.random.default_rng(1)
     pages = []
     for k in range(200):
-        layout = 0.6 if k % 2 else 1.0  # says nothing: right as often either way
+        names = 0.6 if k % 2 else 1.0  # a printed name's doubt that says nothing: right as often either way
         geo = 1.0 if rng.random() < 0.8 else 0.3
         right = rng.random() < (0.95 if geo == 1.0 else 0.2)
-        part = {"trace": 0.95, "read_share": 1.0, "geometry": geo, "layout": layout, "agreement": 1.0}
-        part["raw"] = 0.95 * geo * layout
+        part = {"trace": 0.95, "read_share": 1.0, "geometry": geo, "layout": names, "agreement": 1.0}
+        part |= dict.fromkeys(LAYOUT_KINDS, 1.0) | {"layout_labels": names}
+        part["raw"] = 0.95 * geo * names
         parts = {"I": dict(part)}
         pages.append(PageResult(f"p{k}", "f", {"I": 15.0 if right else -2.0}, {"I": part["raw"]},
                                 {"I": "read"}, "read", True, 1.0, parts=parts))  # fmt: skip
@@ -299,16 +303,14 @@ def test_the_calibration_weighs_each_factor_by_what_it_says():
     mid = next(r for r in raw if r["lo"] == 0.4)
     assert mid["observed"] - mid["predicted"] > 0.3  # layout 0.6 x 0.95: 0.57 predicted, ~0.95 right
     cal = fit_calibration(pages)
-    assert (
-        cal["weights"][cal["features"].index("layout")]
-        < 0.5 * cal["weights"][cal["features"].index("geometry")]
-    )
+    w = dict(zip(cal["features"], cal["weights"], strict=True))
+    assert w["layout_labels"] < 0.5 * w["geometry"]
     table = reliability(recalibrated(pages, cal))
     assert all(abs(r["predicted"] - r["observed"]) < 0.08 for r in table if r["leads"] >= 20)
 
 
 def test_strips_that_match_no_cell_put_the_whole_layout_in_doubt(record):
-    from ecgml.layout_solve import PAGE_DOUBT, lead_layout_factor
+    from ecgml.layout_solve import PAGE_DOUBT, lead_layout_factor, lead_layout_parts
 
     # a 6x2 page (both columns 0-5 s) read through the six-row 3x4+3R template: every template cell
     # holds part of a row "left lead | right lead"; the template's "strips" are rows 4-6
@@ -332,6 +334,8 @@ def test_strips_that_match_no_cell_put_the_whole_layout_in_doubt(record):
     assert [c.lead for c in solved.layout.cells if c.row >= 3] == ["II", "V1", "V5"]  # not relabelled
     assert solved.lead_factor.get("page") == PAGE_DOUBT
     assert all(lead_layout_factor(solved, lead) <= PAGE_DOUBT for lead in LEADS)
+    kinds = lead_layout_parts(solved, "V4")  # the doubt is the page's, kept apart from the other kinds
+    assert kinds["page"] == PAGE_DOUBT and min(kinds.values()) == lead_layout_factor(solved, "V4")
 
 
 def test_a_strip_that_is_its_template_lead_with_a_close_neighbour_leaves_the_layout_in_no_doubt(record):
