@@ -129,6 +129,9 @@ def main(argv: list[str] | None = None) -> int:
     a = ap.parse_args(argv)
     if a.fit_calibration:
         cal = fit_calibration(load_pages(a.fit_calibration))
+        cal["fitted_on"] = a.fit_calibration.name  # provenance: the results JSON (validation split only)
+        args = sys.argv[1:] if argv is None else argv
+        cal["command"] = "python benchmarks/layout_benchmark.py " + " ".join(args)
         text = json.dumps(cal, indent=1)
         print(text)
         if a.out:

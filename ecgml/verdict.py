@@ -132,7 +132,7 @@ def lead_report(
             status[lead], conf[lead] = "unreadable", 0.0
             continue
         c = calibrate(parts[lead], calibration)
-        if fallback or geo_factor <= 0:
+        if fallback or geo_factor <= FALLBACK_CAP:  # the page position is a guess (as in `recalibrated`)
             c = min(c, FALLBACK_CAP)
         conf[lead] = float(np.clip(c, 0, 1))
         status[lead] = "read" if conf[lead] >= READ_AT else "uncertain"

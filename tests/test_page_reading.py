@@ -128,6 +128,15 @@ def test_status_absent_unreadable_and_fallback_caps():
     assert max(fb.confidence.values()) <= FALLBACK_CAP
     assert all(fb.status[lead] != "read" for lead in LEADS)
     assert any("page position" in w for w in fb.warnings)
+    # a calibration that trusts every other factor cannot lift a fallback page, nor a page whose position
+    # is as doubtful (geometry factor at or below the cap, e.g. its names read upside down)
+    eager = {"features": ["trace", "geometry"], "transform": "log", "bias": 6.0, "weights": [0.1, 0.1]}
+    fb_geo = geometry_factor("fallback: no ECG grid found", 1.0)
+    fb = lead_report(conf, share, shown, fb_geo, {}, None, True, eager)
+    assert max(fb.confidence.values()) <= FALLBACK_CAP
+    low = lead_report(conf, share, shown, FALLBACK_CAP, {}, None, False, eager)
+    assert max(low.confidence.values()) <= FALLBACK_CAP
+    assert max(lead_report(conf, share, shown, 0.9, {}, None, False, eager).confidence.values()) > 0.9
 
 
 def test_submission_estimates_lead_ii_from_the_augmented_leads(record):
