@@ -47,6 +47,9 @@ SWITCH_MARGIN = 2.0  # another order must explain this many more confidently rea
 NO_LABELS_FACTOR = 0.9  # layout evidence of every lead when no printed name could be read at all
 CONFLICT_FACTOR = 0.2  # a lead whose cell carries another lead's printed name
 LONE_CONFLICT_FACTOR = 0.75  # ... when the page's other names confirm the layout (at most two such cells)
+# rows one off: at least this many names are their neighbour row's lead, more than this many times the
+# names that are their own cell's (the reader's own errors, ~2 % of names, never line up that way)
+SHIFT_MIN_READS, SHIFT_RATIO = 3, 2.0
 CONFIRM_MIN_READS, CONFIRM_SHARE = 6, 0.8  # names that confirm a layout: this many, this share of those read
 STRIP_READ_AT = 0.95  # a strip's printed name read this surely gives its lead when its trace matched nothing
 # a strip's printed name is not taken when its trace matches that lead's cell this much (correlation)
@@ -294,19 +297,39 @@ def names_beside(page_rgb: np.ndarray, net: Any = None) -> Any:
     return read
 
 
+def rows_shifted(reading: LabelReading | None, layout: PageLayout) -> bool:
+    """Most confidently read names are the lead of the row just above (or just below) their cell: the
+    rows are placed one off, and every lead of the page is its neighbour's (REAL-PAGES failure 4)."""
+    if reading is None:
+        return False
+    lead_at = {(c.row, c.col): c.lead for c in layout.cells}
+    same = up = down = 0
+    for c in layout.cells:
+        got = reading.cells.get((c.row, c.col))
+        if got is None or got[1] < READ_AT:
+            continue
+        name = _lead(got[0])
+        same += name == c.lead
+        up += name == lead_at.get((c.row - 1, c.col))
+        down += name == lead_at.get((c.row + 1, c.col))
+    return max(up, down) >= SHIFT_MIN_READS and max(up, down) > SHIFT_RATIO * same
+
+
 def conflicts(reading: LabelReading | None, layout: PageLayout) -> list[tuple[Any, str]]:
     """Cells whose confidently read name is another lead. A name that is the lead of the cell just above
     or below is left out: a label between two rows belongs to either (12x1 pages print it under its
-    trace, beside the next row's start)."""
+    trace, beside the next row's start), unless most names are their neighbours' (`rows_shifted`)."""
     if reading is None:
         return []
     lead_at = {(c.row, c.col): c.lead for c in layout.cells}
+    shifted = rows_shifted(reading, layout)
     out = []
     for c in layout.cells:
         got = reading.cells.get((c.row, c.col))
         if got is None or got[1] < READ_AT or _lead(got[0]) == c.lead:
             continue
-        if _lead(got[0]) in (lead_at.get((c.row - 1, c.col)), lead_at.get((c.row + 1, c.col))):
+        neighbours = (lead_at.get((c.row - 1, c.col)), lead_at.get((c.row + 1, c.col)))
+        if not shifted and _lead(got[0]) in neighbours:
             continue
         out.append((c, got[0]))
     return out
@@ -421,6 +444,11 @@ def apply_labels(solved: Solved, reading: LabelReading | None) -> Solved:
     if not sure:
         solved.notes.append("no printed lead name could be read: leads placed by the layout alone")
         ev["labels"] = "none read"
+    elif rows_shifted(reading, solved.layout):
+        ev["labels"] = "rows one off"
+        solved.notes.append(
+            "printed lead names are those of the neighbouring rows: rows misplaced, leads in doubt"
+        )
     elif not conflicts(reading, solved.layout) and len(sure) >= max(3, len(solved.layout.cells) // 2):
         ev["labels"] = "confirm the layout"
         if solved.lead_factor.get("page", 1.0) < 1.0:

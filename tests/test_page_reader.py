@@ -201,3 +201,23 @@ def test_printed_cabrera_names_on_a_drawn_page_put_its_leads_in_the_cabrera_orde
     reading = read_labels(img, template, load_reader())
     out = apply_labels(Solved(template, []), reading)
     assert [c.text for c in sorted(out.layout.cells, key=lambda c: c.row)] == [c.text for c in lay.cells]
+
+
+def test_names_that_are_all_the_row_aboves_mean_rows_one_off_and_every_such_lead_conflicts():
+    """A page placed a row off reads each cell's name as its upper neighbour's: that must lower those
+    leads and never confirm the layout (before, each was excused as a label between two rows)."""
+    from ecgml.page_reader import CONFLICT_FACTOR, apply_labels, rows_shifted
+
+    lay = make_layout("6x2+1R")
+    above = {(c.row - 1, c.col): c.lead for c in lay.cells}
+    shifted = {(c.row, c.col): (above[(c.row, c.col)], 0.99) for c in lay.cells if (c.row, c.col) in above}
+    reading = LabelReading(cells=shifted)
+    assert rows_shifted(reading, lay)
+    bad = {c.lead for c, _ in conflicts(reading, lay)}
+    assert len(bad) >= 6 and set(label_factors(reading, lay).values()) == {CONFLICT_FACTOR}
+    out = apply_labels(_solved("6x2+1R"), reading)
+    assert out.evidence["label_decision"]["labels"] == "rows one off"
+    # the same page read right, with one name taken from the row above: not shifted
+    right = {(c.row, c.col): (c.lead, 0.99) for c in lay.cells}
+    right[(1, 0)] = (above[(1, 0)], 0.99)
+    assert not rows_shifted(LabelReading(cells=right), lay)

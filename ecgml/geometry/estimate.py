@@ -50,6 +50,7 @@ REFINE_ROUNDS = 3
 RESIDUAL_STEP_MM = 5.0
 MIN_GOOD_TILES = 40  # grid tiles (10 mm apart) a page gives when the scale is right
 SCALE_RETRIES = (5.0, 0.2, 2.5, 0.4, 2.0, 0.5)
+ROW_OFF_MM = 4.0  # a row this far from every template baseline is not that template's row (pitch ~24 mm)
 PAPER_MARGIN_MM = 8.0  # paper (pulses, row ends) reaches this far past the last grid tile measured
 COARSE_RANSAC_MM = 3.0  # flat and gently bent pages: tiles further off the homography are outliers
 FINE_ROUNDS = 4  # crumpled pages: rounds on smaller tiles once the map is close
@@ -274,7 +275,12 @@ def _estimate(image: np.ndarray, path: str | Path | None, work_long_side: int, t
     tx_snap = tx
     tx = tick_phase(mask, turned_extent(ori.k, (e.x0, e.y0, e.x1, e.y1)), layout, tx, ty, ORIENT_PPM)
     diag["tick_shift_mm"] = tx - tx_snap
-    if base_res > 2.0 and len(rows.centres) == layout.n_rows:
+    if len(rows.centres) == layout.n_rows and (
+        base_res > 2.0 or _worst_row_mm(rows, layout, ty) > ROW_OFF_MM
+    ):
+        # every row is on the page but the template's rows are not where the page prints them: a
+        # nearest-row snap would name each row after its neighbour (ECG-Image-Kit's 6x2 rows sit a row
+        # pitch lower than the template's), so the rows keep their measured places and their order
         layout = _measured_layout(name, rows, tx, ty)
     # the lattice has its lines on whole mm of the frame; on paper they lie GRID_SHIFT_MM right and down
     a = np.array([[1, 0, tx + GRID_SHIFT_MM], [0, 1, ty + GRID_SHIFT_MM], [0, 0, 1.0]]) @ rot(ori.k)
@@ -378,6 +384,12 @@ def grid_x_phase(image: np.ndarray, page_map: PageMap) -> tuple[float, float] | 
     if np.sqrt(np.mean((ph - fit) ** 2)) > PHASE_MAX_RMS_MM or np.abs(fit).max() > PHASE_MAX_MM:
         return None
     return float(a), float(b)
+
+
+def _worst_row_mm(rows: Rows, layout: PageLayout, ty: float) -> float:
+    """How far (mm) the detected row farthest from any template baseline lies from it, after the snap."""
+    ref = np.array(layout.row_baselines())
+    return float(np.abs((rows.centres + ty)[:, None] - ref[None, :]).min(axis=1).max())
 
 
 def _measured_layout(name: str, rows: Rows, tx: float, ty: float) -> PageLayout:
