@@ -60,6 +60,10 @@ class FamilyChoice:
     lead_factor: dict[str, float] = field(default_factory=dict)  # per lead; leads not named: 1
     evidence: dict[str, Any] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    # the two kinds `lead_factor` folds: the choice's own margin per lead, and the limb doubt of every lead
+    # (PAGE_DOUBT when the chosen layout's limb cells are off the plane), kept apart for the calibration
+    margin_factor: dict[str, float] = field(default_factory=dict)
+    limb_factor: float = 1.0
 
     def same_cuts(self, other: PageLayout) -> bool:
         """Whether the chosen layout cuts the rows where `other` does (then no new tracing is needed)."""
@@ -323,8 +327,9 @@ def choose_family(
     ):
         ev["decided_by"] = "geometry's row count (no other family has it, or nothing to test)"
         return FamilyChoice(
-            layout, {c.lead: PAGE_DOUBT for c in layout.cells} if doubt else {}, ev, [doubt] * bool(doubt)
-        )
+            layout, {c.lead: PAGE_DOUBT for c in layout.cells} if doubt else {}, ev, [doubt] * bool(doubt),
+            {}, PAGE_DOUBT if doubt else 1.0,
+        )  # fmt: skip
     ranked = sorted(scores, key=lambda k: -scores[k])
     best, second = ranked[0], ranked[1]
     margin = scores[best] - scores[second]
@@ -348,6 +353,7 @@ def choose_family(
         if _placement(chosen, lead) != _placement(cands[second], lead) or not confirmed
     }
     notes = []
+    margin_factor = dict(lead_factor)
     if doubt:
         lead_factor = {c.lead: min(lead_factor.get(c.lead, 1.0), PAGE_DOUBT) for c in chosen.cells}
         notes.append(doubt)
@@ -356,4 +362,4 @@ def choose_family(
             f"layout read as {best}, not {layout.name} ({ev['decided_by']}; score {scores[best]:.1f} vs "
             f"{scores[second]:.1f} for {second})"
         )
-    return FamilyChoice(chosen, lead_factor, ev, notes)
+    return FamilyChoice(chosen, lead_factor, ev, notes, margin_factor, PAGE_DOUBT if doubt else 1.0)

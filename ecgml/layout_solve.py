@@ -141,11 +141,13 @@ def solve(
             layout = fam.layout
         else:
             fam.notes.append(f"kept {layout.name}: no tracer given to read the page as {fam.layout.name}")
-            fam.lead_factor = {c.lead: 0.35 for c in layout.cells}
+            fam.lead_factor = fam.margin_factor = {c.lead: 0.35 for c in layout.cells}
     cells = {(c.row, c.col): c for c in layout.cells}
     ser = {(tr.row, tr.col): series(tr, cells[(tr.row, tr.col)], layout) for tr in traces}
     out = Solved(layout, list(traces), evidence={"family": fam.evidence}, notes=list(fam.notes))
-    out.lead_factor.update({f"family:{lead}": f for lead, f in fam.lead_factor.items()})
+    out.lead_factor.update({f"family:{lead}": f for lead, f in fam.margin_factor.items()})
+    if fam.limb_factor < 1.0:
+        out.lead_factor["limb"] = fam.limb_factor
     strips = rhythm_rows(layout)
     if two_columns(layout, strips):
         _six_by_two(out, ser, strips)
@@ -349,16 +351,18 @@ def _six_by_two(
     )
 
 
-LAYOUT_PARTS = ("family", "page", "timing", "strip", "column")  # the kinds of layout evidence per lead
+LAYOUT_PARTS = ("family", "limb", "page", "timing", "strip", "column")  # kinds of layout evidence per lead
 
 
 def lead_layout_parts(solved: Solved, lead: str) -> dict[str, float]:
     """Layout evidence for a lead by kind (each the weakest of its cells'): `family` (the family choice's
-    margin, limb doubt), `page` (a strip that matched no cell), `timing` (beats against the page's),
-    `strip` (a strip's identity), `column` (a 6x2 right column's seconds). They say different things
-    about whether the lead is right, so the confidence calibration weighs each (`ecgml.verdict`)."""
+    margin), `limb` (the chosen layout's limb cells off the plane), `page` (a strip that matched no
+    cell), `timing` (beats against the page's), `strip` (a strip's identity), `column` (a 6x2 right
+    column's seconds). They say different things about whether the lead is right, so the confidence
+    calibration weighs each (`ecgml.verdict`)."""
     out = {k: 1.0 for k in LAYOUT_PARTS}
     out["family"] = solved.lead_factor.get(f"family:{lead}", 1.0)
+    out["limb"] = solved.lead_factor.get("limb", 1.0)
     out["page"] = solved.lead_factor.get("page", 1.0)
     strips = set(rhythm_rows(solved.layout))
     six_by_two = two_columns(solved.layout, sorted(strips))

@@ -30,7 +30,8 @@ CALIBRATION = Path(__file__).resolve().parent / "weights" / "confidence.json"
 # the layout factor is the weakest of its kinds (`layout_solve.lead_layout_parts`, and the printed names'):
 # kept apart as well, since a misread name and limb leads off Einthoven's plane say very different things
 LAYOUT_KINDS = (
-    "layout_family", "layout_page", "layout_timing", "layout_strip", "layout_column", "layout_labels",
+    "layout_family", "layout_limb", "layout_page", "layout_timing", "layout_strip", "layout_column",
+    "layout_labels",
 )  # fmt: skip
 FEATURES = ("trace", "read_share", "geometry", "layout", "agreement", "raw", *LAYOUT_KINDS)
 TRANSFORMS = ("linear", "log")  # a calibration takes each feature as it is, or its log (factors multiply)

@@ -24,7 +24,7 @@ from ecgml.layout_family import (
     name_score,
     tick_strength,
 )
-from ecgml.layout_solve import lead_layout_factor, solve
+from ecgml.layout_solve import lead_layout_factor, lead_layout_parts, solve
 from ecgml.records import LEADS, Record, read_wfdb, resample
 from ecgml.render.layouts import EXTRA_LEADS
 from ecgml.trace.types import CellTrace
@@ -194,6 +194,10 @@ def test_rows_that_fit_no_family_put_every_lead_in_doubt(record):
     fam = choose_family(tracer(record, drawn)(tmpl), tmpl)
     assert "limb_doubt" in fam.evidence
     assert max(fam.lead_factor.get(lead, 1.0) for lead in LEADS) <= PAGE_DOUBT
+    assert fam.limb_factor == PAGE_DOUBT  # kept apart from the choice's margin, for the calibration
+    solved = solve(tracer(record, drawn)(tmpl), tmpl, tracer(record, drawn))
+    assert lead_layout_parts(solved, "V1")["limb"] == PAGE_DOUBT
+    assert max(lead_layout_factor(solved, lead) for lead in LEADS) <= PAGE_DOUBT
 
 
 def printed(drawn: PageLayout, misread: dict[tuple[int, int], str] | None = None):
