@@ -49,6 +49,9 @@ class Cell:
     gain_mm_mv: float = 0.0  # 0: the page's gain (PageLayout.gain_mm_mv); else this cell's (mixed gain)
     label: str = ""  # the printed name; "" means `text` below
     derived: str = ""  # non-empty: not a record lead; how its samples were made (no truth)
+    # > 0: drawn in its own gridded box (panel pages) spanning x0..x1 and these y; its left edge is t0
+    box_top_mm: float = 0.0
+    box_bottom_mm: float = 0.0
 
     @property
     def text(self) -> str:

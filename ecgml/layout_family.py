@@ -14,7 +14,7 @@ test (six chest rows) wins only when every limb reading is refuted, and its conf
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -93,7 +93,24 @@ def candidate(name: str, like: PageLayout) -> PageLayout:
         DURATION_S, spec.simultaneous, pulse_w, [p.row for p in like.pulses], at_end,
         like.paper_mm[0] - x1, like.chest_gain_mm_mv,
     )  # fmt: skip
-    return lay
+    return on_boxes(lay, like)
+
+
+def on_boxes(lay: PageLayout, like: PageLayout) -> PageLayout:
+    """`lay` with its cells in the boxes of `like` when `like` is a page of boxed cells (panel pages:
+    each box's left edge starts its window) and every row has as many boxes as `lay` has cells; else
+    `lay` itself (the boxes fix where cells are, so a family with other cuts cannot sit on them)."""
+    boxes = {(c.row, c.col): c for c in like.cells if c.box_top_mm > 0}
+    if not boxes or {(c.row, c.col) for c in lay.cells} != set(boxes):
+        return lay
+    cells = []
+    for c in lay.cells:
+        b = boxes[(c.row, c.col)]
+        t0 = 0.0 if lay.columns == "simultaneous" else b.t0_s
+        cells.append(replace(c, x0_mm=b.x0_mm, x1_mm=b.x1_mm, t0_s=t0, t1_s=t0 + b.t1_s - b.t0_s,
+                             baseline_mm=b.baseline_mm, box_top_mm=b.box_top_mm,
+                             box_bottom_mm=b.box_bottom_mm))  # fmt: skip
+    return replace(lay, cells=cells)
 
 
 def row_series(traces: list[CellTrace]) -> dict[int, tuple[np.ndarray, np.ndarray]]:

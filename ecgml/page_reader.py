@@ -32,6 +32,7 @@ WEIGHTS = Path(__file__).resolve().parent / "weights" / "label_reader.pt"
 # where a cell's label may be centred, relative to (x0, baseline), mm
 SEARCH_X_MM = (-3.0, 12.0)
 SEARCH_Y_MM = (-16.0, 14.0)
+BOX_LABEL_DY_MM = 2.0  # boxed cells: the search window is centred this far below the box's top edge
 READ_AT = 0.8  # a name read with this probability counts as printed there
 UPSIDE_DOWN_AT = 2.0  # this many more names read on the page turned 180 degrees: it is upside down
 # the grid's leads column by column (top to bottom, then left to right) in the orders carts print them
@@ -250,6 +251,18 @@ def _names_read(cells: dict[tuple[int, int], tuple[str, float]]) -> float:
     return float(sum(np.clip(2 * p - 1, 0, 1) for name, p in cells.values() if name not in SYMMETRIC))
 
 
+def label_anchors(layout: PageLayout) -> PageLayout:
+    """The layout with each boxed cell's name searched about its box's top-left corner rather than its
+    baseline (panel pages print the name at the box's corner, however tall the box is)."""
+    if not any(c.box_top_mm > 0 for c in layout.cells):
+        return layout
+    cells = [
+        replace(c, baseline_mm=c.box_top_mm + BOX_LABEL_DY_MM) if c.box_top_mm > 0 else c
+        for c in layout.cells
+    ]
+    return replace(layout, cells=cells)
+
+
 def read_labels(page_rgb: np.ndarray, layout: PageLayout, net: Any = None) -> LabelReading | None:
     """Read the label beside every cell of a rectified page (RGB at READ_PPM px/mm, origin at paper 0, 0),
     and the same page turned 180 degrees (names read only one way up, except I, II and III)."""
@@ -263,6 +276,7 @@ def read_labels(page_rgb: np.ndarray, layout: PageLayout, net: Any = None) -> La
     t0 = time.perf_counter()
     grey = cv2.cvtColor(page_rgb, cv2.COLOR_RGB2GRAY) if page_rgb.ndim == 3 else page_rgb
     ink = prepare(grey)
+    layout = label_anchors(layout)
     cells = _cell_reads(maps_near(net, ink, layout), layout, 0.0, 0.0)
     size = (ink.shape[1] / READ_PPM, ink.shape[0] / READ_PPM)
     turned = _turned(layout, size)

@@ -37,6 +37,7 @@ from ecgml.geometry.orient import (
     tick_phase,
     turned_extent,
 )
+from ecgml.geometry.panels import find_panels
 from ecgml.geometry.refine import MAX_EXTENT_MM, TILE_MM, Extent, FrameMap, rectify, refine
 from ecgml.images import MIN_SIDE_PX
 from ecgml.layout import LETTER_MM, PageLayout, make_layout
@@ -66,6 +67,7 @@ PHASE_BLOCKS = 8
 PHASE_MIN_CONTRAST = 0.2  # share of the profile's variation at 1 cycle/mm (clean coloured grids: ~0.6)
 PHASE_MAX_RMS_MM = 0.01
 PHASE_MAX_MM = 0.25
+PANEL_MIN_CONFIDENCE = 0.5  # a page of separate gridded panels read with less is left to the page-wide fit
 
 
 @dataclass
@@ -144,6 +146,10 @@ def estimate_page(image: np.ndarray, path: str | Path | None = None, turn: int =
     way, so a batch can go on with its other images.
     """
     image = _as_rgb(image, path)
+    if turn % 4 == 0:
+        panels = _panel_estimate(image)
+        if panels is not None:
+            return panels
     try:
         return _attempt(image, path, WORK_LONG_SIDE, turn)
     except EcgmlError as exc:
@@ -155,6 +161,30 @@ def estimate_page(image: np.ndarray, path: str | Path | None = None, turn: int =
         est = _attempt(image, path, min(long_side, RETRY_LONG_SIDE), turn)
         est.diagnostics["full_size_retry"] = exc.reason
         return est
+
+
+def _panel_estimate(image: np.ndarray) -> PageEstimate | None:
+    """The page read as separate gridded panels (`panels.find_panels`), when it is one; else None."""
+    t0 = time.perf_counter()
+    scale = min(1.0, WORK_LONG_SIDE / max(image.shape[:2]))
+    work = (
+        image if scale == 1.0 else cv2.resize(image, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
+    )
+    try:
+        found = find_panels(work)
+    except (cv2.error, ValueError, IndexError, ZeroDivisionError):
+        return None
+    if found is None or found.confidence < PANEL_MIN_CONFIDENCE:
+        return None
+    sx, sy = work.shape[1] / image.shape[1], work.shape[0] / image.shape[0]
+    pm = replace(
+        found.page_map,
+        homography=np.diag([1 / sx, 1 / sy, 1.0]) @ found.page_map.homography,
+        image_size=(image.shape[1], image.shape[0]),
+    )
+    ppm = (found.px_per_mm[0] / sx, found.px_per_mm[1] / sy)
+    diag = {**found.diagnostics, "source": "panels", "seconds": round(time.perf_counter() - t0, 3)}
+    return PageEstimate(pm, found.layout, ppm, 0, found.confidence, diag)
 
 
 def _attempt(image: np.ndarray, path: str | Path | None, work_long_side: int, turn: int = 0) -> PageEstimate:

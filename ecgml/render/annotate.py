@@ -78,6 +78,8 @@ def page_annotations(
     cells = []
     for k, (c, (start, n)) in enumerate(zip(layout.cells, cell_windows(layout, fs), strict=True)):
         box = (c.x0_mm, c.baseline_mm - half, c.x1_mm, c.baseline_mm + half)
+        if c.box_bottom_mm > c.box_top_mm:  # a panel page: the cell's own gridded box
+            box = (c.x0_mm, c.box_top_mm, c.x1_mm, c.box_bottom_mm)
         cells.append(_entry(
             page_map, box, cell=k, lead=c.lead, text=c.text, sign=c.sign, row=c.row, col=c.col,
             gain_mm_mv=layout.cell_gain(c), t0_s=c.t0_s, t1_s=c.t1_s, first_sample=start, n_samples=n,

@@ -6,7 +6,8 @@ A layout name is a base grid plus optional rhythm strips, joined by "+":
 ECG-Image-Kit draws it), 6x2-seq (the right column shows the second half), 12x1, Cabrera
 (cabrera-3x4, cabrera-6x2, cabrera-12x1: aVL, I, -aVR, II, aVF, III, the -aVR drawn inverted),
 partial pages (6x1-limb, 6x1-chest, 12x1-top and 12x1-bottom: the upper or lower half of a 12x1
-page) and the 15-lead 3x5 (V4R, V8, V9 as a fifth column).
+page) and the 15-lead 3x5 (V4R, V8, V9 as a fifth column). A `panels:` prefix (`panels:3x4+1R`) draws
+the layout as a panel page, each lead in its own gridded box (`ecgml.render.panels`).
 
 V4R, V8 and V9 are rarely in a record. Unless the record carries them in `meta["extra_leads"]`, they
 are derived by extrapolating along the chest (`EXTRA_LEADS`: V4R = 2 V1 - V2, V8 = 2 V6 - V5,
@@ -71,9 +72,16 @@ MIXES: dict[str, dict[str, float]] = {
     },
     "kaggle": {"3x4+1R": 1.0},
     "families": {name: 1.0 for name in FAMILIES},
+    # panel pages (each lead in its own gridded box, ecgml.render.panels), alone and in the training mix
+    "panels": {"panels:3x4+1R": 0.5, "panels:3x4": 0.15, "panels:3x4+3R": 0.1, "panels:6x2-seq": 0.1,
+               "panels:12x1": 0.15},
     # every standard window of the competition plotted (solution.csv scores them), at 25 mm/s
     "standard": {"3x4+1R": 0.5, "3x4+3R": 0.15, "6x2-seq": 0.2, "12x1": 0.15},
 }  # fmt: skip
+MIXES["training-panels"] = {
+    **{k: 0.9 * v for k, v in MIXES["training"].items()},
+    **{k: 0.1 * v for k, v in MIXES["panels"].items()},
+}
 
 
 @dataclass(frozen=True)
@@ -108,7 +116,8 @@ def known_layouts() -> str:
 
 def parse_layout(name: str) -> LayoutSpec:
     """'3x4+V1+II' -> LayoutSpec; an unknown name raises EcgmlError listing the known ones."""
-    parts = [p.strip() for p in str(name).split("+")]
+    name = str(name).removeprefix("panels:")  # the same layout drawn as boxes (ecgml.render.panels)
+    parts = [p.strip() for p in name.split("+")]
     base, strips = parts[0], parts[1:]
     if base not in BASES:
         raise EcgmlError(None, f"unknown layout {name!r}; known: {known_layouts()}")

@@ -10,7 +10,7 @@ Every layer is kept as a coverage so the masks come out of the drawing itself.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import cv2
 import numpy as np
@@ -187,6 +187,50 @@ def _grid_coverages(
     return minor, major
 
 
+def _panel_coverages(
+    style: PageStyle, layout: PageLayout, ppm: float, size: tuple[int, int]
+) -> tuple[np.ndarray, np.ndarray]:
+    """(minor, major) coverage of a panel page: each box's grid (when `style.grid`) anchored at the box's
+    own left and bottom edges and only inside it, and a frame around it (`style.panel_frame`)."""
+    w, h = size
+    minor = np.zeros((h, w), np.float32)
+    major = np.zeros((h, w), np.float32)
+    boxes = {
+        (c.x0_mm, c.box_top_mm, c.x1_mm, c.box_bottom_mm)
+        for c in layout.cells
+        if c.box_bottom_mm > c.box_top_mm
+    }
+    wmaj = max(pt_to_px(style.grid_major_pt, ppm), 0.3)
+    for x0, y0, x1, y1 in sorted(boxes):
+        px0, py0 = max(0, math.floor(x0 * ppm) - 1), max(0, math.floor(y0 * ppm) - 1)
+        px1, py1 = min(w, math.ceil(x1 * ppm) + 2), min(h, math.ceil(y1 * ppm) + 2)
+        if px1 <= px0 or py1 <= py0:
+            continue
+        sub = ((px1 - px0) / ppm, (py1 - py0) / ppm)
+        if style.grid:
+            local = replace(
+                style, grid_offset_mm=(x0 - px0 / ppm, sub[1] - (y1 - py0 / ppm)), snap_grid=False
+            )
+            mi, ma = _grid_coverages(local, sub, ppm, (px1 - px0, py1 - py0))
+        else:
+            mi = ma = np.zeros((py1 - py0, px1 - px0), np.float32)
+        # only inside the box (a line on its edge keeps its full width)
+        half = 0.5 * wmaj / ppm
+        cx = (np.arange(px0, px1) + 0.5) / ppm
+        cy = (np.arange(py0, py1) + 0.5) / ppm
+        inside = ((cy >= y0 - half) & (cy <= y1 + half))[:, None] & ((cx >= x0 - half) & (cx <= x1 + half))[
+            None, :
+        ]
+        mi, ma = np.where(inside, mi, 0.0), np.where(inside, ma, 0.0)
+        if style.panel_frame:
+            fx = _profile(px1 - px0, np.array([x0 * ppm - px0, x1 * ppm - px0]), wmaj)
+            fy = _profile(py1 - py0, np.array([y0 * ppm - py0, y1 * ppm - py0]), wmaj)
+            ma = np.maximum(ma, np.where(inside, np.maximum(fx[None, :], fy[:, None]), 0.0))
+        np.maximum(minor[py0:py1, px0:px1], mi, out=minor[py0:py1, px0:px1])
+        np.maximum(major[py0:py1, px0:px1], ma, out=major[py0:py1, px0:px1])
+    return minor, major
+
+
 def stroke(
     polys_px: list[np.ndarray], thickness_px: float, size: tuple[int, int], supersample: int = 3
 ) -> tuple[np.ndarray, int, int] | None:
@@ -329,8 +373,12 @@ def draw_page(
     rows = np.zeros((h, w), dtype=np.uint16)
     centre = np.zeros((h, w), dtype=np.uint16)
 
-    if style.grid:
-        minor, major = _grid_coverages(style, layout.paper_mm, ppm, (w, h))
+    boxed = any(c.box_bottom_mm > c.box_top_mm for c in layout.cells)
+    if style.grid or (boxed and style.panel_frame):
+        if boxed and (style.grid_panels or not style.grid):
+            minor, major = _panel_coverages(style, layout, ppm, (w, h))
+        else:
+            minor, major = _grid_coverages(style, layout.paper_mm, ppm, (w, h))
         _blend(img, minor, style.grid_minor_rgb)
         _blend(img, major, style.grid_major_rgb)
         masks[(minor >= 0.25) | (major >= 0.25)] |= MASK_GRID

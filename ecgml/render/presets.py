@@ -23,9 +23,10 @@ from ecgml.render import capture as cap
 from ecgml.render import effects as fx
 from ecgml.render.annotate import page_annotations
 from ecgml.render.header import add_header_footer
-from ecgml.render.layouts import build_layout, parse_layout, sample_page, with_extra_leads
+from ecgml.render.layouts import build_layout, parse_layout, pick, sample_page, with_extra_leads
 from ecgml.render.lowres import lowres
 from ecgml.render.page import MASK_BITS, MASK_OCCLUDED, FlatPage, check_record, draw_page
+from ecgml.render.panels import panel_page, split_name
 from ecgml.render.style import PageStyle, kaggle_style, pen_marks, random_style
 from ecgml.render.truth import SampleTruth, centreline_mask, sample_truth
 
@@ -440,13 +441,22 @@ def render(
         record = record.window(0, 10)
     rng = np.random.default_rng(seed)
     params: dict[str, Any] = {}
+    layout, boxed = split_name(layout)
     if image_type in ("realworld", "lowres"):
+        if layout is None and mix and any(split_name(k)[1] for k in mix):
+            layout, boxed = split_name(pick(mix, rng))  # the one draw sample_layout would have made
         lay, p = sample_layout(rng, layout, standard_windows, mix, speed, gain)
         params["layout"] = p
         style = random_style(rng)
-        params["header"] = add_header_footer(
-            rng, record, lay, style, float(p["header_mm"]), float(p["footer_mm"])
-        )
+        if boxed:  # the header (if any) above the boxes; the panel footer stays unless a cart's replaces it
+            lay, params["panels"] = panel_page(rng, lay, record, style, float(p["header_mm"]))
+            if float(p["header_mm"]) >= 8:
+                params["header"] = add_header_footer(rng, record, lay, style, float(p["header_mm"]), 0.0)
+                style.footer = bool(style.footer_lines)
+        else:
+            params["header"] = add_header_footer(
+                rng, record, lay, style, float(p["header_mm"]), float(p["footer_mm"])
+            )
         if rng.random() < 0.3:
             style.pen_strokes = pen_marks(rng, lay.paper_mm)
             style.pen_rgb = (20, 40, 150) if rng.random() < 0.6 else (25, 25, 30)
@@ -454,6 +464,8 @@ def render(
     else:
         lay = kaggle_layout(layout, speed, gain)
         style = kaggle_style(rng)
+        if boxed:
+            lay, params["panels"] = panel_page(rng, lay, record, style)
     record, derived = with_extra_leads(record, parse_layout(lay.name), derive_leads)
     if derived:
         lay.cells = [replace(c, derived=derived.get(c.lead, "")) for c in lay.cells]

@@ -43,6 +43,8 @@ class PageStyle:
     grid_minor: bool = True
     grid_dots: bool = False  # thermal/GE style: dots at the intersections instead of lines
     grid_offset_mm: tuple[float, float] = (0.0, 0.0)  # pre-printed grid misaligned with the trace
+    grid_panels: bool = False  # panel pages: the grid only inside each cell's box, from the box's own edge
+    panel_frame: bool = False  # panel pages: a frame line around each box
     snap_grid: bool = False  # put grid lines on pixel centres (matplotlib's snapping; 0001 mode)
     snap_px_per_mm: float | None = None  # the raster the grid was snapped on (None: the drawing's own)
     # (a scan or photo of a page is drawn at its own density: near an integer px/mm, snapping there moves

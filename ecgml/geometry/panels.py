@@ -1,0 +1,288 @@
+"""Pages made of separate gridded panels: one lead per panel, blank gaps between them.
+
+Many software exports and several cart vendors draw each lead in its own box: the grid is ruled only
+inside the boxes, each box's lattice starts at its own left edge (the boxes' lattices are not one
+global lattice, so a page-wide grid fit bends the page to reconcile them), the columns are separated by
+gaps rather than by separator ticks, rows are as tall as the largest complex, and the rhythm strip's
+box need not be as wide as the grid's columns together. What such a page shows is read directly:
+
+- the boxes, from long ruled lines (a morphological opening keeps grid lines, drops text and traces):
+  rows of boxes from where vertical lines are, boxes within a row from where horizontal lines are;
+- the scale, from the spacing of the ruled lines inside the boxes (a least-squares lattice per box,
+  one spacing for all); whether that spacing is 1 mm or 5 mm, from the page size it implies;
+- time, from each box's left edge (its window start) and its width at the page's speed;
+- each row's baseline, from where the trace ink rests in its boxes.
+
+Only upright, axis-aligned pages (renders, exports, flatbed scans) are read this way; anything else is
+left to the page-wide grid fit (`estimate`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import cv2
+import numpy as np
+from scipy.ndimage import gaussian_filter1d
+
+from ecgml.layout import Cell, PageLayout
+from ecgml.page import PageMap
+
+INK_LEVEL = 12  # darker than the paper by this much (of 255): ruled line or ink
+TRACE_LEVEL = 90  # ... by this much: trace ink (grid lines of every style seen are lighter)
+LINE_FRAC = 1 / 45  # opening length, share of the image's short side (~4.8 mm on a Letter page)
+MIN_BOX_MM = 15.0  # a box is at least this wide and tall
+MIN_GAP_MM = 1.0  # boxes are apart by at least this much
+EDGE_SNAP_MM = 0.4  # a box side within this of a vertical ruled line is that line
+PAGE_MM = (150.0, 450.0)  # plausible page widths: decides whether the ruled spacing is 1 or 5 mm
+SPEED_MM_S = 25.0
+GAIN_MM_MV = 10.0
+MAX_DURATION_S = 10.0
+# the standard lead order of each grid shape (rows of the grid, top to bottom)
+SHAPES: dict[tuple[int, int], list[list[str]]] = {
+    (3, 4): [["I", "aVR", "V1", "V4"], ["II", "aVL", "V2", "V5"], ["III", "aVF", "V3", "V6"]],
+    (6, 2): [["I", "V1"], ["II", "V2"], ["III", "V3"], ["aVR", "V4"], ["aVL", "V5"], ["aVF", "V6"]],
+    (12, 1): [[lead] for lead in ("I", "II", "III", "aVR", "aVL", "aVF", "V1", "V2", "V3", "V4", "V5", "V6")],
+}
+STRIP_LEADS = ("II", "V1", "V5")  # strips below a grid, top to bottom, as carts print them
+
+
+Box = tuple[float, float, float, float]
+
+
+@dataclass
+class PanelPage:
+    """Boxes (x0, y0, x1, y1 in image px, continuous coordinates) in rows, the scale, the layout."""
+
+    rows: list[list[tuple[float, float, float, float]]]
+    px_per_mm: tuple[float, float]
+    page_map: PageMap
+    layout: PageLayout
+    confidence: float
+    diagnostics: dict[str, Any] = field(default_factory=dict)
+
+
+def _runs(on: np.ndarray, min_len: int, min_gap: int) -> list[tuple[int, int]]:
+    """[start, end) runs of True at least `min_len` long, after closing gaps shorter than `min_gap`."""
+    idx = np.flatnonzero(np.diff(np.concatenate([[0], on.astype(np.int8), [0]])))
+    runs = [(int(a), int(b)) for a, b in zip(idx[::2], idx[1::2], strict=True)]
+    merged: list[tuple[int, int]] = []
+    for a, b in runs:
+        if merged and a - merged[-1][1] < min_gap:
+            merged[-1] = (merged[-1][0], b)
+        else:
+            merged.append((a, b))
+    return [(a, b) for a, b in merged if b - a >= min_len]
+
+
+def _line_centres(profile: np.ndarray) -> np.ndarray:
+    """Sub-pixel centres (continuous px) of the ruled lines along a profile of line coverage."""
+    if profile.max() <= 0:
+        return np.zeros(0)
+    on = profile > 0.5 * profile.max()
+    out = []
+    for a, b in _runs(on, 1, 1):
+        w = profile[a:b]
+        out.append(float(np.sum((np.arange(a, b) + 0.5) * w) / max(float(w.sum()), 1e-9)))
+    return np.array(out)
+
+
+def _ends(dark: np.ndarray, hor: np.ndarray, y0: int, y1: int, x0: int, x1: int) -> tuple[float, float]:
+    """Sub-pixel left and right ends of a box's horizontal ruled lines: where their darkness falls to
+    half its level inside (antialiased line ends and caps otherwise widen the box by a pixel or two)."""
+    w = dark.shape[1]
+    a, b = max(0, x0 - 3), min(w, x1 + 3)
+    line_rows = np.flatnonzero(hor[y0:y1, x0:x1].mean(axis=1) > 0.5) + y0
+    if line_rows.size == 0:
+        return float(x0), float(x1)
+    prof = dark[line_rows, a:b].mean(axis=0)
+    level = float(np.median(prof[x0 - a : x1 - a]))
+    if level <= 0:
+        return float(x0), float(x1)
+    half = prof >= 0.5 * level
+    i, j = int(np.argmax(half)), int(half.size - 1 - np.argmax(half[::-1]))
+
+    def cross(k_out: int, k_in: int) -> float:  # continuous position of the half-level crossing
+        p_out, p_in = prof[k_out] if 0 <= k_out < prof.size else 0.0, prof[k_in]
+        f = (p_in - 0.5 * level) / max(p_in - p_out, 1e-9)
+        return float(np.clip(f, 0.0, 1.0))
+
+    left = a + i + 0.5 - cross(i - 1, i)
+    right = a + j + 0.5 + cross(j + 1, j)
+    return left, right
+
+
+def _grouped(rows: list[list[Box]], groups: list[np.ndarray]) -> list[tuple[list[Box], list[np.ndarray]]]:
+    """The per-box `groups` (in box order) handed out row by row."""
+    out, k = [], 0
+    for r in rows:
+        out.append((r, groups[k : k + len(r)]))
+        k += len(r)
+    return out
+
+
+def _snap_x(box: Box, lines: np.ndarray, tol_px: float) -> Box:
+    """The box with each side on the vertical ruled line it carries (within `tol_px`): a line's centre is
+    sharper than where antialiased, capped horizontal lines end."""
+    x0, y0, x1, y1 = box
+    if lines.size:
+        i, j = int(np.argmin(np.abs(lines - x0))), int(np.argmin(np.abs(lines - x1)))
+        x0 = float(lines[i]) if abs(lines[i] - x0) <= tol_px else x0
+        x1 = float(lines[j]) if abs(lines[j] - x1) <= tol_px else x1
+    return (x0, y0, x1, y1)
+
+
+def _spacing(groups: list[np.ndarray]) -> float | None:
+    """One lattice spacing for all groups of line centres (each group its own phase): the period whose
+    comb best fits every group's lines at once (a periodogram of the line positions, so a text stroke
+    or a QRS taken for a line only adds noise), searched around the median step between lines."""
+    groups = [g for g in groups if g.size >= 3]
+    diffs = np.concatenate([np.diff(g) for g in groups]) if groups else np.zeros(0)
+    if diffs.size < 4:
+        return None
+    d0 = float(np.median(diffs))
+    if d0 <= 1.5:
+        return None
+    cands = d0 * np.linspace(0.85, 1.15, 1201)
+    power = np.zeros(cands.size)
+    for g in groups:
+        ph = np.exp(2j * np.pi * (g - g[0])[None, :] / cands[:, None])
+        power += np.abs(ph.sum(axis=1)) ** 2
+    k = int(np.argmax(power))
+    if power[k] < 0.25 * sum(g.size**2 for g in groups):
+        return None  # the lines keep no common period
+    return float(cands[k])
+
+
+def find_panels(image: np.ndarray) -> PanelPage | None:
+    """The page's panels and the layout they imply; None when the page is not made of separate boxes."""
+    lo = image.min(axis=2) if image.ndim == 3 else image
+    h, w = lo.shape
+    paper = float(np.percentile(lo, 90))
+    dark = np.clip(paper - lo.astype(np.float32), 0, 255)
+    ink = (dark > INK_LEVEL).astype(np.uint8)
+    n = max(9, int(min(h, w) * LINE_FRAC))
+    hor = cv2.morphologyEx(ink, cv2.MORPH_OPEN, np.ones((1, n), np.uint8))
+    ver = cv2.morphologyEx(ink, cv2.MORPH_OPEN, np.ones((n, 1), np.uint8))
+    # rows of boxes: where vertical ruled lines are (a text line or a pulse has none this long)
+    pv = gaussian_filter1d(ver.mean(axis=1).astype(np.float64), 1.0)
+    if pv.max() <= 0:
+        return None
+    min_px = max(2 * n, 1)
+    bands = _runs(pv > 0.25 * np.percentile(pv[pv > 0], 90), min_px, 2)
+    rows: list[list[tuple[float, float, float, float]]] = []
+    for y0, y1 in bands:
+        ph = gaussian_filter1d(hor[y0:y1].mean(axis=0).astype(np.float64), 1.0)
+        if ph.max() <= 0:
+            continue
+        cols = _runs(ph > 0.25 * np.percentile(ph[ph > 0], 90), min_px, 2)
+        boxes = [(*_ends(dark, hor, y0, y1, x0, x1), float(y0), float(y1)) for x0, x1 in cols]
+        boxes = [(b[0], b[2], b[1], b[3]) for b in boxes]
+        if boxes:
+            rows.append(boxes)
+    n_boxes = sum(len(r) for r in rows)
+    if n_boxes < 2:
+        return None  # one ruled area: a page-wide grid, for the page-wide fit
+    # the scale from the ruled lines inside the boxes
+    vgroups, hgroups = [], []
+    for r in rows:
+        for bx0, by0, bx1, by1 in r:
+            a, b, c, d = int(by0), int(by1), int(bx0), int(bx1)
+            vgroups.append(c + _line_centres(ver[a:b, c:d].mean(axis=0).astype(np.float64)))
+            hgroups.append(a + _line_centres(hor[a:b, c:d].mean(axis=1).astype(np.float64)))
+    dx, dy = _spacing(vgroups), _spacing(hgroups)
+    if dx is None or dy is None or not 0.8 < dx / dy < 1.25:
+        return None
+    step_mm = next((s for s in (5.0, 1.0) if PAGE_MM[0] <= w / dx * s <= PAGE_MM[1]), None)
+    if step_mm is None:
+        return None
+    ppm = (dx / step_mm, dy / step_mm)
+    rows = [
+        [_snap_x(box, g, EDGE_SNAP_MM * ppm[0]) for box, g in zip(r, gs, strict=True)]
+        for r, gs in _grouped(rows, vgroups)
+    ]
+    if any(
+        (x1 - x0) / ppm[0] < MIN_BOX_MM or (y1 - y0) / ppm[1] < MIN_BOX_MM
+        for r in rows
+        for x0, y0, x1, y1 in r
+    ):
+        return None
+    gaps = [(b[0] - a[2]) / ppm[0] for r in rows for a, b in zip(r, r[1:], strict=False)]
+    if gaps and min(gaps) < MIN_GAP_MM:
+        return None
+    layout, conf, why = panel_layout(rows, ppm, dark >= TRACE_LEVEL, (w / ppm[0], h / ppm[1]))
+    if layout is None:
+        return None
+    pm = PageMap(np.diag([ppm[0], ppm[1], 1.0]), (w, h), (w / ppm[0], h / ppm[1]))
+    diag = {"panels": [len(r) for r in rows], "grid_step_mm": step_mm, "panel_fit": why}
+    return PanelPage(rows, ppm, pm, layout, conf, diag)
+
+
+def _baseline(trace: np.ndarray, box: tuple[float, float, float, float]) -> float | None:
+    """Image row (continuous px) where the trace ink in `box` rests most: its baseline."""
+    x0, y0, x1, y1 = (int(v) for v in box)
+    sub = trace[y0:y1, x0 + 2 : x1 - 2]
+    if sub.size == 0 or sub.sum() == 0:
+        return None
+    hist = gaussian_filter1d(sub.sum(axis=1).astype(np.float64), 1.5)
+    return float(y0 + np.argmax(hist) + 0.5)
+
+
+def panel_layout(
+    rows: list[list[tuple[float, float, float, float]]],
+    ppm: tuple[float, float],
+    trace: np.ndarray,
+    paper_mm: tuple[float, float],
+) -> tuple[PageLayout | None, float, str]:
+    """The layout the boxes form: the grid shape (rows x columns of equal boxes) and strips below it
+    (rows of one box under a grid of several), leads in the standard order, each box's left edge its
+    window's start, columns sequential. Returns (layout or None, confidence, how it was read)."""
+    counts = [len(r) for r in rows]
+    n_cols = max(counts)
+    grid_rows = [i for i, k in enumerate(counts) if k == n_cols]
+    strip_rows = [i for i, k in enumerate(counts) if k == 1 and n_cols > 1 and i > max(grid_rows)]
+    if len(grid_rows) + len(strip_rows) != len(rows):
+        return None, 0.0, f"rows of {counts} boxes: no grid shape"
+    shape = (len(grid_rows), n_cols)
+    if shape not in SHAPES or len(strip_rows) > len(STRIP_LEADS):
+        return None, 0.0, f"a {shape[0]}x{shape[1]} grid of boxes: not a known shape"
+    names = SHAPES[shape] + [[lead] for lead in STRIP_LEADS[: len(strip_rows)]]
+    cells: list[Cell] = []
+    spans = []
+    for r, boxes in enumerate(rows):
+        bases = [b for b in (_baseline(trace, box) for box in boxes) if b is not None]
+        if not bases:
+            return None, 0.0, f"no trace in row {r + 1}"
+        base_mm = float(np.median(bases)) / ppm[1]
+        t = 0.0
+        for c, (x0, y0, x1, y1) in enumerate(boxes):
+            x0_mm, x1_mm = x0 / ppm[0], x1 / ppm[0]
+            dur = (x1_mm - x0_mm) / SPEED_MM_S
+            top = max(y0 / ppm[1], 1e-3)
+            cells.append(
+                Cell(
+                    names[r][c],
+                    r,
+                    c,
+                    base_mm,
+                    x0_mm,
+                    x1_mm,
+                    t,
+                    t + dur,
+                    box_top_mm=top,
+                    box_bottom_mm=y1 / ppm[1],
+                )
+            )
+            t += dur
+        spans.append(t)
+    name = f"{shape[0]}x{shape[1]}" + (f"+{len(strip_rows)}R" if strip_rows else "")
+    lay = PageLayout(
+        name, paper_mm, SPEED_MM_S, GAIN_MM_MV, cells, [], [STRIP_LEADS[i] for i in range(len(strip_rows))]
+    )
+    # how well the boxes fit the reading: every row shows the same time, at most the record's 10 s
+    spread = (max(spans) - min(spans)) / max(max(spans), 1e-9)
+    conf = float(np.clip(1.0 - 4.0 * spread, 0.0, 1.0)) * (
+        0.95 if max(spans) <= MAX_DURATION_S + 0.2 else 0.4
+    )
+    return lay, conf, f"{name}: rows show {min(spans):.2f}-{max(spans):.2f} s"

@@ -1,0 +1,111 @@
+"""Panel pages (each lead in its own gridded box): the renderer draws them as its truth says, and geometry
+reads the boxes, the scale and each box's window back from the picture alone."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from ecgml.geometry.panels import find_panels
+from ecgml.records import LEADS, iter_wfdb_paths, read_wfdb
+from ecgml.render.page import MASK_GRID
+from ecgml.render.presets import render
+
+RECORDS = Path(__file__).resolve().parents[1] / "data" / "records"
+
+
+@pytest.fixture(scope="module")
+def record():
+    return read_wfdb(iter_wfdb_paths(RECORDS)[0]).window(0, 10)
+
+
+@pytest.fixture(scope="module")
+def panel_page(record):
+    """The first seed whose page rules its grid only inside the boxes (seeds are deterministic)."""
+    for seed in range(20):
+        r = render(record, "0001", seed, layout="panels:3x4+1R")
+        if r.meta["params"]["panels"]["grid_panels"]:
+            return r
+    raise AssertionError("no seed drew a grid only inside the boxes")
+
+
+def _boxes_px(r):
+    ppm = r.meta["page_px_per_mm"]
+    return {(c.x0_mm * ppm, c.box_top_mm * ppm, c.x1_mm * ppm, c.box_bottom_mm * ppm) for c in r.layout.cells}
+
+
+def test_grid_is_ruled_only_inside_the_boxes_and_gaps_separate_the_columns(panel_page):
+    r = panel_page
+    lay = r.layout
+    assert all(c.box_bottom_mm > c.box_top_mm > 0 for c in lay.cells)
+    ys, xs = np.nonzero(r.masks & MASK_GRID)
+    assert xs.size > 1000
+    inside = np.zeros(xs.size, bool)
+    for x0, y0, x1, y1 in _boxes_px(r):
+        inside |= (
+            (xs + 0.5 >= x0 - 1.5) & (xs + 0.5 <= x1 + 1.5) & (ys + 0.5 >= y0 - 1.5) & (ys + 0.5 <= y1 + 1.5)
+        )
+    assert inside.all(), f"{(~inside).sum()} grid pixels outside every box"
+    for row in range(lay.n_rows):
+        cells = sorted((c for c in lay.cells if c.row == row), key=lambda c: c.x0_mm)
+        for a, b in zip(cells, cells[1:], strict=False):
+            assert b.x0_mm - a.x1_mm >= 2.0  # a gap, not a separator tick
+            assert b.t0_s == pytest.approx(a.t1_s)  # sequential windows: the gap is not time
+        for c in cells:  # each box is as wide as its seconds at the page's speed
+            assert c.x1_mm - c.x0_mm == pytest.approx((c.t1_s - c.t0_s) * lay.speed_mm_s)
+    strip = [c for c in lay.cells if c.row == lay.n_rows - 1]
+    grid_row = [c for c in lay.cells if c.row == 0]
+    assert len(strip) == 1 and strip[0].t1_s - strip[0].t0_s == pytest.approx(10.0)
+    assert strip[0].x1_mm < max(c.x1_mm for c in grid_row)  # no gaps inside the strip: narrower
+    ann = {a["cell"]: a["box_mm"] for a in r.meta["annotations"]["cells"]}
+    for k, c in enumerate(lay.cells):
+        assert ann[k] == pytest.approx([c.x0_mm, c.box_top_mm, c.x1_mm, c.box_bottom_mm], abs=1e-3)
+
+
+def test_geometry_reads_boxes_scale_and_windows_from_the_picture(panel_page):
+    r = panel_page
+    found = find_panels(r.image)
+    assert found is not None
+    ppm = r.meta["page_px_per_mm"]
+    assert found.px_per_mm[0] == pytest.approx(ppm, rel=0.003)
+    assert found.diagnostics["panels"] == [4, 4, 4, 1]
+    assert found.layout.name == "3x4+1R" and found.confidence > 0.8
+    scale = ppm / found.px_per_mm[0]  # truth mm -> the reader's mm
+    for want, got in zip(r.layout.cells, found.layout.cells, strict=True):
+        assert (got.lead, got.row, got.col) == (want.lead, want.row, want.col)
+        assert got.x0_mm == pytest.approx(want.x0_mm * scale, abs=0.3)
+        assert got.x1_mm == pytest.approx(want.x1_mm * scale, abs=0.3)
+        assert got.t0_s == pytest.approx(want.t0_s, abs=0.015)
+        assert got.box_top_mm == pytest.approx(want.box_top_mm * scale, abs=0.5)
+
+
+def test_a_page_wide_grid_is_not_read_as_panels(record):
+    r = render(record, "0001", 3)
+    assert find_panels(r.image) is None
+
+
+def test_panels_prefix_keeps_the_layouts_leads_and_seconds(record):
+    plain = render(record, "0001", 5, layout="3x4+1R").layout
+    boxed = render(record, "0001", 5, layout="panels:3x4+1R").layout
+    key = sorted((c.lead, c.row, c.col, c.t0_s, c.t1_s) for c in plain.cells)
+    assert key == sorted((c.lead, c.row, c.col, c.t0_s, c.t1_s) for c in boxed.cells)
+    assert not boxed.pulses or all(p.x1_mm < min(c.x0_mm for c in boxed.cells) for p in boxed.pulses)
+
+
+def test_ecg_plot_page_is_read_as_a_3x4_page_with_a_ii_strip(record):
+    pytest.importorskip("ecg_plot")  # a dev extra
+    from ecgml.geometry import estimate_page
+    from ecgml.plotter_bench import draw_ecg_plot
+
+    est = estimate_page(draw_ecg_plot(record))
+    assert est.diagnostics.get("source") == "panels"
+    lay = est.layout
+    assert lay.name == "3x4+1R" and est.confidence > 0.8
+    assert [c.lead for c in lay.cells if c.row < 3 and c.col == 0] == ["I", "II", "III"]
+    assert sorted({c.lead for c in lay.cells}) == sorted(LEADS)
+    for c in lay.cells:
+        want = 2.5 * c.col if c.row < 3 else 0.0
+        assert c.t0_s == pytest.approx(want, abs=0.02)
+        assert c.t1_s - c.t0_s == pytest.approx(10.0 if c.row == 3 else 2.5, abs=0.02)
