@@ -223,10 +223,12 @@ def markdown(pages: list[PageResult]) -> str:
 
 # every layout family of the renderer's catalogue (ecgml.render.layouts), Cabrera and partial pages
 # included; 6x2 both columns 0-5 s, as ECG-Image-Kit; 3x5 is scored on its 12 standard leads (its
-# V4R/V8/V9 are derived from V1/V2/V5/V6 and carry no truth)
+# V4R/V8/V9 are derived from V1/V2/V5/V6 and carry no truth); panel pages (each lead in its own gridded
+# box, ecgml.render.panels) last, so the families before them keep their pages
 FAMILIES = (
     "3x4+1R", "3x4", "3x4+3R", "3x4+V1", "6x2", "6x2+II", "6x2-seq", "12x1", "cabrera-3x4+1R",
     "cabrera-6x2", "cabrera-12x1", "6x1-limb", "6x1-chest", "12x1-top", "12x1-bottom", "3x5",
+    "panels:3x4+1R", "panels:12x1",
 )  # fmt: skip
 # capture types cycled per family: clean Kaggle-style page, scan, photo, screen photo, real-world
 # styles (fonts, label placement, headers, speeds, gains) and small real-world copies
@@ -263,7 +265,7 @@ def render_set(
         for fam in families:
             f = FAMILIES.index(fam) if fam in FAMILIES else len(FAMILIES) + families.index(fam)
             k = f * per_family + i  # a subset of the families draws the same pages as the whole set
-            name = f"{fam}_{i:03d}"
+            name = f"{fam.replace(':', '-')}_{i:03d}"
             png, npz = folder / f"{name}.png", folder / f"{name}.npz"
             if not (png.exists() and npz.exists()):
                 if not recs:

@@ -30,11 +30,12 @@ from ecgml.layout import Cell, PageLayout
 from ecgml.page import PageMap
 
 INK_LEVEL = 12  # darker than the paper by this much (of 255): ruled line or ink
-TRACE_LEVEL = 90  # ... by this much: trace ink (grid lines of every style seen are lighter)
+TRACE_LEVEL = 90  # trace ink: darker than the paper by this much in every channel (a red grid is not)
 LINE_FRAC = 1 / 45  # opening length, share of the image's short side (~4.8 mm on a Letter page)
 MIN_BOX_MM = 15.0  # a box is at least this wide and tall
 MIN_GAP_MM = 1.0  # boxes are apart by at least this much
 EDGE_SNAP_MM = 0.4  # a box side within this of a vertical ruled line is that line
+MAX_SKEW_DEG = 3.0  # a page of boxes that does not read is tried again turned upright by up to this much
 PAGE_MM = (150.0, 450.0)  # plausible page widths: decides whether the ruled spacing is 1 or 5 mm
 SPEED_MM_S = 25.0
 GAIN_MM_MV = 10.0
@@ -156,10 +157,63 @@ def _spacing(groups: list[np.ndarray]) -> float | None:
 
 
 def find_panels(image: np.ndarray) -> PanelPage | None:
-    """The page's panels and the layout they imply; None when the page is not made of separate boxes."""
-    lo = image.min(axis=2) if image.ndim == 3 else image
+    """The page's panels and the layout they imply; None when the page is not made of separate boxes.
+
+    A page of boxes whose ruled lines are not level (a scan turned by a degree or two: a box's far end
+    then sits a millimetre off) is read again turned upright by the skew of its ruled lines."""
+    found, n_boxes, ink = _read(image)
+    if n_boxes < 2:
+        return found
+    m = _deskew(ink)
+    if m is None:
+        return found
+    h, w = ink.shape
+    upright = cv2.warpAffine(image, m, (w, h), flags=cv2.INTER_LINEAR, borderValue=(255, 255, 255))
+    turned, _, _ = _read(upright)
+    if turned is None:
+        return None  # its boxes were read off the skewed lines: not to be trusted either
+    found = turned
+    # continuous px (centres at i + 0.5) of the upright copy -> the input's
+    to_cont = np.array([[1.0, 0, 0.5], [0, 1.0, 0.5], [0, 0, 1.0]])
+    m3 = to_cont @ np.vstack([m, [0, 0, 1.0]]) @ np.linalg.inv(to_cont)
+    hom = np.linalg.inv(m3) @ found.page_map.homography
+    found.page_map = PageMap(hom, (w, h), found.page_map.paper_mm)
+    found.diagnostics["skew_deg"] = round(float(np.degrees(np.arctan2(m[1, 0], m[0, 0]))), 3)
+    return found
+
+
+def _deskew(ink: np.ndarray) -> np.ndarray | None:
+    """The rotation (OpenCV 2x3, input -> upright) that makes the ruled lines horizontal: the angle within
+    MAX_SKEW_DEG whose row projection of the ink is sharpest (coarse, then fine); None when upright."""
+    ys, xs = np.nonzero(ink)
+    if xs.size < 1000:
+        return None
+    pick = np.random.default_rng(0).choice(xs.size, min(xs.size, 200_000), replace=False)  # fixed seed
+    px, py = xs[pick].astype(np.float64), ys[pick].astype(np.float64)
+    h, w = ink.shape
+    centre = (w / 2.0, h / 2.0)
+
+    def sharp(deg: float) -> float:
+        m = cv2.getRotationMatrix2D(centre, deg, 1.0)
+        yr = np.round(m[1, 0] * px + m[1, 1] * py + m[1, 2]).astype(np.int64)
+        yr = yr[(yr >= 0) & (yr < h)]
+        hist = np.bincount(yr, minlength=h).astype(np.float64)
+        return float(np.sum(hist * hist))
+
+    coarse = np.arange(-MAX_SKEW_DEG, MAX_SKEW_DEG + 1e-9, 0.25)
+    best = float(coarse[int(np.argmax([sharp(a) for a in coarse]))])
+    fine = best + np.arange(-0.25, 0.25 + 1e-9, 0.025)
+    best = float(fine[int(np.argmax([sharp(a) for a in fine]))])
+    if abs(best) < 0.05:
+        return None
+    return cv2.getRotationMatrix2D(centre, best, 1.0)
+
+
+def _read(image: np.ndarray) -> tuple[PanelPage | None, int, np.ndarray]:
+    """(the panel page or None, how many boxes the ruled lines form, the ink mask)."""
+    lo = cv2.min(cv2.min(image[..., 0], image[..., 1]), image[..., 2]) if image.ndim == 3 else image
     h, w = lo.shape
-    paper = float(np.percentile(lo, 90))
+    paper = float(np.percentile(lo[::4, ::4], 90))
     dark = np.clip(paper - lo.astype(np.float32), 0, 255)
     ink = (dark > INK_LEVEL).astype(np.uint8)
     n = max(9, int(min(h, w) * LINE_FRAC))
@@ -168,7 +222,7 @@ def find_panels(image: np.ndarray) -> PanelPage | None:
     # rows of boxes: where vertical ruled lines are (a text line or a pulse has none this long)
     pv = gaussian_filter1d(ver.mean(axis=1).astype(np.float64), 1.0)
     if pv.max() <= 0:
-        return None
+        return None, 0, ink
     min_px = max(2 * n, 1)
     bands = _runs(pv > 0.25 * np.percentile(pv[pv > 0], 90), min_px, 2)
     rows: list[list[tuple[float, float, float, float]]] = []
@@ -183,7 +237,7 @@ def find_panels(image: np.ndarray) -> PanelPage | None:
             rows.append(boxes)
     n_boxes = sum(len(r) for r in rows)
     if n_boxes < 2:
-        return None  # one ruled area: a page-wide grid, for the page-wide fit
+        return None, n_boxes, ink  # one ruled area: a page-wide grid, for the page-wide fit
     # the scale from the ruled lines inside the boxes
     vgroups, hgroups = [], []
     for r in rows:
@@ -193,10 +247,10 @@ def find_panels(image: np.ndarray) -> PanelPage | None:
             hgroups.append(a + _line_centres(hor[a:b, c:d].mean(axis=1).astype(np.float64)))
     dx, dy = _spacing(vgroups), _spacing(hgroups)
     if dx is None or dy is None or not 0.8 < dx / dy < 1.25:
-        return None
+        return None, n_boxes, ink
     step_mm = next((s for s in (5.0, 1.0) if PAGE_MM[0] <= w / dx * s <= PAGE_MM[1]), None)
     if step_mm is None:
-        return None
+        return None, n_boxes, ink
     ppm = (dx / step_mm, dy / step_mm)
     rows = [
         [_snap_x(box, g, EDGE_SNAP_MM * ppm[0]) for box, g in zip(r, gs, strict=True)]
@@ -207,16 +261,19 @@ def find_panels(image: np.ndarray) -> PanelPage | None:
         for r in rows
         for x0, y0, x1, y1 in r
     ):
-        return None
+        return None, n_boxes, ink
     gaps = [(b[0] - a[2]) / ppm[0] for r in rows for a, b in zip(r, r[1:], strict=False)]
     if gaps and min(gaps) < MIN_GAP_MM:
-        return None
-    layout, conf, why = panel_layout(rows, ppm, dark >= TRACE_LEVEL, (w / ppm[0], h / ppm[1]))
+        return None, n_boxes, ink
+    # trace ink: dark in every channel (a coloured grid is not) and not on a long ruled line (a grey one)
+    hi = cv2.max(cv2.max(image[..., 0], image[..., 1]), image[..., 2]) if image.ndim == 3 else image
+    trace = (paper - hi.astype(np.float32) >= TRACE_LEVEL) & (hor == 0) & (ver == 0)
+    layout, conf, why = panel_layout(rows, ppm, trace, (w / ppm[0], h / ppm[1]))
     if layout is None:
-        return None
+        return None, n_boxes, ink
     pm = PageMap(np.diag([ppm[0], ppm[1], 1.0]), (w, h), (w / ppm[0], h / ppm[1]))
     diag = {"panels": [len(r) for r in rows], "grid_step_mm": step_mm, "panel_fit": why}
-    return PanelPage(rows, ppm, pm, layout, conf, diag)
+    return PanelPage(rows, ppm, pm, layout, conf, diag), n_boxes, ink
 
 
 def _baseline(trace: np.ndarray, box: tuple[float, float, float, float]) -> float | None:
