@@ -204,8 +204,8 @@ def _deskew(ink: np.ndarray) -> np.ndarray | None:
     best = float(coarse[int(np.argmax([sharp(a) for a in coarse]))])
     fine = best + np.arange(-0.25, 0.25 + 1e-9, 0.025)
     best = float(fine[int(np.argmax([sharp(a) for a in fine]))])
-    if abs(best) < 0.05:
-        return None
+    if abs(np.radians(best)) * max(h, w) < 1.5:
+        return None  # level within a pixel or so across the page
     return cv2.getRotationMatrix2D(centre, best, 1.0)
 
 
