@@ -47,7 +47,7 @@ from ecgml.page_reader import (
 from ecgml.records import LEADS, Record, record_name, write_csv, write_wfdb
 from ecgml.trace.grid_timing import correct_x
 from ecgml.trace.types import CellTrace, TraceExtractor
-from ecgml.verdict import LeadReport, geometry_factor, lead_report, load_calibration
+from ecgml.verdict import PULSE_UNSEEN, LeadReport, geometry_factor, lead_report, load_calibration
 
 log = logging.getLogger(__name__)
 
@@ -379,8 +379,17 @@ def _report(
         geo_f *= 0.3
     fallback = geo.source.startswith("fallback")
     return lead_report(
-        asm.confidence, share, shown, geo_f, lay_f, asm.agreement, fallback, load_calibration(), lay_parts
-    )
+        asm.confidence, share, shown, geo_f, lay_f, asm.agreement, fallback, load_calibration(), lay_parts,
+        pulse_evidence(geo),
+    )  # fmt: skip
+
+
+def pulse_evidence(geo: Geometry) -> float:
+    """1 when geometry found a standard calibration pulse (gain and speed confirmed) or was given, else
+    PULSE_UNSEEN (`ecgml.verdict`)."""
+    if geo.source == "given":
+        return 1.0
+    return 1.0 if int(geo.diagnostics.get("pulse_rows", 0)) > 0 else PULSE_UNSEEN
 
 
 def _blank_unreadable(record: Record, report: LeadReport) -> Record:

@@ -301,7 +301,7 @@ def _render_page(record: Path, family: str, capture: str, seed: int, png: Path, 
 
 # the calibration's evidence: each factor's log (the raw confidence is their product, so its log is their
 # sum: a fit on the logs can weigh each factor by how much it really says, which the product cannot)
-CAL_FEATURES = ("trace", "read_share", "geometry", "agreement", *LAYOUT_KINDS)
+CAL_FEATURES = ("trace", "read_share", "geometry", "agreement", *LAYOUT_KINDS, "pulse")
 CAL_TRANSFORM = "log"
 
 

@@ -33,7 +33,11 @@ LAYOUT_KINDS = (
     "layout_family", "layout_limb", "layout_page", "layout_timing", "layout_strip", "layout_column",
     "layout_labels",
 )  # fmt: skip
-FEATURES = ("trace", "read_share", "geometry", "layout", "agreement", "raw", *LAYOUT_KINDS)
+FEATURES = ("trace", "read_share", "geometry", "layout", "agreement", "raw", *LAYOUT_KINDS, "pulse")
+# `pulse`: the page's gain and speed confirmed by a standard calibration pulse found by geometry (1), or
+# assumed (PULSE_UNSEEN): a page printed at 20 mm/mV or 50 mm/s without a pulse of the standard shape passes
+# every layout check and still gives every lead at 0 dB (validation pages 3x4+1R_004, 12x1_004)
+PULSE_UNSEEN = 0.5
 TRANSFORMS = ("linear", "log")  # a calibration takes each feature as it is, or its log (factors multiply)
 LOG_FLOOR = 0.01  # a factor's log is taken of at least this (a factor of 0 would be -inf)
 
@@ -110,10 +114,13 @@ def lead_report(
     fallback: bool = False,
     calibration: dict[str, Any] | None = None,
     layout_parts: dict[str, dict[str, float]] | None = None,
+    pulse: float = 1.0,
 ) -> LeadReport:
     """Combine the evidence per lead (calibrated, see `calibrate`). `shown`: leads the layout places on
     the page; `fallback`: geometry did not find the page (no lead can then be confident);
-    `layout_parts`: per lead, the layout factor by kind (LAYOUT_KINDS; missing kinds count as 1)."""
+    `layout_parts`: per lead, the layout factor by kind (LAYOUT_KINDS; missing kinds count as 1);
+    `pulse`: 1 when a standard calibration pulse confirms gain and speed, else PULSE_UNSEEN (evidence for
+    the calibration only: the raw product does not take it)."""
     agreement = agreement or {}
     status, conf, parts = {}, {}, {}
     for lead in LEADS:
@@ -129,6 +136,7 @@ def lead_report(
         parts[lead].update(agreement=ag, raw=raw)
         kinds = (layout_parts or {}).get(lead, {})
         parts[lead].update({k: float(kinds.get(k, 1.0)) for k in LAYOUT_KINDS})
+        parts[lead]["pulse"] = float(pulse)
         if share < MIN_READ_SHARE:
             status[lead], conf[lead] = "unreadable", 0.0
             continue

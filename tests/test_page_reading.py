@@ -264,7 +264,7 @@ def test_confidence_calibration_fits_the_evidence_and_keeps_the_fallback_cap(tmp
                 "agreement": 1.0,
                 "raw": 0.95 * geo,
             }
-            | dict.fromkeys(LAYOUT_KINDS, 1.0)
+            | dict.fromkeys((*LAYOUT_KINDS, "pulse"), 1.0)
             for lead in LEADS
         }
         dbs = {lead: (15.0 if right else -2.0) for lead in LEADS}
@@ -289,6 +289,22 @@ def test_confidence_calibration_fits_the_evidence_and_keeps_the_fallback_cap(tmp
     assert max(c for p in recalibrated(fallback, cal) for c in p.lead_conf.values()) <= 0.3
 
 
+def test_pulse_evidence_says_whether_gain_and_speed_were_confirmed():
+    from ecgml.digitize import Geometry, pulse_evidence
+    from ecgml.page import PageMap
+    from ecgml.verdict import PULSE_UNSEEN
+
+    lay = make_layout("3x4+1R")
+    pm = PageMap(np.eye(3), (1000, 800), lay.paper_mm)
+    assert pulse_evidence(Geometry(pm, lay, 0.9, "estimated", {"pulse_rows": 4})) == 1.0
+    assert pulse_evidence(Geometry(pm, lay, 0.9, "estimated", {"pulse_rows": 0})) == PULSE_UNSEEN
+    assert pulse_evidence(Geometry(pm, lay, 0.2, "fallback: no ECG grid found", {})) == PULSE_UNSEEN
+    assert pulse_evidence(Geometry(pm, lay, 1.0, "given")) == 1.0
+    conf = {lead: 0.95 for lead in LEADS}
+    rep = lead_report(conf, conf, set(LEADS), 1.0, {}, pulse=PULSE_UNSEEN)
+    assert rep.parts["I"]["pulse"] == PULSE_UNSEEN and rep.parts["I"]["raw"] == pytest.approx(0.95)
+
+
 def test_the_calibration_weighs_each_factor_by_what_it_says():
     """A factor that is low on pages whose leads are right anyway (a cap that says little) makes the raw
     product under-confident; the fit on the factors' logs, each kind of layout evidence apart, gives
@@ -303,7 +319,7 @@ def test_the_calibration_weighs_each_factor_by_what_it_says():
         geo = 1.0 if rng.random() < 0.8 else 0.3
         right = rng.random() < (0.95 if geo == 1.0 else 0.2)
         part = {"trace": 0.95, "read_share": 1.0, "geometry": geo, "layout": names, "agreement": 1.0}
-        part |= dict.fromkeys(LAYOUT_KINDS, 1.0) | {"layout_labels": names}
+        part |= dict.fromkeys((*LAYOUT_KINDS, "pulse"), 1.0) | {"layout_labels": names}
         part["raw"] = 0.95 * geo * names
         parts = {"I": dict(part)}
         pages.append(PageResult(f"p{k}", "f", {"I": 15.0 if right else -2.0}, {"I": part["raw"]},
