@@ -46,6 +46,7 @@ PAGE_DOUBT = 0.4  # layout factor of every lead when the chosen layout's limb ce
 DOUBT_RHO = 0.2  # ... by this mean off-plane share (right leads, even on photos: <= 0.02; wrong: 0.7-1.1)
 TICK_AT = 0.75  # share of a 3.6 mm window on the baseline one ink column fills: a separator tick
 TICK_MIN = 3  # the page prints separators when at least this many candidate cuts carry one
+GAP_MM = 1.0  # neighbouring cells this far apart: the page's columns are apart by gaps, not cuts
 TICK_W = 0.4  # score per cut position a candidate gets right (tick where it cuts, none where it does not)
 # printed names (`page_reader`): score per confidently read name (p >= NAME_AT) that is the candidate's
 # lead there, minus per name that is another lead. 0.5: a family that explains six more names than
@@ -98,10 +99,18 @@ def candidate(name: str, like: PageLayout) -> PageLayout:
 
 def on_boxes(lay: PageLayout, like: PageLayout) -> PageLayout:
     """`lay` with its cells in the boxes of `like` when `like` is a page of boxed cells (panel pages:
-    each box's left edge starts its window) and every row has as many boxes as `lay` has cells; else
+    each box's left edge starts its window) or of columns apart by gaps (`geometry.gaps`), and every
+    row has as many cells as `lay` has; else
     `lay` itself (the boxes fix where cells are, so a family with other cuts cannot sit on them)."""
-    boxes = {(c.row, c.col): c for c in like.cells if c.box_top_mm > 0}
-    if not boxes or {(c.row, c.col) for c in lay.cells} != set(boxes):
+    boxes = {(c.row, c.col): c for c in like.cells}
+    boxed = any(c.box_top_mm > 0 for c in like.cells)
+    gapped = any(
+        b.x0_mm - a.x1_mm > GAP_MM
+        for a in like.cells
+        for b in like.cells
+        if b.row == a.row and b.col == a.col + 1
+    )
+    if not (boxed or gapped) or {(c.row, c.col) for c in lay.cells} != set(boxes):
         return lay
     cells = []
     for c in lay.cells:

@@ -109,3 +109,27 @@ def test_ecg_plot_page_is_read_as_a_3x4_page_with_a_ii_strip(record):
         want = 2.5 * c.col if c.row < 3 else 0.0
         assert c.t0_s == pytest.approx(want, abs=0.02)
         assert c.t1_s - c.t0_s == pytest.approx(10.0 if c.row == 3 else 2.5, abs=0.02)
+
+
+def test_columns_apart_by_gaps_on_a_page_wide_grid_are_cut_at_the_gaps(record):
+    """Boxes without their own grid (the page's grid runs through the gaps): geometry's page-wide fit
+    reads the page, and the column cuts move onto the blank gaps between the traces."""
+    from ecgml.geometry import estimate_page
+
+    r = next(
+        r
+        for seed in range(40)
+        if not (r := render(record, "0001", seed, layout="panels:3x4+1R")).meta["params"]["panels"][
+            "grid_panels"
+        ]
+    )
+    est = estimate_page(r.image)
+    assert est.diagnostics.get("column_gaps") is True
+    for want, got in zip(r.layout.cells, est.layout.cells, strict=True):
+        assert (got.lead, got.row, got.col) == (want.lead, want.row, want.col)
+        a = r.page_map.mm_to_px(np.array([[want.x0_mm, want.baseline_mm]]))[0]
+        b = est.page_map.mm_to_px(np.array([[got.x0_mm, got.baseline_mm]]))[0]
+        assert abs(a[0] - b[0]) < 1.5 * r.meta["page_px_per_mm"]  # within 1.5 mm (0.06 s)
+        assert got.t0_s == pytest.approx(want.t0_s)
+    kaggle = estimate_page(render(record, "0001", 3).image)
+    assert "column_gaps" not in kaggle.diagnostics  # abutting columns keep the template's cuts

@@ -18,6 +18,7 @@ import numpy as np
 
 from ecgml.errors import EcgmlError
 from ecgml.geometry.canonical import canonical_page, chroma_columns
+from ecgml.geometry.gaps import gap_columns
 from ecgml.geometry.grid import (
     GRID_SHIFT_MM,
     LATTICE_LONG_SIDE,
@@ -72,6 +73,7 @@ PHASE_BLOCKS = 8
 PHASE_MIN_CONTRAST = 0.2  # share of the profile's variation at 1 cycle/mm (clean coloured grids: ~0.6)
 PHASE_MAX_RMS_MM = 0.01
 PHASE_MAX_MM = 0.25
+MAX_PAPER_MM = 450.0  # the paper is grown to hold the layout's cells, at most to this
 PANEL_MIN_CONFIDENCE = 0.5  # a page of separate gridded panels read with less is left to the page-wide fit
 
 
@@ -318,6 +320,10 @@ def _estimate(image: np.ndarray, path: str | Path | None, work_long_side: int, t
         # nearest-row snap would name each row after its neighbour (ECG-Image-Kit's 6x2 rows sit a row
         # pitch lower than the template's), so the rows keep their measured places and their order
         layout = _measured_layout(name, rows, tx, ty)
+    gapped = gap_columns(mask, turned_extent(ori.k, (e.x0, e.y0, e.x1, e.y1)), layout, tx, ty, ORIENT_PPM)
+    if gapped is not layout:
+        diag["column_gaps"] = True
+        layout = gapped
     # the lattice has its lines on whole mm of the frame; on paper they lie GRID_SHIFT_MM right and down
     a = np.array([[1, 0, tx + GRID_SHIFT_MM], [0, 1, ty + GRID_SHIFT_MM], [0, 0, 1.0]]) @ rot(ori.k)
     page_map = _frame_to_paper_map(fmap, a, scale, (w0, h0))
@@ -327,6 +333,11 @@ def _estimate(image: np.ndarray, path: str | Path | None, work_long_side: int, t
         t = np.array([[1.0 + fix[1], 0.0, fix[0]], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]])
         page_map = replace(page_map, homography=page_map.homography @ t)
         diag["x_phase_mm"] = (round(fix[0], 4), round(fix[1], 7))
+    grown = _paper_for(layout, page_map.paper_mm)
+    if grown != page_map.paper_mm:  # rows or columns past a Letter page (taller or wider paper)
+        diag["paper_mm"] = grown
+        page_map = replace(page_map, paper_mm=grown)
+        layout = replace(layout, paper_mm=grown)
     centre = np.array(LETTER_MM) / 2
     jac = _jacobian(page_map, centre)
     ppm = (float(np.linalg.norm(jac[:, 0])), float(np.linalg.norm(jac[:, 1])))
@@ -358,6 +369,18 @@ def _estimate(image: np.ndarray, path: str | Path | None, work_long_side: int, t
     )
     bent = diag.get("fine_rounds", 0) > 0
     return PageEstimate(page_map, layout, ppm, orientation, confidence, diag, bent)
+
+
+def _paper_for(layout: PageLayout, paper_mm: tuple[float, float]) -> tuple[float, float]:
+    """`paper_mm` grown (up to MAX_PAPER_MM) to hold every cell of `layout` and half a row pitch below
+    its last row: the canonical page is rasterised over the paper, and cells past it are never traced."""
+    base = layout.row_baselines()
+    half = float(np.median(np.diff(base))) / 2 if len(base) > 1 else 15.0
+    need_x = max(c.x1_mm for c in layout.cells) + 3.0
+    need_y = max(base) + min(half, 30.0)
+    w = float(min(max(paper_mm[0], need_x), MAX_PAPER_MM))
+    h = float(min(max(paper_mm[1], need_y), MAX_PAPER_MM))
+    return (w, h) if (w, h) != tuple(paper_mm) else paper_mm
 
 
 def _first_extent(h: np.ndarray, mmc: np.ndarray, shape: tuple[int, ...]) -> Extent:

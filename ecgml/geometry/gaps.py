@@ -1,0 +1,100 @@
+"""Columns apart by blank gaps: where the grid rows' traces stop and start again.
+
+Some pages (plotting software on a page-wide grid, several cart exports) leave a few millimetres of blank
+paper between the columns of the grid instead of printing separator ticks; each column's trace then
+starts at its window's start after the gap. A template that cuts the rows into equal parts puts those
+starts up to a gap and a half off (0.1-0.4 s). The gaps are read off the trace ink: runs of columns where
+no grid row has ink near its baseline, at the same x in every grid row, one near each of the template's
+cuts. Pages whose columns abut (ECG-Image-Kit, most carts) show no such runs and keep their template.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+
+from ecgml.layout import PageLayout
+
+BAND_MM = 12.0  # ink within this of a row's baseline counts (a wandering trace stays inside it; names and
+BAND_PITCH = 0.4  # tick labels of tall panel rows sit further off), and within this share of the row pitch
+GAP_MM = (1.5, 15.0)  # a gap between columns is this wide
+NEAR_CUT = 1 / 3  # the columns between gaps are as wide as the template's, give or take this share
+SAME_WIDTH_MM = 3.0  # the columns between gaps are this equal in width
+PULSE_GAP_MM = (-8.0, 3.0)  # a gap this near the first column's start separates a pulse from the trace
+
+
+def _runs(on: np.ndarray) -> list[tuple[int, int]]:
+    idx = np.flatnonzero(np.diff(np.concatenate([[0], on.astype(np.int8), [0]])))
+    return [(int(a), int(b)) for a, b in zip(idx[::2], idx[1::2], strict=True)]
+
+
+def gap_columns(
+    mask: np.ndarray,
+    ext: tuple[float, float, float, float],
+    layout: PageLayout,
+    tx: float,
+    ty: float,
+    ppm: float,
+) -> PageLayout:
+    """`layout` with its grid columns moved onto the blank gaps between the rows' traces, when every grid
+    row shows one gap near each cut; strips then span their own seconds at the page's speed. `mask` is
+    the upright ink raster whose top-left is `ext` (frame mm); paper = frame + (tx, ty)."""
+    x0f, y0f = ext[0], ext[1]
+    counts: dict[int, int] = {}
+    for c in layout.cells:
+        counts[c.row] = counts.get(c.row, 0) + 1
+    n_cols = max(counts.values())
+    grid_rows = [r for r, k in counts.items() if k == n_cols]
+    if n_cols < 2 or not grid_rows:
+        return layout
+    h, w = mask.shape
+    ink = np.zeros(w, bool)
+    base = layout.row_baselines()
+    band = min(BAND_PITCH * float(np.min(np.diff(base))), BAND_MM) if len(base) > 1 else BAND_MM
+    for r in grid_rows:
+        b = base[r]
+        i0 = int(np.clip((b - band - ty - y0f) * ppm, 0, h))
+        i1 = int(np.clip((b + band - ty - y0f) * ppm, 0, h))
+        if i1 <= i0:
+            return layout
+        ink |= mask[i0:i1].any(axis=0)
+
+    def px_to_mm(col: float) -> float:
+        return x0f + col / ppm + tx
+
+    cells = sorted((c for c in layout.cells if c.row == grid_rows[0]), key=lambda c: c.col)
+    first_x0 = cells[0].x0_mm
+    seg = (cells[-1].x1_mm - first_x0) / n_cols
+    gaps = [(px_to_mm(a), px_to_mm(b)) for a, b in _runs(~ink)]
+    start = first_x0
+    lead_in = [
+        g for g in gaps if PULSE_GAP_MM[0] <= g[1] - first_x0 <= PULSE_GAP_MM[1] and g[1] - g[0] >= 0.5
+    ]
+    if lead_in:  # the trace starts after a blank beside its pulse
+        start = lead_in[-1][1]
+    inked = np.flatnonzero(ink)
+    end = px_to_mm(float(inked[-1]) + 1.0) if inked.size else start
+    # blanks inside the rows' span, a column's width (give or take) from the start and from each other
+    inner = [
+        g for g in gaps if GAP_MM[0] <= g[1] - g[0] <= GAP_MM[1] and start + 0.5 * seg < g[0] and g[1] < end
+    ]
+    if len(inner) != n_cols - 1:
+        return layout  # columns that abut (or blanks that are not gaps): the template's cuts stand
+    edges = [start] + [x for g in inner for x in g]
+    widths = np.diff(edges)[::2]  # the columns closed by a gap on both sides (and the first)
+    width = float(np.median(widths))
+    if np.ptp(widths) > SAME_WIDTH_MM or abs(width - seg) > NEAR_CUT * seg:
+        return layout  # blanks that do not cut the rows into equal columns: faint ink, not gaps
+    edges.append(edges[-1] + width)  # the last one is as wide (the template's row end is not the page's)
+    bounds = {c: (edges[2 * c], edges[2 * c + 1]) for c in range(n_cols)}
+    new = []
+    for c in layout.cells:
+        if c.row in grid_rows:
+            x0, x1 = bounds[c.col]
+            new.append(replace(c, x0_mm=x0, x1_mm=x1, t1_s=c.t0_s + (x1 - x0) / layout.speed_mm_s))
+        elif counts[c.row] == 1:  # a strip: no gaps inside it, its seconds at the page's speed
+            new.append(replace(c, x0_mm=start, x1_mm=start + (c.t1_s - c.t0_s) * layout.speed_mm_s))
+        else:
+            new.append(c)
+    return replace(layout, cells=new)
