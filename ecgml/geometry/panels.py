@@ -32,7 +32,7 @@ from ecgml.page import PageMap
 INK_LEVEL = 12  # darker than the paper by this much (of 255): ruled line or ink
 TRACE_LEVEL = 90  # trace ink: darker than the paper by this much in every channel (a red grid is not)
 LINE_FRAC = 1 / 45  # opening length, share of the image's short side (~4.8 mm on a Letter page)
-MIN_BOX_MM = 15.0  # a box is at least this wide and tall
+MIN_BOX_MM = 10.0  # a box is at least this wide and tall
 MIN_GAP_MM = 1.0  # boxes are apart by at least this much
 EDGE_SNAP_MM = 0.4  # a box side within this of a vertical ruled line is that line
 MAX_SKEW_DEG = 3.0  # a page of boxes that does not read is tried again turned upright by up to this much

@@ -24,6 +24,8 @@ from ecgml.render.layouts import pulse_width_mm
 from ecgml.render.page import lead_signal
 from ecgml.render.style import PageStyle
 
+SHEET_H_MM = (200.0, 300.0)  # pages of more than four rows keep to an ordinary sheet's height
+MIN_BOX_H_MM = 12.0
 PREFIX = "panels:"  # a layout name "panels:3x4+1R" draws that layout as a panel page
 
 
@@ -74,6 +76,12 @@ def panel_page(
     right = float(rng.uniform(5.0, 12.0))
     top = header_mm + float(rng.uniform(5.0, 12.0)) + (0.0 if label_inside else label_pt * 0.35 + 1.5)
     footer = float(rng.uniform(8.0, 16.0))
+    # many rows (12x1, 3 strips) on a sheet of ordinary height: the boxes shrink (traces may leave them)
+    sheet_h = float(rng.uniform(*SHEET_H_MM)) if lay.n_rows > 4 else float("inf")
+    fit_h = (sheet_h - top - footer - (lay.n_rows - 1) * row_gap) / lay.n_rows
+    if box_h > fit_h:
+        shrink = max(fit_h, MIN_BOX_H_MM) / box_h
+        box_h, above = box_h * shrink, above * shrink
     cells: list[Cell] = []
     width = 0.0
     for r in range(lay.n_rows):
