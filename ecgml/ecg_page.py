@@ -89,6 +89,8 @@ def _best_correlation(a: np.ndarray, b: np.ndarray, shift: int, min_size: float)
 
 def _agreement(rows: list[tuple[int, np.ndarray]], shift: int, min_size: float) -> list[float]:
     """Each row's correlation with the mean of the others where they overlap: (start, envelope) rows."""
+    # a row that starts before the page's time 0 (a cell placed left of the paper) is cut there
+    rows = [(0, e[-k0:]) if k0 < 0 else (k0, e) for k0, e in rows]
     n = int(max((k0 + e.size for k0, e in rows), default=0))
     if not n:
         return []

@@ -169,3 +169,14 @@ def test_a_refused_image_is_one_line_and_exit_1_and_submit_still_writes_finite_r
     assert "not an ECG page" in " ".join(res.output.split())
     sub = pd.read_csv(tmp_path / "sub.csv")
     assert len(sub) > 0 and np.isfinite(sub["value"]).all()
+
+
+def test_a_row_that_starts_before_time_zero_is_cut_there_not_a_crash() -> None:
+    """A cell placed left of the paper's time 0 (geometry's x off on a 0009 photo, test page cabrera-6x2_007)
+    gave a negative start: its envelope is cut at 0 and the rows still compared."""
+    from ecgml.ecg_page import _agreement
+
+    t = np.arange(0, 1500) / 100
+    beat = np.exp(-(((t % 0.8) - 0.4) ** 2) / 0.001)
+    cors = _agreement([(-251, beat[:1251]), (0, beat[251:1251]), (0, beat[251:1251])], 4, 100)
+    assert len(cors) == 3 and min(cors) > 0.99
