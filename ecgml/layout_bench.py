@@ -371,7 +371,7 @@ def _logistic(a: np.ndarray, y: np.ndarray, l2: float) -> np.ndarray:
 def recalibrated(pages: list[PageResult], cal: dict[str, Any] | None) -> list[PageResult]:
     """The same pages with each lead's confidence recomputed from its stored evidence by `cal`
     (what the digitizer with that calibration would report; the fallback cap is applied as it does)."""
-    from ecgml.verdict import FALLBACK_CAP, READ_AT, calibrate
+    from ecgml.verdict import READ_AT, lead_confidence
 
     out = []
     for p in pages:
@@ -381,9 +381,7 @@ def recalibrated(pages: list[PageResult], cal: dict[str, Any] | None) -> list[Pa
                 continue
             if cal is not None and not all(f in part for f in cal["features"]):
                 continue  # a result of code older than the calibration's evidence: kept as reported
-            c = calibrate(part, cal)
-            if part["geometry"] <= FALLBACK_CAP:
-                c = min(c, FALLBACK_CAP)
+            c = lead_confidence(part, cal)
             conf[lead] = c
             stat[lead] = "read" if c >= READ_AT else "uncertain"
         out.append(PageResult(**{**p.__dict__, "lead_conf": conf, "lead_status": stat}))

@@ -262,26 +262,34 @@ Reads = dict[tuple[int, int], tuple[str, float]]  # (row, col) -> (printed name 
 
 
 def name_score(layout: PageLayout, reads: Reads) -> float:
-    """How well the names printed beside a candidate's cells (read where that candidate puts them) fit it:
-    +p per confidently read name that is its cell's lead, -p per name that is another lead. A name that is
-    the lead of the cell just above or below counts neither way (a label between two rows belongs to
-    either), nor does another lead's name beside a rhythm strip (its lead is read from its trace)."""
-    lead_at = {(c.row, c.col): c.lead for c in layout.cells}
+    """How well the names printed beside a candidate's cells (read where that candidate puts them) fit it
+    (`name_fit`); another lead's name beside a rhythm strip counts neither way (its lead is read from its
+    trace)."""
     per_row: dict[int, int] = {}
     for c in layout.cells:
         per_row[c.row] = per_row.get(c.row, 0) + 1
     most = max(per_row.values(), default=0)
+    strips = {r for r, k in per_row.items() if k == 1 and most > 1}
+    return name_fit({(c.row, c.col): c.lead for c in layout.cells}, reads, strips)
+
+
+def name_fit(
+    lead_at: dict[tuple[int, int], str], reads: Reads, strip_rows: set[int] | None = None, at: float = NAME_AT
+) -> float:
+    """+p per name read with probability p >= `at` that is its cell's lead, -p per name that is another
+    lead. A name that is the lead of the cell just above or below counts neither way (a label between two
+    rows belongs to either), nor does a wrong name in `strip_rows`."""
     score = 0.0
-    for c in layout.cells:
-        got = reads.get((c.row, c.col))
-        if got is None or got[1] < NAME_AT:
+    for (row, col), lead in lead_at.items():
+        got = reads.get((row, col))
+        if got is None or got[1] < at:
             continue
-        lead = parse_lead(got[0])[0]
-        if lead == c.lead:
+        name = parse_lead(got[0])[0]
+        if name == lead:
             score += got[1]
-        elif per_row[c.row] == 1 and most > 1:
+        elif strip_rows and row in strip_rows:
             continue
-        elif lead not in (lead_at.get((c.row - 1, c.col)), lead_at.get((c.row + 1, c.col))):
+        elif name not in (lead_at.get((row - 1, col)), lead_at.get((row + 1, col))):
             score -= got[1]
     return score
 

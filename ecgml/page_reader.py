@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from ecgml.layout import PageLayout, parse_lead
+from ecgml.layout_family import name_fit
 from ecgml.layout_solve import STRIP_MIN_CORR, STRIP_MIN_RATIO, Solved, rhythm_rows
 from ecgml.records import LEADS
 
@@ -95,6 +96,14 @@ def prepare(grey: np.ndarray) -> np.ndarray:
     paper = float(np.percentile(g, 90))
     ink = np.clip((paper - g) / max(paper - float(np.percentile(g, 0.5)), 0.15), 0, 1)
     return ink.astype(np.float32)
+
+
+def page_ink(page_rgb: np.ndarray) -> np.ndarray:
+    """`prepare` of a rectified page, RGB or grey, at READ_PPM."""
+    import cv2
+
+    grey = cv2.cvtColor(page_rgb, cv2.COLOR_RGB2GRAY) if page_rgb.ndim == 3 else page_rgb
+    return prepare(grey)
 
 
 EXAMPLE_SHAPE = (1, 1, int(PATCH_MM[1] * READ_PPM), int(PATCH_MM[0] * READ_PPM))  # one patch, for the export
@@ -268,14 +277,11 @@ def read_labels(page_rgb: np.ndarray, layout: PageLayout, net: Any = None) -> La
     and the same page turned 180 degrees (names read only one way up, except I, II and III)."""
     import time
 
-    import cv2
-
     net = net if net is not None else load_reader()
     if net is None:
         return None
     t0 = time.perf_counter()
-    grey = cv2.cvtColor(page_rgb, cv2.COLOR_RGB2GRAY) if page_rgb.ndim == 3 else page_rgb
-    ink = prepare(grey)
+    ink = page_ink(page_rgb)
     layout = label_anchors(layout)
     cells = _cell_reads(maps_near(net, ink, layout), layout, 0.0, 0.0)
     size = (ink.shape[1] / READ_PPM, ink.shape[0] / READ_PPM)
@@ -293,13 +299,11 @@ def names_beside(page_rgb: np.ndarray, net: Any = None) -> Any:
     READ_PPM px/mm): `read(layouts)` -> per layout, (row, col) -> (name, probability), each layout's
     names read at its own offset (`_cell_reads`) on one map computed near all their cell starts. None
     without shipped weights. For `layout_family.choose_family`, where the names vote between families."""
-    import cv2
 
     net = net if net is not None else load_reader()
     if net is None:
         return None
-    grey = cv2.cvtColor(page_rgb, cv2.COLOR_RGB2GRAY) if page_rgb.ndim == 3 else page_rgb
-    ink = prepare(grey)
+    ink = page_ink(page_rgb)
 
     def read(layouts: list[PageLayout]) -> list[dict[tuple[int, int], tuple[str, float]]]:
         if not layouts:
@@ -373,19 +377,8 @@ def label_factors(reading: LabelReading | None, layout: PageLayout) -> dict[str,
 def _order_score(
     names: list[str], cells: list[Any], reads: dict[tuple[int, int], tuple[str, float]]
 ) -> float:
-    """Sum of read probabilities where the printed name is the order's lead, minus where it is another
-    (a name that is the lead of the cell just above or below counts neither way: it may belong there)."""
-    at = {(c.row, c.col): _lead(n) for c, n in zip(cells, names, strict=True)}
-    score = 0.0
-    for (r, col), lead in at.items():
-        got = reads.get((r, col))
-        if got is None or got[1] < READ_AT:
-            continue
-        if _lead(got[0]) == lead:
-            score += got[1]
-        elif _lead(got[0]) not in (at.get((r - 1, col)), at.get((r + 1, col))):
-            score -= got[1]
-    return score
+    """How well the printed names fit `cells` named in this order (`layout_family.name_fit`)."""
+    return name_fit({(c.row, c.col): _lead(n) for c, n in zip(cells, names, strict=True)}, reads, at=READ_AT)
 
 
 def apply_labels(solved: Solved, reading: LabelReading | None) -> Solved:

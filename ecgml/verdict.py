@@ -77,6 +77,15 @@ def calibrate(parts: dict[str, float], cal: dict[str, Any] | None) -> float:
     return min(raw, float(1.0 / (1.0 + np.exp(-z))))
 
 
+def lead_confidence(parts: dict[str, float], cal: dict[str, Any] | None, fallback: bool = False) -> float:
+    """A lead's confidence from its evidence (`calibrate`), at most FALLBACK_CAP where the page position is
+    a guess: a geometry fallback, or a geometry factor at or below the cap (names read upside down)."""
+    c = calibrate(parts, cal)
+    if fallback or parts["geometry"] <= FALLBACK_CAP:
+        c = min(c, FALLBACK_CAP)
+    return float(np.clip(c, 0, 1))
+
+
 @dataclass
 class LeadReport:
     status: dict[str, str]
@@ -145,10 +154,7 @@ def lead_report(
         if share < MIN_READ_SHARE:
             status[lead], conf[lead] = "unreadable", 0.0
             continue
-        c = calibrate(parts[lead], calibration)
-        if fallback or geo_factor <= FALLBACK_CAP:  # the page position is a guess (as in `recalibrated`)
-            c = min(c, FALLBACK_CAP)
-        conf[lead] = float(np.clip(c, 0, 1))
+        conf[lead] = lead_confidence(parts[lead], calibration, fallback)
         status[lead] = "read" if conf[lead] >= READ_AT else "uncertain"
     vals = set(status.values())
     on_page = [lead for lead in LEADS if status[lead] != "absent"]

@@ -173,10 +173,7 @@ def estimate_page(image: np.ndarray, path: str | Path | None = None, turn: int =
 def _panel_estimate(image: np.ndarray) -> PageEstimate | None:
     """The page read as separate gridded panels (`panels.find_panels`), when it is one; else None."""
     t0 = time.perf_counter()
-    scale = min(1.0, WORK_LONG_SIDE / max(image.shape[:2]))
-    work = (
-        image if scale == 1.0 else cv2.resize(image, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
-    )
+    work = _resized(image, min(1.0, WORK_LONG_SIDE / max(image.shape[:2])))
     try:
         found = find_panels(work)
     except (cv2.error, ValueError, IndexError, ZeroDivisionError):
@@ -192,6 +189,14 @@ def _panel_estimate(image: np.ndarray) -> PageEstimate | None:
     ppm = (found.px_per_mm[0] / sx, found.px_per_mm[1] / sy)
     diag = {**found.diagnostics, "source": "panels", "seconds": round(time.perf_counter() - t0, 3)}
     return PageEstimate(pm, found.layout, ppm, 0, found.confidence, diag)
+
+
+def _resized(image: np.ndarray, scale: float) -> np.ndarray:
+    """`image` scaled by `scale`: area-averaged when reduced, cubic when enlarged, itself at 1."""
+    if scale == 1.0:
+        return image
+    interp = cv2.INTER_AREA if scale < 1.0 else cv2.INTER_CUBIC
+    return np.asarray(cv2.resize(image, None, fx=scale, fy=scale, interpolation=interp))
 
 
 def _attempt(image: np.ndarray, path: str | Path | None, work_long_side: int, turn: int = 0) -> PageEstimate:
@@ -211,8 +216,7 @@ def _estimate(image: np.ndarray, path: str | Path | None, work_long_side: int, t
     scale = min(1.0, work_long_side / max(h0, w0))
     if max(h0, w0) < MIN_WORK_LONG_SIDE:
         scale = MIN_WORK_LONG_SIDE / max(h0, w0)  # small web copies: see `MIN_WORK_LONG_SIDE`
-    interp = cv2.INTER_AREA if scale < 1.0 else cv2.INTER_CUBIC
-    work = image if scale == 1.0 else cv2.resize(image, None, fx=scale, fy=scale, interpolation=interp)
+    work = _resized(image, scale)
     # scale exactly as the resize did (continuous coordinates scale by size ratio per axis)
     sx, sy = work.shape[1] / w0, work.shape[0] / h0
     scale = 0.5 * (sx + sy)
@@ -311,7 +315,8 @@ def _estimate(image: np.ndarray, path: str | Path | None, work_long_side: int, t
     name = choose_layout(rows)
     tx, ty, layout, base_res = snap(rows, name)
     tx_snap = tx
-    tx = tick_phase(mask, turned_extent(ori.k, (e.x0, e.y0, e.x1, e.y1)), layout, tx, ty, ORIENT_PPM)
+    ext_up = turned_extent(ori.k, (e.x0, e.y0, e.x1, e.y1))  # the upright mask's extent
+    tx = tick_phase(mask, ext_up, layout, tx, ty, ORIENT_PPM)
     diag["tick_shift_mm"] = tx - tx_snap
     if len(rows.centres) == layout.n_rows and (
         base_res > 2.0 or _worst_row_mm(rows, layout, ty) > ROW_OFF_MM
@@ -320,7 +325,7 @@ def _estimate(image: np.ndarray, path: str | Path | None, work_long_side: int, t
         # nearest-row snap would name each row after its neighbour (ECG-Image-Kit's 6x2 rows sit a row
         # pitch lower than the template's), so the rows keep their measured places and their order
         layout = _measured_layout(name, rows, tx, ty)
-    gapped = gap_columns(mask, turned_extent(ori.k, (e.x0, e.y0, e.x1, e.y1)), layout, tx, ty, ORIENT_PPM)
+    gapped = gap_columns(mask, ext_up, layout, tx, ty, ORIENT_PPM)
     if gapped is not layout:
         diag["column_gaps"] = True
         layout = gapped

@@ -24,9 +24,16 @@ SAME_WIDTH_MM = 3.0  # the columns between gaps are this equal in width
 PULSE_GAP_MM = (-8.0, 3.0)  # a gap this near the first column's start separates a pulse from the trace
 
 
-def _runs(on: np.ndarray) -> list[tuple[int, int]]:
+def true_runs(on: np.ndarray, min_len: int = 1, min_gap: int = 1) -> list[tuple[int, int]]:
+    """[start, end) runs of True at least `min_len` long, after closing gaps shorter than `min_gap`."""
     idx = np.flatnonzero(np.diff(np.concatenate([[0], on.astype(np.int8), [0]])))
-    return [(int(a), int(b)) for a, b in zip(idx[::2], idx[1::2], strict=True)]
+    merged: list[tuple[int, int]] = []
+    for a, b in zip(idx[::2].tolist(), idx[1::2].tolist(), strict=True):
+        if merged and a - merged[-1][1] < min_gap:
+            merged[-1] = (merged[-1][0], b)
+        else:
+            merged.append((a, b))
+    return [(a, b) for a, b in merged if b - a >= min_len]
 
 
 def gap_columns(
@@ -66,7 +73,7 @@ def gap_columns(
     cells = sorted((c for c in layout.cells if c.row == grid_rows[0]), key=lambda c: c.col)
     first_x0 = cells[0].x0_mm
     seg = (cells[-1].x1_mm - first_x0) / n_cols
-    gaps = [(px_to_mm(a), px_to_mm(b)) for a, b in _runs(~ink)]
+    gaps = [(px_to_mm(a), px_to_mm(b)) for a, b in true_runs(~ink)]
     start = first_x0
     lead_in = [
         g for g in gaps if PULSE_GAP_MM[0] <= g[1] - first_x0 <= PULSE_GAP_MM[1] and g[1] - g[0] >= 0.5

@@ -26,6 +26,7 @@ import cv2
 import numpy as np
 from scipy.ndimage import gaussian_filter1d
 
+from ecgml.geometry.gaps import true_runs
 from ecgml.layout import Cell, PageLayout
 from ecgml.page import PageMap
 
@@ -64,26 +65,13 @@ class PanelPage:
     diagnostics: dict[str, Any] = field(default_factory=dict)
 
 
-def _runs(on: np.ndarray, min_len: int, min_gap: int) -> list[tuple[int, int]]:
-    """[start, end) runs of True at least `min_len` long, after closing gaps shorter than `min_gap`."""
-    idx = np.flatnonzero(np.diff(np.concatenate([[0], on.astype(np.int8), [0]])))
-    runs = [(int(a), int(b)) for a, b in zip(idx[::2], idx[1::2], strict=True)]
-    merged: list[tuple[int, int]] = []
-    for a, b in runs:
-        if merged and a - merged[-1][1] < min_gap:
-            merged[-1] = (merged[-1][0], b)
-        else:
-            merged.append((a, b))
-    return [(a, b) for a, b in merged if b - a >= min_len]
-
-
 def _line_centres(profile: np.ndarray) -> np.ndarray:
     """Sub-pixel centres (continuous px) of the ruled lines along a profile of line coverage."""
     if profile.max() <= 0:
         return np.zeros(0)
     on = profile > 0.5 * profile.max()
     out = []
-    for a, b in _runs(on, 1, 1):
+    for a, b in true_runs(on):
         w = profile[a:b]
         out.append(float(np.sum((np.arange(a, b) + 0.5) * w) / max(float(w.sum()), 1e-9)))
     return np.array(out)
@@ -224,13 +212,13 @@ def _read(image: np.ndarray) -> tuple[PanelPage | None, int, np.ndarray]:
     if pv.max() <= 0:
         return None, 0, ink
     min_px = max(2 * n, 1)
-    bands = _runs(pv > 0.25 * np.percentile(pv[pv > 0], 90), min_px, 2)
+    bands = true_runs(pv > 0.25 * np.percentile(pv[pv > 0], 90), min_px, 2)
     rows: list[list[tuple[float, float, float, float]]] = []
     for y0, y1 in bands:
         ph = gaussian_filter1d(hor[y0:y1].mean(axis=0).astype(np.float64), 1.0)
         if ph.max() <= 0:
             continue
-        cols = _runs(ph > 0.25 * np.percentile(ph[ph > 0], 90), min_px, 2)
+        cols = true_runs(ph > 0.25 * np.percentile(ph[ph > 0], 90), min_px, 2)
         boxes = [(*_ends(dark, hor, y0, y1, x0, x1), float(y0), float(y1)) for x0, x1 in cols]
         boxes = [(b[0], b[2], b[1], b[3]) for b in boxes]
         if boxes:

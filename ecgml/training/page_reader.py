@@ -33,13 +33,7 @@ def _crop(ink: np.ndarray, cx_mm: float, cy_mm: float) -> np.ndarray | None:
     return ink[y0 : y0 + PH, x0 : x0 + PW]
 
 
-KIND_LABEL, KIND_FLIPPED, KIND_MOVED, KIND_PAGE, KIND_NEAR = (
-    0,
-    1,
-    2,
-    3,
-    4,
-)  # what a patch is (figures per kind)
+KIND_LABEL, KIND_FLIPPED, KIND_MOVED, KIND_PAGE, KIND_NEAR = range(5)  # what a patch is (figures per kind)
 
 
 def _degrade(img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
