@@ -155,7 +155,10 @@ def main(argv: list[str] | None = None) -> int:
         pages_out = outside_pages(a.outside)
         if a.web_width:  # small web copies in a temporary folder, named for their size and quality
             tmp = Path(tempfile.mkdtemp(prefix="ecgml-web-"))
-            pages_out = [(n, f, web_copy(p, tmp, a.web_width, a.web_jpeg), t) for n, f, p, t in pages_out]
+            try:
+                pages_out = [(n, f, web_copy(p, tmp, a.web_width, a.web_jpeg), t) for n, f, p, t in pages_out]
+            except ValueError as exc:
+                ap.error(str(exc))  # one line naming the page and the problem, exit 2
         items = itertools.chain(items, interleave([(n, "outside " + f, p, t, 0) for n, f, p, t in pages_out]))
     pages = run_pages(items, a.model, 500, a.json, not a.no_labels, a.resume)
     print(markdown(pages))
