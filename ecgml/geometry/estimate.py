@@ -39,6 +39,7 @@ from ecgml.geometry.orient import (
     turned_extent,
 )
 from ecgml.geometry.panels import find_panels
+from ecgml.geometry.paper import paper_box
 from ecgml.geometry.refine import MAX_EXTENT_MM, TILE_MM, Extent, FrameMap, rectify, refine
 from ecgml.images import MIN_SIDE_PX
 from ecgml.layout import LETTER_MM, PageLayout, make_layout
@@ -160,14 +161,50 @@ def estimate_page(image: np.ndarray, path: str | Path | None = None, turn: int =
     try:
         return _attempt(image, path, WORK_LONG_SIDE, turn)
     except EcgmlError as exc:
-        long_side = max(image.shape[:2])
-        if "grid" not in exc.reason or long_side <= WORK_LONG_SIDE * RETRY_MIN_GAIN:
+        if "grid" not in exc.reason:
             raise
+        first = exc
+    long_side = max(image.shape[:2])
+    try:
+        if long_side <= WORK_LONG_SIDE * RETRY_MIN_GAIN:
+            raise first
         # a page that fills little of a large photo has its 1 mm lines at ~4 px on the reduced copy,
         # where a screen's raster or the camera's blur merges them: look again at (nearly) full size
         est = _attempt(image, path, min(long_side, RETRY_LONG_SIDE), turn)
-        est.diagnostics["full_size_retry"] = exc.reason
+        est.diagnostics["full_size_retry"] = first.reason
         return est
+    except EcgmlError as exc:
+        if "grid" not in exc.reason:
+            raise
+        cropped = _paper_crop_estimate(image, path, turn)
+        if cropped is None:
+            raise
+        cropped.diagnostics["full_size_retry"] = first.reason
+        return cropped
+
+
+def _paper_crop_estimate(image: np.ndarray, path: str | Path | None, turn: int) -> PageEstimate | None:
+    """The page read on a crop around the bright paper (`paper.paper_box`), its map moved back to `image`;
+    None when no such page stands out or no grid is found on it either."""
+    box = paper_box(image)
+    if box is None:
+        return None
+    x0, y0, x1, y1 = box
+    crop = np.ascontiguousarray(image[y0:y1, x0:x1])
+    est = _panel_estimate(crop) if turn % 4 == 0 else None
+    if est is None:
+        try:
+            est = _attempt(crop, path, WORK_LONG_SIDE, turn)
+        except EcgmlError:
+            return None
+    shift = np.array([[1.0, 0.0, x0], [0.0, 1.0, y0], [0.0, 0.0, 1.0]])
+    pm = replace(
+        est.page_map,
+        homography=shift @ est.page_map.homography,
+        image_size=(image.shape[1], image.shape[0]),
+    )
+    est.diagnostics["paper_crop"] = [int(v) for v in box]
+    return replace(est, page_map=pm)
 
 
 def _panel_estimate(image: np.ndarray) -> PageEstimate | None:
