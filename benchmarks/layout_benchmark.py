@@ -3,7 +3,7 @@
     python benchmarks/layout_benchmark.py --outside /work/shared/data/outside-pages [--json out.json]
         [--web-width 700 --web-jpeg 75]   # the same pages as small JPEG web copies
     python benchmarks/layout_benchmark.py --render runs/bench/layout --per-family 20 [--json out.json]
-        [--families 6x1-limb,3x5]
+        [--families 6x1-limb,3x5] [--pages '*_005']   # --pages: names of the set (page 5 = capture 0006)
 
 `--outside`: the outside generator's reference pages (evaluation only). `--render`: a fixed-seed renderer
 set of every layout family from validation/test-split records (`--from-splits validation` for the
@@ -119,6 +119,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--model", default=None)
     ap.add_argument("--limit", type=int, default=0, help="only the first N pages (quick looks)")
     ap.add_argument("--families", default="", help="families of the renderer set, comma-separated")
+    ap.add_argument("--pages", default="", help="only renderer pages matching these patterns (e.g. '*_005')")
     ap.add_argument("--json", type=Path, default=None)
     ap.add_argument("--resume", action="store_true", help="keep the pages already in --json, do the rest")
     ap.add_argument("--no-labels", action="store_true", help="digitize without the printed-label reader")
@@ -147,7 +148,8 @@ def main(argv: list[str] | None = None) -> int:
 
         fams = tuple(a.families.split(",")) if a.families else FAMILIES
         items = render_set(
-            a.render, a.records, a.per_family, a.seed, a.splits, tuple(a.from_splits.split(",")), fams
+            a.render, a.records, a.per_family, a.seed, a.splits, tuple(a.from_splits.split(",")), fams,
+            tuple(a.pages.split(",")) if a.pages else (),
         )
     if a.limit:
         items = itertools.islice(items, a.limit)

@@ -10,6 +10,7 @@ SNRs near or below 0 dB. A lead the digitizer calls absent scores as zeros (a fl
 from __future__ import annotations
 
 import csv
+import fnmatch
 import gzip
 import json
 import math
@@ -251,13 +252,15 @@ def render_set(
     split_file: str | Path | None,
     splits: tuple[str, ...] = ("test",),
     families: tuple[str, ...] = FAMILIES,
+    pages: tuple[str, ...] = (),
 ) -> Iterator[tuple[str, str, Path, np.ndarray, int | None]]:
     """`per_family` pages per layout family from records of `splits`, at 500 Hz: (name, family, png,
     truth with NaN where not plotted, orientation), page i of every family before page i + 1.
 
     Each page is rendered when it is reached (then cached in `folder`), so a run stopped early has
     covered every family alike and a later run goes on where it stopped. Page k of the family-major
-    order (FAMILIES[f], page i: k = f * per_family + i) always has record k and seed `seed * 1000 + k`."""
+    order (FAMILIES[f], page i: k = f * per_family + i) always has record k and seed `seed * 1000 + k`.
+    `pages`: only the pages whose names match one of these patterns (e.g. "*_005": capture CAPTURES[5])."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     recs: list[Path] = []
@@ -266,6 +269,8 @@ def render_set(
             f = FAMILIES.index(fam) if fam in FAMILIES else len(FAMILIES) + families.index(fam)
             k = f * per_family + i  # a subset of the families draws the same pages as the whole set
             name = f"{fam.replace(':', '-')}_{i:03d}"
+            if pages and not any(fnmatch.fnmatch(name, p) for p in pages):
+                continue
             png, npz = folder / f"{name}.png", folder / f"{name}.npz"
             if not (png.exists() and npz.exists()):
                 if not recs:
