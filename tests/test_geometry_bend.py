@@ -95,3 +95,89 @@ def test_a_row_whose_pulse_was_missed_is_kept() -> None:
     rows = _merge_rows(pulsed, prof)
     assert np.allclose(rows.centres, [64.0, 100.0, 136.0, 169.0])
     assert rows.left[2] == -145.0  # the missed row starts where the pulses do
+
+
+def test_rows_between_two_pulses_a_row_apart_are_kept() -> None:
+    """Pulses on rows 1 and 3 of four 36 mm apart (Kaggle-type 0010 ECG 43): the 72 mm gap is two pitches,
+    so the profile's rows 2 and 4 are rows, and a torn edge 23 mm under row 4 is not one."""
+    pulsed = Rows(
+        np.array([84.0, 156.0]), np.full(2, -80.0), np.full(2, 190.0), np.ones(2, bool),
+        np.zeros(2, bool), np.zeros(2, bool),
+    )  # fmt: skip
+    prof = Rows(
+        np.array([85.0, 120.5, 156.5, 189.0, 211.5]), np.full(5, -90.0), np.full(5, 190.0),
+        np.zeros(5, bool), np.zeros(5, bool), np.zeros(5, bool),
+    )  # fmt: skip
+    rows = _merge_rows(pulsed, prof)
+    assert np.allclose(rows.centres, [84.0, 120.5, 156.0, 189.0])
+    assert np.allclose(rows.left, -80.0)  # the rows without a found pulse start where the pulses do
+
+
+def test_two_pulses_on_neighbouring_rows_keep_their_pitch() -> None:
+    """Pulses on rows 1 and 2 (36 mm): no profile row half-way, so a line 20 mm under row 2 (a label
+    line wide enough to pass as a row) stays out, as before."""
+    pulsed = Rows(
+        np.array([84.0, 120.0]), np.full(2, -80.0), np.full(2, 190.0), np.ones(2, bool),
+        np.zeros(2, bool), np.zeros(2, bool),
+    )  # fmt: skip
+    prof = Rows(
+        np.array([84.5, 120.5, 140.0]), np.full(3, -90.0), np.full(3, 190.0),
+        np.zeros(3, bool), np.zeros(3, bool), np.zeros(3, bool),
+    )  # fmt: skip
+    assert np.allclose(_merge_rows(pulsed, prof).centres, [84.0, 120.0])
+
+
+def _photo_mask(ppm: float = 4.0) -> tuple[np.ndarray, list[float], float, float]:
+    """An upright ink mask of a photographed page: three trace rows (a pulse at x = 20 mm, then a beat
+    every 20 mm to x = 250), the paper's dashed top edge 40 mm above the first row, and its ragged left
+    and dashed right edges 10 mm beyond the row ends. Returns (mask, baselines, row start, row end) in mm."""
+    w, h = int(280 * ppm), int(200 * ppm)
+    m = np.zeros((h, w), bool)
+    bases, x_start, x_end = [80.0, 116.0, 152.0], 20.0, 250.0
+
+    def px(v: float) -> int:
+        return int(round(v * ppm))
+
+    for b in bases:
+        m[px(b), px(x_start) : px(x_end)] = True  # the baseline
+        m[px(b - 10) : px(b) + 1, px(x_start)] = True  # pulse: up, across, down
+        m[px(b - 10), px(x_start) : px(x_start + 5) + 1] = True
+        m[px(b - 10) : px(b) + 1, px(x_start + 5)] = True
+        for x in np.arange(x_start + 12, x_end - 5, 20.0):  # R waves 8 mm tall
+            m[px(b - 8) : px(b) + 1, px(x)] = True
+    rng = np.random.default_rng(0)
+    for x in np.arange(2.0, 278.0, 13.0):  # dashed top edge at y = 40
+        m[px(40), px(x) : px(x + 10)] = True
+    for y in range(px(40), h):  # ragged left edge at x = 10, dashed right edge at x = 260
+        c = px(x_start - 10) + int(rng.integers(-2, 3))
+        m[y, c : c + 3] = rng.random() < 0.85
+        m[y, px(x_end + 10)] = (y // px(8)) % 3 != 2
+    return m, bases, x_start, x_end
+
+
+def test_paper_edges_are_neither_rows_nor_row_ends() -> None:
+    """A photo's paper edges (0005 ECG 31 of the Kaggle-type set: the top and bottom edge were read as rows,
+    six rows of four; 0010 ECG 25: the rows started on the left edge) must not count as rows or row ends."""
+    from ecgml.geometry.orient import _rows
+
+    m, bases, x_start, x_end = _photo_mask()
+    rows = _rows(m, 0.0, 0.0, 4.0, np.ones_like(m))
+    assert np.allclose(rows.centres, bases, atol=0.5)
+    assert np.allclose(rows.left, x_start, atol=0.5)  # the pulse, not the ragged edge 10 mm left of it
+    assert np.allclose(rows.right, x_end, atol=1.0)  # the last sample, not the dashed edge past it
+    assert not rows.left_cut.any() and not rows.right_cut.any()
+    assert rows.pulse.all()
+
+
+def test_a_row_ending_on_the_paper_edge_is_cut() -> None:
+    """Rows that run into a torn edge end there: cut, so their end says nothing about the page."""
+    from ecgml.geometry.orient import _rows
+
+    m, _, x_start, _ = _photo_mask()
+    tear = int(200 * 4.0)
+    m[:, tear:] = False
+    m[int(40 * 4.0) :, tear : tear + 3] = True  # the torn edge runs through the rows
+    rows = _rows(m, 0.0, 0.0, 4.0, np.ones_like(m))
+    assert len(rows.centres) == 3
+    assert np.all(rows.right < 200.0) and rows.right_cut.all()
+    assert np.allclose(rows.left, x_start, atol=0.5)

@@ -57,6 +57,10 @@ RETRY_MIN_GAIN = 1.3  # ... and the retry would see at least this much more deta
 REFINE_ROUNDS = 3
 RESIDUAL_STEP_MM = 5.0
 MIN_GOOD_TILES = 40  # grid tiles (10 mm apart) a page gives when the scale is right
+# ... and a bent page (its lattice integrated to a residual, `bend_residual`) whose first round at the
+# lattice's scale measured this many keeps that scale: a crumpled photo's first round found 39, and a
+# retry at 5x (6 tiles, each 25x the area) won the area-weighted vote; the page read 133 mm off
+MIN_GOOD_TILES_BENT = 20
 SCALE_RETRIES = (5.0, 0.2, 2.5, 0.4, 2.0, 0.5)
 ROW_OFF_MM = 4.0  # a row this far from every template baseline is not that template's row (pitch ~24 mm)
 PAPER_MARGIN_MM = 8.0  # paper (pulses, row ends) reaches this far past the last grid tile measured
@@ -287,7 +291,8 @@ def _estimate(image: np.ndarray, path: str | Path | None, work_long_side: int, t
         first = refine(dark, fmap, ext, ransac_mm=coarse_ransac_mm)
     except (cv2.error, IndexError, ValueError, np.linalg.LinAlgError):
         first = None
-    if first is None or first.n_tiles < MIN_GOOD_TILES:
+    keep_scale = bend is not None and first is not None and first.n_tiles >= MIN_GOOD_TILES_BENT
+    if (first is None or first.n_tiles < MIN_GOOD_TILES) and not keep_scale:
         # the 1 mm / 5 mm decision can fail (minor lines lost to blur or moire): try the other scales
         # and keep the one whose grid phases hold together best over the most image area (a tile of
         # the frame scaled by k covers k^2 the image area: counting tiles alone favours the smaller scales)

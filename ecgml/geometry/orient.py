@@ -130,6 +130,78 @@ class Rows:
     extras: dict = field(default_factory=dict)
 
 
+EDGE_REACH_MM = 15.0  # a paper edge runs on this far above and below a row's baseline
+EDGE_FILL = 0.8  # ... with ink in this share of its raster rows; a pulse's stroke fills ~0.35 of them
+EDGE_FILL_ISOLATED = 0.4  # ... or in this share when it stands apart from the row's ink
+EDGE_GAP_MM = 6.0  # apart: this much empty band between (a pulse's strokes are 5 mm apart)
+EDGE_WIDTH_MM = 3.0  # an edge's ink at a row end is at most this wide
+EDGE_HALF_MM = 1.0  # half width of the column window an edge is looked for in
+
+
+def _paper_edges(
+    mask: np.ndarray, cov: np.ndarray, b: int, left: int, right: int, ppm: float
+) -> tuple[int | None, int | None]:
+    """Columns of a paper edge at the row's ink ends (None: not an edge), so the row ends are read inside it.
+
+    A photographed page's edge (curled, torn, or a screen's border) darkens a ragged or dashed line the
+    ink mask keeps; it runs on across the rows, while a pulse stroke or a first QRS stops within ~10 mm of
+    the baseline. Left unread, it put a 0010 photo's row starts 11 mm left of its pulses, and a screen
+    photo's rows ended on the paper's right border (x 15 mm off both times). `cov`: the row band's ink
+    columns.
+    """
+    h = mask.shape[0]
+    reach, half = int(EDGE_REACH_MM * ppm), max(1, int(EDGE_HALF_MM * ppm))
+    lo, hi = max(0, b - reach), min(h, b + reach)
+    if hi - lo < reach:
+        return None, None
+    ink = np.flatnonzero(cov)
+
+    def is_edge(c: int, side: int) -> bool:
+        win = mask[lo:hi, max(0, c - half) : c + half + 1]
+        fill = float(win.any(axis=1).mean()) if win.size else 0.0
+        if fill >= EDGE_FILL:
+            return True
+        # the end's cluster of ink columns: narrow, and a clear gap before the rest of the row
+        seq = ink[ink >= c] if side > 0 else ink[ink <= c][::-1]
+        if fill < EDGE_FILL_ISOLATED or len(seq) < 2:
+            return False
+        big = np.flatnonzero(np.abs(np.diff(seq)) > EDGE_GAP_MM * ppm)
+        return bool(len(big) and abs(int(seq[big[0]]) - c) <= EDGE_WIDTH_MM * ppm)
+
+    return (left if is_edge(left, 1) else None), (right if is_edge(right, -1) else None)
+
+
+MIN_ROW_STROKES = 3  # steep strokes (QRS, pulse) a trace row has; a ruled line or a paper edge has 0-1
+STROKE_MM = 2.0  # a stroke leaves the baseline (+-1 mm) by at least this much in one raster column
+
+
+def _strokes(mask: np.ndarray, b: int, ppm: float) -> int:
+    """Steep strokes leaving the baseline raster row `b`: groups of columns whose ink runs unbroken from
+    within 1 mm of it to at least STROKE_MM beyond (within 8 mm).
+
+    A trace row has one or more per beat (10-18 on a 3x4 row); a photographed page's dashed or wavy edge
+    has none, yet the profile took such edges for rows (a screen photo's top and bottom edge made six rows
+    of four and the page was read as 3x4+3R, 100 mm off).
+    """
+    h, w = mask.shape
+    near_px, band_px = max(1, int(ppm)), int(8 * ppm)
+    lo, hi = max(0, b - near_px), min(h, b + near_px + 1)
+    if lo >= hi:
+        return 0
+    near = mask[lo:hi].any(axis=0)
+    run = np.zeros(w, np.int32)
+    alive = near.copy()
+    for r in range(lo - 1, max(0, b - band_px) - 1, -1):
+        alive &= mask[r]
+        run += alive
+    alive = near.copy()
+    for r in range(hi, min(h, b + band_px)):
+        alive &= mask[r]
+        run += alive
+    cols = np.flatnonzero(run >= STROKE_MM * ppm)
+    return 0 if not len(cols) else 1 + int((np.diff(cols) > ppm).sum())
+
+
 def _rows(mask: np.ndarray, x0: float, y0: float, ppm: float, valid: np.ndarray | None = None) -> Rows:
     """Trace rows of an upright ink mask: peaks of the horizontal projection that span most of the width."""
     h, w = mask.shape
@@ -159,6 +231,8 @@ def _rows(mask: np.ndarray, x0: float, y0: float, ppm: float, valid: np.ndarray 
         span_cols = near[xs[0] : xs[-1] + 1]
         if span_cols.size and span_cols.mean() > 0.97:
             continue
+        if _strokes(mask, b, ppm) < MIN_ROW_STROKES:
+            continue  # a dashed or wavy line: a paper edge, not a trace
         left = xs[0] if len(xs) else 0
         right = xs[-1] if len(xs) else w - 1
         # robust ends: 0.5 % / 99.5 % of the ink columns in the band
@@ -166,6 +240,22 @@ def _rows(mask: np.ndarray, x0: float, y0: float, ppm: float, valid: np.ndarray 
         cdf = np.cumsum(wts) / max(wts.sum(), 1)
         left = int(np.searchsorted(cdf, 0.002))
         right = int(np.searchsorted(cdf, 0.998))
+        edge_l: int | None = None
+        edge_r: int | None = None
+        for _ in range(3):  # a ragged edge is a few columns wide: look again just inside it
+            el, er = _paper_edges(mask, np.asarray(cov), b, left, right, ppm)
+            if el is None and er is None:
+                break
+            edge_l, edge_r = (el if el is not None else edge_l), (er if er is not None else edge_r)
+            if el is not None:
+                wts[: el + int(EDGE_HALF_MM * ppm) + 1] = 0
+            if er is not None:
+                wts[er - int(EDGE_HALF_MM * ppm) :] = 0
+            if wts.sum() <= 0:
+                break
+            cdf = np.cumsum(wts) / wts.sum()
+            left = int(np.searchsorted(cdf, 0.002))
+            right = int(np.searchsorted(cdf, 0.998))
         # pulse: ink above the baseline over ~10 mm at the row's left end (two vertical strokes)
         win = mask[max(0, b - int(9 * ppm)) : max(0, b - int(2 * ppm)), left : left + int(7 * ppm)]
         pulse = bool(win.size and (win.mean(axis=0) > 0.6).sum() >= 2)
@@ -173,8 +263,14 @@ def _rows(mask: np.ndarray, x0: float, y0: float, ppm: float, valid: np.ndarray 
             vb = np.asarray(valid[max(0, b - int(2 * ppm)) : b + int(2 * ppm)].all(axis=0))
             vx = np.flatnonzero(vb)
             margin = int(2.5 * ppm)
-            lcut.append(not len(vx) or left - vx[0] < margin or not vb[max(0, left - margin) : left].all())
-            rcut.append(not len(vx) or vx[-1] - right < margin or not vb[right : right + margin].all())
+            lcut.append(
+                not len(vx) or left - vx[0] < margin or not vb[max(0, left - margin) : left].all()
+                or (edge_l is not None and left - edge_l < margin)
+            )  # fmt: skip
+            rcut.append(
+                not len(vx) or vx[-1] - right < margin or not vb[right : right + margin].all()
+                or (edge_r is not None and edge_r - right < margin)
+            )  # fmt: skip
         else:
             lcut.append(False)
             rcut.append(False)
@@ -344,6 +440,29 @@ def _rows_from_pulses(
     )  # fmt: skip
 
 
+MIN_ROW_PITCH_MM = 15.0  # closer rows than this are a row and its labels or text, not two rows
+PITCH_FIT = 0.2  # a profile row within this share of the pitch of a predicted row confirms it
+
+
+def _split_pitch(gap: float, pulsed: np.ndarray, prof: np.ndarray) -> float:
+    """The row pitch when the smallest gap between pulsed rows may still span missed rows: `gap` / n for
+    the largest n (at most 3) whose n - 1 rows in between the profile found, each within PITCH_FIT of the
+    pitch of its predicted place. Two pulses of rows 1 and 3 of four (a 72 mm gap on a 36 mm pitch) let
+    rows 2 and 4 pass for text beside a row, and a torn edge took their place (Kaggle-type 0010 ECG 43)."""
+    if len(pulsed) < 2 or len(prof) == 0:
+        return gap
+    d = np.diff(pulsed)
+    i = int(np.argmin(d))
+    for n in (3, 2):
+        p = gap / n
+        if p < MIN_ROW_PITCH_MM:
+            continue
+        want = pulsed[i] + p * np.arange(1, n)
+        if all(np.min(np.abs(prof - w)) <= PITCH_FIT * p for w in want):
+            return p
+    return gap
+
+
 def _merge_rows(pulsed: Rows, prof: Rows) -> Rows:
     """Rows with a pulse keep its exact baseline; rows the profile found without one are added."""
     if len(prof.centres) == 0:
@@ -357,6 +476,7 @@ def _merge_rows(pulsed: Rows, prof: Rows) -> Rows:
     # the row pitch is the smallest gap: a row whose pulse was missed doubles its gap, and the median of
     # such gaps (3 pulses of 4 rows: 36 and 69 mm) made the missed row look like a neighbour's text
     pitch = float(np.min(np.diff(pc))) if len(pc) >= 2 else 30.0
+    pitch = _split_pitch(pitch, pc, prof.centres)
     for i, c in enumerate(prof.centres):
         if len(cen) and np.min(np.abs(np.array(cen) - c)) < max(6.0, 0.75 * pitch):
             continue  # the same row, or text/footer just beside a row
