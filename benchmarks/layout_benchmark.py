@@ -4,13 +4,14 @@
         [--web-width 700 --web-jpeg 75]   # the same pages as small JPEG web copies
     python benchmarks/layout_benchmark.py --render runs/bench/layout --per-family 20 [--json out.json]
         [--families 6x1-limb,3x5] [--pages '*_005']   # --pages: names of the set (page 5 = capture 0006)
+        [--gain 20 --captures realworld,lowres]   # a set at a forced gain (its own folder)
 
 `--outside`: the outside generator's reference pages (evaluation only). `--render`: a fixed-seed renderer
 set of every layout family from validation/test-split records (`--from-splits validation` for the
 calibration set, `test` for the reported one). Prints per-family figures and the reliability table.
 
     python benchmarks/layout_benchmark.py --fit-calibration val.json --out ecgml/weights/confidence.json
-    python benchmarks/layout_benchmark.py --rescore test.json [--calibration FILE|none]
+    python benchmarks/layout_benchmark.py --rescore test.json [--calibration FILE|none] [--no-cap]
 
 `--fit-calibration`: fit the confidence calibration on a results JSON (the validation set only).
 `--rescore`: the tables of a results JSON with every confidence recomputed from its stored evidence.
@@ -117,6 +118,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--per-family", type=int, default=20)
     ap.add_argument("--seed", type=int, default=14014)
     ap.add_argument("--model", default=None)
+    ap.add_argument("--gain", default=None, help="renderer set printed at this gain: 5, 10, 20 or mixed")
+    ap.add_argument("--captures", default="", help="capture types to cycle (default: CAPTURES)")
     ap.add_argument("--limit", type=int, default=0, help="only the first N pages (quick looks)")
     ap.add_argument("--families", default="", help="families of the renderer set, comma-separated")
     ap.add_argument("--pages", default="", help="only renderer pages matching these patterns (e.g. '*_005')")
@@ -127,6 +130,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", type=Path, default=None)
     ap.add_argument("--rescore", type=Path, default=None)
     ap.add_argument("--calibration", default=None, help="calibration JSON, or 'none' (raw evidence product)")
+    ap.add_argument(
+        "--no-cap", action="store_true", help="--rescore: no cap at the raw product (measuring only)"
+    )
     a = ap.parse_args(argv)
     if a.fit_calibration:
         cal = fit_calibration(load_pages(a.fit_calibration))
@@ -140,17 +146,18 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if a.rescore:
         cal = None if a.calibration == "none" else load_calibration(a.calibration)
-        print(markdown(recalibrated(load_pages(a.rescore), cal)))
+        print(markdown(recalibrated(load_pages(a.rescore), cal, cap=not a.no_cap)))
         return 0
     items: Iterable[tuple[str, str, Path, np.ndarray, int | None]] = []
     if a.render:  # rendered page by page as the run reaches it, page i of every family first
-        from ecgml.layout_bench import render_set
+        from ecgml.layout_bench import CAPTURES, render_set
 
         fams = tuple(a.families.split(",")) if a.families else FAMILIES
+        caps = tuple(a.captures.split(",")) if a.captures else CAPTURES
         items = render_set(
             a.render, a.records, a.per_family, a.seed, a.splits, tuple(a.from_splits.split(",")), fams,
-            tuple(a.pages.split(",")) if a.pages else (),
-        )
+            tuple(a.pages.split(",")) if a.pages else (), a.gain, caps,
+        )  # fmt: skip
     if a.limit:
         items = itertools.islice(items, a.limit)
     if a.outside:  # after the renderer set (evaluation only, never calibration)

@@ -173,7 +173,11 @@ class DigitizeResult:
             "model": self.model,
             "calibration": {
                 "speed_mm_s": lay.speed_mm_s,
+                "speed_source": "given" if self.geometry.source == "given" else "assumed",
                 "gain_mm_mv": lay.gain_mm_mv,
+                "chest_gain_mm_mv": lay.chest_gain_mm_mv or lay.gain_mm_mv,
+                "gain_source": gain_source(self.geometry),
+                "pulse_width_mm": self.geometry.diagnostics.get("pulses", {}).get("pulse_width_mm"),
                 "paper_mm": list(lay.paper_mm),
                 "row_baselines_mm": lay.row_baselines(),
             },
@@ -378,18 +382,38 @@ def _report(
     if labels is not None and labels.upright < -UPSIDE_DOWN_AT:
         geo_f *= 0.3
     fallback = geo.source.startswith("fallback")
-    return lead_report(
+    report = lead_report(
         asm.confidence, share, shown, geo_f, lay_f, asm.agreement, fallback, load_calibration(), lay_parts,
         pulse_evidence(geo),
     )  # fmt: skip
+    if gain_warning(geo):
+        report.warnings.append(gain_warning(geo))
+    return report
+
+
+def gain_source(geo: Geometry) -> str:
+    """Where the layout's gain comes from: "given" (the caller's geometry), "pulse" (measured on the page's
+    calibration pulses, `geometry.pulses`) or "assumed" (10 mm/mV: no pulse, or pulses that disagree)."""
+    if geo.source == "given":
+        return "given"
+    return "pulse" if geo.diagnostics.get("pulses", {}).get("gain_read") else "assumed"
 
 
 def pulse_evidence(geo: Geometry) -> float:
-    """1 when geometry found a standard calibration pulse (gain and speed confirmed) or was given, else
-    PULSE_UNSEEN (`ecgml.verdict`)."""
-    if geo.source == "given":
-        return 1.0
-    return 1.0 if int(geo.diagnostics.get("pulse_rows", 0)) > 0 else PULSE_UNSEEN
+    """1 when the gain was read from the page's calibration pulses (or the geometry was given), else
+    PULSE_UNSEEN (`ecgml.verdict`): an assumed gain is wrong on pages printed at 5 or 20 mm/mV."""
+    return 1.0 if gain_source(geo) != "assumed" else PULSE_UNSEEN
+
+
+def gain_warning(geo: Geometry) -> str:
+    """The page's warning when its gain is assumed, else ""."""
+    if gain_source(geo) != "assumed":
+        return ""
+    why = str(geo.diagnostics.get("pulses", {}).get("why", "no calibration pulse found"))
+    return (
+        f"gain not read from the page ({why}): assumed {geo.layout.gain_mm_mv:g} mm/mV; amplitudes are "
+        "off by the ratio if the page was printed at another gain"
+    )
 
 
 def _blank_unreadable(record: Record, report: LeadReport) -> Record:

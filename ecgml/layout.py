@@ -7,7 +7,7 @@ y downward. A cell is one plotted trace segment: a lead, its zero-mV baseline (y
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 from ecgml.records import LEADS
@@ -143,6 +143,19 @@ def make_layout(
         name, grid, rhythm, paper_mm, speed_mm_s, gain_mm_mv, x0_mm, baselines_mm, duration_s,
         pulse_width_mm=pulse_width_mm, pulse_rows=None if pulse else [],
     )  # fmt: skip
+
+
+def with_gain(layout: PageLayout, gain_mm_mv: float, chest_gain_mm_mv: float = 0.0) -> PageLayout:
+    """The layout printed at `gain_mm_mv` (and its chest leads at `chest_gain_mm_mv` when > 0: mixed gain),
+    its cells and pulses brought along (a read gain replaces the assumed one)."""
+    cells = [
+        replace(c, gain_mm_mv=chest_gain_mm_mv if chest_gain_mm_mv > 0 and c.lead.startswith("V") else 0.0)
+        for c in layout.cells
+    ]
+    pulses = [replace(p, height_mm=gain_mm_mv, step_mm=0.0) for p in layout.pulses]
+    return replace(
+        layout, gain_mm_mv=gain_mm_mv, chest_gain_mm_mv=chest_gain_mm_mv, cells=cells, pulses=pulses
+    )
 
 
 def parse_lead(text: str) -> tuple[str, float]:

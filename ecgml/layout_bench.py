@@ -253,6 +253,8 @@ def render_set(
     splits: tuple[str, ...] = ("test",),
     families: tuple[str, ...] = FAMILIES,
     pages: tuple[str, ...] = (),
+    gain: str | None = None,
+    captures: tuple[str, ...] = CAPTURES,
 ) -> Iterator[tuple[str, str, Path, np.ndarray, int | None]]:
     """`per_family` pages per layout family from records of `splits`, at 500 Hz: (name, family, png,
     truth with NaN where not plotted, orientation), page i of every family before page i + 1.
@@ -260,7 +262,9 @@ def render_set(
     Each page is rendered when it is reached (then cached in `folder`), so a run stopped early has
     covered every family alike and a later run goes on where it stopped. Page k of the family-major
     order (FAMILIES[f], page i: k = f * per_family + i) always has record k and seed `seed * 1000 + k`.
-    `pages`: only the pages whose names match one of these patterns (e.g. "*_005": capture CAPTURES[5])."""
+    `pages`: only the pages whose names match one of these patterns (e.g. "*_005": capture CAPTURES[5]).
+    `gain` forces the printed gain (5, 10, 20 or mixed; default: the renderer's draw), `captures` the
+    capture types cycled over (a set of its own: give it its own folder)."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     recs: list[Path] = []
@@ -277,12 +281,15 @@ def render_set(
                     from ecgml.digitize_bench import bench_records
 
                     recs = bench_records(records_dir, split_file, splits)
-                _render_page(recs[k % len(recs)], fam, CAPTURES[i % len(CAPTURES)], seed * 1000 + k, png, npz)
+                cap = captures[i % len(captures)]
+                _render_page(recs[k % len(recs)], fam, cap, seed * 1000 + k, png, npz, gain)
             z = np.load(npz)
             yield (f"{name} ({z['type']})", fam, png, z["truth"], int(z["orientation"]))
 
 
-def _render_page(record: Path, family: str, capture: str, seed: int, png: Path, npz: Path) -> None:
+def _render_page(
+    record: Path, family: str, capture: str, seed: int, png: Path, npz: Path, gain: str | None = None
+) -> None:
     """One benchmark page and its truth (written truth last: a page without it is drawn again)."""
     import cv2
 
@@ -291,7 +298,7 @@ def _render_page(record: Path, family: str, capture: str, seed: int, png: Path, 
     from ecgml.render.presets import render
 
     rec = resample(read_wfdb(record).window(0, 10), 500, 5000)
-    r = render(rec, capture, seed, layout=family)
+    r = render(rec, capture, seed, layout=family, gain=gain)
     m = plotted_mask(r.layout, 500, 5000)
     truth = np.where(m, rec.signal.astype(np.float64), np.nan)
     ok, buf = cv2.imencode(".png", cv2.cvtColor(r.image, cv2.COLOR_RGB2BGR))
@@ -373,9 +380,10 @@ def _logistic(a: np.ndarray, y: np.ndarray, l2: float) -> np.ndarray:
     return w
 
 
-def recalibrated(pages: list[PageResult], cal: dict[str, Any] | None) -> list[PageResult]:
+def recalibrated(pages: list[PageResult], cal: dict[str, Any] | None, cap: bool = True) -> list[PageResult]:
     """The same pages with each lead's confidence recomputed from its stored evidence by `cal`
-    (what the digitizer with that calibration would report; the fallback cap is applied as it does)."""
+    (what the digitizer with that calibration would report; the fallback cap is applied as it does;
+    `cap=False`: without the cap at the raw evidence product, `verdict.calibrate`)."""
     from ecgml.verdict import READ_AT, lead_confidence
 
     out = []
@@ -386,7 +394,7 @@ def recalibrated(pages: list[PageResult], cal: dict[str, Any] | None) -> list[Pa
                 continue
             if cal is not None and not all(f in part for f in cal["features"]):
                 continue  # a result of code older than the calibration's evidence: kept as reported
-            c = lead_confidence(part, cal)
+            c = lead_confidence(part, cal, cap=cap)
             conf[lead] = c
             stat[lead] = "read" if c >= READ_AT else "uncertain"
         out.append(PageResult(**{**p.__dict__, "lead_conf": conf, "lead_status": stat}))

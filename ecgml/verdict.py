@@ -62,25 +62,29 @@ def feature_values(parts: dict[str, float], features: list[str], transform: str 
     return vals
 
 
-def calibrate(parts: dict[str, float], cal: dict[str, Any] | None) -> float:
+def calibrate(parts: dict[str, float], cal: dict[str, Any] | None, cap: bool = True) -> float:
     """P(this lead is right) from its evidence; the raw product when there is no calibration.
 
     The calibration only ever lowers a lead below the raw evidence product, never lifts it above: lifted,
     leads the raw product held at 0.6-0.8 by luck (pages printed at 20 mm/mV, gain never read) reached
     0.8+, and confidently wrong leads rose 0.4 -> 2.4 % on the validation pages it was fitted on (test
-    split 0.5 -> 2.0 %). A wrong lead at high confidence is worse than an under-confident right one."""
+    split 0.5 -> 2.0 %). A wrong lead at high confidence is worse than an under-confident right one.
+    `cap=False`: the calibrated value alone (to measure what the cap costs and saves, never shipped)."""
     raw = float(parts["raw"])
     if cal is None:
         return raw
     x = feature_values(parts, list(cal["features"]), str(cal.get("transform", "linear")))
     z = float(cal["bias"]) + sum(float(w) * v for w, v in zip(cal["weights"], x, strict=True))
-    return min(raw, float(1.0 / (1.0 + np.exp(-z))))
+    p = float(1.0 / (1.0 + np.exp(-z)))
+    return min(raw, p) if cap else p
 
 
-def lead_confidence(parts: dict[str, float], cal: dict[str, Any] | None, fallback: bool = False) -> float:
+def lead_confidence(
+    parts: dict[str, float], cal: dict[str, Any] | None, fallback: bool = False, cap: bool = True
+) -> float:
     """A lead's confidence from its evidence (`calibrate`), at most FALLBACK_CAP where the page position is
     a guess: a geometry fallback, or a geometry factor at or below the cap (names read upside down)."""
-    c = calibrate(parts, cal)
+    c = calibrate(parts, cal, cap)
     if fallback or parts["geometry"] <= FALLBACK_CAP:
         c = min(c, FALLBACK_CAP)
     return float(np.clip(c, 0, 1))

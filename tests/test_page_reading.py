@@ -292,14 +292,18 @@ def test_confidence_calibration_fits_the_evidence_and_keeps_the_fallback_cap(tmp
     assert max(c for p in recalibrated(fallback, cal) for c in p.lead_conf.values()) <= 0.3
 
 
-def test_pulse_evidence_says_whether_gain_and_speed_were_confirmed():
+def test_pulse_evidence_says_whether_the_gain_was_read_from_the_pulses():
     from ecgml.digitize import Geometry, pulse_evidence
     from ecgml.page import PageMap
     from ecgml.verdict import PULSE_UNSEEN
 
     lay = make_layout("3x4+1R")
     pm = PageMap(np.eye(3), (1000, 800), lay.paper_mm)
-    assert pulse_evidence(Geometry(pm, lay, 0.9, "estimated", {"pulse_rows": 4})) == 1.0
+    read = {"pulse_rows": 4, "pulses": {"gain_read": True, "gain_mm_mv": 20.0}}
+    assert pulse_evidence(Geometry(pm, lay, 0.9, "estimated", read)) == 1.0
+    # pulse-like marks whose heights did not give a gain: the gain is assumed
+    unread = {"pulse_rows": 4, "pulses": {"gain_read": False, "why": "pulses disagree"}}
+    assert pulse_evidence(Geometry(pm, lay, 0.9, "estimated", unread)) == PULSE_UNSEEN
     assert pulse_evidence(Geometry(pm, lay, 0.9, "estimated", {"pulse_rows": 0})) == PULSE_UNSEEN
     assert pulse_evidence(Geometry(pm, lay, 0.2, "fallback: no ECG grid found", {})) == PULSE_UNSEEN
     assert pulse_evidence(Geometry(pm, lay, 1.0, "given")) == 1.0

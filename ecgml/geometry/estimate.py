@@ -40,9 +40,10 @@ from ecgml.geometry.orient import (
 )
 from ecgml.geometry.panels import find_panels
 from ecgml.geometry.paper import paper_box
+from ecgml.geometry.pulses import read_pulses
 from ecgml.geometry.refine import MAX_EXTENT_MM, TILE_MM, Extent, FrameMap, rectify, refine
 from ecgml.images import MIN_SIDE_PX
-from ecgml.layout import LETTER_MM, PageLayout, make_layout
+from ecgml.layout import LETTER_MM, PageLayout, make_layout, with_gain
 from ecgml.page import PageMap, apply_homography
 
 MIN_SHORT_SIDE = MIN_SIDE_PX  # the loader's minimum: every step agrees on one
@@ -371,6 +372,10 @@ def _estimate(image: np.ndarray, path: str | Path | None, work_long_side: int, t
     if gapped is not layout:
         diag["column_gaps"] = True
         layout = gapped
+    pulses = read_pulses(mask, rows, ext_up, ORIENT_PPM)
+    diag["pulses"] = pulses.to_json()
+    if pulses.gain_mm_mv is not None:
+        layout = with_gain(layout, pulses.gain_mm_mv, pulses.chest_gain_mm_mv)
     # the lattice has its lines on whole mm of the frame; on paper they lie GRID_SHIFT_MM right and down
     a = np.array([[1, 0, tx + GRID_SHIFT_MM], [0, 1, ty + GRID_SHIFT_MM], [0, 0, 1.0]]) @ rot(ori.k)
     page_map = _frame_to_paper_map(fmap, a, scale, (w0, h0))

@@ -319,17 +319,20 @@ def turned_extent(k: int, ext: tuple[float, float, float, float]) -> tuple[float
 
 PULSE_MM = (5.0, 10.0)  # standard calibration pulse: 0.2 s at 25 mm/s wide, 1 mV at 10 mm/mV tall
 PULSE_MIN_SCORE = 0.45
+# heights looked for: 1 mV at 10, 20 and 5 mm/mV (a 20 mm pulse's top part passes for a 10 mm pulse 10 mm
+# above the baseline, and a 10 mm pulse turned upside down for a 5 mm one: `taller` rejects both)
+PULSE_HEIGHTS_MM = (10.0, 20.0, 5.0)
 LONE_PULSE_WEIGHT = 2.0  # votes a single pulse-shaped mark adds to the upright score of its turn
 TICK_ON, TICK_GAIN = 0.8, 0.3  # median tick strength that marks the cell boundaries; margin over the snap
 
 
-def _pulse_template(ppm: float) -> tuple[np.ndarray, int]:
+def _pulse_template(ppm: float, h_mm: float = PULSE_MM[1]) -> tuple[np.ndarray, int]:
     """Matched filter of a calibration pulse: +1 on the three strokes of an open box (up, across, down)
     and on the trace leaving its right foot, -1 inside it, below its open foot and left of it.
 
     Returns the template and the row of the baseline inside it.
     """
-    w, h = int(round(PULSE_MM[0] * ppm)), int(round(PULSE_MM[1] * ppm))
+    w, h = int(round(PULSE_MM[0] * ppm)), int(round(h_mm * ppm))
     pad = int(round(1.0 * ppm))
     s = max(1, int(round(0.5 * ppm)))
     run = int(round(3.0 * ppm))  # trace after the pulse
@@ -358,17 +361,26 @@ def _pulse_template(ppm: float) -> tuple[np.ndarray, int]:
 def find_pulses(mask: np.ndarray, ppm: float) -> list[tuple[float, float, float]]:
     """Calibration pulses in an upright ink mask: (score, left x px, baseline y px), strongest first.
 
-    Candidates from the matched filter, each then checked part by part: both vertical strokes and the
-    top present, the inside and the open foot empty (a straight line or a QRS alone cannot pass).
+    Candidates from the matched filter of each height in PULSE_HEIGHTS_MM, each then checked part by
+    part: both vertical strokes and the top present, the inside and the open foot empty (a straight line
+    or a QRS alone cannot pass), and the strokes ending at the foot (else it is the top of a taller pulse).
     """
-    t, base = _pulse_template(ppm)
-    if mask.shape[0] < t.shape[0] or mask.shape[1] < t.shape[1]:
-        return []
     f = cv2.GaussianBlur(mask.astype(np.float32), (0, 0), 0.6)
     np.minimum(f, 1.0, out=f)
+    out = []
+    for h_mm in PULSE_HEIGHTS_MM:
+        out += _pulses_of_height(f, ppm, h_mm)
+    out.sort(key=lambda p: -p[0])
+    return out
+
+
+def _pulses_of_height(f: np.ndarray, ppm: float, h_mm: float) -> list[tuple[float, float, float]]:
+    t, base = _pulse_template(ppm, h_mm)
+    if f.shape[0] < t.shape[0] or f.shape[1] < t.shape[1]:
+        return []
     sc = cv2.matchTemplate(f, t, cv2.TM_CCORR)
     pad = int(round(1.0 * ppm))
-    w, h = int(round(PULSE_MM[0] * ppm)), int(round(PULSE_MM[1] * ppm))
+    w, h = int(round(PULSE_MM[0] * ppm)), int(round(h_mm * ppm))
     s = max(1, int(round(0.5 * ppm)))
     k = max(3, int(6 * ppm) | 1)
     peaks = (sc == cv2.dilate(sc, np.ones((k, k), np.uint8))) & (sc > PULSE_MIN_SCORE)
@@ -386,9 +398,32 @@ def find_pulses(mask: np.ndarray, ppm: float) -> list[tuple[float, float, float]
         foot = c[h + s : h + 3 * s, 3 * s : w - s].mean()
         if min(lft, rgt, tp) < 0.6 or inside > 0.15 or foot > 0.25:
             continue
+        if taller(f, left, top + h, w, ppm):
+            continue  # the top part of a taller pulse (found by its own height): its foot is no baseline
         out.append((float((lft + rgt + tp) / 3 - inside - foot), float(left), float(y + base)))
-    out.sort(key=lambda p: -p[0])
     return out
+
+
+def stroke_ends(f: np.ndarray, left: int, foot: int, w: int, ppm: float) -> tuple[int, int]:
+    """How far (px) below `foot` the left and right strokes of a pulse-shaped match go on (1 px gaps
+    bridged): a pulse's strokes end in its baseline (about half a stroke below), those of a taller
+    pulse's top part go on to its foot."""
+    s = max(1, int(round(0.5 * ppm)))
+    out = []
+    for c0 in (left, left + w):
+        col = f[:, max(0, c0 - s) : c0 + s + 1].max(axis=1) if 0 <= c0 < f.shape[1] else np.zeros(0)
+        y, gap = foot, 0
+        while y + 1 < len(col) and gap <= 1:
+            y += 1
+            gap = 0 if col[y] > 0.5 else gap + 1
+        out.append(max(0, y - gap - foot))
+    return out[0], out[1]
+
+
+def taller(f: np.ndarray, left: int, foot: int, w: int, ppm: float) -> bool:
+    """Both strokes of a pulse-shaped match go on more than 2 mm below its foot: the match is the top
+    part of a taller (20 mm/mV) pulse, and its foot is not the row's baseline."""
+    return min(stroke_ends(f, left, foot, w, ppm)) > 2.0 * ppm
 
 
 def _aligned(pulses: list[tuple[float, float, float]], ppm: float) -> list[tuple[float, float, float]]:

@@ -1,0 +1,116 @@
+"""The page's gain read from its calibration pulses: pages the project's renderer draws at 5, 10, 20 mm/mV
+and mixed (limb 10, chest 5) come out at their gain, with the right amplitudes; a page without pulses
+keeps 10 mm/mV and says it was assumed."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from ecgml.digitize import Geometry, classical_digitizer, estimate_geometry, gain_source, pulse_evidence
+from ecgml.geometry.pulses import page_gain, snap_gain
+from ecgml.records import LEADS, Record, read_wfdb, resample
+from ecgml.render.layouts import build_layout, parse_layout
+from ecgml.render.page import draw_page
+from ecgml.render.presets import render
+from ecgml.render.style import kaggle_style
+from ecgml.verdict import PULSE_UNSEEN
+
+RECORD = Path(__file__).parent.parent / "data" / "records" / "cpsc2018_challenge2020" / "A0007"
+GAINS = {"5": (5.0, 0.0), "10": (10.0, 0.0), "20": (20.0, 0.0), "mixed": (10.0, 5.0)}
+
+
+@pytest.fixture(scope="module")
+def record() -> Record:
+    return resample(read_wfdb(RECORD).window(0, 10), 500, 5000)
+
+
+@pytest.fixture(scope="module")
+def pages(record: Record) -> dict[str, np.ndarray]:
+    """Clean Kaggle-style 3x4+1R pages at each gain (pulses on every row)."""
+    return {g: render(record, "0001", 14, gain=g).image for g in GAINS}
+
+
+@pytest.fixture(scope="module")
+def no_pulse_page(record: Record) -> np.ndarray:
+    """The same page at 10 mm/mV drawn without any calibration pulse."""
+    lay = build_layout(parse_layout("3x4+1R"), gain="10", pulse_rows=[])
+    return draw_page(record, lay, kaggle_style(np.random.default_rng(14)), 200 / 25.4).image
+
+
+def _pulse(h: float, right: float | None = None, score: float = 0.8) -> dict:
+    step = right if right is not None and right != h else 0.0
+    return {"row": 0, "side": "left", "score": score, "shape": [5.0, h, step], "height_mm": h,
+            "right_mm": right or h, "width_mm": 5.0}  # fmt: skip
+
+
+def test_page_gain_needs_agreeing_standard_pulses():
+    assert page_gain([_pulse(20.0), _pulse(20.0)]).gain_mm_mv == 20.0
+    mixed = page_gain([_pulse(10.0, 5.0), _pulse(10.0)])
+    assert (mixed.gain_mm_mv, mixed.chest_gain_mm_mv) == (10.0, 5.0)
+    rows_10_and_5 = page_gain([_pulse(10.0), _pulse(5.0)])
+    assert (rows_10_and_5.gain_mm_mv, rows_10_and_5.chest_gain_mm_mv) == (10.0, 5.0)
+    assert page_gain([_pulse(20.0), _pulse(5.0)]).gain_mm_mv is None  # disagree: not read
+    assert page_gain([_pulse(20.0, score=0.5)]).gain_mm_mv is None  # one weak mark is no evidence
+    none = page_gain([])
+    assert none.gain_mm_mv is None and "no calibration pulse" in none.why
+    assert snap_gain(19.0) == 20.0 and snap_gain(4.6) == 5.0 and snap_gain(14.0) is None
+
+
+@pytest.mark.parametrize("gain", list(GAINS))
+def test_geometry_reads_the_gain_from_the_pulses(pages, gain):
+    geo = estimate_geometry(pages[gain])
+    assert geo.source == "estimated"
+    assert geo.diagnostics["pulses"]["gain_read"], geo.diagnostics["pulses"]
+    limb, chest = GAINS[gain]
+    assert geo.layout.gain_mm_mv == limb
+    assert (geo.layout.chest_gain_mm_mv or limb) == (chest or limb)
+    v1 = next(c for c in geo.layout.cells if c.lead == "V1")
+    assert geo.layout.cell_gain(v1) == (chest or limb)
+    assert gain_source(geo) == "pulse" and pulse_evidence(geo) == 1.0
+
+
+def test_a_page_without_pulses_keeps_10_and_says_assumed(no_pulse_page):
+    geo = estimate_geometry(no_pulse_page)
+    assert geo.source == "estimated"
+    assert not geo.diagnostics["pulses"]["gain_read"]
+    assert geo.layout.gain_mm_mv == 10.0
+    assert gain_source(geo) == "assumed" and pulse_evidence(geo) == PULSE_UNSEEN
+    given = Geometry(geo.page_map, geo.layout, 1.0, "given")
+    assert gain_source(given) == "given"
+
+
+def _amplitude_ratio(record: Record, out: np.ndarray, leads: list[str]) -> float:
+    """Median over `leads` of the output's std over the truth's, where both are finite."""
+    ratios = []
+    for lead in leads:
+        j = LEADS.index(lead)
+        ok = np.isfinite(out[:, j])
+        if ok.sum() > 200:
+            ratios.append(np.std(out[ok, j]) / np.std(record.signal[ok, j]))
+    return float(np.median(ratios))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("gain", ["20", "5", "mixed"])
+def test_digitized_amplitudes_follow_the_read_gain(record, pages, gain):
+    res = classical_digitizer().digitize_image(pages[gain], 500, f"A0007-{gain}.png")
+    cal = res.to_json()["calibration"]
+    limb, chest = GAINS[gain]
+    assert cal["gain_source"] == "pulse"
+    assert (cal["gain_mm_mv"], cal["chest_gain_mm_mv"]) == (limb, chest or limb)
+    out = res.record.signal
+    # read at the assumed 10 mm/mV these would come out at gain / 10 (2.0 at 20, 0.5 at 5 and mixed chest)
+    assert 0.85 <= _amplitude_ratio(record, out, ["I", "II", "III", "aVR", "aVL", "aVF"]) <= 1.15
+    assert 0.85 <= _amplitude_ratio(record, out, ["V1", "V2", "V3", "V4", "V5", "V6"]) <= 1.15
+    assert not any("gain not read" in w for w in res.report.warnings)
+
+
+@pytest.mark.slow
+def test_digitized_page_without_pulses_warns_gain_assumed(no_pulse_page):
+    res = classical_digitizer().digitize_image(no_pulse_page, 500, "A0007-nopulse.png")
+    cal = res.to_json()["calibration"]
+    assert cal["gain_source"] == "assumed" and cal["gain_mm_mv"] == 10.0
+    assert any("gain not read from the page" in w and "assumed 10 mm/mV" in w for w in res.report.warnings)
