@@ -358,17 +358,19 @@ def _pulse_template(ppm: float, h_mm: float = PULSE_MM[1]) -> tuple[np.ndarray, 
     return t, pad + h
 
 
-def find_pulses(mask: np.ndarray, ppm: float) -> list[tuple[float, float, float]]:
+def find_pulses(
+    mask: np.ndarray, ppm: float, heights: tuple[float, ...] = PULSE_HEIGHTS_MM
+) -> list[tuple[float, float, float]]:
     """Calibration pulses in an upright ink mask: (score, left x px, baseline y px), strongest first.
 
-    Candidates from the matched filter of each height in PULSE_HEIGHTS_MM, each then checked part by
+    Candidates from the matched filter of each of `heights` (mm), each then checked part by
     part: both vertical strokes and the top present, the inside and the open foot empty (a straight line
     or a QRS alone cannot pass), and the strokes ending at the foot (else it is the top of a taller pulse).
     """
     f = cv2.GaussianBlur(mask.astype(np.float32), (0, 0), 0.6)
     np.minimum(f, 1.0, out=f)
     out = []
-    for h_mm in PULSE_HEIGHTS_MM:
+    for h_mm in heights:
         out += _pulses_of_height(f, ppm, h_mm)
     out.sort(key=lambda p: -p[0])
     return out
@@ -569,10 +571,16 @@ def _orient(
     them: the axis along which ink piles up in rows, then the upright score.
     """
     mask = ink_mask(ink_r, paper, ppm, ext[0], ext[1])
-    found = []
-    for k in range(4):
-        m = np.ascontiguousarray(np.rot90(mask, k=-k))  # clockwise k quarter turns = rot(k) of frame mm
-        found.append(_aligned(find_pulses(m, ppm), ppm))
+    turns = [np.ascontiguousarray(np.rot90(mask, k=-k)) for k in range(4)]  # k clockwise = rot(k) of frame
+    # standard (10 mm) pulses first: only a page without a stack of them is searched for 20 and 5 mm ones
+    marks = [find_pulses(m, ppm, PULSE_HEIGHTS_MM[:1]) for m in turns]
+    found = [_aligned(c, ppm) for c in marks]
+    if max(len(f) for f in found) < 2:
+        marks = [
+            sorted(c + find_pulses(m, ppm, PULSE_HEIGHTS_MM[1:]), key=lambda p: -p[0])
+            for c, m in zip(marks, turns, strict=True)
+        ]
+        found = [_aligned(c, ppm) for c in marks]
     # evidence per turn: the summed scores of the aligned pulses
     ev = [sum(p[0] for p in f) if len(f) >= 2 else 0.0 for f in found]
     kbest = int(np.argmax(ev))
