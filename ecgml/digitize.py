@@ -386,8 +386,7 @@ def _report(
         asm.confidence, share, shown, geo_f, lay_f, asm.agreement, fallback, load_calibration(), lay_parts,
         pulse_evidence(geo),
     )  # fmt: skip
-    if gain_warning(geo):
-        report.warnings.append(gain_warning(geo))
+    report.warnings += [w for w in (gain_warning(geo), speed_warning(geo)) if w]
     return report
 
 
@@ -400,9 +399,29 @@ def gain_source(geo: Geometry) -> str:
 
 
 def pulse_evidence(geo: Geometry) -> float:
-    """1 when the gain was read from the page's calibration pulses (or the geometry was given), else
-    PULSE_UNSEEN (`ecgml.verdict`): an assumed gain is wrong on pages printed at 5 or 20 mm/mV."""
-    return 1.0 if gain_source(geo) != "assumed" else PULSE_UNSEEN
+    """1 when the gain was read from the page's calibration pulses and they are as wide as 0.2 s at the
+    assumed 25 mm/s (or the geometry was given), else PULSE_UNSEEN (`ecgml.verdict`): an assumed gain is
+    wrong on pages printed at 5 or 20 mm/mV, and a wider pulse says the speed may not be 25 mm/s."""
+    src = gain_source(geo)
+    if src == "given":
+        return 1.0
+    return 1.0 if src == "pulse" and speed_consistent(geo) else PULSE_UNSEEN
+
+
+def speed_consistent(geo: Geometry) -> bool:
+    """The measured pulse width fits 0.2 s at the layout's (assumed) speed (`geometry.pulses`)."""
+    return bool(geo.diagnostics.get("pulses", {}).get("speed_consistent", False))
+
+
+def speed_warning(geo: Geometry) -> str:
+    """The page's warning when its pulses are read but not as wide as 0.2 s at the assumed speed, else ""."""
+    if gain_source(geo) != "pulse" or speed_consistent(geo):
+        return ""
+    w = geo.diagnostics.get("pulses", {}).get("pulse_width_mm")
+    return (
+        f"calibration pulse {w} mm wide, not 0.2 s at the assumed {geo.layout.speed_mm_s:g} mm/s: the page "
+        "may run at another speed (speed is not read from the page)"
+    )
 
 
 def gain_warning(geo: Geometry) -> str:

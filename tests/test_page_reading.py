@@ -299,8 +299,11 @@ def test_pulse_evidence_says_whether_the_gain_was_read_from_the_pulses():
 
     lay = make_layout("3x4+1R")
     pm = PageMap(np.eye(3), (1000, 800), lay.paper_mm)
-    read = {"pulse_rows": 4, "pulses": {"gain_read": True, "gain_mm_mv": 20.0}}
+    read = {"pulse_rows": 4, "pulses": {"gain_read": True, "gain_mm_mv": 20.0, "speed_consistent": True}}
     assert pulse_evidence(Geometry(pm, lay, 0.9, "estimated", read)) == 1.0
+    # gain read, but a pulse 20 mm wide (0.4 s at 50 mm/s) leaves the assumed 25 mm/s unconfirmed
+    wide = {"pulse_rows": 4, "pulses": {"gain_read": True, "gain_mm_mv": 10.0, "speed_consistent": False}}
+    assert pulse_evidence(Geometry(pm, lay, 0.9, "estimated", wide)) == PULSE_UNSEEN
     # pulse-like marks whose heights did not give a gain: the gain is assumed
     unread = {"pulse_rows": 4, "pulses": {"gain_read": False, "why": "pulses disagree"}}
     assert pulse_evidence(Geometry(pm, lay, 0.9, "estimated", unread)) == PULSE_UNSEEN

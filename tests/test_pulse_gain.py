@@ -9,7 +9,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ecgml.digitize import Geometry, classical_digitizer, estimate_geometry, gain_source, pulse_evidence
+from ecgml.digitize import (
+    Geometry,
+    classical_digitizer,
+    estimate_geometry,
+    gain_source,
+    pulse_evidence,
+    speed_warning,
+)
 from ecgml.geometry.pulses import page_gain, snap_gain
 from ecgml.records import LEADS, Record, read_wfdb, resample
 from ecgml.render.layouts import build_layout, parse_layout
@@ -114,3 +121,15 @@ def test_digitized_page_without_pulses_warns_gain_assumed(no_pulse_page):
     cal = res.to_json()["calibration"]
     assert cal["gain_source"] == "assumed" and cal["gain_mm_mv"] == 10.0
     assert any("gain not read from the page" in w and "assumed 10 mm/mV" in w for w in res.report.warnings)
+
+
+def test_a_50_mm_s_page_keeps_its_speed_unconfirmed(record):
+    """The renderer draws 0.4 s pulses at 50 mm/s (20 mm wide): the gain is read, the speed is not, and
+    the pulse does not count as confirming the page's calibration."""
+    lay = build_layout(parse_layout("3x4+1R"), speed_mm_s=50, gain="10", x0_mm=30.0)
+    geo = estimate_geometry(draw_page(record, lay, kaggle_style(np.random.default_rng(14)), 200 / 25.4).image)
+    p = geo.diagnostics["pulses"]
+    assert p["gain_read"] and p["gain_mm_mv"] == 10.0
+    assert abs(p["pulse_width_mm"] - 20.0) <= 1.0 and not p["speed_consistent"]
+    assert pulse_evidence(geo) == PULSE_UNSEEN
+    assert "may run at another speed" in speed_warning(geo)

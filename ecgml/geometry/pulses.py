@@ -24,6 +24,7 @@ from ecgml.geometry.orient import PULSE_MIN_SCORE, Rows, taller
 GAINS_MM_MV = (5.0, 10.0, 20.0)  # the standard gains a pulse may show (1 mV tall)
 MIXED = (10.0, 5.0)  # limb, chest mm/mV: the one mixed setting carts print (a step pulse)
 WIDTHS_MM = (5.0, 10.0, 20.0)  # 0.2 s at 25 mm/s; 0.4 s at 25, or 0.2 s at 50; 0.4 s at 50 mm/s
+STANDARD_WIDTH_MM = 5.0  # 0.2 s at 25 mm/s
 # a measured height within this share of a standard one is that one (the grid fixes mm to < 1 %; the ink
 # raster's 0.25 mm px and the stroke width leave ~0.5 mm): 20 % keeps 5/10/20 far apart
 SNAP_TOL = 0.2
@@ -47,12 +48,19 @@ class PulseReading:
     def read(self) -> bool:
         return self.gain_mm_mv is not None
 
+    @property
+    def speed_consistent(self) -> bool:
+        """The pulses are as wide as 0.2 s at the assumed 25 mm/s (else the page may run at another speed:
+        0.4 s at 50 mm/s is 20 mm)."""
+        return self.width_mm is not None and abs(self.width_mm - STANDARD_WIDTH_MM) <= 1.0
+
     def to_json(self) -> dict[str, Any]:
         return {
             "gain_read": self.read,
             "gain_mm_mv": self.gain_mm_mv,
             "chest_gain_mm_mv": self.chest_gain_mm_mv,
             "pulse_width_mm": self.width_mm,
+            "speed_consistent": self.speed_consistent,
             "n_pulses": len(self.pulses),
             "pulses": self.pulses,
             "why": self.why,
