@@ -27,8 +27,9 @@ from ecgml.atomic import atomic_path
 from ecgml.ecg_page import PageEvidence, ink_curves, not_an_ecg_page, page_evidence
 from ecgml.errors import EcgmlError
 from ecgml.geometry.canonical import CanonicalPage, canonical_page
+from ecgml.geometry.pulses import SNAP_TOL
 from ecgml.images import load_image
-from ecgml.layout import LETTER_MM, PageLayout, lead_window, make_layout
+from ecgml.layout import LETTER_MM, Cell, PageLayout, lead_window, make_layout
 from ecgml.layout_family import tick_strength
 from ecgml.layout_solve import Solved, lead_layout_parts
 from ecgml.layout_solve import solve as solve_layout
@@ -384,7 +385,7 @@ def _report(
     fallback = geo.source.startswith("fallback")
     report = lead_report(
         asm.confidence, share, shown, geo_f, lay_f, asm.agreement, fallback, load_calibration(), lay_parts,
-        pulse_evidence(geo),
+        lead_pulse_evidence(geo),
     )  # fmt: skip
     report.warnings += [w for w in (gain_warning(geo), speed_warning(geo)) if w]
     return report
@@ -406,6 +407,35 @@ def pulse_evidence(geo: Geometry) -> float:
     if src == "given":
         return 1.0
     return 1.0 if src == "pulse" and speed_consistent(geo) else PULSE_UNSEEN
+
+
+ROW_PULSE_MM = 3.0  # a pulse calibrates the cells whose baseline lies this close to its foot
+
+
+def lead_pulse_evidence(geo: Geometry) -> dict[str, float]:
+    """Per lead: `pulse_evidence` of the page, kept at 1 only for a lead whose own gain a measured pulse
+    shows - a pulse on one of its rows as tall as its cell's gain (a step pulse: its left half for limb
+    leads, its right half for chest leads), or, on a page of one gain, pulses on rows of both limb and
+    chest leads. A mixed page whose chest rows' pulses were missed is read at 10 mm/mV throughout: its
+    chest leads' gain is then not confirmed."""
+    page = pulse_evidence(geo)
+    leads = sorted({c.lead for c in geo.layout.cells})
+    if page < 1.0 or geo.source == "given":
+        return dict.fromkeys(leads, page)
+    lay = geo.layout
+    pulses = geo.diagnostics.get("pulses", {}).get("pulses", [])
+
+    def shows(c: Cell, q: dict[str, Any]) -> bool:
+        if abs(float(q.get("baseline_mm", -1e9)) - c.baseline_mm) > ROW_PULSE_MM:
+            return False
+        h = float(q["right_mm"] if q["shape"][2] > 0 and c.lead.startswith("V") else q["height_mm"])
+        return abs(h - lay.cell_gain(c)) <= SNAP_TOL * lay.cell_gain(c)
+
+    on_row = {c.lead for c in lay.cells if any(shows(c, q) for q in pulses)}
+    kinds = {c.lead.startswith("V") for c in lay.cells if c.lead in on_row}
+    if not lay.chest_gain_mm_mv and kinds == {True, False}:
+        return dict.fromkeys(leads, 1.0)
+    return {lead: 1.0 if lead in on_row else PULSE_UNSEEN for lead in leads}
 
 
 def speed_consistent(geo: Geometry) -> bool:

@@ -132,13 +132,13 @@ def lead_report(
     fallback: bool = False,
     calibration: dict[str, Any] | None = None,
     layout_parts: dict[str, dict[str, float]] | None = None,
-    pulse: float = 1.0,
+    pulse: float | dict[str, float] = 1.0,
 ) -> LeadReport:
     """Combine the evidence per lead (calibrated, see `calibrate`). `shown`: leads the layout places on
     the page; `fallback`: geometry did not find the page (no lead can then be confident);
     `layout_parts`: per lead, the layout factor by kind (LAYOUT_KINDS; missing kinds count as 1);
-    `pulse`: 1 when a standard calibration pulse confirms gain and speed, else PULSE_UNSEEN (evidence for
-    the calibration only: the raw product does not take it)."""
+    `pulse`: 1 when a calibration pulse confirms gain and speed, else PULSE_UNSEEN, for the page or per
+    lead (evidence for the calibration only: the raw product does not take it)."""
     agreement = agreement or {}
     status, conf, parts = {}, {}, {}
     for lead in LEADS:
@@ -154,7 +154,7 @@ def lead_report(
         parts[lead].update(agreement=ag, raw=raw)
         kinds = (layout_parts or {}).get(lead, {})
         parts[lead].update({k: float(kinds.get(k, 1.0)) for k in LAYOUT_KINDS})
-        parts[lead]["pulse"] = float(pulse)
+        parts[lead]["pulse"] = float(pulse.get(lead, 1.0) if isinstance(pulse, dict) else pulse)
         if share < MIN_READ_SHARE:
             status[lead], conf[lead] = "unreadable", 0.0
             continue

@@ -133,3 +133,38 @@ def test_a_50_mm_s_page_keeps_its_speed_unconfirmed(record):
     assert abs(p["pulse_width_mm"] - 20.0) <= 1.0 and not p["speed_consistent"]
     assert pulse_evidence(geo) == PULSE_UNSEEN
     assert "may run at another speed" in speed_warning(geo)
+
+
+def _geo_with_pulses(layout, rows: list[int], heights: tuple[float, float]) -> Geometry:
+    """A geometry whose pulse reading found pulses of `heights` (left, right mm) on these layout rows."""
+    from ecgml.page import PageMap
+
+    base = layout.row_baselines()
+    step = heights[1] if heights[1] != heights[0] else 0.0
+    pulses = [
+        {"row": r, "side": "left", "score": 0.9, "shape": [5.0, heights[0], step], "height_mm": heights[0],
+         "right_mm": heights[1], "width_mm": 5.0, "baseline_mm": base[r] + 0.5}
+        for r in rows
+    ]  # fmt: skip
+    diag = {"pulses": {"gain_read": True, "speed_consistent": True, "pulses": pulses}}
+    return Geometry(PageMap(np.eye(3), (1000, 800), layout.paper_mm), layout, 0.9, "estimated", diag)
+
+
+def test_a_lead_gets_pulse_evidence_only_where_a_pulse_shows_its_gain():
+    from ecgml.digitize import lead_pulse_evidence
+    from ecgml.layout import make_layout, with_gain
+
+    twelve = make_layout("12x1")  # rows I..aVF then V1..V6, read at 10 mm/mV
+    # pulses only on limb rows: a mixed page whose chest pulses were missed looks like this
+    ev = lead_pulse_evidence(_geo_with_pulses(twelve, [0, 1, 2], (10.0, 10.0)))
+    assert ev["I"] == 1.0 and ev["aVF"] == PULSE_UNSEEN and ev["V3"] == PULSE_UNSEEN
+    # a limb row and a chest row at the same height: one gain for the page, every lead confirmed
+    ev = lead_pulse_evidence(_geo_with_pulses(twelve, [0, 8], (10.0, 10.0)))
+    assert set(ev.values()) == {1.0}
+    # a mixed 3x4 page with step pulses on every row: limb at 10, chest at 5, each confirmed
+    mixed = with_gain(make_layout("3x4+1R"), 10.0, 5.0)
+    assert set(lead_pulse_evidence(_geo_with_pulses(mixed, [0, 1, 2, 3], (10.0, 5.0))).values()) == {1.0}
+    # the same page read at 10 throughout while its pulses step down: chest leads not confirmed
+    flat = make_layout("3x4+1R")
+    ev = lead_pulse_evidence(_geo_with_pulses(flat, [0, 1, 2, 3], (10.0, 5.0)))
+    assert ev["I"] == 1.0 and ev["V1"] == PULSE_UNSEEN

@@ -373,6 +373,8 @@ def _estimate(image: np.ndarray, path: str | Path | None, work_long_side: int, t
         diag["column_gaps"] = True
         layout = gapped
     pulses = read_pulses(mask, rows, ext_up, ORIENT_PPM)
+    for q in pulses.pulses:  # each pulse's baseline on paper: which layout row (and leads) it calibrates
+        q["baseline_mm"] = round(float(rows.centres[q["row"]] + ty), 2)
     diag["pulses"] = pulses.to_json()
     if pulses.gain_mm_mv is not None:
         layout = with_gain(layout, pulses.gain_mm_mv, pulses.chest_gain_mm_mv)
