@@ -24,8 +24,8 @@ import numpy as np
 
 from ecgml.assemble import Assembly, assemble, competition_segments, einthoven_fill, fallback_segments
 from ecgml.atomic import atomic_path
-from ecgml.ecg_page import PageEvidence, ink_curves, not_an_ecg_page, page_evidence
-from ecgml.errors import EcgmlError
+from ecgml.ecg_page import PageEvidence, ink_curves, not_an_ecg_page, page_evidence, unread_ecg_reason
+from ecgml.errors import GRID_NO_ROWS, EcgmlError
 from ecgml.geometry.canonical import CanonicalPage, canonical_page
 from ecgml.geometry.pulses import SNAP_TOL
 from ecgml.images import load_image
@@ -269,7 +269,10 @@ class Digitizer:
         t3 = time.perf_counter()
         readable = _readable_fraction(traces)
         if readable < MIN_READ_FRACTION:
-            raise EcgmlError(path, f"not an ECG page: no trace found ({readable:.0%} of columns readable)")
+            why = f"no trace found ({readable:.0%} of columns readable)"
+            ev = PageEvidence(not geo.source.startswith("fallback"), 0.0, 0.0, 0.0)
+            ev.curves, ev.curve_beats = ink_curves(image, neutral=ev.grid)
+            raise EcgmlError(path, unread_ecg_reason(ev, why) or f"not an ECG page: {why}")
         page_ev = self.check_ecg_page(image, traces, geo, path)
         t_solve = time.perf_counter()
 
@@ -315,9 +318,13 @@ class Digitizer:
         a grid, the image's own ink is looked at too before the page is refused (`ink_curves`)."""
         fallback = geo.source.startswith("fallback")
         ev = page_evidence(traces, geo.layout.cells, geo.layout.speed_mm_s, grid=not fallback)
-        if not_an_ecg_page(ev) and fallback:
-            ev.curves, ev.curve_beats = ink_curves(image)
+        if not_an_ecg_page(ev):
+            ev.curves, ev.curve_beats = ink_curves(image, neutral=not fallback)
         why = not_an_ecg_page(ev)
+        if why and not fallback:  # a grid, its cells bare: the trace may be there, the page misplaced
+            raise EcgmlError(path, unread_ecg_reason(ev, why) or f"not an ECG page: {why}")
+        if why and GRID_NO_ROWS in geo.source:  # geometry saw the grid: the flat guess's "no grid" is wrong
+            why = f"an ECG-like grid with no trace rows found on it ({why.split('(', 1)[-1]}"
         if why:
             raise EcgmlError(path, f"not an ECG page: {why}")
         return ev

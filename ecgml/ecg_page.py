@@ -157,6 +157,20 @@ def not_an_ecg_page(ev: PageEvidence) -> str:
     return ""
 
 
+def unread_ecg_reason(ev: PageEvidence, why: str) -> str:
+    """Why a page whose own ink shows ECG rows (`ink_curves` in `ev`) was not read; "" when it does not.
+
+    The cells the layout placed hold no readable trace (`why`), but the image has long wavy curves side
+    by side whose steep parts line up: the trace is there and the page was misplaced (wrong layout,
+    rows or turn). Saying "no trace" would send the user looking for a problem the page does not have."""
+    if ev.curves < MIN_CURVES or ev.curve_beats < CURVES_AT:
+        return ""
+    return (
+        f"ECG trace seen ({ev.curves} trace rows in the image, beats aligned {ev.curve_beats:.2f}) but the "
+        f"page could not be placed: the leads were looked for where there is no trace ({why})"
+    )
+
+
 def _centre_line(mask: np.ndarray) -> np.ndarray:
     """Mean ink row of each column of one curve's mask (gaps interpolated)."""
     count = mask.sum(axis=0)
@@ -183,11 +197,15 @@ def _curve_envelope(mask: np.ndarray) -> np.ndarray:
     return env / max(float(np.percentile(env, 98)), 1e-6)
 
 
-def ink_curves(image: np.ndarray) -> tuple[int, float]:
+def ink_curves(image: np.ndarray, neutral: bool = False) -> tuple[int, float]:
     """(number of long thin curves side by side, median agreement of their steep parts), taking the
     better of the image as it is and turned a quarter: ECG rows are long, thin, wavy lines that span the
-    page, and their QRS spikes line up across the rows."""
-    grey = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY) if image.ndim == 3 else image
+    page, and their QRS spikes line up across the rows. `neutral`: only ink dark in every channel counts
+    (a page with a coloured grid, whose lines would join the traces into one net)."""
+    if image.ndim == 3:
+        grey = image.max(axis=2) if neutral else cv2.cvtColor(image, cv2.COLOR_RGB2GRAY)
+    else:
+        grey = image
     scale = INK_LONG_SIDE / max(grey.shape)
     small = cv2.resize(grey, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
     kernel = cv2.getStructuringElement(cv2.MORPH_RECT, (INK_KERNEL_PX, INK_KERNEL_PX))

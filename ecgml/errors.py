@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+# geometry found the page's grid but no trace row on it (callers tell this apart from "no grid")
+GRID_NO_ROWS = "no ECG trace found on the grid"
+
 
 class EcgmlError(Exception):
     """Bad input or an unrecoverable condition, always tied to the file it came from."""

@@ -16,7 +16,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from ecgml.errors import EcgmlError
+from ecgml.errors import GRID_NO_ROWS, EcgmlError
 from ecgml.geometry.canonical import canonical_page, chroma_columns
 from ecgml.geometry.gaps import gap_columns
 from ecgml.geometry.grid import (
@@ -35,6 +35,7 @@ from ecgml.geometry.orient import (
     orient,
     rot,
     snap,
+    thin_strokes,
     tick_phase,
     turned_extent,
 )
@@ -42,6 +43,7 @@ from ecgml.geometry.panels import find_panels
 from ecgml.geometry.paper import paper_box
 from ecgml.geometry.pulses import read_pulses
 from ecgml.geometry.refine import MAX_EXTENT_MM, TILE_MM, Extent, FrameMap, rectify, refine
+from ecgml.geometry.trace_ink import line_free_mask
 from ecgml.images import MIN_SIDE_PX
 from ecgml.layout import LETTER_MM, PageLayout, make_layout, with_gain
 from ecgml.page import PageMap, apply_homography
@@ -353,8 +355,17 @@ def _estimate(image: np.ndarray, path: str | Path | None, work_long_side: int, t
     ori, rows, mask = orient(
         ink_r.astype(np.float32) * (1 / 255), paper, valid, (e.x0, e.y0, e.x1, e.y1), ORIENT_PPM, turn
     )
+    if len(rows.centres) < 2:
+        # nothing clearly darker than the grid lines: a light trace on a dark grid (GE-style copies)
+        # is found by shape instead (`trace_ink`), and kept when it shows more rows
+        ink01 = ink_r.astype(np.float32) * (1 / 255)
+        alt = thin_strokes(line_free_mask(ink01, paper, ORIENT_PPM))
+        found = orient(ink01, paper, valid, (e.x0, e.y0, e.x1, e.y1), ORIENT_PPM, turn, alt)
+        if len(found[1].centres) > len(rows.centres):
+            ori, rows, mask = found
+            diag["trace_ink"] = "grid lines removed by shape"
     if len(rows.centres) == 0:
-        raise EcgmlError(path, "no ECG trace found on the grid")
+        raise EcgmlError(path, GRID_NO_ROWS)
     name = choose_layout(rows)
     tx, ty, layout, base_res = snap(rows, name)
     tx_snap = tx
@@ -412,6 +423,7 @@ def _estimate(image: np.ndarray, path: str | Path | None, work_long_side: int, t
         pulse_rows=int(rows.pulse.sum()),
         baseline_res_mm=round(base_res, 3),
         orient_margin=round(ori.upright_score, 3),
+        orient_from=str(rows.extras.get("from", "rows")),
         axis_ratio=round(ori.axis_score, 3),
         conf_parts={
             "grid": round(c_grid, 3),

@@ -108,7 +108,12 @@ def ink_mask(
     else:
         grid_level = float(np.percentile(v, 97))  # dense grid lines dominate the upper tail below the ink
         thr_px = float(np.clip(grid_level + 0.12, 0.3, 0.8))
-    m = ((ink > thr_px) & valid).astype(np.uint8)
+    return thin_strokes((ink > thr_px) & valid, ppm)
+
+
+def thin_strokes(mask: np.ndarray, ppm: float = ORIENT_PPM) -> np.ndarray:
+    """`mask` without thick dark regions and long straight lines: what is left can be pen strokes."""
+    m = mask.astype(np.uint8)
     k = max(3, int(round(2.5 * ppm)) | 1)  # strokes (even where pulse, QRS and ticks merge) are thinner
     thick = cv2.morphologyEx(m, cv2.MORPH_OPEN, cv2.getStructuringElement(cv2.MORPH_RECT, (k, k)))
     thick = cv2.dilate(thick, cv2.getStructuringElement(cv2.MORPH_RECT, (3, 3)))
@@ -288,6 +293,10 @@ def _rows(mask: np.ndarray, x0: float, y0: float, ppm: float, valid: np.ndarray 
     )
 
 
+WAVE_LO_MM, WAVE_HI_MM = 9.0, 16.0  # the band above and below a baseline where only tall waves reach
+WAVE_MIN_SPAN_MM = 2.0  # narrower than this (rows closer than ~22 mm): the row casts no wave vote
+
+
 def _upright_score(mask: np.ndarray, rows: Rows, ext: tuple[float, float, float, float], ppm: float) -> float:
     """Evidence (>0) that the raster (upright extent `ext` = x0, y0, x1, y1) is upright, not turned 180."""
     if len(rows.centres) == 0:
@@ -296,10 +305,19 @@ def _upright_score(mask: np.ndarray, rows: Rows, ext: tuple[float, float, float,
     score = 0.0
     # waves point up: tall R (and T) waves rise further above the baseline than Q/S waves dip below.
     # Only excursions beyond 9 mm count: lead labels sit 3-8 mm below (Kaggle) and would vote too.
+    # Each side looks at most halfway to the next row: closer rows (12x1, 6x1 pages at ~16 mm pitch)
+    # put the neighbour's trace in the window, and the first and last rows then voted the page turned.
+    cs = np.sort(rows.centres)
     for b, lft, rgt in zip(rows.centres, rows.left, rows.right, strict=True):
+        above, below = cs[cs < b], cs[cs > b]
+        reach_up = min(WAVE_HI_MM, 0.5 * (b - above.max())) if above.size else WAVE_HI_MM
+        reach_dn = min(WAVE_HI_MM, 0.5 * (below.min() - b)) if below.size else WAVE_HI_MM
+        reach = min(reach_up, reach_dn)
+        if reach - WAVE_LO_MM < WAVE_MIN_SPAN_MM:
+            continue  # rows too close to tell a wave from the neighbour
         bi = int((b - y0) * ppm)
         li, ri = max(0, int((lft - x0) * ppm)), int((rgt - x0) * ppm)
-        lo, hi = int(9 * ppm), int(16 * ppm)
+        lo, hi = int(WAVE_LO_MM * ppm), int(reach * ppm)
         up = mask[max(0, bi - hi) : max(0, bi - lo), li:ri]
         dn = mask[bi + lo : bi + hi, li:ri]
         fu = float(up.any(axis=0).mean()) if up.size else 0.0
@@ -322,6 +340,10 @@ PULSE_MIN_SCORE = 0.45
 # heights looked for: 1 mV at 10, 20 and 5 mm/mV (a 20 mm pulse's top part passes for a 10 mm pulse 10 mm
 # above the baseline, and a 10 mm pulse turned upside down for a 5 mm one: `taller` rejects both)
 PULSE_HEIGHTS_MM = (10.0, 20.0, 5.0)
+# votes for the image's own up (frame turn 0): photos and scans come upright far more often than not,
+# so a page is turned 180 degrees only on more evidence than this (a small copy whose rows are too close
+# for the wave votes had only the header vote, and ties went either way)
+IMAGE_UP_PRIOR = 1.0
 LONE_PULSE_WEIGHT = 2.0  # votes a single pulse-shaped mark adds to the upright score of its turn
 TICK_ON, TICK_GAIN = 0.8, 0.3  # median tick strength that marks the cell boundaries; margin over the snap
 
@@ -539,10 +561,12 @@ def orient(
     ext: tuple[float, float, float, float],
     ppm: float = ORIENT_PPM,
     turn: int = 0,
+    mask: np.ndarray | None = None,
 ) -> tuple[Orientation, Rows, np.ndarray]:
     """`_orient`, then `turn` more quarter turns when the caller has stronger evidence (the printed lead
-    names read upside down): the rows are then measured again on the page turned that way."""
-    ori, rows, m = _orient(ink_r, paper, inside, ext, ppm)
+    names read upside down): the rows are then measured again on the page turned that way. `mask`: the
+    trace ink when the caller found it otherwise (default `ink_mask`)."""
+    ori, rows, m = _orient(ink_r, paper, inside, ext, ppm, mask)
     if turn % 4 == 0:
         return ori, rows, m
     k = (ori.k + turn) % 4
@@ -559,6 +583,7 @@ def _orient(
     inside: np.ndarray,
     ext: tuple[float, float, float, float],
     ppm: float = ORIENT_PPM,
+    mask: np.ndarray | None = None,
 ) -> tuple[Orientation, Rows, np.ndarray]:
     """Quarter turn k of the frame (upright = rot(k) @ frame), the rows in upright mm, the upright mask.
 
@@ -570,7 +595,8 @@ def _orient(
     at one x; they fix the turn, the baselines and the row starts even when the traces wander. Without
     them: the axis along which ink piles up in rows, then the upright score.
     """
-    mask = ink_mask(ink_r, paper, ppm, ext[0], ext[1])
+    if mask is None:
+        mask = ink_mask(ink_r, paper, ppm, ext[0], ext[1])
     turns = [np.ascontiguousarray(np.rot90(mask, k=-k)) for k in range(4)]  # k clockwise = rot(k) of frame
     # standard (10 mm) pulses first: only a page without a stack of them is searched for 20 and 5 mm ones
     marks = [find_pulses(m, ppm, PULSE_HEIGHTS_MM[:1]) for m in turns]
@@ -603,7 +629,8 @@ def _orient(
         rows = _rows(m, te[0], te[1], ppm, np.rot90(inside, k=-k))
         # a lone pulse is weak evidence (a QRS can pass for one): it only adds to the wave/header votes
         lone = found[k][0][0] if len(found[k]) == 1 else 0.0
-        cands.append((_upright_score(m, rows, te, ppm) + LONE_PULSE_WEIGHT * lone, k, rows, m))
+        prior = IMAGE_UP_PRIOR if k == 0 else 0.0
+        cands.append((_upright_score(m, rows, te, ppm) + LONE_PULSE_WEIGHT * lone + prior, k, rows, m))
     cands.sort(key=lambda c: -c[0])
     s, k, rows, m = cands[0]
     rows.extras["columns"] = separator_columns(m, rows, turned_extent(k, ext), ppm)
