@@ -82,6 +82,7 @@ PHASE_MIN_CONTRAST = 0.2  # share of the profile's variation at 1 cycle/mm (clea
 PHASE_MAX_RMS_MM = 0.01
 PHASE_MAX_MM = 0.25
 MAX_PAPER_MM = 450.0  # the paper is grown to hold the layout's cells, at most to this
+FEW_ROWS = 3  # fewer trace rows than this, and no aligned pulses: the turn is that much less sure
 PANEL_MIN_CONFIDENCE = 0.5  # a page of separate gridded panels read with less is left to the page-wide fit
 
 
@@ -414,6 +415,10 @@ def _estimate(image: np.ndarray, path: str | Path | None, work_long_side: int, t
         diag["turn_forced"] = turn % 4
     up_score = abs(ori.upright_score) if turn % 4 else ori.upright_score
     c_orient = float(np.clip(up_score / 3.0, 0, 1)) * float(np.clip((ori.axis_score - 1.0) / 0.5, 0, 1))
+    if rows.extras.get("from", "rows") == "rows" and len(rows.centres) < FEW_ROWS:
+        # turned by the waves and the header of one or two rows: the rest of the page was not seen
+        # (small real-world copies whose other rows were missed were turned 180 degrees with a full score)
+        c_orient *= len(rows.centres) / FEW_ROWS
     c_layout = float(np.exp(-base_res / 2.0)) if np.isfinite(base_res) else 0.0
     confidence = float(
         np.clip(np.sqrt(c_grid) * c_fit * (0.5 + 0.5 * c_orient) * (0.5 + 0.5 * c_layout), 0, 1)
