@@ -425,7 +425,8 @@ def _estimate(image: np.ndarray, path: str | Path | None, work_long_side: int, t
     )
     diag.update(
         rows=len(rows.centres),
-        pulse_rows=int(rows.pulse.sum()),
+        pulse_rows=int(rows.extras["pulses"] if rows.extras.get("pulse_at_end") else rows.pulse.sum()),
+        pulse_at_end=bool(rows.extras.get("pulse_at_end", False)),
         baseline_res_mm=round(base_res, 3),
         orient_margin=round(ori.upright_score, 3),
         orient_from=str(rows.extras.get("from", "rows")),

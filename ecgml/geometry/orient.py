@@ -340,6 +340,8 @@ PULSE_MIN_SCORE = 0.45
 # heights looked for: 1 mV at 10, 20 and 5 mm/mV (a 20 mm pulse's top part passes for a 10 mm pulse 10 mm
 # above the baseline, and a 10 mm pulse turned upside down for a 5 mm one: `taller` rejects both)
 PULSE_HEIGHTS_MM = (10.0, 20.0, 5.0)
+END_PULSE_RATIO = 3.0  # this much more trace ink before the pulses than after: they end the rows
+END_PULSE_GAP_MM = 1.0  # the trace ends this far before an end pulse (the renderer's and Mortara's gap)
 # votes for the image's own up (frame turn 0): photos and scans come upright far more often than not,
 # so a page is turned 180 degrees only on more evidence than this (a small copy whose rows are too close
 # for the wave votes had only the header vote, and ties went either way)
@@ -475,27 +477,45 @@ def _rows_from_pulses(
     ppm: float,
     inside: np.ndarray,
 ) -> Rows:
-    """Rows whose baselines are the pulses' feet (exactly 0 mV) and which start at the pulses' left edges."""
+    """Rows whose baselines are the pulses' feet (exactly 0 mV) and which start at the pulses' left edges;
+    or, where the trace runs left of the pulses (Mortara-like pages print them at the row ends), rows that
+    end END_PULSE_GAP_MM before them and start where their ink does (`pulse` then False: no start pulse)."""
     centres, lefts, rights, lcut, rcut = [], [], [], [], []
     h, w = m.shape
+    bands = []
     for _s, px, py in pulses:
         b = int(round(py))
         band = m[max(0, b - int(3 * ppm)) : b + int(3 * ppm)]
-        wts = band.sum(axis=0).astype(float)
-        wts[: int(px)] = 0
-        cdf = np.cumsum(wts) / max(wts.sum(), 1)
-        right = int(np.searchsorted(cdf, 0.998))
+        bands.append((b, int(px), band.sum(axis=0).astype(float)))
+    # the trace's side: ink before the pulses against ink after them (a whole row against a few mm)
+    pw = int(round((PULSE_MM[0] + 1.0) * ppm))
+    before = sum(float(wts[:px].sum()) for _b, px, wts in bands)
+    after = sum(float(wts[px + pw :].sum()) for _b, px, wts in bands)
+    at_end = before > END_PULSE_RATIO * max(after, 1.0)
+    margin = int(2.5 * ppm)
+    for (b, px, wts), (_s, _px, py) in zip(bands, pulses, strict=True):
         vb = np.asarray(inside[max(0, b - int(2 * ppm)) : b + int(2 * ppm)].all(axis=0))
-        margin = int(2.5 * ppm)
-        lcut.append(not vb[max(0, int(px) - margin) : int(px)].all() or px < margin)
-        rcut.append(not vb[right : right + margin].all() or right + margin >= w)
+        if at_end:
+            wts[px:] = 0
+            cdf = np.cumsum(wts) / max(wts.sum(), 1)
+            left = int(np.searchsorted(cdf, 0.002))
+            lcut.append(not vb[max(0, left - margin) : left].all() or left < margin)
+            rcut.append(False)  # the pulse marks the row's end
+            lefts.append(x0 + (left + 0.5) / ppm)
+            rights.append(x0 + px / ppm - END_PULSE_GAP_MM)
+        else:
+            wts[:px] = 0
+            cdf = np.cumsum(wts) / max(wts.sum(), 1)
+            right = int(np.searchsorted(cdf, 0.998))
+            lcut.append(not vb[max(0, px - margin) : px].all() or px < margin)
+            rcut.append(not vb[right : right + margin].all() or right + margin >= w)
+            lefts.append(x0 + px / ppm)
+            rights.append(x0 + (right + 0.5) / ppm)
         centres.append(y0 + py / ppm)
-        lefts.append(x0 + px / ppm)
-        rights.append(x0 + (right + 0.5) / ppm)
     n = len(centres)
     return Rows(
-        np.array(centres), np.array(lefts), np.array(rights), np.ones(n, bool), np.array(lcut, bool),
-        np.array(rcut, bool), {"from": "pulses"},
+        np.array(centres), np.array(lefts), np.array(rights), np.full(n, not at_end), np.array(lcut, bool),
+        np.array(rcut, bool), {"from": "pulses", "pulse_at_end": at_end, "pulses": n},
     )  # fmt: skip
 
 
@@ -530,7 +550,7 @@ def _merge_rows(pulsed: Rows, prof: Rows) -> Rows:
     cen, lef, rig, pul, lc, rc = (
         list(a) for a in (p.centres, p.left, p.right, p.pulse, p.left_cut, p.right_cut)
     )
-    x_left = float(np.median(pulsed.left)) if len(pulsed.left) else None
+    x_left = float(np.median(pulsed.left)) if pulsed.pulse.any() else None  # start pulses only
     pc = np.sort(pulsed.centres)
     # the row pitch is the smallest gap: a row whose pulse was missed doubles its gap, and the median of
     # such gaps (3 pulses of 4 rows: 36 and 69 mm) made the missed row look like a neighbour's text
@@ -550,7 +570,8 @@ def _merge_rows(pulsed: Rows, prof: Rows) -> Rows:
     order = np.argsort(cen)
     return Rows(
         np.array(cen)[order], np.array(lef)[order], np.array(rig)[order], np.array(pul, bool)[order],
-        np.array(lc, bool)[order], np.array(rc, bool)[order], {"from": "pulses+profile"},
+        np.array(lc, bool)[order], np.array(rc, bool)[order],
+        {"from": "pulses+profile", **{k: v for k, v in p.extras.items() if k in ("pulse_at_end", "pulses")}},
     )  # fmt: skip
 
 
