@@ -41,7 +41,7 @@ from ecgml.geometry.orient import (
 )
 from ecgml.geometry.panels import find_panels
 from ecgml.geometry.paper import paper_box
-from ecgml.geometry.pulses import read_pulses
+from ecgml.geometry.pulses import PulseReading, read_pulses
 from ecgml.geometry.refine import MAX_EXTENT_MM, TILE_MM, Extent, FrameMap, rectify, refine
 from ecgml.geometry.trace_ink import line_free_mask
 from ecgml.images import MIN_SIDE_PX
@@ -361,7 +361,8 @@ def _estimate(image: np.ndarray, path: str | Path | None, work_long_side: int, t
         # is found by shape instead (`trace_ink`), and kept when it shows more rows
         ink01 = ink_r.astype(np.float32) * (1 / 255)
         alt = thin_strokes(line_free_mask(ink01, paper, ORIENT_PPM))
-        found = orient(ink01, paper, valid, (e.x0, e.y0, e.x1, e.y1), ORIENT_PPM, turn, alt)
+        # its bridged line bits make boxes a pulse finder takes for pulses: turn and rows from the rows
+        found = orient(ink01, paper, valid, (e.x0, e.y0, e.x1, e.y1), ORIENT_PPM, turn, alt, pulses=False)
         if len(found[1].centres) > len(rows.centres):
             ori, rows, mask = found
             diag["trace_ink"] = "grid lines removed by shape"
@@ -385,6 +386,8 @@ def _estimate(image: np.ndarray, path: str | Path | None, work_long_side: int, t
         diag["column_gaps"] = True
         layout = gapped
     pulses = read_pulses(mask, rows, ext_up, ORIENT_PPM)
+    if "trace_ink" in diag:  # nor the gain from such boxes: it stays assumed (and the pulse unseen)
+        pulses = PulseReading(why="trace found by shape: pulses not measured")
     for q in pulses.pulses:  # each pulse's baseline on paper: which layout row (and leads) it calibrates
         q["baseline_mm"] = round(float(rows.centres[q["row"]] + ty), 2)
     diag["pulses"] = pulses.to_json()

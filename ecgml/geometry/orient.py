@@ -583,11 +583,12 @@ def orient(
     ppm: float = ORIENT_PPM,
     turn: int = 0,
     mask: np.ndarray | None = None,
+    pulses: bool = True,
 ) -> tuple[Orientation, Rows, np.ndarray]:
     """`_orient`, then `turn` more quarter turns when the caller has stronger evidence (the printed lead
     names read upside down): the rows are then measured again on the page turned that way. `mask`: the
-    trace ink when the caller found it otherwise (default `ink_mask`)."""
-    ori, rows, m = _orient(ink_r, paper, inside, ext, ppm, mask)
+    trace ink when the caller found it otherwise (default `ink_mask`); `pulses` False: not searched."""
+    ori, rows, m = _orient(ink_r, paper, inside, ext, ppm, mask, pulses)
     if turn % 4 == 0:
         return ori, rows, m
     k = (ori.k + turn) % 4
@@ -605,6 +606,7 @@ def _orient(
     ext: tuple[float, float, float, float],
     ppm: float = ORIENT_PPM,
     mask: np.ndarray | None = None,
+    pulses: bool = True,
 ) -> tuple[Orientation, Rows, np.ndarray]:
     """Quarter turn k of the frame (upright = rot(k) @ frame), the rows in upright mm, the upright mask.
 
@@ -620,9 +622,9 @@ def _orient(
         mask = ink_mask(ink_r, paper, ppm, ext[0], ext[1])
     turns = [np.ascontiguousarray(np.rot90(mask, k=-k)) for k in range(4)]  # k clockwise = rot(k) of frame
     # standard (10 mm) pulses first: only a page without a stack of them is searched for 20 and 5 mm ones
-    marks = [find_pulses(m, ppm, PULSE_HEIGHTS_MM[:1]) for m in turns]
+    marks = [find_pulses(m, ppm, PULSE_HEIGHTS_MM[:1]) if pulses else [] for m in turns]
     found = [_aligned(c, ppm) for c in marks]
-    if max(len(f) for f in found) < 2:
+    if pulses and max(len(f) for f in found) < 2:
         marks = [
             sorted(c + find_pulses(m, ppm, PULSE_HEIGHTS_MM[1:]), key=lambda p: -p[0])
             for c, m in zip(marks, turns, strict=True)

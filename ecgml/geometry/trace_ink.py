@@ -21,6 +21,7 @@ LINE_SHARE = 0.9  # a grid line darkens at least this share of its raster row (c
 MIN_LEVEL = 0.1  # darkness over the lines that counts as ink at all (paper noise, JPEG: < 0.05)
 LEVEL_SHARE = 0.35  # ... and at least this share of the strongest ink left (99.5th percentile)
 BRIDGE_MM = 10.0  # a trace's flat stretch between beats lost along a grid line (~0.4 s at 25 mm/s)
+CROSS_MM = 1.5  # a line (widened by a pixel each side) cuts a stroke crossing it over at most this
 
 
 def _row_level(a: np.ndarray, block: int) -> np.ndarray:
@@ -55,8 +56,9 @@ def line_free_ink(ink: np.ndarray, valid: np.ndarray, ppm: float) -> np.ndarray:
 
 def line_free_mask(ink: np.ndarray, valid: np.ndarray, ppm: float) -> np.ndarray:
     """Ink pixels of `line_free_ink` above MIN_LEVEL and LEVEL_SHARE of the strongest ink left. A trace
-    whose baseline runs along a grid line loses its flat stretches there: gaps up to BRIDGE_MM along a
-    line, between ink on both sides, are given back."""
+    whose baseline runs along a grid line loses its flat stretches there, and a stroke crossing a line the
+    line's width: gaps up to BRIDGE_MM along a line, and CROSS_MM across one, between ink on both sides,
+    are given back."""
     lines = grid_lines(ink, valid, ppm)
     rest = np.clip(np.where(valid, ink, 0.0) - lines, 0.0, 1.0)
     v = rest[valid]
@@ -66,4 +68,7 @@ def line_free_mask(ink: np.ndarray, valid: np.ndarray, ppm: float) -> np.ndarray
     m = (rest > thr).astype(np.uint8)
     n = max(3, int(round(BRIDGE_MM * ppm)))
     closed = cv2.morphologyEx(m, cv2.MORPH_CLOSE, np.ones((1, n), np.uint8))
+    # a steep stroke (QRS, pulse) is cut at every line it crosses: the cut is given back too
+    nv = max(3, int(round(CROSS_MM * ppm)) | 1)
+    closed |= cv2.morphologyEx(m, cv2.MORPH_CLOSE, np.ones((nv, 1), np.uint8))
     return np.asarray((m > 0) | ((closed > 0) & (lines > thr) & valid))
