@@ -67,8 +67,8 @@ def line_free_mask(ink: np.ndarray, valid: np.ndarray, ppm: float) -> np.ndarray
     thr = max(MIN_LEVEL, LEVEL_SHARE * float(np.percentile(v, 99.5)))
     m = (rest > thr).astype(np.uint8)
     n = max(3, int(round(BRIDGE_MM * ppm)))
-    closed = cv2.morphologyEx(m, cv2.MORPH_CLOSE, np.ones((1, n), np.uint8))
+    along = cv2.morphologyEx(m, cv2.MORPH_CLOSE, np.ones((1, n), np.uint8)) > 0
     # a steep stroke (QRS, pulse) is cut at every line it crosses: the cut is given back too
     nv = max(3, int(round(CROSS_MM * ppm)) | 1)
-    closed |= cv2.morphologyEx(m, cv2.MORPH_CLOSE, np.ones((nv, 1), np.uint8))
-    return np.asarray((m > 0) | ((closed > 0) & (lines > thr) & valid))
+    closed = along | (cv2.morphologyEx(m, cv2.MORPH_CLOSE, np.ones((nv, 1), np.uint8)) > 0)
+    return np.asarray((m > 0) | (closed & (lines > thr) & valid))
