@@ -272,7 +272,7 @@ class Digitizer:
             why = f"no trace found ({readable:.0%} of columns readable)"
             ev = PageEvidence(not geo.source.startswith("fallback"), 0.0, 0.0, 0.0)
             ev.curves, ev.curve_beats = ink_curves(image, neutral=ev.grid)
-            raise EcgmlError(path, unread_ecg_reason(ev, why) or f"not an ECG page: {why}")
+            raise EcgmlError(path, unread_ecg_reason(ev, why, trace_rows(geo)) or f"not an ECG page: {why}")
         page_ev = self.check_ecg_page(image, traces, geo, path)
         t_solve = time.perf_counter()
 
@@ -322,7 +322,7 @@ class Digitizer:
             ev.curves, ev.curve_beats = ink_curves(image, neutral=not fallback)
         why = not_an_ecg_page(ev)
         if why and not fallback:  # a grid, its cells bare: the trace may be there, the page misplaced
-            raise EcgmlError(path, unread_ecg_reason(ev, why) or f"not an ECG page: {why}")
+            raise EcgmlError(path, unread_ecg_reason(ev, why, trace_rows(geo)) or f"not an ECG page: {why}")
         if why and GRID_NO_ROWS in geo.source:  # geometry saw the grid: the flat guess's "no grid" is wrong
             why = f"an ECG-like grid with no trace rows found on it ({why.split('(', 1)[-1]}"
         if why:
@@ -404,6 +404,13 @@ def gain_source(geo: Geometry) -> str:
     if geo.source == "given":
         return "given"
     return "pulse" if geo.diagnostics.get("pulses", {}).get("gain_read") else "assumed"
+
+
+def trace_rows(geo: Geometry) -> int:
+    """Trace rows geometry found darker than the grid (0 when it found them only by shape, or fell back)."""
+    if geo.source.startswith("fallback") or "trace_ink" in geo.diagnostics:
+        return 0
+    return int(geo.diagnostics.get("rows", 0))
 
 
 def pulse_evidence(geo: Geometry) -> float:

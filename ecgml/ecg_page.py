@@ -157,13 +157,16 @@ def not_an_ecg_page(ev: PageEvidence) -> str:
     return ""
 
 
-def unread_ecg_reason(ev: PageEvidence, why: str) -> str:
-    """Why a page whose own ink shows ECG rows (`ink_curves` in `ev`) was not read; "" when it does not.
+def unread_ecg_reason(ev: PageEvidence, why: str, trace_rows: int) -> str:
+    """Why a page whose ink shows ECG rows was not read; "" when it does not.
 
-    The cells the layout placed hold no readable trace (`why`), but the image has long wavy curves side
-    by side whose steep parts line up: the trace is there and the page was misplaced (wrong layout,
-    rows or turn). Saying "no trace" would send the user looking for a problem the page does not have."""
-    if ev.curves < MIN_CURVES or ev.curve_beats < CURVES_AT:
+    The cells the layout placed hold no readable trace (`why`), but geometry found `trace_rows` rows of
+    trace ink darker than the grid (each with steep strokes leaving its baseline) and the image has long
+    wavy curves side by side whose steep parts line up (`ink_curves` in `ev`): the trace is there and the
+    page was misplaced (wrong layout, rows or turn). Saying "no trace" would send the user looking for a
+    problem the page does not have. Both are asked: bare graph paper photographed bent shows such curves
+    (its lines), and rows found by shape (`geometry.trace_ink`) on it."""
+    if trace_rows < MIN_CURVES or ev.curves < MIN_CURVES or ev.curve_beats < CURVES_AT:
         return ""
     return (
         f"ECG trace seen ({ev.curves} trace rows in the image, beats aligned {ev.curve_beats:.2f}) but the "

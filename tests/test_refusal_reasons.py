@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 from ecgml.digitize import Geometry, flat_page_estimate, load_digitizer
+from ecgml.ecg_page import PageEvidence, unread_ecg_reason
 from ecgml.errors import GRID_NO_ROWS, EcgmlError
 from ecgml.layout import make_layout
 from ecgml.trace.types import CellTrace
@@ -47,9 +48,17 @@ def test_trace_there_but_leads_looked_for_elsewhere_says_so() -> None:
     pm = page.page_map
     # the page's map moved 120 mm down: every cell is looked for below the trace, on bare paper
     moved = replace(pm, homography=pm.homography @ np.array([[1, 0, 0], [0, 1, 120.0], [0, 0, 1]]))
-    geo = Geometry(moved, page.layout, 0.9, "given")
+    geo = Geometry(moved, page.layout, 0.9, "estimated", {"rows": 4})  # geometry saw the 4 trace rows
     with pytest.raises(EcgmlError) as exc:
         load_digitizer(None).digitize_image(page.image, 500, "page.png", geometry=geo)
     reason = exc.value.reason
     assert reason.startswith("ECG trace seen"), reason
     assert "could not be placed" in reason and "not an ECG page" not in reason
+
+
+def test_curves_alone_do_not_say_trace_seen() -> None:
+    """Bare graph paper photographed bent shows long wavy curves that line up (its lines); without trace
+    rows darker than the grid (rows found only by shape do not count) it stays "not an ECG page"."""
+    ev = PageEvidence(True, 0.1, 0.3, 14.9, curves=13, curve_beats=0.73)  # graph-24 of the non-ECG set
+    assert unread_ecg_reason(ev, "no trace", trace_rows=0) == ""
+    assert unread_ecg_reason(ev, "no trace", trace_rows=4).startswith("ECG trace seen")
