@@ -23,7 +23,8 @@ class TraceModelConfig:
     arch: str = "unet"
     px_per_mm: tuple[float, float] = (8.0, 8.0)  # canonical raster the model reads
     # strip height, centred on the row baseline: ±32 mm = ±3.2 mV at 10 mm/mV. 48 mm clipped the large
-    # precordial QRS complexes; 80 mm let neighbouring rows in (BENCHMARKS.md, "strip height").
+    # precordial QRS complexes; 80 mm let neighbouring rows in (BENCHMARKS.md, "strip height"), and so did
+    # 100 mm after a 400-step fine-tune from 64 mm (round 6: -0.34 dB, "Trace model (what ships)").
     strip_mm: float = 64.0
     channels: tuple[int, ...] = (16, 24, 32, 48, 64)  # one per level; len-1 poolings
     s2d: tuple[int, int] = (2, 2)  # (y, x) space-to-depth of the input; the head shuffles back
