@@ -4,6 +4,7 @@ the rows of a light trace on a black-and-white scan, or of a page whose pulse wa
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from geometry_pages import draw_page
 
 from ecgml.geometry import estimate_page
@@ -181,3 +182,33 @@ def test_a_row_ending_on_the_paper_edge_is_cut() -> None:
     assert len(rows.centres) == 3
     assert np.all(rows.right < 200.0) and rows.right_cut.all()
     assert np.allclose(rows.left, x_start, atol=0.5)
+
+
+@pytest.mark.parametrize(("first_tiles", "retried"), [(30, False), (10, True)])
+def test_a_bent_page_keeps_its_lattice_scale(monkeypatch, first_tiles: int, retried: bool) -> None:
+    """A bent page (lattice integrated to a residual) whose first round at the lattice's scale measures >= 20
+    tiles keeps that scale: a crumpled photo's first round found 39 (< 40) and a 5x retry with 6 tiles won
+    the area-weighted vote (Kaggle-type 0010 ECG 34, 133 mm off). With fewer tiles the scales are tried."""
+    import dataclasses
+
+    import ecgml.geometry.estimate as est_mod
+
+    img, _, _ = draw_page(ppm=8.0, seed=0)
+    calls: list[bool] = []
+    real_refine = est_mod.refine
+
+    def bent(*_a: object) -> tuple[np.ndarray, tuple[float, float], float]:
+        return np.zeros((40, 40, 2)), (-200.0, -200.0), 10.0  # a bend of zero: the page is flat
+
+    def counted(dark, fmap, ext, **kw):  # type: ignore[no-untyped-def]
+        r = real_refine(dark, fmap, ext, **kw)
+        calls.append(fmap.residual is None and not kw)  # scale retries: no residual, default rounds
+        if len(calls) == 1 and r is not None:
+            r = dataclasses.replace(r, n_tiles=first_tiles)
+        return r
+
+    monkeypatch.setattr(est_mod, "bend_residual", bent)
+    monkeypatch.setattr(est_mod, "refine", counted)
+    e = estimate_page(img, "bent.png")
+    assert any(calls[1:]) is retried
+    assert e.diagnostics.get("scale_retry", False) is retried
