@@ -167,7 +167,19 @@ def estimate_page(image: np.ndarray, path: str | Path | None = None, turn: int =
         if panels is not None:
             return panels
     try:
-        return _attempt(image, path, WORK_LONG_SIDE, turn)
+        est = _attempt(image, path, WORK_LONG_SIDE, turn)
+        if "trace_ink" not in est.diagnostics or max(image.shape[:2]) <= WORK_LONG_SIDE * RETRY_MIN_GAIN:
+            return est
+        # rows found only by shape on the reduced copy: a large photo's full size may show them by
+        # darkness (0006 page 12x1_005: 4 rows by shape, all 12 at full size)
+        try:
+            full = _attempt(image, path, min(max(image.shape[:2]), RETRY_LONG_SIDE), turn)
+        except EcgmlError:
+            return est
+        if "trace_ink" in full.diagnostics:
+            return est
+        full.diagnostics["full_size_retry"] = "rows found only by shape on the reduced copy"
+        return full
     except EcgmlError as exc:
         if "grid" not in exc.reason:
             raise
