@@ -166,41 +166,48 @@ def estimate_page(image: np.ndarray, path: str | Path | None = None, turn: int =
         panels = _panel_estimate(image)
         if panels is not None:
             return panels
-    try:
-        est = _attempt(image, path, WORK_LONG_SIDE, turn)
-        if "trace_ink" not in est.diagnostics or max(image.shape[:2]) <= WORK_LONG_SIDE * RETRY_MIN_GAIN:
-            return est
-        # rows found only by shape on the reduced copy: a large photo's full size may show them by
-        # darkness (0006 page 12x1_005: 4 rows by shape, all 12 at full size)
-        try:
-            full = _attempt(image, path, min(max(image.shape[:2]), RETRY_LONG_SIDE), turn)
-        except EcgmlError:
-            return est
-        if "trace_ink" in full.diagnostics:
-            return est
-        full.diagnostics["full_size_retry"] = "rows found only by shape on the reduced copy"
-        return full
-    except EcgmlError as exc:
-        if "grid" not in exc.reason:
-            raise
-        first = exc
     long_side = max(image.shape[:2])
     try:
-        if long_side <= WORK_LONG_SIDE * RETRY_MIN_GAIN:
-            raise first
-        # a page that fills little of a large photo has its 1 mm lines at ~4 px on the reduced copy,
-        # where a screen's raster or the camera's blur merges them: look again at (nearly) full size
-        est = _attempt(image, path, min(long_side, RETRY_LONG_SIDE), turn)
-        est.diagnostics["full_size_retry"] = first.reason
-        return est
+        est = _attempt(image, path, WORK_LONG_SIDE, turn)
     except EcgmlError as exc:
         if "grid" not in exc.reason:
             raise
-        cropped = _paper_crop_estimate(image, path, turn)
-        if cropped is None:
-            raise
-        cropped.diagnostics["full_size_retry"] = first.reason
-        return cropped
+        return _grid_retry(image, path, turn, exc)
+    if "trace_ink" not in est.diagnostics or long_side <= WORK_LONG_SIDE * RETRY_MIN_GAIN:
+        return est
+    # rows found only by shape on the reduced copy: a large photo's full size may show them by
+    # darkness (0006 page 12x1_005: 4 rows by shape, all 12 at full size)
+    try:
+        full = _attempt(image, path, min(long_side, RETRY_LONG_SIDE), turn)
+    except EcgmlError:
+        return est
+    if "trace_ink" in full.diagnostics:
+        return est
+    full.diagnostics["full_size_retry"] = "rows found only by shape on the reduced copy"
+    return full
+
+
+def _grid_retry(image: np.ndarray, path: str | Path | None, turn: int, first: EcgmlError) -> PageEstimate:
+    """No grid on the reduced copy: again at (nearly) full size when that shows more, then on a crop
+    around the paper; raises the last grid error when neither finds one."""
+    long_side = max(image.shape[:2])
+    last = first
+    if long_side > WORK_LONG_SIDE * RETRY_MIN_GAIN:
+        # a page that fills little of a large photo has its 1 mm lines at ~4 px on the reduced copy,
+        # where a screen's raster or the camera's blur merges them: look again at (nearly) full size
+        try:
+            est = _attempt(image, path, min(long_side, RETRY_LONG_SIDE), turn)
+            est.diagnostics["full_size_retry"] = first.reason
+            return est
+        except EcgmlError as exc:
+            if "grid" not in exc.reason:
+                raise
+            last = exc
+    cropped = _paper_crop_estimate(image, path, turn)
+    if cropped is None:
+        raise last
+    cropped.diagnostics["full_size_retry"] = first.reason
+    return cropped
 
 
 def _paper_crop_estimate(image: np.ndarray, path: str | Path | None, turn: int) -> PageEstimate | None:
