@@ -293,8 +293,9 @@ def test_confidence_calibration_fits_the_evidence_and_keeps_the_fallback_cap(tmp
 
 
 def test_pulse_evidence_says_whether_the_gain_was_read_from_the_pulses():
-    from ecgml.digitize import Geometry, pulse_evidence
+    from ecgml.digitize import Geometry
     from ecgml.page import PageMap
+    from ecgml.page_calibration import pulse_evidence
     from ecgml.verdict import PULSE_UNSEEN
 
     lay = make_layout("3x4+1R")

@@ -9,15 +9,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ecgml.digitize import (
-    Geometry,
-    classical_digitizer,
-    estimate_geometry,
-    gain_source,
-    pulse_evidence,
-    speed_warning,
-)
+from ecgml.digitize import Geometry, classical_digitizer, estimate_geometry
 from ecgml.geometry.pulses import page_gain, snap_gain
+from ecgml.page_calibration import gain_source, pulse_evidence, speed_warning
 from ecgml.records import LEADS, Record, read_wfdb, resample
 from ecgml.render.layouts import build_layout, parse_layout
 from ecgml.render.page import draw_page
@@ -151,8 +145,8 @@ def _geo_with_pulses(layout, rows: list[int], heights: tuple[float, float]) -> G
 
 
 def test_a_lead_gets_pulse_evidence_only_where_a_pulse_shows_its_gain():
-    from ecgml.digitize import lead_pulse_evidence
     from ecgml.layout import make_layout, with_gain
+    from ecgml.page_calibration import lead_pulse_evidence
 
     twelve = make_layout("12x1")  # rows I..aVF then V1..V6, read at 10 mm/mV
     # pulses only on limb rows: a mixed page whose chest pulses were missed looks like this
