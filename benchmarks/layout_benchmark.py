@@ -5,6 +5,7 @@
     python benchmarks/layout_benchmark.py --render runs/bench/layout --per-family 20 [--json out.json]
         [--families 6x1-limb,3x5] [--pages '*_005']   # --pages: names of the set (page 5 = capture 0006)
         [--gain 20 --captures realworld,lowres]   # a set at a forced gain (its own folder)
+        [--speed 50 --captures 0001,realworld,lowres]   # a set at a forced paper speed (its own folder)
 
 `--outside`: the outside generator's reference pages (evaluation only). `--render`: a fixed-seed renderer
 set of every layout family from validation/test-split records (`--from-splits validation` for the
@@ -119,6 +120,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=14014)
     ap.add_argument("--model", default=None)
     ap.add_argument("--gain", default=None, help="renderer set printed at this gain: 5, 10, 20 or mixed")
+    ap.add_argument("--speed", default=None, help="renderer set printed at this speed: 25, 50 or 12.5 mm/s")
     ap.add_argument("--captures", default="", help="capture types to cycle (default: CAPTURES)")
     ap.add_argument("--limit", type=int, default=0, help="only the first N pages (quick looks)")
     ap.add_argument("--families", default="", help="families of the renderer set, comma-separated")
@@ -156,7 +158,7 @@ def main(argv: list[str] | None = None) -> int:
         caps = tuple(a.captures.split(",")) if a.captures else CAPTURES
         items = render_set(
             a.render, a.records, a.per_family, a.seed, a.splits, tuple(a.from_splits.split(",")), fams,
-            tuple(a.pages.split(",")) if a.pages else (), a.gain, caps,
+            tuple(a.pages.split(",")) if a.pages else (), a.gain, caps, a.speed,
         )  # fmt: skip
     if a.limit:
         items = itertools.islice(items, a.limit)

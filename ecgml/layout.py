@@ -31,7 +31,8 @@ DEFAULT_LAYOUT = "3x4+1R"
 # ECG-Image-Kit's default Letter page at 25 mm/s, 10 mm/mV (RENDERER.md section 1.3), in mm.
 LETTER_MM = (279.4, 215.9)
 KAGGLE_BASELINES_MM = (89.954, 125.946, 161.925, 194.907)
-KAGGLE_X0_MM = 15.0  # first segment start: 10 mm margin + the 5 mm calibration pulse
+KAGGLE_MARGIN_MM = 10.0  # ECG-Image-Kit's left margin, before the calibration pulse
+KAGGLE_X0_MM = KAGGLE_MARGIN_MM + 5.0  # first segment start: the margin + the 5 mm (0.2 s) calibration pulse
 KAGGLE_PULSE_X0_MM = 10.0
 
 

@@ -255,6 +255,7 @@ def render_set(
     pages: tuple[str, ...] = (),
     gain: str | None = None,
     captures: tuple[str, ...] = CAPTURES,
+    speed: str | None = None,
 ) -> Iterator[tuple[str, str, Path, np.ndarray, int | None]]:
     """`per_family` pages per layout family from records of `splits`, at 500 Hz: (name, family, png,
     truth with NaN where not plotted, orientation), page i of every family before page i + 1.
@@ -263,8 +264,9 @@ def render_set(
     covered every family alike and a later run goes on where it stopped. Page k of the family-major
     order (FAMILIES[f], page i: k = f * per_family + i) always has record k and seed `seed * 1000 + k`.
     `pages`: only the pages whose names match one of these patterns (e.g. "*_005": capture CAPTURES[5]).
-    `gain` forces the printed gain (5, 10, 20 or mixed; default: the renderer's draw), `captures` the
-    capture types cycled over (a set of its own: give it its own folder)."""
+    `gain` forces the printed gain (5, 10, 20 or mixed; default: the renderer's draw), `speed` the paper
+    speed (25, 50 or 12.5 mm/s), `captures` the capture types cycled over (a set of its own: give it its
+    own folder)."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     recs: list[Path] = []
@@ -282,13 +284,20 @@ def render_set(
 
                     recs = bench_records(records_dir, split_file, splits)
                 cap = captures[i % len(captures)]
-                _render_page(recs[k % len(recs)], fam, cap, seed * 1000 + k, png, npz, gain)
+                _render_page(recs[k % len(recs)], fam, cap, seed * 1000 + k, png, npz, gain, speed)
             z = np.load(npz)
             yield (f"{name} ({z['type']})", fam, png, z["truth"], int(z["orientation"]))
 
 
 def _render_page(
-    record: Path, family: str, capture: str, seed: int, png: Path, npz: Path, gain: str | None = None
+    record: Path,
+    family: str,
+    capture: str,
+    seed: int,
+    png: Path,
+    npz: Path,
+    gain: str | None = None,
+    speed: str | None = None,
 ) -> None:
     """One benchmark page and its truth (written truth last: a page without it is drawn again)."""
     import cv2
@@ -298,7 +307,7 @@ def _render_page(
     from ecgml.render.presets import render
 
     rec = resample(read_wfdb(record).window(0, 10), 500, 5000)
-    r = render(rec, capture, seed, layout=family, gain=gain)
+    r = render(rec, capture, seed, layout=family, gain=gain, speed=speed)
     m = plotted_mask(r.layout, 500, 5000)
     truth = np.where(m, rec.signal.astype(np.float64), np.nan)
     ok, buf = cv2.imencode(".png", cv2.cvtColor(r.image, cv2.COLOR_RGB2BGR))

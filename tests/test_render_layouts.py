@@ -140,6 +140,17 @@ def test_mixed_gain_speed_and_footer():
     assert np.nanmax(err) < 0.01
 
 
+@pytest.mark.parametrize("speed", [25.0, 50.0, 12.5])
+def test_kaggle_pages_keep_their_pulse_on_the_paper(speed):
+    from ecgml.render.presets import kaggle_layout
+
+    lay = kaggle_layout("3x4+1R", speed)
+    first = min(c.x0_mm for c in lay.cells)
+    for p in lay.pulses:  # 10 mm margin, then the pulse (20 mm wide at 50 mm/s), then the rows
+        assert p.x0_mm == pytest.approx(10.0) and p.x1_mm == pytest.approx(first)
+    assert max(c.x1_mm for c in lay.cells) <= lay.paper_mm[0]
+
+
 def test_fifteen_lead_page_derives_or_refuses():
     rec = _record(2)
     with pytest.raises(EcgmlError, match=r"rec2.*V4R, V8, V9"):

@@ -16,14 +16,22 @@ from typing import Any
 import cv2
 import numpy as np
 
-from ecgml.layout import DEFAULT_LAYOUT, PageLayout, make_layout
+from ecgml.layout import DEFAULT_LAYOUT, KAGGLE_MARGIN_MM, PageLayout, make_layout
 from ecgml.page import PageMap, apply_homography, scale_map
 from ecgml.records import Record
 from ecgml.render import capture as cap
 from ecgml.render import effects as fx
 from ecgml.render.annotate import page_annotations
 from ecgml.render.header import add_header_footer
-from ecgml.render.layouts import build_layout, parse_layout, pick, sample_page, with_extra_leads
+from ecgml.render.layouts import (
+    build_layout,
+    parse_layout,
+    parse_speed,
+    pick,
+    pulse_width_mm,
+    sample_page,
+    with_extra_leads,
+)
 from ecgml.render.lowres import lowres
 from ecgml.render.page import MASK_BITS, MASK_OCCLUDED, FlatPage, check_record, draw_page
 from ecgml.render.panels import panel_page, split_name
@@ -71,10 +79,13 @@ def sample_layout(
 def kaggle_layout(
     name: str | None, speed: float | str | None = None, gain: str | float | None = None
 ) -> PageLayout:
-    """ECG-Image-Kit's placement of a layout (the exact 0001 page for the default)."""
+    """ECG-Image-Kit's placement of a layout (the exact 0001 page for the default): a 10 mm margin, then
+    the calibration pulse, then the rows (at 50 mm/s the pulse is 20 mm wide, so the rows start later)."""
     if name in (None, DEFAULT_LAYOUT) and speed is None and gain is None:
         return make_layout(DEFAULT_LAYOUT)
-    return build_layout(parse_layout(name or DEFAULT_LAYOUT), speed_mm_s=speed or 25.0, gain=gain or "10")
+    s = parse_speed(speed or 25.0)
+    x0 = KAGGLE_MARGIN_MM + pulse_width_mm(s)
+    return build_layout(parse_layout(name or DEFAULT_LAYOUT), speed_mm_s=s, gain=gain or "10", x0_mm=x0)
 
 
 # ------------------------------------------------------------------------------------------- helpers
