@@ -25,7 +25,7 @@ import numpy as np
 from ecgml.assemble import Assembly, assemble, competition_segments, einthoven_fill, fallback_segments
 from ecgml.atomic import atomic_path
 from ecgml.ecg_page import PageEvidence, ink_curves, not_an_ecg_page, page_evidence, unread_ecg_reason
-from ecgml.errors import GRID_NO_ROWS, EcgmlError
+from ecgml.errors import GRID_NO_ROWS, EcgmlError, ImageTooSmall
 from ecgml.geometry.canonical import CanonicalPage, canonical_page
 from ecgml.images import load_image
 from ecgml.layout import LETTER_MM, PageLayout, lead_window, make_layout
@@ -93,6 +93,8 @@ def estimate_geometry(image: np.ndarray, path: str | Path | None = None, turn: i
 
     try:
         est = estimate_page(image, path, turn)
+    except ImageTooSmall:
+        raise  # a refusal: a flat-page guess at that density would trace nothing right
     except EcgmlError as exc:
         log.warning("%s: geometry failed (%s); assuming a flat upright page", path, exc.reason)
         return flat_page_estimate(image, exc.reason)

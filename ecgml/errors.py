@@ -15,3 +15,8 @@ class EcgmlError(Exception):
         self.path = str(path) if path is not None else None
         self.reason = reason
         super().__init__(f"{self.path}: {reason}" if self.path else reason)
+
+
+class ImageTooSmall(EcgmlError):
+    """The image holds the page at fewer px per mm than can be read (`ecgml.images.MIN_PX_PER_MM`): a
+    refusal, never a flat-page guess (the digitizer's fallback for a page whose grid was not found)."""

@@ -13,12 +13,19 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from ecgml.errors import EcgmlError
+from ecgml.errors import EcgmlError, ImageTooSmall
+from ecgml.layout import LETTER_MM
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp")
-# One minimum for every step (loading, geometry): a Letter page 400 px tall is ~1.9 px/mm, below which
-# the 1 mm grid and the traces merge; pages from ~2.5 px/mm (700 px wide) are read.
-MIN_SIDE_PX = 400
+# One minimum for every step, in what the grid fit measures: paper px per mm. Below it the 1 mm lines lie
+# under 2 px apart and merge with the trace; a Letter page 700 px wide (2.5 px/mm) is read. The rule is
+# a density, not a size: a strip or a cut-out part of a page (871x333 px) is as readable as a whole page
+# at the same px/mm. Geometry refuses an image whose grid measures less (`ImageTooSmall`).
+MIN_PX_PER_MM = 2.0
+# ... and the loader's floor follows from it: an image must hold one lead's row (25 mm of paper: a
+# baseline with +-1 mV at 10 mm/mV and room for the label) at that density
+MIN_ROW_MM = 25.0
+MIN_SIDE_PX = int(np.ceil(MIN_PX_PER_MM * MIN_ROW_MM))
 MAX_PIXELS = 120_000_000  # ~ a 600 DPI A3 scan or a 108 MP photo; peak memory stays near 1 GB
 
 
@@ -45,9 +52,16 @@ def check_size(path: Path, width: int, height: int) -> None:
             f"{MAX_PIXELS / 1e6:.0f} MP): scale it down first",
         )
     if min(width, height) < MIN_SIDE_PX:
-        raise EcgmlError(
-            path, f"image too small ({width}x{height} px; need at least {MIN_SIDE_PX} px a side)"
-        )
+        raise ImageTooSmall(path, too_small_reason(f"{width}x{height} px"))
+
+
+def too_small_reason(what: str) -> str:
+    """The one wording of the minimum-size refusal (loader and geometry)."""
+    page_px = int(np.ceil(MIN_PX_PER_MM * LETTER_MM[0]))
+    return (
+        f"image too small ({what}): an ECG needs at least {MIN_PX_PER_MM:g} px per mm of paper "
+        f"(a Letter page {page_px} px wide, one lead row {MIN_SIDE_PX} px tall)"
+    )
 
 
 def flatten_alpha(img: np.ndarray) -> np.ndarray:

@@ -50,7 +50,7 @@ def test_transparent_background_becomes_white_paper(tmp_path: Path) -> None:
 
 
 def test_grey_alpha_and_16_bit_images_load_as_rgb(tmp_path: Path) -> None:
-    side = MIN_SIDE_PX + 20
+    side = max(MIN_SIDE_PX + 20, 200)
     grey16 = np.full((side, side), 65535, np.uint16)
     grey16[160] = 0
     cv2.imwrite(str(tmp_path / "g16.png"), grey16)

@@ -217,12 +217,18 @@ def test_geometry_recognises_a_six_by_two_page_with_a_strip(record):
     assert estimate_page(img).layout.name == "6x2+1R"
 
 
-def test_a_700_px_wide_page_is_read_and_a_smaller_one_refused_by_every_step(record, tmp_path):
+def test_a_700_px_wide_page_and_a_strip_of_it_are_read_and_a_sparser_one_refused(record, tmp_path):
+    """Issue 14 item 5: one minimum, in px per mm of paper (what the grid fit measures), not in pixels:
+    a 700 px wide page (2.5 px/mm) and a 185 px tall strip cut from it are read; the page at 440 px
+    (1.6 px/mm) is refused by geometry and by `ecgml digitize`, naming the file, never guessed flat."""
     import cv2
+    from typer.testing import CliRunner
 
+    from ecgml.cli import app
     from ecgml.digitize import load_digitizer, load_image
-    from ecgml.errors import EcgmlError
+    from ecgml.errors import ImageTooSmall
     from ecgml.geometry import estimate_page
+    from ecgml.images import MIN_PX_PER_MM, MIN_SIDE_PX
     from ecgml.layout_bench import lead_snr_db
     from ecgml.render.page import plotted_mask
     from ecgml.render.presets import render
@@ -236,13 +242,24 @@ def test_a_700_px_wide_page_is_read_and_a_smaller_one_refused_by_every_step(reco
     for j, lead in enumerate(LEADS):
         truth = np.where(mask[:, j], record.signal[:, j], np.nan)
         assert lead_snr_db(truth, res.record.signal[:, j], 500) > 3.0, lead
-    tiny = cv2.resize(out.image, (500, 386), interpolation=cv2.INTER_AREA)
-    path = tmp_path / "tiny.png"
-    cv2.imwrite(str(path), tiny)
-    for step in (lambda: load_image(path), lambda: estimate_page(tiny, path)):
-        with pytest.raises(EcgmlError, match="too small.*400") as exc:
-            step()
-        assert "tiny.png" in str(exc.value)
+    # rows 1-2 only: under the old 400 px floor, yet at the page's density
+    ppm = 700 / out.layout.paper_mm[0]
+    base = out.layout.row_baselines()
+    strip = small[int((base[0] - 20) * ppm) : int((base[1] + 18) * ppm)]
+    assert MIN_SIDE_PX <= strip.shape[0] < 400
+    est = estimate_page(strip, "strip.png")
+    assert est.px_per_mm == pytest.approx((ppm, ppm), rel=0.01) and est.diagnostics["rows"] == 2
+    sparse = cv2.resize(out.image, (440, 340), interpolation=cv2.INTER_AREA)  # 1.6 px/mm
+    assert 440 / out.layout.paper_mm[0] < MIN_PX_PER_MM
+    path = tmp_path / "sparse.png"
+    cv2.imwrite(str(path), cv2.cvtColor(sparse, cv2.COLOR_RGB2BGR))
+    loaded = load_image(path)  # the loader's floor is one lead row at the minimum density, not a page
+    with pytest.raises(ImageTooSmall, match=r"too small \(its grid measures 1\.[56]\d px/mm\)") as exc:
+        estimate_page(loaded, path)
+    assert "sparse.png" in str(exc.value)
+    cli = CliRunner().invoke(app, ["digitize", str(path), "--out", str(tmp_path / "o")])
+    assert cli.exit_code == 1 and "sparse.png" in cli.output and "px/mm" in cli.output
+    assert "Traceback" not in cli.output
 
 
 def test_confidence_calibration_fits_the_evidence_and_keeps_the_fallback_cap(tmp_path):

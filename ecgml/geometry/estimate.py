@@ -16,7 +16,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from ecgml.errors import GRID_NO_ROWS, EcgmlError
+from ecgml.errors import GRID_NO_ROWS, EcgmlError, ImageTooSmall
 from ecgml.geometry.canonical import canonical_page, chroma_columns
 from ecgml.geometry.gaps import gap_columns
 from ecgml.geometry.grid import (
@@ -44,11 +44,10 @@ from ecgml.geometry.paper import paper_box
 from ecgml.geometry.pulses import PulseReading, read_pulses
 from ecgml.geometry.refine import MAX_EXTENT_MM, TILE_MM, Extent, FrameMap, rectify, refine
 from ecgml.geometry.trace_ink import line_free_mask
-from ecgml.images import MIN_SIDE_PX
+from ecgml.images import MIN_PX_PER_MM, MIN_SIDE_PX, too_small_reason
 from ecgml.layout import LETTER_MM, PageLayout, make_layout, with_gain
 from ecgml.page import PageMap, apply_homography
 
-MIN_SHORT_SIDE = MIN_SIDE_PX  # the loader's minimum: every step agrees on one
 WORK_LONG_SIDE = 2300
 # smaller images are enlarged (cubic) to this long side first: at ~2.5 px/mm (a 700 px web copy of a
 # Letter page) the 1 mm lines are 2.5 px apart and the tile phases lose the lattice over most of the page
@@ -123,10 +122,8 @@ def _as_rgb(image: np.ndarray, path: str | Path | None) -> np.ndarray:
             image = image * 255.0
         image = np.clip(image, 0, 255).astype(np.uint8)
     h, w = image.shape[:2]
-    if min(h, w) < MIN_SHORT_SIDE:
-        raise EcgmlError(
-            path, f"image too small ({w}x{h} px; need at least {MIN_SHORT_SIDE} px on the short side)"
-        )
+    if min(h, w) < MIN_SIDE_PX:  # the loader's floor (`ecgml.images`): every step agrees on one
+        raise ImageTooSmall(path, too_small_reason(f"{w}x{h} px"))
     return np.ascontiguousarray(image)
 
 
@@ -157,11 +154,24 @@ def estimate_page(image: np.ndarray, path: str | Path | None = None, turn: int =
     `turn`: quarter turns to add to the orientation geometry finds (2: the page's printed names read
     upside down); the orientation part of the confidence then counts the evidence it overrode.
 
-    Raises EcgmlError(path, reason) for input that is not an ECG page ("image too small",
-    "no ECG grid found", "no ECG trace found"); a numerical failure deep inside is reported the same
-    way, so a batch can go on with its other images.
+    Raises EcgmlError(path, reason) for input that is not an ECG page ("no ECG grid found", "no ECG
+    trace found"); a numerical failure deep inside is reported the same way, so a batch can go on with
+    its other images. ImageTooSmall when the grid measures fewer than MIN_PX_PER_MM px per paper mm.
     """
     image = _as_rgb(image, path)
+    return _dense_enough(_estimate_page(image, path, turn), path)
+
+
+def _dense_enough(est: PageEstimate, path: str | Path | None) -> PageEstimate:
+    """`est`, or ImageTooSmall when its grid measures fewer px per mm than the one minimum (the
+    density, not the pixel count, decides: a strip cut from a page is as readable as the page)."""
+    ppm = min(est.px_per_mm)
+    if ppm < MIN_PX_PER_MM:
+        raise ImageTooSmall(path, too_small_reason(f"its grid measures {ppm:.2f} px/mm"))
+    return est
+
+
+def _estimate_page(image: np.ndarray, path: str | Path | None, turn: int) -> PageEstimate:
     if turn % 4 == 0:
         panels = _panel_estimate(image)
         if panels is not None:
