@@ -26,14 +26,25 @@ from ecgml.assemble import Assembly, assemble, competition_segments, einthoven_f
 from ecgml.atomic import atomic_path
 from ecgml.ecg_page import PageEvidence, ink_curves, not_an_ecg_page, page_evidence, unread_ecg_reason
 from ecgml.errors import GRID_NO_ROWS, EcgmlError, ImageTooSmall
+from ecgml.footer_reader import FOOT_PPM, load_footer_reader, read_footer
 from ecgml.geometry.canonical import CanonicalPage, canonical_page
 from ecgml.images import load_image
-from ecgml.layout import LETTER_MM, PageLayout, lead_window, make_layout
+from ecgml.layout import LETTER_MM, PageLayout, lead_window, make_layout, with_gain, with_speed
 from ecgml.layout_family import tick_strength
 from ecgml.layout_solve import Solved, lead_layout_parts
 from ecgml.layout_solve import solve as solve_layout
 from ecgml.page import PageMap
-from ecgml.page_calibration import gain_source, gain_warning, lead_pulse_evidence, pulses, speed_warning
+from ecgml.page_calibration import (
+    calibration,
+    gain_source,
+    gain_warning,
+    lead_pulse_evidence,
+    pulses,
+    read_calibration,
+    speed_doubt,
+    speed_source,
+    speed_warning,
+)
 from ecgml.page_reader import (
     READ_PPM,
     UPSIDE_DOWN_AT,
@@ -43,6 +54,7 @@ from ecgml.page_reader import (
     label_factors,
     load_reader,
     names_beside,
+    page_ink,
     read_labels,
 )
 from ecgml.records import LEADS, Record, record_name, write_csv, write_wfdb
@@ -176,11 +188,14 @@ class DigitizeResult:
             "model": self.model,
             "calibration": {
                 "speed_mm_s": lay.speed_mm_s,
-                "speed_source": "given" if self.geometry.source == "given" else "assumed",
+                "speed_source": speed_source(self.geometry),
+                "speed_doubt": speed_doubt(self.geometry),
                 "gain_mm_mv": lay.gain_mm_mv,
                 "chest_gain_mm_mv": lay.chest_gain_mm_mv or lay.gain_mm_mv,
                 "gain_source": gain_source(self.geometry),
                 "pulse_width_mm": pulses(self.geometry).get("pulse_width_mm"),
+                "printed": calibration(self.geometry).get("footer", {}),
+                "beat_mm": calibration(self.geometry).get("beat_mm"),
                 "paper_mm": list(lay.paper_mm),
                 "row_baselines_mm": lay.row_baselines(),
             },
@@ -217,6 +232,7 @@ class Digitizer:
     px_per_mm: tuple[float, float] = CANONICAL_PX_PER_MM
     grid_timing: bool = True  # on bent pages, move trace columns by the local grid phase (trace.grid_timing)
     read_labels: bool = True  # read the printed lead names (ecgml.page_reader) when its weights are shipped
+    read_footer: bool = True  # read the printed speed and gain (ecgml.footer_reader) when its weights ship
 
     def digitize_image(
         self,
@@ -275,6 +291,10 @@ class Digitizer:
             ev = PageEvidence(not geo.source.startswith("fallback"), 0.0, 0.0, 0.0)
             ev.curves, ev.curve_beats = ink_curves(image, neutral=ev.grid)
             raise EcgmlError(path, unread_ecg_reason(ev, why, trace_rows(geo)) or f"not an ECG page: {why}")
+        t_cal = time.perf_counter()
+        if geometry is None:  # the page's own speed and gain (printed, pulses, beats): the cells' seconds
+            geo = self.calibrate(page, geo, traces)
+        t_cal = time.perf_counter() - t_cal
         page_ev = self.check_ecg_page(image, traces, geo, path)
         t_solve = time.perf_counter()
 
@@ -304,6 +324,7 @@ class Digitizer:
         t4 = time.perf_counter()
         secs = {"geometry": t1 - t0, "canonical": t2 - t1, "extract": t3 - t2, "assemble": t4 - t3}
         secs["layout_solve"] = t_solve
+        secs["calibration"] = t_cal
         notes = list(solved.notes) + list(asm.notes)
         if geo.source.startswith("fallback"):
             notes.append(f"geometry {geo.source}")
@@ -312,6 +333,20 @@ class Digitizer:
         return DigitizeResult(
             record, report.confidence, geo, traces, self.name, secs, (w, h), notes, report, solved.evidence
         )
+
+    def calibrate(self, page: CanonicalPage, geo: Geometry, traces: list[CellTrace]) -> Geometry:
+        """`geo` read at the speed and gain the page shows (`ecgml.page_calibration.read_calibration`; the
+        printed settings only when `read_footer` and the footer reader's weights are shipped); the decision
+        goes into its diagnostics ("calibration")."""
+        net = load_footer_reader() if self.read_footer else None
+        footer = read_footer(footer_ink(page), geo.layout, net) if net is not None else None
+        cal = read_calibration(geo, footer, traces)
+        lay = geo.layout
+        if cal.speed_mm_s != lay.speed_mm_s:
+            lay = with_speed(lay, cal.speed_mm_s)
+        if cal.gain_source == "footer":
+            lay = with_gain(lay, cal.gain_mm_mv, cal.chest_gain_mm_mv)
+        return replace(geo, layout=lay, diagnostics=dict(geo.diagnostics, calibration=cal.to_json()))
 
     def check_ecg_page(
         self, image: np.ndarray, traces: list[CellTrace], geo: Geometry, path: str | Path | None
@@ -340,6 +375,13 @@ class Digitizer:
 
 
 TURN_MIN_AGREE = 0.5  # a page re-read turned 180 degrees: share of its names naming its layout's leads
+
+
+def footer_ink(page: CanonicalPage) -> np.ndarray:
+    """The canonical page's ink at the footer reader's FOOT_PPM."""
+    w = int(round(page.paper_mm[0] * FOOT_PPM))
+    h = int(round(page.paper_mm[1] * FOOT_PPM))
+    return page_ink(np.asarray(cv2.resize(page.image, (w, h), interpolation=cv2.INTER_AREA)))
 
 
 def reader_page(page: CanonicalPage) -> np.ndarray:

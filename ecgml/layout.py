@@ -159,6 +159,14 @@ def with_gain(layout: PageLayout, gain_mm_mv: float, chest_gain_mm_mv: float = 0
     )
 
 
+def with_speed(layout: PageLayout, speed_mm_s: float) -> PageLayout:
+    """The layout read at `speed_mm_s`: the same cells on the paper, each showing the seconds its millimetres
+    take at that speed (a row printed at 50 mm/s shows half the seconds of one at 25 mm/s)."""
+    f = layout.speed_mm_s / speed_mm_s
+    cells = [replace(c, t0_s=c.t0_s * f, t1_s=c.t1_s * f) for c in layout.cells]
+    return replace(layout, speed_mm_s=float(speed_mm_s), cells=cells)
+
+
 def parse_lead(text: str) -> tuple[str, float]:
     """'-aVR' -> ('aVR', -1.0); 'V4R' -> ('V4R', 1.0)."""
     return (text[1:], -1.0) if text.startswith("-") else (text, 1.0)

@@ -41,7 +41,7 @@ from ecgml.geometry.orient import (
 )
 from ecgml.geometry.panels import find_panels
 from ecgml.geometry.paper import paper_box
-from ecgml.geometry.pulses import PulseReading, read_pulses
+from ecgml.geometry.pulses import STANDARD_WIDTH_MM, PulseReading, read_pulses, start_pulse_width
 from ecgml.geometry.refine import MAX_EXTENT_MM, TILE_MM, Extent, FrameMap, rectify, refine
 from ecgml.geometry.trace_ink import line_free_mask
 from ecgml.images import MIN_PX_PER_MM, MIN_SIDE_PX, too_small_reason
@@ -397,10 +397,16 @@ def _estimate(image: np.ndarray, path: str | Path | None, work_long_side: int, t
             diag["trace_ink"] = "grid lines removed by shape"
     if len(rows.centres) == 0:
         raise EcgmlError(path, GRID_NO_ROWS)
-    name = choose_layout(rows)
-    tx, ty, layout, base_res = snap(rows, name)
-    tx_snap = tx
     ext_up = turned_extent(ori.k, (e.x0, e.y0, e.x1, e.y1))  # the upright mask's extent
+    pulses = read_pulses(mask, rows, ext_up, ORIENT_PPM)
+    if "trace_ink" in diag:  # nor the gain from such boxes: it stays assumed (and the pulse unseen)
+        pulses = PulseReading(why="trace found by shape: pulses not measured")
+    # the rows start this far right of their pulses' left edges (None: the standard 5 mm, or not measured)
+    pulse_mm = start_pulse_width(pulses)
+    pulse_mm = None if pulse_mm == STANDARD_WIDTH_MM else pulse_mm
+    name = choose_layout(rows)
+    tx, ty, layout, base_res = snap(rows, name, pulse_mm)
+    tx_snap = tx
     tx = tick_phase(mask, ext_up, layout, tx, ty, ORIENT_PPM)
     diag["tick_shift_mm"] = tx - tx_snap
     if len(rows.centres) == layout.n_rows and (
@@ -409,14 +415,11 @@ def _estimate(image: np.ndarray, path: str | Path | None, work_long_side: int, t
         # every row is on the page but the template's rows are not where the page prints them: a
         # nearest-row snap would name each row after its neighbour (ECG-Image-Kit's 6x2 rows sit a row
         # pitch lower than the template's), so the rows keep their measured places and their order
-        layout = _measured_layout(name, rows, tx, ty)
+        layout = _measured_layout(name, rows, tx, ty, pulse_mm)
     gapped = gap_columns(mask, ext_up, layout, tx, ty, ORIENT_PPM)
     if gapped is not layout:
         diag["column_gaps"] = True
         layout = gapped
-    pulses = read_pulses(mask, rows, ext_up, ORIENT_PPM)
-    if "trace_ink" in diag:  # nor the gain from such boxes: it stays assumed (and the pulse unseen)
-        pulses = PulseReading(why="trace found by shape: pulses not measured")
     for q in pulses.pulses:  # each pulse's baseline on paper: which layout row (and leads) it calibrates
         q["baseline_mm"] = round(float(rows.centres[q["row"]] + ty), 2)
     diag["pulses"] = pulses.to_json()
@@ -555,9 +558,13 @@ def _worst_row_mm(rows: Rows, layout: PageLayout, ty: float) -> float:
     return float(np.abs((rows.centres + ty)[:, None] - ref[None, :]).min(axis=1).max())
 
 
-def _measured_layout(name: str, rows: Rows, tx: float, ty: float) -> PageLayout:
-    """A layout of the recognised kind, with the baselines and row extent measured on the page."""
+def _measured_layout(
+    name: str, rows: Rows, tx: float, ty: float, pulse_mm: float | None = None
+) -> PageLayout:
+    """A layout of the recognised kind, with the baselines and row extent measured on the page (the rows
+    start `pulse_mm` right of their pulses' left edges: measured, else a standard 5 mm pulse)."""
     base = list(rows.centres + ty)
-    has_pulse = bool(rows.pulse.mean() > 0.5)
-    x0 = float(np.median(rows.left) + tx) + (5.0 if has_pulse else 0.0)
-    return make_layout(name, baselines_mm=base, x0_mm=x0, pulse=has_pulse)
+    has_pulse = bool(rows.pulse.mean() > 0.5) or pulse_mm is not None
+    width = pulse_mm if pulse_mm is not None else STANDARD_WIDTH_MM
+    x0 = float(np.median(rows.left) + tx) + (width if has_pulse else 0.0)
+    return make_layout(name, baselines_mm=base, x0_mm=x0, pulse=has_pulse, pulse_width_mm=width)

@@ -16,7 +16,7 @@ import numpy as np
 from scipy.ndimage import gaussian_filter1d
 from scipy.signal import find_peaks
 
-from ecgml.layout import DEFAULT_LAYOUT, LETTER_MM, PageLayout, make_layout
+from ecgml.layout import DEFAULT_LAYOUT, KAGGLE_X0_MM, LETTER_MM, PageLayout, make_layout
 
 ORIENT_PPM = 4.0  # px/mm of the ink raster
 GRID_Y_PHASE = LETTER_MM[1] % 5.0  # paper y of grid lines mod 5 (anchored at the bottom edge)
@@ -336,6 +336,7 @@ def turned_extent(k: int, ext: tuple[float, float, float, float]) -> tuple[float
 
 
 PULSE_MM = (5.0, 10.0)  # standard calibration pulse: 0.2 s at 25 mm/s wide, 1 mV at 10 mm/mV tall
+STANDARD_PULSE_MM = PULSE_MM[0]
 PULSE_MIN_SCORE = 0.45
 # heights looked for: 1 mV at 10, 20 and 5 mm/mV (a 20 mm pulse's top part passes for a 10 mm pulse 10 mm
 # above the baseline, and a 10 mm pulse turned upside down for a 5 mm one: `taller` rejects both)
@@ -752,12 +753,18 @@ def row_end(right: np.ndarray, tol_mm: float = 2.5) -> float:
     return float(np.median(r))
 
 
-def snap(rows: Rows, name: str) -> tuple[float, float, PageLayout, float]:
+def snap(rows: Rows, name: str, pulse_mm: float | None = None) -> tuple[float, float, PageLayout, float]:
     """Translation (tx, ty) frame -> paper that puts the lattice on the paper grid and the rows on the layout.
 
-    Returns (tx, ty, layout, residual mm of the baselines after snapping).
+    `pulse_mm`: the measured width of the pulses at the rows' starts (None: a standard 5 mm pulse where
+    the rows show one): the template's pulse keeps its left edge (the page margin) and its rows start
+    that far right of it. Returns (tx, ty, layout, residual mm of the baselines after snapping).
     """
+    width = STANDARD_PULSE_MM if pulse_mm is None else pulse_mm
     lay = make_layout(name)
+    if width != STANDARD_PULSE_MM:
+        x0 = KAGGLE_X0_MM - STANDARD_PULSE_MM + width
+        lay = make_layout(name, x0_mm=x0, pulse_width_mm=width)
     ref = np.array(lay.row_baselines())
     b = rows.centres
     n = min(len(b), len(ref))
@@ -781,7 +788,8 @@ def snap(rows: Rows, name: str) -> tuple[float, float, PageLayout, float]:
     r_end = row_end(rows.right)
     l_start = float(np.median(rows.left))
     has_pulse = bool(rows.pulse.mean() > 0.5) if len(rows.pulse) else False
-    l_ref = x_start - (5.0 if has_pulse else 0.0)
+    has_pulse = has_pulse or pulse_mm is not None
+    l_ref = x_start - (width if has_pulse else 0.0)
     t_r = x_end - r_end
     t_l = l_ref - l_start
     left_ok = not (len(rows.left_cut) and rows.left_cut.mean() > 0.5)

@@ -276,3 +276,15 @@ def read_pulses(
 ) -> PulseReading:
     """The gain the page's calibration pulses show (`find_row_pulses`, `page_gain`)."""
     return page_gain(find_row_pulses(mask, rows, ext, ppm))
+
+
+def start_pulse_width(reading: PulseReading) -> float | None:
+    """The standard width (WIDTHS_MM) of the pulses measured at the rows' left ends, when they agree on
+    one (None: no such pulses, or widths between standards): the rows start that far right of the
+    pulses' left edges (20 mm on pages printing 0.4 s at 50 mm/s, not the 5 mm of 0.2 s at 25)."""
+    left = [float(p["width_mm"]) for p in reading.pulses if p.get("side") == "left"]
+    if not left or (len(left) == 1 and not reading.read):
+        return None
+    w = float(np.median(left))
+    near = min(WIDTHS_MM, key=lambda s: abs(s - w))
+    return near if abs(w - near) <= max(1.0, 0.2 * near) else None

@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import argparse
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -239,14 +241,16 @@ def train(
     batch: int = 64,
     init: Path | None = None,
     lr: float = 3e-3,
+    net_fn: Callable[[], Any] = _net,
+    n_classes: int = len(CLASSES),
 ) -> dict[str, float]:
     """Adam with a cosine-decayed rate on the patches; checkpoint `out`.ckpt every 100 steps (and resume
-    from it), weights to `out`."""
+    from it), weights to `out`. `net_fn`, `n_classes`: another reader's network (the footer reader's)."""
     import torch
 
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
-    net = _net()
+    net = net_fn()
     if init is not None:  # go on from trained weights (e.g. with new hard cases), usually at a lower rate
         net.load_state_dict(torch.load(init, map_location="cpu", weights_only=True))
     opt = torch.optim.Adam(net.parameters(), lr=lr, weight_decay=1e-5)
@@ -261,9 +265,9 @@ def train(
         step = int(state["step"])
     xt = torch.from_numpy(x)
     yt = torch.from_numpy(y)
-    counts = np.bincount(y, minlength=len(CLASSES)).astype(np.float64)
+    counts = np.bincount(y, minlength=n_classes).astype(np.float64)
     weight = torch.tensor(
-        np.clip(counts.sum() / np.maximum(counts, 1) / len(CLASSES), 0.2, 5.0), dtype=torch.float32
+        np.clip(counts.sum() / np.maximum(counts, 1) / n_classes, 0.2, 5.0), dtype=torch.float32
     )
     loss_fn = torch.nn.CrossEntropyLoss(weight=weight)
     t0 = time.time()

@@ -1,0 +1,190 @@
+"""The learned footer reader: the paper speed and gain a page prints ("25 mm/s", "Chest: 5 mm/mV").
+
+Carts print their settings in a footer or header line: "25mm/s 10mm/mV 0.05-150 Hz", "Speed: 50 mm/sec",
+"Limb: 10 mm/mV  Chest: 5 mm/mV". A small fully convolutional network (`FooterNet`) looks at the page
+above its first trace row and below its last (where those lines are printed), rectified, grey, at
+FOOT_PPM px/mm, and gives every STRIDE_MM the probability that a speed or gain field of each standard
+value is centred there, or none. It is trained on the renderer's footer and header fields in every
+font, size and cart template it draws (`ecgml.training.footer_reader`): the fields' value-and-unit
+tokens are the positives; the rest of the text, the traces, labels and grid are "none".
+
+The page's reading is the surest field of each kind; `ecgml.page_calibration` decides whether to use it.
+No weights ship yet: the first model (260 training pages, 800 steps) read 83 % of held-out fields right,
+but over a whole page's bands it read settings the page does not print at >= 0.9 (random band patches
+were too few of its negatives), so the digitizer reads speed from the pulse and beats only until a model
+passes a page-level check (`load_footer_reader` returns None without weights).
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ecgml.layout import PageLayout
+
+FOOT_PPM = 6.0  # px per mm of the page the reader sees (a 6.5 pt footer's digits are ~10 px tall)
+PATCH_MM = (32.0, 8.0)  # (w, h) the network sees around a field's centre
+STRIDE_MM = 8 / FOOT_PPM  # one output every 8 px
+SPEED_VALUES = (25.0, 50.0, 12.5)  # mm/s
+GAIN_VALUES = (5.0, 10.0, 20.0)  # mm/mV
+CLASSES = ("25 mm/s", "50 mm/s", "12.5 mm/s", "5 mm/mV", "10 mm/mV", "20 mm/mV", "none")
+WEIGHTS = Path(__file__).resolve().parent / "weights" / "footer_reader.pt"
+ROW_CLEAR_MM = 4.0  # the bands read start this far above the first baseline and below the last
+MIN_BAND_MM = 6.0  # a band thinner than this has no room for a printed line
+READ_AT = 0.9  # a field read with this probability counts as printed
+OTHER_AT = 0.5  # ... when no other value of its kind reaches this
+# a field's text: a standard value, then its unit ("25mm/s", "25 mm/sec", "10 mm/mV")
+FIELD = re.compile(r"(?<![\d.])(\d+(?:\.\d+)?)\s*mm/(sec|s|mV)\b")
+
+
+def field_class(value: str, unit: str) -> int | None:
+    """The class of a printed value and unit ("25", "s") -> 0, or None when it is no standard one."""
+    v = float(value)
+    vals, first = (SPEED_VALUES, 0) if unit in ("s", "sec") else (GAIN_VALUES, len(SPEED_VALUES))
+    return first + vals.index(v) if v in vals else None
+
+
+def _net() -> Any:
+    import torch
+    from torch import nn
+
+    class FooterNet(nn.Module):
+        """conv trunk to 1/8 resolution, then one conv spanning the field patch -> class logits."""
+
+        def __init__(self) -> None:
+            super().__init__()
+
+            def block(i: int, o: int) -> nn.Sequential:
+                return nn.Sequential(
+                    nn.Conv2d(i, o, 3, padding=1), nn.BatchNorm2d(o), nn.ReLU(), nn.MaxPool2d(2)
+                )
+
+            self.trunk = nn.Sequential(block(1, 8), block(8, 16), block(16, 24))
+            kh, kw = int(PATCH_MM[1] * FOOT_PPM / 8), int(PATCH_MM[0] * FOOT_PPM / 8)
+            self.head = nn.Sequential(nn.Conv2d(24, 48, (kh, kw)), nn.ReLU(), nn.Conv2d(48, len(CLASSES), 1))
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.head(self.trunk(x))
+
+    return FooterNet()
+
+
+EXAMPLE_SHAPE = (1, 1, int(PATCH_MM[1] * FOOT_PPM), int(PATCH_MM[0] * FOOT_PPM))
+
+
+@functools.lru_cache(maxsize=2)
+def load_footer_reader(path: str | None = None) -> Any:
+    """The shipped reader as a runner of (1, 1, H, W) ink -> class logits, or None without weights (cached
+    exported graph as `page_reader.load_reader`)."""
+    from ecgml.trace.runtime import cached_runner, make_runner
+
+    p = Path(path) if path else WEIGHTS
+    if not p.exists():
+        return None
+    runner = cached_runner(p, EXAMPLE_SHAPE)
+    if runner is not None:
+        return runner
+    return make_runner(load_net(p), EXAMPLE_SHAPE, weights=p)
+
+
+def load_net(path: Path) -> Any:
+    import torch
+
+    net = _net()
+    net.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+    net.eval()
+    return net
+
+
+def class_maps(net: Any, ink: np.ndarray) -> np.ndarray:
+    """(classes, H', W') probabilities, one every STRIDE_MM, of ink (H, W) at FOOT_PPM."""
+    x = np.ascontiguousarray(ink, dtype=np.float32)[None, None]
+    if hasattr(net, "runtime"):
+        logits = np.asarray(net(x), np.float32)[0]
+    else:
+        import torch
+
+        with torch.inference_mode():
+            logits = net(torch.from_numpy(x))[0].numpy()
+    e = np.exp(logits - logits.max(axis=0, keepdims=True))
+    return np.asarray(e / e.sum(axis=0, keepdims=True))
+
+
+@dataclass
+class FooterReading:
+    """The surest probability of each class on the page's text bands, and what they say."""
+
+    best: dict[str, float] = field(default_factory=dict)  # class -> highest probability on the page
+    speed_mm_s: float | None = None  # a speed printed (read surely, no other speed near it)
+    gain_mm_mv: float | None = None  # a gain printed (limb gain when two are: 10 and 5 = mixed)
+    chest_gain_mm_mv: float = 0.0  # > 0: a second, chest gain printed (10 and 5 mm/mV)
+    seconds: float = 0.0
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "best": {k: round(v, 3) for k, v in self.best.items()},
+            "speed_mm_s": self.speed_mm_s,
+            "gain_mm_mv": self.gain_mm_mv,
+            "chest_gain_mm_mv": self.chest_gain_mm_mv,
+            "seconds": round(self.seconds, 3),
+        }
+
+
+def text_bands(layout: PageLayout, paper_h_mm: float) -> list[tuple[float, float]]:
+    """(y0, y1) mm of the page above the first trace row and below the last, where carts print their
+    settings (each clear of the rows' baselines by ROW_CLEAR_MM)."""
+    base = [c.baseline_mm for c in layout.cells]
+    if not base:
+        return [(0.0, paper_h_mm)]
+    out = []
+    top, bottom = min(base) - ROW_CLEAR_MM, max(base) + ROW_CLEAR_MM
+    if top >= MIN_BAND_MM:
+        out.append((0.0, top))
+    if paper_h_mm - bottom >= MIN_BAND_MM:
+        out.append((bottom, paper_h_mm))
+    return out
+
+
+def decide(best: dict[str, float]) -> tuple[float | None, float | None, float]:
+    """(speed, gain, chest gain) the surest fields say: one value of a kind read at READ_AT with no other
+    value of that kind at OTHER_AT; two gains, 10 and 5 mm/mV, are the mixed setting (limb, chest)."""
+    speeds = [(v, best.get(c, 0.0)) for v, c in zip(SPEED_VALUES, CLASSES[:3], strict=True)]
+    gains = [(v, best.get(c, 0.0)) for v, c in zip(GAIN_VALUES, CLASSES[3:6], strict=True)]
+    sure_s = [v for v, p in speeds if p >= READ_AT]
+    near_s = [v for v, p in speeds if p >= OTHER_AT]
+    speed = sure_s[0] if len(sure_s) == 1 and len(near_s) == 1 else None
+    sure_g = sorted(v for v, p in gains if p >= READ_AT)
+    near_g = sorted(v for v, p in gains if p >= OTHER_AT)
+    if len(sure_g) == 1 and len(near_g) == 1:
+        return speed, sure_g[0], 0.0
+    if sure_g == [5.0, 10.0] and near_g == [5.0, 10.0]:
+        return speed, 10.0, 5.0
+    return speed, None, 0.0
+
+
+def read_footer(page_ink: np.ndarray, layout: PageLayout, net: Any = None) -> FooterReading | None:
+    """The speed and gain printed on the page: `page_ink` is the rectified page's ink (1 = black) at
+    FOOT_PPM; None when this install has no reader weights."""
+    import time
+
+    net = net if net is not None else load_footer_reader()
+    if net is None:
+        return None
+    t0 = time.perf_counter()
+    ph = int(PATCH_MM[1] * FOOT_PPM)
+    best = dict.fromkeys(CLASSES[:-1], 0.0)
+    for y0, y1 in text_bands(layout, page_ink.shape[0] / FOOT_PPM):
+        a = max(0, int(y0 * FOOT_PPM) - ph // 2)
+        b = min(page_ink.shape[0], int(y1 * FOOT_PPM) + ph // 2)
+        if b - a < ph or page_ink.shape[1] < int(PATCH_MM[0] * FOOT_PPM):
+            continue
+        prob = class_maps(net, page_ink[a:b])
+        for k, c in enumerate(CLASSES[:-1]):
+            best[c] = max(best[c], float(prob[k].max()))
+    speed, gain, chest = decide(best)
+    return FooterReading(best, speed, gain, chest, time.perf_counter() - t0)
