@@ -46,6 +46,7 @@ PAGE_DOUBT = 0.4  # layout factor of every lead when the chosen layout's limb ce
 DOUBT_RHO = 0.2  # ... by this mean off-plane share (right leads, even on photos: <= 0.02; wrong: 0.7-1.1)
 TICK_AT = 0.75  # share of a 3.6 mm window on the baseline one ink column fills: a separator tick
 TICK_MIN = 3  # the page prints separators when at least this many candidate cuts carry one
+TICK_SHARE = 0.75  # ... and some candidate has at least this share of its cuts ticked
 GAP_MM = 1.0  # neighbouring cells this far apart: the page's columns are apart by gaps, not cuts
 TICK_W = 0.4  # score per cut position a candidate gets right (tick where it cuts, none where it does not)
 # printed names (`page_reader`): score per confidently read name (p >= NAME_AT) that is the candidate's
@@ -243,7 +244,8 @@ def tick_scores(
 ) -> tuple[dict[str, float], dict[str, Any]]:
     """Score per candidate from the separator ticks at every candidate's cuts: TICK_W for each position
     where the candidate is right (a tick where it cuts, none where it does not), -TICK_W where wrong;
-    all 0 when the page prints no separators (fewer than TICK_MIN ticks seen)."""
+    all 0 when the page prints no separators (fewer than TICK_MIN ticks seen, or no candidate with
+    TICK_SHARE of its cuts ticked)."""
     cuts = {name: cut_positions(lay) for name, lay in cands.items()}
     every = sorted(set().union(*cuts.values()))
     base: dict[int, float] = {}
@@ -251,8 +253,13 @@ def tick_scores(
         for c in lay.cells:
             base.setdefault(c.row, c.baseline_mm)
     seen = {u: ticks(u[1], base[u[0]]) >= TICK_AT for u in every}
-    ev = {"positions": len(every), "ticks": int(sum(seen.values()))}
-    if ev["ticks"] < TICK_MIN:
+    ev: dict[str, Any] = {"positions": len(every), "ticks": int(sum(seen.values()))}
+    # a cart prints a separator at every cut of its layout: some candidate must have most of its cuts
+    # ticked, else the ticks seen are QRS strokes crossing the baseline at those x (an RS complex fills
+    # the window as a tick does; with 12-21 positions a few are hit by chance)
+    share = max((sum(seen[u] for u in cut) / len(cut) for cut in cuts.values() if cut), default=0.0)
+    ev["best_share"] = round(share, 2)
+    if ev["ticks"] < TICK_MIN or share < TICK_SHARE:
         return {name: 0.0 for name in cands}, ev
     out = {name: TICK_W * sum(1 if (u in cuts[name]) == seen[u] else -1 for u in every) for name in cands}
     return out, ev

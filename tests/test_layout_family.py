@@ -22,6 +22,7 @@ from ecgml.layout_family import (
     choose_family,
     cut_positions,
     name_score,
+    tick_scores,
     tick_strength,
 )
 from ecgml.layout_solve import lead_layout_factor, lead_layout_parts, solve
@@ -183,6 +184,26 @@ def test_a_page_without_separators_gives_no_tick_evidence(record):
     fam = choose_family(tracer(record, tmpl)(tmpl), tmpl, functools.partial(tick_strength, page))
     assert fam.evidence["separators"]["ticks"] < 3
     assert fam.layout is tmpl
+
+
+def test_a_few_chance_ticks_are_no_separators():
+    """QRS strokes crossing the baseline at a few candidate cuts (an RS complex fills the window as a
+    tick does) are not separators: a cart prints one at every cut of its layout."""
+    tmpl = make_layout("3x4")
+    cands = {name: candidate(name, tmpl) for name in ("3x4", "3x5")}
+    cuts = sorted(set().union(*(cut_positions(lay) for lay in cands.values())))
+    base = {c.row: c.baseline_mm for c in tmpl.cells}
+
+    def ticked(at: set[tuple[int, float]]) -> Callable[[float, float], float]:
+        return lambda x, b: float(any(abs(x - u[1]) < 0.05 and abs(b - base[u[0]]) < 0.05 for u in at))
+
+    hit = set(cuts[::5])  # 5 of the 21 positions: few of either family's 9 and 12 cuts
+    scores, ev = tick_scores(cands, ticked(hit))
+    assert ev["ticks"] == 5 and ev["best_share"] < 0.75
+    assert set(scores.values()) == {0.0}
+    # the same page with every 3x5 cut ticked prints separators, and they name 3x5
+    scores, ev = tick_scores(cands, ticked(cut_positions(cands["3x5"])))
+    assert ev["best_share"] == 1.0 and scores["3x5"] > scores["3x4"]
 
 
 def test_rows_that_fit_no_family_put_every_lead_in_doubt(record):

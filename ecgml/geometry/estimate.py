@@ -391,7 +391,9 @@ def _estimate(image: np.ndarray, path: str | Path | None, work_long_side: int, t
         ink01 = ink_r.astype(np.float32) * (1 / 255)
         alt = thin_strokes(line_free_mask(ink01, paper, ORIENT_PPM))
         # its bridged line bits make boxes a pulse finder takes for pulses: turn and rows from the rows
-        found = orient(ink01, paper, valid, (e.x0, e.y0, e.x1, e.y1), ORIENT_PPM, turn, alt, pulses=False)
+        found = orient(
+            ink01, paper, valid, (e.x0, e.y0, e.x1, e.y1), ORIENT_PPM, turn, alt, pulses=False, lattice=False
+        )
         if len(found[1].centres) > len(rows.centres):
             ori, rows, mask = found
             diag["trace_ink"] = "grid lines removed by shape"

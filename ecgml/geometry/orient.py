@@ -207,90 +207,173 @@ def _strokes(mask: np.ndarray, b: int, ppm: float) -> int:
     return 0 if not len(cols) else 1 + int((np.diff(cols) > ppm).sum())
 
 
-def _rows(mask: np.ndarray, x0: float, y0: float, ppm: float, valid: np.ndarray | None = None) -> Rows:
-    """Trace rows of an upright ink mask: peaks of the horizontal projection that span most of the width."""
+# a trace row found on the mask: (baseline mm, left end mm, right end mm, pulse at its left, left cut,
+# right cut)
+RowFit = tuple[float, float, float, bool, bool, bool]
+ROW_PEAK_MM = 9.0  # profile peaks closer than this are one row (its waves, its label beside it)
+LATTICE_PEAK_MM = 6.0  # ... looked for this close again where the rows' pitch says one is missing
+LATTICE_TOL = 0.25  # a gap of k pitches (within this share) between two rows holds k - 1 rows
+LATTICE_NEAR = 0.3  # ... each within this share of a pitch of its place (baselines wander)
+LATTICE_MIN_PITCH_MM = 8.0  # rows closer than this are not a page's rows
+LATTICE_END_MM = 10.0  # a row past the block starts and ends this near where the others do
+
+
+def _rows(
+    mask: np.ndarray, x0: float, y0: float, ppm: float, valid: np.ndarray | None = None, lattice: bool = True
+) -> Rows:
+    """Trace rows of an upright ink mask: peaks of the horizontal projection that span most of the width.
+
+    A row whose trace barely leaves its baseline (a low-voltage lead III or aVL; a 5 mm/mV page) has
+    too few steep strokes to tell it from a paper edge, and a row closer than ROW_PEAK_MM to a taller
+    neighbour's peak is lost in it; either is kept where the page's other rows leave a gap of whole row
+    pitches around it (`_on_lattice`): a cart prints its rows at one pitch, and an edge lies outside them.
+    `lattice` False: strong rows only (a mask full of grid-line bits has weak rows everywhere).
+    """
     h, w = mask.shape
     prof = gaussian_filter1d(mask.mean(axis=1).astype(float), 1.0 * ppm)
     if prof.max() <= 0:
         return Rows(np.array([]), np.array([]), np.array([]), np.array([], bool))
-    peaks, _ = find_peaks(prof, height=0.15 * prof.max(), distance=int(9 * ppm), prominence=0.08 * prof.max())
+    kw = {"height": 0.15 * prof.max(), "prominence": 0.08 * prof.max()}
+    peaks, _ = find_peaks(prof, distance=int(ROW_PEAK_MM * ppm), **kw)
+    close, _ = find_peaks(prof, distance=max(1, int(LATTICE_PEAK_MM * ppm)), **kw)
     cols_any = mask.any(axis=0)
     span = np.flatnonzero(cols_any)
     width = (span[-1] - span[0] + 1) if len(span) else w
-    centres, lefts, rights, pulses, lcut, rcut = [], [], [], [], [], []
+    strong: list[RowFit] = []
+    weak: list[RowFit] = []
     for p in peaks:
-        band = mask[max(0, p - int(3 * ppm)) : p + int(3 * ppm)]
-        cov = band.any(axis=0)
-        xs = np.flatnonzero(cov)
-        if len(xs) == 0:
+        got = _row_at(mask, p, 8.0, width, x0, y0, ppm, valid)
+        if got is not None:
+            (strong if got[1] else weak).append(got[0])
+    for p in np.setdiff1d(close, peaks):
+        d = float(np.min(np.abs(peaks - p))) / ppm if len(peaks) else 8.0 / 0.45
+        got = _row_at(mask, p, min(8.0, 0.45 * d), width, x0, y0, ppm, valid)
+        if got is not None:
+            weak.append(got[0])
+    filled = _on_lattice(strong, weak) if lattice else []
+    found = sorted(strong + filled, key=lambda r: r[0])
+    return Rows(
+        np.array([r[0] for r in found]),
+        np.array([r[1] for r in found]),
+        np.array([r[2] for r in found]),
+        np.array([r[3] for r in found], bool),
+        np.array([r[4] for r in found], bool),
+        np.array([r[5] for r in found], bool),
+    )
+
+
+def _on_lattice(strong: list[RowFit], weak: list[RowFit]) -> list[RowFit]:
+    """The weak rows (centre mm, left, right, ...) a cart's one row pitch puts on the page: in gaps of
+    whole pitches between two strong rows (the pitch is their smallest gap; a gap of k pitches, within
+    LATTICE_TOL, holds k - 1 rows, each the weak row nearest its place within LATTICE_NEAR pitches),
+    then one pitch on from either end of the block, row after row, where a weak row also starts and
+    ends where the strong rows do (within LATTICE_END_MM): a header line, a footer or a paper edge does
+    not (12x1 chest rows with small QRS and broad T waves have few steep strokes)."""
+    c = np.sort(np.asarray([r[0] for r in strong], np.float64))
+    if len(c) < 2 or not weak:
+        return []
+    gaps = np.diff(c)
+    pitch = float(gaps.min())
+    if pitch < LATTICE_MIN_PITCH_MM:
+        return []
+    out: list[RowFit] = []
+
+    def nearest(want: float, step: float) -> RowFit | None:
+        near = [r for r in weak if abs(r[0] - want) <= LATTICE_NEAR * step and r not in out]
+        return min(near, key=lambda r: abs(r[0] - want)) if near else None
+
+    for a, g in zip(c[:-1], gaps, strict=True):
+        k = int(round(g / pitch))
+        if k < 2 or abs(g / k - pitch) > LATTICE_TOL * pitch:
             continue
-        coverage = gaussian_filter1d(cov.astype(float), 2 * ppm)
-        if (coverage > 0.5).sum() < 0.45 * width:
-            continue  # a text line, not a trace row
-        # baseline: the mode of the ink rows in a +-8 mm band (the trace rests on it between beats)
-        lo, hi = max(0, p - int(8 * ppm)), min(h, p + int(8 * ppm))
-        hist = gaussian_filter1d(mask[lo:hi].sum(axis=1).astype(float), 0.3 * ppm)
-        b = lo + int(np.argmax(hist))
-        # a trace leaves its baseline (QRS, T waves); a ruled line or a paper edge does not
-        near = np.asarray(mask[max(0, b - int(0.5 * ppm)) : b + int(0.5 * ppm) + 1].any(axis=0))
-        span_cols = near[xs[0] : xs[-1] + 1]
-        if span_cols.size and span_cols.mean() > 0.97:
-            continue
-        if _strokes(mask, b, ppm) < MIN_ROW_STROKES:
-            continue  # a dashed or wavy line: a paper edge, not a trace
-        left = xs[0] if len(xs) else 0
-        right = xs[-1] if len(xs) else w - 1
-        # robust ends: 0.5 % / 99.5 % of the ink columns in the band
-        wts = band.sum(axis=0).astype(float)
-        cdf = np.cumsum(wts) / max(wts.sum(), 1)
+        for j in range(1, k):
+            got = nearest(a + j * g / k, g / k)
+            if got is not None:
+                out.append(got)
+    left = float(np.median([r[1] for r in strong]))
+    right = float(np.median([r[2] for r in strong]))
+    for sign, end in ((-1.0, float(c[0])), (1.0, float(c[-1]))):
+        while True:
+            got = nearest(end + sign * pitch, pitch)
+            if got is None or abs(got[1] - left) > LATTICE_END_MM or abs(got[2] - right) > LATTICE_END_MM:
+                break
+            out.append(got)
+            end = got[0]
+    return out
+
+
+def _row_at(
+    mask: np.ndarray,
+    p: int,
+    half_mm: float,
+    width: int,
+    x0: float,
+    y0: float,
+    ppm: float,
+    valid: np.ndarray | None,
+) -> tuple[RowFit, bool] | None:
+    """The trace row at profile peak `p` (raster row): ((centre mm, left mm, right mm, pulse, left cut,
+    right cut), whether it has MIN_ROW_STROKES steep strokes), or None when it is no trace row (a text
+    line, a ruled line). The baseline is looked for within `half_mm` of the peak."""
+    h, w = mask.shape
+    band = mask[max(0, p - int(3 * ppm)) : p + int(3 * ppm)]
+    cov = band.any(axis=0)
+    xs = np.flatnonzero(cov)
+    if len(xs) == 0:
+        return None
+    coverage = gaussian_filter1d(cov.astype(float), 2 * ppm)
+    if (coverage > 0.5).sum() < 0.45 * width:
+        return None  # a text line, not a trace row
+    # baseline: the mode of the ink rows in a +-8 mm band (the trace rests on it between beats)
+    lo, hi = max(0, p - int(half_mm * ppm)), min(h, p + int(half_mm * ppm))
+    hist = gaussian_filter1d(mask[lo:hi].sum(axis=1).astype(float), 0.3 * ppm)
+    b = lo + int(np.argmax(hist))
+    # a trace leaves its baseline (QRS, T waves); a ruled line or a paper edge does not
+    near = np.asarray(mask[max(0, b - int(0.5 * ppm)) : b + int(0.5 * ppm) + 1].any(axis=0))
+    span_cols = near[xs[0] : xs[-1] + 1]
+    if span_cols.size and span_cols.mean() > 0.97:
+        return None
+    # a dashed or wavy line (a paper edge) has no steep strokes; nor has a low-voltage trace
+    steep = _strokes(mask, b, ppm) >= MIN_ROW_STROKES
+    # robust ends: 0.5 % / 99.5 % of the ink columns in the band
+    wts = band.sum(axis=0).astype(float)
+    cdf = np.cumsum(wts) / max(wts.sum(), 1)
+    left = int(np.searchsorted(cdf, 0.002))
+    right = int(np.searchsorted(cdf, 0.998))
+    edge_l: int | None = None
+    edge_r: int | None = None
+    for _ in range(3):  # a ragged edge is a few columns wide: look again just inside it
+        el, er = _paper_edges(mask, np.asarray(cov), b, left, right, ppm)
+        if el is None and er is None:
+            break
+        edge_l, edge_r = (el if el is not None else edge_l), (er if er is not None else edge_r)
+        if el is not None:
+            wts[: el + int(EDGE_HALF_MM * ppm) + 1] = 0
+        if er is not None:
+            wts[er - int(EDGE_HALF_MM * ppm) :] = 0
+        if wts.sum() <= 0:
+            break
+        cdf = np.cumsum(wts) / wts.sum()
         left = int(np.searchsorted(cdf, 0.002))
         right = int(np.searchsorted(cdf, 0.998))
-        edge_l: int | None = None
-        edge_r: int | None = None
-        for _ in range(3):  # a ragged edge is a few columns wide: look again just inside it
-            el, er = _paper_edges(mask, np.asarray(cov), b, left, right, ppm)
-            if el is None and er is None:
-                break
-            edge_l, edge_r = (el if el is not None else edge_l), (er if er is not None else edge_r)
-            if el is not None:
-                wts[: el + int(EDGE_HALF_MM * ppm) + 1] = 0
-            if er is not None:
-                wts[er - int(EDGE_HALF_MM * ppm) :] = 0
-            if wts.sum() <= 0:
-                break
-            cdf = np.cumsum(wts) / wts.sum()
-            left = int(np.searchsorted(cdf, 0.002))
-            right = int(np.searchsorted(cdf, 0.998))
-        # pulse: ink above the baseline over ~10 mm at the row's left end (two vertical strokes)
-        win = mask[max(0, b - int(9 * ppm)) : max(0, b - int(2 * ppm)), left : left + int(7 * ppm)]
-        pulse = bool(win.size and (win.mean(axis=0) > 0.6).sum() >= 2)
-        if valid is not None:
-            vb = np.asarray(valid[max(0, b - int(2 * ppm)) : b + int(2 * ppm)].all(axis=0))
-            vx = np.flatnonzero(vb)
-            margin = int(2.5 * ppm)
-            lcut.append(
-                not len(vx) or left - vx[0] < margin or not vb[max(0, left - margin) : left].all()
-                or (edge_l is not None and left - edge_l < margin)
-            )  # fmt: skip
-            rcut.append(
-                not len(vx) or vx[-1] - right < margin or not vb[right : right + margin].all()
-                or (edge_r is not None and edge_r - right < margin)
-            )  # fmt: skip
-        else:
-            lcut.append(False)
-            rcut.append(False)
-        centres.append(y0 + (b + 0.5) / ppm)
-        lefts.append(x0 + (left + 0.5) / ppm)
-        rights.append(x0 + (right + 0.5) / ppm)
-        pulses.append(pulse)
-    return Rows(
-        np.array(centres),
-        np.array(lefts),
-        np.array(rights),
-        np.array(pulses, bool),
-        np.array(lcut, bool),
-        np.array(rcut, bool),
-    )
+    # pulse: ink above the baseline over ~10 mm at the row's left end (two vertical strokes)
+    win = mask[max(0, b - int(9 * ppm)) : max(0, b - int(2 * ppm)), left : left + int(7 * ppm)]
+    pulse = bool(win.size and (win.mean(axis=0) > 0.6).sum() >= 2)
+    lcut = rcut = False
+    if valid is not None:
+        vb = np.asarray(valid[max(0, b - int(2 * ppm)) : b + int(2 * ppm)].all(axis=0))
+        vx = np.flatnonzero(vb)
+        margin = int(2.5 * ppm)
+        lcut = bool(
+            not len(vx) or left - vx[0] < margin or not vb[max(0, left - margin) : left].all()
+            or (edge_l is not None and left - edge_l < margin)
+        )  # fmt: skip
+        rcut = bool(
+            not len(vx) or vx[-1] - right < margin or not vb[right : right + margin].all()
+            or (edge_r is not None and edge_r - right < margin)
+        )  # fmt: skip
+    row = (y0 + (b + 0.5) / ppm, x0 + (left + 0.5) / ppm, x0 + (right + 0.5) / ppm, pulse, lcut, rcut)
+    return row, steep
 
 
 WAVE_LO_MM, WAVE_HI_MM = 9.0, 16.0  # the band above and below a baseline where only tall waves reach
@@ -453,16 +536,39 @@ def taller(f: np.ndarray, left: int, foot: int, w: int, ppm: float) -> bool:
     return min(stroke_ends(f, left, foot, w, ppm)) > 2.0 * ppm
 
 
+PULSE_ROW_MM = 12.0  # pulses of one stack closer than this are one row's (and a false match beside it)
+PULSE_DENSE_MM = 7.0  # ... unless the closer ones stand at one pitch (12 rows on a page: ~10 mm apart)
+PULSE_PITCH_TOL = 0.15  # every gap of a stack a whole number of its smallest gap, within this share
+
+
+def _one_per_row(grp: list[tuple[float, float, float]], apart_px: float) -> list[tuple[float, float, float]]:
+    keep: list[tuple[float, float, float]] = []
+    for p in grp:
+        if all(abs(p[2] - q[2]) > apart_px for q in keep):
+            keep.append(p)
+    return keep
+
+
+def _regular(ys: list[float]) -> bool:
+    """Whether the baselines stand at one pitch (gaps whole multiples of the smallest)."""
+    g = np.diff(np.sort(np.asarray(ys, np.float64)))
+    if len(g) < 2 or g.min() <= 0:
+        return False
+    r = g / g.min()
+    return bool(np.all(np.abs(r - np.round(r)) <= PULSE_PITCH_TOL))
+
+
 def _aligned(pulses: list[tuple[float, float, float]], ppm: float) -> list[tuple[float, float, float]]:
-    """The largest group of pulses stacked at one x (one per row), as rows of a page have them."""
+    """The largest group of pulses stacked at one x (one per row), as rows of a page have them: pulses
+    closer than PULSE_ROW_MM count as one row's, unless taking them gives a stack at one pitch (a 12-row
+    page at 5 mm/mV prints its pulses ~10 mm apart, and every other row was lost)."""
     best: list[tuple[float, float, float]] = []
     for _, x, _ in pulses[:20]:
         grp = [p for p in pulses if abs(p[1] - x) < 3 * ppm]
-        # one per row: drop pulses closer than 8 mm vertically to a stronger one
-        keep: list[tuple[float, float, float]] = []
-        for p in grp:
-            if all(abs(p[2] - q[2]) > 12 * ppm for q in keep):
-                keep.append(p)
+        keep = _one_per_row(grp, PULSE_ROW_MM * ppm)
+        dense = _one_per_row(grp, PULSE_DENSE_MM * ppm)
+        if len(dense) > len(keep) and _regular([p[2] for p in dense]):
+            keep = dense
         if len(keep) > len(best) or (
             len(keep) == len(best) and sum(q[0] for q in keep) > sum(q[0] for q in best)
         ):
@@ -585,17 +691,19 @@ def orient(
     turn: int = 0,
     mask: np.ndarray | None = None,
     pulses: bool = True,
+    lattice: bool = True,
 ) -> tuple[Orientation, Rows, np.ndarray]:
     """`_orient`, then `turn` more quarter turns when the caller has stronger evidence (the printed lead
     names read upside down): the rows are then measured again on the page turned that way. `mask`: the
-    trace ink when the caller found it otherwise (default `ink_mask`); `pulses` False: not searched."""
-    ori, rows, m = _orient(ink_r, paper, inside, ext, ppm, mask, pulses)
+    trace ink when the caller found it otherwise (default `ink_mask`); `pulses` False: not searched;
+    `lattice` False: no weak rows kept (`_rows`)."""
+    ori, rows, m = _orient(ink_r, paper, inside, ext, ppm, mask, pulses, lattice)
     if turn % 4 == 0:
         return ori, rows, m
     k = (ori.k + turn) % 4
     m = np.ascontiguousarray(np.rot90(m, k=-(turn % 4)))
     te = turned_extent(k, ext)
-    rows = _rows(m, te[0], te[1], ppm, np.rot90(inside, k=-k))
+    rows = _rows(m, te[0], te[1], ppm, np.rot90(inside, k=-k), lattice)
     rows.extras["columns"] = separator_columns(m, rows, te, ppm)
     return Orientation(k, ori.axis_score, -ori.upright_score), rows, m
 
@@ -608,6 +716,7 @@ def _orient(
     ppm: float = ORIENT_PPM,
     mask: np.ndarray | None = None,
     pulses: bool = True,
+    lattice: bool = True,
 ) -> tuple[Orientation, Rows, np.ndarray]:
     """Quarter turn k of the frame (upright = rot(k) @ frame), the rows in upright mm, the upright mask.
 
@@ -640,7 +749,7 @@ def _orient(
         m = np.ascontiguousarray(np.rot90(mask, k=-kbest))
         te = turned_extent(kbest, ext)
         rows = _rows_from_pulses(m, found[kbest], te[0], te[1], ppm, np.rot90(inside, k=-kbest))
-        prof_rows = _rows(m, te[0], te[1], ppm, np.rot90(inside, k=-kbest))
+        prof_rows = _rows(m, te[0], te[1], ppm, np.rot90(inside, k=-kbest), lattice)
         rows = _merge_rows(rows, prof_rows)
         rows.extras["columns"] = separator_columns(m, rows, te, ppm)
         return Orientation(kbest, float(counts[kbest]), float(ev[kbest] - others)), rows, m
@@ -650,7 +759,7 @@ def _orient(
     for k in (0, 2) if cy >= cx else (1, 3):
         m = np.rot90(mask, k=-k)
         te = turned_extent(k, ext)
-        rows = _rows(m, te[0], te[1], ppm, np.rot90(inside, k=-k))
+        rows = _rows(m, te[0], te[1], ppm, np.rot90(inside, k=-k), lattice)
         # a lone pulse is weak evidence (a QRS can pass for one): it only adds to the wave/header votes
         lone = found[k][0][0] if len(found[k]) == 1 else 0.0
         prior = IMAGE_UP_PRIOR if k == 0 else 0.0

@@ -1,0 +1,68 @@
+"""Rows a cart prints at one pitch are found even where one barely leaves its baseline, or stands close.
+
+On real-cart pages a low-voltage lead (III, aVL) has too few steep strokes to pass for a trace row and
+was dropped as a paper edge, and a 12-row page at 5 mm/mV (rows ~10 mm apart) lost every other row and
+pulse: geometry then named a 4-row template and the solver could only choose among wrong families
+(validation pages 12x1-top_001, cabrera-12x1_001, seed 14001).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ecgml.geometry.orient import _aligned, _on_lattice, _rows
+
+PPM = 4.0
+
+
+def _mask(rows_mm: list[float], flat: set[int], w_mm: float = 200.0, h_mm: float = 150.0) -> np.ndarray:
+    """An upright ink mask: a trace per baseline (QRS strokes every 20 mm, 8 mm tall) or, for the rows in
+    `flat`, a low trace that never leaves its baseline by more than 1 mm."""
+    h, w = int(h_mm * PPM), int(w_mm * PPM)
+    m = np.zeros((h, w), bool)
+    x = np.arange(w)
+    for i, b in enumerate(rows_mm):
+        # T-like bumps 1.5 mm tall: the trace leaves its baseline (a ruled line would not)
+        y = b * PPM - 1.5 * PPM * np.clip(np.sin(x / (2 * PPM)), 0, 1) ** 2
+        yi = np.clip(np.round(y).astype(int), 0, h - 1)
+        for d in (0, 1):  # a stroke 2 px thick, unbroken where it climbs
+            m[np.clip(yi + d, 0, h - 1), x] = True
+            m[np.clip(np.roll(yi, 1) + d, 0, h - 1), x] = True
+        if i not in flat:
+            for q in range(int(10 * PPM), w - int(5 * PPM), int(20 * PPM)):
+                m[int((b - 8) * PPM) : int(b * PPM) + 1, q : q + 2] = True
+    return m
+
+
+def test_a_low_trace_between_rows_is_a_row() -> None:
+    rows = [30.0, 50.0, 70.0, 90.0, 110.0]
+    got = _rows(_mask(rows, flat={2}), 0.0, 0.0, PPM)
+    assert len(got.centres) == 5
+    assert np.allclose(np.sort(got.centres), rows, atol=1.5)
+
+
+def test_a_low_line_outside_the_rows_is_not() -> None:
+    # the same low, stroke-less line above the block: a paper edge's place, never taken for a row
+    got = _rows(_mask([12.0, 40.0, 60.0, 80.0], flat={0}), 0.0, 0.0, PPM)
+    assert np.allclose(np.sort(got.centres), [40.0, 60.0, 80.0], atol=1.5)
+
+
+def test_lattice_fills_whole_pitches_only() -> None:
+    def row(y: float, left: float = 10.0) -> tuple[float, float, float, bool, bool, bool]:
+        return (y, left, 200.0, False, False, False)
+
+    weak = [row(37.0), row(55.0), row(95.0), row(74.0), row(83.0, left=60.0)]
+    # strong rows 20, 30 (pitch 10): the gap 30-44 (1.4 pitches) holds no row, 44-64 (2) one near 54;
+    # past the block, 74 (one pitch on, same ends) is a row, 83 (starts 50 mm later: text) is not, and
+    # 95 is beyond it
+    got = _on_lattice([row(y) for y in (20.0, 30.0, 44.0, 64.0)], weak)
+    assert sorted(r[0] for r in got) == [55.0, 74.0]
+
+
+def test_a_stack_of_close_pulses_at_one_pitch_is_every_row() -> None:
+    ys = [100.0 + 40.0 * i for i in range(12)]  # 12 rows 10 mm apart at 4 px/mm
+    pulses = [(1.0, 50.0, y) for y in ys]
+    assert len(_aligned(pulses, PPM)) == 12
+    # a false match 8 mm beside a pulse of a 30 mm-pitch stack stays out
+    stack = [(1.0, 50.0, 100.0 + 120.0 * i) for i in range(4)] + [(0.5, 50.0, 132.0)]
+    assert len(_aligned(stack, PPM)) == 4
