@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ecgml.geometry.pulses import SNAP_TOL, STANDARD_WIDTH_MM
-from ecgml.layout import Cell, PageLayout
+from ecgml.layout import Cell
 from ecgml.verdict import PULSE_UNSEEN
 
 if TYPE_CHECKING:
@@ -238,7 +238,7 @@ def _row_beat_mm(x: np.ndarray, y: np.ndarray) -> float | None:
     return float((lo + first) * BEAT_STEP_MM)
 
 
-def beat_spacing_mm(traces: list[CellTrace], layout: PageLayout) -> float | None:
+def beat_spacing_mm(traces: list[CellTrace]) -> float | None:
     """The median beat-to-beat spacing (mm) over the page's rows (each row's cells joined), None when no
     row repeats clearly."""
     rows: dict[int, list[CellTrace]] = {}
@@ -260,7 +260,7 @@ def read_calibration(geo: Geometry, footer: FooterReading | None, traces: list[C
     lay = geo.layout
     p = pulses(geo)
     width = float(p["pulse_width_mm"]) if p.get("gain_read") and p.get("pulse_width_mm") else None
-    beat = beat_spacing_mm(traces, lay)
+    beat = beat_spacing_mm(traces)
     printed = footer.to_json() if footer is not None else {}
     speed, src, doubt = ASSUMED_SPEED_MM_S, "assumed", ""
     said = footer.speed_mm_s if footer is not None else None

@@ -78,9 +78,9 @@ def test_with_speed_keeps_the_cells_and_scales_their_seconds():
 
 
 def test_beat_spacing_is_read_off_the_rows():
-    assert beat_spacing_mm(_beats(20.0), make_layout("3x4+1R")) == pytest.approx(20.0, abs=0.5)
+    assert beat_spacing_mm(_beats(20.0)) == pytest.approx(20.0, abs=0.5)
     flat = [CellTrace("I", 0, 0, np.arange(0, 50, 0.1), np.zeros(500), np.ones(500))]
-    assert beat_spacing_mm(flat, make_layout("3x4+1R")) is None
+    assert beat_spacing_mm(flat) is None
 
 
 def test_pulse_widths_carts_print():
