@@ -26,9 +26,11 @@ from ecgml.geometry.grid import (
     bend_residual,
     coarse_frame,
     darkness,
+    luma_darkness,
     tile_lattice,
 )
 from ecgml.geometry.orient import (
+    COARSE_PPM,
     ORIENT_PPM,
     Rows,
     choose_layout,
@@ -56,6 +58,9 @@ WORK_LONG_SIDE = 2300
 MIN_WORK_LONG_SIDE = 1100
 RETRY_LONG_SIDE = 4000  # no grid on the reduced copy of a larger image: again at this size (12 MP: full)
 RETRY_MIN_GAIN = 1.3  # ... and the retry would see at least this much more detail
+# images up to this long side (web copies: at most ~5.7 px/mm on Letter) whose grid was not found, or was
+# measured below the minimum density, are tried once more on their luma (`estimate_page`)
+LUMA_RETRY_LONG_SIDE = 1600
 REFINE_ROUNDS = 3
 RESIDUAL_STEP_MM = 5.0
 MIN_GOOD_TILES = 40  # grid tiles (10 mm apart) a page gives when the scale is right
@@ -159,7 +164,22 @@ def estimate_page(image: np.ndarray, path: str | Path | None = None, turn: int =
     its other images. ImageTooSmall when the grid measures fewer than MIN_PX_PER_MM px per paper mm.
     """
     image = _as_rgb(image, path)
-    return _dense_enough(_estimate_page(image, path, turn), path)
+    try:
+        return _dense_enough(_estimate_page(image, path, turn), path)
+    except EcgmlError as exc:
+        if "grid" not in exc.reason and not isinstance(exc, ImageTooSmall):
+            raise
+        if max(image.shape[:2]) > LUMA_RETRY_LONG_SIDE:
+            raise
+        # a small JPEG copy codes its colours at half resolution in 16 px blocks: in the darkness of its
+        # palest channel that block lattice can pass for the grid (measured 2x off, or no grid at all);
+        # the luma channel, coded at full resolution, shows the grid's own lines
+        try:
+            est = _attempt(image, path, WORK_LONG_SIDE, turn, luma=True)
+        except EcgmlError:
+            raise exc from None
+        est.diagnostics["luma_retry"] = exc.reason
+        return _dense_enough(est, path)
 
 
 def _dense_enough(est: PageEstimate, path: str | Path | None) -> PageEstimate:
@@ -273,9 +293,11 @@ def _resized(image: np.ndarray, scale: float) -> np.ndarray:
     return np.asarray(cv2.resize(image, None, fx=scale, fy=scale, interpolation=interp))
 
 
-def _attempt(image: np.ndarray, path: str | Path | None, work_long_side: int, turn: int = 0) -> PageEstimate:
+def _attempt(
+    image: np.ndarray, path: str | Path | None, work_long_side: int, turn: int = 0, luma: bool = False
+) -> PageEstimate:
     try:
-        return _estimate(image, path, work_long_side, turn)
+        return _estimate(image, path, work_long_side, turn, luma)
     except EcgmlError:
         raise
     except (cv2.error, np.linalg.LinAlgError, ValueError, IndexError, ZeroDivisionError) as exc:
@@ -284,7 +306,10 @@ def _attempt(image: np.ndarray, path: str | Path | None, work_long_side: int, tu
         ) from exc
 
 
-def _estimate(image: np.ndarray, path: str | Path | None, work_long_side: int, turn: int = 0) -> PageEstimate:
+def _estimate(
+    image: np.ndarray, path: str | Path | None, work_long_side: int, turn: int = 0, luma: bool = False
+) -> PageEstimate:
+    """One attempt at `work_long_side`; `luma`: the grid measured on the luma's darkness (`luma_darkness`)."""
     t_start = time.perf_counter()
     h0, w0 = image.shape[:2]
     scale = min(1.0, work_long_side / max(h0, w0))
@@ -295,7 +320,7 @@ def _estimate(image: np.ndarray, path: str | Path | None, work_long_side: int, t
     sx, sy = work.shape[1] / w0, work.shape[0] / h0
     scale = 0.5 * (sx + sy)
     ksize = int(max(9, 0.012 * min(work.shape[:2])))
-    dark, _ = darkness(work, ksize)
+    dark = luma_darkness(work, ksize) if luma else darkness(work, ksize)[0]
     if float(dark.std()) < 2.0:
         raise EcgmlError(path, "no ECG grid found (blank image)")
     diag: dict[str, Any] = {"work_scale": scale}
@@ -382,9 +407,15 @@ def _estimate(image: np.ndarray, path: str | Path | None, work_long_side: int, t
     valid = rectify(np.full(work.shape[:2], 255, np.uint8), fmap, e, ORIENT_PPM, border=0.0) > 128
     _, ink_r = darkness(rgb_r, int(3 * ORIENT_PPM) | 1)
     paper = valid & _paper_mask(res.tiles_mm, e, valid.shape)
+    # input px per frame mm (the frame's mm are paper mm): a small copy's raster is enlarged from it
+    mid = np.array([(e.x0 + e.x1) / 2, (e.y0 + e.y1) / 2])
+    in_ppm = float(np.linalg.norm(fmap.mm_to_px(mid + [1.0, 0]) - fmap.mm_to_px(mid))) / scale
+    coarse = in_ppm < COARSE_PPM
+    diag["coarse"] = coarse
     ori, rows, mask = orient(
-        ink_r.astype(np.float32) * (1 / 255), paper, valid, (e.x0, e.y0, e.x1, e.y1), ORIENT_PPM, turn
-    )
+        ink_r.astype(np.float32) * (1 / 255), paper, valid, (e.x0, e.y0, e.x1, e.y1), ORIENT_PPM, turn,
+        coarse=coarse,
+    )  # fmt: skip
     if len(rows.centres) < 2:
         # nothing clearly darker than the grid lines: a light trace on a dark grid (GE-style copies)
         # is found by shape instead (`trace_ink`), and kept when it shows more rows
@@ -392,8 +423,9 @@ def _estimate(image: np.ndarray, path: str | Path | None, work_long_side: int, t
         alt = thin_strokes(line_free_mask(ink01, paper, ORIENT_PPM))
         # its bridged line bits make boxes a pulse finder takes for pulses: turn and rows from the rows
         found = orient(
-            ink01, paper, valid, (e.x0, e.y0, e.x1, e.y1), ORIENT_PPM, turn, alt, pulses=False, lattice=False
-        )
+            ink01, paper, valid, (e.x0, e.y0, e.x1, e.y1), ORIENT_PPM, turn, alt, pulses=False,
+            lattice=False, coarse=coarse,
+        )  # fmt: skip
         if len(found[1].centres) > len(rows.centres):
             ori, rows, mask = found
             diag["trace_ink"] = "grid lines removed by shape"

@@ -54,6 +54,18 @@ def darkness(img: np.ndarray, ksize: int) -> tuple[np.ndarray, np.ndarray]:
     return 255 - lo, 255 - hi
 
 
+def luma_darkness(img: np.ndarray, ksize: int) -> np.ndarray:
+    """Darkness of the luma (uint8, 255 = black) relative to the local paper level, as `darkness`.
+
+    JPEG codes colour at half resolution in 16 px blocks and luma at full resolution: on a small copy
+    the palest channel's darkness carries the block lattice, the luma's the grid lines."""
+    y = cv2.cvtColor(img, cv2.COLOR_RGB2GRAY) if img.ndim == 3 else img
+    k = max(3, ksize | 1)
+    bg = cv2.blur(cv2.dilate(y, cv2.getStructuringElement(cv2.MORPH_RECT, (k, k))), (k, k))
+    bg = np.maximum(bg, 16).astype(np.uint8)
+    return np.asarray(255 - cv2.divide(y, bg, scale=255))
+
+
 @dataclass
 class TileLattice:
     centre: np.ndarray  # (n, 2) px

@@ -19,6 +19,7 @@ from scipy.signal import find_peaks
 from ecgml.layout import DEFAULT_LAYOUT, KAGGLE_X0_MM, LETTER_MM, PageLayout, make_layout
 
 ORIENT_PPM = 4.0  # px/mm of the ink raster
+COARSE_PPM = ORIENT_PPM  # an image holding the page at fewer px/mm is coarse: its raster is enlarged
 GRID_Y_PHASE = LETTER_MM[1] % 5.0  # paper y of grid lines mod 5 (anchored at the bottom edge)
 ROWS_TO_LAYOUT = {4: "3x4+1R", 3: "3x4", 7: "6x2+1R", 12: "12x1"}
 
@@ -180,9 +181,11 @@ MIN_ROW_STROKES = 3  # steep strokes (QRS, pulse) a trace row has; a ruled line 
 STROKE_MM = 2.0  # a stroke leaves the baseline (+-1 mm) by at least this much in one raster column
 
 
-def _strokes(mask: np.ndarray, b: int, ppm: float) -> int:
+def _strokes(mask: np.ndarray, b: int, ppm: float, bridge: bool = False) -> int:
     """Steep strokes leaving the baseline raster row `b`: groups of columns whose ink runs unbroken from
-    within 1 mm of it to at least STROKE_MM beyond (within 8 mm).
+    within 1 mm of it to at least STROKE_MM beyond (within 8 mm). `bridge`: the raster is enlarged from
+    a coarser image (`COARSE_PPM`), whose 1 px strokes come out faint: a stroke may then lean a column and
+    lose a raster row where it crosses a grid line, and both are bridged.
 
     A trace row has one or more per beat (10-18 on a 3x4 row); a photographed page's dashed or wavy edge
     has none, yet the profile took such edges for rows (a screen photo's top and bottom edge made six rows
@@ -193,6 +196,9 @@ def _strokes(mask: np.ndarray, b: int, ppm: float) -> int:
     lo, hi = max(0, b - near_px), min(h, b + near_px + 1)
     if lo >= hi:
         return 0
+    if bridge:
+        m8 = cv2.dilate(mask.astype(np.uint8), np.ones((1, 3), np.uint8))
+        mask = cv2.morphologyEx(m8, cv2.MORPH_CLOSE, np.ones((3, 1), np.uint8)) > 0
     near = mask[lo:hi].any(axis=0)
     run = np.zeros(w, np.int32)
     alive = near.copy()
@@ -219,7 +225,13 @@ LATTICE_END_MM = 10.0  # a row past the block starts and ends this near where th
 
 
 def _rows(
-    mask: np.ndarray, x0: float, y0: float, ppm: float, valid: np.ndarray | None = None, lattice: bool = True
+    mask: np.ndarray,
+    x0: float,
+    y0: float,
+    ppm: float,
+    valid: np.ndarray | None = None,
+    lattice: bool = True,
+    bridge: bool = False,
 ) -> Rows:
     """Trace rows of an upright ink mask: peaks of the horizontal projection that span most of the width.
 
@@ -228,6 +240,7 @@ def _rows(
     neighbour's peak is lost in it; either is kept where the page's other rows leave a gap of whole row
     pitches around it (`_on_lattice`): a cart prints its rows at one pitch, and an edge lies outside them.
     `lattice` False: strong rows only (a mask full of grid-line bits has weak rows everywhere).
+    `bridge`: strokes counted as on a coarse image's raster (`_strokes`).
     """
     h, w = mask.shape
     prof = gaussian_filter1d(mask.mean(axis=1).astype(float), 1.0 * ppm)
@@ -242,12 +255,12 @@ def _rows(
     strong: list[RowFit] = []
     weak: list[RowFit] = []
     for p in peaks:
-        got = _row_at(mask, p, 8.0, width, x0, y0, ppm, valid)
+        got = _row_at(mask, p, 8.0, width, x0, y0, ppm, valid, bridge)
         if got is not None:
             (strong if got[1] else weak).append(got[0])
     for p in np.setdiff1d(close, peaks):
         d = float(np.min(np.abs(peaks - p))) / ppm if len(peaks) else 8.0 / 0.45
-        got = _row_at(mask, p, min(8.0, 0.45 * d), width, x0, y0, ppm, valid)
+        got = _row_at(mask, p, min(8.0, 0.45 * d), width, x0, y0, ppm, valid, bridge)
         if got is not None:
             weak.append(got[0])
     filled = _on_lattice(strong, weak) if lattice else []
@@ -311,6 +324,7 @@ def _row_at(
     y0: float,
     ppm: float,
     valid: np.ndarray | None,
+    bridge: bool = False,
 ) -> tuple[RowFit, bool] | None:
     """The trace row at profile peak `p` (raster row): ((centre mm, left mm, right mm, pulse, left cut,
     right cut), whether it has MIN_ROW_STROKES steep strokes), or None when it is no trace row (a text
@@ -334,7 +348,7 @@ def _row_at(
     if span_cols.size and span_cols.mean() > 0.97:
         return None
     # a dashed or wavy line (a paper edge) has no steep strokes; nor has a low-voltage trace
-    steep = _strokes(mask, b, ppm) >= MIN_ROW_STROKES
+    steep = _strokes(mask, b, ppm, bridge) >= MIN_ROW_STROKES
     # robust ends: 0.5 % / 99.5 % of the ink columns in the band
     wts = band.sum(axis=0).astype(float)
     cdf = np.cumsum(wts) / max(wts.sum(), 1)
@@ -692,18 +706,20 @@ def orient(
     mask: np.ndarray | None = None,
     pulses: bool = True,
     lattice: bool = True,
+    coarse: bool = False,
 ) -> tuple[Orientation, Rows, np.ndarray]:
     """`_orient`, then `turn` more quarter turns when the caller has stronger evidence (the printed lead
     names read upside down): the rows are then measured again on the page turned that way. `mask`: the
     trace ink when the caller found it otherwise (default `ink_mask`); `pulses` False: not searched;
-    `lattice` False: no weak rows kept (`_rows`)."""
-    ori, rows, m = _orient(ink_r, paper, inside, ext, ppm, mask, pulses, lattice)
+    `lattice` False: no weak rows kept (`_rows`); `coarse`: the image holds the page at fewer px per mm
+    than the raster (`_strokes`)."""
+    ori, rows, m = _orient(ink_r, paper, inside, ext, ppm, mask, pulses, lattice, coarse)
     if turn % 4 == 0:
         return ori, rows, m
     k = (ori.k + turn) % 4
     m = np.ascontiguousarray(np.rot90(m, k=-(turn % 4)))
     te = turned_extent(k, ext)
-    rows = _rows(m, te[0], te[1], ppm, np.rot90(inside, k=-k), lattice)
+    rows = _rows(m, te[0], te[1], ppm, np.rot90(inside, k=-k), lattice, coarse)
     rows.extras["columns"] = separator_columns(m, rows, te, ppm)
     return Orientation(k, ori.axis_score, -ori.upright_score), rows, m
 
@@ -717,6 +733,7 @@ def _orient(
     mask: np.ndarray | None = None,
     pulses: bool = True,
     lattice: bool = True,
+    coarse: bool = False,
 ) -> tuple[Orientation, Rows, np.ndarray]:
     """Quarter turn k of the frame (upright = rot(k) @ frame), the rows in upright mm, the upright mask.
 
@@ -749,7 +766,7 @@ def _orient(
         m = np.ascontiguousarray(np.rot90(mask, k=-kbest))
         te = turned_extent(kbest, ext)
         rows = _rows_from_pulses(m, found[kbest], te[0], te[1], ppm, np.rot90(inside, k=-kbest))
-        prof_rows = _rows(m, te[0], te[1], ppm, np.rot90(inside, k=-kbest), lattice)
+        prof_rows = _rows(m, te[0], te[1], ppm, np.rot90(inside, k=-kbest), lattice, coarse)
         rows = _merge_rows(rows, prof_rows)
         rows.extras["columns"] = separator_columns(m, rows, te, ppm)
         return Orientation(kbest, float(counts[kbest]), float(ev[kbest] - others)), rows, m
@@ -759,7 +776,7 @@ def _orient(
     for k in (0, 2) if cy >= cx else (1, 3):
         m = np.rot90(mask, k=-k)
         te = turned_extent(k, ext)
-        rows = _rows(m, te[0], te[1], ppm, np.rot90(inside, k=-k), lattice)
+        rows = _rows(m, te[0], te[1], ppm, np.rot90(inside, k=-k), lattice, coarse)
         # a lone pulse is weak evidence (a QRS can pass for one): it only adds to the wave/header votes
         lone = found[k][0][0] if len(found[k]) == 1 else 0.0
         prior = IMAGE_UP_PRIOR if k == 0 else 0.0
