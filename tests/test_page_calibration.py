@@ -161,3 +161,25 @@ def test_a_kaggle_page_is_read_at_its_printed_speed(speed):
     ok = np.isfinite(ii)
     n = int(truth.t1_s * 500)
     assert ok[:n].mean() > 0.9 and np.corrcoef(ii[:n][ok[:n]], rec.signal[:n, 1][ok[:n]])[0, 1] > 0.8
+
+
+def test_training_finds_the_printed_fields_where_the_page_draws_them():
+    """The footer reader's positives: each value-and-unit field of the drawn footer, inside its text box."""
+    from ecgml.footer_reader import CLASSES, FOOT_PPM
+    from ecgml.records import Record
+    from ecgml.render.page import draw_page
+    from ecgml.render.presets import kaggle_layout
+    from ecgml.render.style import kaggle_style
+    from ecgml.training.footer_reader import field_boxes
+
+    rec = Record(np.zeros((2500, 12), np.float32), 250, "flat")
+    flat = draw_page(
+        rec, kaggle_layout("3x4+1R", 50, "20"), kaggle_style(np.random.default_rng(1)), FOOT_PPM, 1
+    )
+    fields, others = field_boxes(flat.text_items, flat.text_boxes)
+    assert sorted(CLASSES[c] for c, *_ in fields) == ["20 mm/mV", "50 mm/s"]
+    for _c, cx, cy, w in fields:
+        box = next(b for it, (_, b) in zip(flat.text_items, flat.text_boxes, strict=True) if "mm/" in it.text
+                   and b[0] <= cx <= b[2])  # fmt: skip
+        assert box[1] <= cy <= box[3] and 0 < w <= box[2] - box[0] + 0.5
+    assert others  # the lead labels: "none" patches
