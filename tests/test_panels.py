@@ -133,3 +133,43 @@ def test_columns_apart_by_gaps_on_a_page_wide_grid_are_cut_at_the_gaps(record):
         assert got.t0_s == pytest.approx(want.t0_s)
     kaggle = estimate_page(render(record, "0001", 3).image)
     assert "column_gaps" not in kaggle.diagnostics  # abutting columns keep the template's cuts
+
+
+def _photographed(image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """`image` on a darker desk, in perspective and turned a quarter (as a phone photo of a printout
+    lying sideways): (the photo, the 3x3 map page px -> photo px)."""
+    import cv2
+
+    h, w = image.shape[:2]
+    pad = int(0.25 * max(h, w))
+    desk = np.full((h + 2 * pad, w + 2 * pad, 3), (96, 118, 92), np.uint8)
+    desk[pad : pad + h, pad : pad + w] = image
+    H, W = desk.shape[:2]
+    src = np.float32([[0, 0], [W, 0], [W, H], [0, H]])
+    dst = np.float32([[0.06 * W, 0.03 * H], [0.97 * W, 0], [W, H], [0.02 * W, 0.95 * H]])
+    persp = cv2.getPerspectiveTransform(src, dst)
+    photo = cv2.warpPerspective(desk, persp, (W, H), borderValue=(96, 118, 92))
+    photo = np.ascontiguousarray(np.rot90(photo, 1))  # counter-clockwise: x' = y, y' = W - x
+    turn = np.array([[0.0, 1.0, 0.0], [-1.0, 0.0, W], [0.0, 0.0, 1.0]])
+    shift = np.array([[1.0, 0.0, pad], [0.0, 1.0, pad], [0.0, 0.0, 1.0]])
+    return photo, turn @ persp @ shift
+
+
+@pytest.mark.slow
+def test_a_photographed_panel_page_turned_sideways_is_read_from_its_boxes(panel_page):
+    """The panel reader needs level boxes; on a photo it reads them on the page the page-wide fit makes
+    upright, and its map leads back into the photo: every cell's start within 1.5 mm of the truth."""
+    from ecgml.geometry import estimate_page
+    from ecgml.page import apply_homography
+
+    r = panel_page
+    photo, to_photo = _photographed(r.image)
+    est = estimate_page(photo)
+    assert est.diagnostics.get("source") == "panels" and "rectified" in est.diagnostics
+    assert est.layout.name == "3x4+1R" and est.confidence > 0.5
+    ppm = r.meta["page_px_per_mm"]
+    for want, got in zip(r.layout.cells, est.layout.cells, strict=True):
+        assert (got.lead, got.row, got.col) == (want.lead, want.row, want.col)
+        a = apply_homography(to_photo, r.page_map.mm_to_px(np.array([[want.x0_mm, want.baseline_mm]])))[0]
+        b = est.page_map.mm_to_px(np.array([[got.x0_mm, got.baseline_mm]]))[0]
+        assert np.hypot(*(a - b)) < 1.5 * ppm

@@ -41,6 +41,7 @@ from ecgml.geometry.orient import (
     tick_phase,
     turned_extent,
 )
+from ecgml.geometry.panel_photo import panels_rectified
 from ecgml.geometry.panels import find_panels
 from ecgml.geometry.paper import paper_box
 from ecgml.geometry.pulses import STANDARD_WIDTH_MM, PulseReading, read_pulses, start_pulse_width
@@ -196,6 +197,13 @@ def _estimate_page(image: np.ndarray, path: str | Path | None, turn: int) -> Pag
         panels = _panel_estimate(image)
         if panels is not None:
             return panels
+    est = _page_wide(image, path, turn)
+    boxed = _panel_rectified_estimate(image, est)
+    return est if boxed is None else boxed
+
+
+def _page_wide(image: np.ndarray, path: str | Path | None, turn: int) -> PageEstimate:
+    """The page read by the page-wide grid fit (at the work size, else larger or on the paper's crop)."""
     long_side = max(image.shape[:2])
     try:
         est = _attempt(image, path, WORK_LONG_SIDE, turn)
@@ -283,6 +291,26 @@ def _panel_estimate(image: np.ndarray) -> PageEstimate | None:
     ppm = (found.px_per_mm[0] / sx, found.px_per_mm[1] / sy)
     diag = {**found.diagnostics, "source": "panels", "seconds": round(time.perf_counter() - t0, 3)}
     return PageEstimate(pm, found.layout, ppm, 0, found.confidence, diag)
+
+
+def _panel_rectified_estimate(image: np.ndarray, est: PageEstimate) -> PageEstimate | None:
+    """The page read as gridded panels on the raster the page-wide fit's homography makes upright
+    (`panel_photo`: photos, screens, turned pages), when it is one; else None."""
+    t0 = time.perf_counter()
+    try:
+        got = panels_rectified(image, est.page_map)
+    except (cv2.error, ValueError, IndexError, ZeroDivisionError, np.linalg.LinAlgError):
+        return None
+    if got is None or got.found.confidence < PANEL_MIN_CONFIDENCE:
+        return None
+    pm = got.page_map
+    jac = _jacobian(pm, np.array(pm.paper_mm) / 2)
+    ppm = (float(np.linalg.norm(jac[:, 0])), float(np.linalg.norm(jac[:, 1])))
+    orientation = int(90 * np.round(np.degrees(np.arctan2(-jac[1, 0], jac[0, 0])) / 90)) % 360
+    diag = {**got.found.diagnostics, **got.diagnostics, "source": "panels"}
+    diag["page_wide"] = {"layout": est.layout.name, "confidence": round(est.confidence, 3)}
+    diag["seconds"] = round(est.diagnostics.get("seconds", 0.0) + time.perf_counter() - t0, 3)
+    return PageEstimate(pm, got.found.layout, ppm, orientation, got.found.confidence, diag)
 
 
 def _resized(image: np.ndarray, scale: float) -> np.ndarray:

@@ -37,10 +37,16 @@ MIN_BOX_MM = 10.0  # a box is at least this wide and tall
 MIN_GAP_MM = 1.0  # boxes are apart by at least this much
 EDGE_SNAP_MM = 0.4  # a box side within this of a vertical ruled line is that line
 MAX_SKEW_DEG = 3.0  # a page of boxes that does not read is tried again turned upright by up to this much
+MAX_ASPECT = 1.25  # the ruled spacings across and along a scan differ by less than this factor
+MAX_ASPECT_LEVELLED = 2.0  # ... on a photo's page made upright by a page-wide fit (its aspect is that fit's)
+SPECTRAL_PEAK = 20.0  # the lines' peak in the boxes' summed power spectrum: this far above its median
+FUNDAMENTAL_SHARE = 0.2  # ... and the lattice's fundamental: at least this share of that peak
 PAGE_MM = (150.0, 450.0)  # plausible page widths: decides whether the ruled spacing is 1 or 5 mm
+ROW_MM = (100.0, 450.0)  # ... else plausible widths of the widest row of boxes
 SPEED_MM_S = 25.0
 GAIN_MM_MV = 10.0
 MAX_DURATION_S = 10.0
+MIN_SHOWN_S = 7.5  # rows of boxes on a photo's levelled page showing less than this: its scale is in doubt
 # the standard lead order of each grid shape (rows of the grid, top to bottom)
 SHAPES: dict[tuple[int, int], list[list[str]]] = {
     (3, 4): [["I", "aVR", "V1", "V4"], ["II", "aVL", "V2", "V5"], ["III", "aVF", "V3", "V6"]],
@@ -144,20 +150,80 @@ def _spacing(groups: list[np.ndarray]) -> float | None:
     return float(cands[k])
 
 
-def find_panels(image: np.ndarray) -> PanelPage | None:
+def _split(pv: np.ndarray, bands: list[tuple[int, int]], min_px: int) -> list[tuple[int, int]]:
+    """Bands of vertical ruled lines cut where their coverage drops below half the band's median: two
+    rows of boxes whose gap the tall complexes of a trace cross (their strokes are vertical lines too)
+    are one band, but the lines of a box run its whole height, so a box's own coverage does not drop."""
+    out = []
+    for a, b in bands:
+        low = pv[a:b] < 0.5 * float(np.median(pv[a:b]))
+        cuts = [(a + i, a + j) for i, j in true_runs(low) if i > 0 and j < b - a]
+        start = a
+        for i, j in cuts:
+            if i - start >= min_px and b - j >= min_px:
+                out.append((start, i))
+                start = j
+        out.append((start, b))
+    return out
+
+
+def _spectral_spacing(dark: np.ndarray, rows: list[list[Box]], axis: int) -> float | None:
+    """The ruled lines' spacing (px) across `axis` (0: vertical lines, along x; 1: horizontal ones)
+    from the power spectrum of each box's mean darkness profile, summed over boxes (each box keeps its
+    own phase); None without a clear peak. Whether it is the 1 or the 5 mm lines, the page size says."""
+    profiles = []
+    for r in rows:
+        for x0, y0, x1, y1 in r:
+            sub = dark[int(y0) : int(y1), int(x0) : int(x1)]
+            if min(sub.shape) >= 16:
+                profiles.append(sub.mean(axis=axis).astype(np.float64))
+    if not profiles:
+        return None
+    n = 1 << int(np.ceil(np.log2(4 * max(p.size for p in profiles))))
+    power = np.zeros(n // 2 + 1)
+    for p in profiles:
+        p = p - gaussian_filter1d(p, max(3.0, p.size / 20))
+        power += np.abs(np.fft.rfft(p * np.hanning(p.size), n)) ** 2
+    f = np.arange(power.size) / n  # cycles per px
+    band = (f >= 1 / (min(p.size for p in profiles) / 3)) & (f <= 1 / 3.0)
+    if band.sum() < 5:
+        return None
+    k = int(np.flatnonzero(band)[np.argmax(power[band])])
+    if power[k] < SPECTRAL_PEAK * float(np.median(power[band])) or not 0 < k < power.size - 1:
+        return None
+    # thin lines put about as much power in every harmonic: the fundamental is the lowest of them that
+    # carries a share of the peak's power (the 5 mm lattice, not its 2.5 mm harmonic)
+    for d in (5, 4, 3, 2):
+        j = int(round(k / d))
+        if j < 2:
+            continue
+        j = j - 2 + int(np.argmax(power[j - 2 : j + 3]))
+        if power[j] >= FUNDAMENTAL_SHARE * power[k] and abs(j * d - k) <= d + 1 and band[j]:
+            k = j
+            break
+    a, b, c = np.log(power[k - 1 : k + 2] + 1e-12)
+    shift = 0.5 * (a - c) / (a - 2 * b + c) if a - 2 * b + c < 0 else 0.0
+    return float(n / (k + shift))
+
+
+def find_panels(image: np.ndarray, max_deg: float = MAX_SKEW_DEG, level: bool = False) -> PanelPage | None:
     """The page's panels and the layout they imply; None when the page is not made of separate boxes.
 
     A page of boxes whose ruled lines are not level (a scan turned by a degree or two: a box's far end
-    then sits a millimetre off) is read again turned upright by the skew of its ruled lines."""
-    found, n_boxes, ink = _read(image)
-    if n_boxes < 2:
+    then sits a millimetre off) is read again levelled by its ruled lines: turned so the horizontal ones
+    lie level, sheared so the vertical ones stand upright (a photo's rectified page keeps a shear the
+    page-wide fit left), each within `max_deg`. `level` (a page made upright by the page-wide fit): level
+    it even when the first reading found no boxes (lines turned by several degrees are cut into pieces
+    the opening drops), and take the spacings across and along within MAX_ASPECT_LEVELLED."""
+    found, n_boxes, ink = _read(image, level)
+    if n_boxes < 2 and not level:
         return found
-    m = _deskew(ink)
+    m = _deskew(ink, max_deg)
     if m is None:
         return found
     h, w = ink.shape
     upright = cv2.warpAffine(image, m, (w, h), flags=cv2.INTER_LINEAR, borderValue=(255, 255, 255))
-    turned, _, _ = _read(upright)
+    turned, _, _ = _read(upright, level)
     if turned is None:
         return None  # its boxes were read off the skewed lines: not to be trusted either
     found = turned
@@ -166,39 +232,60 @@ def find_panels(image: np.ndarray) -> PanelPage | None:
     m3 = to_cont @ np.vstack([m, [0, 0, 1.0]]) @ np.linalg.inv(to_cont)
     hom = np.linalg.inv(m3) @ found.page_map.homography
     found.page_map = PageMap(hom, (w, h), found.page_map.paper_mm)
-    found.diagnostics["skew_deg"] = round(float(np.degrees(np.arctan2(m[1, 0], m[0, 0]))), 3)
+    found.diagnostics["skew_deg"] = round(float(np.degrees(np.arctan2(m[1, 0], m[1, 1]))), 3)
+    shear = float(m[0, 0] * m[1, 0] + m[0, 1] * m[1, 1])  # tan of the shear after the turn
+    if abs(shear) > 1e-6:
+        found.diagnostics["shear_deg"] = round(float(np.degrees(np.arctan(shear))), 3)
     return found
 
 
-def _deskew(ink: np.ndarray) -> np.ndarray | None:
-    """The rotation (OpenCV 2x3, input -> upright) that makes the ruled lines horizontal: the angle within
-    MAX_SKEW_DEG whose row projection of the ink is sharpest (coarse, then fine); None when upright."""
+def _sharpest(px: np.ndarray, py: np.ndarray, n: int, max_deg: float) -> float:
+    """The angle (degrees, within max_deg) whose shear `py + tan(angle) * px` stacks the points into the
+    sharpest profile over `n` bins (coarse, then fine)."""
+
+    def sharp(deg: float) -> float:
+        v = np.round(py + np.tan(np.radians(deg)) * px).astype(np.int64)
+        v = v[(v >= 0) & (v < n)]
+        hist = np.bincount(v, minlength=n).astype(np.float64)
+        return float(np.sum(hist * hist))
+
+    step = 0.25
+    coarse = np.arange(-max_deg, max_deg + 1e-9, step)
+    best = float(coarse[int(np.argmax([sharp(a) for a in coarse]))])
+    fine = best + np.arange(-step, step + 1e-9, 0.025)
+    return float(fine[int(np.argmax([sharp(a) for a in fine]))])
+
+
+def _deskew(ink: np.ndarray, max_deg: float = MAX_SKEW_DEG) -> np.ndarray | None:
+    """The affine map (OpenCV 2x3, input -> level) that turns the ruled lines horizontal and then shears
+    the vertical ones upright, each within `max_deg`; None when level and upright to a pixel or so."""
     ys, xs = np.nonzero(ink)
     if xs.size < 1000:
         return None
     pick = np.random.default_rng(0).choice(xs.size, min(xs.size, 200_000), replace=False)  # fixed seed
-    px, py = xs[pick].astype(np.float64), ys[pick].astype(np.float64)
     h, w = ink.shape
-    centre = (w / 2.0, h / 2.0)
+    cx, cy = w / 2.0, h / 2.0
+    px, py = xs[pick].astype(np.float64) - cx, ys[pick].astype(np.float64) - cy
+    # rows: y' = y cos a - x sin a ~ y - tan(a) x for small a (the sign as cv2.getRotationMatrix2D's)
+    a = _sharpest(-px, py + cy, h, max_deg)
+    ca, sa = np.cos(np.radians(a)), np.sin(np.radians(a))
+    xr, yr = ca * px + sa * py, -sa * px + ca * py  # turned by a (image y down)
+    # columns of the turned points: x'' = x' + tan(b) y'
+    b = _sharpest(yr, xr + cx, w, max_deg)
+    if (abs(np.radians(a)) + abs(np.radians(b))) * max(h, w) < 1.5:
+        return None  # level and upright within a pixel or so across the page
+    rot = np.array([[ca, sa], [-sa, ca]])
+    shear = np.array([[1.0, np.tan(np.radians(b))], [0.0, 1.0]])
+    lin = shear @ rot
+    c = np.array([cx, cy])
+    return np.hstack([lin, (c - lin @ c)[:, None]])
 
-    def sharp(deg: float) -> float:
-        m = cv2.getRotationMatrix2D(centre, deg, 1.0)
-        yr = np.round(m[1, 0] * px + m[1, 1] * py + m[1, 2]).astype(np.int64)
-        yr = yr[(yr >= 0) & (yr < h)]
-        hist = np.bincount(yr, minlength=h).astype(np.float64)
-        return float(np.sum(hist * hist))
 
-    coarse = np.arange(-MAX_SKEW_DEG, MAX_SKEW_DEG + 1e-9, 0.25)
-    best = float(coarse[int(np.argmax([sharp(a) for a in coarse]))])
-    fine = best + np.arange(-0.25, 0.25 + 1e-9, 0.025)
-    best = float(fine[int(np.argmax([sharp(a) for a in fine]))])
-    if abs(np.radians(best)) * max(h, w) < 1.5:
-        return None  # level within a pixel or so across the page
-    return cv2.getRotationMatrix2D(centre, best, 1.0)
-
-
-def _read(image: np.ndarray) -> tuple[PanelPage | None, int, np.ndarray]:
-    """(the panel page or None, how many boxes the ruled lines form, the ink mask)."""
+def _read(image: np.ndarray, levelled: bool = False) -> tuple[PanelPage | None, int, np.ndarray]:
+    """(the panel page or None, how many boxes the ruled lines form, the ink mask). `levelled`: a page
+    made upright by the page-wide fit, whose aspect is that fit's (MAX_ASPECT_LEVELLED) and whose raster
+    holds bits of ruled lines beyond the paper's boxes (smaller than a box: dropped)."""
+    aspect = MAX_ASPECT_LEVELLED if levelled else MAX_ASPECT
     lo = cv2.min(cv2.min(image[..., 0], image[..., 1]), image[..., 2]) if image.ndim == 3 else image
     h, w = lo.shape
     paper = float(np.percentile(lo[::4, ::4], 90))
@@ -212,7 +299,7 @@ def _read(image: np.ndarray) -> tuple[PanelPage | None, int, np.ndarray]:
     if pv.max() <= 0:
         return None, 0, ink
     min_px = max(2 * n, 1)
-    bands = true_runs(pv > 0.25 * np.percentile(pv[pv > 0], 90), min_px, 2)
+    bands = _split(pv, true_runs(pv > 0.25 * np.percentile(pv[pv > 0], 90), min_px, 2), min_px)
     rows: list[list[tuple[float, float, float, float]]] = []
     for y0, y1 in bands:
         ph = gaussian_filter1d(hor[y0:y1].mean(axis=0).astype(np.float64), 1.0)
@@ -234,9 +321,17 @@ def _read(image: np.ndarray) -> tuple[PanelPage | None, int, np.ndarray]:
             vgroups.append(c + _line_centres(ver[a:b, c:d].mean(axis=0).astype(np.float64)))
             hgroups.append(a + _line_centres(hor[a:b, c:d].mean(axis=1).astype(np.float64)))
     dx, dy = _spacing(vgroups), _spacing(hgroups)
-    if dx is None or dy is None or not 0.8 < dx / dy < 1.25:
+    if dx is None or dy is None or not 1 / aspect < dx / dy < aspect:
+        # lines broken by a photo's blur or faint beside a frame: the spacing from the boxes' darkness
+        dx, dy = _spectral_spacing(dark, rows, 0), _spectral_spacing(dark, rows, 1)
+    if dx is None or dy is None or not 1 / aspect < dx / dy < aspect:
         return None, n_boxes, ink
     step_mm = next((s for s in (5.0, 1.0) if PAGE_MM[0] <= w / dx * s <= PAGE_MM[1]), None)
+    if step_mm is None:
+        # an image that holds more than the page (a photo's desk or screen around it): the widest row
+        # of boxes, a lead's 2.5-10 s at 12.5-50 mm/s with gaps, says it instead
+        span = max(r[-1][2] - r[0][0] for r in rows)
+        step_mm = next((s for s in (5.0, 1.0) if ROW_MM[0] <= span / dx * s <= ROW_MM[1]), None)
     if step_mm is None:
         return None, n_boxes, ink
     ppm = (dx / step_mm, dy / step_mm)
@@ -244,7 +339,13 @@ def _read(image: np.ndarray) -> tuple[PanelPage | None, int, np.ndarray]:
         [_snap_x(box, g, EDGE_SNAP_MM * ppm[0]) for box, g in zip(r, gs, strict=True)]
         for r, gs in _grouped(rows, vgroups)
     ]
-    if any(
+    if levelled:
+
+        def big(b: Box) -> bool:
+            return min((b[2] - b[0]) / ppm[0], (b[3] - b[1]) / ppm[1]) >= MIN_BOX_MM
+
+        rows = [kept for r in rows if (kept := [b for b in r if big(b)])]
+    if sum(len(r) for r in rows) < 2 or any(
         (x1 - x0) / ppm[0] < MIN_BOX_MM or (y1 - y0) / ppm[1] < MIN_BOX_MM
         for r in rows
         for x0, y0, x1, y1 in r
@@ -255,10 +356,19 @@ def _read(image: np.ndarray) -> tuple[PanelPage | None, int, np.ndarray]:
         return None, n_boxes, ink
     # trace ink: dark in every channel (a coloured grid is not) and not on a long ruled line (a grey one)
     hi = cv2.max(cv2.max(image[..., 0], image[..., 1]), image[..., 2]) if image.ndim == 3 else image
-    trace = (paper - hi.astype(np.float32) >= TRACE_LEVEL) & (hor == 0) & (ver == 0)
-    layout, conf, why = panel_layout(rows, ppm, trace, (w / ppm[0], h / ppm[1]))
+    black = paper - hi.astype(np.float32) >= TRACE_LEVEL
+    trace = black & (hor == 0) & (ver == 0)
+    # a flat lead (a lead off, a zero channel) is a long level line: the opening took it for a ruled one
+    flat = black & (hor > 0)
+    layout, conf, why = panel_layout(rows, ppm, trace, (w / ppm[0], h / ppm[1]), flat)
     if layout is None:
         return None, n_boxes, ink
+    shown = max(c.t1_s for c in layout.cells)
+    if levelled and shown < MIN_SHOWN_S:
+        # a photo's boxes whose rows show much less than a record's 10 s: the scale read off its ruled
+        # lines is more likely a harmonic than the page a short one
+        conf *= 0.5
+        why += f" (rows shorter than {MIN_SHOWN_S:g} s: scale in doubt)"
     pm = PageMap(np.diag([ppm[0], ppm[1], 1.0]), (w, h), (w / ppm[0], h / ppm[1]))
     diag = {"panels": [len(r) for r in rows], "grid_step_mm": step_mm, "panel_fit": why}
     return PanelPage(rows, ppm, pm, layout, conf, diag), n_boxes, ink
@@ -279,10 +389,12 @@ def panel_layout(
     ppm: tuple[float, float],
     trace: np.ndarray,
     paper_mm: tuple[float, float],
+    flat: np.ndarray | None = None,
 ) -> tuple[PageLayout | None, float, str]:
     """The layout the boxes form: the grid shape (rows x columns of equal boxes) and strips below it
     (rows of one box under a grid of several), leads in the standard order, each box's left edge its
-    window's start, columns sequential. Returns (layout or None, confidence, how it was read)."""
+    window's start, columns sequential; a row without trace ink rests on its `flat` ink (a flat lead).
+    Returns (layout or None, confidence, how it was read)."""
     counts = [len(r) for r in rows]
     n_cols = max(counts)
     grid_rows = [i for i, k in enumerate(counts) if k == n_cols]
@@ -297,6 +409,8 @@ def panel_layout(
     spans = []
     for r, boxes in enumerate(rows):
         bases = [b for b in (_baseline(trace, box) for box in boxes) if b is not None]
+        if not bases and flat is not None:
+            bases = [b for b in (_baseline(flat, box) for box in boxes) if b is not None]
         if not bases:
             return None, 0.0, f"no trace in row {r + 1}"
         base_mm = float(np.median(bases)) / ppm[1]
