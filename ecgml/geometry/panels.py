@@ -218,7 +218,7 @@ def find_panels(image: np.ndarray, max_deg: float = MAX_SKEW_DEG, level: bool = 
     found, n_boxes, ink = _read(image, level)
     if n_boxes < 2 and not level:
         return found
-    m = _deskew(ink, max_deg)
+    m = _deskew(ink, max_deg, shear=level)
     if m is None:
         return found
     h, w = ink.shape
@@ -256,9 +256,10 @@ def _sharpest(px: np.ndarray, py: np.ndarray, n: int, max_deg: float) -> float:
     return float(fine[int(np.argmax([sharp(a) for a in fine]))])
 
 
-def _deskew(ink: np.ndarray, max_deg: float = MAX_SKEW_DEG) -> np.ndarray | None:
-    """The affine map (OpenCV 2x3, input -> level) that turns the ruled lines horizontal and then shears
-    the vertical ones upright, each within `max_deg`; None when level and upright to a pixel or so."""
+def _deskew(ink: np.ndarray, max_deg: float = MAX_SKEW_DEG, shear: bool = False) -> np.ndarray | None:
+    """The affine map (OpenCV 2x3, input -> level) that turns the ruled lines horizontal and, with
+    `shear`, then shears the vertical ones upright, each within `max_deg`; None when level and upright
+    to a pixel or so. (A scan has no shear: searching one there only adds noise to a level page.)"""
     ys, xs = np.nonzero(ink)
     if xs.size < 1000:
         return None
@@ -271,7 +272,7 @@ def _deskew(ink: np.ndarray, max_deg: float = MAX_SKEW_DEG) -> np.ndarray | None
     ca, sa = np.cos(np.radians(a)), np.sin(np.radians(a))
     xr, yr = ca * px + sa * py, -sa * px + ca * py  # turned by a (image y down)
     # columns of the turned points: x'' = x' + tan(b) y'
-    b = _sharpest(yr, xr + cx, w, max_deg)
+    b = _sharpest(yr, xr + cx, w, max_deg) if shear else 0.0
     if (abs(np.radians(a)) + abs(np.radians(b))) * max(h, w) < 1.5:
         return None  # level and upright within a pixel or so across the page
     rot = np.array([[ca, sa], [-sa, ca]])
