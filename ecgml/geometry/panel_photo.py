@@ -18,7 +18,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from ecgml.geometry.panels import PanelPage, find_panels
+from ecgml.geometry.panels import PanelPage, count_boxes, find_panels
 from ecgml.page import PageMap, apply_homography
 
 COARSE_LONG_SIDE = 800  # the paper is found on a raster this size first
@@ -134,7 +134,12 @@ def panels_rectified(image: np.ndarray, page_map: PageMap) -> RectifiedPanels | 
         return None
     crop = lit[0]
     ch, cw = crop.shape[:2]
+    # a half turn keeps the boxes' rows: one look along each axis says whether any turn holds boxes
+    # (a page with one ruled area, every page-wide grid, stops here)
+    boxes = {k: count_boxes(np.ascontiguousarray(np.rot90(crop, k))) for k in (0, 1)}
     for k in TURNS:
+        if boxes[k % 2] < 2:
+            continue
         turned = np.ascontiguousarray(np.rot90(crop, k))
         found = find_panels(turned, MAX_LEVEL_DEG, level=True)
         if found is None:

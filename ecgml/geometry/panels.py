@@ -239,6 +239,11 @@ def find_panels(image: np.ndarray, max_deg: float = MAX_SKEW_DEG, level: bool = 
     return found
 
 
+def count_boxes(image: np.ndarray) -> int:
+    """How many boxes the long ruled lines of `image` form (1: one ruled area, a page-wide grid)."""
+    return _read(image, True)[1]
+
+
 def _sharpest(px: np.ndarray, py: np.ndarray, n: int, max_deg: float) -> float:
     """The angle (degrees, within max_deg) whose shear `py + tan(angle) * px` stacks the points into the
     sharpest profile over `n` bins (coarse, then fine)."""
@@ -276,8 +281,8 @@ def _deskew(ink: np.ndarray, max_deg: float = MAX_SKEW_DEG, shear: bool = False)
     if (abs(np.radians(a)) + abs(np.radians(b))) * max(h, w) < 1.5:
         return None  # level and upright within a pixel or so across the page
     rot = np.array([[ca, sa], [-sa, ca]])
-    shear = np.array([[1.0, np.tan(np.radians(b))], [0.0, 1.0]])
-    lin = shear @ rot
+    upright = np.array([[1.0, np.tan(np.radians(b))], [0.0, 1.0]])
+    lin = upright @ rot
     c = np.array([cx, cy])
     return np.hstack([lin, (c - lin @ c)[:, None]])
 
