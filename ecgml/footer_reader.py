@@ -26,6 +26,8 @@ from typing import Any
 import numpy as np
 
 from ecgml.layout import PageLayout
+from ecgml.patch_net import class_maps, load_runner, patch_net
+from ecgml.patch_net import load_net as load_patch_net
 
 FOOT_PPM = 6.0  # px per mm of the page the reader sees (a 6.5 pt footer's digits are ~10 px tall)
 PATCH_MM = (32.0, 8.0)  # (w, h) the network sees around a field's centre
@@ -50,28 +52,8 @@ def field_class(value: str, unit: str) -> int | None:
 
 
 def _net() -> Any:
-    import torch
-    from torch import nn
-
-    class FooterNet(nn.Module):
-        """conv trunk to 1/8 resolution, then one conv spanning the field patch -> class logits."""
-
-        def __init__(self) -> None:
-            super().__init__()
-
-            def block(i: int, o: int) -> nn.Sequential:
-                return nn.Sequential(
-                    nn.Conv2d(i, o, 3, padding=1), nn.BatchNorm2d(o), nn.ReLU(), nn.MaxPool2d(2)
-                )
-
-            self.trunk = nn.Sequential(block(1, 8), block(8, 16), block(16, 24))
-            kh, kw = int(PATCH_MM[1] * FOOT_PPM / 8), int(PATCH_MM[0] * FOOT_PPM / 8)
-            self.head = nn.Sequential(nn.Conv2d(24, 48, (kh, kw)), nn.ReLU(), nn.Conv2d(48, len(CLASSES), 1))
-
-        def forward(self, x: torch.Tensor) -> torch.Tensor:
-            return self.head(self.trunk(x))
-
-    return FooterNet()
+    """The untrained footer network (`ecgml.patch_net`)."""
+    return patch_net((EXAMPLE_SHAPE[2], EXAMPLE_SHAPE[3]), 48, len(CLASSES))
 
 
 EXAMPLE_SHAPE = (1, 1, int(PATCH_MM[1] * FOOT_PPM), int(PATCH_MM[0] * FOOT_PPM))
@@ -79,40 +61,14 @@ EXAMPLE_SHAPE = (1, 1, int(PATCH_MM[1] * FOOT_PPM), int(PATCH_MM[0] * FOOT_PPM))
 
 @functools.lru_cache(maxsize=2)
 def load_footer_reader(path: str | None = None) -> Any:
-    """The shipped reader as a runner of (1, 1, H, W) ink -> class logits, or None without weights (cached
-    exported graph as `page_reader.load_reader`)."""
-    from ecgml.trace.runtime import cached_runner, make_runner
-
-    p = Path(path) if path else WEIGHTS
-    if not p.exists():
-        return None
-    runner = cached_runner(p, EXAMPLE_SHAPE)
-    if runner is not None:
-        return runner
-    return make_runner(load_net(p), EXAMPLE_SHAPE, weights=p)
+    """The shipped reader as a runner of (1, 1, H, W) ink -> class logits, or None without weights
+    (`ecgml.patch_net.load_runner`)."""
+    return load_runner(Path(path) if path else WEIGHTS, EXAMPLE_SHAPE, _net)
 
 
 def load_net(path: Path) -> Any:
-    import torch
-
-    net = _net()
-    net.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
-    net.eval()
-    return net
-
-
-def class_maps(net: Any, ink: np.ndarray) -> np.ndarray:
-    """(classes, H', W') probabilities, one every STRIDE_MM, of ink (H, W) at FOOT_PPM."""
-    x = np.ascontiguousarray(ink, dtype=np.float32)[None, None]
-    if hasattr(net, "runtime"):
-        logits = np.asarray(net(x), np.float32)[0]
-    else:
-        import torch
-
-        with torch.inference_mode():
-            logits = net(torch.from_numpy(x))[0].numpy()
-    e = np.exp(logits - logits.max(axis=0, keepdims=True))
-    return np.asarray(e / e.sum(axis=0, keepdims=True))
+    """The torch network of `path` in eval mode (training and evaluation)."""
+    return load_patch_net(path, _net())
 
 
 @dataclass

@@ -20,6 +20,8 @@ import numpy as np
 from ecgml.layout import PageLayout, parse_lead
 from ecgml.layout_family import name_fit
 from ecgml.layout_solve import STRIP_MIN_CORR, STRIP_MIN_RATIO, Solved, rhythm_rows
+from ecgml.patch_net import class_maps, load_runner, patch_net
+from ecgml.patch_net import load_net as load_patch_net
 from ecgml.records import LEADS
 
 READ_PPM = 4.0  # px per mm of the page the reader sees
@@ -66,28 +68,8 @@ def _lead(name: str) -> str:
 
 
 def _net() -> Any:
-    import torch
-    from torch import nn
-
-    class LabelNet(nn.Module):
-        """conv trunk to 1/8 resolution (2 mm), then one conv spanning the label patch -> class logits."""
-
-        def __init__(self) -> None:
-            super().__init__()
-
-            def block(i: int, o: int) -> nn.Sequential:
-                return nn.Sequential(
-                    nn.Conv2d(i, o, 3, padding=1), nn.BatchNorm2d(o), nn.ReLU(), nn.MaxPool2d(2)
-                )
-
-            self.trunk = nn.Sequential(block(1, 8), block(8, 16), block(16, 24))
-            kh, kw = int(PATCH_MM[1] * READ_PPM / 8), int(PATCH_MM[0] * READ_PPM / 8)
-            self.head = nn.Sequential(nn.Conv2d(24, 32, (kh, kw)), nn.ReLU(), nn.Conv2d(32, len(CLASSES), 1))
-
-        def forward(self, x: torch.Tensor) -> torch.Tensor:
-            return self.head(self.trunk(x))
-
-    return LabelNet()
+    """The untrained label network (`ecgml.patch_net`, ~52 k parameters)."""
+    return patch_net((EXAMPLE_SHAPE[2], EXAMPLE_SHAPE[3]), 32, len(CLASSES))
 
 
 def prepare(grey: np.ndarray) -> np.ndarray:
@@ -112,44 +94,13 @@ EXAMPLE_SHAPE = (1, 1, int(PATCH_MM[1] * READ_PPM), int(PATCH_MM[0] * READ_PPM))
 @functools.lru_cache(maxsize=2)
 def load_reader(path: str | None = None) -> Any:
     """The shipped reader as a runner of (1, 1, H, W) ink -> class logits, or None when this install has no
-    weights. Its exported graph is cached like the trace model's (`ecgml.trace.runtime`): once cached it
-    runs in ONNX Runtime without importing torch; the first run exports it (torch, about a second)."""
-    from ecgml.trace.runtime import cached_runner, make_runner
-
-    p = Path(path) if path else WEIGHTS
-    if not p.exists():
-        return None
-    runner = cached_runner(p, EXAMPLE_SHAPE)
-    if runner is not None:
-        return runner
-    return make_runner(load_net(p), EXAMPLE_SHAPE, weights=p)
+    weights (`ecgml.patch_net.load_runner`: ONNX Runtime once its graph is cached)."""
+    return load_runner(Path(path) if path else WEIGHTS, EXAMPLE_SHAPE, _net)
 
 
 def load_net(path: Path) -> Any:
     """The torch network of `path` in eval mode (training, evaluation and the first export)."""
-    import torch
-
-    net = _net()
-    net.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
-    net.eval()
-    return net
-
-
-def class_maps(net: Any, ink: np.ndarray) -> np.ndarray:
-    """(classes, H', W') probabilities, one every STRIDE_MM, for a page of ink (H, W) at READ_PPM.
-
-    `net`: a runner (`load_reader`) or a torch network. Output (i, j) is the patch whose top-left corner
-    is at (8 i, 8 j) px."""
-    x = np.ascontiguousarray(ink, dtype=np.float32)[None, None]
-    if hasattr(net, "runtime"):
-        logits = np.asarray(net(x), np.float32)[0]
-    else:
-        import torch
-
-        with torch.inference_mode():
-            logits = net(torch.from_numpy(x))[0].numpy()
-    e = np.exp(logits - logits.max(axis=0, keepdims=True))
-    return e / e.sum(axis=0, keepdims=True)
+    return load_patch_net(path, _net())
 
 
 @dataclass
