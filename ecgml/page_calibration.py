@@ -18,18 +18,27 @@ is here, so the JSON's `calibration` block, the lead confidences and the warning
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
 from ecgml.geometry.pulses import SNAP_TOL, STANDARD_WIDTH_MM
-from ecgml.layout import Cell
+from ecgml.layout import Cell, PageLayout
 from ecgml.verdict import PULSE_UNSEEN
 
 if TYPE_CHECKING:
-    from ecgml.digitize import Geometry
     from ecgml.footer_reader import FooterReading
     from ecgml.trace.types import CellTrace
+
+
+class PageGeometry(Protocol):
+    """What these readers use of the digitizer's page geometry (`ecgml.digitize.Geometry`), named here
+    so that this module, which digitize imports, does not import digitize back."""
+
+    layout: PageLayout
+    source: str
+    diagnostics: dict[str, Any]
+
 
 ASSUMED_SPEED_MM_S = 25.0
 PULSE_SECONDS = (0.2, 0.4)  # a pulse's width in seconds at the page's speed (or STANDARD_WIDTH_MM at any)
@@ -40,17 +49,17 @@ BEAT_LAG_MM = (4.0, 150.0)  # beat spacings looked for (250 bpm at 12.5 mm/s .. 
 BEAT_MIN_CORR = 0.3  # a row's slope envelope repeats at its beat spacing at least this well
 
 
-def pulses(geo: Geometry) -> dict[str, Any]:
+def pulses(geo: PageGeometry) -> dict[str, Any]:
     """What geometry's pulse reading found (`PulseReading.to_json`), {} when it did not look."""
     return dict(geo.diagnostics.get("pulses", {}))
 
 
-def calibration(geo: Geometry) -> dict[str, Any]:
+def calibration(geo: PageGeometry) -> dict[str, Any]:
     """What `read_calibration` decided for the page (`PageCalibration.to_json`), {} before it ran."""
     return dict(geo.diagnostics.get("calibration", {}))
 
 
-def gain_source(geo: Geometry) -> str:
+def gain_source(geo: PageGeometry) -> str:
     """Where the layout's gain comes from: "given" (the caller's geometry), "pulse" (measured on the page's
     calibration pulses, `geometry.pulses`), "footer" (printed on the page, no pulse read) or "assumed"
     (10 mm/mV: no pulse, or pulses that disagree, and no printed gain read)."""
@@ -61,7 +70,7 @@ def gain_source(geo: Geometry) -> str:
     return "footer" if calibration(geo).get("gain_source") == "footer" else "assumed"
 
 
-def speed_source(geo: Geometry) -> str:
+def speed_source(geo: PageGeometry) -> str:
     """Where the layout's speed comes from: "given", "footer" (printed on the page, nothing against it),
     "pulse" (a pulse width no cart prints at 25 mm/s, and beats that agree) or "assumed" (25 mm/s)."""
     if geo.source == "given":
@@ -69,7 +78,7 @@ def speed_source(geo: Geometry) -> str:
     return str(calibration(geo).get("speed_source", "assumed"))
 
 
-def speed_doubt(geo: Geometry) -> str:
+def speed_doubt(geo: PageGeometry) -> str:
     """Why the assumed speed may be wrong ("" when nothing suggests it): a pulse or beats that fit another
     speed, or a printed speed the pulse or the beats contradict."""
     if geo.source == "given":
@@ -86,7 +95,7 @@ def speed_doubt(geo: Geometry) -> str:
     return doubt
 
 
-def pulse_evidence(geo: Geometry) -> float:
+def pulse_evidence(geo: PageGeometry) -> float:
     """1 when the page confirms its gain (calibration pulses, or the printed gain) and its speed (the printed
     speed, or pulses as wide as 0.2 s at the assumed 25 mm/s), and nothing says the speed may be another
     (or the geometry was given); else PULSE_UNSEEN (`ecgml.verdict`): an assumed gain is wrong on pages
@@ -101,7 +110,7 @@ def pulse_evidence(geo: Geometry) -> float:
 ROW_PULSE_MM = 3.0  # a pulse calibrates the cells whose baseline lies this close to its foot
 
 
-def lead_pulse_evidence(geo: Geometry) -> dict[str, float]:
+def lead_pulse_evidence(geo: PageGeometry) -> dict[str, float]:
     """Per lead: `pulse_evidence` of the page, kept at 1 only for a lead whose own gain a measured pulse
     shows - a pulse on one of its rows as tall as its cell's gain (a step pulse: its left half for limb
     leads, its right half for chest leads), or, on a page of one gain, pulses on rows of both limb and
@@ -127,12 +136,12 @@ def lead_pulse_evidence(geo: Geometry) -> dict[str, float]:
     return {lead: 1.0 if lead in on_row else PULSE_UNSEEN for lead in leads}
 
 
-def speed_consistent(geo: Geometry) -> bool:
+def speed_consistent(geo: PageGeometry) -> bool:
     """The measured pulse width fits 0.2 s at the layout's (assumed) speed (`geometry.pulses`)."""
     return bool(pulses(geo).get("speed_consistent", False))
 
 
-def speed_warning(geo: Geometry) -> str:
+def speed_warning(geo: PageGeometry) -> str:
     """The page's warning when its speed is not printed and confirmed, and something suggests another speed
     (or the speed was taken from the pulse's width), else ""."""
     doubt = speed_doubt(geo)
@@ -147,7 +156,7 @@ def speed_warning(geo: Geometry) -> str:
     )
 
 
-def gain_warning(geo: Geometry) -> str:
+def gain_warning(geo: PageGeometry) -> str:
     """The page's warning when its gain is assumed, else ""."""
     if gain_source(geo) != "assumed":
         return ""
@@ -255,7 +264,9 @@ def beat_spacing_mm(traces: list[CellTrace]) -> float | None:
     return float(np.median(found)) if found else None
 
 
-def read_calibration(geo: Geometry, footer: FooterReading | None, traces: list[CellTrace]) -> PageCalibration:
+def read_calibration(
+    geo: PageGeometry, footer: FooterReading | None, traces: list[CellTrace]
+) -> PageCalibration:
     """The page's speed and gain from its printed settings, pulses and traces (see the module docstring)."""
     lay = geo.layout
     p = pulses(geo)
