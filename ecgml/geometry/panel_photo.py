@@ -51,11 +51,26 @@ def _quarter(k: int, w: int, h: int) -> np.ndarray:
     return np.eye(3)
 
 
-def _even_paper(
-    raster: np.ndarray, valid: np.ndarray, ppm: float
-) -> tuple[np.ndarray, tuple[int, int, int, int]] | None:
-    """`raster` divided by its local paper brightness, white outside the largest bright region (the
-    paper), and that region's box (x0, y0, x1, y1); None when no region stands out."""
+@dataclass
+class _Lighting:
+    """A raster's local paper brightness as a gain to PAPER_LEVEL, where its paper lies, and that region's
+    box (x0, y0, x1, y1) in raster px."""
+
+    gain: np.ndarray  # float32, per px
+    paper: np.ndarray  # bool, per px
+    box: tuple[int, int, int, int]
+
+    def apply(self, image: np.ndarray) -> np.ndarray:
+        """`image` (RGB or one channel, the raster's size) lit evenly, PAPER_LEVEL outside the paper."""
+        gain = self.gain[..., None] if image.ndim == 3 else self.gain
+        even = np.clip(image.astype(np.float32) * gain, 0, 255)
+        even[~self.paper] = PAPER_LEVEL  # as bright as the paper: no ink, and the paper stays the paper level
+        return even.astype(np.uint8)
+
+
+def _lighting(raster: np.ndarray, valid: np.ndarray, ppm: float) -> _Lighting | None:
+    """The paper of `raster` (RGB): its local brightness, the largest bright region inside the image (the
+    paper) and its box; None when no region stands out."""
     grey = cv2.cvtColor(raster, cv2.COLOR_RGB2GRAY)
     k = max(3, int(FLAT_MM * ppm) | 1)
     # mean brightness per mm square (noise averaged out), its local maximum over FLAT_MM (the paper
@@ -65,7 +80,6 @@ def _even_paper(
     q = max(3, int(FLAT_MM * ppm * f) | 1)
     env = cv2.GaussianBlur(cv2.dilate(mean_mm, np.ones((q, q), np.uint8)).astype(np.float32), (0, 0), q / 2)
     bg = cv2.resize(env, (grey.shape[1], grey.shape[0]), interpolation=cv2.INTER_LINEAR)
-    even = np.clip(raster.astype(np.float32) * (PAPER_LEVEL / np.maximum(bg, 1.0))[..., None], 0, 255)
     # the paper: brighter than what surrounds it (Otsu on the brightness inside the image), one region
     r = 0.25
     small = cv2.resize(bg, None, fx=r, fy=r, interpolation=cv2.INTER_AREA)
@@ -83,10 +97,14 @@ def _even_paper(
     x, y, bw, bh = (int(v) for v in stats[j, :4])
     paper = cv2.resize((lab == j).astype(np.uint8), (grey.shape[1], grey.shape[0]), interpolation=near)
     paper = cv2.morphologyEx(paper, cv2.MORPH_CLOSE, np.ones((k, k), np.uint8)) > 0
-    even[~paper] = PAPER_LEVEL  # as bright as the paper: no ink, and the paper stays the paper level
     gh, gw = grey.shape
     box = (int(x / r), int(y / r), min(gw, int((x + bw) / r) + 1), min(gh, int((y + bh) / r) + 1))
-    return even.astype(np.uint8), box
+    return _Lighting(PAPER_LEVEL / np.maximum(bg, 1.0), paper, box)
+
+
+def _darkest(rgb: np.ndarray) -> np.ndarray:
+    """Each px's darkest channel: all the panel reader's box count looks at (`panels._read`)."""
+    return np.asarray(cv2.min(cv2.min(rgb[..., 0], rgb[..., 1]), rgb[..., 2]))
 
 
 def _raster(
@@ -119,24 +137,29 @@ def panels_rectified(image: np.ndarray, page_map: PageMap) -> RectifiedPanels | 
     # the paper first, on a coarse raster of everything the image shows
     coarse_ppm = COARSE_LONG_SIDE / float((hi - lo).max())
     raster, valid, _ = _raster(image, hom, lo, hi, coarse_ppm)
-    lit = _even_paper(raster, valid, coarse_ppm)
-    if lit is None:
+    light = _lighting(raster, valid, coarse_ppm)
+    if light is None:
         return None
-    x0, y0, x1, y1 = lit[1]
+    x0, y0, x1, y1 = light.box
     lo, hi = lo + np.array([x0, y0]) / coarse_ppm, lo + np.array([x1, y1]) / coarse_ppm
     # then the paper at as many px per mm as the image has there (within RASTER_LONG_SIDE)
     ends = apply_homography(hom, np.array([centre, centre + [1.0, 0.0]]))
     native = float(np.linalg.norm(ends[1] - ends[0])) * float((hi - lo).max())
     ppm = float(np.clip(native, *RASTER_LONG_SIDE)) / float((hi - lo).max())
     raster, valid, m = _raster(image, hom, lo, hi, ppm)
-    lit = _even_paper(raster, valid, ppm)
-    if lit is None:
+    light = _lighting(raster, valid, ppm)
+    if light is None:
         return None
-    crop = lit[0]
-    ch, cw = crop.shape[:2]
     # a half turn keeps the boxes' rows: one look along each axis says whether any turn holds boxes
-    # (a page with one ruled area, every page-wide grid, stops here)
-    boxes = {k: count_boxes(np.ascontiguousarray(np.rot90(crop, k))) for k in (0, 1)}
+    # (a page with one ruled area, every page-wide grid, stops here). The count reads only each px's
+    # darkest channel, and lighting commutes with taking it (one gain for all three channels, clipping
+    # and rounding keep order): that one channel lit gives the count of the lit page at a third the cost
+    dark = light.apply(_darkest(raster))
+    boxes = {0: count_boxes(dark), 1: count_boxes(np.ascontiguousarray(np.rot90(dark, 1)))}
+    if max(boxes.values()) < 2:
+        return None
+    crop = light.apply(raster)
+    ch, cw = crop.shape[:2]
     for k in TURNS:
         if boxes[k % 2] < 2:
             continue

@@ -240,8 +240,9 @@ def find_panels(image: np.ndarray, max_deg: float = MAX_SKEW_DEG, level: bool = 
 
 
 def count_boxes(image: np.ndarray) -> int:
-    """How many boxes the long ruled lines of `image` form (1: one ruled area, a page-wide grid)."""
-    return _read(image, True)[1]
+    """How many boxes the long ruled lines of `image` form (1: one ruled area, a page-wide grid); the
+    count `find_panels(image, level=True)` starts from, without reading the boxes."""
+    return _read(image, True, count_only=True)[1]
 
 
 def _sharpest(px: np.ndarray, py: np.ndarray, n: int, max_deg: float) -> float:
@@ -287,10 +288,13 @@ def _deskew(ink: np.ndarray, max_deg: float = MAX_SKEW_DEG, shear: bool = False)
     return np.hstack([lin, (c - lin @ c)[:, None]])
 
 
-def _read(image: np.ndarray, levelled: bool = False) -> tuple[PanelPage | None, int, np.ndarray]:
+def _read(
+    image: np.ndarray, levelled: bool = False, count_only: bool = False
+) -> tuple[PanelPage | None, int, np.ndarray]:
     """(the panel page or None, how many boxes the ruled lines form, the ink mask). `levelled`: a page
     made upright by the page-wide fit, whose aspect is that fit's (MAX_ASPECT_LEVELLED) and whose raster
-    holds bits of ruled lines beyond the paper's boxes (smaller than a box: dropped)."""
+    holds bits of ruled lines beyond the paper's boxes (smaller than a box: dropped). `count_only`: stop
+    at the count (no page: None)."""
     aspect = MAX_ASPECT_LEVELLED if levelled else MAX_ASPECT
     lo = cv2.min(cv2.min(image[..., 0], image[..., 1]), image[..., 2]) if image.ndim == 3 else image
     h, w = lo.shape
@@ -307,15 +311,21 @@ def _read(image: np.ndarray, levelled: bool = False) -> tuple[PanelPage | None, 
     min_px = max(2 * n, 1)
     bands = _split(pv, true_runs(pv > 0.25 * np.percentile(pv[pv > 0], 90), min_px, 2), min_px)
     rows: list[list[tuple[float, float, float, float]]] = []
+    counted = 0
     for y0, y1 in bands:
         ph = gaussian_filter1d(hor[y0:y1].mean(axis=0).astype(np.float64), 1.0)
         if ph.max() <= 0:
             continue
         cols = true_runs(ph > 0.25 * np.percentile(ph[ph > 0], 90), min_px, 2)
+        if count_only:
+            counted += len(cols)
+            continue
         boxes = [(*_ends(dark, hor, y0, y1, x0, x1), float(y0), float(y1)) for x0, x1 in cols]
         boxes = [(b[0], b[2], b[1], b[3]) for b in boxes]
         if boxes:
             rows.append(boxes)
+    if count_only:
+        return None, counted, ink
     n_boxes = sum(len(r) for r in rows)
     if n_boxes < 2:
         return None, n_boxes, ink  # one ruled area: a page-wide grid, for the page-wide fit
