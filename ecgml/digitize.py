@@ -305,11 +305,12 @@ class Digitizer:
 
         net = load_reader() if self.read_labels else None
         small = reader_page(page) if net is not None else None
-        names = names_beside(small, net) if small is not None else None
+        ink = page_ink(small) if small is not None else None  # one ink page for both readings
+        names = names_beside(small, net, ink) if small is not None else None
         solved = solve_layout(traces, geo.layout, retrace, functools.partial(tick_strength, page), names)
         geo = replace(geo, layout=solved.layout)
         traces = solved.traces
-        labels = read_labels(small, geo.layout, net) if small is not None else None
+        labels = read_labels(small, geo.layout, net, ink) if small is not None else None
         if labels is not None:
             solved = apply_labels(solved, labels)
             geo = replace(geo, layout=solved.layout)

@@ -131,37 +131,43 @@ def _cell_reads(
     A page prints every name at one offset from its cell's start (below-left, above-left, ...). That
     offset is found first, as the one where the most cells have a confident name (one offset for the
     page, so a name printed between two rows is given to the right one), then each cell is read there,
-    within one step."""
+    within one step (the most likely name in the 3 x 3 steps around it, the first in row order on a tie)."""
+    cells = list(layout.cells)
+    if not cells:
+        return {}
     n_cls = len(NAMES)
     best = prob[:n_cls].max(axis=0)
     kind = prob[:n_cls].argmax(axis=0)
     hh, ww = best.shape
-
-    def at(x_mm: float, y_mm: float) -> tuple[int, int]:
-        return (
-            int(round((y_mm - y0_mm - PATCH_MM[1] / 2) / STRIDE_MM)),
-            int(round((x_mm - x0_mm - PATCH_MM[0] / 2) / STRIDE_MM)),
-        )
-
-    def look(c: Any, dx: float, dy: float) -> tuple[float, int]:
-        i, j = at(c.x0_mm + dx, c.baseline_mm + dy)
-        i0, i1, j0, j1 = max(i - 1, 0), min(i + 2, hh), max(j - 1, 0), min(j + 2, ww)
-        if i1 <= i0 or j1 <= j0:
-            return 0.0, -1
-        win = best[i0:i1, j0:j1]
-        k = int(np.argmax(win))
-        return float(win.flat[k]), int(kind[i0:i1, j0:j1].flat[k])
-
     dxs = np.arange(SEARCH_X_MM[0], SEARCH_X_MM[1] + 1e-9, STRIDE_MM)
     dys = np.arange(SEARCH_Y_MM[0], SEARCH_Y_MM[1] + 1e-9, STRIDE_MM)
-    scores = {(dx, dy): sum(look(c, dx, dy)[0] for c in layout.cells) for dx in dxs for dy in dys}
-    dx, dy = max(scores, key=lambda k: scores[k])
-    out = {}
-    for c in layout.cells:
-        p, k = look(c, dx, dy)
-        if k >= 0:
-            out[(c.row, c.col)] = (NAMES[k], p)
-    return out
+    # the map step (i, j) of each cell at each offset: (cell, dx, dy)
+    x = np.array([c.x0_mm for c in cells])[:, None, None] + dxs[None, :, None]
+    y = np.array([c.baseline_mm for c in cells])[:, None, None] + dys[None, None, :]
+    i = np.rint((y - y0_mm - PATCH_MM[1] / 2) / STRIDE_MM).astype(np.int64)
+    j = np.rint((x - x0_mm - PATCH_MM[0] / 2) / STRIDE_MM).astype(np.int64)
+    i, j = np.broadcast_arrays(i, j)
+    val = np.full(i.shape, -np.inf)
+    got = np.full(i.shape, -1, np.int64)
+    for di in (-1, 0, 1):  # the window's steps in row order: the first best is kept
+        for dj in (-1, 0, 1):
+            ii, jj = i + di, j + dj
+            ok = (ii >= 0) & (ii < hh) & (jj >= 0) & (jj < ww)
+            v = np.where(ok, best[np.clip(ii, 0, hh - 1), np.clip(jj, 0, ww - 1)].astype(np.float64), -np.inf)
+            up = v > val
+            val = np.where(up, v, val)
+            got = np.where(up, kind[np.clip(ii, 0, hh - 1), np.clip(jj, 0, ww - 1)], got)
+    val = np.where(got >= 0, val, 0.0)
+    # the offset where the cells' names are most likely, summed cell by cell in their order
+    score = np.zeros(val.shape[1:])
+    for v in val:
+        score = score + v
+    a, b = np.unravel_index(int(np.argmax(score)), score.shape)
+    return {
+        (c.row, c.col): (NAMES[int(got[n, a, b])], float(val[n, a, b]))
+        for n, c in enumerate(cells)
+        if got[n, a, b] >= 0
+    }
 
 
 def maps_near(net: Any, ink: np.ndarray, layout: PageLayout) -> np.ndarray:
@@ -223,16 +229,19 @@ def label_anchors(layout: PageLayout) -> PageLayout:
     return replace(layout, cells=cells)
 
 
-def read_labels(page_rgb: np.ndarray, layout: PageLayout, net: Any = None) -> LabelReading | None:
+def read_labels(
+    page_rgb: np.ndarray, layout: PageLayout, net: Any = None, ink: np.ndarray | None = None
+) -> LabelReading | None:
     """Read the label beside every cell of a rectified page (RGB at READ_PPM px/mm, origin at paper 0, 0),
-    and the same page turned 180 degrees (names read only one way up, except I, II and III)."""
+    and the same page turned 180 degrees (names read only one way up, except I, II and III). `ink`:
+    `page_ink(page_rgb)`, when the caller has it already."""
     import time
 
     net = net if net is not None else load_reader()
     if net is None:
         return None
     t0 = time.perf_counter()
-    ink = page_ink(page_rgb)
+    ink = page_ink(page_rgb) if ink is None else ink
     layout = label_anchors(layout)
     cells = _cell_reads(maps_near(net, ink, layout), layout, 0.0, 0.0)
     size = (ink.shape[1] / READ_PPM, ink.shape[0] / READ_PPM)
@@ -245,16 +254,17 @@ def read_labels(page_rgb: np.ndarray, layout: PageLayout, net: Any = None) -> La
     return LabelReading(cells, agree, len(sure), _names_read(cells) - down, time.perf_counter() - t0)
 
 
-def names_beside(page_rgb: np.ndarray, net: Any = None) -> Any:
+def names_beside(page_rgb: np.ndarray, net: Any = None, ink: np.ndarray | None = None) -> Any:
     """A reader of the names printed beside the cells of candidate layouts of one rectified page (RGB at
     READ_PPM px/mm): `read(layouts)` -> per layout, (row, col) -> (name, probability), each layout's
     names read at its own offset (`_cell_reads`) on one map computed near all their cell starts. None
-    without shipped weights. For `layout_family.choose_family`, where the names vote between families."""
+    without shipped weights. For `layout_family.choose_family`, where the names vote between families.
+    `ink`: `page_ink(page_rgb)`, when the caller has it already."""
 
     net = net if net is not None else load_reader()
     if net is None:
         return None
-    ink = page_ink(page_rgb)
+    ink = page_ink(page_rgb) if ink is None else ink
 
     def read(layouts: list[PageLayout]) -> list[dict[tuple[int, int], tuple[str, float]]]:
         if not layouts:
