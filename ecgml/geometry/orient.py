@@ -448,35 +448,59 @@ LONE_PULSE_WEIGHT = 2.0  # votes a single pulse-shaped mark adds to the upright 
 TICK_ON, TICK_GAIN = 0.8, 0.3  # median tick strength that marks the cell boundaries; margin over the snap
 
 
-def _pulse_template(ppm: float, h_mm: float = PULSE_MM[1]) -> tuple[np.ndarray, int]:
-    """Matched filter of a calibration pulse: +1 on the three strokes of an open box (up, across, down)
-    and on the trace leaving its right foot, -1 inside it, below its open foot and left of it.
+FIND_FOOT = (-1, 3)  # `find_pulses`: the foot band below a pulse, in strokes from its baseline
+FIND_RUN_MM = 3.0  # ... and the trace leaving its right foot it expects
 
-    Returns the template and the row of the baseline inside it.
-    """
-    w, h = int(round(PULSE_MM[0] * ppm)), int(round(h_mm * ppm))
+
+def pulse_template(
+    ppm: float,
+    w_mm: float,
+    h_mm: float,
+    step_mm: float = 0.0,
+    foot: tuple[int, int] = (1, 2),
+    run_mm: float = 0.0,
+) -> tuple[np.ndarray, int]:
+    """Matched filter of a calibration pulse `w_mm` wide, `h_mm` tall (its right half `step_mm` tall on a
+    step pulse): +1 on its strokes (up, across, down) and, `run_mm` > 0, on the trace leaving its right
+    foot that far; -1 inside it, below its open foot (the rows `foot` strokes from its baseline: an
+    upside-down pulse is closed there) and left of it.
+
+    The page-wide search (`find_pulses`) looks for a box with the trace after it; the row-end reader
+    (`pulses.find_row_pulses`) for the shape alone, of every width, height and step. Returns the
+    template and the row of the baseline inside it."""
+    w, h = int(round(w_mm * ppm)), int(round(h_mm * ppm))
+    hs = int(round(step_mm * ppm)) if step_mm > 0 else h
     pad = int(round(1.0 * ppm))
     s = max(1, int(round(0.5 * ppm)))
-    run = int(round(3.0 * ppm))  # trace after the pulse
+    run = int(round(run_mm * ppm))
     t = np.zeros((h + 2 * pad + 2 * s, w + 2 * pad + run), np.float32)
     on = np.zeros_like(t, bool)
-    on[pad - s // 2 : pad + h, pad - s // 2 : pad - s // 2 + s] = True  # left stroke
-    on[pad - s // 2 : pad + h, pad + w - s // 2 : pad + w - s // 2 + s] = True  # right stroke
-    on[pad - s // 2 : pad - s // 2 + s, pad - s // 2 : pad + w + s] = True  # top
-    trace = np.zeros_like(t, bool)
-    trace[pad + h - 2 * s : pad + h + 2 * s, pad + w + s : pad + w + run] = True
     inner = np.zeros_like(t, bool)
-    inner[pad + 2 * s : pad + h - s, pad + 2 * s : pad + w - 2 * s] = True
+    xm = pad + (w // 2 if hs != h else w)  # where the top steps down
+    on[pad - s // 2 : pad + h, pad - s // 2 : pad - s // 2 + s] = True  # left stroke
+    on[pad - s // 2 : pad - s // 2 + s, pad - s // 2 : xm + s] = True  # top (left half on a step)
+    if hs != h:
+        top2 = pad + h - hs
+        on[pad - s // 2 : top2 + s, xm - s // 2 : xm - s // 2 + s] = True  # the step down
+        on[top2 - s // 2 : top2 - s // 2 + s, xm - s // 2 : pad + w + s] = True  # lower top
+        inner[top2 + 2 * s : pad + h - s, xm + s : pad + w - 2 * s] = True
+        inner[pad + 2 * s : pad + h - s, pad + 2 * s : xm - 2 * s] = True
+    else:
+        inner[pad + 2 * s : pad + h - s, pad + 2 * s : pad + w - 2 * s] = True
+    on[pad + h - hs - s // 2 : pad + h, pad + w - s // 2 : pad + w - s // 2 + s] = True  # right stroke
+    trace = np.zeros_like(t, bool)
+    if run > 0:
+        trace[pad + h - 2 * s : pad + h + 2 * s, pad + w + s : pad + w + run] = True
     outer = np.zeros_like(t, bool)  # left of the box: paper
     outer[pad + 2 * s : pad + h - s, : max(1, pad - 2 * s)] = True
-    foot = np.zeros_like(t, bool)  # the box is open at the bottom (an upside-down one is closed there)
-    foot[pad + h - s : pad + h + 3 * s, pad + 2 * s : pad + w - 2 * s] = True
+    below = np.zeros_like(t, bool)  # open at the bottom
+    below[pad + h + foot[0] * s : pad + h + foot[1] * s, pad + 2 * s : pad + w - 2 * s] = True
     t[on] = 1.0 / on.sum()
-    # the trace crosses its band once per column: about a quarter of the band's pixels
-    t[trace] = 0.25 / max(trace.sum() / 4, 1)
+    if run > 0:  # the trace crosses its band once per column: about a quarter of the band's pixels
+        t[trace] = 0.25 / max(trace.sum() / 4, 1)
     t[inner] = -1.0 / max(inner.sum(), 1)
     t[outer] = -0.5 / max(outer.sum(), 1)
-    t[foot] = -1.0 / max(foot.sum(), 1)
+    t[below] = -1.0 / max(below.sum(), 1)
     return t, pad + h
 
 
@@ -499,7 +523,7 @@ def find_pulses(
 
 
 def _pulses_of_height(f: np.ndarray, ppm: float, h_mm: float) -> list[tuple[float, float, float]]:
-    t, base = _pulse_template(ppm, h_mm)
+    t, base = pulse_template(ppm, PULSE_MM[0], h_mm, foot=FIND_FOOT, run_mm=FIND_RUN_MM)
     if f.shape[0] < t.shape[0] or f.shape[1] < t.shape[1]:
         return []
     sc = cv2.matchTemplate(f, t, cv2.TM_CCORR)

@@ -19,7 +19,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from ecgml.geometry.orient import PULSE_MIN_SCORE, Rows, taller
+from ecgml.geometry.orient import PULSE_MIN_SCORE, Rows, pulse_template, taller
 
 GAINS_MM_MV = (5.0, 10.0, 20.0)  # the standard gains a pulse may show (1 mV tall)
 MIXED = (10.0, 5.0)  # limb, chest mm/mV: the one mixed setting carts print (a step pulse)
@@ -65,39 +65,6 @@ class PulseReading:
             "pulses": self.pulses,
             "why": self.why,
         }
-
-
-def pulse_template(ppm: float, w_mm: float, h_mm: float, step_mm: float = 0.0) -> tuple[np.ndarray, int]:
-    """Matched filter of a pulse `w_mm` wide, `h_mm` tall (its right half `step_mm` tall on a step pulse):
-    +1 on its strokes, -1 inside it, below its open foot and left of it. Returns it and its foot row."""
-    w, h = int(round(w_mm * ppm)), int(round(h_mm * ppm))
-    hs = int(round(step_mm * ppm)) if step_mm > 0 else h
-    pad = int(round(1.0 * ppm))
-    s = max(1, int(round(0.5 * ppm)))
-    t = np.zeros((h + 2 * pad + 2 * s, w + 2 * pad), np.float32)
-    on = np.zeros_like(t, bool)
-    inner = np.zeros_like(t, bool)
-    xm = pad + (w // 2 if hs != h else w)  # where the top steps down
-    on[pad - s // 2 : pad + h, pad - s // 2 : pad - s // 2 + s] = True  # left stroke
-    on[pad - s // 2 : pad - s // 2 + s, pad - s // 2 : xm + s] = True  # top (left half on a step)
-    if hs != h:
-        top2 = pad + h - hs
-        on[pad - s // 2 : top2 + s, xm - s // 2 : xm - s // 2 + s] = True  # the step down
-        on[top2 - s // 2 : top2 - s // 2 + s, xm - s // 2 : pad + w + s] = True  # lower top
-        inner[top2 + 2 * s : pad + h - s, xm + s : pad + w - 2 * s] = True
-        inner[pad + 2 * s : pad + h - s, pad + 2 * s : xm - 2 * s] = True
-    else:
-        inner[pad + 2 * s : pad + h - s, pad + 2 * s : pad + w - 2 * s] = True
-    on[pad + h - hs - s // 2 : pad + h, pad + w - s // 2 : pad + w - s // 2 + s] = True  # right stroke
-    outer = np.zeros_like(t, bool)  # left of the box: paper
-    outer[pad + 2 * s : pad + h - s, : max(1, pad - 2 * s)] = True
-    foot = np.zeros_like(t, bool)  # open at the bottom
-    foot[pad + h + s : pad + h + 2 * s, pad + 2 * s : pad + w - 2 * s] = True
-    t[on] = 1.0 / on.sum()
-    t[inner] = -1.0 / max(inner.sum(), 1)
-    t[outer] = -0.5 / max(outer.sum(), 1)
-    t[foot] = -1.0 / max(foot.sum(), 1)
-    return t, pad + h
 
 
 def measure(f: np.ndarray, left: int, foot: int, w: int, h: int, ppm: float) -> dict[str, float] | None:
