@@ -42,6 +42,7 @@ class Assembly:
     sample_confidence: np.ndarray  # (n, 12), 0 outside plotted windows
     notes: list[str] = field(default_factory=list)
     agreement: dict[str, float] = field(default_factory=dict)  # < 1 where a lead's cells disagree
+    limbs_off: dict[str, float] = field(default_factory=dict)  # limb leads off Einthoven's plane: share
 
 
 def fill_gaps(y: np.ndarray, conf: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -154,6 +155,7 @@ def assemble(
                 sig[ks, j] = (prev * wsum[ks, j] + mv * w) / (wsum[ks, j] + w)
                 wsum[ks, j] += w
                 confs[ks, j] = np.maximum(confs[ks, j], conf)
+    off: dict[str, float] = {}
     if einthoven:
         off = _einthoven(sig)
         if off:
@@ -183,7 +185,7 @@ def assemble(
         ok = np.isfinite(sig[:, j])
         confidence[lead] = float(confs[ok, j].mean()) if ok.any() else 0.0
     rec = Record(sig.astype(np.float32), fs, name, {"layout": layout.name})
-    return Assembly(rec, confidence, confs.astype(np.float32), _dedupe(notes), agreement)
+    return Assembly(rec, confidence, confs.astype(np.float32), _dedupe(notes), agreement, off)
 
 
 def _dedupe(notes: list[str]) -> list[str]:

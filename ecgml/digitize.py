@@ -437,7 +437,7 @@ def _report(
     fallback = geo.source.startswith("fallback")
     report = lead_report(
         asm.confidence, share, shown, geo_f, lay_f, asm.agreement, fallback, load_calibration(), lay_parts,
-        lead_pulse_evidence(geo),
+        lead_pulse_evidence(geo), asm.limbs_off,
     )  # fmt: skip
     report.warnings += [w for w in (gain_warning(geo), speed_warning(geo)) if w]
     return report

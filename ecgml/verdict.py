@@ -22,6 +22,8 @@ import numpy as np
 
 from ecgml.records import LEADS
 
+LIMB_LEADS = LEADS[:6]  # the leads Einthoven's and Goldberger's relations tie together
+
 READ_AT = 0.5
 MIN_READ_SHARE = 0.3  # a lead traced over less than this share of its columns is unreadable
 FALLBACK_CAP = 0.3  # geometry fallback: the page position is a guess, so no lead can be confident
@@ -38,6 +40,11 @@ FEATURES = ("trace", "read_share", "geometry", "layout", "agreement", "raw", *LA
 # assumed (PULSE_UNSEEN): a page printed at 20 mm/mV or 50 mm/s without a pulse of the standard shape passes
 # every layout check and still gives every lead at 0 dB (validation pages 3x4+1R_004, 12x1_004)
 PULSE_UNSEEN = 0.5
+# a lead outside Einthoven's relations (a chest lead) on a page whose limb leads contradict them: the rows
+# may be traced across each other (12-row pages at a 14 mm pitch, QRS crossing into the next row), which
+# no chest-lead check can see; such chest leads were right on 13 of the 18 read at >= 0.8 (validation and
+# test splits, session 10; validation 12x1_004 and cabrera-12x1_008: V1, V2, V4, V6 at 0.82-0.97, 0-2.5 dB)
+LIMBS_OFF_CAP = 0.7
 TRANSFORMS = ("linear", "log")  # a calibration takes each feature as it is, or its log (factors multiply)
 LOG_FLOOR = 0.01  # a factor's log is taken of at least this (a factor of 0 would be -inf)
 
@@ -83,10 +90,14 @@ def lead_confidence(
     parts: dict[str, float], cal: dict[str, Any] | None, fallback: bool = False, cap: bool = True
 ) -> float:
     """A lead's confidence from its evidence (`calibrate`), at most FALLBACK_CAP where the page position is
-    a guess: a geometry fallback, or a geometry factor at or below the cap (names read upside down)."""
+    a guess: a geometry fallback, or a geometry factor at or below the cap (names read upside down); at
+    most LIMBS_OFF_CAP for a lead outside Einthoven's relations on a page whose limb leads break them
+    (`page_limbs` < 1: the page's limb leads' agreement)."""
     c = calibrate(parts, cal, cap)
     if fallback or parts["geometry"] <= FALLBACK_CAP:
         c = min(c, FALLBACK_CAP)
+    if parts.get("page_limbs", 1.0) < 1.0:
+        c = min(c, LIMBS_OFF_CAP)
     return float(np.clip(c, 0, 1))
 
 
@@ -133,13 +144,17 @@ def lead_report(
     calibration: dict[str, Any] | None = None,
     layout_parts: dict[str, dict[str, float]] | None = None,
     pulse: float | dict[str, float] = 1.0,
+    limbs_off: dict[str, float] | None = None,
 ) -> LeadReport:
     """Combine the evidence per lead (calibrated, see `calibrate`). `shown`: leads the layout places on
     the page; `fallback`: geometry did not find the page (no lead can then be confident);
     `layout_parts`: per lead, the layout factor by kind (LAYOUT_KINDS; missing kinds count as 1);
     `pulse`: 1 when a calibration pulse confirms gain and speed, else PULSE_UNSEEN, for the page or per
-    lead (evidence for the calibration only: the raw product does not take it)."""
+    lead (evidence for the calibration only: the raw product does not take it); `limbs_off`: the limb
+    leads whose readings lie off Einthoven's plane, with that share (`assemble`): the other leads then
+    get `page_limbs`, the limb leads' agreement, and LIMBS_OFF_CAP."""
     agreement = agreement or {}
+    page_limbs = min((float(np.clip(1.0 - 2 * f, 0.0, 1.0)) for f in (limbs_off or {}).values()), default=1.0)
     status, conf, parts = {}, {}, {}
     for lead in LEADS:
         if lead not in shown:
@@ -155,6 +170,8 @@ def lead_report(
         kinds = (layout_parts or {}).get(lead, {})
         parts[lead].update({k: float(kinds.get(k, 1.0)) for k in LAYOUT_KINDS})
         parts[lead]["pulse"] = float(pulse.get(lead, 1.0) if isinstance(pulse, dict) else pulse)
+        if page_limbs < 1.0 and lead not in LIMB_LEADS:
+            parts[lead]["page_limbs"] = page_limbs
         if share < MIN_READ_SHARE:
             status[lead], conf[lead] = "unreadable", 0.0
             continue

@@ -70,3 +70,32 @@ def test_rows_whose_last_lead_is_flat_do_not_move_the_page() -> None:
     assert abs(tx - 5 * round(shift / 5)) < 1e-9
     assert row_end(np.array([10.0, 50.0, 90.0])) == 50.0  # no two agree: the median
     assert row_end(np.array([100.0, 160.0])) == 130.0  # two rows: the median
+
+
+def test_beats_lined_up_down_the_rows_do_not_move_an_off_lattice_page() -> None:
+    """A real page's cells start between 5 mm lines: its ticks lie 1.5 mm off the snap, and the QRS
+    complexes of one beat, drawn in every row of a column at the same x, stand 10 mm either side of the
+    snap (validation page 6x2-seq_009 was moved 10 mm onto such strokes). The snap stays."""
+    lay = make_layout("3x4+1R")
+    m = ink(ticks=False)
+    for c in lay.cells:
+        if c.col == 0:
+            continue
+        for dx in (1.5, -10.0, 10.0):  # the tick, and a QRS stroke either side of the snap
+            x = int((c.x0_mm + dx) * PPM)
+            m[int((c.baseline_mm - 2) * PPM) : int((c.baseline_mm + 2) * PPM), x : x + 2] = 1.0
+    assert tick_phase(m, EXT, lay, 0.0, 0.0, PPM) == 0.0
+
+
+def test_strokes_in_two_places_give_no_verdict() -> None:
+    """Strong ticks 10 mm left and 7 mm right of the snap and none near it: which is the separator is not
+    said, so the snap stays."""
+    lay = make_layout("3x4+1R")
+    m = ink(ticks=False)
+    for c in lay.cells:
+        if c.col == 0:
+            continue
+        for dx in (-10.0, 7.0):
+            x = int((c.x0_mm + dx) * PPM)
+            m[int((c.baseline_mm - 2) * PPM) : int((c.baseline_mm + 2) * PPM), x : x + 2] = 1.0
+    assert tick_phase(m, EXT, lay, 0.0, 0.0, PPM) == 0.0

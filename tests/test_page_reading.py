@@ -140,6 +140,27 @@ def test_status_absent_unreadable_and_fallback_caps():
     assert max(lead_report(conf, share, shown, 0.9, {}, None, False, eager).confidence.values()) == 0.95 * 0.9
 
 
+def test_chest_leads_of_a_page_whose_limb_leads_break_einthoven_are_not_vouched_for():
+    """Limb leads off Einthoven's plane say the page's rows may be traced across each other: its chest
+    leads, which no relation checks, are capped at LIMBS_OFF_CAP (kept through a re-score of the stored
+    evidence); limb leads keep their own agreement factor; a page whose limb leads agree is untouched."""
+    from ecgml.layout_bench import PageResult, recalibrated
+    from ecgml.verdict import LIMBS_OFF_CAP
+
+    conf = {lead: 0.97 for lead in LEADS}
+    agree = {lead: 0.3 for lead in ("II", "aVF")}
+    rep = lead_report(conf, conf, set(LEADS), 1.0, {}, agree, limbs_off={"II": 0.4, "aVF": 0.3})
+    assert all(rep.confidence[v] <= LIMBS_OFF_CAP for v in LEADS[6:])
+    assert rep.parts["V1"]["page_limbs"] == pytest.approx(0.2) and "page_limbs" not in rep.parts["I"]
+    assert rep.confidence["I"] == pytest.approx(0.97) and rep.confidence["II"] == pytest.approx(0.97 * 0.3)
+    fine = lead_report(conf, conf, set(LEADS), 1.0, {}, limbs_off={})
+    assert min(fine.confidence.values()) == pytest.approx(0.97)
+    page = PageResult("p", "12x1", {}, dict(rep.confidence), dict(rep.status), rep.verdict, True, 1.0,
+                      parts=rep.parts)  # fmt: skip
+    again = recalibrated([page], None)[0]
+    assert all(again.lead_conf[v] <= LIMBS_OFF_CAP for v in LEADS[6:])
+
+
 def test_submission_estimates_lead_ii_from_the_augmented_leads(record):
     lay = make_layout("3x4")  # II shown 0-2.5 s only; aVL and aVF 2.5-5 s
     asm = assemble(traces_of(record, lay), lay, 500, einthoven=False, smooth_hz=0.0)

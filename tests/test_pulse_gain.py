@@ -162,3 +162,19 @@ def test_a_lead_gets_pulse_evidence_only_where_a_pulse_shows_its_gain():
     flat = make_layout("3x4+1R")
     ev = lead_pulse_evidence(_geo_with_pulses(flat, [0, 1, 2, 3], (10.0, 5.0)))
     assert ev["I"] == 1.0 and ev["V1"] == PULSE_UNSEEN
+
+
+def test_a_lone_pulse_at_the_other_row_end_is_not_the_page_gain():
+    """Carts print their pulses at one end of every row: seven 10 mm pulses at the row starts and one
+    5 mm mark at a row's end are a 10 mm/mV page, not a mixed one (a wave shaped like a pulse)."""
+    left = [dict(_pulse(10.0), row=r) for r in range(7)]
+    odd = dict(_pulse(5.0), row=5, side="right")
+    got = page_gain(left + [odd])
+    assert (got.gain_mm_mv, got.chest_gain_mm_mv) == (10.0, 0.0)
+    assert odd not in got.pulses
+    # pulses printed at both ends of the rows count on both
+    both = [dict(_pulse(10.0), row=r, side=s) for r in range(3) for s in ("left", "right")]
+    assert len(page_gain(both).pulses) == 6
+    # a page whose pulses end its rows keeps them
+    ends = [dict(_pulse(20.0), row=r, side="right") for r in range(4)]
+    assert page_gain(ends).gain_mm_mv == 20.0

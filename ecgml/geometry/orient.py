@@ -446,6 +446,7 @@ END_PULSE_GAP_MM = 1.0  # the trace ends this far before an end pulse (the rende
 IMAGE_UP_PRIOR = 1.0
 LONE_PULSE_WEIGHT = 2.0  # votes a single pulse-shaped mark adds to the upright score of its turn
 TICK_ON, TICK_GAIN = 0.8, 0.3  # median tick strength that marks the cell boundaries; margin over the snap
+TICK_REACH_MM, TICK_STEP_MM = 12.5, 0.5  # where else ticks are looked for around the snap, and how finely
 
 
 FIND_FOOT = (-1, 3)  # `find_pulses`: the foot band below a pulse, in strokes from its baseline
@@ -861,7 +862,11 @@ def tick_phase(
 
     The row ends and a pulse cut by the image border can leave the x snap one period off; the ticks between
     leads (where a generator draws them) sit at known paper x. The median tick strength per candidate
-    decides, and only a clear verdict (strong there, clearly weaker at `tx`) moves it.
+    decides, and only a clear verdict (strong there, clearly weaker at `tx`) moves it; and only when the
+    ticks stand in one place within two periods of `tx`, not near `tx`: a page whose cells do not start on
+    a 5 mm line has its ticks up to half a period off the snap, and QRS complexes that line up down the
+    rows (the same beat in every row of a column) read as ticks 10 mm away on either side (validation
+    pages 6x2-seq_009 and 3x5_005 were moved 10 mm onto them: every lead 0.4 s late at confidence 0.9+).
     """
     bounds = [(c.x0_mm, c.baseline_mm) for c in layout.cells if c.col > 0]
     if len(bounds) < 2:
@@ -873,9 +878,13 @@ def tick_phase(
 
     cands = {k: strength(tx + 5.0 * k) for k in (-2, -1, 0, 1, 2)}
     best = max(cands, key=lambda k: cands[k])
-    if best != 0 and cands[best] >= TICK_ON and cands[best] - cands[0] >= TICK_GAIN:
-        return tx + 5.0 * best
-    return tx
+    if not (best != 0 and cands[best] >= TICK_ON and cands[best] - cands[0] >= TICK_GAIN):
+        return tx
+    shifts = np.arange(-TICK_REACH_MM, TICK_REACH_MM + 1e-9, TICK_STEP_MM)
+    on = np.array([strength(tx + d) >= TICK_ON for d in shifts])
+    places = int(np.sum(on[1:] & ~on[:-1]) + on[0])  # runs of shifts where ticks stand
+    near = bool(np.any(on[np.abs(shifts) < 2.5]))
+    return tx if places > 1 or near else tx + 5.0 * best
 
 
 def layout_name(n_rows: int, rows: Rows) -> str:
