@@ -29,8 +29,9 @@ from ecgml.errors import GRID_NO_ROWS, EcgmlError, ImageTooSmall
 from ecgml.footer_reader import FOOT_PPM, load_footer_reader, read_footer
 from ecgml.geometry.canonical import CanonicalPage, canonical_page
 from ecgml.images import load_image
+from ecgml.label_grid import label_offsets, lattice_names, layout_from_names, lost_rows, read_grid
 from ecgml.layout import LETTER_MM, PageLayout, lead_window, make_layout, with_gain, with_speed
-from ecgml.layout_family import tick_strength
+from ecgml.layout_family import name_score, row_frame, tick_strength
 from ecgml.layout_solve import Solved, lead_layout_parts
 from ecgml.layout_solve import solve as solve_layout
 from ecgml.page import PageMap
@@ -243,7 +244,12 @@ class Digitizer:
     ) -> DigitizeResult:
         res = self._digitize(image, fs, path, geometry)
         up = res.evidence.get("labels", {}).get("upright", 0.0)
-        if geometry is None and up < -UPSIDE_DOWN_AT and not res.geometry.source.startswith("fallback"):
+        names_down = "turned_grid" in res.evidence.get("name_grid", {})
+        if (
+            geometry is None
+            and (up < -UPSIDE_DOWN_AT or names_down)
+            and not res.geometry.source.startswith("fallback")
+        ):
             # the printed names read upside down: read the page turned 180 degrees, and keep that
             # reading when its names then read upright
             try:
@@ -254,6 +260,15 @@ class Digitizer:
             # kept only when the names then read upright and mostly name the layout's leads
             if lab.get("upright", 0.0) > UPSIDE_DOWN_AT and (lab.get("agree") or 0.0) >= TURN_MIN_AGREE:
                 turned.notes.append("page turned 180 degrees: its printed lead names read upside down")
+                return turned
+            if (
+                names_down
+                and "grid" in turned.evidence.get("name_grid", {})
+                and (lab.get("agree") or 0.0) >= TURN_MIN_AGREE
+            ):
+                # the names' lattice read only the other way up: on the turned page it is read again
+                # and the names beside its cells are its layout's leads
+                turned.notes.append("page turned 180 degrees: its printed lead names stand upside down")
                 return turned
         return res
 
@@ -307,7 +322,16 @@ class Digitizer:
         small = reader_page(page) if net is not None else None
         ink = page_ink(small) if small is not None else None  # one ink page for both readings
         names = names_beside(small, net, ink) if small is not None else None
+        by_names: dict[str, Any] = {}
+        if small is not None and geometry is None:
+            geo, traces, by_names = rows_from_names(small, net, geo, traces, retrace, names)
+            if by_names.get("used"):  # the lattice's names vote among the families on its rows
+                names = lattice_names(by_names.pop("lattice"), names)
         solved = solve_layout(traces, geo.layout, retrace, functools.partial(tick_strength, page), names)
+        if by_names:
+            solved.evidence["name_grid"] = by_names
+            if by_names.get("used"):
+                solved.notes.insert(0, by_names["note"])
         geo = replace(geo, layout=solved.layout)
         traces = solved.traces
         labels = read_labels(small, geo.layout, net, ink) if small is not None else None
@@ -376,6 +400,53 @@ class Digitizer:
 
 
 TURN_MIN_AGREE = 0.5  # a page re-read turned 180 degrees: share of its names naming its layout's leads
+
+
+def rows_from_names(
+    small: np.ndarray,
+    net: Any,
+    geo: Geometry,
+    traces: list[CellTrace],
+    retrace: Callable[[PageLayout], list[CellTrace]],
+    names: Callable[[list[PageLayout]], list[Any]] | None = None,
+) -> tuple[Geometry, list[CellTrace], dict[str, Any]]:
+    """The page's rows and family as its printed names lay them out (`ecgml.label_grid`), traced again,
+    where they put the rows elsewhere than geometry's template (another count, a row moved); else
+    `geo` and `traces` as they are. The third value is the evidence (empty when no lattice was read)."""
+    rows_mm = geo.diagnostics.get("row_baselines_mm")
+    if not rows_mm or any(c.box_top_mm > 0 for c in geo.layout.cells):
+        return geo, traces, {}
+    grid, _ = read_grid(small, net)
+    if grid is None:
+        # no lattice of names this way up: one on the page turned 180 degrees says it is upside down
+        turned, _ = read_grid(np.ascontiguousarray(small[::-1, ::-1]), net)
+        return geo, traces, {"turned_grid": turned.to_json()} if turned is not None else {}
+    ev: dict[str, Any] = {"grid": grid.to_json()}
+    _, x0, x1 = row_frame(geo.layout)
+    like = replace(geo.layout, paper_mm=geo.page_map.paper_mm)  # the rows may reach past the template's
+    n_grid = len(grid.rows_y) - len(grid.strips)
+    lays = [
+        lay
+        for off in label_offsets(grid.rows_y[:n_grid], np.asarray(rows_mm, np.float64), grid.pitch)
+        if (lay := layout_from_names(grid, like, list(rows_mm), (x0, x1), off)) is not None
+    ]
+    lay = lays[0] if lays else None
+    if len(lays) > 1 and names is not None:
+        # rows evenly spaced: a name above its trace or below the one above fit alike; the names read
+        # beside each layout's cells (at the page's own label offset) tell which
+        fits = [name_score(c, r) for c, r in zip(lays, names(lays), strict=True)]
+        lay = lays[int(np.argmax(fits))]
+        ev["offset_fits"] = [round(f, 2) for f in fits]
+    lost = lost_rows(lay, geo.layout, grid.pitch) if lay is not None else 0
+    if lay is None or not lost:
+        ev["used"] = False
+        return geo, traces, ev
+    ev.update(used=True, layout=lay.name, rows_added=lost, lattice=grid)
+    ev["note"] = (
+        f"rows read from the printed lead names: {lay.name} ({lay.n_rows} rows), "
+        f"not geometry's {geo.layout.name} ({geo.layout.n_rows} rows)"
+    )
+    return replace(geo, layout=lay), retrace(lay), ev
 
 
 def footer_ink(page: CanonicalPage) -> np.ndarray:

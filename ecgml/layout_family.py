@@ -73,7 +73,7 @@ class FamilyChoice:
         return key == sorted((c.row, c.col, round(c.x0_mm, 3), round(c.x1_mm, 3)) for c in other.cells)
 
 
-def _frame(layout: PageLayout) -> tuple[list[float], float, float]:
+def row_frame(layout: PageLayout) -> tuple[list[float], float, float]:
     """(row baselines, where the rows' cells start, where they end) of a layout, in paper mm."""
     rows = sorted({c.row for c in layout.cells})
     base = [next(c.baseline_mm for c in layout.cells if c.row == r) for r in rows]
@@ -87,7 +87,7 @@ def candidate(name: str, like: PageLayout) -> PageLayout:
     from ecgml.render.layouts import parse_layout
 
     spec = parse_layout(name)
-    base, x0, x1 = _frame(like)
+    base, x0, x1 = row_frame(like)
     pulse_w = float(np.median([p.x1_mm - p.x0_mm for p in like.pulses])) if like.pulses else 5.0
     at_end = bool(like.pulses) and all(p.x0_mm >= x1 - 1.0 for p in like.pulses)
     lay = grid_layout(

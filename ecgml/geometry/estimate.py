@@ -486,6 +486,9 @@ def _estimate(
     if gapped is not layout:
         diag["column_gaps"] = True
         layout = gapped
+    # every trace row found, on paper (the layout keeps only its template's rows): the printed names'
+    # rows are placed on them (`ecgml.label_grid`)
+    diag["row_baselines_mm"] = [round(float(c + ty), 2) for c in rows.centres]
     for q in pulses.pulses:  # each pulse's baseline on paper: which layout row (and leads) it calibrates
         q["baseline_mm"] = round(float(rows.centres[q["row"]] + ty), 2)
     diag["pulses"] = pulses.to_json()
