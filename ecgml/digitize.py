@@ -29,7 +29,7 @@ from ecgml.errors import GRID_NO_ROWS, EcgmlError, ImageTooSmall
 from ecgml.footer_reader import FOOT_PPM, load_footer_reader, read_footer
 from ecgml.geometry.canonical import CanonicalPage, canonical_page
 from ecgml.images import load_image
-from ecgml.label_grid import label_offsets, lattice_names, layout_from_names, lost_rows, read_grid
+from ecgml.label_grid import label_offsets, lattice_names, layout_from_names, lost_rows, name_maps, read_grid
 from ecgml.layout import LETTER_MM, PageLayout, lead_window, make_layout, with_gain, with_speed
 from ecgml.layout_family import name_score, row_frame, tick_strength
 from ecgml.layout_solve import Solved, lead_layout_parts
@@ -321,10 +321,12 @@ class Digitizer:
         net = load_reader() if self.read_labels else None
         small = reader_page(page) if net is not None else None
         ink = page_ink(small) if small is not None else None  # one ink page for both readings
-        names = names_beside(small, net, ink) if small is not None else None
+        # the reader's maps of the whole page, once: the names' lattice and the names beside the cells
+        prob = name_maps(ink, net) if ink is not None and geometry is None else None
+        names = names_beside(small, net, ink, prob) if small is not None else None
         by_names: dict[str, Any] = {}
-        if small is not None and geometry is None:
-            geo, traces, by_names = rows_from_names(small, net, geo, traces, retrace, names)
+        if ink is not None and prob is not None:
+            geo, traces, by_names = rows_from_names(ink, net, geo, traces, retrace, names, prob)
             if by_names.get("used"):  # the lattice's names vote among the families on its rows
                 names = lattice_names(by_names.pop("lattice"), names)
         solved = solve_layout(traces, geo.layout, retrace, functools.partial(tick_strength, page), names)
@@ -334,7 +336,7 @@ class Digitizer:
                 solved.notes.insert(0, by_names["note"])
         geo = replace(geo, layout=solved.layout)
         traces = solved.traces
-        labels = read_labels(small, geo.layout, net, ink) if small is not None else None
+        labels = read_labels(small, geo.layout, net, ink, prob) if small is not None else None
         if labels is not None:
             solved = apply_labels(solved, labels)
             geo = replace(geo, layout=solved.layout)
@@ -403,12 +405,13 @@ TURN_MIN_AGREE = 0.5  # a page re-read turned 180 degrees: share of its names na
 
 
 def rows_from_names(
-    small: np.ndarray,
+    ink: np.ndarray,
     net: Any,
     geo: Geometry,
     traces: list[CellTrace],
     retrace: Callable[[PageLayout], list[CellTrace]],
     names: Callable[[list[PageLayout]], list[Any]] | None = None,
+    prob: np.ndarray | None = None,
 ) -> tuple[Geometry, list[CellTrace], dict[str, Any]]:
     """The page's rows and family as its printed names lay them out (`ecgml.label_grid`), traced again,
     where they put the rows elsewhere than geometry's template (another count, a row moved); else
@@ -416,10 +419,10 @@ def rows_from_names(
     rows_mm = geo.diagnostics.get("row_baselines_mm")
     if not rows_mm or any(c.box_top_mm > 0 for c in geo.layout.cells):
         return geo, traces, {}
-    grid, _ = read_grid(small, net)
+    grid, _ = read_grid(ink, net, prob)
     if grid is None:
         # no lattice of names this way up: one on the page turned 180 degrees says it is upside down
-        turned, _ = read_grid(np.ascontiguousarray(small[::-1, ::-1]), net)
+        turned, _ = read_grid(np.ascontiguousarray(ink[::-1, ::-1]), net)
         return geo, traces, {"turned_grid": turned.to_json()} if turned is not None else {}
     ev: dict[str, Any] = {"grid": grid.to_json()}
     _, x0, x1 = row_frame(geo.layout)

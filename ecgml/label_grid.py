@@ -362,13 +362,21 @@ def layout_from_names(
     )  # fmt: skip
 
 
-def read_grid(page_rgb: np.ndarray, net: Any) -> tuple[NameGrid | None, list[Peak]]:
-    """The name lattice of a rectified page (RGB at the reader's READ_PPM, origin at paper 0, 0) and the
-    peaks it was fitted to, the reader run once over the whole page."""
-    from ecgml.page_reader import NAMES, PATCH_MM, STRIDE_MM, page_ink
+def name_maps(ink: np.ndarray, net: Any) -> np.ndarray:
+    """The reader's class maps over the whole of a page's ink (`page_reader.page_ink` at its READ_PPM)."""
     from ecgml.patch_net import class_maps
 
-    prob = class_maps(net, page_ink(page_rgb))
+    return np.asarray(class_maps(net, ink))
+
+
+def read_grid(
+    ink: np.ndarray, net: Any, prob: np.ndarray | None = None
+) -> tuple[NameGrid | None, list[Peak]]:
+    """The name lattice of a rectified page's ink (`page_reader.page_ink` at READ_PPM, origin at paper
+    0, 0) and the peaks it was fitted to, the reader run once over the whole page (or its maps `prob`)."""
+    from ecgml.page_reader import NAMES, PATCH_MM, STRIDE_MM
+
+    prob = prob if prob is not None else name_maps(ink, net)
     pk = peaks(prob, NAMES, STRIDE_MM, (PATCH_MM[0] / 2, PATCH_MM[1] / 2))
     return find_grid(pk), pk
 

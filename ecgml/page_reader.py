@@ -230,11 +230,16 @@ def label_anchors(layout: PageLayout) -> PageLayout:
 
 
 def read_labels(
-    page_rgb: np.ndarray, layout: PageLayout, net: Any = None, ink: np.ndarray | None = None
+    page_rgb: np.ndarray,
+    layout: PageLayout,
+    net: Any = None,
+    ink: np.ndarray | None = None,
+    prob: np.ndarray | None = None,
 ) -> LabelReading | None:
     """Read the label beside every cell of a rectified page (RGB at READ_PPM px/mm, origin at paper 0, 0),
     and the same page turned 180 degrees (names read only one way up, except I, II and III). `ink`:
-    `page_ink(page_rgb)`, when the caller has it already."""
+    `page_ink(page_rgb)`, when the caller has it already; `prob`: the reader's maps of the whole page,
+    likewise (the same numbers `maps_near` gives near the cells)."""
     import time
 
     net = net if net is not None else load_reader()
@@ -243,7 +248,7 @@ def read_labels(
     t0 = time.perf_counter()
     ink = page_ink(page_rgb) if ink is None else ink
     layout = label_anchors(layout)
-    cells = _cell_reads(maps_near(net, ink, layout), layout, 0.0, 0.0)
+    cells = _cell_reads(prob if prob is not None else maps_near(net, ink, layout), layout, 0.0, 0.0)
     size = (ink.shape[1] / READ_PPM, ink.shape[0] / READ_PPM)
     turned = _turned(layout, size)
     flipped = np.ascontiguousarray(ink[::-1, ::-1])
@@ -254,12 +259,14 @@ def read_labels(
     return LabelReading(cells, agree, len(sure), _names_read(cells) - down, time.perf_counter() - t0)
 
 
-def names_beside(page_rgb: np.ndarray, net: Any = None, ink: np.ndarray | None = None) -> Any:
+def names_beside(
+    page_rgb: np.ndarray, net: Any = None, ink: np.ndarray | None = None, prob: np.ndarray | None = None
+) -> Any:
     """A reader of the names printed beside the cells of candidate layouts of one rectified page (RGB at
     READ_PPM px/mm): `read(layouts)` -> per layout, (row, col) -> (name, probability), each layout's
     names read at its own offset (`_cell_reads`) on one map computed near all their cell starts. None
     without shipped weights. For `layout_family.choose_family`, where the names vote between families.
-    `ink`: `page_ink(page_rgb)`, when the caller has it already."""
+    `ink`: `page_ink(page_rgb)`, when the caller has it already; `prob`: the whole page's maps, likewise."""
 
     net = net if net is not None else load_reader()
     if net is None:
@@ -270,8 +277,8 @@ def names_beside(page_rgb: np.ndarray, net: Any = None, ink: np.ndarray | None =
         if not layouts:
             return []
         union = replace(layouts[0], cells=[c for lay in layouts for c in lay.cells])
-        prob = maps_near(net, ink, union)
-        return [_cell_reads(prob, lay, 0.0, 0.0) for lay in layouts]
+        near = prob if prob is not None else maps_near(net, ink, union)
+        return [_cell_reads(near, lay, 0.0, 0.0) for lay in layouts]
 
     return read
 

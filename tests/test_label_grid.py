@@ -76,7 +76,7 @@ def test_rows_from_names_retraces_only_where_geometry_lost_rows(monkeypatch) -> 
 
     g = find_grid(_lattice(SIX_BY_TWO, [20.0, 150.0], 40.0, 25.0))
     assert g is not None
-    monkeypatch.setattr(dg, "read_grid", lambda small, net: (g, []))
+    monkeypatch.setattr(dg, "read_grid", lambda ink, net, prob=None: (g, []))
     true = [44.0 + 25 * r for r in range(6)]
     image = np.full((400, 500, 3), 255, np.uint8)
     calls: list[str] = []
