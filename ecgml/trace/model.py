@@ -26,6 +26,7 @@ from scipy.special import log_softmax
 from ecgml.geometry.canonical import CanonicalPage
 from ecgml.layout import Cell, PageLayout
 from ecgml.trace.net_config import DEFAULT_WEIGHTS, WEIGHTS_DIR, TraceModelConfig, read_weights_info
+from ecgml.trace.tall import SQUASH, clipped, merge
 from ecgml.trace.types import CellTrace
 
 __all__ = ["DEFAULT_WEIGHTS", "WEIGHTS_DIR", "TraceModelConfig", "UNetExtractor", "load_extractor"]
@@ -204,23 +205,27 @@ class UNetExtractor:
     track: bool = True  # continuous-path decoding (track_path) instead of per-column argmax
     max_step: int = MAX_STEP_PX
     flips: int = FLIPS  # test-time flips averaged in: 1 = left-right, 2 = also up-down, 3 = also both
+    tall: bool = True  # rows clipped at the strip's edge read again squashed (ecgml.trace.tall)
     meta: dict[str, Any] = field(default_factory=dict)
 
     runner: Callable[[np.ndarray], np.ndarray] | None = None  # fast runtime (ecgml.trace.runtime)
 
-    def row_logits(self, page: CanonicalPage, baselines_mm: list[float]) -> tuple[np.ndarray, list[int]]:
+    def row_logits(
+        self, page: CanonicalPage, baselines_mm: list[float], cfg: TraceModelConfig | None = None
+    ) -> tuple[np.ndarray, list[int]]:
         """(rows, strip_px, W * x_up) logits, one strip per baseline, and each strip's top row (px)."""
-        img = page_at(page, self.cfg.px_per_mm)
-        w = int(np.ceil(img.shape[1] / self.cfg.pool) * self.cfg.pool)
-        tops = [strip_top_px(b, self.cfg) for b in baselines_mm]
-        strips = np.stack([cut_strip(img, t, self.cfg.strip_px, w) for t in tops])
+        cfg = cfg or self.cfg
+        img = page_at(page, cfg.px_per_mm)
+        w = int(np.ceil(img.shape[1] / cfg.pool) * cfg.pool)
+        tops = [strip_top_px(b, cfg) for b in baselines_mm]
+        strips = np.stack([cut_strip(img, t, cfg.strip_px, w) for t in tops])
         x = np.ascontiguousarray(strips.transpose(0, 3, 1, 2), dtype=np.float32)
         logits = self._log_probs(x)
         for axes in FLIP_AXES[: self.flips]:  # the net was trained with target-following flips
             lp = self._log_probs(np.ascontiguousarray(np.flip(x, axes)))
             logits += np.flip(lp, tuple(a - 1 for a in axes))  # (B, H, W') output: input axis - 1
         logits /= 1 + self.flips  # mean log-probability: a geometric mean of the passes' distributions
-        return logits[:, :, : img.shape[1] * self.cfg.x_up], tops
+        return logits[:, :, : img.shape[1] * cfg.x_up], tops
 
     def _log_probs(self, x: np.ndarray) -> np.ndarray:
         """(B, H, W * x_up) log-probabilities over y of (B, 3, H, W) strips (logits if no flips are used)."""
@@ -237,10 +242,22 @@ class UNetExtractor:
         return log_softmax(np.asarray(logits, dtype=np.float32), axis=1).astype(np.float32, copy=False)
 
     def extract(self, page: CanonicalPage, layout: PageLayout) -> list[CellTrace]:
+        """Every cell's trace; rows whose trace runs to the strip's edge are read again squashed (tall)."""
+        out = self.read_cells(page, layout, self.cfg)
+        half = self.cfg.strip_mm / 2
+        if not (self.tall and clipped(out, layout, half)):
+            return out
+        sy = self.cfg.px_per_mm[1] / SQUASH
+        cfg = replace(self.cfg, px_per_mm=(self.cfg.px_per_mm[0], sy), strip_mm=self.cfg.strip_mm * SQUASH)
+        again = self.read_cells(page, layout, cfg)
+        return [merge(t, u, c.baseline_mm, half) for t, u, c in zip(out, again, layout.cells, strict=True)]
+
+    def read_cells(self, page: CanonicalPage, layout: PageLayout, cfg: TraceModelConfig) -> list[CellTrace]:
+        """Every cell's trace from strips cut as `cfg` says (its density and strip height)."""
         rows = sorted({c.row for c in layout.cells})
         base = {c.row: c.baseline_mm for c in layout.cells}
-        logits, tops = self.row_logits(page, [base[r] for r in rows])
-        xs = out_columns_mm(logits.shape[2] // self.cfg.x_up, self.cfg)
+        logits, tops = self.row_logits(page, [base[r] for r in rows], cfg)
+        xs = out_columns_mm(logits.shape[2] // cfg.x_up, cfg)
         lp = log_probs_by_column(logits)  # (rows, W, H)
         cols: list[slice] = []
         for cell in layout.cells:
@@ -256,7 +273,7 @@ class UNetExtractor:
             i = rows.index(cell.row)
             x_sel = xs[sl]
             y_px, c = centroid_from_log_probs(lane, centre, self.radius)
-            y_mm = (tops[i] + y_px) / self.cfg.px_per_mm[1]
+            y_mm = (tops[i] + y_px) / cfg.px_per_mm[1]
             c = np.clip(c, 0.0, 1.0)
             y_mm = np.where(c >= MIN_CONFIDENCE, y_mm, np.nan)
             trace = CellTrace(cell.lead, cell.row, cell.col, x_sel.copy(), y_mm, c)
