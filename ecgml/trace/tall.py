@@ -21,6 +21,8 @@ from ecgml.trace.types import CellTrace
 SQUASH = 2.0  # vertical factor of the second read: the strip covers 2 x 64 mm (±6.4 mV at 10 mm/mV)
 EDGE_MARGIN_MM = 2.0  # a plain read this close to its strip's edge is taken as clipped
 FAR_MARGIN_MM = 4.0  # the squashed read's columns this close to (or past) the plain strip's edge replace it
+BEYOND_MM = 1.0  # ... and carries the trace this much further out than the plain read (a clipped read)
+SAME_MM = 0.3  # columns where the two reads are this close keep the plain (finer) one
 WIDEN_MM = 1.0  # replaced stretches widened by this much on each side (the complex's flanks)
 AGREE_MM = 0.6  # median |plain - squashed| (mm) elsewhere in the cell for the squashed read to be trusted
 AGREE_SHARE = 0.9  # ... and this share of those columns within 1 mm
@@ -46,25 +48,28 @@ def clipped(traces: list[CellTrace], layout: PageLayout, half_mm: float) -> bool
 def merge(plain: CellTrace, squashed: CellTrace, baseline_mm: float, half_mm: float) -> CellTrace:
     """`plain` with its clipped stretches taken from `squashed`, when the two agree elsewhere.
 
-    Columns are replaced where the squashed read lies near or beyond the plain strip's edge (a plain read
-    at the edge that the squashed read does not carry further is kept); the stretches are widened by
-    WIDEN_MM. Unchanged when nothing is clipped or the reads
-    disagree off those stretches (the squashed read may have followed a neighbouring row)."""
+    Columns are replaced where the squashed read lies near or past the plain strip's edge and further out
+    than the plain read (a plain read that is not clipped is finer, and kept); those stretches are
+    widened by WIDEN_MM for the complex's flanks, where the reads differ. Unchanged when nothing is
+    clipped or the reads disagree off those stretches (the squashed read may have followed a neighbouring
+    row)."""
     if plain.x_mm.shape != squashed.x_mm.shape or plain.x_mm.size < 2:
         return plain
-    far = offset_mm(squashed, baseline_mm) > half_mm - FAR_MARGIN_MM  # NaN compares False
-    if not far.any():
+    off_p, off_s = offset_mm(plain, baseline_mm), offset_mm(squashed, baseline_mm)
+    beyond = (off_s > half_mm - FAR_MARGIN_MM) & ~(off_s <= off_p + BEYOND_MM)  # NaN plain: beyond
+    if not beyond.any():
         return plain
     step = float(np.median(np.diff(plain.x_mm)))
-    far = binary_dilation(far, iterations=max(1, int(round(WIDEN_MM / step))))
-    both = ~far & np.isfinite(plain.y_mm) & np.isfinite(squashed.y_mm)
-    if both.sum() < 0.25 * far.size:
+    near = binary_dilation(beyond, iterations=max(1, int(round(WIDEN_MM / step))))
+    both = ~near & np.isfinite(plain.y_mm) & np.isfinite(squashed.y_mm)
+    if both.sum() < 0.25 * near.size:
         return plain
     diff = np.abs(plain.y_mm[both] - squashed.y_mm[both])
     if np.median(diff) > AGREE_MM or np.mean(diff < 1.0) < AGREE_SHARE:
         return plain
+    take = near & ~(np.abs(plain.y_mm - squashed.y_mm) <= SAME_MM)  # where they agree, the finer read
     return replace(
         plain,
-        y_mm=np.where(far, squashed.y_mm, plain.y_mm),
-        confidence=np.where(far, squashed.confidence, plain.confidence),
+        y_mm=np.where(take, squashed.y_mm, plain.y_mm),
+        confidence=np.where(take, squashed.confidence, plain.confidence),
     )
