@@ -128,7 +128,8 @@ def test_centroid_from_log_probs_matches_softmax_centroid():
 
 @pytest.mark.skipif(not FAST, reason="no fast runtime installed")
 def test_shipped_extractor_reads_the_same_traces_with_the_fast_runtime():
-    """The shipped weights on a rendered page: logits to ~1e-5, decoded positions to 1e-3 mm."""
+    """The shipped weights on a rendered page: logits to ~1e-5, decoded positions to 1e-3 mm (but for
+    near-ties)."""
     from ecgml.digitize import shipped_weights
     from ecgml.geometry.canonical import canonical_page
     from ecgml.records import iter_wfdb_paths, read_wfdb
@@ -148,9 +149,15 @@ def test_shipped_extractor_reads_the_same_traces_with_the_fast_runtime():
     ls, tops_s = slow.row_logits(page, baselines)
     assert tops_f == tops_s
     np.testing.assert_allclose(lf, ls, atol=2e-4)
-    for a, b in zip(fast.extract(page, out.layout), slow.extract(page, out.layout), strict=True):
-        np.testing.assert_array_equal(np.isfinite(a.y_mm), np.isfinite(b.y_mm))
-        np.testing.assert_allclose(a.y_mm, b.y_mm, atol=1e-3, equal_nan=True)
+    # Decoded positions: the path decoder's choices are discrete, so a column at a near-tie may fall
+    # either way under 1e-5 logit differences (torch's own sums differ with its thread count): nearly
+    # every column within 1e-3 mm, none far off; the same with the second read of tall complexes.
+    for tall in (False, True):
+        fast.tall = slow.tall = tall
+        for a, b in zip(fast.extract(page, out.layout), slow.extract(page, out.layout), strict=True):
+            np.testing.assert_array_equal(np.isfinite(a.y_mm), np.isfinite(b.y_mm))
+            assert np.isclose(a.y_mm, b.y_mm, atol=1e-3, equal_nan=True).mean() > 0.995
+            np.testing.assert_allclose(a.y_mm, b.y_mm, atol=0.5, equal_nan=True)
 
 
 def test_extractor_with_a_runner_uses_it():
