@@ -50,7 +50,8 @@ def merge(plain: CellTrace, squashed: CellTrace, baseline_mm: float, half_mm: fl
 
     Columns are replaced where the squashed read lies near or past the plain strip's edge and further out
     than the plain read (a plain read that is not clipped is finer, and kept); those stretches are
-    widened by WIDEN_MM for the complex's flanks, where the reads differ. Unchanged when nothing is
+    widened by WIDEN_MM; of those, only columns where either read lies near or past the edge are taken
+    (on the flanks inside the strip the plain read is finer). Unchanged when nothing is
     clipped or the reads disagree off those stretches (the squashed read may have followed a neighbouring
     row)."""
     if plain.x_mm.shape != squashed.x_mm.shape or plain.x_mm.size < 2:
@@ -67,7 +68,9 @@ def merge(plain: CellTrace, squashed: CellTrace, baseline_mm: float, half_mm: fl
     diff = np.abs(plain.y_mm[both] - squashed.y_mm[both])
     if np.median(diff) > AGREE_MM or np.mean(diff < 1.0) < AGREE_SHARE:
         return plain
-    take = near & ~(np.abs(plain.y_mm - squashed.y_mm) <= SAME_MM)  # where they agree, the finer read
+    edge = half_mm - EDGE_MARGIN_MM  # inside it the plain read sees the trace and is finer (steep flanks)
+    outside = (off_p > edge) | (off_s > edge) | ~np.isfinite(plain.y_mm)
+    take = near & outside & ~(np.abs(plain.y_mm - squashed.y_mm) <= SAME_MM)
     return replace(
         plain,
         y_mm=np.where(take, squashed.y_mm, plain.y_mm),
