@@ -84,17 +84,3 @@ def test_a_dotted_grid_is_measured_on_means_along_its_lines() -> None:
     est = estimate_page(img, "dots.png")
     assert est.px_per_mm == pytest.approx((8.0, 8.0), rel=0.02)
     assert est.diagnostics.get("dotted_grid") is True
-
-
-def test_a_scale_at_which_the_image_holds_under_150_mm_of_paper_is_not_taken() -> None:
-    # a small JPEG's refinement on few tiles collapsed the map (its 983 x 1100 px 'under 1 mm' of paper),
-    # and the retries' area vote then took 5x (895 x 1274 px as 65 mm): neither scale is a page's
-    from ecgml.geometry.estimate import MIN_IMAGE_MM, _image_mm
-    from ecgml.geometry.refine import Extent, FrameMap, RefineResult
-
-    def res(ppm: float) -> RefineResult:
-        fm = FrameMap(np.diag([ppm, ppm, 1.0]))
-        return RefineResult(fm, Extent(0, 0, 200, 150), 12, 0.4, 0.1, 0.0, np.zeros((12, 2)))
-
-    assert _image_mm(res(4.0), (983, 1100)) == pytest.approx(275.0)  # a Letter page's width
-    assert _image_mm(res(20.0), (983, 1100)) < MIN_IMAGE_MM <= _image_mm(res(4.0), (983, 1100))

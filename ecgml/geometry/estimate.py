@@ -46,15 +46,7 @@ from ecgml.geometry.panel_photo import panels_rectified
 from ecgml.geometry.panels import find_panels
 from ecgml.geometry.paper import paper_box
 from ecgml.geometry.pulses import STANDARD_WIDTH_MM, PulseReading, read_pulses, start_pulse_width
-from ecgml.geometry.refine import (
-    MAX_EXTENT_MM,
-    TILE_MM,
-    Extent,
-    FrameMap,
-    RefineResult,
-    rectify,
-    refine,
-)
+from ecgml.geometry.refine import MAX_EXTENT_MM, TILE_MM, Extent, FrameMap, rectify, refine
 from ecgml.geometry.trace_ink import line_free_mask
 from ecgml.images import MIN_PX_PER_MM, MIN_SIDE_PX, too_small_reason
 from ecgml.layout import LETTER_MM, PageLayout, make_layout, with_gain
@@ -81,10 +73,6 @@ MIN_GOOD_TILES = 40  # grid tiles (10 mm apart) a page gives when the scale is r
 # retry at 5x (6 tiles, each 25x the area) won the area-weighted vote; the page read 133 mm off
 MIN_GOOD_TILES_BENT = 20
 SCALE_RETRIES = (5.0, 0.2, 2.5, 0.4, 2.0, 0.5)
-# a retried scale at which the whole image holds less paper than this (long side, mm) is not the page's: a
-# small JPEG whose refinement measured few tiles took 5x (its 895 x 1274 px then 65 mm: validation
-# 6x1-chest_004, 3.5x off; panels-12x1_004 121 mm, then 8x); a 10 s lead row alone is 250 mm at 25 mm/s
-MIN_IMAGE_MM = 150.0
 ROW_OFF_MM = 4.0  # a row this far from every template baseline is not that template's row (pitch ~24 mm)
 PAPER_MARGIN_MM = 8.0  # paper (pulses, row ends) reaches this far past the last grid tile measured
 COARSE_RANSAC_MM = 3.0  # flat and gently bent pages: tiles further off the homography are outliers
@@ -424,8 +412,6 @@ def _estimate(
         # the 1 mm / 5 mm decision can fail (minor lines lost to blur or moire): try the other scales
         # and keep the one whose grid phases hold together best over the most image area (a tile of
         # the frame scaled by k covers k^2 the image area: counting tiles alone favours the smaller scales)
-        if first is not None and _image_mm(first, dark.shape) < MIN_IMAGE_MM:
-            first = None  # a refinement on few tiles can collapse the map (an image 'under 1 mm' wide)
         best, best_score = first, (first.n_tiles * first.tile_conf if first is not None else -1.0)
         for k in SCALE_RETRIES:
             hk = h @ np.diag([k, k, 1.0])
@@ -434,8 +420,6 @@ def _estimate(
                 rk = refine(dark, FrameMap(hk), ek)
             except (cv2.error, IndexError, ValueError, np.linalg.LinAlgError):
                 rk = None  # this scale makes no sense for the image (raster smaller than a tile, ...)
-            if rk is not None and _image_mm(rk, dark.shape) < MIN_IMAGE_MM:
-                rk = None  # at this scale the whole image would hold less paper than one lead row's 10 s
             if rk is not None and rk.n_tiles * k**2 * rk.tile_conf > best_score:
                 best, best_score = rk, rk.n_tiles * k**2 * rk.tile_conf
                 coarse_ransac_mm = COARSE_RANSAC_MM  # the lattice's bend was measured at another scale
@@ -588,14 +572,6 @@ def _estimate(
     )
     bent = diag.get("fine_rounds", 0) > 0
     return PageEstimate(page_map, layout, ppm, orientation, confidence, diag, bent)
-
-
-def _image_mm(res: RefineResult, shape: tuple[int, ...]) -> float:
-    """The image's long side in paper mm at the scale `res` measured (at its extent's centre)."""
-    e = res.extent
-    c = np.array([(e.x0 + e.x1) / 2, (e.y0 + e.y1) / 2])
-    ppm = float(np.linalg.norm(res.fmap.mm_to_px(c + [1.0, 0]) - res.fmap.mm_to_px(c)))
-    return max(shape[:2]) / max(ppm, 1e-9)
 
 
 def _paper_for(layout: PageLayout, paper_mm: tuple[float, float]) -> tuple[float, float]:
