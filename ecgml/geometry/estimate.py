@@ -23,7 +23,6 @@ from ecgml.geometry.grid import (
     GRID_SHIFT_MM,
     LATTICE_LONG_SIDE,
     LATTICE_LONG_SIDE_PHOTO,
-    TILE_STEP,
     bend_residual,
     coarse_frame,
     darkness,
@@ -65,8 +64,6 @@ RETRY_MIN_GAIN = 1.3  # ... and the retry would see at least this much more deta
 LUMA_RETRY_LONG_SIDE = 1600
 REFINE_ROUNDS = 3
 RESIDUAL_STEP_MM = 5.0
-# fewer lattice tiles than this share of the lattice raster's tiles: measure again with the axis prior
-AXIS_PRIOR_SHARE = 0.2
 MIN_GOOD_TILES = 40  # grid tiles (10 mm apart) a page gives when the scale is right
 # ... and a bent page (its lattice integrated to a residual, `bend_residual`) whose first round at the
 # lattice's scale measured this many keeps that scale: a crumpled photo's first round found 39, and a
@@ -363,19 +360,10 @@ def _estimate(
     r = min(1.0, (LATTICE_LONG_SIDE if max(h0, w0) <= 2600 else LATTICE_LONG_SIDE_PHOTO) / max(dark.shape))
     small = dark if r == 1.0 else cv2.resize(dark, None, fx=r, fy=r, interpolation=cv2.INTER_AREA)
     rx, ry = small.shape[1] / dark.shape[1], small.shape[0] / dark.shape[0]
-    small01 = small.astype(np.float32) * (1 / 255)
-    lat = tile_lattice(small01)
-    coarse = None if lat is None else coarse_frame(lat)
-    n_tiles = max(1, (small.shape[0] // TILE_STEP) * (small.shape[1] // TILE_STEP))
-    if coarse is None or coarse.mask.sum() < AXIS_PRIOR_SHARE * n_tiles:
-        # few tiles with a clear direction (dense fine lines, dots): measure the rest along the axes
-        lat_ax = tile_lattice(small01, axis_prior=True)
-        coarse_ax = None if lat_ax is None else coarse_frame(lat_ax)
-        if coarse_ax is not None and (coarse is None or coarse_ax.mask.sum() > coarse.mask.sum()):
-            lat, coarse = lat_ax, coarse_ax
-            diag["axis_prior"] = True
+    lat = tile_lattice(small.astype(np.float32) * (1 / 255))
     if lat is None:
         raise EcgmlError(path, "no ECG grid found")
+    coarse = coarse_frame(lat)
     if coarse is None:
         raise EcgmlError(path, "no ECG grid found (inconsistent grid directions)")
     used = coarse.mask
@@ -393,20 +381,6 @@ def _estimate(
         first = refine(dark, fmap, ext, ransac_mm=coarse_ransac_mm)
     except (cv2.error, IndexError, ValueError, np.linalg.LinAlgError):
         first = None
-    dots = False
-    if first is None or first.n_tiles < MIN_GOOD_TILES:
-        # a grid of dots has the paper's median along its lines: measured on means, at the same scale
-        try:
-            dotted = refine(dark, fmap, ext, ransac_mm=coarse_ransac_mm, dots=True)
-        except (cv2.error, IndexError, ValueError, np.linalg.LinAlgError):
-            dotted = None
-        if (
-            dotted is not None
-            and dotted.n_tiles >= MIN_GOOD_TILES
-            and (first is None or dotted.n_tiles > 2 * first.n_tiles)
-        ):
-            first, dots = dotted, True
-            diag["dotted_grid"] = True
     keep_scale = bend is not None and first is not None and first.n_tiles >= MIN_GOOD_TILES_BENT
     if (first is None or first.n_tiles < MIN_GOOD_TILES) and not keep_scale:
         # the 1 mm / 5 mm decision can fail (minor lines lost to blur or moire): try the other scales
@@ -429,7 +403,7 @@ def _estimate(
         raise EcgmlError(path, "no ECG grid found (grid lines not measurable)")
     res, fmap, ext = first, first.fmap, first.extent
     for _ in range(REFINE_ROUNDS - 1):
-        r = refine(dark, fmap, ext, ransac_mm=coarse_ransac_mm, dots=dots)
+        r = refine(dark, fmap, ext, ransac_mm=coarse_ransac_mm)
         if r is None:
             break
         res, fmap, ext = r, r.fmap, r.extent
@@ -444,7 +418,6 @@ def _estimate(
             step_mm=FINE_TILE_MM / 2,
             ransac_mm=FINE_RANSAC_MM,
             max_jump_mm=FINE_MAX_JUMP_MM,
-            dots=dots,
         )
         if r is None or r.n_tiles < need:
             break

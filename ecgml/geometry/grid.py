@@ -27,8 +27,6 @@ LATTICE_LONG_SIDE_PHOTO = 1800  # photos: the page may fill only half the frame
 NFFT = 2048  # zero-padded profile length (fine frequency sampling)
 MIN_COHERENCE = 0.25  # 4-fold orientation coherence of a tile that holds grid
 MIN_PEAK_SNR = 6.0  # spectral peak over the band's median for a tile to count
-SUB_SCORE = 0.7  # a harmonic's fundamental, a peak of its own, is taken when it scores this share
-MIN_CYCLES = 3.0  # a period is measured on a tile that holds this many (longer: a trace row, a tile edge)
 PAGE_AREA_MM2 = 279.4 * 215.9
 # Where the printed grid sits relative to the trace's frame, paper mm right and down: ECG-Image-Kit (the
 # generator behind the Kaggle pages, every capture a print of its 200 DPI PNG) draws the grid with
@@ -140,23 +138,17 @@ def _harmonic_index(
     return out
 
 
-def _fundamental(sp: _Spec, f_lo: float, f_hi: float, sub: bool = False) -> tuple[float, float]:
+def _fundamental(sp: _Spec, f_lo: float, f_hi: float) -> tuple[float, float]:
     """(f, snr): the lattice's fundamental frequency in cycles per px within [f_lo, f_hi].
 
     Harmonic scoring: the mean over the first 5 harmonics (below 0.45 cycles/px) of log(1 + S/floor).
-    The true fundamental has all of them, a sub-harmonic only every other one. `sub`: a 2nd, 3rd or 4th
-    harmonic that won (it has only 2 harmonics below 0.45 to average, both sharp, where the fundamental's
-    first ones sit on the low-frequency floor of the trace and shading) gives way to its fundamental
-    when that is a peak of its own (`_sub_fundamental`).
+    The true fundamental has all of them, a sub-harmonic only every other one.
     """
     n = len(sp.power)
     cands, idx, valid, cnt = _harmonic_index(f_lo, f_hi, n)
     vals = np.where(valid, sp.lgm[idx], 0.0)
     score = np.where(cnt >= 2, vals.sum(1) / np.maximum(cnt, 1), -1.0)
-    best = int(np.argmax(score))
-    f = float(cands[best])
-    if sub:
-        f = _sub_fundamental(sp, f, float(score[best]), f_lo)
+    f = float(cands[int(np.argmax(score))])
     i = int(round(f * NFFT))
     w = 1 + i // 70
     lo = max(1, i - w)
@@ -169,32 +161,6 @@ def _fundamental(sp: _Spec, f_lo: float, f_hi: float, sub: bool = False) -> tupl
     return jj / NFFT, float(sp.power[j] / sp.floor[j])
 
 
-def _sub_fundamental(sp: _Spec, f: float, score: float, f_lo: float) -> float:
-    """f / k for the largest k in (4, 3, 2) whose peak stands on its own (SNR >= MIN_PEAK_SNR) and
-    whose own harmonics (those that are not f's) score at least SUB_SCORE of f's; else f.
-
-    A 5 mm lattice of sharp lines has every multiple of its frequency; its 3rd or 4th harmonic read as
-    the period is 5/3 or 5/4 mm, and the 1 mm / 5 mm decision then lands 1.7-4x off. A 1 mm lattice has
-    no peak at f / 2, f / 3 or f / 4 (its majors, when distinct, lie at multiples of f / 5).
-    """
-    for k in (4, 3, 2):
-        g = f / k
-        if g < f_lo:
-            continue
-        j = int(round(g * NFFT))
-        w = 1 + j // 70
-        lo = max(1, j - w)
-        jj = lo + int(np.argmax(sp.power[lo : j + w + 1]))
-        if sp.power[jj] / sp.floor[jj] < MIN_PEAK_SNR:
-            continue
-        m = np.arange(1, 6)
-        hi = np.round(m * g * NFFT).astype(int)
-        own = hi[(m % k != 0) & (hi < int(0.45 * NFFT))]  # g's harmonics that are not f's
-        if len(own) >= 2 and float(sp.lgm[np.minimum(own, len(sp.lgm) - 1)].mean()) >= SUB_SCORE * score:
-            return g
-    return f
-
-
 def _box_sums(a: np.ndarray, ys: np.ndarray, xs: np.ndarray, size: int) -> np.ndarray:
     """Sums of `a` over the size x size boxes with top-left corners (ys[i], xs[j])."""
     ii = cv2.integral(a, sdepth=cv2.CV_64F)
@@ -202,14 +168,10 @@ def _box_sums(a: np.ndarray, ys: np.ndarray, xs: np.ndarray, size: int) -> np.nd
     return ii[y0 + size, x0 + size] - ii[y0, x0 + size] - ii[y0 + size, x0] + ii[y0, x0]
 
 
-def tile_lattice(dark: np.ndarray, axis_prior: bool = False) -> TileLattice | None:
+def tile_lattice(dark: np.ndarray) -> TileLattice | None:
     """Per-tile line directions and spacings (px per mm); None if no tile shows a lattice.
 
     `dark` is float32 darkness at the lattice resolution (long side ~LATTICE_LONG_SIDE px).
-    `axis_prior`: tiles without a clear 4-fold direction are measured along the image axes too. Fine
-    lines dense for the raster (a 300 DPI page at ~6 lattice px per mm, blurred scans) and round dots
-    have most of their gradient at the crossings, diagonal, where it cancels the lines' own: such a
-    page's tiles read 0.05-0.2 coherent although the grid is plain (and a scan's is near the axes).
     """
     h, w = dark.shape
     gx = cv2.Sobel(dark, cv2.CV_32F, 1, 0, ksize=3)
@@ -228,11 +190,10 @@ def tile_lattice(dark: np.ndarray, axis_prior: bool = False) -> TileLattice | No
     zs = _box_sums(s4, ys, xs, size)
     coh = np.hypot(zc, zs) / np.maximum(msum, 1e-9)
     raw = []
-    take = (coh >= MIN_COHERENCE) | axis_prior
-    for iy, ix in np.argwhere(take & (msum > 1e-6)):
+    for iy, ix in np.argwhere((coh >= MIN_COHERENCE) & (msum > 1e-6)):
         y0, x0 = int(ys[iy]), int(xs[ix])
         sl = (slice(y0, y0 + size), slice(x0, x0 + size))
-        th0 = np.arctan2(zs[iy, ix], zc[iy, ix]) / 4 if coh[iy, ix] >= MIN_COHERENCE else 0.0
+        th0 = np.arctan2(zs[iy, ix], zc[iy, ix]) / 4
         # refine each family separately (under perspective they are not exactly perpendicular)
         ths = []
         p = phi[sl]
@@ -259,13 +220,11 @@ def _decide_lattice(raw: list, spectra: list, shape: tuple[int, int]) -> TileLat
     (minors only, or majors not distinct) or 5 mm with no minors visible at all. What decides is the
     size of the grid in periods: a page is about 50 major periods across, 250 minor ones.
     """
-    # periods from 2.4 px to a third of a tile: longer 'periods' (~110 px on most tiles of small copies
-    # and scans) are a trace row or the tile itself, and as the mode they put the 5 mm period at 1 mm
-    f_lo, f_hi = MIN_CYCLES / TILE, 0.42
+    f_lo, f_hi = 1 / 120.0, 0.42  # periods from 2.4 px to 120 px
     first = []
     for (iy, ix, *_), sp in zip(raw, spectra, strict=True):
         for spec in sp:
-            f, snr = _fundamental(spec, f_lo, f_hi, sub=True)
+            f, snr = _fundamental(spec, f_lo, f_hi)
             if snr >= MIN_PEAK_SNR and f > 0:
                 first.append((iy, ix, 1 / f))
     if len(first) < 4:
