@@ -205,7 +205,7 @@ class UNetExtractor:
     track: bool = True  # continuous-path decoding (track_path) instead of per-column argmax
     max_step: int = MAX_STEP_PX
     flips: int = FLIPS  # test-time flips averaged in: 1 = left-right, 2 = also up-down, 3 = also both
-    tall: bool = True  # rows clipped at the strip's edge read again squashed (ecgml.trace.tall)
+    tall: bool = True  # a page with a read at its strip's edge read again squashed (ecgml.trace.tall)
     meta: dict[str, Any] = field(default_factory=dict)
 
     runner: Callable[[np.ndarray], np.ndarray] | None = None  # fast runtime (ecgml.trace.runtime)
@@ -242,7 +242,8 @@ class UNetExtractor:
         return log_softmax(np.asarray(logits, dtype=np.float32), axis=1).astype(np.float32, copy=False)
 
     def extract(self, page: CanonicalPage, layout: PageLayout) -> list[CellTrace]:
-        """Every cell's trace; rows whose trace runs to the strip's edge are read again squashed (tall)."""
+        """Every cell's trace; when any read runs to its strip's edge, every row is read again squashed and
+        each cell merged with its second read (`ecgml.trace.tall.merge`)."""
         out = self.read_cells(page, layout, self.cfg)
         half = self.cfg.strip_mm / 2
         if not (self.tall and clipped(out, layout, half)):
