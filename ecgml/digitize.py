@@ -344,6 +344,9 @@ class Digitizer:
             solved.evidence["labels"] = labels.to_json()
             solved.notes += label_notes(labels, geo.layout)
         t_solve = time.perf_counter() - t_solve
+        t_tall = time.perf_counter()
+        traces = self.extractor.read_tall(page, geo.layout, traces)  # the final layout's tall complexes
+        t_tall = time.perf_counter() - t_tall
         asm: Assembly = assemble(traces, geo.layout, fs, name=name)
         solved.evidence["ecg_page"] = page_ev.to_json()
         report = _report(asm, traces, geo, solved, labels)
@@ -351,6 +354,7 @@ class Digitizer:
         t4 = time.perf_counter()
         secs = {"geometry": t1 - t0, "canonical": t2 - t1, "extract": t3 - t2, "assemble": t4 - t3}
         secs["layout_solve"] = t_solve
+        secs["tall"] = t_tall
         secs["calibration"] = t_cal
         notes = list(solved.notes) + list(asm.notes)
         if geo.source.startswith("fallback"):

@@ -15,6 +15,7 @@ from ecgml.trace.model import (
     centroid_from_log_probs,
     load_extractor,
     log_probs_by_column,
+    squashed,
     track_paths,
 )
 from ecgml.trace.net import TraceUNet
@@ -151,10 +152,10 @@ def test_shipped_extractor_reads_the_same_traces_with_the_fast_runtime():
     np.testing.assert_allclose(lf, ls, atol=2e-4)
     # Decoded positions: the path decoder's choices are discrete, so a column at a near-tie may fall
     # either way under 1e-5 logit differences (torch's own sums differ with its thread count): nearly
-    # every column within 1e-3 mm, none far off; the same with the second read of tall complexes.
-    for tall in (False, True):
-        fast.tall = slow.tall = tall
-        for a, b in zip(fast.extract(page, out.layout), slow.extract(page, out.layout), strict=True):
+    # every column within 1e-3 mm, none far off; the same with the squashed read of tall complexes.
+    for cfg in (fast.cfg, squashed(fast.cfg)):
+        reads = (fast.read_cells(page, out.layout, cfg), slow.read_cells(page, out.layout, cfg))
+        for a, b in zip(*reads, strict=True):
             np.testing.assert_array_equal(np.isfinite(a.y_mm), np.isfinite(b.y_mm))
             assert np.isclose(a.y_mm, b.y_mm, atol=1e-3, equal_nan=True).mean() > 0.995
             np.testing.assert_allclose(a.y_mm, b.y_mm, atol=0.5, equal_nan=True)

@@ -62,6 +62,10 @@ class ClassicalExtractor:
             out.append(extract_cell(ink, page, layout, cell, baselines))
         return out
 
+    def read_tall(self, page: CanonicalPage, layout: PageLayout, traces: list[CellTrace]) -> list[CellTrace]:
+        """Unchanged: the ink is searched over the whole row band, with no strip edge to clip at."""
+        return traces
+
 
 def ink_map(image: np.ndarray, chroma_weight: float = CHROMA_WEIGHT, clahe: bool = False) -> np.ndarray:
     """How much each pixel looks like trace ink, 0..255 float32: dark and grey."""

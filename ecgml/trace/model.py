@@ -205,7 +205,7 @@ class UNetExtractor:
     track: bool = True  # continuous-path decoding (track_path) instead of per-column argmax
     max_step: int = MAX_STEP_PX
     flips: int = FLIPS  # test-time flips averaged in: 1 = left-right, 2 = also up-down, 3 = also both
-    tall: bool = True  # a page with a read at its strip's edge read again squashed (ecgml.trace.tall)
+    tall: bool = True  # read_tall: a page with a read at its strip's edge read again squashed (trace.tall)
     meta: dict[str, Any] = field(default_factory=dict)
 
     runner: Callable[[np.ndarray], np.ndarray] | None = None  # fast runtime (ecgml.trace.runtime)
@@ -242,16 +242,24 @@ class UNetExtractor:
         return log_softmax(np.asarray(logits, dtype=np.float32), axis=1).astype(np.float32, copy=False)
 
     def extract(self, page: CanonicalPage, layout: PageLayout) -> list[CellTrace]:
-        """Every cell's trace; when any read runs to its strip's edge, every row is read again squashed and
-        each cell merged with its second read (`ecgml.trace.tall.merge`)."""
-        out = self.read_cells(page, layout, self.cfg)
+        """Every cell's trace, read at the model's own density (64 mm strips)."""
+        return self.read_cells(page, layout, self.cfg)
+
+    def read_tall(self, page: CanonicalPage, layout: PageLayout, traces: list[CellTrace]) -> list[CellTrace]:
+        """`traces` (the cells of `layout`, relabelled or x-corrected as they may be) with complexes taller
+        than the strip read again: when any read runs to its strip's edge, every row is read again squashed
+        and each cell merged with its second read (`ecgml.trace.tall.merge`). Run on the page's final
+        layout only: a candidate layout's reads may run to the edge of the wrong rows, and a second read
+        there would change the evidence the family is chosen on."""
         half = self.cfg.strip_mm / 2
-        if not (self.tall and clipped(out, layout, half)):
-            return out
-        sy = self.cfg.px_per_mm[1] / SQUASH
-        cfg = replace(self.cfg, px_per_mm=(self.cfg.px_per_mm[0], sy), strip_mm=self.cfg.strip_mm * SQUASH)
-        again = self.read_cells(page, layout, cfg)
-        return [merge(t, u, c.baseline_mm, half) for t, u, c in zip(out, again, layout.cells, strict=True)]
+        if not (self.tall and clipped(traces, layout, half)):
+            return traces
+        again = {(u.row, u.col): u for u in self.read_cells(page, layout, squashed(self.cfg))}
+        base = {c.row: c.baseline_mm for c in layout.cells}
+        return [
+            merge(t, again[(t.row, t.col)], base[t.row], half) if (t.row, t.col) in again else t
+            for t in traces
+        ]
 
     def read_cells(self, page: CanonicalPage, layout: PageLayout, cfg: TraceModelConfig) -> list[CellTrace]:
         """Every cell's trace from strips cut as `cfg` says (its density and strip height)."""
@@ -280,6 +288,12 @@ class UNetExtractor:
             trace = CellTrace(cell.lead, cell.row, cell.col, x_sel.copy(), y_mm, c)
             out.append(blank_cell_ends(trace, cell, self.edge_mm))
         return out
+
+
+def squashed(cfg: TraceModelConfig) -> TraceModelConfig:
+    """`cfg` reading strips SQUASH times taller at 1/SQUASH the vertical density (the same strip pixels)."""
+    sy = cfg.px_per_mm[1] / SQUASH
+    return replace(cfg, px_per_mm=(cfg.px_per_mm[0], sy), strip_mm=cfg.strip_mm * SQUASH)
 
 
 def load_extractor(

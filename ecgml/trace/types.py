@@ -33,3 +33,7 @@ class TraceExtractor(Protocol):
     name: str
 
     def extract(self, page: CanonicalPage, layout: PageLayout) -> list[CellTrace]: ...
+
+    def read_tall(self, page: CanonicalPage, layout: PageLayout, traces: list[CellTrace]) -> list[CellTrace]:
+        """The final layout's traces with complexes taller than what one read covers read again."""
+        ...
