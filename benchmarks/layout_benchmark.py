@@ -133,7 +133,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--rescore", type=Path, default=None)
     ap.add_argument("--calibration", default=None, help="calibration JSON, or 'none' (raw evidence product)")
     ap.add_argument(
-        "--no-cap", action="store_true", help="--rescore: no cap at the raw product (measuring only)"
+        "--no-cap", action="store_true", help="--rescore: without the raw product's gate (measuring only)"
     )
     a = ap.parse_args(argv)
     if a.fit_calibration:

@@ -23,10 +23,9 @@ import numpy as np
 
 from ecgml.metric import MAX_TIME_SHIFT, align_signals
 from ecgml.records import LEADS
-from ecgml.verdict import LAYOUT_KINDS
+from ecgml.verdict import CONFIDENT, LAYOUT_KINDS, PAGE_FEATURES
 
 OK_DB = 3.0  # a lead at or above this SNR is the right lead in the right window, traced usably
-CONFIDENT = 0.8
 BINS = (0.0, 0.2, 0.4, 0.6, 0.8, 0.9, 1.0001)
 
 
@@ -322,8 +321,19 @@ def _render_page(
 
 # the calibration's evidence: each factor's log (the raw confidence is their product, so its log is their
 # sum: a fit on the logs can weigh each factor by how much it really says, which the product cannot)
-CAL_FEATURES = ("trace", "read_share", "geometry", "agreement", *LAYOUT_KINDS, "pulse")
+CAL_FEATURES = ("trace", "read_share", "geometry", "agreement", *LAYOUT_KINDS, "pulse", *PAGE_FEATURES)
 CAL_TRANSFORM = "log"
+
+
+def with_doubts(parts: dict[str, dict[str, float]]) -> dict[str, dict[str, float]]:
+    """Stored evidence with the page's (`verdict.doubt_evidence`) where results of older code lack it
+    (computed from the leads the results keep: those with truth, as a rule every lead the page shows)."""
+    from ecgml.verdict import doubt_evidence
+
+    if all(f in part for part in parts.values() for f in PAGE_FEATURES):
+        return parts
+    page = doubt_evidence(parts)
+    return {lead: part | page[lead] for lead, part in parts.items()}
 
 
 def _lead_rows(
@@ -334,8 +344,9 @@ def _lead_rows(
 
     x, y = [], []
     for p in pages:
+        parts = with_doubts(p.parts)
         for lead, db in p.lead_db.items():
-            part = p.parts.get(lead)
+            part = parts.get(lead)
             if part is None or not np.isfinite(db) or p.lead_status.get(lead) in ("absent", "unreadable"):
                 continue
             if not all(f in part for f in features):
@@ -392,13 +403,13 @@ def _logistic(a: np.ndarray, y: np.ndarray, l2: float) -> np.ndarray:
 def recalibrated(pages: list[PageResult], cal: dict[str, Any] | None, cap: bool = True) -> list[PageResult]:
     """The same pages with each lead's confidence recomputed from its stored evidence by `cal`
     (what the digitizer with that calibration would report; the fallback cap is applied as it does;
-    `cap=False`: without the cap at the raw evidence product, `verdict.calibrate`)."""
+    `cap=False`: without the raw evidence product's gate, `verdict.calibrate`)."""
     from ecgml.verdict import READ_AT, lead_confidence
 
     out = []
     for p in pages:
         conf, stat = dict(p.lead_conf), dict(p.lead_status)
-        for lead, part in p.parts.items():
+        for lead, part in with_doubts(p.parts).items():
             if stat.get(lead) in ("absent", "unreadable"):
                 continue
             if cal is not None and not all(f in part for f in cal["features"]):

@@ -1,9 +1,11 @@
 """Per-lead status and confidence, and the page's verdict: what the digitizer can vouch for.
 
 A lead's confidence is meant as the probability that its output is the right lead, in the right time
-window, traced right. It multiplies three kinds of evidence: the trace (the extractor's per-column
+window, traced right. It weighs three kinds of evidence: the trace (the extractor's per-column
 confidence and the share of columns it could read), the geometry (its own confidence; a fallback page
-is never trusted) and the layout (rhythm-strip identity, the 6x2 time convention). Status:
+is never trusted) and the layout (rhythm-strip identity, the 6x2 time convention, printed names), with
+how many of them doubt the lead and its page, by a calibration fitted on validation pages; their raw
+product must also vouch for a lead before it is called confident (`calibrate`). Status:
 - `read`: confidence >= READ_AT;
 - `uncertain`: on the page but below it;
 - `unreadable`: the layout places the lead on the page but too little of it could be traced (NaN out);
@@ -35,7 +37,6 @@ LAYOUT_KINDS = (
     "layout_family", "layout_limb", "layout_page", "layout_timing", "layout_strip", "layout_column",
     "layout_labels",
 )  # fmt: skip
-FEATURES = ("trace", "read_share", "geometry", "layout", "agreement", "raw", *LAYOUT_KINDS, "pulse")
 # `pulse`: the page's gain and speed confirmed by a standard calibration pulse found by geometry (1), or
 # assumed (PULSE_UNSEEN): a page printed at 20 mm/mV or 50 mm/s without a pulse of the standard shape passes
 # every layout check and still gives every lead at 0 dB (validation pages 3x4+1R_004, 12x1_004)
@@ -45,6 +46,19 @@ PULSE_UNSEEN = 0.5
 # no chest-lead check can see; such chest leads were right on 13 of the 18 read at >= 0.8 (validation and
 # test splits, session 10; validation 12x1_004 and cabrera-12x1_008: V1, V2, V4, V6 at 0.82-0.97, 0-2.5 dB)
 LIMBS_OFF_CAP = 0.7
+CONFIDENT = 0.8  # a lead at or above it is "confident": wrong there is the worst output (issue 14)
+HELD_AT = 0.79  # the most a lead gets that the raw evidence product does not vouch for (`calibrate`)
+# how many kinds of evidence doubt a lead, and how many doubt its page: one doubt alone is mostly harmless
+# (validation, session 10 code: leads whose only doubt is geometry, a 6x2 column's seconds or a strip
+# that matched no cell were right on 97, 90 and 98 %), several together far worse than their product
+# (four doubts: 22 % right, the product said ~45 %); and a page where several printed names contradict
+# the layout is in doubt as a whole, not only at those names (`doubt_evidence`)
+DOUBT_AT = 0.95  # a factor below this is a doubt
+DOUBT_KINDS = ("read_share", "geometry", "agreement", *LAYOUT_KINDS, "pulse")
+PAGE_FEATURES = ("doubts", "page_doubts", "page_labels")  # counts and shares: enter a calibration negated
+FEATURES = (
+    "trace", "read_share", "geometry", "layout", "agreement", "raw", *LAYOUT_KINDS, "pulse", *PAGE_FEATURES,
+)  # fmt: skip
 TRANSFORMS = ("linear", "log")  # a calibration takes each feature as it is, or its log (factors multiply)
 LOG_FLOOR = 0.01  # a factor's log is taken of at least this (a factor of 0 would be -inf)
 
@@ -63,27 +77,50 @@ def load_calibration(path: str | None = None) -> dict[str, Any] | None:
 
 def feature_values(parts: dict[str, float], features: list[str], transform: str = "linear") -> list[float]:
     """The evidence a calibration takes, in its order and transform."""
-    vals = [float(parts[f]) for f in features]
-    if transform == "log":
-        return [float(np.log(max(v, LOG_FLOOR))) for v in vals]
-    return vals
+
+    def value(f: str) -> float:
+        v = float(parts[f])
+        if f in PAGE_FEATURES:  # more doubts, less confidence: a weight >= 0 on the negated count
+            return -v
+        return float(np.log(max(v, LOG_FLOOR))) if transform == "log" else v
+
+    return [value(f) for f in features]
+
+
+def doubt_evidence(parts: dict[str, dict[str, float]]) -> dict[str, dict[str, float]]:
+    """Per lead, from the evidence of every lead on the page: `doubts` (how many of its kinds of evidence,
+    DOUBT_KINDS, are below DOUBT_AT), `page_doubts` (the mean of that over the page's leads) and
+    `page_labels` (the share of the page's leads whose printed name contradicts the layout)."""
+    if not parts:
+        return {}
+    doubts = {k: float(sum(float(p.get(f, 1.0)) < DOUBT_AT for f in DOUBT_KINDS)) for k, p in parts.items()}
+    page = float(np.mean(list(doubts.values())))
+    labels = float(np.mean([float(p.get("layout_labels", 1.0)) < DOUBT_AT for p in parts.values()]))
+    return {k: {"doubts": doubts[k], "page_doubts": page, "page_labels": labels} for k in parts}
 
 
 def calibrate(parts: dict[str, float], cal: dict[str, Any] | None, cap: bool = True) -> float:
     """P(this lead is right) from its evidence; the raw product when there is no calibration.
 
-    The calibration only ever lowers a lead below the raw evidence product, never lifts it above: lifted,
-    leads the raw product held at 0.6-0.8 by luck (pages printed at 20 mm/mV, gain never read) reached
-    0.8+, and confidently wrong leads rose 0.4 -> 2.4 % on the validation pages it was fitted on (test
-    split 0.5 -> 2.0 %). A wrong lead at high confidence is worse than an under-confident right one.
-    `cap=False`: the calibrated value alone (to measure what the cap costs and saves, never shipped)."""
+    A lead is confident (>= CONFIDENT) only where the raw evidence product vouches for it too: with a
+    raw product below CONFIDENT it gets at most HELD_AT, else the calibrated value (above or below the
+    product). Without that gate, leads the product held at 0.6-0.8 (pages printed at 20 mm/mV, gain
+    assumed; a 6x2 column's seconds misjudged) rose to 0.8+ and confidently wrong leads from 0.4 to
+    2.4 % on validation (test split 0.5 -> 2.0 %, session 8). Capped at the raw product instead (sessions
+    8-11), the leads one mostly harmless doubt held at 0.4-0.8 were right on 9 of 10 (test split,
+    session 11): the cap made every bin under 0.8 under-confident by 20-35 points. `cap=False`: the
+    calibrated value alone (to measure what the gate costs and saves, never shipped)."""
     raw = float(parts["raw"])
     if cal is None:
         return raw
+    if any(f not in parts for f in PAGE_FEATURES):  # a lead alone: its page's evidence is its own
+        parts = parts | doubt_evidence({"lead": parts})["lead"]
     x = feature_values(parts, list(cal["features"]), str(cal.get("transform", "linear")))
     z = float(cal["bias"]) + sum(float(w) * v for w, v in zip(cal["weights"], x, strict=True))
     p = float(1.0 / (1.0 + np.exp(-z)))
-    return min(raw, p) if cap else p
+    if not cap or raw >= CONFIDENT:
+        return p
+    return min(p, HELD_AT)
 
 
 def lead_confidence(
@@ -172,11 +209,15 @@ def lead_report(
         parts[lead]["pulse"] = float(pulse.get(lead, 1.0) if isinstance(pulse, dict) else pulse)
         if page_limbs < 1.0 and lead not in LIMB_LEADS:
             parts[lead]["page_limbs"] = page_limbs
-        if share < MIN_READ_SHARE:
+    for lead, page in doubt_evidence(parts).items():
+        parts[lead].update(page)
+        if parts[lead]["read_share"] < MIN_READ_SHARE:
             status[lead], conf[lead] = "unreadable", 0.0
             continue
         conf[lead] = lead_confidence(parts[lead], calibration, fallback)
         status[lead] = "read" if conf[lead] >= READ_AT else "uncertain"
+    status = {lead: status[lead] for lead in LEADS}
+    conf = {lead: conf[lead] for lead in LEADS}
     vals = set(status.values())
     on_page = [lead for lead in LEADS if status[lead] != "absent"]
     if not on_page or all(status[lead] == "unreadable" for lead in on_page):

@@ -15,7 +15,7 @@ from ecgml.layout import PageLayout, make_layout
 from ecgml.layout_solve import solve
 from ecgml.records import LEADS, Record, read_wfdb, resample
 from ecgml.trace.types import CellTrace
-from ecgml.verdict import FALLBACK_CAP, geometry_factor, lead_report
+from ecgml.verdict import CONFIDENT, FALLBACK_CAP, HELD_AT, calibrate, geometry_factor, lead_report
 
 RECORDS = Path(__file__).parent.parent / "data" / "records" / "cpsc2018_challenge2020"
 
@@ -136,8 +136,15 @@ def test_status_absent_unreadable_and_fallback_caps():
     assert max(fb.confidence.values()) <= FALLBACK_CAP
     low = lead_report(conf, share, shown, FALLBACK_CAP, {}, None, False, eager)
     assert max(low.confidence.values()) <= FALLBACK_CAP
-    # on a sure page it reaches the raw evidence product (0.95 trace x 0.9 geometry) and no further
-    assert max(lead_report(conf, share, shown, 0.9, {}, None, False, eager).confidence.values()) == 0.95 * 0.9
+    # where the raw evidence product vouches for a lead (0.95 trace x 0.9 geometry >= CONFIDENT) it gets the
+    # calibrated value; where it does not (x 0.7 geometry), it is held below CONFIDENT
+    sure_parts = {"trace": 0.95, "geometry": 0.9, "raw": 0.95 * 0.9}
+    sure = lead_report(conf, share, shown, 0.9, {}, None, False, eager).confidence
+    assert max(sure.values()) == pytest.approx(calibrate(sure_parts, eager))
+    assert max(sure.values()) > 0.95 * 0.9
+    held = lead_report(conf, share, shown, 0.7, {}, None, False, eager).confidence
+    lifted = calibrate(sure_parts | {"geometry": 0.7}, eager, cap=False)
+    assert max(held.values()) == HELD_AT < CONFIDENT < lifted
 
 
 def test_chest_leads_of_a_page_whose_limb_leads_break_einthoven_are_not_vouched_for():
@@ -287,7 +294,7 @@ def test_confidence_calibration_fits_the_evidence_and_keeps_the_fallback_cap(tmp
     import json
 
     from ecgml.layout_bench import CAL_FEATURES, PageResult, fit_calibration, recalibrated, reliability
-    from ecgml.verdict import LAYOUT_KINDS, calibrate, load_calibration
+    from ecgml.verdict import LAYOUT_KINDS, load_calibration
 
     rng = np.random.default_rng(0)
     pages = []
@@ -314,8 +321,11 @@ def test_confidence_calibration_fits_the_evidence_and_keeps_the_fallback_cap(tmp
     base = pages[0].parts["I"]
     good, bad = base | {"geometry": 0.99, "raw": 0.99}, base | {"geometry": 0.4, "raw": 0.4}
     assert calibrate(good, cal) > 0.9 and calibrate(bad, cal) < 0.1
-    # it may lower a lead below the raw evidence product, never lift it above (a lead held at 0.6 stays)
-    assert calibrate(good | {"raw": 0.6}, cal) == 0.6
+    # a lead the raw evidence product does not vouch for (< CONFIDENT) is held below it, whatever the
+    # calibration says; one it vouches for gets the calibrated value, above or below the product
+    assert calibrate(good | {"raw": 0.6}, cal) == HELD_AT < CONFIDENT
+    assert calibrate(good | {"raw": 0.8}, cal) == calibrate(good, cal) > 0.9
+    assert calibrate(bad | {"raw": 0.9}, cal) == calibrate(bad, cal) < 0.1
     table = reliability(recalibrated(pages, cal))
     assert all(abs(r["predicted"] - r["observed"]) < 0.1 for r in table if r["leads"])
     path = tmp_path / "cal.json"
@@ -352,6 +362,36 @@ def test_pulse_evidence_says_whether_the_gain_was_read_from_the_pulses():
     conf = {lead: 0.95 for lead in LEADS}
     rep = lead_report(conf, conf, set(LEADS), 1.0, {}, pulse=PULSE_UNSEEN)
     assert rep.parts["I"]["pulse"] == PULSE_UNSEEN and rep.parts["I"]["raw"] == pytest.approx(0.95)
+
+
+def test_the_doubt_evidence_counts_each_leads_doubts_and_the_pages_name_conflicts():
+    """A lead's doubts are its kinds of evidence below DOUBT_AT (not its trace); the page's are their mean
+    and the share of its leads whose printed name contradicts the layout. The digitizer's report and a
+    re-score of stored results without them (older code) give the same values."""
+    from ecgml.layout_bench import PageResult, recalibrated, with_doubts
+    from ecgml.verdict import DOUBT_AT, doubt_evidence, load_calibration
+
+    conf = {lead: 0.97 for lead in LEADS}
+    parts = {lead: {"layout_labels": 1.0} for lead in LEADS}
+    parts["I"] |= {"geometry": DOUBT_AT - 0.01, "pulse": 0.5, "trace": 0.1}
+    parts["V1"] |= {"layout_labels": 0.2}
+    parts["V2"] |= {"layout_labels": 0.2, "read_share": DOUBT_AT}  # at DOUBT_AT: no doubt
+    ev = doubt_evidence(parts)
+    assert ev["I"]["doubts"] == 2 and ev["V1"]["doubts"] == 1 and ev["V2"]["doubts"] == 1
+    assert ev["II"]["doubts"] == 0 and ev["II"]["page_doubts"] == pytest.approx(4 / 12)
+    assert ev["II"]["page_labels"] == pytest.approx(2 / 12)
+    labels = {lead: {"layout_labels": 0.2} for lead in ("V1", "V2", "V3")}
+    rep = lead_report(conf, conf, set(LEADS), 1.0, {}, layout_parts=labels, pulse={"I": 0.5})
+    assert rep.parts["I"]["doubts"] == 1 and rep.parts["V1"]["doubts"] == 1
+    assert rep.parts["II"]["page_labels"] == pytest.approx(0.25)
+    stored = {lead: {k: v for k, v in d.items() if k not in ev["I"]} for lead, d in rep.parts.items()}
+    assert with_doubts(stored) == rep.parts
+    page = PageResult("p", "12x1", dict.fromkeys(LEADS, 10.0), dict(rep.confidence), dict(rep.status),
+                      rep.verdict, True, 1.0, parts=stored)  # fmt: skip
+    cal = load_calibration()
+    again = recalibrated([page], cal)[0]
+    shipped = lead_report(conf, conf, set(LEADS), 1.0, {}, None, False, cal, labels, {"I": 0.5})
+    assert again.lead_conf == pytest.approx(shipped.confidence)
 
 
 def test_the_calibration_weighs_each_factor_by_what_it_says():
