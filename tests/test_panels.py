@@ -173,3 +173,30 @@ def test_a_photographed_panel_page_turned_sideways_is_read_from_its_boxes(panel_
         a = apply_homography(to_photo, r.page_map.mm_to_px(np.array([[want.x0_mm, want.baseline_mm]])))[0]
         b = est.page_map.mm_to_px(np.array([[got.x0_mm, got.baseline_mm]]))[0]
         assert np.hypot(*(a - b)) < 1.5 * ppm
+
+
+def test_boxes_cut_by_a_scans_crop_get_their_windows_from_the_whole_boxes(panel_page):
+    """A scan cropped inside the page cuts the first and last columns' boxes (and the strip): the part
+    shown keeps its own seconds (from the whole boxes' width, not from where the image ends), what the
+    crop took is left out, and the page says its boxes were completed."""
+    r = panel_page
+    ppm = r.meta["page_px_per_mm"]
+    speed = r.layout.speed_mm_s
+    grid = [c for c in r.layout.cells if c.row == 0]
+    cx0 = int(min(c.x0_mm for c in grid) * ppm + 3 * ppm)  # 3 mm into the first column
+    cx1 = int(max(c.x1_mm for c in grid) * ppm - 5 * ppm)  # 5 mm before the last column ends
+    crop = np.ascontiguousarray(r.image[:, cx0:cx1])
+    found = find_panels(crop)
+    assert found is not None and found.layout.name == "3x4+1R"
+    assert "cut by the image's edge: completed" in found.diagnostics["panel_fit"]
+    assert found.confidence < find_panels(r.image).confidence
+    pm = found.page_map
+    for want, got in zip(r.layout.cells, found.layout.cells, strict=True):
+        assert (got.lead, got.row, got.col) == (want.lead, want.row, want.col)
+        ends = pm.mm_to_px(np.array([[got.x0_mm, got.baseline_mm], [got.x1_mm, got.baseline_mm]]))[:, 0]
+        x0_mm, x1_mm = (ends + cx0) / ppm  # the cell's ends on the uncropped page
+        # the part shown (a box's end at the image's edge is found within a px or two of it)
+        assert x0_mm == pytest.approx(max(want.x0_mm, cx0 / ppm), abs=0.3 if want.x0_mm > cx0 / ppm else 0.6)
+        assert x1_mm == pytest.approx(min(want.x1_mm, cx1 / ppm), abs=0.3 if want.x1_mm < cx1 / ppm else 0.6)
+        assert got.t0_s == pytest.approx(want.t0_s + (x0_mm - want.x0_mm) / speed, abs=0.02)
+        assert got.t1_s == pytest.approx(want.t0_s + (x1_mm - want.x0_mm) / speed, abs=0.02)

@@ -89,6 +89,9 @@ PHASE_MAX_MM = 0.25
 MAX_PAPER_MM = 450.0  # the paper is grown to hold the layout's cells, at most to this
 FEW_ROWS = 3  # fewer trace rows than this, and no aligned pulses: the turn is that much less sure
 PANEL_MIN_CONFIDENCE = 0.5  # a page of separate gridded panels read with less is left to the page-wide fit
+# a page the page-wide fit reads with this confidence is not looked at again as panels on its rectified
+# copy (non-panel scans 0.85-0.98; panel pages that reach the rectified reading 0.04-0.75, session 11)
+PANEL_PHOTO_MAX_PAGE_CONF = 0.8
 
 
 @dataclass
@@ -297,8 +300,10 @@ def _panel_rectified_estimate(image: np.ndarray, est: PageEstimate) -> PageEstim
     """The page read as gridded panels on the raster the page-wide fit's homography makes upright
     (`panel_photo`: photos, screens, turned pages), when it is one; else None. Not on a page the fit
     found bent beyond its homography: the raster is that homography alone, so where the paper bends the
-    boxes' cells sit millimetres off their traces (a bent 0005 photo: two leads 3 mm off at 0.9+)."""
-    if est.bent:
+    boxes' cells sit millimetres off their traces (a bent 0005 photo: two leads 3 mm off at 0.9+). Not
+    on a page the fit read with confidence: one lattice over the page's rows is no page of boxes (whose
+    separate lattices the fit cannot reconcile), and the rectified copy is not made for nothing."""
+    if est.bent or est.confidence >= PANEL_PHOTO_MAX_PAGE_CONF:
         return None
     t0 = time.perf_counter()
     try:

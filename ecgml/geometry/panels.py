@@ -36,6 +36,8 @@ LINE_FRAC = 1 / 45  # opening length, share of the image's short side (~4.8 mm o
 MIN_BOX_MM = 10.0  # a box is at least this wide and tall
 MIN_GAP_MM = 1.0  # boxes are apart by at least this much
 EDGE_SNAP_MM = 0.4  # a box side within this of a vertical ruled line is that line
+KEEP_SKEW_MM = 1.0  # a page whose levelled copy does not read keeps its first reading when levelling moves
+# the boxes' far side by at most this much (a small page's ruled lines, interpolated, blur away)
 MAX_SKEW_DEG = 3.0  # a page of boxes that does not read is tried again turned upright by up to this much
 MAX_ASPECT = 1.25  # the ruled spacings across and along a scan differ by less than this factor
 MAX_ASPECT_LEVELLED = 2.0  # ... on a photo's page made upright by a page-wide fit (its aspect is that fit's)
@@ -44,9 +46,13 @@ FUNDAMENTAL_SHARE = 0.2  # ... and the lattice's fundamental: at least this shar
 PAGE_MM = (150.0, 450.0)  # plausible page widths: decides whether the ruled spacing is 1 or 5 mm
 ROW_MM = (100.0, 450.0)  # ... else plausible widths of the widest row of boxes
 SPEED_MM_S = 25.0
+EDGE_CUT_MM = 1.0  # a box side this close to the image's edge is the edge's, not the box's (a crop)
+NEAR_EDGE_MM = 4.0  # ... and within this of it (a scan turned a degree or two) when the box is narrower
+CUT_TOL_MM = 0.5  # ... than the whole boxes by more than this
+CUT_FACTOR = 0.8  # confidence kept by a page whose cut boxes were completed from its whole ones
 GAIN_MM_MV = 10.0
 MAX_DURATION_S = 10.0
-MIN_SHOWN_S = 7.5  # rows of boxes on a photo's levelled page showing less than this: its scale is in doubt
+MIN_SHOWN_S = 7.5  # rows of boxes showing less than this: their scale or speed is in doubt
 # the standard lead order of each grid shape (rows of the grid, top to bottom)
 SHAPES: dict[tuple[int, int], list[list[str]]] = {
     (3, 4): [["I", "aVR", "V1", "V4"], ["II", "aVL", "V2", "V5"], ["III", "aVF", "V3", "V6"]],
@@ -128,15 +134,16 @@ def _snap_x(box: Box, lines: np.ndarray, tol_px: float) -> Box:
     return (x0, y0, x1, y1)
 
 
-def _spacing(groups: list[np.ndarray]) -> float | None:
+def _spacing(groups: list[np.ndarray], around: float | None = None) -> float | None:
     """One lattice spacing for all groups of line centres (each group its own phase): the period whose
     comb best fits every group's lines at once (a periodogram of the line positions, so a text stroke
-    or a QRS taken for a line only adds noise), searched around the median step between lines."""
+    or a QRS taken for a line only adds noise), searched around the median step between lines, or
+    around `around` (the other axis's spacing: the grid is square)."""
     groups = [g for g in groups if g.size >= 3]
     diffs = np.concatenate([np.diff(g) for g in groups]) if groups else np.zeros(0)
     if diffs.size < 4:
         return None
-    d0 = float(np.median(diffs))
+    d0 = float(np.median(diffs)) if around is None else around
     if d0 <= 1.5:
         return None
     cands = d0 * np.linspace(0.85, 1.15, 1201)
@@ -148,6 +155,20 @@ def _spacing(groups: list[np.ndarray]) -> float | None:
     if power[k] < 0.25 * sum(g.size**2 for g in groups):
         return None  # the lines keep no common period
     return float(cands[k])
+
+
+def _square(
+    vgroups: list[np.ndarray], hgroups: list[np.ndarray], dx: float, dy: float, aspect: float
+) -> tuple[float | None, float | None]:
+    """Spacings across and along that disagree, each searched again around the other's (the grid is
+    square), the axis with more ruled lines first: a box's frame need not lie on its lattice (a box
+    12.5 mm tall ruled every 5 mm), and in a short box's few lines the median step is that remainder."""
+    n_v, n_h = sum(g.size for g in vgroups), sum(g.size for g in hgroups)
+    tries = [(dx, _spacing(hgroups, around=dx)), (_spacing(vgroups, around=dy), dy)]
+    for a, b in tries if n_v >= n_h else tries[::-1]:
+        if a is not None and b is not None and 1 / aspect < a / b < aspect:
+            return a, b
+    return dx, dy
 
 
 def _split(pv: np.ndarray, bands: list[tuple[int, int]], min_px: int) -> list[tuple[int, int]]:
@@ -225,6 +246,11 @@ def find_panels(image: np.ndarray, max_deg: float = MAX_SKEW_DEG, level: bool = 
     upright = cv2.warpAffine(image, m, (w, h), flags=cv2.INTER_LINEAR, borderValue=(255, 255, 255))
     turned, _, _ = _read(upright, level)
     if turned is None:
+        if found is not None and _skew_mm(found, m) <= KEEP_SKEW_MM:
+            # levelled by a hair (a fraction of a mm across the boxes), a small page's interpolated copy
+            # blurs its ruled lines: the reading as it lies stands
+            found.diagnostics["skew_kept_mm"] = round(_skew_mm(found, m), 3)
+            return found
         return None  # its boxes were read off the skewed lines: not to be trusted either
     found = turned
     # continuous px (centres at i + 0.5) of the upright copy -> the input's
@@ -237,6 +263,14 @@ def find_panels(image: np.ndarray, max_deg: float = MAX_SKEW_DEG, level: bool = 
     if abs(shear) > 1e-6:
         found.diagnostics["shear_deg"] = round(float(np.degrees(np.arctan(shear))), 3)
     return found
+
+
+def _skew_mm(found: PanelPage, m: np.ndarray) -> float:
+    """How far (mm) the levelling `m` moves the far side of the boxes' extent against its near side."""
+    xs = [v for r in found.rows for b in r for v in (b[0], b[2])]
+    ys = [v for r in found.rows for b in r for v in (b[1], b[3])]
+    w, h = max(xs) - min(xs), max(ys) - min(ys)
+    return float(max(abs(m[1, 0]) * w / found.px_per_mm[1], abs(m[0, 1]) * h / found.px_per_mm[0]))
 
 
 def count_boxes(image: np.ndarray) -> int:
@@ -316,7 +350,10 @@ def _read(
         ph = gaussian_filter1d(hor[y0:y1].mean(axis=0).astype(np.float64), 1.0)
         if ph.max() <= 0:
             continue
-        cols = true_runs(ph > 0.25 * np.percentile(ph[ph > 0], 90), min_px, 2)
+        # boxes: where the row's horizontal lines are, against their typical coverage (a pen stroke or a
+        # flat trace along a box is a long horizontal line too: against the highest coverage, the grid's
+        # own lines beside it fell under the cut and the box broke in pieces)
+        cols = true_runs(ph > 0.25 * np.median(ph[ph > 0.02 * ph.max()]), min_px, 2)
         if count_only:
             counted += len(cols)
             continue
@@ -337,6 +374,8 @@ def _read(
             vgroups.append(c + _line_centres(ver[a:b, c:d].mean(axis=0).astype(np.float64)))
             hgroups.append(a + _line_centres(hor[a:b, c:d].mean(axis=1).astype(np.float64)))
     dx, dy = _spacing(vgroups), _spacing(hgroups)
+    if dx is not None and dy is not None and not 1 / aspect < dx / dy < aspect:
+        dx, dy = _square(vgroups, hgroups, dx, dy, aspect)
     if dx is None or dy is None or not 1 / aspect < dx / dy < aspect:
         # lines broken by a photo's blur or faint beside a frame: the spacing from the boxes' darkness
         dx, dy = _spectral_spacing(dark, rows, 0), _spectral_spacing(dark, rows, 1)
@@ -380,9 +419,11 @@ def _read(
     if layout is None:
         return None, n_boxes, ink
     shown = max(c.t1_s for c in layout.cells)
-    if levelled and shown < MIN_SHOWN_S:
-        # a photo's boxes whose rows show much less than a record's 10 s: the scale read off its ruled
-        # lines is more likely a harmonic than the page a short one
+    if shown < MIN_SHOWN_S:
+        # boxes whose rows show much less than a record's 10 s: on a photo's levelled page the scale read
+        # off its ruled lines is more likely a harmonic than the page a short one, and anywhere the rows
+        # may be 10 s at 12.5 mm/s (a realworld 12x1 page of 125 mm boxes, read as 5 s at 25 mm/s with
+        # nothing else to say the speed, came out wrong at 0.95 on 10 of 12 leads)
         conf *= 0.5
         why += f" (rows shorter than {MIN_SHOWN_S:g} s: scale in doubt)"
     pm = PageMap(np.diag([ppm[0], ppm[1], 1.0]), (w, h), (w / ppm[0], h / ppm[1]))
@@ -398,6 +439,55 @@ def _baseline(trace: np.ndarray, box: tuple[float, float, float, float]) -> floa
         return None
     hist = gaussian_filter1d(sub.sum(axis=1).astype(np.float64), 1.5)
     return float(y0 + np.argmax(hist) + 0.5)
+
+
+def _completed(
+    rows: list[list[Box]], ppm: tuple[float, float], width_mm: float, grid_rows: list[int]
+) -> tuple[list[list[tuple[float, float]]], str]:
+    """Each box's (x0, x1) in mm, a box cut by the image's left or right edge (a scan cropped inside the
+    page) completed. A grid's boxes are all as wide (each column the same seconds): one near the edge
+    and narrower than the whole ones is cut there, and gets their width; a strip under the grid cut at
+    one end shows as many seconds as a grid row's boxes together (it starts where the grid starts when
+    cut at both). Returns the spans and "" (no box cut), "completed" or "not completed" (cut boxes
+    and no whole box to complete them from)."""
+    spans = [[(b[0] / ppm[0], b[2] / ppm[0]) for b in r] for r in rows]
+    near_l = [[a <= NEAR_EDGE_MM for a, _ in r] for r in spans]
+    near_r = [[b >= width_mm - NEAR_EDGE_MM for _, b in r] for r in spans]
+    grid = sorted(set(grid_rows))
+    whole = [b - a for r in grid for c, (a, b) in enumerate(spans[r]) if not (near_l[r][c] or near_r[r][c])]
+    width = float(np.median(whole)) if whole else None
+    out = [list(r) for r in spans]
+    status = ""
+    for r in grid:
+        for c, (a, b) in enumerate(spans[r]):
+            if not (near_l[r][c] or near_r[r][c]):
+                continue
+            if width is None:
+                if a <= EDGE_CUT_MM or b >= width_mm - EDGE_CUT_MM:
+                    status = "not completed"  # touches the edge, and nothing says how wide it is
+                continue
+            if b - a >= width - CUT_TOL_MM:
+                continue  # near the edge but whole
+            if near_l[r][c] and near_r[r][c]:
+                status = "not completed"
+                continue
+            out[r][c] = (b - width, b) if near_l[r][c] else (a, a + width)
+            status = status or "completed"
+    seconds_mm = max(sum(b - a for a, b in out[r]) for r in grid) if grid else 0.0
+    g0 = min(out[r][0][0] for r in grid) if grid else 0.0
+    for r, row in enumerate(spans):
+        if r in grid or len(row) != 1 or not grid:
+            continue
+        a, b = row[0]  # a strip under the grid
+        if b - a >= seconds_mm - CUT_TOL_MM or not (near_l[r][0] or near_r[r][0]):
+            continue
+        if near_l[r][0] and near_r[r][0]:
+            out[r][0] = (min(a, g0), b)
+            status = "not completed"
+        else:
+            out[r][0] = (b - seconds_mm, b) if near_l[r][0] else (a, a + seconds_mm)
+            status = status or "completed"
+    return out, status
 
 
 def panel_layout(
@@ -421,6 +511,7 @@ def panel_layout(
     if shape not in SHAPES or len(strip_rows) > len(STRIP_LEADS):
         return None, 0.0, f"a {shape[0]}x{shape[1]} grid of boxes: not a known shape"
     names = SHAPES[shape] + [[lead] for lead in STRIP_LEADS[: len(strip_rows)]]
+    spans_mm, cut = _completed(rows, ppm, paper_mm[0], grid_rows)
     cells: list[Cell] = []
     spans = []
     for r, boxes in enumerate(rows):
@@ -431,9 +522,10 @@ def panel_layout(
             return None, 0.0, f"no trace in row {r + 1}"
         base_mm = float(np.median(bases)) / ppm[1]
         t = 0.0
-        for c, (x0, y0, x1, y1) in enumerate(boxes):
+        for c, ((x0, y0, x1, y1), (c0_mm, c1_mm)) in enumerate(zip(boxes, spans_mm[r], strict=True)):
+            # the cell is the box the image shows; its window, where the box is cut, the part shown of
+            # the completed box's (what the crop took is not on the page: absent, not traced)
             x0_mm, x1_mm = x0 / ppm[0], x1 / ppm[0]
-            dur = (x1_mm - x0_mm) / SPEED_MM_S
             top = max(y0 / ppm[1], 1e-3)
             cells.append(
                 Cell(
@@ -443,13 +535,13 @@ def panel_layout(
                     base_mm,
                     x0_mm,
                     x1_mm,
-                    t,
-                    t + dur,
+                    t + (x0_mm - c0_mm) / SPEED_MM_S,
+                    t + (x1_mm - c0_mm) / SPEED_MM_S,
                     box_top_mm=top,
                     box_bottom_mm=y1 / ppm[1],
                 )
             )
-            t += dur
+            t += (c1_mm - c0_mm) / SPEED_MM_S
         spans.append(t)
     name = f"{shape[0]}x{shape[1]}" + (f"+{len(strip_rows)}R" if strip_rows else "")
     lay = PageLayout(
@@ -460,4 +552,10 @@ def panel_layout(
     conf = float(np.clip(1.0 - 4.0 * spread, 0.0, 1.0)) * (
         0.95 if max(spans) <= MAX_DURATION_S + 0.2 else 0.4
     )
-    return lay, conf, f"{name}: rows show {min(spans):.2f}-{max(spans):.2f} s"
+    why = ""
+    if cut:
+        # boxes cut by the image's edge (a scan's crop), their windows completed from the whole boxes:
+        # an inference, not a reading; where no whole box said it, the window is in doubt
+        conf *= CUT_FACTOR if cut == "completed" else 0.5 * CUT_FACTOR
+        why = f" (boxes cut by the image's edge: {cut})"
+    return lay, conf, f"{name}: rows show {min(spans):.2f}-{max(spans):.2f} s" + why
