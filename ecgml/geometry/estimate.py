@@ -23,6 +23,7 @@ from ecgml.geometry.grid import (
     GRID_SHIFT_MM,
     LATTICE_LONG_SIDE,
     LATTICE_LONG_SIDE_PHOTO,
+    TILE_STEP,
     bend_residual,
     coarse_frame,
     darkness,
@@ -64,6 +65,8 @@ RETRY_MIN_GAIN = 1.3  # ... and the retry would see at least this much more deta
 LUMA_RETRY_LONG_SIDE = 1600
 REFINE_ROUNDS = 3
 RESIDUAL_STEP_MM = 5.0
+# fewer lattice tiles than this share of the lattice raster's tiles: measure again with the axis prior
+AXIS_PRIOR_SHARE = 0.2
 MIN_GOOD_TILES = 40  # grid tiles (10 mm apart) a page gives when the scale is right
 # ... and a bent page (its lattice integrated to a residual, `bend_residual`) whose first round at the
 # lattice's scale measured this many keeps that scale: a crumpled photo's first round found 39, and a
@@ -365,10 +368,19 @@ def _estimate(
     r = min(1.0, (LATTICE_LONG_SIDE if max(h0, w0) <= 2600 else LATTICE_LONG_SIDE_PHOTO) / max(dark.shape))
     small = dark if r == 1.0 else cv2.resize(dark, None, fx=r, fy=r, interpolation=cv2.INTER_AREA)
     rx, ry = small.shape[1] / dark.shape[1], small.shape[0] / dark.shape[0]
-    lat = tile_lattice(small.astype(np.float32) * (1 / 255))
+    small01 = small.astype(np.float32) * (1 / 255)
+    lat = tile_lattice(small01)
+    coarse = None if lat is None else coarse_frame(lat)
+    n_tiles = max(1, (small.shape[0] // TILE_STEP) * (small.shape[1] // TILE_STEP))
+    if coarse is None or coarse.mask.sum() < AXIS_PRIOR_SHARE * n_tiles:
+        # few tiles with a clear direction (dense fine lines, dots): measure the rest along the axes
+        lat_ax = tile_lattice(small01, axis_prior=True)
+        coarse_ax = None if lat_ax is None else coarse_frame(lat_ax)
+        if coarse_ax is not None and (coarse is None or coarse_ax.mask.sum() > coarse.mask.sum()):
+            lat, coarse = lat_ax, coarse_ax
+            diag["axis_prior"] = True
     if lat is None:
         raise EcgmlError(path, "no ECG grid found")
-    coarse = coarse_frame(lat)
     if coarse is None:
         raise EcgmlError(path, "no ECG grid found (inconsistent grid directions)")
     used = coarse.mask

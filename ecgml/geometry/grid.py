@@ -168,10 +168,14 @@ def _box_sums(a: np.ndarray, ys: np.ndarray, xs: np.ndarray, size: int) -> np.nd
     return ii[y0 + size, x0 + size] - ii[y0, x0 + size] - ii[y0 + size, x0] + ii[y0, x0]
 
 
-def tile_lattice(dark: np.ndarray) -> TileLattice | None:
+def tile_lattice(dark: np.ndarray, axis_prior: bool = False) -> TileLattice | None:
     """Per-tile line directions and spacings (px per mm); None if no tile shows a lattice.
 
     `dark` is float32 darkness at the lattice resolution (long side ~LATTICE_LONG_SIDE px).
+    `axis_prior`: tiles without a clear 4-fold direction are measured along the image axes too. Fine
+    lines dense for the lattice raster (a 300 DPI page at ~6 lattice px per mm, blurred scans) and round
+    dots have most of their gradient at the crossings, diagonal, where it cancels the lines' own: such a
+    page's tiles read 0.05-0.2 coherent although the grid is plain (and a scan's is near the axes).
     """
     h, w = dark.shape
     gx = cv2.Sobel(dark, cv2.CV_32F, 1, 0, ksize=3)
@@ -190,10 +194,11 @@ def tile_lattice(dark: np.ndarray) -> TileLattice | None:
     zs = _box_sums(s4, ys, xs, size)
     coh = np.hypot(zc, zs) / np.maximum(msum, 1e-9)
     raw = []
-    for iy, ix in np.argwhere((coh >= MIN_COHERENCE) & (msum > 1e-6)):
+    take = (coh >= MIN_COHERENCE) | axis_prior
+    for iy, ix in np.argwhere(take & (msum > 1e-6)):
         y0, x0 = int(ys[iy]), int(xs[ix])
         sl = (slice(y0, y0 + size), slice(x0, x0 + size))
-        th0 = np.arctan2(zs[iy, ix], zc[iy, ix]) / 4
+        th0 = np.arctan2(zs[iy, ix], zc[iy, ix]) / 4 if coh[iy, ix] >= MIN_COHERENCE else 0.0
         # refine each family separately (under perspective they are not exactly perpendicular)
         ths = []
         p = phi[sl]
