@@ -26,3 +26,22 @@ def test_dense_fine_lines_are_measured_along_the_image_axes() -> None:
     lat = tile_lattice(dark, axis_prior=True)
     assert lat is not None and len(lat.centre) >= 16
     assert float(np.median(lat.spacing)) == pytest.approx(5.0, rel=0.03)
+
+
+def test_a_dotted_grid_is_measured_on_means_along_its_lines() -> None:
+    # dots at the 5 mm crossings only (a thermal printer's grid): a line's median is the paper's
+    from geometry_pages import fake_ecg
+
+    from ecgml.geometry.estimate import estimate_page
+    from ecgml.layout import make_layout
+    from ecgml.records import LEADS, Record
+    from ecgml.render.page import draw_page
+    from ecgml.render.style import PageStyle
+
+    t = np.arange(5000) / 500
+    sig = np.stack([fake_ecg(t, 7 + j) for j in range(len(LEADS))], 1).astype(np.float32)
+    style = PageStyle(grid_dots=True, grid_minor=False, grid_major_pt=1.2)
+    img = draw_page(Record(sig, 500, "synthetic"), make_layout(), style, 8.0).image
+    est = estimate_page(np.ascontiguousarray(np.clip(img, 0, 255).astype(np.uint8)), "dots.png")
+    assert est.px_per_mm == pytest.approx((8.0, 8.0), rel=0.02)
+    assert est.diagnostics.get("dotted_grid") is True

@@ -398,6 +398,20 @@ def _estimate(
         first = refine(dark, fmap, ext, ransac_mm=coarse_ransac_mm)
     except (cv2.error, IndexError, ValueError, np.linalg.LinAlgError):
         first = None
+    dots = False
+    if first is None or first.n_tiles < MIN_GOOD_TILES:
+        # a grid of dots has the paper's median along its lines: measured on means, at the same scale
+        try:
+            dotted = refine(dark, fmap, ext, ransac_mm=coarse_ransac_mm, dots=True)
+        except (cv2.error, IndexError, ValueError, np.linalg.LinAlgError):
+            dotted = None
+        if (
+            dotted is not None
+            and dotted.n_tiles >= MIN_GOOD_TILES
+            and (first is None or dotted.n_tiles > 2 * first.n_tiles)
+        ):
+            first, dots = dotted, True
+            diag["dotted_grid"] = True
     keep_scale = bend is not None and first is not None and first.n_tiles >= MIN_GOOD_TILES_BENT
     if (first is None or first.n_tiles < MIN_GOOD_TILES) and not keep_scale:
         # the 1 mm / 5 mm decision can fail (minor lines lost to blur or moire): try the other scales
@@ -420,7 +434,7 @@ def _estimate(
         raise EcgmlError(path, "no ECG grid found (grid lines not measurable)")
     res, fmap, ext = first, first.fmap, first.extent
     for _ in range(REFINE_ROUNDS - 1):
-        r = refine(dark, fmap, ext, ransac_mm=coarse_ransac_mm)
+        r = refine(dark, fmap, ext, ransac_mm=coarse_ransac_mm, dots=dots)
         if r is None:
             break
         res, fmap, ext = r, r.fmap, r.extent
@@ -435,6 +449,7 @@ def _estimate(
             step_mm=FINE_TILE_MM / 2,
             ransac_mm=FINE_RANSAC_MM,
             max_jump_mm=FINE_MAX_JUMP_MM,
+            dots=dots,
         )
         if r is None or r.n_tiles < need:
             break

@@ -155,6 +155,12 @@ def _band_medians(a: np.ndarray, starts: np.ndarray, t: int) -> np.ndarray:
     return out
 
 
+def _band_means(a: np.ndarray, starts: np.ndarray, t: int) -> np.ndarray:
+    """Means along axis 1 of a[:, s : s + t] for each start s: (len(starts), a.shape[0]) float32."""
+    c = np.concatenate([np.zeros((a.shape[0], 1)), np.cumsum(a, axis=1, dtype=np.float64)], axis=1)
+    return ((c[:, starts + t] - c[:, starts]) / t).T.astype(np.float32)
+
+
 def measure_phases(
     dark_r: np.ndarray,
     valid: np.ndarray,
@@ -162,8 +168,12 @@ def measure_phases(
     ppm: float,
     tile_mm: float = TILE_MM,
     step_mm: float = STEP_MM,
+    dots: bool = False,
 ) -> dict[str, np.ndarray]:
-    """Grid phase per tile of the rectified darkness: x- and y-shift of the comb (mm) and confidence."""
+    """Grid phase per tile of the rectified darkness: x- and y-shift of the comb (mm) and confidence.
+
+    `dots`: means along the lines instead of medians (a grid of dots darkens a few % of each line:
+    its median is the paper's)."""
     h, w = dark_r.shape
     t = int(round(tile_mm * ppm))
     st = int(round(step_mm * ppm))
@@ -171,8 +181,9 @@ def measure_phases(
     nx = max(1, (w - t) // st + 1)
     out: dict[str, np.ndarray] = {}
     # x: medians down each column of a horizontal band; y: along each row of a vertical band
-    colmed = _band_medians(np.ascontiguousarray(dark_r.T), np.arange(ny) * st, t)
-    rowmed = _band_medians(dark_r, np.arange(nx) * st, t)
+    band = _band_means if dots else _band_medians
+    colmed = band(np.ascontiguousarray(dark_r.T), np.arange(ny) * st, t)
+    rowmed = band(dark_r, np.arange(nx) * st, t)
     vi = cv2.integral(valid.astype(np.uint8))
     y0 = (np.arange(ny) * st)[:, None]
     x0 = (np.arange(nx) * st)[None, :]
@@ -298,15 +309,17 @@ def refine(
     step_mm: float = STEP_MM,
     ransac_mm: float = 3.0,
     max_jump_mm: float | None = None,
+    dots: bool = False,
 ) -> RefineResult | None:
     """One round: rectify, measure grid phases, fit homography + smooth residual. Lines land at 5Z mm.
 
     Smaller tiles (`tile_mm`, `step_mm`) follow crumpled paper more closely but need a map that is
-    already close (their phases are unwrapped against fewer grid periods)."""
+    already close (their phases are unwrapped against fewer grid periods). `dots`: a dotted grid
+    (`measure_phases`)."""
     ext = ext.clipped()
     dr = rectify(dark, fmap, ext, ppm, border=0)
     valid = rectify(np.full(dark.shape, 255, np.uint8), fmap, ext, ppm, border=0) > 128
-    ph = measure_phases(dr, valid, ext, ppm, tile_mm, step_mm)
+    ph = measure_phases(dr, valid, ext, ppm, tile_mm, step_mm, dots)
     ok = (ph["cx"] > MIN_TILE_CONF) & (ph["cy"] > MIN_TILE_CONF)
     if ok.sum() < 6:
         return None
