@@ -32,6 +32,8 @@ from ecgml.page import PageMap
 
 INK_LEVEL = 12  # darker than the paper by this much (of 255): ruled line or ink
 TRACE_LEVEL = 90  # trace ink: darker than the paper by this much in every channel (a red grid is not)
+FAINT_LEVEL = 30  # ... a light trace (a small copy's): this much, where the darker ink crosses too few
+MIN_TRACE_COLUMNS = 0.3  # ... of a box's columns (a trace crosses them all, a printed name a few)
 LINE_FRAC = 1 / 45  # opening length, share of the image's short side (~4.8 mm on a Letter page)
 MIN_BOX_MM = 10.0  # a box is at least this wide and tall
 MIN_GAP_MM = 1.0  # boxes are apart by at least this much
@@ -415,7 +417,8 @@ def _read(
     trace = black & (hor == 0) & (ver == 0)
     # a flat lead (a lead off, a zero channel) is a long level line: the opening took it for a ruled one
     flat = black & (hor > 0)
-    layout, conf, why = panel_layout(rows, ppm, trace, (w / ppm[0], h / ppm[1]), flat)
+    faint = (paper - hi.astype(np.float32) >= FAINT_LEVEL) & (hor == 0) & (ver == 0)
+    layout, conf, why = panel_layout(rows, ppm, trace, (w / ppm[0], h / ppm[1]), flat, faint)
     if layout is None:
         return None, n_boxes, ink
     shown = max(c.t1_s for c in layout.cells)
@@ -431,10 +434,18 @@ def _read(
     return PanelPage(rows, ppm, pm, layout, conf, diag), n_boxes, ink
 
 
-def _baseline(trace: np.ndarray, box: tuple[float, float, float, float]) -> float | None:
-    """Image row (continuous px) where the trace ink in `box` rests most: its baseline."""
+def _baseline(
+    trace: np.ndarray, box: tuple[float, float, float, float], faint: np.ndarray | None = None
+) -> float | None:
+    """Image row (continuous px) where the trace ink in `box` rests most: its baseline. Where the trace
+    ink crosses few of the box's columns and the `faint` ink crosses more (a light trace on a small
+    copy: the black ink left is the printed name in the box's corner), the faint ink's."""
     x0, y0, x1, y1 = (int(v) for v in box)
     sub = trace[y0:y1, x0 + 2 : x1 - 2]
+    if faint is not None and sub.shape[1] > 0 and sub.any(axis=0).mean() < MIN_TRACE_COLUMNS:
+        alt = faint[y0:y1, x0 + 2 : x1 - 2]
+        if alt.any(axis=0).mean() > sub.any(axis=0).mean():
+            sub = alt
     if sub.size == 0 or sub.sum() == 0:
         return None
     hist = gaussian_filter1d(sub.sum(axis=1).astype(np.float64), 1.5)
@@ -496,6 +507,7 @@ def panel_layout(
     trace: np.ndarray,
     paper_mm: tuple[float, float],
     flat: np.ndarray | None = None,
+    faint: np.ndarray | None = None,
 ) -> tuple[PageLayout | None, float, str]:
     """The layout the boxes form: the grid shape (rows x columns of equal boxes) and strips below it
     (rows of one box under a grid of several), leads in the standard order, each box's left edge its
@@ -515,7 +527,7 @@ def panel_layout(
     cells: list[Cell] = []
     spans = []
     for r, boxes in enumerate(rows):
-        bases = [b for b in (_baseline(trace, box) for box in boxes) if b is not None]
+        bases = [b for b in (_baseline(trace, box, faint) for box in boxes) if b is not None]
         if not bases and flat is not None:
             bases = [b for b in (_baseline(flat, box) for box in boxes) if b is not None]
         if not bases:
