@@ -29,10 +29,20 @@ from ecgml.errors import GRID_NO_ROWS, EcgmlError, ImageTooSmall
 from ecgml.footer_reader import FOOT_PPM, load_footer_reader, read_footer
 from ecgml.geometry.canonical import CanonicalPage, canonical_page
 from ecgml.images import load_image
-from ecgml.label_grid import label_offsets, lattice_names, layout_from_names, lost_rows, name_maps, read_grid
+from ecgml.label_grid import (
+    NameGrid,
+    cuts_from_names,
+    label_offsets,
+    lattice_names,
+    layout_from_names,
+    lost_rows,
+    name_maps,
+    read_grid,
+    recut,
+)
 from ecgml.layout import LETTER_MM, PageLayout, lead_window, make_layout, with_gain, with_speed
 from ecgml.layout_family import name_score, row_frame, tick_strength
-from ecgml.layout_solve import Solved, lead_layout_parts
+from ecgml.layout_solve import Solved, lead_layout_parts, rhythm_rows
 from ecgml.layout_solve import solve as solve_layout
 from ecgml.page import PageMap
 from ecgml.page_calibration import (
@@ -330,19 +340,35 @@ class Digitizer:
             if by_names.get("used"):  # the lattice's names vote among the families on its rows
                 names = lattice_names(by_names.pop("lattice"), names)
         solved = solve_layout(traces, geo.layout, retrace, functools.partial(tick_strength, page), names)
-        if by_names:
+        if by_names.get("grid") is not None:
             solved.evidence["name_grid"] = by_names
             if by_names.get("used"):
                 solved.notes.insert(0, by_names["note"])
         geo = replace(geo, layout=solved.layout)
         traces = solved.traces
         labels = read_labels(small, geo.layout, net, ink, prob) if small is not None else None
+        if ink is not None and by_names.get("grid", {}) is None:
+            by_names = turned_grid(ink, net, labels)
+            if by_names:
+                solved.evidence["name_grid"] = by_names
         if labels is not None:
             solved = apply_labels(solved, labels)
             geo = replace(geo, layout=solved.layout)
             traces = solved.traces
             solved.evidence["labels"] = labels.to_json()
             solved.notes += label_notes(labels, geo.layout)
+        if "cuts" in by_names:
+            # the names' columns and geometry's row extent disagree: the cells' seconds are in doubt (set
+            # after the names beside the cells, which lift page doubt where they confirm the leads)
+            recut_ = bool(by_names["cuts"].get("frame_mm"))
+            doubt = NAMES_CUT_DOUBT if recut_ else NAMES_CONTRA_DOUBT
+            solved.lead_factor["page"] = min(solved.lead_factor.get("page", 1.0), doubt)
+            solved.notes.append(
+                "columns cut where the printed lead names stand, not where geometry's rows put them: "
+                "time windows in doubt"
+                if recut_
+                else "the printed lead names' columns stand elsewhere than geometry's cells: leads in doubt"
+            )
         t_solve = time.perf_counter() - t_solve
         t_tall = time.perf_counter()
         traces = self.extractor.read_tall(page, geo.layout, traces)  # the final layout's tall complexes
@@ -406,6 +432,9 @@ class Digitizer:
 
 
 TURN_MIN_AGREE = 0.5  # a page re-read turned 180 degrees: share of its names naming its layout's leads
+# the page's layout evidence where the names' columns and geometry's cuts disagree: the cells re-cut by
+# the names (leads "uncertain", under verdict.READ_AT), or kept where the names would put them off the paper
+NAMES_CUT_DOUBT, NAMES_CONTRA_DOUBT = 0.45, 0.2
 
 
 def rows_from_names(
@@ -425,9 +454,7 @@ def rows_from_names(
         return geo, traces, {}
     grid, _ = read_grid(ink, net, prob)
     if grid is None:
-        # no lattice of names this way up: one on the page turned 180 degrees says it is upside down
-        turned, _ = read_grid(np.ascontiguousarray(ink[::-1, ::-1]), net)
-        return geo, traces, {"turned_grid": turned.to_json()} if turned is not None else {}
+        return geo, traces, {"grid": None}  # `turned_grid` may look for it on the page turned 180 degrees
     ev: dict[str, Any] = {"grid": grid.to_json()}
     _, x0, x1 = row_frame(geo.layout)
     like = replace(geo.layout, paper_mm=geo.page_map.paper_mm)  # the rows may reach past the template's
@@ -445,15 +472,59 @@ def rows_from_names(
         lay = lays[int(np.argmax(fits))]
         ev["offset_fits"] = [round(f, 2) for f in fits]
     lost = lost_rows(lay, geo.layout, grid.pitch) if lay is not None else 0
+    keep = lay if lay is not None and lost else geo.layout
+    cut = names_cuts(grid, keep, geo.page_map.paper_mm[0]) if lay is not None else None
+    if cut is not None:
+        ev["cuts"] = cut
+    if cut is not None and cut.get("frame_mm"):
+        keep = recut(keep, tuple(cut["frame_mm"]))
     if lay is None or not lost:
         ev["used"] = False
-        return geo, traces, ev
+        if keep is geo.layout:
+            return geo, traces, ev
+        return replace(geo, layout=keep), retrace(keep), ev
     ev.update(used=True, layout=lay.name, rows_added=lost, lattice=grid)
     ev["note"] = (
         f"rows read from the printed lead names: {lay.name} ({lay.n_rows} rows), "
         f"not geometry's {geo.layout.name} ({geo.layout.n_rows} rows)"
     )
-    return replace(geo, layout=lay), retrace(lay), ev
+    return replace(geo, layout=keep), retrace(keep), ev
+
+
+def names_cuts(grid: NameGrid, layout: PageLayout, paper_w: float) -> dict[str, Any] | None:
+    """Where the names' columns (`label_grid.cuts_from_names`) disagree with the cuts of `layout`'s
+    grid rows (each as many cells as the lattice has columns): {"from_mm": the layout's row extent,
+    "frame_mm": the extent the names give}, without "frame_mm" when the names give none or it would
+    leave the paper by more than a column (the page map itself is then off: the cells are kept, the
+    leads doubted). None where they agree or the lattice does not fit the layout's grid."""
+    strips = set(rhythm_rows(layout))
+    per_row: dict[int, int] = {}
+    for c in layout.cells:
+        if c.row not in strips:
+            per_row[c.row] = per_row.get(c.row, 0) + 1
+    if not per_row or set(per_row.values()) != {len(grid.cols_x)}:
+        return None
+    _, x0, x1 = row_frame(layout)
+    agree, got = cuts_from_names(grid, (x0, x1), layout.speed_mm_s)
+    if agree:
+        return None
+    out: dict[str, Any] = {"from_mm": [round(x0, 1), round(x1, 1)]}
+    pitch = (got[1] - got[0]) / len(grid.cols_x) if got is not None else 0.0
+    if got is not None and got[0] >= -pitch and got[1] <= paper_w + pitch:
+        out["frame_mm"] = [round(got[0], 1), round(got[1], 1)]
+    return out
+
+
+def turned_grid(ink: np.ndarray, net: Any, labels: LabelReading | None) -> dict[str, Any]:
+    """Where no lattice of names stands upright: the one on the page turned 180 degrees, which says the
+    page is upside down ({"turned_grid": ...}, which `Digitizer.digitize_image` re-reads turned; empty
+    when none stands). It is a second pass of the reader over the whole page, so it is run only when the
+    names beside the cells do not already read the page upright (`LabelReading.upright` >=
+    UPSIDE_DOWN_AT: that many more names read this way up than turned)."""
+    if labels is not None and labels.upright >= UPSIDE_DOWN_AT:
+        return {}
+    turned, _ = read_grid(np.ascontiguousarray(ink[::-1, ::-1]), net)
+    return {"turned_grid": turned.to_json()} if turned is not None else {}
 
 
 def footer_ink(page: CanonicalPage) -> np.ndarray:

@@ -39,6 +39,12 @@ STRIP_STEP = 1.6  # a strip stands at most this many grid pitches below the row 
 EDGE_MM = 5.0  # every row's baseline stands at least this far inside the paper
 OFFSET_SPREAD_MM = 3.0  # the label-to-baseline offsets of the rows geometry also found agree this well
 SNAP_SHARE = 0.25  # a row's baseline from its name is moved onto a geometry row this close (of the pitch)
+# a name's centre (the reader's peak, 2 mm steps) stands this far right of its cell's start: the label is
+# printed from about the start (-1 .. 3 mm) and is 1 .. 8 mm wide
+NAME_DX_MM = (-2.0, 8.0)
+NAME_DX_TYPICAL_MM = 3.0  # ... where geometry's cuts do not say it: the middle of that range
+COL_FIT_MM = 3.0  # the lattice's columns stand one column pitch apart within this
+PITCH_SHARE = 0.1  # ... and that pitch is the page's seconds per column (10 s / columns) within this share
 # the grids carts print (ecgml.render.layouts.BASES; 6x2-seq and 12x1-top print the same names as 6x2
 # and 6x1-limb, the solver's timing and the trace tell those apart)
 BASES = ("3x4", "cabrera-3x4", "3x5", "6x2", "cabrera-6x2", "12x1", "cabrera-12x1", "6x1-limb", "6x1-chest")
@@ -388,3 +394,70 @@ def lost_rows(names: PageLayout, geometry: PageLayout, pitch: float) -> int:
     to be wrong."""
     have = np.asarray(geometry.row_baselines(), np.float64)
     return sum(bool(np.abs(have - y).min() > SNAP_SHARE * pitch) for y in names.row_baselines())
+
+
+def column_starts(g: NameGrid) -> tuple[float, float] | None:
+    """(x of the first column's name, column pitch) of the lattice: a line through its placed columns
+    (names stand one column pitch apart, a cart's columns being equally long); None with fewer than two
+    placed columns or when one stands off that line by more than COL_FIT_MM."""
+    xs = np.asarray(g.cols_x, np.float64)
+    ok = np.isfinite(xs)
+    if ok.sum() < 2:
+        return None
+    c = np.flatnonzero(ok).astype(np.float64)
+    pitch, first = np.polyfit(c, xs[ok], 1)
+    if np.abs(xs[ok] - (first + c * pitch)).max() > COL_FIT_MM or pitch <= COL_GAP_MM:
+        return None
+    return float(first), float(pitch)
+
+
+def cuts_from_names(
+    g: NameGrid, x_frame: tuple[float, float], speed_mm_s: float, duration_s: float = 10.0
+) -> tuple[bool, tuple[float, float] | None]:
+    """(whether the names' columns agree with geometry's row extent `x_frame` cut evenly into the
+    lattice's columns, where the rows' cells start and end as the names say). They agree when every name
+    stands within NAME_DX_MM right of its cell's start; or when the lattice gives no column pitch (no
+    evidence either way). Where they do not, the cells start NAME_DX_TYPICAL_MM before their names,
+    unless one end of geometry's extent fits the names (a row cut off at one edge of the photo or scan
+    keeps its other end): the cells then start where that end puts them. No extent (None) when the
+    names' pitch is not `duration_s` / columns at the page's speed within PITCH_SHARE (the scale or speed
+    is then off, not only the cuts)."""
+    got = column_starts(g)
+    if got is None:
+        return True, None
+    first, pitch = got
+    n = len(g.cols_x)
+    x0, x1 = x_frame
+    seg = (x1 - x0) / n
+    if all(NAME_DX_MM[0] <= first + c * pitch - (x0 + c * seg) <= NAME_DX_MM[1] for c in range(n)):
+        return True, None
+    if abs(n * pitch / speed_mm_s - duration_s) > PITCH_SHARE * duration_s:
+        return False, None
+    from_left, from_right = first - x0, first + n * pitch - x1
+    left_ok = NAME_DX_MM[0] <= from_left <= NAME_DX_MM[1]
+    right_ok = NAME_DX_MM[0] <= from_right <= NAME_DX_MM[1]
+    dx = NAME_DX_TYPICAL_MM
+    if left_ok != right_ok:  # one end of geometry's extent fits the names: the row is cut off at the other
+        dx = from_left if left_ok else from_right
+    return False, (first - dx, first - dx + n * pitch)
+
+
+def recut(layout: PageLayout, x_frame: tuple[float, float], duration_s: float = 10.0) -> PageLayout:
+    """`layout` with every row's cells spread evenly over `x_frame` (paper mm), as `layout.grid_layout`
+    cuts them: a row of n cells shows min(width / speed, `duration_s`) seconds, its cells one after the
+    other (or all from 0 on a simultaneous page). Rows, leads, gains and pulses are kept."""
+    from dataclasses import replace
+
+    x0, x1 = x_frame
+    shown = min((x1 - x0) / layout.speed_mm_s, duration_s)
+    per_row: dict[int, int] = {}
+    for c in layout.cells:
+        per_row[c.row] = per_row.get(c.row, 0) + 1
+    cells = []
+    for c in layout.cells:
+        n = per_row[c.row]
+        seg = (x1 - x0) / n
+        t0 = 0.0 if layout.columns == "simultaneous" else c.col * shown / n
+        x = x0 + c.col * seg
+        cells.append(replace(c, x0_mm=x, x1_mm=x + seg, t0_s=t0, t1_s=t0 + shown / n))
+    return replace(layout, cells=cells)

@@ -98,3 +98,66 @@ def test_rows_from_names_retraces_only_where_geometry_lost_rows(monkeypatch) -> 
     whole.layout = make_layout("6x2", baselines_mm=true, x0_mm=20.0)
     geo, _, ev = dg.rows_from_names(image, None, whole, [], retrace)
     assert not ev["used"] and geo is whole and not calls  # geometry has every row the names show
+
+
+def test_the_turned_page_is_searched_only_where_its_names_do_not_read_it_upright(monkeypatch) -> None:
+    import ecgml.digitize as dg
+    from ecgml.page_reader import UPSIDE_DOWN_AT, LabelReading
+
+    g = find_grid(_lattice(SIX_BY_TWO, [20.0, 150.0], 40.0, 25.0))
+    seen: list[np.ndarray] = []
+
+    def read_grid(ink, net, prob=None):  # type: ignore[no-untyped-def]
+        seen.append(ink)
+        return g, []
+
+    monkeypatch.setattr(dg, "read_grid", read_grid)
+    ink = np.arange(12, dtype=np.float32).reshape(3, 4)
+    assert dg.turned_grid(ink, None, LabelReading(upright=UPSIDE_DOWN_AT + 1)) == {} and not seen
+    ev = dg.turned_grid(ink, None, LabelReading(upright=0.0))
+    assert ev["turned_grid"]["base"] == g.base and np.array_equal(seen[0], ink[::-1, ::-1])
+    monkeypatch.setattr(dg, "read_grid", lambda ink, net, prob=None: (None, []))
+    assert dg.turned_grid(ink, None, None) == {}
+
+
+def _three_by_four(cols_x: list[float]):  # type: ignore[no-untyped-def]
+    from ecgml.label_grid import NameGrid
+
+    return NameGrid("3x4", [40.0, 80.0, 120.0], cols_x, 40.0)
+
+
+def test_names_that_stand_at_geometry_cuts_leave_them() -> None:
+    from ecgml.label_grid import cuts_from_names
+
+    # 4 columns of 62.5 mm from 15 mm, each name 3 mm right of its cell's start (one lost)
+    g = _three_by_four([18.0, 80.5, float("nan"), 205.5])
+    assert cuts_from_names(g, (15.0, 265.0), 25.0) == (True, None)
+    assert cuts_from_names(_three_by_four([18.0] + [float("nan")] * 3), (15.0, 265.0), 25.0) == (True, None)
+
+
+def test_a_row_cut_off_at_one_edge_is_cut_where_its_names_stand() -> None:
+    from ecgml.label_grid import cuts_from_names
+
+    # the scan lost the first 20 mm of the rows: geometry's rows run from 0 to the true end, 250 mm
+    g = _three_by_four([-17.0 + 3.0 + c * 62.5 for c in range(4)])
+    g.cols_x[0] = float("nan")  # the first column's names are off the page
+    agree, frame = cuts_from_names(g, (0.0, 233.0), 25.0)
+    assert not agree and frame is not None
+    assert abs(frame[0] + 17.0) < 0.5 and abs(frame[1] - 233.0) < 0.5  # the end geometry found is kept
+    # every geometry edge off: the cells start a typical offset before their names
+    agree, frame = cuts_from_names(g, (-40.0, 210.0), 25.0)
+    assert not agree and frame is not None and abs(frame[0] - (-17.0 + 3.0 - 3.0)) < 0.5
+    # names one and a half columns apart for a 10 s page: the scale is off, no cuts from them
+    g2 = _three_by_four([20.0 + c * 90.0 for c in range(4)])
+    assert cuts_from_names(g2, (15.0, 265.0), 25.0) == (False, None)
+
+
+def test_recut_spreads_each_row_over_the_new_extent() -> None:
+    from ecgml.label_grid import recut
+
+    lay = recut(make_layout("3x4+1R", x0_mm=15.0), (-10.0, 240.0))
+    grid = sorted((c for c in lay.cells if c.row == 0), key=lambda c: c.col)
+    assert [round(c.x0_mm, 1) for c in grid] == [-10.0, 52.5, 115.0, 177.5]
+    assert [round(c.t0_s, 2) for c in grid] == [0.0, 2.5, 5.0, 7.5] and abs(grid[-1].t1_s - 10.0) < 1e-9
+    strip = next(c for c in lay.cells if c.row == 3)
+    assert (strip.x0_mm, strip.x1_mm, strip.t0_s, strip.t1_s) == (-10.0, 240.0, 0.0, 10.0)
