@@ -397,11 +397,13 @@ def lost_rows(names: PageLayout, geometry: PageLayout, pitch: float) -> int:
 
 
 def column_starts(g: NameGrid) -> tuple[float, float] | None:
-    """(x of the first column's name, column pitch) of the lattice: a line through its placed columns
-    (names stand one column pitch apart, a cart's columns being equally long); None with fewer than two
-    placed columns or when one stands off that line by more than COL_FIT_MM."""
+    """(x where the first column's name would stand at its cell's start, column pitch) of the lattice: a
+    line through its placed columns after the first (names stand one column pitch apart, a cart's columns
+    being equally long; the first column's names may stand left of the rows' pulses instead); None with
+    fewer than two such columns or when one stands off that line by more than COL_FIT_MM."""
     xs = np.asarray(g.cols_x, np.float64)
     ok = np.isfinite(xs)
+    ok[0] = False
     if ok.sum() < 2:
         return None
     c = np.flatnonzero(ok).astype(np.float64)
@@ -416,12 +418,12 @@ def cuts_from_names(
 ) -> tuple[bool, tuple[float, float] | None]:
     """(whether the names' columns agree with geometry's row extent `x_frame` cut evenly into the
     lattice's columns, where the rows' cells start and end as the names say). They agree when every name
-    stands within NAME_DX_MM right of its cell's start; or when the lattice gives no column pitch (no
-    evidence either way). Where they do not, the cells start NAME_DX_TYPICAL_MM before their names,
-    unless one end of geometry's extent fits the names (a row cut off at one edge of the photo or scan
-    keeps its other end): the cells then start where that end puts them. No extent (None) when the
-    names' pitch is not `duration_s` / columns at the page's speed within PITCH_SHARE (the scale or speed
-    is then off, not only the cuts)."""
+    after the first column's stands within NAME_DX_MM right of its cell's start; or when the lattice gives
+    no column pitch (`column_starts`: no evidence either way). Where they do not, the cells start
+    NAME_DX_TYPICAL_MM before their names, unless one end of geometry's extent fits the names (a row cut
+    off at one edge of the photo or scan keeps its other end): the cells then start where that end puts
+    them. No extent (None) when the names' pitch is not `duration_s` / columns at the page's speed within
+    PITCH_SHARE (the scale or speed is then off, not only the cuts)."""
     got = column_starts(g)
     if got is None:
         return True, None
@@ -429,7 +431,7 @@ def cuts_from_names(
     n = len(g.cols_x)
     x0, x1 = x_frame
     seg = (x1 - x0) / n
-    if all(NAME_DX_MM[0] <= first + c * pitch - (x0 + c * seg) <= NAME_DX_MM[1] for c in range(n)):
+    if all(NAME_DX_MM[0] <= first + c * pitch - (x0 + c * seg) <= NAME_DX_MM[1] for c in range(1, n)):
         return True, None
     if abs(n * pitch / speed_mm_s - duration_s) > PITCH_SHARE * duration_s:
         return False, None

@@ -161,3 +161,14 @@ def test_recut_spreads_each_row_over_the_new_extent() -> None:
     assert [round(c.t0_s, 2) for c in grid] == [0.0, 2.5, 5.0, 7.5] and abs(grid[-1].t1_s - 10.0) < 1e-9
     strip = next(c for c in lay.cells if c.row == 3)
     assert (strip.x0_mm, strip.x1_mm, strip.t0_s, strip.t1_s) == (-10.0, 240.0, 0.0, 10.0)
+
+
+def test_first_column_names_left_of_the_pulses_and_two_columns_say_nothing() -> None:
+    from ecgml.label_grid import cuts_from_names
+
+    # the first column's names right-aligned before the rows' pulses, 12 mm left of the cells' start
+    g = _three_by_four([15.0 - 12.0, 80.5, 143.0, 205.5])
+    assert cuts_from_names(g, (15.0, 265.0), 25.0) == (True, None)
+    # a 6x2 lattice has one column after the first: no pitch, no evidence against geometry's cuts
+    g6 = find_grid(_lattice(SIX_BY_TWO, [5.0, 150.0], 40.0, 25.0))
+    assert g6 is not None and cuts_from_names(g6, (15.0, 265.0), 25.0) == (True, None)
