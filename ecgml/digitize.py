@@ -37,6 +37,7 @@ from ecgml.label_grid import (
     layout_from_names,
     lost_rows,
     name_maps,
+    names_off_cells,
     read_grid,
     recut,
 )
@@ -335,10 +336,12 @@ class Digitizer:
         prob = name_maps(ink, net) if ink is not None and geometry is None else None
         names = names_beside(small, net, ink, prob) if small is not None else None
         by_names: dict[str, Any] = {}
+        lattice: NameGrid | None = None
         if ink is not None and prob is not None:
             geo, traces, by_names = rows_from_names(ink, net, geo, traces, retrace, names, prob)
+            lattice = by_names.pop("lattice", None)
             if by_names.get("used"):  # the lattice's names vote among the families on its rows
-                names = lattice_names(by_names.pop("lattice"), names)
+                names = lattice_names(lattice, names)
         solved = solve_layout(traces, geo.layout, retrace, functools.partial(tick_strength, page), names)
         if by_names.get("grid") is not None:
             solved.evidence["name_grid"] = by_names
@@ -357,18 +360,9 @@ class Digitizer:
             traces = solved.traces
             solved.evidence["labels"] = labels.to_json()
             solved.notes += label_notes(labels, geo.layout)
-        if "cuts" in by_names:
-            # the names' columns and geometry's row extent disagree: the cells' seconds are in doubt (set
-            # after the names beside the cells, which lift page doubt where they confirm the leads)
-            recut_ = bool(by_names["cuts"].get("frame_mm"))
-            doubt = NAMES_CUT_DOUBT if recut_ else NAMES_CONTRA_DOUBT
-            solved.lead_factor["page"] = min(solved.lead_factor.get("page", 1.0), doubt)
-            solved.notes.append(
-                "columns cut where the printed lead names stand, not where geometry's rows put them: "
-                "time windows in doubt"
-                if recut_
-                else "the printed lead names' columns stand elsewhere than geometry's cells: leads in doubt"
-            )
+        if lattice is not None:
+            # set after the names beside the cells, which lift page doubt where they confirm the leads
+            solved = names_doubt(solved, lattice, bool(by_names.get("cuts", {}).get("frame_mm")))
         t_solve = time.perf_counter() - t_solve
         t_tall = time.perf_counter()
         traces = self.extractor.read_tall(page, geo.layout, traces)  # the final layout's tall complexes
@@ -432,8 +426,8 @@ class Digitizer:
 
 
 TURN_MIN_AGREE = 0.5  # a page re-read turned 180 degrees: share of its names naming its layout's leads
-# the page's layout evidence where the names' columns and geometry's cuts disagree: the cells re-cut by
-# the names (leads "uncertain", under verdict.READ_AT), or kept where the names would put them off the paper
+# the page's layout evidence where the rows were re-cut where the names stand (geometry's cuts disagreed),
+# and where a column of names stands where no cell of the layout read starts (`names_doubt`)
 NAMES_CUT_DOUBT, NAMES_CONTRA_DOUBT = 0.45, 0.2
 
 
@@ -455,7 +449,7 @@ def rows_from_names(
     grid, _ = read_grid(ink, net, prob)
     if grid is None:
         return geo, traces, {"grid": None}  # `turned_grid` may look for it on the page turned 180 degrees
-    ev: dict[str, Any] = {"grid": grid.to_json()}
+    ev: dict[str, Any] = {"grid": grid.to_json(), "lattice": grid}
     _, x0, x1 = row_frame(geo.layout)
     like = replace(geo.layout, paper_mm=geo.page_map.paper_mm)  # the rows may reach past the template's
     n_grid = len(grid.rows_y) - len(grid.strips)
@@ -483,12 +477,34 @@ def rows_from_names(
         if keep is geo.layout:
             return geo, traces, ev
         return replace(geo, layout=keep), retrace(keep), ev
-    ev.update(used=True, layout=lay.name, rows_added=lost, lattice=grid)
+    ev.update(used=True, layout=lay.name, rows_added=lost)
     ev["note"] = (
         f"rows read from the printed lead names: {lay.name} ({lay.n_rows} rows), "
         f"not geometry's {geo.layout.name} ({geo.layout.n_rows} rows)"
     )
     return replace(geo, layout=keep), retrace(keep), ev
+
+
+def names_doubt(solved: Solved, grid: NameGrid, recut_: bool) -> Solved:
+    """The page's layout evidence lowered where the names' lattice and the layout read disagree: to
+    NAMES_CONTRA_DOUBT when a column of names (after the first) stands where no grid cell of the final
+    layout starts (`label_grid.names_off_cells`), to NAMES_CUT_DOUBT when the rows were re-cut where the
+    names stand (`names_cuts`: geometry's cuts disagreed with them)."""
+    strips = set(rhythm_rows(solved.layout))
+    starts = [c.x0_mm for c in solved.layout.cells if c.row not in strips]
+    off = names_off_cells(grid, starts)
+    if not (off or recut_):
+        return solved
+    solved.lead_factor["page"] = min(
+        solved.lead_factor.get("page", 1.0), NAMES_CONTRA_DOUBT if off else NAMES_CUT_DOUBT
+    )
+    solved.notes.append(
+        "the printed lead names' columns stand where no cell of the layout starts: leads in doubt"
+        if off
+        else "columns cut where the printed lead names stand, not where geometry's rows put them: "
+        "time windows in doubt"
+    )
+    return solved
 
 
 def names_cuts(grid: NameGrid, layout: PageLayout, paper_w: float) -> dict[str, Any] | None:

@@ -463,3 +463,14 @@ def recut(layout: PageLayout, x_frame: tuple[float, float], duration_s: float = 
         x = x0 + c.col * seg
         cells.append(replace(c, x0_mm=x, x1_mm=x + seg, t0_s=t0, t1_s=t0 + shown / n))
     return replace(layout, cells=cells)
+
+
+def names_off_cells(g: NameGrid, starts: list[float]) -> bool:
+    """Whether a placed column of the lattice after the first (the first's names may stand left of the
+    pulses) stands where no cell of a layout starts NAME_DX_MM before it (`starts`: its grid cells' x0):
+    the names show a column the layout does not cut there."""
+    return any(
+        not any(NAME_DX_MM[0] <= x - s <= NAME_DX_MM[1] for s in starts)
+        for x in g.cols_x[1:]
+        if np.isfinite(x)
+    )

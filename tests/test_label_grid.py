@@ -172,3 +172,12 @@ def test_first_column_names_left_of_the_pulses_and_two_columns_say_nothing() -> 
     # a 6x2 lattice has one column after the first: no pitch, no evidence against geometry's cuts
     g6 = find_grid(_lattice(SIX_BY_TWO, [5.0, 150.0], 40.0, 25.0))
     assert g6 is not None and cuts_from_names(g6, (15.0, 265.0), 25.0) == (True, None)
+
+
+def test_a_column_of_names_where_no_cell_starts_is_found() -> None:
+    from ecgml.label_grid import names_off_cells
+
+    g = _three_by_four([float("nan"), 70.0, 120.0, 170.0])  # a 3x5 page's names, 50 mm apart
+    assert not names_off_cells(g, [13.9 + 50.0 * c for c in range(5)])  # read as 3x5: every name at a start
+    assert names_off_cells(g, [13.9 + 62.5 * c for c in range(4)])  # read as 3x4: two columns off
+    assert names_off_cells(g, [13.9])  # read as 12x1: no cell starts where the names do
