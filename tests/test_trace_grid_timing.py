@@ -82,6 +82,9 @@ class _StraightReader:
     def extract(self, page: CanonicalPage, layout: object) -> list[CellTrace]:
         return _traces()
 
+    def read_tall(self, page: CanonicalPage, layout: object, traces: list[CellTrace]) -> list[CellTrace]:
+        return traces  # a flat line never reaches a strip's edge
+
 
 def test_the_digitizer_corrects_bent_pages_only():
     from ecgml.digitize import Digitizer, Geometry
