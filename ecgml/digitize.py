@@ -335,34 +335,32 @@ class Digitizer:
         # the reader's maps of the whole page, once: the names' lattice and the names beside the cells
         prob = name_maps(ink, net) if ink is not None and geometry is None else None
         names = names_beside(small, net, ink, prob) if small is not None else None
-        by_names: dict[str, Any] = {}
-        lattice: NameGrid | None = None
+        rows = NameRows()
         if ink is not None and prob is not None:
-            geo, traces, by_names = rows_from_names(ink, net, geo, traces, retrace, names, prob)
-            lattice = by_names.pop("lattice", None)
-            if by_names.get("used"):  # the lattice's names vote among the families on its rows
-                names = lattice_names(lattice, names)
+            geo, traces, rows = rows_from_names(ink, net, geo, traces, retrace, names, prob)
+            if rows.lattice is not None and rows.used:  # the lattice's names vote among the families
+                names = lattice_names(rows.lattice, names)
         solved = solve_layout(traces, geo.layout, retrace, functools.partial(tick_strength, page), names)
-        if by_names.get("grid") is not None:
-            solved.evidence["name_grid"] = by_names
-            if by_names.get("used"):
-                solved.notes.insert(0, by_names["note"])
+        if rows.lattice is not None:
+            solved.evidence["name_grid"] = rows.evidence
+            if rows.used:
+                solved.notes.insert(0, rows.evidence["note"])
         geo = replace(geo, layout=solved.layout)
         traces = solved.traces
         labels = read_labels(small, geo.layout, net, ink, prob) if small is not None else None
-        if ink is not None and by_names.get("grid", {}) is None:
-            by_names = turned_grid(ink, net, labels)
-            if by_names:
-                solved.evidence["name_grid"] = by_names
+        if ink is not None and rows.searched and rows.lattice is None:
+            turned = turned_grid(ink, net, labels)
+            if turned:
+                solved.evidence["name_grid"] = turned
         if labels is not None:
             solved = apply_labels(solved, labels)
             geo = replace(geo, layout=solved.layout)
             traces = solved.traces
             solved.evidence["labels"] = labels.to_json()
             solved.notes += label_notes(labels, geo.layout)
-        if lattice is not None:
+        if rows.lattice is not None:
             # set after the names beside the cells, which lift page doubt where they confirm the leads
-            solved = names_doubt(solved, lattice, bool(by_names.get("cuts", {}).get("frame_mm")))
+            solved = names_doubt(solved, rows.lattice, rows.recut)
         t_solve = time.perf_counter() - t_solve
         t_tall = time.perf_counter()
         traces = self.extractor.read_tall(page, geo.layout, traces)  # the final layout's tall complexes
@@ -431,6 +429,25 @@ TURN_MIN_AGREE = 0.5  # a page re-read turned 180 degrees: share of its names na
 NAMES_CUT_DOUBT, NAMES_CONTRA_DOUBT = 0.45, 0.2
 
 
+@dataclass
+class NameRows:
+    """What the lattice of printed names (`ecgml.label_grid`) said of the page's rows."""
+
+    lattice: NameGrid | None = None  # the lattice read upright on the page, if any
+    searched: bool = False  # the page was searched for one (False: its layout has boxed panels or no rows)
+    evidence: dict[str, Any] = field(default_factory=dict)  # JSON: "grid", "cuts", "used", "note", ...
+
+    @property
+    def used(self) -> bool:
+        """The names' rows replaced geometry's (it had lost some)."""
+        return bool(self.evidence.get("used"))
+
+    @property
+    def recut(self) -> bool:
+        """The rows were re-cut where the names' columns stand."""
+        return bool(self.evidence.get("cuts", {}).get("frame_mm"))
+
+
 def rows_from_names(
     ink: np.ndarray,
     net: Any,
@@ -439,17 +456,18 @@ def rows_from_names(
     retrace: Callable[[PageLayout], list[CellTrace]],
     names: Callable[[list[PageLayout]], list[Any]] | None = None,
     prob: np.ndarray | None = None,
-) -> tuple[Geometry, list[CellTrace], dict[str, Any]]:
+) -> tuple[Geometry, list[CellTrace], NameRows]:
     """The page's rows and family as its printed names lay them out (`ecgml.label_grid`), traced again,
     where they put the rows elsewhere than geometry's template (another count, a row moved); else
-    `geo` and `traces` as they are. The third value is the evidence (empty when no lattice was read)."""
+    `geo` and `traces` as they are, and what the names said (`NameRows`)."""
     rows_mm = geo.diagnostics.get("row_baselines_mm")
     if not rows_mm or any(c.box_top_mm > 0 for c in geo.layout.cells):
-        return geo, traces, {}
+        return geo, traces, NameRows()
     grid, _ = read_grid(ink, net, prob)
-    if grid is None:
-        return geo, traces, {"grid": None}  # `turned_grid` may look for it on the page turned 180 degrees
-    ev: dict[str, Any] = {"grid": grid.to_json(), "lattice": grid}
+    if grid is None:  # `turned_grid` may look for it on the page turned 180 degrees
+        return geo, traces, NameRows(searched=True)
+    found = NameRows(grid, True, {"grid": grid.to_json()})
+    ev = found.evidence
     _, x0, x1 = row_frame(geo.layout)
     like = replace(geo.layout, paper_mm=geo.page_map.paper_mm)  # the rows may reach past the template's
     n_grid = len(grid.rows_y) - len(grid.strips)
@@ -475,14 +493,14 @@ def rows_from_names(
     if lay is None or not lost:
         ev["used"] = False
         if keep is geo.layout:
-            return geo, traces, ev
-        return replace(geo, layout=keep), retrace(keep), ev
+            return geo, traces, found
+        return replace(geo, layout=keep), retrace(keep), found
     ev.update(used=True, layout=lay.name, rows_added=lost)
     ev["note"] = (
         f"rows read from the printed lead names: {lay.name} ({lay.n_rows} rows), "
         f"not geometry's {geo.layout.name} ({geo.layout.n_rows} rows)"
     )
-    return replace(geo, layout=keep), retrace(keep), ev
+    return replace(geo, layout=keep), retrace(keep), found
 
 
 def names_doubt(solved: Solved, grid: NameGrid, recut_: bool) -> Solved:

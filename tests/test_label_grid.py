@@ -88,16 +88,21 @@ def test_rows_from_names_retraces_only_where_geometry_lost_rows(monkeypatch) -> 
     lost = dg.flat_page_estimate(image)
     lost.diagnostics["row_baselines_mm"] = [true[0], true[1], true[3], true[4]]
     lost.layout = make_layout("3x4+1R", baselines_mm=lost.diagnostics["row_baselines_mm"], x0_mm=20.0)
-    geo, _, ev = dg.rows_from_names(image, None, lost, [], retrace)
-    assert ev["used"] and geo.layout.name.startswith("6x2") and calls == [geo.layout.name]
-    assert "printed lead names" in ev["note"]
+    geo, _, found = dg.rows_from_names(image, None, lost, [], retrace)
+    assert found.used and geo.layout.name.startswith("6x2") and calls == [geo.layout.name]
+    assert "printed lead names" in found.evidence["note"] and found.lattice is g and found.searched
 
     calls.clear()
     whole = dg.flat_page_estimate(image)
     whole.diagnostics["row_baselines_mm"] = true
     whole.layout = make_layout("6x2", baselines_mm=true, x0_mm=20.0)
-    geo, _, ev = dg.rows_from_names(image, None, whole, [], retrace)
-    assert not ev["used"] and geo is whole and not calls  # geometry has every row the names show
+    geo, _, found = dg.rows_from_names(image, None, whole, [], retrace)
+    assert not found.used and geo is whole and not calls  # geometry has every row the names show
+    assert found.evidence["used"] is False and found.lattice is g
+
+    monkeypatch.setattr(dg, "read_grid", lambda ink, net, prob=None: (None, []))
+    geo, _, found = dg.rows_from_names(image, None, whole, [], retrace)
+    assert found.searched and found.lattice is None and not found.evidence  # `turned_grid` looks next
 
 
 def test_the_turned_page_is_searched_only_where_its_names_do_not_read_it_upright(monkeypatch) -> None:
