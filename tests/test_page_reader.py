@@ -40,6 +40,48 @@ def test_training_patches_are_centred_labels_and_none():
     assert centre > 1.3 * edge  # the printed name sits in the middle of its patch (grid lines fill both)
 
 
+def test_an_off_page_map_moves_the_printed_text_where_the_rectified_page_shows_it():
+    from ecgml.page import PageMap
+    from ecgml.training.page_reader import _off_map
+
+    h = np.array([[3.0, 0.2, 40.0], [-0.1, 3.1, 25.0], [0.0, 0.0, 1.0]])
+    true_map = PageMap(h, (900, 700), (280.0, 216.0))
+    off, to_off = _off_map(true_map, np.random.default_rng(1))
+    p = np.array([[20.0, 30.0], [250.0, 190.0]])
+    q = (to_off @ np.c_[p, np.ones(2)].T).T
+    assert np.abs(q - p).max() > 0.5  # moved...
+    assert np.allclose(off.mm_to_px(q), true_map.mm_to_px(p))  # ...to where the off map shows that ink
+
+
+def test_header_text_and_the_traces_of_a_real_cart_page_are_none_patches():
+    from ecgml.training.page_reader import KIND_LABEL, cut_patches
+
+    ink = np.zeros((int(216 * READ_PPM), int(280 * READ_PPM)), np.float32)
+    lay = make_layout("3x4+1R")
+    boxes = [("V1", (100.0, 60.0, 104.0, 63.0)), ("Vent. rate 72 BPM", (20.0, 10.0, 60.0, 14.0))]
+    xs, ys, kinds = cut_patches(ink, boxes, lay, np.random.default_rng(0))
+    ys_arr, kinds_arr = np.array(ys), np.array(kinds)
+    assert set(ys_arr[kinds_arr == KIND_LABEL]) == {CLASSES.index("V1")}
+    assert (ys_arr[kinds_arr != KIND_LABEL] != CLASSES.index("V1")).all()
+    # the header line gives "none" patches centred on it
+    assert len(xs) > 20 and (ys_arr == len(CLASSES) - 1).sum() > 20
+
+
+def test_real_cart_training_patches_are_centred_names_and_none():
+    from ecgml.training.page_reader import cart_patches
+
+    rng = np.random.default_rng(5)
+    xs, ys, kinds = cart_patches(RECORDS / "A0010", rng)
+    ys_arr, kinds_arr = np.array(ys), np.array(kinds)
+    assert all(x.shape == (int(PATCH_MM[1] * READ_PPM), int(PATCH_MM[0] * READ_PPM)) for x in xs)
+    assert (ys_arr[kinds_arr == 0] < len(CLASSES) - 1).all() and (kinds_arr == 0).sum() >= 4
+    assert (ys_arr[kinds_arr >= 2] == len(CLASSES) - 1).all()
+    lab = [x for x, k in zip(xs, kinds, strict=True) if k == 0]
+    centre = np.mean([x[12:28, 28:68].mean() for x in lab])
+    edge = np.mean([np.r_[x[:, :16].ravel(), x[:, -16:].ravel()].mean() for x in lab])
+    assert centre > 1.3 * edge  # the name sits in the middle of its patch after the capture and rectification
+
+
 def test_a_conflicting_label_lowers_only_its_lead_and_neighbour_rows_are_ambiguous():
     lay = make_layout("3x4+1R")
     reading = LabelReading(cells={(0, 0): ("aVL", 0.95), (0, 1): ("aVL", 0.99), (1, 0): ("II", 0.97)})

@@ -7,7 +7,10 @@ Pages are drawn flat at READ_PPM with real-world styles (every font, size and la
 renderer knows) and Kaggle styles, from train-split records only; then blurred, noised and
 JPEG-compressed. Positives: a patch centred on a printed lead name (±1 mm). "none": the same names
 moved by 4 mm or more, turned upside down, and random patches of the page (traces, grid, header text).
-Checkpoints every 50 steps and resumes from the checkpoint.
+`--cart-pages`: also real-cart captures (`cart_patches`: the renderer's `realworld` pages, photographed,
+scanned or screen-shot, rectified as the digitizer reads them), with "none" along every trace, on header
+and footer text and, with `--mine`, wherever the `--init` reader reads a name that is not printed there.
+Checkpoints every 100 steps and resumes from the checkpoint.
 """
 
 from __future__ import annotations
@@ -94,7 +97,18 @@ def page_patches(
     rec, _ = with_extra_leads(rec, parse_layout(lay.name))
     flat = draw_page(rec, lay, style, READ_PPM, supersample=2)
     grey = cv2.cvtColor(flat.image, cv2.COLOR_RGB2GRAY)
-    ink = prepare(_degrade(grey, rng))
+    return cut_patches(prepare(_degrade(grey, rng)), flat.text_boxes, lay, rng)
+
+
+def cut_patches(
+    ink: np.ndarray,
+    text_boxes: list[tuple[str, tuple[float, float, float, float]]],
+    lay: Any,
+    rng: np.random.Generator,
+) -> tuple[list[np.ndarray], list[int], list[int]]:
+    """Patches, classes and kinds (KIND_*) of one page's ink at READ_PPM (origin at paper 0, 0): its
+    printed names (`text_boxes` whose text is a name), and "none" where the names are not: the same names
+    moved or turned, the cells' starts, any other text (headers, footers) and the page at random."""
     xs: list[np.ndarray] = []
     ys: list[int] = []
     kinds: list[int] = []
@@ -106,7 +120,12 @@ def page_patches(
             ys.append(y)
             kinds.append(kind)
 
-    labels = [(t, b) for t, b in flat.text_boxes if t in NAMES]
+    labels = [(t, b) for t, b in text_boxes if t in NAMES]
+    centres = [((b[0] + b[2]) / 2, (b[1] + b[3]) / 2) for _, b in labels]
+
+    def clear(cx: float, cy: float, dx: float = 4.0, dy: float = 3.0) -> bool:
+        return not any(abs(cx - lx) < dx and abs(cy - ly) < dy for lx, ly in centres)
+
     for text, (bx0, by0, bx1, by1) in labels:
         cx, cy = (bx0 + bx1) / 2, (by0 + by1) / 2
         for _ in range(2):
@@ -122,23 +141,105 @@ def page_patches(
     # trace's first waves there look like I, a minus sign or V (the hard cases of "none")
     from ecgml.page_reader import SEARCH_X_MM, SEARCH_Y_MM
 
-    centres = [((b[0] + b[2]) / 2, (b[1] + b[3]) / 2) for _, b in labels]
     spots = [(c.x0_mm, c.baseline_mm) for c in lay.cells] + [(p.x0_mm, p.baseline_mm) for p in lay.pulses]
     for x0, base in spots:
         for _ in range(3):
             cx, cy = x0 + rng.uniform(*SEARCH_X_MM), base + rng.uniform(*SEARCH_Y_MM)
-            if any(abs(cx - lx) < 4 and abs(cy - ly) < 3 for lx, ly in centres):
-                continue
-            add(_crop(ink, cx, cy), none, KIND_NEAR)
+            if clear(cx, cy):
+                add(_crop(ink, cx, cy), none, KIND_NEAR)
+    # other printed text (header, footer: words, digits, units) is never a lead's name
+    for text, (bx0, by0, bx1, by1) in text_boxes:
+        if text in NAMES or text.startswith("<"):
+            continue
+        for _ in range(2):
+            cx, cy = rng.uniform(bx0, max(bx1, bx0 + 1e-3)), (by0 + by1) / 2 + rng.uniform(-1, 1)
+            if clear(cx, cy):
+                add(_crop(ink, cx, cy), none, KIND_PAGE)
     w_mm, h_mm = ink.shape[1] / READ_PPM, ink.shape[0] / READ_PPM
     for _ in range(max(20, 2 * len(labels))):
         cx, cy = (
             rng.uniform(PATCH_MM[0] / 2, w_mm - PATCH_MM[0] / 2),
             rng.uniform(PATCH_MM[1] / 2, h_mm - PATCH_MM[1] / 2),
         )
-        if any(abs(cx - (b[0] + b[2]) / 2) < 3 and abs(cy - (b[1] + b[3]) / 2) < 2.5 for _, b in labels):
-            continue
-        add(_crop(ink, cx, cy), none, KIND_PAGE)
+        if clear(cx, cy, 3.0, 2.5):
+            add(_crop(ink, cx, cy), none, KIND_PAGE)
+    return xs, ys, kinds
+
+
+# a miner's name read this surely where none is printed gives a "none" patch there (at most MINE_MAX a page)
+MINE_AT, MINE_MAX = 0.5, 40
+
+
+def _off_map(page_map: Any, rng: np.random.Generator) -> tuple[Any, np.ndarray]:
+    """`page_map` a little off, as geometry's estimate of a photo or scan is (scale +-5 % per axis, up to
+    1 degree, a few mm), and the paper -> off-map paper mm affine (2 x 3) that moves the page's text."""
+    from dataclasses import replace
+
+    w, h = page_map.paper_mm
+    s = rng.uniform(0.95, 1.05, 2)
+    t = np.radians(rng.uniform(-1.0, 1.0))
+    rot = np.array([[np.cos(t), -np.sin(t)], [np.sin(t), np.cos(t)]]) * s[None, :]
+    c = np.array([w / 2, h / 2])
+    shift = c - rot @ c + rng.uniform(-3, 3, 2)
+    a = np.eye(3)
+    a[:2, :2], a[:2, 2] = rot, shift  # off-map paper q -> true paper A q
+    return replace(page_map, homography=page_map.homography @ a), np.linalg.inv(a)[:2]
+
+
+def cart_patches(
+    record_path: Path, rng: np.random.Generator, miner: Any = None
+) -> tuple[list[np.ndarray], list[int], list[int]]:
+    """Patches (`cut_patches`) of one real-cart page as the renderer's `realworld` capture draws it
+    (fonts, label places, headers, pen marks, panels; scanned, photographed, screen-shot, small), brought
+    back onto the paper through its page map (half the time a little off, as geometry's estimate is)
+    exactly as the digitizer's canonical page is, then to READ_PPM: the reader learns the names as it
+    sees them on such pages, not only on flat drawings. The trace rows give "none" patches along every
+    cell; `miner` (a reader's runner): also "none" where it reads a name that is not printed there."""
+    from ecgml.digitize import CANONICAL_PX_PER_MM, reader_page
+    from ecgml.geometry.canonical import canonical_page
+    from ecgml.render.presets import render
+
+    rec = resample(read_wfdb(record_path).window(0, 10), 500, 5000)
+    r = render(rec, "realworld", int(rng.integers(2**31)))
+    pmap, to_off = r.page_map, np.eye(3)[:2]
+    if rng.random() < 0.5:
+        pmap, to_off = _off_map(r.page_map, rng)
+    small = reader_page(canonical_page(r.image, pmap, CANONICAL_PX_PER_MM))
+    ink = prepare(cv2.cvtColor(small, cv2.COLOR_RGB2GRAY))
+
+    def moved(x: float, y: float) -> tuple[float, float]:
+        q = to_off @ np.array([x, y, 1.0])
+        return float(q[0]), float(q[1])
+
+    boxes = []
+    for t, b in r.meta["text_boxes_mm"]:
+        (x0, y0), (x1, y1) = moved(b[0], b[1]), moved(b[2], b[3])
+        boxes.append((str(t), (min(x0, x1), min(y0, y1), max(x0, x1), max(y0, y1))))
+    xs, ys, kinds = cut_patches(ink, boxes, r.layout, rng)
+    none = len(CLASSES) - 1
+    centres = [((b[0] + b[2]) / 2, (b[1] + b[3]) / 2) for t, b in boxes if t in NAMES]
+    spots = []
+    for c in r.layout.cells:  # along the traces: QRS strokes pass for I, waves for V or a minus sign
+        for _ in range(3):
+            spots.append(moved(rng.uniform(c.x0_mm, c.x1_mm), c.baseline_mm + rng.uniform(-10, 10)))
+    if miner is not None:
+        from scipy.ndimage import maximum_filter
+
+        from ecgml.label_grid import name_maps
+        from ecgml.page_reader import STRIDE_MM
+
+        best = name_maps(ink, miner)[: len(NAMES)].max(axis=0)
+        ii, jj = np.nonzero((best == maximum_filter(best, size=3)) & (best >= MINE_AT))
+        for n in rng.permutation(len(ii))[:MINE_MAX]:
+            x, y = PATCH_MM[0] / 2 + jj[n] * STRIDE_MM, PATCH_MM[1] / 2 + ii[n] * STRIDE_MM
+            spots.append((x + rng.uniform(-1, 1), y + rng.uniform(-1, 1)))
+    for cx, cy in spots:
+        if not any(abs(cx - lx) < 4 and abs(cy - ly) < 3 for lx, ly in centres):
+            p = _crop(ink, cx, cy)
+            if p is not None:
+                xs.append(p)
+                ys.append(none)
+                kinds.append(KIND_PAGE)
     return xs, ys, kinds
 
 
@@ -148,9 +249,12 @@ def make_patches(
     seed: int,
     cache: Path | None = None,
     mix: dict[str, float] | None = None,
+    cart: bool = False,
+    miner: Any = None,
 ) -> dict[str, np.ndarray]:
     """Patches of `n_pages` pages (x uint8, y class, kind); saved to `cache` every 100 pages and at the end
-    (a partial cache says how many pages it holds, so a long render can be used before it ends)."""
+    (a partial cache says how many pages it holds, so a long render can be used before it ends). `cart`:
+    real-cart captures (`cart_patches`, with `miner`) instead of flat drawings."""
     rng = np.random.default_rng(seed)
     xs: list[np.ndarray] = []
     ys: list[int] = []
@@ -166,13 +270,14 @@ def make_patches(
         }
 
     for k in range(n_pages):
-        px, py, pk = page_patches(records[int(rng.integers(len(records)))], rng, mix)
+        rec = records[int(rng.integers(len(records)))]
+        px, py, pk = cart_patches(rec, rng, miner) if cart else page_patches(rec, rng, mix)
         xs += [(p * 255).round().astype(np.uint8) for p in px]
         ys += py
         kinds += pk
-        if k % 50 == 49:
+        if k % 50 == 49 or (cart and k % 10 == 9):
             print(f"{k + 1} pages, {len(ys)} patches, {time.time() - t0:.0f} s", flush=True)
-        if cache is not None and (k % 100 == 99 or k == n_pages - 1):
+        if cache is not None and (k % 100 == 99 or k == n_pages - 1 or (cart and k % 20 == 19)):
             cache.parent.mkdir(parents=True, exist_ok=True)
             tmp = cache.with_name(cache.stem + ".tmp.npz")
             np.savez_compressed(tmp, **pack(k + 1))  # type: ignore[arg-type]
@@ -301,7 +406,13 @@ def train(
 
 
 def _load_or_make(
-    cache: Path, records: list[Path], pages: int, seed: int, mix: dict[str, float] | None = None
+    cache: Path,
+    records: list[Path],
+    pages: int,
+    seed: int,
+    mix: dict[str, float] | None = None,
+    cart: bool = False,
+    miner: Any = None,
 ) -> dict[str, np.ndarray]:
     if cache.exists():
         z = dict(np.load(cache))
@@ -309,7 +420,7 @@ def _load_or_make(
             return z
         print(f"{cache} holds {int(z['pages'])} of {pages} pages; using it as it is", flush=True)
         return z
-    return make_patches(records, pages, seed, cache, mix)
+    return make_patches(records, pages, seed, cache, mix, cart, miner)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -325,6 +436,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument(
         "--rare-pages", type=int, default=100, help="extra Cabrera and 15-lead pages (train split)"
     )
+    ap.add_argument(
+        "--cart-pages", type=int, default=0, help="real-cart captures (train split), rectified as read"
+    )
+    ap.add_argument(
+        "--mine",
+        action="store_true",
+        help="real-cart pages: also 'none' where the --init reader reads a name",
+    )
+    ap.add_argument("--cart-val-pages", type=int, default=0, help="held-out real-cart captures (validation)")
     ap.add_argument("--steps", type=int, default=6000)
     ap.add_argument("--seed", type=int, default=14)
     ap.add_argument("--cache", type=Path, default=Path("runs/label_reader/patches.npz"))
@@ -349,6 +469,18 @@ def main(argv: list[str] | None = None) -> int:
         val_recs = bench_records(a.records, a.splits, ("validation",))
         rv = _load_or_make(rare_val_cache, val_recs, max(a.rare_pages // 4, 1), a.seed + 3, RARE_MIX)
         val = {k: np.concatenate([val[k], rv[k]]) if k != "pages" else val[k] + rv[k] for k in val}
+    cart_val = None
+    if a.cart_pages:
+        from ecgml.page_reader import load_reader
+
+        miner = load_reader(str(a.init) if a.init else None) if a.mine else None
+        cart_cache = a.cache.with_name(a.cache.stem + "-cart.npz")
+        cart = _load_or_make(cart_cache, train_recs, a.cart_pages, a.seed + 4, cart=True, miner=miner)
+        tr = {k: np.concatenate([tr[k], cart[k]]) if k != "pages" else tr[k] + cart[k] for k in tr}
+    if a.cart_val_pages:
+        val_recs = bench_records(a.records, a.splits, ("validation",))
+        cv_cache = a.cache.with_name(a.cache.stem + "-cart-val.npz")
+        cart_val = _load_or_make(cv_cache, val_recs, a.cart_val_pages, a.seed + 5, cart=True)
     print(f"{len(tr['y'])} training patches ({int(tr['pages'])} pages), {len(val['y'])} held out", flush=True)
     if a.render_only:
         return 0
@@ -366,6 +498,9 @@ def main(argv: list[str] | None = None) -> int:
         "held_out_split": "validation", "seed": a.seed, **stats,
         "seconds_total": round(time.time() - t0, 1), "held_out": held,
     }  # fmt: skip
+    if cart_val is not None:
+        meta["held_out_cart"] = evaluate(load_net(a.out), cart_val)
+        meta["held_out_cart_pages"] = int(cart_val["pages"])
     a.out.with_suffix(".json").write_text(json.dumps(meta, indent=1) + "\n")
     print(json.dumps(meta, indent=1))
     return 0
