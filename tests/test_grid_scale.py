@@ -6,8 +6,10 @@ from __future__ import annotations
 import cv2
 import numpy as np
 import pytest
+from geometry_pages import draw_page, warp
 
-from ecgml.geometry.grid import tile_lattice
+from ecgml.geometry.estimate import WORK_LONG_SIDE, _attempt
+from ecgml.geometry.grid import darkness, tile_lattice
 
 
 def _crossed_lines(period: float, width: float, size: int = 640) -> np.ndarray:
@@ -45,3 +47,33 @@ def test_a_dotted_grid_is_measured_on_means_along_its_lines() -> None:
     est = estimate_page(np.ascontiguousarray(np.clip(img, 0, 255).astype(np.uint8)), "dots.png")
     assert est.px_per_mm == pytest.approx((8.0, 8.0), rel=0.02)
     assert est.diagnostics.get("dotted_grid") is True
+
+
+def _small_tilted_page_on_a_wall(ppm: float, fill: float, degrees: float) -> tuple[np.ndarray, float]:
+    """(4000x3000 RGB photo, true px/mm): a page `fill` of its drawn size, turned, on a plain noisy wall."""
+    img, truth, _ = draw_page(ppm=ppm, seed=1)
+    h, w = img.shape[:2]
+    c, s = np.cos(np.radians(degrees)) * fill, np.sin(np.radians(degrees)) * fill
+    m = np.array([[c, -s, 0.0], [s, c, 0.0], [0.0, 0.0, 1.0]])
+    m[:2, 2] = np.array([2000.0, 1500.0]) - m[:2, :2] @ [w / 2, h / 2]
+    photo, _ = warp(img, truth, m, (4000, 3000))
+    on_page = cv2.warpPerspective(np.full((h, w), 255, np.uint8), m, (4000, 3000)) > 0
+    wall = np.clip(80 + np.random.default_rng(0).normal(0, 4, photo.shape), 0, 255).astype(np.uint8)
+    return np.where(on_page[..., None], photo, wall), ppm * fill
+
+
+def test_a_page_small_in_a_photo_is_not_measured_along_the_axes() -> None:
+    # the page holds few of the lattice raster's tiles, so the axis prior is tried; along the axes the
+    # wall's noise reads as a period the size of a tile on most tiles, which must not take the frame
+    # (it did on a screen photo: read 2x off, or no grid on the whole photo)
+    photo, true_ppm = _small_tilted_page_on_a_wall(8.0, 0.55, 10.0)
+    est = _attempt(photo, "wall.png", WORK_LONG_SIDE)
+    assert "axis_prior" not in est.diagnostics
+    assert est.px_per_mm == pytest.approx((true_ppm, true_ppm), rel=0.02)
+
+
+def test_a_wall_of_noise_is_no_measured_lattice() -> None:
+    wall = np.clip(80 + np.random.default_rng(0).normal(0, 4, (1350, 1800, 3)), 0, 255).astype(np.uint8)
+    lat = tile_lattice(darkness(wall, 21)[0].astype(np.float32) / 255, axis_prior=True)
+    assert lat is None or not lat.measured
+    assert tile_lattice(cv2.GaussianBlur(_crossed_lines(5.0, 2.5), (0, 0), 0.6), axis_prior=True).measured

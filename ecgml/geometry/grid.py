@@ -73,6 +73,14 @@ class TileLattice:
     spacing: np.ndarray  # (n, 2) px per 1 mm along each normal (after the global mm decision)
     strength: np.ndarray  # (n,) spectral peak SNR
     grid_ij: np.ndarray  # (n, 2) tile indices
+    period: float  # px: the period most tiles measured (1 or 5 mm; before the mm decision)
+
+    @property
+    def measured(self) -> bool:
+        """Whether a tile holds two periods of the lattice. A longer one (the band reaches 120 px, a
+        128 px tile) is no grid's: along the image axes, a wall's noise or a screen's dark surround
+        in a photo gives the shading's ~105 px on most tiles, and a frame at 20-30 px per mm."""
+        return self.period <= TILE / 2
 
 
 def _spectrum(profile: np.ndarray) -> np.ndarray:
@@ -294,6 +302,7 @@ def _decide_lattice(raw: list, spectra: list, shape: tuple[int, int]) -> TileLat
         np.array(out_s, float),
         np.array(out_w, float),
         np.array(out_ij, int),
+        mode,
     )
 
 
