@@ -56,9 +56,12 @@ def run_pages(
     json_out: Path | None = None,
     read_labels: bool = True,
     resume: bool = False,
+    signals: Path | None = None,
 ) -> list[PageResult]:
     """Digitize and score every page; with `json_out`, the results so far are rewritten after each page
-    (and with `resume`, the pages already there are kept and not digitized again)."""
+    (and with `resume`, the pages already there are kept and not digitized again); with `signals`, each
+    page's record is saved there (<page>.npy, (n, 12) mV), so evidence computed from the signals
+    (`ecgml.lead_checks`) can be recomputed later without digitizing again."""
     dig = load_digitizer(model)
     dig.read_labels = read_labels
     out: list[PageResult] = load_pages(json_out) if resume and json_out and json_out.exists() else []
@@ -77,6 +80,9 @@ def run_pages(
         got = getattr(res.geometry, "orientation", None)
         ori = None if orientation is None or got is None else int(got) == int(orientation)
         pr = score_page(name, fam, truth, res, time.perf_counter() - t0, ori)
+        if signals is not None:
+            signals.mkdir(parents=True, exist_ok=True)
+            np.save(signals / f"{name.split()[0]}.npy", res.record.signal.astype(np.float32))
         out.append(pr)
         worst = min(pr.lead_db.values()) if pr.lead_db else float("nan")
         print(
@@ -126,6 +132,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--families", default="", help="families of the renderer set, comma-separated")
     ap.add_argument("--pages", default="", help="only renderer pages matching these patterns (e.g. '*_005')")
     ap.add_argument("--json", type=Path, default=None)
+    ap.add_argument("--signals", type=Path, default=None, help="save each page's record here (.npy)")
     ap.add_argument("--resume", action="store_true", help="keep the pages already in --json, do the rest")
     ap.add_argument("--no-labels", action="store_true", help="digitize without the printed-label reader")
     ap.add_argument("--fit-calibration", type=Path, default=None)
@@ -171,7 +178,7 @@ def main(argv: list[str] | None = None) -> int:
             except ValueError as exc:
                 ap.error(str(exc))  # one line naming the page and the problem, exit 2
         items = itertools.chain(items, interleave([(n, "outside " + f, p, t, 0) for n, f, p, t in pages_out]))
-    pages = run_pages(items, a.model, 500, a.json, not a.no_labels, a.resume)
+    pages = run_pages(items, a.model, 500, a.json, not a.no_labels, a.resume, a.signals)
     print(markdown(pages))
     return 0
 

@@ -321,7 +321,11 @@ def _render_page(
 
 # the calibration's evidence: each factor's log (the raw confidence is their product, so its log is their
 # sum: a fit on the logs can weigh each factor by how much it really says, which the product cannot)
-CAL_FEATURES = ("trace", "read_share", "geometry", "agreement", *LAYOUT_KINDS, "pulse", *PAGE_FEATURES)
+# and the lead's beats against the simultaneous leads' with its page's (`lead_checks`, session 13)
+CAL_FEATURES = (
+    "trace", "read_share", "geometry", "agreement", *LAYOUT_KINDS, "pulse", *PAGE_FEATURES,
+    "beats", "page_beats",
+)  # fmt: skip
 CAL_TRANSFORM = "log"
 
 
@@ -330,7 +334,8 @@ def with_doubts(parts: dict[str, dict[str, float]]) -> dict[str, dict[str, float
     (computed from the leads the results keep: those with truth, as a rule every lead the page shows)."""
     from ecgml.verdict import doubt_evidence
 
-    if all(f in part for part in parts.values() for f in PAGE_FEATURES):
+    done = (*PAGE_FEATURES, "page_beats") if all("beats" in p for p in parts.values()) else PAGE_FEATURES
+    if all(f in part for part in parts.values() for f in done):
         return parts
     page = doubt_evidence(parts)
     return {lead: part | page[lead] for lead, part in parts.items()}

@@ -5,7 +5,8 @@ window, traced right. It weighs three kinds of evidence: the trace (the extracto
 confidence and the share of columns it could read), the geometry (its own confidence; a fallback page
 is never trusted) and the layout (rhythm-strip identity, the 6x2 time convention, printed names), with
 how many of them doubt the lead and its page, by a calibration fitted on validation pages; their raw
-product must also vouch for a lead before it is called confident (`calibrate`). Status:
+product, or the beats of the page's other leads, must also vouch for a lead before it is called
+confident (`calibrate`). Status:
 - `read`: confidence >= READ_AT;
 - `uncertain`: on the page but below it;
 - `unreadable`: the layout places the lead on the page but too little of it could be traced (NaN out);
@@ -48,6 +49,7 @@ PULSE_UNSEEN = 0.5
 LIMBS_OFF_CAP = 0.7
 CONFIDENT = 0.8  # a lead at or above it is "confident": wrong there is the worst output (issue 14)
 HELD_AT = 0.79  # the most a lead gets that the raw evidence product does not vouch for (`calibrate`)
+BEATS_VOUCH: float | None = 0.95  # beat agreement at which the other leads vouch instead (None: never)
 # how many kinds of evidence doubt a lead, and how many doubt its page: one doubt alone is mostly harmless
 # (validation, session 10 code: leads whose only doubt is geometry, a 6x2 column's seconds or a strip
 # that matched no cell were right on 97, 90 and 98 %), several together far worse than their product
@@ -56,8 +58,13 @@ HELD_AT = 0.79  # the most a lead gets that the raw evidence product does not vo
 DOUBT_AT = 0.95  # a factor below this is a doubt
 DOUBT_KINDS = ("read_share", "geometry", "agreement", *LAYOUT_KINDS, "pulse")
 PAGE_FEATURES = ("doubts", "page_doubts", "page_labels")  # counts and shares: enter a calibration negated
+# the lead against the page's other leads (`ecgml.lead_checks`): its beats where the simultaneous leads'
+# are, a limb lead where Einthoven's relations put it (1 where no other lead can check it), its trace on its
+# own row's baseline and read at both ends of its cell
+CHECK_KINDS = ("beats", "limb_fit", "row_stay", "base_fit", "ends_read")
 FEATURES = (
     "trace", "read_share", "geometry", "layout", "agreement", "raw", *LAYOUT_KINDS, "pulse", *PAGE_FEATURES,
+    *CHECK_KINDS, "page_beats",
 )  # fmt: skip
 TRANSFORMS = ("linear", "log")  # a calibration takes each feature as it is, or its log (factors multiply)
 LOG_FLOOR = 0.01  # a factor's log is taken of at least this (a factor of 0 would be -inf)
@@ -90,13 +97,20 @@ def feature_values(parts: dict[str, float], features: list[str], transform: str 
 def doubt_evidence(parts: dict[str, dict[str, float]]) -> dict[str, dict[str, float]]:
     """Per lead, from the evidence of every lead on the page: `doubts` (how many of its kinds of evidence,
     DOUBT_KINDS, are below DOUBT_AT), `page_doubts` (the mean of that over the page's leads) and
-    `page_labels` (the share of the page's leads whose printed name contradicts the layout)."""
+    `page_labels` (the share of the page's leads whose printed name contradicts the layout); with the
+    leads' `beats`, `page_beats` (their median: rows traced from ruled lines, text or another page's
+    scale do not beat together, whatever each lead's own evidence says)."""
     if not parts:
         return {}
     doubts = {k: float(sum(float(p.get(f, 1.0)) < DOUBT_AT for f in DOUBT_KINDS)) for k, p in parts.items()}
     page = float(np.mean(list(doubts.values())))
     labels = float(np.mean([float(p.get("layout_labels", 1.0)) < DOUBT_AT for p in parts.values()]))
-    return {k: {"doubts": doubts[k], "page_doubts": page, "page_labels": labels} for k in parts}
+    out = {k: {"doubts": doubts[k], "page_doubts": page, "page_labels": labels} for k in parts}
+    if all("beats" in p for p in parts.values()):
+        beats = float(np.median([float(p["beats"]) for p in parts.values()]))
+        for k in out:
+            out[k]["page_beats"] = beats
+    return out
 
 
 def calibrate(parts: dict[str, float], cal: dict[str, Any] | None, cap: bool = True) -> float:
@@ -108,19 +122,31 @@ def calibrate(parts: dict[str, float], cal: dict[str, Any] | None, cap: bool = T
     assumed; a 6x2 column's seconds misjudged) rose to 0.8+ and confidently wrong leads from 0.4 to
     2.4 % on validation (test split 0.5 -> 2.0 %, session 8). Capped at the raw product instead (sessions
     8-11), the leads one mostly harmless doubt held at 0.4-0.8 were right on 9 of 10 (test split,
-    session 11): the cap made every bin under 0.8 under-confident by 20-35 points. `cap=False`: the
-    calibrated value alone (to measure what the gate costs and saves, never shipped)."""
+    session 11): the cap made every bin under 0.8 under-confident by 20-35 points. The page's other
+    leads can vouch instead (`beats_vouch`): most leads the product held were right (validation, session
+    13: 89 %), and those whose beats fall where the simultaneous leads' do, on a page whose leads beat
+    together, were right on all but a few. `cap=False`: the calibrated value alone (to measure what the
+    gate costs and saves, never shipped)."""
     raw = float(parts["raw"])
     if cal is None:
         return raw
-    if any(f not in parts for f in PAGE_FEATURES):  # a lead alone: its page's evidence is its own
+    if any(f not in parts for f in PAGE_FEATURES) or ("beats" in parts and "page_beats" not in parts):
+        # a lead alone: its page's evidence is its own
         parts = parts | doubt_evidence({"lead": parts})["lead"]
     x = feature_values(parts, list(cal["features"]), str(cal.get("transform", "linear")))
     z = float(cal["bias"]) + sum(float(w) * v for w, v in zip(cal["weights"], x, strict=True))
     p = float(1.0 / (1.0 + np.exp(-z)))
-    if not cap or raw >= CONFIDENT:
+    if not cap or raw >= CONFIDENT or beats_vouch(parts):
         return p
     return min(p, HELD_AT)
+
+
+def beats_vouch(parts: dict[str, float]) -> bool:
+    """Whether the page's other leads vouch for a lead the raw product does not: its beats fall where
+    the simultaneous leads' do and the page's leads beat together (`lead_checks.beat_agreement`)."""
+    if BEATS_VOUCH is None or float(parts.get("beat_witnesses", 0.0)) < 1:
+        return False
+    return min(float(parts.get("beats", 0.0)), float(parts.get("page_beats", 0.0))) >= BEATS_VOUCH
 
 
 def lead_confidence(
@@ -182,6 +208,7 @@ def lead_report(
     layout_parts: dict[str, dict[str, float]] | None = None,
     pulse: float | dict[str, float] = 1.0,
     limbs_off: dict[str, float] | None = None,
+    checks: dict[str, dict[str, float]] | None = None,
 ) -> LeadReport:
     """Combine the evidence per lead (calibrated, see `calibrate`). `shown`: leads the layout places on
     the page; `fallback`: geometry did not find the page (no lead can then be confident);
@@ -189,7 +216,9 @@ def lead_report(
     `pulse`: 1 when a calibration pulse confirms gain and speed, else PULSE_UNSEEN, for the page or per
     lead (evidence for the calibration only: the raw product does not take it); `limbs_off`: the limb
     leads whose readings lie off Einthoven's plane, with that share (`assemble`): the other leads then
-    get `page_limbs`, the limb leads' agreement, and LIMBS_OFF_CAP."""
+    get `page_limbs`, the limb leads' agreement, and LIMBS_OFF_CAP; `checks`: per kind (CHECK_KINDS), per
+    lead, the lead against the page's other leads (missing leads count as 1; calibration only), and
+    `beat_witnesses`: how many other leads checked its beats (missing: none)."""
     agreement = agreement or {}
     page_limbs = min((float(np.clip(1.0 - 2 * f, 0.0, 1.0)) for f in (limbs_off or {}).values()), default=1.0)
     status, conf, parts = {}, {}, {}
@@ -207,6 +236,8 @@ def lead_report(
         kinds = (layout_parts or {}).get(lead, {})
         parts[lead].update({k: float(kinds.get(k, 1.0)) for k in LAYOUT_KINDS})
         parts[lead]["pulse"] = float(pulse.get(lead, 1.0) if isinstance(pulse, dict) else pulse)
+        parts[lead].update({k: float((checks or {}).get(k, {}).get(lead, 1.0)) for k in CHECK_KINDS})
+        parts[lead]["beat_witnesses"] = float((checks or {}).get("beat_witnesses", {}).get(lead, 0.0))
         if page_limbs < 1.0 and lead not in LIMB_LEADS:
             parts[lead]["page_limbs"] = page_limbs
     for lead, page in doubt_evidence(parts).items():
