@@ -294,7 +294,7 @@ def test_confidence_calibration_fits_the_evidence_and_keeps_the_fallback_cap(tmp
     import json
 
     from ecgml.layout_bench import CAL_FEATURES, PageResult, fit_calibration, recalibrated, reliability
-    from ecgml.verdict import LAYOUT_KINDS, load_calibration
+    from ecgml.verdict import CHECK_KINDS, LAYOUT_KINDS, load_calibration
 
     rng = np.random.default_rng(0)
     pages = []
@@ -310,7 +310,7 @@ def test_confidence_calibration_fits_the_evidence_and_keeps_the_fallback_cap(tmp
                 "agreement": 1.0,
                 "raw": geo,
             }
-            | dict.fromkeys((*LAYOUT_KINDS, "pulse"), 1.0)
+            | dict.fromkeys((*LAYOUT_KINDS, "pulse", *CHECK_KINDS), 1.0)
             for lead in LEADS
         }
         dbs = {lead: (15.0 if right else -2.0) for lead in LEADS}
@@ -399,7 +399,7 @@ def test_the_calibration_weighs_each_factor_by_what_it_says():
     product under-confident; the fit on the factors' logs, each kind of layout evidence apart, gives
     those leads what is observed."""
     from ecgml.layout_bench import PageResult, fit_calibration, recalibrated, reliability
-    from ecgml.verdict import LAYOUT_KINDS
+    from ecgml.verdict import CHECK_KINDS, LAYOUT_KINDS
 
     rng = np.random.default_rng(1)
     pages = []
@@ -408,7 +408,7 @@ def test_the_calibration_weighs_each_factor_by_what_it_says():
         geo = 1.0 if rng.random() < 0.8 else 0.3
         right = rng.random() < (0.95 if geo == 1.0 else 0.2)
         part = {"trace": 0.95, "read_share": 1.0, "geometry": geo, "layout": names, "agreement": 1.0}
-        part |= dict.fromkeys((*LAYOUT_KINDS, "pulse"), 1.0) | {"layout_labels": names}
+        part |= dict.fromkeys((*LAYOUT_KINDS, "pulse", *CHECK_KINDS), 1.0) | {"layout_labels": names}
         part["raw"] = 0.95 * geo * names
         parts = {"I": dict(part)}
         pages.append(PageResult(f"p{k}", "f", {"I": 15.0 if right else -2.0}, {"I": part["raw"]},
