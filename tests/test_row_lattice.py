@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ecgml.geometry.orient import _aligned, _on_lattice, _rows
+from ecgml.geometry.orient import Rows, _aligned, _on_lattice, _rows, on_pitch
 
 PPM = 4.0
 
@@ -66,3 +66,41 @@ def test_a_stack_of_close_pulses_at_one_pitch_is_every_row() -> None:
     # a false match 8 mm beside a pulse of a 30 mm-pitch stack stays out
     stack = [(1.0, 50.0, 100.0 + 120.0 * i) for i in range(4)] + [(0.5, 50.0, 132.0)]
     assert len(_aligned(stack, PPM)) == 4
+
+
+def _found(centres: list[float]) -> Rows:
+    n = len(centres)
+    return Rows(np.array(centres), np.full(n, 10.0), np.full(n, 190.0), np.zeros(n, bool))
+
+
+def test_an_end_row_off_the_rows_pitch_is_dropped() -> None:
+    # six rows 24 mm apart and a footer line 15 mm below the last: 7 rows would name 6x2+1R
+    got = on_pitch(
+        _found([20.0, 44.0, 68.0, 92.0, 116.0, 140.0, 155.0]),
+        np.zeros((800, 800), bool),
+        (0, 0, 200, 200),
+        PPM,
+    )
+    assert np.allclose(got.centres, [20.0, 44.0, 68.0, 92.0, 116.0, 140.0])
+    even = on_pitch(
+        _found([20.0, 44.0, 68.0, 92.0, 116.0, 140.0, 164.0]),
+        np.zeros((800, 800), bool),
+        (0, 0, 200, 200),
+        PPM,
+    )
+    assert len(even.centres) == 7
+
+
+def test_a_lost_end_row_is_added_where_only_one_end_has_one() -> None:
+    # a 6-row page whose top row was lost (5 rows: no named layout has 5); the page shows it one pitch up
+    mask = _mask([20.0, 44.0, 68.0, 92.0, 116.0, 140.0], flat=set(), h_mm=200.0)
+    got = on_pitch(_found([44.0, 68.0, 92.0, 116.0, 140.0]), mask, (0.0, 0.0, 200.0, 200.0), PPM)
+    assert len(got.centres) == 6 and abs(got.centres[0] - 20.0) < 1.5
+    assert got.extras["rows_added"] == 1
+
+
+def test_no_row_is_added_when_both_ends_have_one() -> None:
+    # rows one pitch past both ends (the page has 7): which end it lost is not known, nothing is added
+    mask = _mask([20.0, 44.0, 68.0, 92.0, 116.0, 140.0, 164.0], flat=set(), h_mm=200.0)
+    got = on_pitch(_found([44.0, 68.0, 92.0, 116.0, 140.0]), mask, (0.0, 0.0, 200.0, 200.0), PPM)
+    assert len(got.centres) == 5

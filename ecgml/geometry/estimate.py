@@ -35,6 +35,7 @@ from ecgml.geometry.orient import (
     ORIENT_PPM,
     Rows,
     choose_layout,
+    on_pitch,
     orient,
     rot,
     snap,
@@ -501,6 +502,10 @@ def _estimate(
     if len(rows.centres) == 0:
         raise EcgmlError(path, GRID_NO_ROWS)
     ext_up = turned_extent(ori.k, (e.x0, e.y0, e.x1, e.y1))  # the upright mask's extent
+    rows = on_pitch(rows, mask, ext_up, ORIENT_PPM, np.rot90(valid, k=-ori.k))
+    for key in ("rows_added", "rows_dropped"):
+        if key in rows.extras:
+            diag[key] = rows.extras[key]
     pulses = read_pulses(mask, rows, ext_up, ORIENT_PPM)
     if "trace_ink" in diag:  # nor the gain from such boxes: it stays assumed (and the pulse unseen)
         pulses = PulseReading(why="trace found by shape: pulses not measured")

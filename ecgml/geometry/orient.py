@@ -315,6 +315,105 @@ def _on_lattice(strong: list[RowFit], weak: list[RowFit]) -> list[RowFit]:
     return out
 
 
+ROW_COUNTS = (3, 4, 6, 7, 12)  # the row counts of the named layouts (ROWS_TO_LAYOUT, six rows)
+PITCH_EVEN = 0.1  # a block of rows is on one pitch when every gap is within this share of their median
+PITCH_OFF = 0.25  # an end row this far (share of the pitch) off the block's pitch is no row of it
+MIN_PITCH_GAPS = 4  # a pitch is known from at least this many gaps of one block
+COMPLETE_MAX = 2  # at most this many rows added to reach a named row count
+
+
+def _even(c: np.ndarray) -> float | None:
+    """The pitch of baselines `c` (sorted) when every gap is within PITCH_EVEN of it, else None."""
+    if len(c) < 2:
+        return None
+    gaps = np.diff(c)
+    pitch = float(np.median(gaps))
+    if pitch < LATTICE_MIN_PITCH_MM or np.any(np.abs(gaps - pitch) > PITCH_EVEN * pitch):
+        return None
+    return pitch
+
+
+def _keep_rows(rows: Rows, idx: np.ndarray) -> Rows:
+    """`rows` with only the rows at `idx` (its extras kept)."""
+
+    def pick(a: np.ndarray) -> np.ndarray:
+        return a[idx] if len(a) == len(rows.centres) else a
+
+    return Rows(
+        rows.centres[idx], rows.left[idx], rows.right[idx], rows.pulse[idx], pick(rows.left_cut),
+        pick(rows.right_cut), dict(rows.extras),
+    )  # fmt: skip
+
+
+def _with_row(rows: Rows, row: RowFit) -> Rows:
+    """`rows` with `row` added in baseline order."""
+    n = len(rows.centres)
+
+    def cut(a: np.ndarray) -> np.ndarray:
+        return a if len(a) == n else np.zeros(n, bool)
+
+    c = np.append(rows.centres, row[0])
+    order = np.argsort(c, kind="stable")
+    return Rows(
+        c[order], np.append(rows.left, row[1])[order], np.append(rows.right, row[2])[order],
+        np.append(rows.pulse, row[3])[order], np.append(cut(rows.left_cut), row[4])[order],
+        np.append(cut(rows.right_cut), row[5])[order], dict(rows.extras),
+    )  # fmt: skip
+
+
+def on_pitch(
+    rows: Rows,
+    mask: np.ndarray,
+    ext: tuple[float, float, float, float],
+    ppm: float = ORIENT_PPM,
+    valid: np.ndarray | None = None,
+) -> Rows:
+    """The rows a cart's one pitch says the page prints, when the rows found are no named count.
+
+    A cart prints its rows at one pitch. An end row off the pitch of an even block of at least
+    MIN_PITCH_GAPS gaps (a header or footer line, PITCH_OFF of a pitch or more off) is dropped; when the
+    rows left are no named count (ROW_COUNTS) but fewer by at most COMPLETE_MAX, the trace row one
+    pitch past an end is looked for on the mask (`_row_at`, without the strokes and ends the first
+    search asks: a flat lead, a row cut by the photo's border) and added when exactly one end has it
+    (both: which end the page lost is not known, and a row named after its neighbour is worse than a
+    lost row). Otherwise `rows` unchanged. Without this, a 6x2 page with one row missed, or a 12x1 page
+    with its top row cut, was read as the 3x4+1R default at its template's places (validation pages)."""
+    c = rows.centres
+    n = len(c)
+    out = rows
+    if n >= MIN_PITCH_GAPS + 2:
+        for drop, keep in ((0, np.arange(1, n)), (n - 1, np.arange(n - 1))):
+            pitch = _even(c[keep])
+            gap = abs(c[drop] - c[keep[0] if drop == 0 else keep[-1]])
+            if pitch is not None and abs(gap - pitch) > PITCH_OFF * pitch:
+                out = _keep_rows(rows, keep)
+                out.extras["rows_dropped"] = round(float(c[drop]), 1)
+                break
+    c = out.centres
+    pitch = _even(c) if len(c) > MIN_PITCH_GAPS else None
+    need = min((k for k in ROW_COUNTS if k >= len(c)), default=0) - len(c)
+    if pitch is None or not 0 < need <= COMPLETE_MAX:
+        return out
+    h, w = mask.shape
+    cols = np.flatnonzero(mask.any(axis=0))
+    width = (cols[-1] - cols[0] + 1) if len(cols) else w
+    for _ in range(need):
+        found = []
+        for end in (float(c[0]) - pitch, float(c[-1]) + pitch):
+            p = int(round((end - ext[1]) * ppm))
+            if not 0 <= p < h:
+                continue
+            got = _row_at(mask, p, LATTICE_NEAR * pitch, width, ext[0], ext[1], ppm, valid)
+            if got is not None and abs(got[0][0] - end) <= LATTICE_NEAR * pitch:
+                found.append(got[0])
+        if len(found) != 1:
+            return out
+        out = _with_row(out, found[0])
+        out.extras["rows_added"] = out.extras.get("rows_added", 0) + 1
+        c = out.centres
+    return out
+
+
 def _row_at(
     mask: np.ndarray,
     p: int,
