@@ -15,7 +15,6 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ecgml.layout import PageLayout, lead_window
-from ecgml.lead_checks import limb_fit
 from ecgml.records import LEADS, LIMB_FROM_I_II, Record, resample_signal
 from ecgml.trace.types import CellTrace
 
@@ -44,7 +43,6 @@ class Assembly:
     notes: list[str] = field(default_factory=list)
     agreement: dict[str, float] = field(default_factory=dict)  # < 1 where a lead's cells disagree
     limbs_off: dict[str, float] = field(default_factory=dict)  # limb leads off Einthoven's plane: share
-    limb_fit: dict[str, float] = field(default_factory=dict)  # per limb lead before projection
 
 
 def fill_gaps(y: np.ndarray, conf: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -158,7 +156,6 @@ def assemble(
                 wsum[ks, j] += w
                 confs[ks, j] = np.maximum(confs[ks, j], conf)
     off: dict[str, float] = {}
-    fit = limb_fit(sig)
     if einthoven:
         off = _einthoven(sig)
         if off:
@@ -188,7 +185,7 @@ def assemble(
         ok = np.isfinite(sig[:, j])
         confidence[lead] = float(confs[ok, j].mean()) if ok.any() else 0.0
     rec = Record(sig.astype(np.float32), fs, name, {"layout": layout.name})
-    return Assembly(rec, confidence, confs.astype(np.float32), _dedupe(notes), agreement, off, fit)
+    return Assembly(rec, confidence, confs.astype(np.float32), _dedupe(notes), agreement, off)
 
 
 def _dedupe(notes: list[str]) -> list[str]:

@@ -45,7 +45,7 @@ from ecgml.layout import LETTER_MM, PageLayout, lead_window, make_layout, with_g
 from ecgml.layout_family import name_score, row_frame, tick_strength
 from ecgml.layout_solve import Solved, lead_layout_parts, rhythm_rows
 from ecgml.layout_solve import solve as solve_layout
-from ecgml.lead_checks import beat_agreement, beat_witnesses, row_checks
+from ecgml.lead_checks import beat_agreement, beat_witnesses, page_shape
 from ecgml.page import PageMap
 from ecgml.page_calibration import (
     calibration,
@@ -624,7 +624,7 @@ def _report(
         asm.confidence, share, shown, geo_f, lay_f, asm.agreement, fallback, load_calibration(), lay_parts,
         lead_pulse_evidence(geo), asm.limbs_off,
         {"beats": beat_agreement(sig, asm.record.fs), "beat_witnesses": beat_witnesses(sig, asm.record.fs)}
-        | {"limb_fit": asm.limb_fit} | row_checks(traces, geo.layout.cells),
+        | {"page_shape": dict.fromkeys(shown, page_shape(sig, asm.record.fs))},
     )  # fmt: skip
     report.warnings += [w for w in (gain_warning(geo), speed_warning(geo)) if w]
     return report

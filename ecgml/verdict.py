@@ -60,9 +60,10 @@ DOUBT_AT = 0.95  # a factor below this is a doubt
 DOUBT_KINDS = ("read_share", "geometry", "agreement", *LAYOUT_KINDS, "pulse")
 PAGE_FEATURES = ("doubts", "page_doubts", "page_labels")  # counts and shares: enter a calibration negated
 # the lead against the page's other leads (`ecgml.lead_checks`): its beats where the simultaneous leads'
-# are, a limb lead where Einthoven's relations put it (1 where no other lead can check it), its trace on its
-# own row's baseline and read at both ends of its cell
-CHECK_KINDS = ("beats", "limb_fit", "row_stay", "base_fit", "ends_read")
+# are (1 where no other lead can check it); its page's leads named aVR and V6 pointing as a heart's do
+# (`page_shape`: stored for a calibration, in none yet - session 14 found no use that validation supports
+# and outside pages do not pay for)
+CHECK_KINDS = ("beats", "page_shape")
 FEATURES = (
     "trace", "read_share", "geometry", "layout", "agreement", "raw", *LAYOUT_KINDS, "pulse", *PAGE_FEATURES,
     *CHECK_KINDS, "page_beats",

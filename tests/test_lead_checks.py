@@ -1,19 +1,15 @@
-"""Per-lead checks against the page's other leads (`ecgml.lead_checks`): beats, Einthoven, rows."""
+"""Checks of a record's leads against each other (`ecgml.lead_checks`): beats, the anchors' shape."""
 
 from __future__ import annotations
 
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from ecgml.assemble import assemble
-from ecgml.layout import make_layout
-from ecgml.lead_checks import beat_agreement, beat_witnesses, limb_fit, row_checks
+from ecgml.lead_checks import beat_agreement, beat_witnesses, page_shape
 from ecgml.records import LEADS, Record, read_wfdb, resample
 from ecgml.verdict import CHECK_KINDS, lead_report
-from tests.test_page_reading import traces_of
 
 RECORDS = Path(__file__).parent.parent / "data" / "records" / "cpsc2018_challenge2020"
 
@@ -38,39 +34,25 @@ def test_a_lead_from_another_window_does_not_beat_with_the_others(record):
     assert beat_witnesses(sig, record.fs)["V3"] == 11.0
 
 
-def test_a_limb_lead_off_einthovens_plane_is_the_one_named(record):
-    sig = record.signal.astype(np.float64).copy()
-    assert min(limb_fit(sig).values()) > 0.9
-    sig[:, LEADS.index("aVL")] = record.signal[:, LEADS.index("V2")]  # aVL's cell shows V2
-    fit = limb_fit(sig)
-    assert fit["aVL"] < 0.5
-    assert fit["aVL"] == min(fit.values())
-    lay = make_layout("3x4+1R")
-    asm = assemble(traces_of(record, lay), lay, 500)
-    assert set(asm.limb_fit) == {"I", "II", "III", "aVR", "aVL", "aVF"}  # column mates and the II strip
-
-
-def test_a_trace_along_the_neighbouring_row_is_seen_off_its_row(record):
-    lay = make_layout("3x4+1R")
-    traces = traces_of(record, lay)
-    good = row_checks(traces, lay.cells)
-    assert min(good["row_stay"].values()) > 0.9 and min(good["base_fit"].values()) > 0.8
-    pitch = sorted({c.baseline_mm for c in lay.cells})
-    step = pitch[1] - pitch[0]
-    i = next(i for i, t in enumerate(traces) if t.lead == "V2")
-    traces[i] = replace(traces[i], y_mm=traces[i].y_mm + step)  # V2 traced along the row below
-    bad = row_checks(traces, lay.cells)
-    assert bad["row_stay"]["V2"] < 0.2 and bad["base_fit"]["V2"] < 0.2
-    y = traces[i].y_mm.copy()
-    y[:40] = np.nan  # its first 10 mm not read: the cell may start elsewhere
-    traces[i] = replace(traces[i], y_mm=y)
-    assert row_checks(traces, lay.cells)["ends_read"]["V2"] == pytest.approx(0.01)
+def test_a_page_read_wrong_all_alike_names_leads_that_do_not_point_as_theirs_do():
+    normal = resample(read_wfdb(RECORDS / "A0021").window(0, 10), 500, 5000).signal.astype(np.float64)
+    assert page_shape(normal, 500) == 1.0  # aVR's complexes point down, V6's up
+    upside = normal[:, [5, 4, 3, 2, 1, 0, 11, 10, 9, 8, 7, 6]]  # the rows read in reverse order
+    assert page_shape(upside, 500) < 0.5
+    without = normal.copy()
+    without[:, [LEADS.index("aVR"), LEADS.index("V6")]] = np.nan
+    assert page_shape(without, 500) == 1.0  # neither anchor shown: no evidence against the page
+    short = normal.copy()
+    short[300:, LEADS.index("aVR")] = np.nan  # aVR shown for 0.6 s only: too little to judge
+    short[:, LEADS.index("V6")] = normal[:, LEADS.index("aVR")]
+    assert page_shape(short, 500) < 0.5  # judged on V6 (aVR's complexes under its name) alone
 
 
 def test_the_checks_reach_the_evidence_and_default_to_no_doubt():
     conf = {lead: 0.95 for lead in LEADS}
-    rep = lead_report(conf, conf, set(LEADS), 1.0, {}, checks={"beats": {"V3": 0.2}})
-    assert rep.parts["V3"]["beats"] == 0.2
+    checks = {"beats": {"V3": 0.2}, "page_shape": {"V3": 0.4}}
+    rep = lead_report(conf, conf, set(LEADS), 1.0, {}, checks=checks)
+    assert rep.parts["V3"]["beats"] == 0.2 and rep.parts["V3"]["page_shape"] == 0.4
     assert all(rep.parts["I"][k] == 1.0 for k in CHECK_KINDS)
 
 
