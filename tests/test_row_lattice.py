@@ -104,3 +104,33 @@ def test_no_row_is_added_when_both_ends_have_one() -> None:
     mask = _mask([20.0, 44.0, 68.0, 92.0, 116.0, 140.0, 164.0], flat=set(), h_mm=200.0)
     got = on_pitch(_found([44.0, 68.0, 92.0, 116.0, 140.0]), mask, (0.0, 0.0, 200.0, 200.0), PPM)
     assert len(got.centres) == 5
+
+
+def _wave_tops(mask: np.ndarray, y_mm: float) -> np.ndarray:
+    """`mask` with ink at `y_mm` in 2 of every 5 columns of 2 mm: the tops of a row's waves."""
+    x = np.arange(mask.shape[1])
+    mask[int(y_mm * PPM), x[(x // 8) % 5 < 2]] = True
+    return mask
+
+
+def test_a_row_cut_by_the_image_border_completes_the_count() -> None:
+    # 11 rows of a 12-row page found; the image ends 1 mm above the 12th row's baseline (185 mm), so only
+    # the tops of its waves show (no trace row to the first search); above the first row: bare paper
+    rows = [20.0 + 15.0 * i for i in range(12)]
+    mask = _wave_tops(_mask(rows[:11], flat=set(), h_mm=184.0), 182.5)
+    got = on_pitch(_found(rows[:11]), mask, (0.0, 0.0, 200.0, 184.0), PPM, np.ones_like(mask))
+    assert len(got.centres) == 12 and abs(got.centres[-1] - 185.0) < 0.5
+    # the same ink well inside the image (a text line's place, not a row cut by the border) is no row
+    inside = _wave_tops(_mask(rows[:11], flat=set(), h_mm=230.0), 182.5)
+    kept = on_pitch(_found(rows[:11]), inside, (0.0, 0.0, 200.0, 230.0), PPM, np.ones_like(inside))
+    assert len(kept.centres) == 11
+
+
+def test_rows_above_the_paper_move_onto_it() -> None:
+    from ecgml.geometry.estimate import onto_paper
+
+    # 12 rows 18.5 mm apart snapped onto the 12x1 template (15.4 mm) with the first 38 mm above the paper
+    base = [-38.42 + 18.5 * i for i in range(12)]
+    down = onto_paper(base)
+    assert down % 5 == 0 and 0 < base[0] + down <= 18.5 and base[0] + down >= 18.5 / 2
+    assert onto_paper([7.9, 41.6, 74.5]) == 0.0  # on the paper: unchanged

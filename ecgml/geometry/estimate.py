@@ -524,6 +524,12 @@ def _estimate(
         # nearest-row snap would name each row after its neighbour (ECG-Image-Kit's 6x2 rows sit a row
         # pitch lower than the template's), so the rows keep their measured places and their order
         layout = _measured_layout(name, rows, tx, ty, pulse_mm)
+        down = onto_paper(layout.row_baselines()) if "rows_added" in diag else 0.0
+        if down:
+            # rows completed on their own pitch (`on_pitch`) can snap onto a template of another pitch
+            # with their first rows above the paper, where nothing is traced
+            ty += down
+            layout = _measured_layout(name, rows, tx, ty, pulse_mm)
     gapped = gap_columns(mask, ext_up, layout, tx, ty, ORIENT_PPM)
     if gapped is not layout:
         diag["column_gaps"] = True
@@ -667,6 +673,16 @@ def _worst_row_mm(rows: Rows, layout: PageLayout, ty: float) -> float:
     """How far (mm) the detected row farthest from any template baseline lies from it, after the snap."""
     ref = np.array(layout.row_baselines())
     return float(np.abs((rows.centres + ty)[:, None] - ref[None, :]).min(axis=1).max())
+
+
+def onto_paper(baselines: list[float]) -> float:
+    """How far (whole 5 mm periods, keeping the grid's phase) rows whose first baseline lies above the
+    paper move down to stand half a pitch below its top edge; 0 when every baseline is on the paper."""
+    top = min(baselines)
+    if top >= 0.0 or len(baselines) < 2:
+        return 0.0
+    half = float(np.median(np.diff(sorted(baselines)))) / 2
+    return float(5.0 * np.ceil((half - top) / 5.0))
 
 
 def _measured_layout(

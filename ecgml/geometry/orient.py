@@ -361,6 +361,42 @@ def _with_row(rows: Rows, row: RowFit) -> Rows:
     )  # fmt: skip
 
 
+CUT_ROW_INK = 0.25  # share of the rows' columns a row cut by the image's border still shows ink in
+BARE_INK = 0.05  # ... and at most this share at the other end's place (bare paper)
+
+
+def _cut_row(
+    rows: Rows,
+    mask: np.ndarray,
+    valid: np.ndarray | None,
+    ext: tuple[float, float, float, float],
+    ppm: float,
+    pitch: float,
+) -> RowFit | None:
+    """The row one pitch past the end where the image's border cuts a row off (part of its band outside
+    the image, ink in CUT_ROW_INK of the rows' columns: the tops of its waves) while the other end's place
+    is bare paper; None otherwise. A text line inside the image is no such row."""
+    if valid is None or len(rows.centres) < 2:
+        return None
+    h, w = mask.shape
+    c = rows.centres
+    left, right = float(np.median(rows.left)), float(np.median(rows.right))
+    x0 = int(np.clip((left - ext[0]) * ppm, 0, w - 1))
+    x1 = int(np.clip((right - ext[0]) * ppm, x0 + 1, w))
+    ink, cut = [], []
+    for end in (float(c[0]) - pitch, float(c[-1]) + pitch):
+        lo, hi = int(round((end - 3.0 - ext[1]) * ppm)), int(round((end + 3.0 - ext[1]) * ppm))
+        band = mask[max(0, lo) : max(0, min(h, hi)), x0:x1]
+        ink.append(float(band.any(axis=0).mean()) if band.size else 0.0)
+        half = int(0.5 * pitch * ppm)
+        vb = valid[max(0, lo - half) : max(0, min(h, hi + half)), x0:x1]
+        cut.append(lo - half < 0 or hi + half > h or not vb.size or float(vb.mean()) < 0.9)
+    for i, end in ((0, float(c[0]) - pitch), (1, float(c[-1]) + pitch)):
+        if ink[i] >= CUT_ROW_INK and cut[i] and ink[1 - i] < BARE_INK:
+            return (end, left, right, False, False, True)
+    return None
+
+
 def on_pitch(
     rows: Rows,
     mask: np.ndarray,
@@ -406,6 +442,9 @@ def on_pitch(
             got = _row_at(mask, p, LATTICE_NEAR * pitch, width, ext[0], ext[1], ppm, valid)
             if got is not None and abs(got[0][0] - end) <= LATTICE_NEAR * pitch:
                 found.append(got[0])
+        if not found:
+            cut = _cut_row(out, mask, valid, ext, ppm, pitch)
+            found = [cut] if cut is not None else []
         if len(found) != 1:
             return out
         out = _with_row(out, found[0])
