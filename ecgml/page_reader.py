@@ -131,14 +131,13 @@ def _cell_reads(
     A page prints every name at one offset from its cell's start (below-left, above-left, ...). That
     offset is found first, as the one where the most cells have a confident name (one offset for the
     page, so a name printed between two rows is given to the right one), then each cell is read there,
-    within one step (the most likely name in the 3 x 3 steps around it, the first in row order on a tie)."""
+    within one step, by a vote of the 3 x 3 steps around it (`_voted`)."""
     cells = list(layout.cells)
     if not cells:
         return {}
     n_cls = len(NAMES)
-    best = prob[:n_cls].max(axis=0)
-    kind = prob[:n_cls].argmax(axis=0)
-    hh, ww = best.shape
+    names = prob[:n_cls]
+    hh, ww = names.shape[1:]
     dxs = np.arange(SEARCH_X_MM[0], SEARCH_X_MM[1] + 1e-9, STRIDE_MM)
     dys = np.arange(SEARCH_Y_MM[0], SEARCH_Y_MM[1] + 1e-9, STRIDE_MM)
     # the map step (i, j) of each cell at each offset: (cell, dx, dy)
@@ -147,27 +146,41 @@ def _cell_reads(
     i = np.rint((y - y0_mm - PATCH_MM[1] / 2) / STRIDE_MM).astype(np.int64)
     j = np.rint((x - x0_mm - PATCH_MM[0] / 2) / STRIDE_MM).astype(np.int64)
     i, j = np.broadcast_arrays(i, j)
-    val = np.full(i.shape, -np.inf)
-    got = np.full(i.shape, -1, np.int64)
-    for di in (-1, 0, 1):  # the window's steps in row order: the first best is kept
+    # each name's probability at the 3 x 3 steps around every (cell, dx, dy): (step, name, cell, dx, dy)
+    steps = []
+    inside = np.zeros(i.shape, bool)
+    for di in (-1, 0, 1):
         for dj in (-1, 0, 1):
             ii, jj = i + di, j + dj
             ok = (ii >= 0) & (ii < hh) & (jj >= 0) & (jj < ww)
-            v = np.where(ok, best[np.clip(ii, 0, hh - 1), np.clip(jj, 0, ww - 1)].astype(np.float64), -np.inf)
-            up = v > val
-            val = np.where(up, v, val)
-            got = np.where(up, kind[np.clip(ii, 0, hh - 1), np.clip(jj, 0, ww - 1)], got)
-    val = np.where(got >= 0, val, 0.0)
+            inside |= ok
+            at = names[:, np.clip(ii, 0, hh - 1), np.clip(jj, 0, ww - 1)].astype(np.float64)
+            steps.append(np.where(ok[None], at, 0.0))
+    window = np.stack(steps)
     # the offset where the cells' names are most likely, summed cell by cell in their order
+    val = window.max(axis=(0, 1))
     score = np.zeros(val.shape[1:])
     for v in val:
         score = score + v
     a, b = np.unravel_index(int(np.argmax(score)), score.shape)
-    return {
-        (c.row, c.col): (NAMES[int(got[n, a, b])], float(val[n, a, b]))
-        for n, c in enumerate(cells)
-        if got[n, a, b] >= 0
-    }
+    out = {}
+    for n, c in enumerate(cells):
+        if inside[n, a, b]:
+            k, p = _voted(window[:, :, n, a, b])
+            out[(c.row, c.col)] = (NAMES[k], p)
+    return out
+
+
+def _voted(window: np.ndarray) -> tuple[int, float]:
+    """The name of one cell from the reader's probabilities at the 3 x 3 steps around its place
+    (step, name): the name with the most probability summed over the steps, read as surely as its best
+    step reads it. Not the single most likely step's name: a name crossed 2 mm off its centre (the
+    reader was trained on names within 1 mm, and as "none" 3 mm and more off) or a QRS stroke can read
+    as another name at 0.99 at one step, while the steps around read the printed name (names19: on the
+    validation realworld pages, truly rectified, confident reads beside the cells 334 right / 125 wrong
+    -> 341 / 91)."""
+    k = int(np.argmax(window.sum(axis=0)))
+    return k, float(window[:, k].max())
 
 
 def maps_near(net: Any, ink: np.ndarray, layout: PageLayout) -> np.ndarray:

@@ -183,6 +183,33 @@ def test_maps_near_the_cells_equal_the_whole_page_map_where_names_may_be():
     assert _cell_reads(full, lay, 0.0, 0.0) == _cell_reads(near, lay, 0.0, 0.0)
 
 
+def test_a_cells_name_is_the_one_its_neighbouring_steps_agree_on_not_one_steps_best():
+    """A name crossed off its centre reads as another name at one step (V5 as V2 at 0.995) while the
+    steps around it read the printed name: the cell is read as the printed name."""
+    from ecgml.page_reader import NAMES, STRIDE_MM, _cell_reads
+
+    lay = make_layout("3x4+1R")
+    prob = np.zeros((len(CLASSES), 104, 128), np.float32)
+    prob[-1] = 1.0
+
+    def step(c, dx_mm: float, dy_mm: float) -> tuple[int, int]:
+        i = round((c.baseline_mm + dy_mm - PATCH_MM[1] / 2) / STRIDE_MM)
+        return i, round((c.x0_mm + dx_mm - PATCH_MM[0] / 2) / STRIDE_MM)
+
+    for c in lay.cells:  # every name printed 4 mm right of its cell's start, 4 mm above its baseline
+        i, j = step(c, 4.0, -4.0)
+        prob[NAMES.index(c.lead), i, j] = 0.97
+    v5 = next(c for c in lay.cells if c.lead == "V5")
+    i, j = step(v5, 4.0, -4.0)
+    for ii, jj in ((i - 1, j), (i + 1, j), (i, j + 1)):
+        prob[NAMES.index("V5"), ii, jj] = 0.95
+    prob[NAMES.index("V2"), i, j - 1] = 0.995  # the one step 2 mm off reads V2 surer than any
+    got = _cell_reads(prob, lay, 0.0, 0.0)
+    assert got[(v5.row, v5.col)][0] == "V5"
+    assert all(got[(c.row, c.col)][0] == c.lead for c in lay.cells)
+    assert all(abs(p - 0.97) < 1e-6 for _, p in got.values())  # as surely as its best step reads it
+
+
 def test_the_reader_runs_its_exported_graph_like_the_network(tmp_path):
     """Digitizing needs no torch once the graph is cached (issue 17): the graph gives the network's maps."""
     import torch
