@@ -334,7 +334,9 @@ def with_doubts(parts: dict[str, dict[str, float]]) -> dict[str, dict[str, float
     (computed from the leads the results keep: those with truth, as a rule every lead the page shows)."""
     from ecgml.verdict import doubt_evidence
 
-    done = (*PAGE_FEATURES, "page_beats") if all("beats" in p for p in parts.values()) else PAGE_FEATURES
+    done: tuple[str, ...] = (*PAGE_FEATURES, "page_conflicts")
+    if all("beats" in p for p in parts.values()):
+        done = (*done, "page_beats")
     if all(f in part for part in parts.values() for f in done):
         return parts
     page = doubt_evidence(parts)

@@ -51,6 +51,7 @@ CONFIDENT = 0.8  # a lead at or above it is "confident": wrong there is the wors
 HELD_AT = 0.79  # the most a lead gets that the raw evidence product does not vouch for (`calibrate`)
 BEATS_VOUCH: float | None = 0.95  # beat agreement at which the other leads vouch instead (None: never)
 VOUCH_MAX_DOUBTS = 1  # ... for a lead only this many kinds of its evidence doubt (`doubt_evidence`)
+HOLD_CONFLICTS = 2  # a page where this many leads' printed names contradict the layout: all held
 # how many kinds of evidence doubt a lead, and how many doubt its page: one doubt alone is mostly harmless
 # (validation, session 10 code: leads whose only doubt is geometry, a 6x2 column's seconds or a strip
 # that matched no cell were right on 97, 90 and 98 %), several together far worse than their product
@@ -99,15 +100,20 @@ def feature_values(parts: dict[str, float], features: list[str], transform: str 
 def doubt_evidence(parts: dict[str, dict[str, float]]) -> dict[str, dict[str, float]]:
     """Per lead, from the evidence of every lead on the page: `doubts` (how many of its kinds of evidence,
     DOUBT_KINDS, are below DOUBT_AT), `page_doubts` (the mean of that over the page's leads) and
-    `page_labels` (the share of the page's leads whose printed name contradicts the layout); with the
+    `page_labels` (the share of the page's leads whose printed name contradicts the layout) and
+    `page_conflicts` (their number); with the
     leads' `beats`, `page_beats` (their median: rows traced from ruled lines, text or another page's
     scale do not beat together, whatever each lead's own evidence says)."""
     if not parts:
         return {}
     doubts = {k: float(sum(float(p.get(f, 1.0)) < DOUBT_AT for f in DOUBT_KINDS)) for k, p in parts.items()}
     page = float(np.mean(list(doubts.values())))
-    labels = float(np.mean([float(p.get("layout_labels", 1.0)) < DOUBT_AT for p in parts.values()]))
-    out = {k: {"doubts": doubts[k], "page_doubts": page, "page_labels": labels} for k in parts}
+    named = [float(p.get("layout_labels", 1.0)) < DOUBT_AT for p in parts.values()]
+    labels, conflicts = float(np.mean(named)), float(sum(named))
+    out = {
+        k: {"doubts": doubts[k], "page_doubts": page, "page_labels": labels, "page_conflicts": conflicts}
+        for k in parts
+    }
     if all("beats" in p for p in parts.values()):
         beats = float(np.median([float(p["beats"]) for p in parts.values()]))
         for k in out:
@@ -128,7 +134,10 @@ def calibrate(parts: dict[str, float], cal: dict[str, Any] | None, cap: bool = T
     leads can vouch instead (`beats_vouch`): most leads the product held were right (validation, session
     13: 89 %), and those whose beats fall where the simultaneous leads' do, on a page whose leads beat
     together, were right on all but a few. `cap=False`: the calibrated value alone (to measure what the
-    gate costs and saves, never shipped)."""
+    gate costs and saves, never shipped). A page whose printed names contradict the layout in
+    HOLD_CONFLICTS leads or more holds every lead, whatever its own evidence: its layout or row order is
+    in doubt, and a page read wrong all alike still beats together (session 14, names20: validation
+    confidently wrong 6 -> 2 leads, test 12 -> 6, at 8-10 % of the confident right ones)."""
     raw = float(parts["raw"])
     if cal is None:
         return raw
@@ -138,7 +147,11 @@ def calibrate(parts: dict[str, float], cal: dict[str, Any] | None, cap: bool = T
     x = feature_values(parts, list(cal["features"]), str(cal.get("transform", "linear")))
     z = float(cal["bias"]) + sum(float(w) * v for w, v in zip(cal["weights"], x, strict=True))
     p = float(1.0 / (1.0 + np.exp(-z)))
-    if not cap or raw >= CONFIDENT or beats_vouch(parts):
+    if not cap:
+        return p
+    if float(parts.get("page_conflicts", 0.0)) >= HOLD_CONFLICTS:
+        return min(p, HELD_AT)
+    if raw >= CONFIDENT or beats_vouch(parts):
         return p
     return min(p, HELD_AT)
 

@@ -504,3 +504,18 @@ def test_web_copy_is_a_small_jpeg_of_the_same_page(tmp_path: Path) -> None:
     assert rows[40:45].max() < 60 and rows[:30].min() > 200
     with pytest.raises(ValueError, match="width"):
         web_copy(src, tmp_path / "web", 500, 60)
+
+
+def test_a_page_whose_printed_names_contradict_the_layout_in_several_leads_holds_every_lead():
+    """Two leads whose printed names are other leads put the page's layout in doubt: every lead is held
+    below CONFIDENT, however sure its own evidence (one alone may be the reader's error: it holds nothing)."""
+    from ecgml.verdict import HOLD_CONFLICTS, load_calibration
+
+    conf = {lead: 0.99 for lead in LEADS}
+    cal = load_calibration()
+    one = lead_report(conf, conf, set(LEADS), 1.0, {}, None, False, cal, {"V1": {"layout_labels": 0.2}})
+    assert min(one.confidence.values()) >= CONFIDENT  # one conflict alone does not hold the page
+    many = {lead: {"layout_labels": 0.2} for lead in LEADS[6 : 6 + HOLD_CONFLICTS]}
+    rep = lead_report(conf, conf, set(LEADS), 1.0, {}, None, False, cal, many)
+    assert rep.parts["II"]["page_conflicts"] == HOLD_CONFLICTS
+    assert max(rep.confidence.values()) <= HELD_AT < CONFIDENT
