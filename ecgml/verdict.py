@@ -100,10 +100,9 @@ def feature_values(parts: dict[str, float], features: list[str], transform: str 
 def doubt_evidence(parts: dict[str, dict[str, float]]) -> dict[str, dict[str, float]]:
     """Per lead, from the evidence of every lead on the page: `doubts` (how many of its kinds of evidence,
     DOUBT_KINDS, are below DOUBT_AT), `page_doubts` (the mean of that over the page's leads) and
-    `page_labels` (the share of the page's leads whose printed name contradicts the layout) and
-    `page_conflicts` (their number); with the
-    leads' `beats`, `page_beats` (their median: rows traced from ruled lines, text or another page's
-    scale do not beat together, whatever each lead's own evidence says)."""
+    `page_labels` and `page_conflicts` (the share and the number of the page's leads whose printed name
+    contradicts the layout); with the leads' `beats`, `page_beats` (their median: rows traced from ruled
+    lines, text or another page's scale do not beat together, whatever each lead's own evidence says)."""
     if not parts:
         return {}
     doubts = {k: float(sum(float(p.get(f, 1.0)) < DOUBT_AT for f in DOUBT_KINDS)) for k, p in parts.items()}
@@ -136,8 +135,8 @@ def calibrate(parts: dict[str, float], cal: dict[str, Any] | None, cap: bool = T
     together, were right on all but a few. `cap=False`: the calibrated value alone (to measure what the
     gate costs and saves, never shipped). A page whose printed names contradict the layout in
     HOLD_CONFLICTS leads or more holds every lead, whatever its own evidence: its layout or row order is
-    in doubt, and a page read wrong all alike still beats together (session 14, names20: validation
-    confidently wrong 6 -> 2 leads, test 12 -> 6, at 8-10 % of the confident right ones)."""
+    in doubt, and a page read wrong all alike still beats together (session 14, with names20's name
+    vote: confidently wrong leads validation 6 -> 2, test 9 -> 3, at 7-10 % of the confident right ones)."""
     raw = float(parts["raw"])
     if cal is None:
         return raw
