@@ -242,16 +242,13 @@ def _rows(
     `lattice` False: strong rows only (a mask full of grid-line bits has weak rows everywhere).
     `bridge`: strokes counted as on a coarse image's raster (`_strokes`).
     """
-    h, w = mask.shape
     prof = gaussian_filter1d(mask.mean(axis=1).astype(float), 1.0 * ppm)
     if prof.max() <= 0:
         return Rows(np.array([]), np.array([]), np.array([]), np.array([], bool))
     kw = {"height": 0.15 * prof.max(), "prominence": 0.08 * prof.max()}
     peaks, _ = find_peaks(prof, distance=int(ROW_PEAK_MM * ppm), **kw)
     close, _ = find_peaks(prof, distance=max(1, int(LATTICE_PEAK_MM * ppm)), **kw)
-    cols_any = mask.any(axis=0)
-    span = np.flatnonzero(cols_any)
-    width = (span[-1] - span[0] + 1) if len(span) else w
+    width = _ink_width(mask)
     strong: list[RowFit] = []
     weak: list[RowFit] = []
     for p in peaks:
@@ -397,6 +394,12 @@ def _cut_row(
     return None
 
 
+def _ink_width(mask: np.ndarray) -> int:
+    """Columns from the mask's first inked column to its last (its width when none is inked)."""
+    cols = np.flatnonzero(mask.any(axis=0))
+    return int(cols[-1] - cols[0] + 1) if len(cols) else mask.shape[1]
+
+
 def on_pitch(
     rows: Rows,
     mask: np.ndarray,
@@ -430,9 +433,8 @@ def on_pitch(
     need = min((k for k in ROW_COUNTS if k >= len(c)), default=0) - len(c)
     if pitch is None or not 0 < need <= COMPLETE_MAX:
         return out
-    h, w = mask.shape
-    cols = np.flatnonzero(mask.any(axis=0))
-    width = (cols[-1] - cols[0] + 1) if len(cols) else w
+    h = mask.shape[0]
+    width = _ink_width(mask)
     for _ in range(need):
         found = []
         for end in (float(c[0]) - pitch, float(c[-1]) + pitch):
