@@ -182,3 +182,39 @@ def test_extractor_with_a_runner_uses_it():
     ex.flips = 1  # the mirrored pass goes through the runner too
     assert ex.row_logits(page, [4.0, 9.0])[0].shape == logits.shape
     assert calls == [shape, shape]
+
+
+def test_a_strip_of_the_same_page_is_read_once_with_fixed_weights():
+    """The layout solver reads a page again for each layout that cuts its rows elsewhere: strips already
+    read (same page, baseline, strip settings and flips) come from memory, new ones are read alone."""
+    m = _tiny_model()
+    calls = []
+
+    def runner(x: np.ndarray) -> np.ndarray:
+        calls.append(x.shape[0])
+        with torch.no_grad():
+            return m(torch.from_numpy(x)).numpy()
+
+    from ecgml.geometry.canonical import CanonicalPage
+
+    rng = np.random.default_rng(3)
+    page = CanonicalPage(rng.integers(0, 255, (100, 150, 3), dtype=np.uint8), (8.0, 8.0), (18.75, 12.5))
+    ex = UNetExtractor(m, TINY, runner=runner, flips=0)
+    first, _ = ex.row_logits(page, [4.0, 9.0])
+    again, _ = ex.row_logits(page, [9.0, 4.0, 9.0])
+    assert calls == [2]  # nothing read twice
+    np.testing.assert_array_equal(again, first[[1, 0, 1]])
+    mixed, _ = ex.row_logits(page, [9.0, 11.0])
+    assert calls == [2, 1]  # only the new baseline
+    np.testing.assert_array_equal(mixed[0], first[1])
+    fresh, _ = UNetExtractor(m, TINY, runner=runner, flips=0).row_logits(page, [9.0, 11.0])
+    np.testing.assert_allclose(mixed, fresh, atol=1e-5)
+    other = CanonicalPage(page.image.copy(), page.px_per_mm, page.paper_mm)
+    calls.clear()
+    ex.row_logits(other, [4.0])
+    assert calls == [1]  # another page (equal pixels or not) is read anew
+    trained = UNetExtractor(m, TINY, flips=0)  # no runner: weights may change between reads
+    calls.clear()
+    trained.row_logits(page, [4.0])
+    trained.row_logits(page, [4.0])
+    assert calls == [] and trained._memo is None
