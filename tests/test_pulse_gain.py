@@ -178,3 +178,34 @@ def test_a_lone_pulse_at_the_other_row_end_is_not_the_page_gain():
     # a page whose pulses end its rows keeps them
     ends = [dict(_pulse(20.0), row=r, side="right") for r in range(4)]
     assert page_gain(ends).gain_mm_mv == 20.0
+
+
+def _row_end_mark(top_left_mm: float, top_right_mm: float) -> list[dict]:
+    """The pulses found on one traced row (baseline 40 mm, ink 20..200 mm at 4 px/mm) that ends in a
+    5 mm wide mark whose top runs from `top_left_mm` to `top_right_mm` above the baseline."""
+    import cv2
+
+    from ecgml.geometry.orient import Rows
+    from ecgml.geometry.pulses import find_row_pulses
+
+    ppm = 4.0
+    mask = np.zeros((int(80 * ppm), int(240 * ppm)), np.uint8)
+
+    def px(x: float, y: float) -> tuple[int, int]:
+        return int(round(x * ppm)), int(round(y * ppm))
+
+    base, x0, x1 = 40.0, 195.0, 200.0
+    pts = [(20.0, base), (x0, base), (x0, base - top_left_mm), (x1, base - top_right_mm), (x1, base)]
+    for a, b in zip(pts, pts[1:], strict=False):
+        cv2.line(mask, px(*a), px(*b), 1, 2)
+    rows = Rows(np.array([base]), np.array([20.0]), np.array([x1]), np.array([False]))
+    return find_row_pulses(mask.astype(np.float32), rows, (0.0, 0.0, 240.0, 80.0), ppm)
+
+
+def test_a_mark_with_a_sloping_top_is_no_pulse():
+    """A pulse's top is level: a wave at a row's end whose top slopes by 2 mm over its 5 mm is not read as
+    a 10 mm pulse, though each half is within 10 % of 10 mm (a screen photo's square QRS read as a lone
+    pulse doubled every lead)."""
+    level = _row_end_mark(10.0, 10.0)
+    assert [(p["side"], p["shape"][1]) for p in level] == [("right", 10.0)]
+    assert _row_end_mark(11.0, 9.0) == []

@@ -33,6 +33,11 @@ BASE_TOL_MM = 2.5  # its foot lies this close to the row's baseline
 LONE_MIN_SCORE = 0.7  # a page with one pulse only: that pulse must match this well
 SIDE_RATIO = 3  # the pulses at one row end outnumber those at the other this many times: only theirs count
 STROKE_MIN = 0.5  # share of a stroke's rows with ink (grid lines cut strokes into dashes on photos)
+# a pulse's top is one level stroke (or two, a step apart): its halves' measured heights differ from the
+# shape's step by at most this (0.25 mm raster px; a photo's tilt moves them < 0.25 mm over 2.5 mm). A wave
+# shaped like a pulse has a sloping top (validation page cabrera-6x2_009, a screen photo: a lone "5 mm
+# pulse" 6.0 mm tall on its left half and 5.25 on its right, and every lead came out twice as tall)
+TOP_TOL_MM = 0.5
 
 
 @dataclass
@@ -211,7 +216,8 @@ def find_row_pulses(
         ok_h = abs(p["height_mm"] - h_mm) <= SNAP_TOL * h_mm
         ok_r = abs(p["right_mm"] - (step_mm or h_mm)) <= SNAP_TOL * (step_mm or h_mm)
         ok_w = abs(p["width_mm"] - w_mm) <= max(1.0, 0.2 * w_mm)
-        if not (ok_h and ok_r and ok_w):
+        level = abs((p["height_mm"] - p["right_mm"]) - (h_mm - (step_mm or h_mm))) <= TOP_TOL_MM
+        if not (ok_h and ok_r and ok_w and level):
             continue
         key = (p["row"], p["side"])
         if key not in best or p["score"] > best[key]["score"]:
