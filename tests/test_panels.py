@@ -200,3 +200,80 @@ def test_boxes_cut_by_a_scans_crop_get_their_windows_from_the_whole_boxes(panel_
         assert x1_mm == pytest.approx(min(want.x1_mm, cx1 / ppm), abs=0.3 if want.x1_mm < cx1 / ppm else 0.6)
         assert got.t0_s == pytest.approx(want.t0_s + (x0_mm - want.x0_mm) / speed, abs=0.02)
         assert got.t1_s == pytest.approx(want.t0_s + (x1_mm - want.x0_mm) / speed, abs=0.02)
+
+
+def test_a_gap_bridged_by_a_dark_band_is_split_at_the_other_rows_gaps(panel_page):
+    """A fold's shadow or a crease across the gap between two boxes joins their horizontal lines into one
+    long box: the row is cut where the full rows have their gaps, each cell keeps its own window, and
+    the page says so in a lower confidence."""
+    r = panel_page
+    ppm = r.meta["page_px_per_mm"]
+    row = sorted((c for c in r.layout.cells if c.row == 1), key=lambda c: c.x0_mm)
+    a, b = row[1], row[2]
+    img = r.image.copy()
+    y = (a.box_top_mm + a.box_bottom_mm) / 2  # a band 4 mm high from inside one box into the next
+    img[int((y - 2) * ppm) : int((y + 2) * ppm), int((a.x1_mm - 3) * ppm) : int((b.x0_mm + 3) * ppm)] = 60
+    found = find_panels(img)
+    assert found is not None and found.layout.name == "3x4+1R"
+    assert found.diagnostics["panels"] == [4, 4, 4, 1]
+    assert "split at the other rows' gaps" in found.diagnostics["panel_fit"]
+    assert found.confidence < find_panels(r.image).confidence
+    for want, got in zip(r.layout.cells, found.layout.cells, strict=True):
+        assert (got.lead, got.row, got.col) == (want.lead, want.row, want.col)
+        assert got.t0_s == pytest.approx(want.t0_s, abs=0.03)
+        assert got.t1_s == pytest.approx(want.t1_s, abs=0.03)
+
+
+def test_narrow_boxes_at_a_rows_end_are_no_leads_on_a_levelled_raster():
+    """The paper's edge or a screen's bezel beside a photo's boxes rules a narrow box at the rows' ends;
+    a box a quarter as wide as the widest (a 3x4 column beside its 10 s strip) stays."""
+    from ecgml.geometry.panels import _without_sliver_ends
+
+    rows = [
+        [(10.0, 0, 260, 20), (300, 0, 316, 20)],
+        [(10.0, 30, 72, 50), (80, 30, 142, 50)],
+        [(10.0, 60, 260, 80)],
+    ]
+    assert _without_sliver_ends(rows, 400, 5) == [[(10.0, 0, 260, 20)], rows[1], rows[2]]
+    # ... but one the image's edge cut (a crop, completed from the whole boxes) stays
+    assert _without_sliver_ends(rows, 318, 5) == rows
+
+
+@pytest.mark.slow
+def test_a_grid_without_rows_is_read_as_boxes_on_its_plane(panel_page, monkeypatch):
+    """A page of boxes turned a quarter: the page-wide fit finds its grid's plane but no row along it
+    (a 12x1 page's narrow boxes on a screen photo); the boxes are read on that plane made upright, and
+    their map leads back into the turned image."""
+    from ecgml.geometry import estimate as est_mod
+    from ecgml.page import PageMap
+
+    r = panel_page
+    ppm = r.meta["page_px_per_mm"]
+    pad = 150  # the page on a darker desk (the paper stands out of what surrounds it)
+    desk = np.pad(r.image, ((pad, pad), (pad, pad), (0, 0)), constant_values=100)
+    h, w = desk.shape[:2]
+    turned = np.ascontiguousarray(np.rot90(desk, 1))  # x' = y, y' = w - x
+    to_turned = np.array([[0.0, 1.0, 0.0], [-1.0, 0.0, w], [0.0, 0.0, 1.0]]) @ np.array(
+        [[1.0, 0.0, pad], [0.0, 1.0, pad], [0.0, 0.0, 1.0]]
+    )
+    plane = PageMap(to_turned @ np.diag([ppm, ppm, 1.0]), (h, w), r.page_map.paper_mm)
+
+    def no_rows(*_args, **_kw):
+        raise est_mod.GridWithoutRows(None, plane)
+
+    monkeypatch.setattr(est_mod, "_page_wide", no_rows)
+    est = est_mod.estimate_page(turned)
+    assert find_panels(turned) is None  # not read as it lies
+    assert est.diagnostics.get("source") == "panels" and est.layout.name == "3x4+1R"
+    for want, got in zip(r.layout.cells, est.layout.cells, strict=True):
+        assert got.lead == want.lead
+        a = to_turned @ np.array([want.x0_mm * ppm, want.baseline_mm * ppm, 1.0])
+        b = est.page_map.mm_to_px(np.array([[got.x0_mm, got.baseline_mm]]))[0]
+        assert np.hypot(*(a[:2] - b)) < 1.5 * ppm
+    # a plane measured on a patch of the grid (a fifth of the page's area) is extrapolated over the
+    # boxes: the reading keeps its boxes, at a confidence that says so
+    pw, ph = r.page_map.paper_mm
+    plane = PageMap(plane.homography, (h, w), (pw / 2.5, ph / 2))
+    patch = est_mod.estimate_page(turned)
+    assert patch.layout.name == "3x4+1R" and patch.diagnostics["plane_covers"] < 1 / 3  # margins too
+    assert patch.confidence < est.confidence / 3

@@ -140,6 +140,15 @@ def _as_rgb(image: np.ndarray, path: str | Path | None) -> np.ndarray:
     return np.ascontiguousarray(image)
 
 
+class GridWithoutRows(EcgmlError):
+    """Geometry found the page's grid (its plane: `page_map`, paper mm on the grid's extent, orientation
+    unknown) but no trace row on it."""
+
+    def __init__(self, path: str | Path | None, page_map: PageMap) -> None:
+        super().__init__(path, GRID_NO_ROWS)
+        self.page_map = page_map
+
+
 def _frame_to_paper_map(fmap: FrameMap, a: np.ndarray, scale: float, size: tuple[int, int]) -> PageMap:
     """Paper map from the frame map, the frame -> paper transform `a` and the work -> input scale."""
     s_in = np.diag([1 / scale, 1 / scale, 1.0])
@@ -204,7 +213,22 @@ def _estimate_page(image: np.ndarray, path: str | Path | None, turn: int) -> Pag
         panels = _panel_estimate(image)
         if panels is not None:
             return panels
-    est = _page_wide(image, path, turn)
+    try:
+        est = _page_wide(image, path, turn)
+    except GridWithoutRows as exc:
+        # a grid and no row along it: a page of boxes whose rows the fit did not see (a 12x1 page of
+        # narrow boxes turned a quarter, on a screen); read as boxes on the grid's plane
+        boxed = _panel_rectified_estimate(image, _no_rows_estimate(exc.page_map))
+        if boxed is None:
+            raise
+        # the plane was measured on the grid the fit saw: over boxes beyond it, its perspective is
+        # extrapolated and the boxes' cells drift millimetres off their traces (a 0006 screen photo's
+        # plane measured on a fifth of the boxes: 3.5 mm off at its far end). The share it covers caps
+        # the confidence
+        covered = _covered_share(exc.page_map.paper_mm, boxed.layout)
+        boxed.diagnostics["page_wide_failed"] = exc.reason
+        boxed.diagnostics["plane_covers"] = round(covered, 3)
+        return replace(boxed, confidence=boxed.confidence * covered)
     boxed = _panel_rectified_estimate(image, est)
     return est if boxed is None else boxed
 
@@ -298,6 +322,20 @@ def _panel_estimate(image: np.ndarray) -> PageEstimate | None:
     ppm = (found.px_per_mm[0] / sx, found.px_per_mm[1] / sy)
     diag = {**found.diagnostics, "source": "panels", "seconds": round(time.perf_counter() - t0, 3)}
     return PageEstimate(pm, found.layout, ppm, 0, found.confidence, diag)
+
+
+def _covered_share(plane_mm: tuple[float, float], layout: PageLayout) -> float:
+    """How much of the boxes' area (the layout's cells, paper mm) a plane measured over `plane_mm` covers:
+    at most 1 (areas compared, so whichever way each is turned)."""
+    xs = [v for c in layout.cells for v in (c.x0_mm, c.x1_mm)]
+    ys = [v for c in layout.cells for v in (c.box_top_mm or c.baseline_mm, c.box_bottom_mm or c.baseline_mm)]
+    area = (max(xs) - min(xs)) * (max(ys) - min(ys))
+    return float(min(1.0, plane_mm[0] * plane_mm[1] / area)) if area > 0 else 0.0
+
+
+def _no_rows_estimate(page_map: PageMap) -> PageEstimate:
+    """What the page-wide fit knows of a page on whose grid it found no row: the plane, nothing more."""
+    return PageEstimate(page_map, make_layout(), (0.0, 0.0), 0, 0.0, {}, False)
 
 
 def _panel_rectified_estimate(image: np.ndarray, est: PageEstimate) -> PageEstimate | None:
@@ -500,7 +538,12 @@ def _estimate(
             ori, rows, mask = found
             diag["trace_ink"] = "grid lines removed by shape"
     if len(rows.centres) == 0:
-        raise EcgmlError(path, GRID_NO_ROWS)
+        # the grid's plane is known: a page of boxes turned or photographed may still read upright on it
+        shift = np.array([[1.0, 0.0, -ext.x0], [0.0, 1.0, -ext.y0], [0.0, 0.0, 1.0]])
+        plane = replace(
+            _frame_to_paper_map(fmap, shift, scale, (w0, h0)), paper_mm=(ext.x1 - ext.x0, ext.y1 - ext.y0)
+        )
+        raise GridWithoutRows(path, plane)
     ext_up = turned_extent(ori.k, (e.x0, e.y0, e.x1, e.y1))  # the upright mask's extent
     rows = on_pitch(rows, mask, ext_up, ORIENT_PPM, np.rot90(valid, k=-ori.k))
     for key in ("rows_added", "rows_dropped"):

@@ -55,6 +55,8 @@ CUT_FACTOR = 0.8  # confidence kept by a page whose cut boxes were completed fro
 GAIN_MM_MV = 10.0
 MAX_DURATION_S = 10.0
 MIN_SHOWN_S = 7.5  # rows of boxes showing less than this: their scale or speed is in doubt
+SLIVER_SHARE = 0.2  # on a levelled raster: a box at a row's end less wide than this share of the widest
+MERGED_FACTOR = 0.8  # confidence kept by a page some of whose boxes were split at the other rows' gaps
 # the standard lead order of each grid shape (rows of the grid, top to bottom)
 SHAPES: dict[tuple[int, int], list[list[str]]] = {
     (3, 4): [["I", "aVR", "V1", "V4"], ["II", "aVL", "V2", "V5"], ["III", "aVF", "V3", "V6"]],
@@ -402,6 +404,7 @@ def _read(
             return min((b[2] - b[0]) / ppm[0], (b[3] - b[1]) / ppm[1]) >= MIN_BOX_MM
 
         rows = [kept for r in rows if (kept := [b for b in r if big(b)])]
+        rows = _without_sliver_ends(rows, w, NEAR_EDGE_MM * ppm[0])
     if sum(len(r) for r in rows) < 2 or any(
         (x1 - x0) / ppm[0] < MIN_BOX_MM or (y1 - y0) / ppm[1] < MIN_BOX_MM
         for r in rows
@@ -411,6 +414,7 @@ def _read(
     gaps = [(b[0] - a[2]) / ppm[0] for r in rows for a, b in zip(r, r[1:], strict=False)]
     if gaps and min(gaps) < MIN_GAP_MM:
         return None, n_boxes, ink
+    rows, merged = _split_merged(rows, ppm)
     # trace ink: dark in every channel (a coloured grid is not) and not on a long ruled line (a grey one)
     hi = cv2.max(cv2.max(image[..., 0], image[..., 1]), image[..., 2]) if image.ndim == 3 else image
     black = paper - hi.astype(np.float32) >= TRACE_LEVEL
@@ -429,9 +433,68 @@ def _read(
         # nothing else to say the speed, came out wrong at 0.95 on 10 of 12 leads)
         conf *= 0.5
         why += f" (rows shorter than {MIN_SHOWN_S:g} s: scale in doubt)"
+    if merged:
+        conf *= MERGED_FACTOR
+        why += f" ({merged} boxes split at the other rows' gaps)"
     pm = PageMap(np.diag([ppm[0], ppm[1], 1.0]), (w, h), (w / ppm[0], h / ppm[1]))
     diag = {"panels": [len(r) for r in rows], "grid_step_mm": step_mm, "panel_fit": why}
     return PanelPage(rows, ppm, pm, layout, conf, diag), n_boxes, ink
+
+
+def _without_sliver_ends(rows: list[list[Box]], width_px: float, edge_px: float) -> list[list[Box]]:
+    """Rows without the boxes at their ends that are less than SLIVER_SHARE as wide as the page's widest
+    box: on a photo's levelled raster the paper's edge, a screen's bezel or a fold beside the boxes rules
+    a narrow box of its own, and no grid shape has boxes that narrow beside its widest (a 3x4 grid's 2.5 s
+    under a 10 s strip: a quarter). A box within `edge_px` of the image's side (`width_px` wide) stays:
+    the image's edge cut it (its window is completed from the whole boxes)."""
+    widest = max((b[2] - b[0] for r in rows for b in r), default=0.0)
+
+    def sliver(b: Box) -> bool:
+        cut = b[0] <= edge_px or b[2] >= width_px - edge_px
+        return not cut and b[2] - b[0] < SLIVER_SHARE * widest
+
+    out = []
+    for r in rows:
+        r = list(r)
+        while len(r) > 1 and sliver(r[0]):
+            r.pop(0)
+        while len(r) > 1 and sliver(r[-1]):
+            r.pop()
+        out.append(r)
+    return out
+
+
+def _split_merged(rows: list[list[Box]], ppm: tuple[float, float]) -> tuple[list[list[Box]], int]:
+    """Rows of a grid whose gap between two boxes something bridged (a crease, a fold, a pen stroke or a
+    trace run along the gap joins their horizontal lines into one long box) split at the gaps of the
+    rows that show the grid's every column: a box that spans such a gap (its columns lie under each
+    other: one grid) is cut there. Only when the cuts give the row exactly the full rows' count.
+    Returns the rows and how many boxes were split."""
+    n_cols = max(len(r) for r in rows)
+    full = [r for r in rows if len(r) == n_cols]
+    if n_cols < 2 or len(full) == len(rows):
+        return rows, 0
+    # each gap of the full rows (x0, x1): their median over those rows (the columns stand aligned)
+    ref = np.median([[(a[2], b[0]) for a, b in zip(r, r[1:], strict=False)] for r in full], axis=0)
+    min_px = MIN_BOX_MM * ppm[0]
+    out, split = [], 0
+    for r in rows:
+        if len(r) in (1, n_cols):
+            out.append(r)  # a strip below the grid, or a row whose every gap shows
+            continue
+        pieces: list[Box] = []
+        cut = 0
+        for x0, y0, x1, y1 in r:
+            inner = [(g0, g1) for g0, g1 in ref if x0 + min_px <= g0 and g1 <= x1 - min_px]
+            edges = [x0, *(float(v) for g in inner for v in g), x1]
+            pieces += [(edges[i], y0, edges[i + 1], y1) for i in range(0, len(edges), 2)]
+            cut += bool(inner)
+        if len(pieces) == n_cols:
+            out.append(pieces)
+            split += cut
+        else:
+            out.append(r)
+    return out, split
 
 
 def _baseline(
