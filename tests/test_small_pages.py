@@ -64,3 +64,76 @@ def test_a_small_copy_without_a_grid_is_measured_again_on_its_luma(monkeypatch, 
     big = np.ascontiguousarray(np.repeat(np.repeat(img, 3, axis=0), 3, axis=1))  # 2346 px: not a web copy
     with pytest.raises(EcgmlError, match=failed.reason.split(" (")[0]):
         est_mod.estimate_page(big, "p.jpg")
+
+
+def _found(centres: list[float], k: int = 0) -> tuple:
+    from ecgml.geometry.orient import Orientation, Rows
+
+    c = np.array(centres, float)
+    rows = Rows(c, np.full(len(c), 10.0), np.full(len(c), 250.0), np.zeros(len(c), bool))
+    return Orientation(k, 1.5, 1.0), rows, np.zeros((4, 4), bool)
+
+
+@pytest.mark.parametrize(
+    ("coarse", "shape", "bridged", "want"),
+    [
+        (False, [-88.0, -55.0, 37.0, 42.2], [107.6, 138.4, 168.9], "rows_bridged"),  # lowres 3x4_004
+        (False, [39.0, 66.0, 93.0, 121.0, 147.0, 176.0], [40.0, 95.0, 150.0], "trace_ink"),  # more, even
+        (False, [40.0, 70.0, 100.0], [40.0, 70.0, 100.0], "trace_ink"),  # a tie keeps the shape's rows
+        (False, [], [60.0], ""),  # one bridged row is no better than none
+        (False, [], [126.0, 136.0], ""),  # nor are two (test lowres 6x1-limb_004: a grid 2x off, 10 mm apart)
+        (False, [50.0], [40.0, 70.0, 110.0], "trace_ink"),  # bridged rows off one pitch: text, grid bits
+        (True, [40.0, 95.0, 170.0], [40.0, 70.0, 100.0], "trace_ink"),  # enlarged raster: bridged already
+    ],
+)
+def test_rows_looked_for_again_prefer_one_pitch(monkeypatch, coarse, shape, bridged, want) -> None:
+    """Under two rows on the ink mask: rows by shape or with bridged strokes, one pitch before more rows."""
+    calls = []
+
+    def fake_orient(ink, paper, valid, box, ppm, turn, mask=None, pulses=True, lattice=True, coarse=False):
+        calls.append("shape" if mask is not None else "bridged" if coarse else "first")
+        return _found(shape if mask is not None else bridged, k=1 if mask is not None else 2)
+
+    monkeypatch.setattr(est_mod, "orient", fake_orient)
+    monkeypatch.setattr(est_mod, "line_free_mask", lambda ink, paper, ppm: np.zeros_like(paper))
+    z = np.zeros((8, 8), np.uint8)
+    first = _found([])
+    ori, rows, _m, how = est_mod._rows_again(z, z > 0, z == 0, est_mod.Extent(0, 0, 2, 2), 0, coarse, first)
+    assert how == want
+    assert ("bridged" in calls) == (not coarse)
+    if want == "rows_bridged":
+        assert list(rows.centres) == bridged and ori.k == 2
+    elif want == "trace_ink":
+        assert list(rows.centres) == shape and ori.k == 1
+    else:
+        assert rows is first[1]
+
+
+def test_on_one_pitch() -> None:
+    from ecgml.geometry.orient import on_one_pitch
+
+    assert on_one_pitch(_found([107.6, 138.4, 168.9])[1])
+    assert not on_one_pitch(_found([-88.0, -55.0, 37.0, 42.2])[1])
+    assert not on_one_pitch(_found([50.0])[1])
+    assert not on_one_pitch(_found([50.0, 80.0])[1])
+
+
+def test_a_pulse_with_broken_sides_is_found_when_bridged() -> None:
+    """A coarse raster's 1 px pulse sides lose every other raster row (as its QRS strokes do): bridged,
+    the row still starts at a pulse (and its leads 5 mm right of the pulse's left edge)."""
+    from ecgml.geometry.orient import _ink_width, _row_at
+
+    m, b = _row(False)
+    m = np.vstack([np.zeros((40, m.shape[1]), bool), m])  # room above the baseline for a 10 mm pulse
+    b += 40
+    m[b, :20] = False
+    for x in range(100, m.shape[1] - 60, 120):  # T waves: the trace leaves its baseline for 4 mm
+        m[b, x : x + 16] = False
+        m[b - 12, x : x + 16] = True
+    left, right, top = 20, 40, b - int(10 * PPM)
+    m[top, left : right + 1] = True
+    for x in (left, right):
+        m[top:b:2, x] = True  # every other raster row of each side
+    for bridge in (False, True):
+        got = _row_at(m, b, 8.0, _ink_width(m), 0.0, 0.0, PPM, None, bridge)
+        assert got is not None and got[0][3] is bridge

@@ -33,8 +33,10 @@ from ecgml.geometry.grid import (
 from ecgml.geometry.orient import (
     COARSE_PPM,
     ORIENT_PPM,
+    Orientation,
     Rows,
     choose_layout,
+    on_one_pitch,
     on_pitch,
     orient,
     rot,
@@ -96,6 +98,8 @@ PANEL_MIN_CONFIDENCE = 0.5  # a page of separate gridded panels read with less i
 # a page the page-wide fit reads with this confidence is not looked at again as panels on its rectified
 # copy (non-panel scans 0.85-0.98; panel pages that reach the rectified reading 0.04-0.75, session 11)
 PANEL_PHOTO_MAX_PAGE_CONF = 0.8
+# how the rows were found when the ink mask showed fewer than two (`_rows_again`): the diagnostics' note
+ROWS_AGAIN = {"trace_ink": "grid lines removed by shape", "rows_bridged": "thin strokes bridged"}
 
 
 @dataclass
@@ -525,18 +529,9 @@ def _estimate(
         coarse=coarse,
     )  # fmt: skip
     if len(rows.centres) < 2:
-        # nothing clearly darker than the grid lines: a light trace on a dark grid (GE-style copies)
-        # is found by shape instead (`trace_ink`), and kept when it shows more rows
-        ink01 = ink_r.astype(np.float32) * (1 / 255)
-        alt = thin_strokes(line_free_mask(ink01, paper, ORIENT_PPM))
-        # its bridged line bits make boxes a pulse finder takes for pulses: turn and rows from the rows
-        found = orient(
-            ink01, paper, valid, (e.x0, e.y0, e.x1, e.y1), ORIENT_PPM, turn, alt, pulses=False,
-            lattice=False, coarse=coarse,
-        )  # fmt: skip
-        if len(found[1].centres) > len(rows.centres):
-            ori, rows, mask = found
-            diag["trace_ink"] = "grid lines removed by shape"
+        ori, rows, mask, how = _rows_again(ink_r, paper, valid, e, turn, coarse, (ori, rows, mask))
+        if how:
+            diag[how] = ROWS_AGAIN[how]
     if len(rows.centres) == 0:
         # the grid's plane is known: a page of boxes turned or photographed may still read upright on it
         shift = np.array([[1.0, 0.0, -ext.x0], [0.0, 1.0, -ext.y0], [0.0, 0.0, 1.0]])
@@ -636,6 +631,43 @@ def _estimate(
     )
     bent = diag.get("fine_rounds", 0) > 0
     return PageEstimate(page_map, layout, ppm, orientation, confidence, diag, bent)
+
+
+def _rows_again(
+    ink_r: np.ndarray,
+    paper: np.ndarray,
+    valid: np.ndarray,
+    e: Extent,
+    turn: int,
+    coarse: bool,
+    first: tuple[Orientation, Rows, np.ndarray],
+) -> tuple[Orientation, Rows, np.ndarray, str]:
+    """Orientation, rows and upright mask when the ink mask showed fewer than two rows, and how they
+    were found (a `ROWS_AGAIN` key; "" when `first` stays).
+
+    A light trace on a dark grid (GE-style copies) is nothing clearly darker than the grid lines: it is
+    found by shape instead (`trace_ink`). A thin pen at a small copy's density (4-6 px/mm, near the
+    raster's own) leaves its QRS strokes broken on the raster as on an enlarged one: they are counted
+    bridged (`_strokes`); bridged, text lines and grid bits can pass for rows too, and such rows are kept
+    only on one pitch (three rows or more: a cart prints its rows so). Rows on one pitch beat more rows,
+    more rows beat fewer (validation lowres 3x4_004, 4.8 px/mm: by shape 4 rows, one true and two 5 mm
+    apart; bridged its 3 rows). Bridged strokes are looked for only on a raster not already enlarged."""
+    ink01 = ink_r.astype(np.float32) * (1 / 255)
+    box = (e.x0, e.y0, e.x1, e.y1)
+    best, how = first, ""
+    alt = thin_strokes(line_free_mask(ink01, paper, ORIENT_PPM))
+    # its bridged line bits make boxes a pulse finder takes for pulses: turn and rows from the rows
+    shape = orient(
+        ink01, paper, valid, box, ORIENT_PPM, turn, alt, pulses=False, lattice=False, coarse=coarse
+    )
+    if len(shape[1].centres) > len(first[1].centres):
+        best, how = shape, "trace_ink"
+    if not coarse:
+        bridged = orient(ink01, paper, valid, box, ORIENT_PPM, turn, coarse=True)
+        n = len(bridged[1].centres)
+        if on_one_pitch(bridged[1]) and (True, n) > (on_one_pitch(best[1]), len(best[1].centres)):
+            best, how = bridged, "rows_bridged"
+    return (*best, how)
 
 
 def _paper_for(layout: PageLayout, paper_mm: tuple[float, float]) -> tuple[float, float]:

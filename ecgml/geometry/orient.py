@@ -330,6 +330,12 @@ def _even(c: np.ndarray) -> float | None:
     return pitch
 
 
+def on_one_pitch(rows: Rows) -> bool:
+    """Whether `rows` are three or more rows on one pitch (`_even`), as a cart prints them (two rows
+    are always on their one gap's pitch)."""
+    return len(rows.centres) >= 3 and _even(np.sort(rows.centres)) is not None
+
+
 def _keep_rows(rows: Rows, idx: np.ndarray) -> Rows:
     """`rows` with only the rows at `idx` (its extras kept)."""
 
@@ -512,6 +518,8 @@ def _row_at(
         right = int(np.searchsorted(cdf, 0.998))
     # pulse: ink above the baseline over ~10 mm at the row's left end (two vertical strokes)
     win = mask[max(0, b - int(9 * ppm)) : max(0, b - int(2 * ppm)), left : left + int(7 * ppm)]
+    if bridge and win.size:  # a pulse's 1 px sides lose raster rows as QRS strokes do (`_strokes`)
+        win = cv2.morphologyEx(win.astype(np.uint8), cv2.MORPH_CLOSE, np.ones((3, 1), np.uint8)) > 0
     pulse = bool(win.size and (win.mean(axis=0) > 0.6).sum() >= 2)
     lcut = rcut = False
     if valid is not None:
