@@ -48,6 +48,7 @@ TICK_AT = 0.75  # share of a 3.6 mm window on the baseline one ink column fills:
 TICK_MIN = 3  # the page prints separators when at least this many candidate cuts carry one
 TICK_SHARE = 0.75  # ... and some candidate has at least this share of its cuts ticked
 GAP_MM = 1.0  # neighbouring cells this far apart: the page's columns are apart by gaps, not cuts
+MAJOR_MM = 5.0  # the grid's major line pitch: a line this far to both sides of a tick is the grid's
 TICK_W = 0.4  # score per cut position a candidate gets right (tick where it cuts, none where it does not)
 # printed names (`page_reader`): score per confidently read name (p >= NAME_AT) that is the candidate's
 # lead there, minus per name that is another lead. 0.5: a family that explains six more names than
@@ -231,6 +232,16 @@ def tick_strength(page: CanonicalPage, x_mm: float, baseline_mm: float) -> float
     return float((win < (lo + mid) / 2).mean(axis=0).max())
 
 
+def _ticked(ticks: Callable[[float, float], float], x_mm: float, baseline_mm: float) -> bool:
+    """A separator tick at `x_mm`, not a major grid line dark in every channel (a black, grey or brown
+    grid): such a line stands as a tick at x and 5 mm to either side, where a separator has only the
+    grid's lines (validation lowres 3x4_004, a brown grid: every cut of 3x5, on whole 5 mm, "ticked",
+    none of 3x4's; 3x4 lost 8.4 to -8.4)."""
+    if ticks(x_mm, baseline_mm) < TICK_AT:
+        return False
+    return min(ticks(x_mm - MAJOR_MM, baseline_mm), ticks(x_mm + MAJOR_MM, baseline_mm)) < TICK_AT
+
+
 def cut_positions(layout: PageLayout) -> set[tuple[int, float]]:
     """(row, x mm) where the layout ends one cell and starts the next in a row."""
     last: dict[int, float] = {}
@@ -252,7 +263,7 @@ def tick_scores(
     for lay in cands.values():
         for c in lay.cells:
             base.setdefault(c.row, c.baseline_mm)
-    seen = {u: ticks(u[1], base[u[0]]) >= TICK_AT for u in every}
+    seen = {u: _ticked(ticks, u[1], base[u[0]]) for u in every}
     ev: dict[str, Any] = {"positions": len(every), "ticks": int(sum(seen.values()))}
     # a cart prints a separator at every cut of its layout: some candidate must have most of its cuts
     # ticked, else the ticks seen are QRS strokes crossing the baseline at those x (an RS complex fills

@@ -206,6 +206,35 @@ def test_a_few_chance_ticks_are_no_separators():
     assert ev["best_share"] == 1.0 and scores["3x5"] > scores["3x4"]
 
 
+def test_major_grid_lines_are_no_separators():
+    """A grid dark in every channel (black, grey, brown) stands as a "tick" on every major line (5 mm):
+    the cuts on whole 5 mm (3x5's) are not separators for it, nor is that a page printing separators;
+    a separator between the lines still counts (3x4's cuts on the same page)."""
+    tmpl = make_layout("3x4")
+    cands = {name: candidate(name, tmpl) for name in ("3x4", "3x5")}
+    x0 = min(c.x0_mm for c in tmpl.cells)
+
+    def grid(x: float, b: float) -> float:
+        return float(abs((x - x0) / 5.0 - round((x - x0) / 5.0)) < 0.01)
+
+    assert all(grid(u[1], 0.0) for u in cut_positions(cands["3x5"]))  # 3x5 cuts lie on major lines
+    scores, ev = tick_scores(cands, grid)
+    assert ev["ticks"] == 0 and set(scores.values()) == {0.0}
+    seps = cut_positions(cands["3x4"])
+    base = {c.row: c.baseline_mm for c in tmpl.cells}
+
+    def grid_and_separators(x: float, b: float) -> float:
+        sep = any(abs(x - u[1]) < 0.05 and abs(b - base[u[0]]) < 0.05 for u in seps)
+        return max(grid(x, b), float(sep))
+
+    # 3x4's cut at mid-page lies on a major line too and is lost with it: the separators left (6 of 9)
+    # decide nothing, where the grid's lines alone made the page read as 3x5
+    scores, ev = tick_scores(cands, grid_and_separators)
+    on_grid = {u for u in seps if grid(u[1], 0.0)}
+    assert ev["ticks"] == len(seps) - len(on_grid) > 0
+    assert scores["3x4"] >= scores["3x5"]
+
+
 def test_rows_that_fit_no_family_put_every_lead_in_doubt(record):
     """A 12x1 page whose rows were traced from the wrong rows (chest data where limb leads should be):
     neither 12x1 nor Cabrera fits, and the chest rows, traced the same way, are not trusted either."""
