@@ -235,3 +235,28 @@ def test_a_forced_half_turn_reads_the_page_upside_down(page) -> None:
     assert np.allclose(px[1] - px[0], [-80.0, 0.0], atol=1.0)
     assert np.allclose(px[2] - px[0], [0.0, -80.0], atol=1.0)
     assert est.layout.n_rows == up.layout.n_rows
+
+
+def test_a_frame_that_stops_short_of_the_image_is_measured_again_over_all_of_it() -> None:
+    """The refine rounds grow the frame a tile a round from the coarse round's tiles: where tall
+    complexes hid the grid of a page's top rows from that round, the page's top stayed out (an
+    ECG-Image-Kit 12x1 page: 9 of 12 rows found, the page placed 30-45 mm off). One more round over the
+    whole image measures the rest."""
+    from geometry_pages import draw_page
+
+    from ecgml.geometry.estimate import whole_image_round
+    from ecgml.geometry.grid import darkness
+    from ecgml.geometry.refine import Extent, FrameMap, refine
+
+    img, truth, _ = draw_page(ppm=8.0, seed=0)
+    dark = darkness(img, 21)[0]
+    fmap = FrameMap(truth.homography)
+    pw, ph = truth.paper_mm
+    bottom = refine(dark, fmap, Extent(10.0, ph / 2, pw - 10.0, ph - 10.0))
+    assert bottom is not None and bottom.extent.y0 > ph / 4  # the frame holds the bottom half only
+    wider = whole_image_round(dark, bottom, 3.0, False)
+    assert wider is not None and wider.n_tiles > bottom.n_tiles
+    assert wider.extent.y0 < 25.0  # the top of the page is in the frame now
+    assert wider.fit_rms_mm < 0.05  # the top's tiles on the same lattice as the bottom's
+    # a frame that already spans the image is left as it is
+    assert whole_image_round(dark, wider, 3.0, False) is None

@@ -134,3 +134,29 @@ def test_rows_above_the_paper_move_onto_it() -> None:
     down = onto_paper(base)
     assert down % 5 == 0 and 0 < base[0] + down <= 18.5 and base[0] + down >= 18.5 / 2
     assert onto_paper([7.9, 41.6, 74.5]) == 0.0  # on the paper: unchanged
+
+
+def _straight_row(mask: np.ndarray, y_mm: float, strokes: bool) -> np.ndarray:
+    """`mask` with a row that stays on its baseline on every column (a low-voltage lead), with its QRS
+    strokes (8 mm up, every 20 mm) or without (a ruled line)."""
+    b = int(y_mm * PPM)
+    mask[b : b + 2, int(8 * PPM) : mask.shape[1] - int(8 * PPM)] = True
+    if strokes:
+        for q in range(int(10 * PPM), mask.shape[1] - int(10 * PPM), int(20 * PPM)):
+            mask[int((y_mm - 8) * PPM) : b + 1, q : q + 2] = True
+    return mask
+
+
+def test_a_flat_row_missed_inside_the_block_is_filled_and_the_count_completed() -> None:
+    # a 12x1 page at a 15 mm pitch: its top two rows lost (above the frame's first tiles) and its flat
+    # aVL row (on its baseline on every column, QRS strokes only) missed: 9 rows, no named count
+    rows = [20.0 + 15.0 * i for i in range(12)]
+    found = rows[2:5] + rows[6:]
+    mask = _straight_row(_mask(rows[:5] + rows[6:], flat=set(), h_mm=215.0), rows[5], strokes=True)
+    got = on_pitch(_found(found), mask, (0.0, 0.0, 200.0, 215.0), PPM, np.ones_like(mask))
+    assert got.extras["rows_filled"] == 1
+    assert len(got.centres) == 12 and np.allclose(got.centres, rows, atol=1.5)
+    # the same place holding a ruled line (no strokes) is the page's own gap: nothing filled or added
+    ruled = _straight_row(_mask(rows[:5] + rows[6:], flat=set(), h_mm=215.0), rows[5], strokes=False)
+    kept = on_pitch(_found(found), ruled, (0.0, 0.0, 200.0, 215.0), PPM, np.ones_like(ruled))
+    assert len(kept.centres) == 9 and "rows_filled" not in kept.extras

@@ -33,6 +33,7 @@ from ecgml.geometry.grid import (
 from ecgml.geometry.orient import (
     COARSE_PPM,
     ORIENT_PPM,
+    ROW_COUNTS,
     Orientation,
     Rows,
     choose_layout,
@@ -49,7 +50,7 @@ from ecgml.geometry.panel_photo import panels_rectified
 from ecgml.geometry.panels import find_panels
 from ecgml.geometry.paper import paper_box
 from ecgml.geometry.pulses import STANDARD_WIDTH_MM, PulseReading, read_pulses, start_pulse_width
-from ecgml.geometry.refine import MAX_EXTENT_MM, TILE_MM, Extent, FrameMap, rectify, refine
+from ecgml.geometry.refine import MAX_EXTENT_MM, TILE_MM, Extent, FrameMap, RefineResult, rectify, refine
 from ecgml.geometry.trace_ink import line_free_mask
 from ecgml.images import MIN_PX_PER_MM, MIN_SIDE_PX, too_small_reason
 from ecgml.layout import LETTER_MM, PageLayout, make_layout, with_gain
@@ -511,39 +512,22 @@ def _estimate(
         residual=fmap.residual is not None,
         t_grid_s=round(time.perf_counter() - t_start, 3),
     )
-    # Orientation and rows on an ink raster of the grid region.
-    e = Extent(
-        ext.x0 - PAPER_MARGIN_MM, ext.y0 - PAPER_MARGIN_MM, ext.x1 + PAPER_MARGIN_MM, ext.y1 + PAPER_MARGIN_MM
-    ).clipped()
-    rgb_r = rectify(work, fmap, e, ORIENT_PPM, border=255.0)
-    valid = rectify(np.full(work.shape[:2], 255, np.uint8), fmap, e, ORIENT_PPM, border=0.0) > 128
-    _, ink_r = darkness(rgb_r, int(3 * ORIENT_PPM) | 1)
-    paper = valid & _paper_mask(res.tiles_mm, e, valid.shape)
-    # input px per frame mm (the frame's mm are paper mm): a small copy's raster is enlarged from it
-    mid = np.array([(e.x0 + e.x1) / 2, (e.y0 + e.y1) / 2])
-    in_ppm = float(np.linalg.norm(fmap.mm_to_px(mid + [1.0, 0]) - fmap.mm_to_px(mid))) / scale
-    coarse = in_ppm < COARSE_PPM
-    diag["coarse"] = coarse
-    ori, rows, mask = orient(
-        ink_r.astype(np.float32) * (1 / 255), paper, valid, (e.x0, e.y0, e.x1, e.y1), ORIENT_PPM, turn,
-        coarse=coarse,
-    )  # fmt: skip
-    if len(rows.centres) < 2:
-        ori, rows, mask, how = _rows_again(ink_r, paper, valid, e, turn, coarse, (ori, rows, mask))
-        if how:
-            diag[how] = ROWS_AGAIN[how]
-    if len(rows.centres) == 0:
-        # the grid's plane is known: a page of boxes turned or photographed may still read upright on it
-        shift = np.array([[1.0, 0.0, -ext.x0], [0.0, 1.0, -ext.y0], [0.0, 0.0, 1.0]])
-        plane = replace(
-            _frame_to_paper_map(fmap, shift, scale, (w0, h0)), paper_mm=(ext.x1 - ext.x0, ext.y1 - ext.y0)
-        )
-        raise GridWithoutRows(path, plane)
+    e, valid, ori, rows, mask = _found_rows(work, res, scale, turn, path, diag, (w0, h0))
+    if len(rows.centres) not in ROW_COUNTS:
+        # rows no named layout has: the frame may have stopped short of the page (`whole_image_round`)
+        wider = whole_image_round(dark, res, coarse_ransac_mm, dots)
+        again: dict[str, Any] = {}
+        try:
+            found = (
+                _found_rows(work, wider, scale, turn, path, again, (w0, h0)) if wider is not None else None
+            )
+        except EcgmlError:
+            found = None
+        if wider is not None and found is not None and len(found[3].centres) in ROW_COUNTS:
+            res, fmap, ext = wider, wider.fmap, wider.extent
+            e, valid, ori, rows, mask = found
+            diag.update(again, whole_image_round=True, grid_tiles=res.n_tiles)
     ext_up = turned_extent(ori.k, (e.x0, e.y0, e.x1, e.y1))  # the upright mask's extent
-    rows = on_pitch(rows, mask, ext_up, ORIENT_PPM, np.rot90(valid, k=-ori.k))
-    for key in ("rows_added", "rows_dropped"):
-        if key in rows.extras:
-            diag[key] = rows.extras[key]
     pulses = read_pulses(mask, rows, ext_up, ORIENT_PPM)
     if "trace_ink" in diag:  # nor the gain from such boxes: it stays assumed (and the pulse unseen)
         pulses = PulseReading(why="trace found by shape: pulses not measured")
@@ -748,6 +732,78 @@ def _worst_row_mm(rows: Rows, layout: PageLayout, ty: float) -> float:
     """How far (mm) the detected row farthest from any template baseline lies from it, after the snap."""
     ref = np.array(layout.row_baselines())
     return float(np.abs((rows.centres + ty)[:, None] - ref[None, :]).min(axis=1).max())
+
+
+WIDER_FIT_RMS_MM = 0.05  # a round over the whole image is kept at up to twice the fit error, or this
+
+
+def _found_rows(
+    work: np.ndarray,
+    res: RefineResult,
+    scale: float,
+    turn: int,
+    path: str | Path | None,
+    diag: dict[str, Any],
+    size: tuple[int, int],
+) -> tuple[Extent, np.ndarray, Orientation, Rows, np.ndarray]:
+    """Orientation and rows on an ink raster of the grid region of `res`: (the raster's extent, its valid
+    mask, the orientation, the rows on the cart's pitch (`on_pitch`), the upright ink mask). `size`: the
+    input image's (width, height) px; raises GridWithoutRows (the grid's plane) when no row is found."""
+    fmap, ext = res.fmap, res.extent
+    e = Extent(
+        ext.x0 - PAPER_MARGIN_MM, ext.y0 - PAPER_MARGIN_MM, ext.x1 + PAPER_MARGIN_MM, ext.y1 + PAPER_MARGIN_MM
+    ).clipped()
+    rgb_r = rectify(work, fmap, e, ORIENT_PPM, border=255.0)
+    valid = rectify(np.full(work.shape[:2], 255, np.uint8), fmap, e, ORIENT_PPM, border=0.0) > 128
+    _, ink_r = darkness(rgb_r, int(3 * ORIENT_PPM) | 1)
+    paper = valid & _paper_mask(res.tiles_mm, e, valid.shape)
+    # input px per frame mm (the frame's mm are paper mm): a small copy's raster is enlarged from it
+    mid = np.array([(e.x0 + e.x1) / 2, (e.y0 + e.y1) / 2])
+    in_ppm = float(np.linalg.norm(fmap.mm_to_px(mid + [1.0, 0]) - fmap.mm_to_px(mid))) / scale
+    coarse = in_ppm < COARSE_PPM
+    diag["coarse"] = coarse
+    ori, rows, mask = orient(
+        ink_r.astype(np.float32) * (1 / 255), paper, valid, (e.x0, e.y0, e.x1, e.y1), ORIENT_PPM, turn,
+        coarse=coarse,
+    )  # fmt: skip
+    if len(rows.centres) < 2:
+        ori, rows, mask, how = _rows_again(ink_r, paper, valid, e, turn, coarse, (ori, rows, mask))
+        if how:
+            diag[how] = ROWS_AGAIN[how]
+    if len(rows.centres) == 0:
+        # the grid's plane is known: a page of boxes turned or photographed may still read upright on it
+        shift = np.array([[1.0, 0.0, -ext.x0], [0.0, 1.0, -ext.y0], [0.0, 0.0, 1.0]])
+        plane = replace(
+            _frame_to_paper_map(fmap, shift, scale, size), paper_mm=(ext.x1 - ext.x0, ext.y1 - ext.y0)
+        )
+        raise GridWithoutRows(path, plane)
+    ext_up = turned_extent(ori.k, (e.x0, e.y0, e.x1, e.y1))  # the upright mask's extent
+    rows = on_pitch(rows, mask, ext_up, ORIENT_PPM, np.rot90(valid, k=-ori.k))
+    for key in ("rows_added", "rows_dropped", "rows_filled"):
+        if key in rows.extras:
+            diag[key] = rows.extras[key]
+    return e, valid, ori, rows, mask
+
+
+def whole_image_round(
+    dark: np.ndarray, res: RefineResult, ransac_mm: float, dots: bool
+) -> RefineResult | None:
+    """One more refine round over the whole image where the tiles' extent stops a tile or more short of
+    it, kept when it measures more tiles about as well. The extent grows a tile a round from the coarse
+    round's tiles: a page whose top rows' tall complexes hid the grid from that round kept its top out
+    (ECG-Image-Kit 12x1 page, QRS across rows: 9 of 12 rows found, the page placed 30-45 mm off)."""
+    whole = _first_extent(res.fmap.h, res.tiles_mm, dark.shape)
+    if _beyond(whole, res.extent) < TILE_MM:
+        return None
+    r = refine(dark, res.fmap, whole, ransac_mm=ransac_mm, dots=dots)
+    if r is None or r.n_tiles <= res.n_tiles or r.fit_rms_mm > max(2 * res.fit_rms_mm, WIDER_FIT_RMS_MM):
+        return None
+    return r
+
+
+def _beyond(outer: Extent, inner: Extent) -> float:
+    """How far (mm) `outer` reaches past `inner` on its farthest side."""
+    return max(inner.x0 - outer.x0, inner.y0 - outer.y0, outer.x1 - inner.x1, outer.y1 - inner.y1)
 
 
 def onto_paper(baselines: list[float]) -> float:

@@ -434,6 +434,7 @@ def on_pitch(
                 out = _keep_rows(rows, keep)
                 out.extras["rows_dropped"] = round(float(c[drop]), 1)
                 break
+    out = _gaps_filled(out, mask, ext, ppm, valid)
     c = out.centres
     pitch = _even(c) if len(c) > MIN_PITCH_GAPS else None
     need = min((k for k in ROW_COUNTS if k >= len(c)), default=0) - len(c)
@@ -461,6 +462,42 @@ def on_pitch(
     return out
 
 
+def _gaps_filled(
+    rows: Rows, mask: np.ndarray, ext: tuple[float, float, float, float], ppm: float, valid: np.ndarray | None
+) -> Rows:
+    """`rows` with the rows missed inside their block: where the rows found are no named count and every
+    gap is a whole number of one pitch (PITCH_EVEN; at least MIN_PITCH_GAPS gaps of one pitch), each
+    place a row is missing from is looked for on the mask (`_row_at`, as at the ends) and added when a
+    trace row is there. All or nothing: a gap whose rows are not all on the mask is a page's own gap
+    (a 12x1 page with a flat aVL row and tall QRS around it: 9 of 12 rows found, read as 3x4+1R)."""
+    c = rows.centres
+    if len(c) in ROW_COUNTS or len(c) < MIN_PITCH_GAPS + 2:
+        return rows
+    gaps = np.diff(c)
+    pitch = float(np.median(gaps))
+    k = np.round(gaps / pitch) if pitch >= LATTICE_MIN_PITCH_MM else np.zeros_like(gaps)
+    if (
+        np.any(k < 1)
+        or np.any(np.abs(gaps - k * pitch) > PITCH_EVEN * pitch)
+        or int((k == 1).sum()) < MIN_PITCH_GAPS
+        or not 0 < int((k - 1).sum()) <= COMPLETE_MAX
+    ):
+        return rows
+    width = _ink_width(mask)
+    out = rows
+    for i in np.flatnonzero(k > 1):
+        step = gaps[i] / k[i]
+        for j in range(1, int(k[i])):
+            want = float(c[i] + j * step)
+            p = int(round((want - ext[1]) * ppm))
+            got = _row_at(mask, p, LATTICE_NEAR * pitch, width, ext[0], ext[1], ppm, valid, flat=True)
+            if got is None or abs(got[0][0] - want) > LATTICE_NEAR * pitch:
+                return rows
+            out = _with_row(out, got[0])
+    out.extras["rows_filled"] = int((k - 1).sum())
+    return out
+
+
 def _row_at(
     mask: np.ndarray,
     p: int,
@@ -471,10 +508,13 @@ def _row_at(
     ppm: float,
     valid: np.ndarray | None,
     bridge: bool = False,
+    flat: bool = False,
 ) -> tuple[RowFit, bool] | None:
     """The trace row at profile peak `p` (raster row): ((centre mm, left mm, right mm, pulse, left cut,
     right cut), whether it has MIN_ROW_STROKES steep strokes), or None when it is no trace row (a text
-    line, a ruled line). The baseline is looked for within `half_mm` of the peak."""
+    line, a ruled line). The baseline is looked for within `half_mm` of the peak. `flat`: a row that
+    stays at its baseline on almost every column (a low-voltage lead) is a trace row if it has steep
+    strokes (a ruled line has none), where the rows around say a row stands there."""
     h, w = mask.shape
     band = mask[max(0, p - int(3 * ppm)) : p + int(3 * ppm)]
     cov = band.any(axis=0)
@@ -491,10 +531,13 @@ def _row_at(
     # a trace leaves its baseline (QRS, T waves); a ruled line or a paper edge does not
     near = np.asarray(mask[max(0, b - int(0.5 * ppm)) : b + int(0.5 * ppm) + 1].any(axis=0))
     span_cols = near[xs[0] : xs[-1] + 1]
-    if span_cols.size and span_cols.mean() > 0.97:
+    ruled = bool(span_cols.size and span_cols.mean() > 0.97)
+    if ruled and not flat:
         return None
     # a dashed or wavy line (a paper edge) has no steep strokes; nor has a low-voltage trace
     steep = _strokes(mask, b, ppm, bridge) >= MIN_ROW_STROKES
+    if ruled and not steep:
+        return None
     # robust ends: 0.5 % / 99.5 % of the ink columns in the band
     wts = band.sum(axis=0).astype(float)
     cdf = np.cumsum(wts) / max(wts.sum(), 1)
