@@ -254,6 +254,16 @@ class Digitizer:
         path: str | Path | None = None,
         geometry: Geometry | None = None,
     ) -> DigitizeResult:
+        try:
+            return self._read_upright(image, fs, path, geometry)
+        finally:
+            if self.extractor is not None:
+                self.extractor.forget()  # the page's strips go with the page
+
+    def _read_upright(
+        self, image: np.ndarray, fs: int, path: str | Path | None, geometry: Geometry | None
+    ) -> DigitizeResult:
+        """The page read as it lies, or turned 180 degrees when its printed names read upside down."""
         res = self._digitize(image, fs, path, geometry)
         up = res.evidence.get("labels", {}).get("upright", 0.0)
         names_down = "turned_grid" in res.evidence.get("name_grid", {})

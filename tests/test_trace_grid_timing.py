@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from ecgml.geometry.canonical import CanonicalPage
 from ecgml.geometry.grid import GRID_SHIFT_MM
@@ -85,6 +86,11 @@ class _StraightReader:
     def read_tall(self, page: CanonicalPage, layout: object, traces: list[CellTrace]) -> list[CellTrace]:
         return traces  # a flat line never reaches a strip's edge
 
+    forgotten = 0
+
+    def forget(self) -> None:
+        self.forgotten += 1
+
 
 def test_the_digitizer_corrects_bent_pages_only():
     from ecgml.digitize import Digitizer, Geometry
@@ -99,3 +105,22 @@ def test_the_digitizer_corrects_bent_pages_only():
     for tr, b, f in zip(_traces(), bent.traces, flat.traces, strict=True):
         np.testing.assert_array_equal(f.x_mm, tr.x_mm)
         assert np.max(np.abs((tr.x_mm - b.x_mm) - _bend(tr.x_mm))) < 0.012
+
+
+def test_the_digitizer_drops_a_page_s_strips_once_the_page_is_read():
+    """A served model waits between requests: what the extractor kept of a page goes with it, also when
+    the page is refused."""
+    from ecgml.digitize import Digitizer, Geometry
+    from ecgml.errors import EcgmlError
+    from ecgml.page import PageMap
+
+    page, lay = _page(), make_layout()
+    pm = PageMap(np.diag([PPM[0], PPM[1], 1.0]), page.image.shape[1::-1], lay.paper_mm)
+    reader = _StraightReader()
+    dig = Digitizer(reader, "straight", px_per_mm=PPM)
+    dig.digitize_image(page.image, 500, geometry=Geometry(pm, lay, 1.0, "given"))
+    assert reader.forgotten == 1
+    blank = np.full_like(page.image, 255)
+    with pytest.raises(EcgmlError):
+        dig.digitize_image(blank, 500)
+    assert reader.forgotten == 2

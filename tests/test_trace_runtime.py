@@ -213,6 +213,10 @@ def test_a_strip_of_the_same_page_is_read_once_with_fixed_weights():
     calls.clear()
     ex.row_logits(other, [4.0])
     assert calls == [1]  # another page (equal pixels or not) is read anew
+    ex.forget()  # the page read: its strips are dropped, and read anew if it comes again
+    assert ex._memo is None
+    ex.row_logits(other, [4.0])
+    assert calls == [1, 1]
     trained = UNetExtractor(m, TINY, flips=0)  # no runner: weights may change between reads
     calls.clear()
     trained.row_logits(page, [4.0])

@@ -66,6 +66,9 @@ class ClassicalExtractor:
         """Unchanged: the ink is searched over the whole row band, with no strip edge to clip at."""
         return traces
 
+    def forget(self) -> None:
+        """Nothing to drop: every read starts from the page."""
+
 
 def ink_map(image: np.ndarray, chroma_weight: float = CHROMA_WEIGHT, clahe: bool = False) -> np.ndarray:
     """How much each pixel looks like trace ink, 0..255 float32: dark and grey."""

@@ -251,6 +251,10 @@ class UNetExtractor:
             self._memo = (page, {})
         return self._memo[1]
 
+    def forget(self) -> None:
+        """Drop the page's strips kept by `row_logits` (about 10 MB a strip), once the page is read."""
+        self._memo = None
+
     def _log_probs(self, x: np.ndarray) -> np.ndarray:
         """(B, H, W * x_up) log-probabilities over y of (B, 3, H, W) strips (logits if no flips are used)."""
         if self.runner is not None:

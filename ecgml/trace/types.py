@@ -37,3 +37,7 @@ class TraceExtractor(Protocol):
     def read_tall(self, page: CanonicalPage, layout: PageLayout, traces: list[CellTrace]) -> list[CellTrace]:
         """The final layout's traces with complexes taller than what one read covers read again."""
         ...
+
+    def forget(self) -> None:
+        """Drop whatever was kept from the page just read (a served model waits between requests)."""
+        ...
