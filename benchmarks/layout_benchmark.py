@@ -6,8 +6,11 @@
         [--families 6x1-limb,3x5] [--pages '*_005']   # --pages: names of the set (page 5 = capture 0006)
         [--gain 20 --captures realworld,lowres]   # a set at a forced gain (its own folder)
         [--speed 50 --captures 0001,realworld,lowres]   # a set at a forced paper speed (its own folder)
+    python benchmarks/layout_benchmark.py --ecg-plot runs/bench/ecgplot_layouts --per-layout 6 [--json x.json]
 
-`--outside`: the outside generator's reference pages (evaluation only). `--render`: a fixed-seed renderer
+`--outside`: the outside generator's reference pages (evaluation only). `--ecg-plot`: pages of every layout
+the `ecg-plot` package draws (a plotter we did not write; test-split records, its styles varied; needs the dev
+extra; evaluation only). `--render`: a fixed-seed renderer
 set of every layout family from validation/test-split records (`--from-splits validation` for the
 calibration set, `test` for the reported one). Prints per-family figures and the reliability table.
 
@@ -131,6 +134,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--limit", type=int, default=0, help="only the first N pages (quick looks)")
     ap.add_argument("--families", default="", help="families of the renderer set, comma-separated")
     ap.add_argument("--pages", default="", help="only renderer pages matching these patterns (e.g. '*_005')")
+    ap.add_argument("--ecg-plot", type=Path, default=None, help="ecg-plot page set folder (made if missing)")
+    ap.add_argument("--per-layout", type=int, default=6, help="--ecg-plot: pages per ecg-plot layout")
     ap.add_argument("--json", type=Path, default=None)
     ap.add_argument("--signals", type=Path, default=None, help="save each page's record here (.npy)")
     ap.add_argument("--resume", action="store_true", help="keep the pages already in --json, do the rest")
@@ -167,6 +172,12 @@ def main(argv: list[str] | None = None) -> int:
             a.render, a.records, a.per_family, a.seed, a.splits, tuple(a.from_splits.split(",")), fams,
             tuple(a.pages.split(",")) if a.pages else (), a.gain, caps, a.speed,
         )  # fmt: skip
+    if a.ecg_plot:  # a plotter we did not write (evaluation only)
+        from ecgml.digitize_bench import bench_records
+        from ecgml.plotter_bench import plotter_pages
+
+        recs = bench_records(a.records, a.splits, tuple(a.from_splits.split(",")))
+        items = itertools.chain(items, plotter_pages(a.ecg_plot, recs, a.per_layout, a.seed))
     if a.limit:
         items = itertools.islice(items, a.limit)
     if a.outside:  # after the renderer set (evaluation only, never calibration)

@@ -40,3 +40,29 @@ def test_set_holds_both_generators_of_each_ecg_on_the_same_truth(tmp_path: Path)
     assert len(a) == len(b) > 0 and np.array_equal(a, b)
     test = pd.read_csv(out / "test.csv")
     assert set(test["id"]) == {1, 2} and len(test) == 24
+
+
+@pytest.mark.parametrize(
+    ("layout", "windows"),
+    [
+        ("6x2", {lead: (0.0, 5.0) for lead in ("I", "aVF", "V1", "V6")}),  # both columns the first 5 s
+        ("6x2-seq", {"I": (0.0, 5.0), "aVF": (0.0, 5.0), "V1": (5.0, 10.0), "V6": (5.0, 10.0)}),
+        ("3x4+1R", {"I": (0, 2.5), "II": (0, 10), "aVL": (2.5, 5), "V2": (5, 7.5), "V6": (7.5, 10)}),
+        ("12x1", {lead: (0.0, 10.0) for lead in ("I", "aVR", "V3", "V6")}),
+    ],
+)
+def test_an_ecg_plot_page_s_truth_is_what_its_panels_plot(layout: str, windows: dict[str, tuple]):
+    """Each lead's truth is the window ecg_plot drew it in (6x2 simultaneous or sequential, strips, 12x1),
+    the record's values there and NaN elsewhere: the page is scored on what it shows."""
+    from ecgml.plotter_bench import plotter_page
+    from ecgml.records import LEADS, resample
+
+    rec = resample(read_wfdb(iter_wfdb_paths(RECORDS)[0]).window(0, 10), 500, 5000)
+    img, truth = plotter_page(rec, layout, np.random.default_rng(0))
+    assert img.ndim == 3 and img.dtype == np.uint8 and (img.max(axis=2) < 80).mean() > 0.0005
+    t = np.arange(truth.shape[0]) / 500
+    for lead, (a, b) in windows.items():
+        j = LEADS.index(lead)
+        shown = np.isfinite(truth[:, j])
+        np.testing.assert_array_equal(shown, (t >= a) & (t < b))
+        np.testing.assert_array_equal(truth[shown, j], rec.signal[shown, j])
