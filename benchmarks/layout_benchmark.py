@@ -14,10 +14,12 @@ extra; evaluation only). `--render`: a fixed-seed renderer
 set of every layout family from validation/test-split records (`--from-splits validation` for the
 calibration set, `test` for the reported one). Prints per-family figures and the reliability table.
 
-    python benchmarks/layout_benchmark.py --fit-calibration val.json --out ecgml/weights/confidence.json
+    python benchmarks/layout_benchmark.py --fit-calibration val.json [val2.json ...] \
+        --out ecgml/weights/confidence.json
     python benchmarks/layout_benchmark.py --rescore test.json [--calibration FILE|none] [--no-cap]
 
-`--fit-calibration`: fit the confidence calibration on a results JSON (the validation set only).
+`--fit-calibration`: fit the confidence calibration on results JSONs (validation sets only; several are
+pooled: leads come a page at a time, so one 180-page set holds few independent cases).
 `--rescore`: the tables of a results JSON with every confidence recomputed from its stored evidence.
 """
 
@@ -140,7 +142,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--signals", type=Path, default=None, help="save each page's record here (.npy)")
     ap.add_argument("--resume", action="store_true", help="keep the pages already in --json, do the rest")
     ap.add_argument("--no-labels", action="store_true", help="digitize without the printed-label reader")
-    ap.add_argument("--fit-calibration", type=Path, default=None)
+    ap.add_argument("--fit-calibration", type=Path, nargs="+", default=None)
     ap.add_argument("--out", type=Path, default=None)
     ap.add_argument("--rescore", type=Path, default=None)
     ap.add_argument("--calibration", default=None, help="calibration JSON, or 'none' (raw evidence product)")
@@ -149,8 +151,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     a = ap.parse_args(argv)
     if a.fit_calibration:
-        cal = fit_calibration(load_pages(a.fit_calibration))
-        cal["fitted_on"] = a.fit_calibration.name  # provenance: the results JSON (validation split only)
+        cal = fit_calibration([p for f in a.fit_calibration for p in load_pages(f)])
+        cal["fitted_on"] = " + ".join(f.name for f in a.fit_calibration)  # provenance (validation only)
         args = sys.argv[1:] if argv is None else argv
         cal["command"] = "python benchmarks/layout_benchmark.py " + " ".join(args)
         text = json.dumps(cal, indent=1)

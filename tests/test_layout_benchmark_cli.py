@@ -1,0 +1,45 @@
+"""The layout benchmark's command line: a calibration fitted on several validation results at once."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import numpy as np
+
+from ecgml.layout_bench import PageResult
+from ecgml.records import LEADS
+from ecgml.verdict import CHECK_KINDS, LAYOUT_KINDS
+
+BENCH = Path(__file__).resolve().parents[1] / "benchmarks" / "layout_benchmark.py"
+
+
+def _results(path: Path, seed: int, n: int) -> None:
+    """`n` pages whose leads are right exactly where their geometry is sure, as a results JSON."""
+    rng = np.random.default_rng(seed)
+    pages = []
+    for k in range(n):
+        geo = 0.99 if rng.random() < 0.6 else 0.4
+        base = {"trace": 1.0, "read_share": 1.0, "geometry": geo, "layout": 1.0, "agreement": 1.0, "raw": geo}
+        parts = {lead: base | dict.fromkeys((*LAYOUT_KINDS, "pulse", *CHECK_KINDS), 1.0) for lead in LEADS}
+        dbs = {lead: (15.0 if geo > 0.9 else -2.0) for lead in LEADS}
+        conf, stat = dict.fromkeys(LEADS, 0.9), dict.fromkeys(LEADS, "read")
+        pages.append(PageResult(f"p{k}", "f", dbs, conf, stat, "read", True, 1.0, parts=parts).to_json())
+    path.write_text(json.dumps(pages))
+
+
+def test_a_calibration_is_fitted_on_several_validation_results_pooled(tmp_path):
+    spec = importlib.util.spec_from_file_location("layout_benchmark", BENCH)
+    assert spec is not None and spec.loader is not None
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    a, b, out = tmp_path / "val.json", tmp_path / "val2.json", tmp_path / "cal.json"
+    _results(a, 0, 10)
+    _results(b, 1, 15)
+    assert bench.main(["--fit-calibration", str(a), str(b), "--out", str(out)]) == 0
+    cal = json.loads(out.read_text())
+    assert cal["pages"] == 25 and cal["leads"] == 25 * len(LEADS)  # every page of both results
+    assert cal["fitted_on"] == "val.json + val2.json"
+    assert bench.main(["--fit-calibration", str(a), "--out", str(out)]) == 0
+    assert json.loads(out.read_text())["pages"] == 10
