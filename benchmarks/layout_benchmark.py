@@ -16,11 +16,13 @@ calibration set, `test` for the reported one). Prints per-family figures and the
 
     python benchmarks/layout_benchmark.py --fit-calibration val.json [val2.json ...] \
         --out ecgml/weights/confidence.json
-    python benchmarks/layout_benchmark.py --rescore test.json [--calibration FILE|none] [--no-cap]
+    python benchmarks/layout_benchmark.py --rescore test.json [more.json ...] [--calibration FILE|none] \
+        [--no-cap]
 
 `--fit-calibration`: fit the confidence calibration on results JSONs (validation sets only; several are
 pooled: leads come a page at a time, so one 180-page set holds few independent cases).
-`--rescore`: the tables of a results JSON with every confidence recomputed from its stored evidence.
+`--rescore`: the tables of results JSONs (several: their pages pooled) with every confidence recomputed
+from its stored evidence.
 """
 
 from __future__ import annotations
@@ -144,7 +146,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--no-labels", action="store_true", help="digitize without the printed-label reader")
     ap.add_argument("--fit-calibration", type=Path, nargs="+", default=None)
     ap.add_argument("--out", type=Path, default=None)
-    ap.add_argument("--rescore", type=Path, default=None)
+    ap.add_argument("--rescore", type=Path, nargs="+", default=None)
     ap.add_argument("--calibration", default=None, help="calibration JSON, or 'none' (raw evidence product)")
     ap.add_argument(
         "--no-cap", action="store_true", help="--rescore: without the raw product's gate (measuring only)"
@@ -162,7 +164,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if a.rescore:
         cal = None if a.calibration == "none" else load_calibration(a.calibration)
-        print(markdown(recalibrated(load_pages(a.rescore), cal, cap=not a.no_cap)))
+        pages = [p for f in a.rescore for p in load_pages(f)]
+        print(markdown(recalibrated(pages, cal, cap=not a.no_cap)))
         return 0
     items: Iterable[tuple[str, str, Path, np.ndarray, int | None]] = []
     if a.render:  # rendered page by page as the run reaches it, page i of every family first

@@ -29,11 +29,16 @@ def _results(path: Path, seed: int, n: int) -> None:
     path.write_text(json.dumps(pages))
 
 
-def test_a_calibration_is_fitted_on_several_validation_results_pooled(tmp_path):
+def _bench():
     spec = importlib.util.spec_from_file_location("layout_benchmark", BENCH)
     assert spec is not None and spec.loader is not None
     bench = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(bench)
+    return bench
+
+
+def test_a_calibration_is_fitted_on_several_validation_results_pooled(tmp_path):
+    bench = _bench()
     a, b, out = tmp_path / "val.json", tmp_path / "val2.json", tmp_path / "cal.json"
     _results(a, 0, 10)
     _results(b, 1, 15)
@@ -43,3 +48,19 @@ def test_a_calibration_is_fitted_on_several_validation_results_pooled(tmp_path):
     assert cal["fitted_on"] == "val.json + val2.json"
     assert bench.main(["--fit-calibration", str(a), "--out", str(out)]) == 0
     assert json.loads(out.read_text())["pages"] == 10
+
+
+def test_several_results_are_rescored_pooled(tmp_path, capsys):
+    bench = _bench()
+    a, b = tmp_path / "val.json", tmp_path / "val2.json"
+    _results(a, 0, 10)
+    _results(b, 1, 15)
+    assert bench.main(["--rescore", str(a), str(b)]) == 0
+    table = capsys.readouterr().out
+    assert "| all | 25 |" in table  # the pages of both results in one table
+    leads = sum(
+        int(row.split("|")[2])
+        for row in table.splitlines()
+        if row.startswith("| 0.") or row.startswith("| 1.")
+    )
+    assert leads == 25 * len(LEADS)
