@@ -182,11 +182,11 @@ def test_a_large_image_without_a_grid_on_the_reduced_copy_is_read_again_at_full_
     calls: list[int] = []
     real = est_mod._estimate
 
-    def picky(image, path, work_long_side, turn=0, luma=False):
+    def picky(image, path, work_long_side, turn=0, luma=False, enlarge=1.0):
         calls.append(work_long_side)
         if work_long_side <= est_mod.WORK_LONG_SIDE:
             raise EcgmlError(path, "no ECG grid found (grid lines not measurable)")
-        return real(image, path, work_long_side, turn, luma)
+        return real(image, path, work_long_side, turn, luma, enlarge)
 
     monkeypatch.setattr(est_mod, "_estimate", picky)
     big = np.full((3000, 4000, 3), 255, np.uint8)
@@ -195,11 +195,12 @@ def test_a_large_image_without_a_grid_on_the_reduced_copy_is_read_again_at_full_
     assert calls == [est_mod.WORK_LONG_SIDE, 4000]
     assert est.diagnostics["full_size_retry"].startswith("no ECG grid found")
     assert np.median(map_error_mm(est, truth, layout)) < 0.1
-    # an image no larger than the reduced copy is not read twice, and the first reason is kept
+    # an image no larger than the reduced copy is not read at full size (only enlarged, `_enlarged_retry`),
+    # and the first reason is kept
     calls.clear()
     with pytest.raises(EcgmlError, match="photo.jpg: no ECG grid found"):
         estimate_page(img, "photo.jpg")
-    assert calls == [est_mod.WORK_LONG_SIDE]
+    assert calls == [est_mod.WORK_LONG_SIDE] * (1 + len(est_mod.ENLARGE_RETRIES))
 
 
 @pytest.mark.parametrize("seed", [2, 4])

@@ -137,3 +137,58 @@ def test_a_pulse_with_broken_sides_is_found_when_bridged() -> None:
     for bridge in (False, True):
         got = _row_at(m, b, 8.0, _ink_width(m), 0.0, 0.0, PPM, None, bridge)
         assert got is not None and got[0][3] is bridge
+
+
+def _first_size_fails(monkeypatch, error: EcgmlError) -> list[float]:
+    """`_attempt` fails with `error` at the image's first work size (as on validation 0005 6x2_003, whose
+    phase filters lost the grid at its own 1344 px); returns the enlargements tried."""
+    tried: list[float] = []
+    real = est_mod._attempt
+
+    def attempt(image, path, work_long_side, turn=0, luma=False, enlarge=1.0):
+        tried.append(enlarge)
+        if enlarge == 1.0:
+            raise error
+        return real(image, path, work_long_side, turn, luma, enlarge)
+
+    monkeypatch.setattr(est_mod, "_attempt", attempt)
+    monkeypatch.setattr(est_mod, "_panel_estimate", lambda image: None)
+    return tried
+
+
+def test_a_small_image_without_a_grid_is_measured_again_enlarged(monkeypatch) -> None:
+    img, _truth, layout = draw_page(ppm=2.8, seed=1)
+    why = "no ECG grid found (grid lines not measurable)"
+    tried = _first_size_fails(monkeypatch, EcgmlError("p.png", why))
+    est = est_mod.estimate_page(img, "p.png")
+    assert est.diagnostics["enlarged_retry"] == why
+    assert sorted(set(tried) - {1.0}) == sorted(est_mod.ENLARGE_RETRIES)
+    assert est.px_per_mm == pytest.approx((2.8, 2.8), rel=0.01) and est.layout.name == layout.name
+
+
+def test_a_grid_without_rows_is_not_enlarged(monkeypatch) -> None:
+    img, _truth, _layout = draw_page(ppm=2.8, seed=1)
+    plane = est_mod.estimate_page(img, "p.png").page_map
+    tried = _first_size_fails(monkeypatch, est_mod.GridWithoutRows("p.png", plane))
+    monkeypatch.setattr(est_mod, "_panel_rectified_estimate", lambda image, est: None)
+    with pytest.raises(EcgmlError):
+        est_mod.estimate_page(img, "p.png")
+    assert set(tried) == {1.0}
+
+
+def test_the_enlarged_reading_kept_is_the_surest_dense_enough(monkeypatch) -> None:
+    """A grid read at a fraction of its density on one enlarged copy (below the minimum) is not kept,
+    however sure; of the rest, the surest is."""
+    img, _truth, _layout = draw_page(ppm=2.8, seed=1)
+    real = est_mod.estimate_page(img, "p.png")
+    got = {1.5: (1.4, 0.9), 2.0: (2.8, 0.6)}  # enlargement: (px/mm, confidence)
+
+    def attempt(image, path, work_long_side, turn=0, luma=False, enlarge=1.0):
+        ppm, conf = got[enlarge]
+        return est_mod.replace(real, px_per_mm=(ppm, ppm), confidence=conf, diagnostics={})
+
+    monkeypatch.setattr(est_mod, "_attempt", attempt)
+    est = est_mod._enlarged_retry(img, "p.png", 0)
+    assert est is not None and est.confidence == 0.6
+    got[2.0] = (1.9, 0.6)
+    assert est_mod._enlarged_retry(img, "p.png", 0) is None

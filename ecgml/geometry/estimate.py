@@ -64,6 +64,12 @@ WORK_LONG_SIDE = 2300
 MIN_WORK_LONG_SIDE = 1100
 RETRY_LONG_SIDE = 4000  # no grid on the reduced copy of a larger image: again at this size (12 MP: full)
 RETRY_MIN_GAIN = 1.3  # ... and the retry would see at least this much more detail
+# no grid on an image read at its own size or enlarged (a page small in a small photo, ~2.7 px/mm): again
+# enlarged this much more, the most confident kept. Whether the phase filters lock on the 1 mm lines at
+# such a density depends on where the resampling puts them: one factor can miss a grid another finds
+# (validation 0005 6x2_003 at 1344 px: no grid at its size, the page found at 1.2-2.5x, some factors
+# reading it at half its density), so more than one is tried.
+ENLARGE_RETRIES = (1.5, 2.0)
 # images up to this long side (web copies: at most ~5.7 px/mm on Letter) whose grid was not found, or was
 # measured below the minimum density, are tried once more on their luma (`estimate_page`)
 LUMA_RETRY_LONG_SIDE = 1600
@@ -262,10 +268,16 @@ def _page_wide(image: np.ndarray, path: str | Path | None, turn: int) -> PageEst
 
 
 def _grid_retry(image: np.ndarray, path: str | Path | None, turn: int, first: EcgmlError) -> PageEstimate:
-    """No grid on the reduced copy: again at (nearly) full size when that shows more, then on a crop
-    around the paper; raises the last grid error when neither finds one."""
+    """No grid on the reduced copy: again at (nearly) full size when that shows more; no grid on an image
+    read at its own size or enlarged (a grid found, no row on it, aside): again enlarged (`_enlarged_retry`);
+    then on a crop around the paper; raises the last grid error when none finds one."""
     long_side = max(image.shape[:2])
     last = first
+    if long_side <= WORK_LONG_SIDE and not isinstance(first, GridWithoutRows):
+        enlarged = _enlarged_retry(image, path, turn)
+        if enlarged is not None:
+            enlarged.diagnostics["enlarged_retry"] = first.reason
+            return enlarged
     if long_side > WORK_LONG_SIDE * RETRY_MIN_GAIN:
         # a page that fills little of a large photo has its 1 mm lines at ~4 px on the reduced copy,
         # where a screen's raster or the camera's blur merges them: look again at (nearly) full size
@@ -282,6 +294,21 @@ def _grid_retry(image: np.ndarray, path: str | Path | None, turn: int, first: Ec
         raise last
     cropped.diagnostics["full_size_retry"] = first.reason
     return cropped
+
+
+def _enlarged_retry(image: np.ndarray, path: str | Path | None, turn: int) -> PageEstimate | None:
+    """The most confident reading of `image` enlarged by each of ENLARGE_RETRIES beyond its first work
+    size whose grid holds at least MIN_PX_PER_MM image px per mm (a grid read at a fraction of its density
+    on the enlarged copy can fall below); None when none finds one."""
+    best: PageEstimate | None = None
+    for factor in ENLARGE_RETRIES:
+        try:
+            est = _attempt(image, path, WORK_LONG_SIDE, turn, enlarge=factor)
+        except EcgmlError:
+            continue
+        if min(est.px_per_mm) >= MIN_PX_PER_MM and (best is None or est.confidence > best.confidence):
+            best = est
+    return best
 
 
 def _paper_crop_estimate(image: np.ndarray, path: str | Path | None, turn: int) -> PageEstimate | None:
@@ -378,10 +405,15 @@ def _resized(image: np.ndarray, scale: float) -> np.ndarray:
 
 
 def _attempt(
-    image: np.ndarray, path: str | Path | None, work_long_side: int, turn: int = 0, luma: bool = False
+    image: np.ndarray,
+    path: str | Path | None,
+    work_long_side: int,
+    turn: int = 0,
+    luma: bool = False,
+    enlarge: float = 1.0,
 ) -> PageEstimate:
     try:
-        return _estimate(image, path, work_long_side, turn, luma)
+        return _estimate(image, path, work_long_side, turn, luma, enlarge)
     except EcgmlError:
         raise
     except (cv2.error, np.linalg.LinAlgError, ValueError, IndexError, ZeroDivisionError) as exc:
@@ -391,14 +423,21 @@ def _attempt(
 
 
 def _estimate(
-    image: np.ndarray, path: str | Path | None, work_long_side: int, turn: int = 0, luma: bool = False
+    image: np.ndarray,
+    path: str | Path | None,
+    work_long_side: int,
+    turn: int = 0,
+    luma: bool = False,
+    enlarge: float = 1.0,
 ) -> PageEstimate:
-    """One attempt at `work_long_side`; `luma`: the grid measured on the luma's darkness (`luma_darkness`)."""
+    """One attempt at `work_long_side`; `luma`: the grid measured on the luma's darkness (`luma_darkness`);
+    `enlarge`: the work copy enlarged this much more (`ENLARGE_RETRIES`)."""
     t_start = time.perf_counter()
     h0, w0 = image.shape[:2]
     scale = min(1.0, work_long_side / max(h0, w0))
     if max(h0, w0) < MIN_WORK_LONG_SIDE:
         scale = MIN_WORK_LONG_SIDE / max(h0, w0)  # small web copies: see `MIN_WORK_LONG_SIDE`
+    scale *= enlarge
     work = _resized(image, scale)
     # scale exactly as the resize did (continuous coordinates scale by size ratio per axis)
     sx, sy = work.shape[1] / w0, work.shape[0] / h0
