@@ -38,10 +38,10 @@ def draw_ecg_plot(record: Record, bw: bool = False, dpi: int = PLOTTER_DPI) -> n
         sig, sample_rate=record.fs, lead_names=list(LEADS), layout="12lead", time_mode="sequential",
         rhythm_lead="II", window=(0.0, 10.0), speed=25, gain=10, style="bw" if bw else None,
     )  # fmt: skip
-    return _rasterised(chart, dpi)
+    return rasterised(chart, dpi)
 
 
-def _rasterised(chart: Any, dpi: int) -> np.ndarray:
+def rasterised(chart: Any, dpi: int) -> np.ndarray:
     """An ecg_plot chart as an RGB page at `dpi` (Matplotlib, no display)."""
     import matplotlib
 
@@ -149,7 +149,7 @@ def plotter_page(record: Record, layout: str, rng: np.random.Generator) -> tuple
     for p in chart.panels:
         on = (t >= p.start) & (t < p.end)
         truth[on, p.lead] = sig[p.lead, on]
-    return _rasterised(chart, int(rng.choice(PLOTTER_DPIS))), truth
+    return rasterised(chart, int(rng.choice(PLOTTER_DPIS))), truth
 
 
 def plotter_pages(

@@ -277,3 +277,37 @@ def test_a_grid_without_rows_is_read_as_boxes_on_its_plane(panel_page, monkeypat
     patch = est_mod.estimate_page(turned)
     assert patch.layout.name == "3x4+1R" and patch.diagnostics["plane_covers"] < 1 / 3  # margins too
     assert patch.confidence < est.confidence / 3
+
+
+@pytest.mark.parametrize("gain", ["5", "20"])
+def test_a_panel_page_s_gain_is_read_from_the_pulses_beside_its_boxes(record, gain):
+    """A panel page printed at 5 or 20 mm/mV: its pulses say so (the panel reader assumed 10, and every
+    lead came out at half or twice its size); a page without pulses keeps the assumed 10."""
+    from ecgml.geometry import estimate_page
+
+    for seed in range(3):
+        r = render(record, "0001", seed, layout="panels:3x4+1R", gain=gain)
+        est = estimate_page(r.image)
+        assert est.diagnostics.get("source") == "panels"
+        read = est.diagnostics["pulses"]
+        if r.layout.pulses:
+            assert read["gain_read"] and est.layout.gain_mm_mv == float(gain)
+            assert {q["row"] for q in read["pulses"]} == {p.row for p in r.layout.pulses}
+        else:
+            assert not read["gain_read"] and est.layout.gain_mm_mv == 10.0
+
+
+def test_an_ecg_plot_page_s_pulses_centred_on_the_baseline_give_its_gain(record):
+    """ecg-plot draws its 1 mV pulse centred on the baseline, beside the box: a 20 mm/mV page reads 20."""
+    ecg_plot = pytest.importorskip("ecg_plot")  # a dev extra
+    from ecgml.geometry import estimate_page
+    from ecgml.plotter_bench import rasterised
+
+    sig = record.signal[: record.fs * 10].T.astype(np.float64)
+    chart = ecg_plot.plot(
+        sig, sample_rate=record.fs, lead_names=list(LEADS), layout="12lead", time_mode="sequential",
+        window=(0.0, 10.0), gain=20, amplitude_range=(-1.5, 1.5),
+    )  # fmt: skip
+    est = estimate_page(rasterised(chart, 150))
+    assert est.diagnostics.get("source") == "panels" and est.layout.name == "3x4"
+    assert est.diagnostics["pulses"]["gain_read"] and est.layout.gain_mm_mv == 20.0

@@ -27,7 +27,9 @@ import numpy as np
 from scipy.ndimage import gaussian_filter1d
 
 from ecgml.geometry.gaps import true_runs
-from ecgml.layout import Cell, PageLayout
+from ecgml.geometry.orient import ORIENT_PPM, Rows
+from ecgml.geometry.pulses import PulseReading, read_pulses
+from ecgml.layout import Cell, PageLayout, with_gain
 from ecgml.page import PageMap
 
 INK_LEVEL = 12  # darker than the paper by this much (of 255): ruled line or ink
@@ -55,6 +57,7 @@ CUT_FACTOR = 0.8  # confidence kept by a page whose cut boxes were completed fro
 GAIN_MM_MV = 10.0
 MAX_DURATION_S = 10.0
 MIN_SHOWN_S = 7.5  # rows of boxes showing less than this: their scale or speed is in doubt
+BOX_MARGIN_MM = 0.5  # a box's ruled edge reaches this far past the box read (antialiasing, line width)
 SLIVER_SHARE = 0.2  # on a levelled raster: a box at a row's end less wide than this share of the widest
 MERGED_FACTOR = 0.8  # confidence kept by a page some of whose boxes were split at the other rows' gaps
 # the standard lead order of each grid shape (rows of the grid, top to bottom)
@@ -438,7 +441,47 @@ def _read(
         why += f" ({merged} boxes split at the other rows' gaps)"
     pm = PageMap(np.diag([ppm[0], ppm[1], 1.0]), (w, h), (w / ppm[0], h / ppm[1]))
     diag = {"panels": [len(r) for r in rows], "grid_step_mm": step_mm, "panel_fit": why}
+    pulses = _pulse_reading(black, rows, layout, ppm)
+    diag["pulses"] = pulses.to_json()
+    if pulses.gain_mm_mv is not None:
+        layout = with_gain(layout, pulses.gain_mm_mv, pulses.chest_gain_mm_mv)
     return PanelPage(rows, ppm, pm, layout, conf, diag), n_boxes, ink
+
+
+def _pulse_reading(
+    black: np.ndarray, rows: list[list[Box]], layout: PageLayout, ppm: tuple[float, float]
+) -> PulseReading:
+    """The gain the calibration pulses beside the boxes show (`geometry.pulses`): each row of boxes is a row
+    of the page, from its first box's left side to its last box's right; a pulse's foot lies anywhere
+    within the boxes' height (ecg-plot centres its pulse on the baseline, carts stand it on it); the ink
+    is the trace-dark ink outside the boxes (a pulse stands beside its row, not in a box, and a grey
+    grid's ruled lines are as dark as a trace). Without it a panel page printed at 20 mm/mV read every
+    lead at 10, twice as tall, at 0.98 (an ecg-plot page; its pulses 20 mm tall and its footer said so)."""
+    out = black.copy()
+    m = (BOX_MARGIN_MM * ppm[0], BOX_MARGIN_MM * ppm[1])
+    for r in rows:
+        for x0, y0, x1, y1 in r:
+            ya, yb = max(0, int(y0 - m[1])), int(np.ceil(y1 + m[1]))
+            out[ya:yb, max(0, int(x0 - m[0])) : int(np.ceil(x1 + m[0]))] = 0
+    h, w = out.shape
+    size = (max(1, round(w / ppm[0] * ORIENT_PPM)), max(1, round(h / ppm[1] * ORIENT_PPM)))
+    mask = cv2.resize(out.astype(np.float32), size, interpolation=cv2.INTER_AREA) > 0.2
+    base = {c.row: c.baseline_mm for c in layout.cells}
+    order = sorted(base)
+    tops = np.array([min(b[1] for b in rows[r]) / ppm[1] for r in order])
+    bottoms = np.array([max(b[3] for b in rows[r]) / ppm[1] for r in order])
+    found = Rows(
+        (tops + bottoms) / 2,
+        np.array([rows[r][0][0] / ppm[0] for r in order]),
+        np.array([rows[r][-1][2] / ppm[0] for r in order]),
+        np.zeros(len(order), bool),
+    )
+    half = float(np.min(bottoms - tops)) / 2
+    ext = (0.0, 0.0, w / ppm[0], h / ppm[1])
+    reading = read_pulses(mask.astype(np.float32), found, ext, ORIENT_PPM, base_tol_mm=half)
+    for q in reading.pulses:  # each pulse's baseline on paper: the row (and leads) it calibrates
+        q["baseline_mm"] = round(float(base[order[q["row"]]]), 2)
+    return reading
 
 
 def _without_sliver_ends(rows: list[list[Box]], width_px: float, edge_px: float) -> list[list[Box]]:

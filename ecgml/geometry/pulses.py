@@ -150,10 +150,15 @@ def bridged(mask: np.ndarray, ppm: float) -> np.ndarray:
 
 
 def find_row_pulses(
-    mask: np.ndarray, rows: Rows, ext: tuple[float, float, float, float], ppm: float
+    mask: np.ndarray,
+    rows: Rows,
+    ext: tuple[float, float, float, float],
+    ppm: float,
+    base_tol_mm: float = BASE_TOL_MM,
 ) -> list[dict]:
     """Pulses of any standard shape at the row ends of the upright ink `mask` (covering `ext` mm): per row
-    the best-matching shape at its left end and at its right end, each checked and measured."""
+    the best-matching shape at its left end and at its right end, each checked and measured; its foot
+    within `base_tol_mm` of the row's centre."""
     f = cv2.GaussianBlur(bridged(mask, ppm), (0, 0), 0.6)
     np.minimum(f, 1.0, out=f)
     H, W = f.shape
@@ -161,7 +166,7 @@ def find_row_pulses(
     if not zones:
         return []
     end = int(ROW_END_MM * ppm)
-    btol = int(BASE_TOL_MM * ppm)
+    btol = int(base_tol_mm * ppm)
     s = max(1, int(round(0.5 * ppm)))
     found: list[dict] = []
     for w_mm, h_mm, step_mm in _shapes():
@@ -260,10 +265,14 @@ def page_gain(pulses: list[dict]) -> PulseReading:
 
 
 def read_pulses(
-    mask: np.ndarray, rows: Rows, ext: tuple[float, float, float, float], ppm: float
+    mask: np.ndarray,
+    rows: Rows,
+    ext: tuple[float, float, float, float],
+    ppm: float,
+    base_tol_mm: float = BASE_TOL_MM,
 ) -> PulseReading:
     """The gain the page's calibration pulses show (`find_row_pulses`, `page_gain`)."""
-    return page_gain(find_row_pulses(mask, rows, ext, ppm))
+    return page_gain(find_row_pulses(mask, rows, ext, ppm, base_tol_mm))
 
 
 def start_pulse_width(reading: PulseReading) -> float | None:
