@@ -182,11 +182,11 @@ def test_a_large_image_without_a_grid_on_the_reduced_copy_is_read_again_at_full_
     calls: list[int] = []
     real = est_mod._estimate
 
-    def picky(image, path, work_long_side, turn=0, luma=False, enlarge=1.0):
+    def picky(image, path, work_long_side, turn=0, luma=False, enlarge=1.0, density=1.0):
         calls.append(work_long_side)
         if work_long_side <= est_mod.WORK_LONG_SIDE:
             raise EcgmlError(path, "no ECG grid found (grid lines not measurable)")
-        return real(image, path, work_long_side, turn, luma, enlarge)
+        return real(image, path, work_long_side, turn, luma, enlarge, density)
 
     monkeypatch.setattr(est_mod, "_estimate", picky)
     big = np.full((3000, 4000, 3), 255, np.uint8)
@@ -201,6 +201,33 @@ def test_a_large_image_without_a_grid_on_the_reduced_copy_is_read_again_at_full_
     with pytest.raises(EcgmlError, match="photo.jpg: no ECG grid found"):
         estimate_page(img, "photo.jpg")
     assert calls == [est_mod.WORK_LONG_SIDE] * (1 + len(est_mod.ENLARGE_RETRIES))
+
+
+def test_a_grid_read_at_half_its_density_is_read_again_twice_as_dense(monkeypatch) -> None:
+    """A photo's 5 mm lines without their 1 mm lines: the lattice settles on every other line, the grid
+    measures under the minimum density and the page would be refused (validation realworld 6x1-chest_001,
+    1.87 px/mm); read with the lattice twice as dense, the page is mapped. A page truly too sparse stays
+    refused (`test_page_reading`: 1.6 px/mm, its grid half a page when read twice as dense)."""
+    import ecgml.geometry.estimate as est_mod
+    from ecgml.errors import ImageTooSmall
+    from ecgml.geometry.grid import denser_frame
+
+    img, truth, layout = draw_page(ppm=3.8, seed=1)
+    real = est_mod.coarse_frame
+
+    def every_other_line(lat):
+        frame = real(lat)
+        return None if frame is None else denser_frame(frame, 0.5)
+
+    monkeypatch.setattr(est_mod, "coarse_frame", every_other_line)
+    est = estimate_page(img, "photo.jpg")
+    assert est.diagnostics["denser_retry"].startswith("image too small (its grid measures 1.")
+    assert est.px_per_mm == pytest.approx((3.8, 3.8), rel=0.02)
+    assert est.layout.name == "3x4+1R"
+    assert np.median(map_error_mm(est, truth, layout)) < 0.5
+    monkeypatch.setattr(est_mod, "DENSER_MIN_SPAN_MM", layout.paper_mm[0])  # grid too small: refused
+    with pytest.raises(ImageTooSmall, match="photo.jpg: image too small"):
+        estimate_page(img, "photo.jpg")
 
 
 @pytest.mark.parametrize("seed", [2, 4])

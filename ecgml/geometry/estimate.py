@@ -27,6 +27,7 @@ from ecgml.geometry.grid import (
     bend_residual,
     coarse_frame,
     darkness,
+    denser_frame,
     luma_darkness,
     tile_lattice,
 )
@@ -73,6 +74,14 @@ ENLARGE_RETRIES = (1.5, 2.0)
 # images up to this long side (web copies: at most ~5.7 px/mm on Letter) whose grid was not found, or was
 # measured below the minimum density, are tried once more on their luma (`estimate_page`)
 LUMA_RETRY_LONG_SIDE = 1600
+# a grid measured too sparse to read is read once more with its coarse lattice this many times as dense
+# (`_denser`): one lattice period per two of the grid's lines
+DENSER_RETRY = 2.0
+# ... kept only when the grid measured reaches farther than half an A4 page's long side: a page truly
+# too sparse, read twice as dense, has its grid at most half a page across (tile centres: the readings
+# kept on validation 6x1-chest_001 and 12x1-bottom_009 reach 200 and 250 mm; `test_page_reading`'s
+# page at 1.6 px/mm, read twice as dense, 98 mm)
+DENSER_MIN_SPAN_MM = 297.0 / 2
 REFINE_ROUNDS = 3
 RESIDUAL_STEP_MM = 5.0
 # fewer lattice tiles than this share of the lattice raster's tiles: measure again with the axis prior
@@ -193,6 +202,19 @@ def estimate_page(image: np.ndarray, path: str | Path | None = None, turn: int =
     """
     image = _as_rgb(image, path)
     try:
+        return _read_or_luma(image, path, turn)
+    except ImageTooSmall as exc:
+        denser = _denser(image, path, turn)
+        if denser is None:
+            raise
+        denser.diagnostics["denser_retry"] = exc.reason
+        return denser
+
+
+def _read_or_luma(image: np.ndarray, path: str | Path | None, turn: int) -> PageEstimate:
+    """The page read (`_estimate_page`), small copies whose grid was not found or measured too sparse
+    again on their luma."""
+    try:
         return _dense_enough(_estimate_page(image, path, turn), path)
     except EcgmlError as exc:
         if "grid" not in exc.reason and not isinstance(exc, ImageTooSmall):
@@ -208,6 +230,33 @@ def estimate_page(image: np.ndarray, path: str | Path | None = None, turn: int =
             raise exc from None
         est.diagnostics["luma_retry"] = exc.reason
         return _dense_enough(est, path)
+
+
+def _denser(image: np.ndarray, path: str | Path | None, turn: int) -> PageEstimate | None:
+    """The page read with its coarse lattice taken DENSER_RETRY times as dense, where the grid measured
+    too sparse to read: a photo's grid whose 1 mm lines are lost shows only its 5 mm lines, and the
+    lattice can settle on every other one (validation realworld 6x1-chest_001: 5 mm lines 19 px apart
+    read as 1.87 px/mm, the page refused; at 2x its grid measures 3.8 px/mm, as its 25 mm rows say). None
+    when that reading fails, measures too sparse as well, or its grid reaches no farther than half a
+    page (DENSER_MIN_SPAN_MM: the grid of a page truly too sparse, read 2x dense). Only pages that
+    would be refused are tried;
+    small copies on their luma too (`_read_or_luma`), the reading that finds more trace rows kept."""
+    best: PageEstimate | None = None
+    for luma in (False, True) if max(image.shape[:2]) <= LUMA_RETRY_LONG_SIDE else (False,):
+        try:
+            est = _attempt(image, path, WORK_LONG_SIDE, turn, luma=luma, density=DENSER_RETRY)
+        except EcgmlError:
+            continue
+        if min(est.px_per_mm) < MIN_PX_PER_MM or est.diagnostics["grid_span_mm"] < DENSER_MIN_SPAN_MM:
+            continue
+        if best is None or _n_rows(est) > _n_rows(best):
+            best = est
+    return best
+
+
+def _n_rows(est: PageEstimate) -> int:
+    """How many trace rows geometry found on the page."""
+    return len(est.diagnostics.get("row_baselines_mm") or [])
 
 
 def _dense_enough(est: PageEstimate, path: str | Path | None) -> PageEstimate:
@@ -411,9 +460,10 @@ def _attempt(
     turn: int = 0,
     luma: bool = False,
     enlarge: float = 1.0,
+    density: float = 1.0,
 ) -> PageEstimate:
     try:
-        return _estimate(image, path, work_long_side, turn, luma, enlarge)
+        return _estimate(image, path, work_long_side, turn, luma, enlarge, density)
     except EcgmlError:
         raise
     except (cv2.error, np.linalg.LinAlgError, ValueError, IndexError, ZeroDivisionError) as exc:
@@ -429,9 +479,11 @@ def _estimate(
     turn: int = 0,
     luma: bool = False,
     enlarge: float = 1.0,
+    density: float = 1.0,
 ) -> PageEstimate:
     """One attempt at `work_long_side`; `luma`: the grid measured on the luma's darkness (`luma_darkness`);
-    `enlarge`: the work copy enlarged this much more (`ENLARGE_RETRIES`)."""
+    `enlarge`: the work copy enlarged this much more (`ENLARGE_RETRIES`); `density`: the coarse lattice
+    taken this many times as dense as measured (`_denser`)."""
     t_start = time.perf_counter()
     h0, w0 = image.shape[:2]
     scale = min(1.0, work_long_side / max(h0, w0))
@@ -471,6 +523,9 @@ def _estimate(
         raise EcgmlError(path, "no ECG grid found")
     if coarse is None:
         raise EcgmlError(path, "no ECG grid found (inconsistent grid directions)")
+    if density != 1.0:
+        coarse = denser_frame(coarse, density)
+        diag["density_retry"] = density
     used = coarse.mask
     h = np.diag([1 / rx, 1 / ry, 1.0]) @ coarse.h  # lattice px -> work px
     diag["lattice_tiles"] = int(used.sum())
@@ -598,6 +653,8 @@ def _estimate(
     # every trace row found, on paper (the layout keeps only its template's rows): the printed names'
     # rows are placed on them (`ecgml.label_grid`)
     diag["row_baselines_mm"] = [round(float(c + ty), 2) for c in rows.centres]
+    # how far the grid measured reaches (`_denser`)
+    diag["grid_span_mm"] = round(float(np.ptp(res.tiles_mm, axis=0).max()) if len(res.tiles_mm) else 0.0, 1)
     for q in pulses.pulses:  # each pulse's baseline on paper: which layout row (and leads) it calibrates
         q["baseline_mm"] = round(float(rows.centres[q["row"]] + ty), 2)
     diag["pulses"] = pulses.to_json()

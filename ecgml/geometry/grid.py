@@ -320,6 +320,12 @@ class CoarseFrame:
     px: np.ndarray  # (m, 2) their centres, lattice px
 
 
+def denser_frame(frame: CoarseFrame, k: float) -> CoarseFrame:
+    """`frame` with its grid taken `k` times as dense: the same tiles and image points, each at 1/k the
+    frame mm (a lattice that settled on every other line of the grid, read at its true density)."""
+    return CoarseFrame(frame.h @ np.diag([k, k, 1.0]), frame.mask, frame.mm / k, frame.px)
+
+
 def coarse_frame(lat: TileLattice) -> CoarseFrame | None:
     """Homography frame-mm -> px from the lattice field, the tiles it fits, and the integrated tiles.
 
