@@ -105,7 +105,7 @@ def on_boxes(lay: PageLayout, like: PageLayout) -> PageLayout:
     row has as many cells as `lay` has; else
     `lay` itself (the boxes fix where cells are, so a family with other cuts cannot sit on them)."""
     boxes = {(c.row, c.col): c for c in like.cells}
-    boxed = any(c.box_top_mm > 0 for c in like.cells)
+    boxed = _boxed(like)
     gapped = any(
         b.x0_mm - a.x1_mm > GAP_MM
         for a in like.cells
@@ -122,6 +122,11 @@ def on_boxes(lay: PageLayout, like: PageLayout) -> PageLayout:
                              baseline_mm=b.baseline_mm, box_top_mm=b.box_top_mm,
                              box_bottom_mm=b.box_bottom_mm))  # fmt: skip
     return replace(lay, cells=cells)
+
+
+def _boxed(layout: PageLayout) -> bool:
+    """Whether the layout's cells are a panel page's boxes (`on_boxes`)."""
+    return any(c.box_top_mm > 0 for c in layout.cells)
 
 
 def row_series(traces: list[CellTrace]) -> dict[int, tuple[np.ndarray, np.ndarray]]:
@@ -347,9 +352,15 @@ def choose_family(
     """
     rows = row_series(traces)
     cands: dict[str, PageLayout] = {layout.name: layout}
+    boxed = _boxed(layout)
     for name in BY_ROWS.get(layout.n_rows, ()):
         if name != layout.name:
-            cands[name] = candidate(name, layout)
+            cand = candidate(name, layout)
+            if boxed and not _boxed(cand):
+                # the page's boxes are its cells: a family of other cells is not printed in them (an
+                # ecg-plot 3x4 page of boxes, its names misread, was read as 3x5 and every lead wrong)
+                continue
+            cands[name] = cand
     limb: dict[str, float] = {}
     tested: dict[str, float] = {}
     for name, lay in cands.items():

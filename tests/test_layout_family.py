@@ -338,3 +338,14 @@ def test_a_rendered_page_of_each_family_is_read_end_to_end(record, family, tmp_p
             assert res.status[lead] != "absent", lead
         else:
             assert res.status[lead] == "absent" and not np.isfinite(res.record.signal[:, j]).any(), lead
+
+
+def test_a_page_of_boxes_is_only_read_as_families_whose_cells_are_its_boxes(record):
+    """On a panel page the boxes are the cells: 3x5 (five cells a row) is no candidate on a 3x4 page of
+    boxes, Cabrera (the same cells) is; on a page-wide grid 3x5 stays one."""
+    plain = make_layout("3x4")
+    cells = [replace(c, box_top_mm=c.baseline_mm - 12, box_bottom_mm=c.baseline_mm + 12) for c in plain.cells]
+    boxed = replace(plain, cells=cells)
+    fam = choose_family(tracer(record, boxed)(boxed), boxed)
+    assert set(fam.evidence["limb"]) == {"3x4", "cabrera-3x4"} and fam.layout.name == "3x4"
+    assert "3x5" in choose_family(tracer(record, plain)(plain), plain).evidence["limb"]
