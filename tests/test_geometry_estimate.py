@@ -182,11 +182,11 @@ def test_a_large_image_without_a_grid_on_the_reduced_copy_is_read_again_at_full_
     calls: list[int] = []
     real = est_mod._estimate
 
-    def picky(image, path, work_long_side, turn=0, luma=False, enlarge=1.0, density=1.0):
+    def picky(image, path, work_long_side, turn=0, look=est_mod.PLAIN):
         calls.append(work_long_side)
         if work_long_side <= est_mod.WORK_LONG_SIDE:
             raise EcgmlError(path, "no ECG grid found (grid lines not measurable)")
-        return real(image, path, work_long_side, turn, luma, enlarge, density)
+        return real(image, path, work_long_side, turn, look)
 
     monkeypatch.setattr(est_mod, "_estimate", picky)
     big = np.full((3000, 4000, 3), 255, np.uint8)

@@ -145,11 +145,11 @@ def _first_size_fails(monkeypatch, error: EcgmlError) -> list[float]:
     tried: list[float] = []
     real = est_mod._attempt
 
-    def attempt(image, path, work_long_side, turn=0, luma=False, enlarge=1.0):
-        tried.append(enlarge)
-        if enlarge == 1.0:
+    def attempt(image, path, work_long_side, turn=0, look=est_mod.PLAIN):
+        tried.append(look.enlarge)
+        if look.enlarge == 1.0:
             raise error
-        return real(image, path, work_long_side, turn, luma, enlarge)
+        return real(image, path, work_long_side, turn, look)
 
     monkeypatch.setattr(est_mod, "_attempt", attempt)
     monkeypatch.setattr(est_mod, "_panel_estimate", lambda image: None)
@@ -183,8 +183,8 @@ def test_the_enlarged_reading_kept_is_the_surest_dense_enough(monkeypatch) -> No
     real = est_mod.estimate_page(img, "p.png")
     got = {1.5: (1.4, 0.9), 2.0: (2.8, 0.6)}  # enlargement: (px/mm, confidence)
 
-    def attempt(image, path, work_long_side, turn=0, luma=False, enlarge=1.0):
-        ppm, conf = got[enlarge]
+    def attempt(image, path, work_long_side, turn=0, look=est_mod.PLAIN):
+        ppm, conf = got[look.enlarge]
         return est_mod.replace(real, px_per_mm=(ppm, ppm), confidence=conf, diagnostics={})
 
     monkeypatch.setattr(est_mod, "_attempt", attempt)

@@ -225,7 +225,7 @@ def _read_or_luma(image: np.ndarray, path: str | Path | None, turn: int) -> Page
         # palest channel that block lattice can pass for the grid (measured 2x off, or no grid at all);
         # the luma channel, coded at full resolution, shows the grid's own lines
         try:
-            est = _attempt(image, path, WORK_LONG_SIDE, turn, luma=True)
+            est = _attempt(image, path, WORK_LONG_SIDE, turn, Look(luma=True))
         except EcgmlError:
             raise exc from None
         est.diagnostics["luma_retry"] = exc.reason
@@ -244,7 +244,7 @@ def _denser(image: np.ndarray, path: str | Path | None, turn: int) -> PageEstima
     best: PageEstimate | None = None
     for luma in (False, True) if max(image.shape[:2]) <= LUMA_RETRY_LONG_SIDE else (False,):
         try:
-            est = _attempt(image, path, WORK_LONG_SIDE, turn, luma=luma, density=DENSER_RETRY)
+            est = _attempt(image, path, WORK_LONG_SIDE, turn, Look(luma=luma, density=DENSER_RETRY))
         except EcgmlError:
             continue
         if min(est.px_per_mm) < MIN_PX_PER_MM or est.diagnostics["grid_span_mm"] < DENSER_MIN_SPAN_MM:
@@ -352,7 +352,7 @@ def _enlarged_retry(image: np.ndarray, path: str | Path | None, turn: int) -> Pa
     best: PageEstimate | None = None
     for factor in ENLARGE_RETRIES:
         try:
-            est = _attempt(image, path, WORK_LONG_SIDE, turn, enlarge=factor)
+            est = _attempt(image, path, WORK_LONG_SIDE, turn, Look(enlarge=factor))
         except EcgmlError:
             continue
         if min(est.px_per_mm) >= MIN_PX_PER_MM and (best is None or est.confidence > best.confidence):
@@ -453,17 +453,25 @@ def _resized(image: np.ndarray, scale: float) -> np.ndarray:
     return np.asarray(cv2.resize(image, None, fx=scale, fy=scale, interpolation=interp))
 
 
+@dataclass(frozen=True)
+class Look:
+    """How one attempt looks at the image (`_estimate`): `luma`, the grid measured on the luma's darkness
+    (`luma_darkness`); `enlarge`, the work copy enlarged this much more (`ENLARGE_RETRIES`); `density`,
+    the coarse lattice taken this many times as dense as measured (`_denser`)."""
+
+    luma: bool = False
+    enlarge: float = 1.0
+    density: float = 1.0
+
+
+PLAIN = Look()
+
+
 def _attempt(
-    image: np.ndarray,
-    path: str | Path | None,
-    work_long_side: int,
-    turn: int = 0,
-    luma: bool = False,
-    enlarge: float = 1.0,
-    density: float = 1.0,
+    image: np.ndarray, path: str | Path | None, work_long_side: int, turn: int = 0, look: Look = PLAIN
 ) -> PageEstimate:
     try:
-        return _estimate(image, path, work_long_side, turn, luma, enlarge, density)
+        return _estimate(image, path, work_long_side, turn, look)
     except EcgmlError:
         raise
     except (cv2.error, np.linalg.LinAlgError, ValueError, IndexError, ZeroDivisionError) as exc:
@@ -473,29 +481,21 @@ def _attempt(
 
 
 def _estimate(
-    image: np.ndarray,
-    path: str | Path | None,
-    work_long_side: int,
-    turn: int = 0,
-    luma: bool = False,
-    enlarge: float = 1.0,
-    density: float = 1.0,
+    image: np.ndarray, path: str | Path | None, work_long_side: int, turn: int = 0, look: Look = PLAIN
 ) -> PageEstimate:
-    """One attempt at `work_long_side`; `luma`: the grid measured on the luma's darkness (`luma_darkness`);
-    `enlarge`: the work copy enlarged this much more (`ENLARGE_RETRIES`); `density`: the coarse lattice
-    taken this many times as dense as measured (`_denser`)."""
+    """One attempt at `work_long_side`, looking at the image as `look` says."""
     t_start = time.perf_counter()
     h0, w0 = image.shape[:2]
     scale = min(1.0, work_long_side / max(h0, w0))
     if max(h0, w0) < MIN_WORK_LONG_SIDE:
         scale = MIN_WORK_LONG_SIDE / max(h0, w0)  # small web copies: see `MIN_WORK_LONG_SIDE`
-    scale *= enlarge
+    scale *= look.enlarge
     work = _resized(image, scale)
     # scale exactly as the resize did (continuous coordinates scale by size ratio per axis)
     sx, sy = work.shape[1] / w0, work.shape[0] / h0
     scale = 0.5 * (sx + sy)
     ksize = int(max(9, 0.012 * min(work.shape[:2])))
-    dark = luma_darkness(work, ksize) if luma else darkness(work, ksize)[0]
+    dark = luma_darkness(work, ksize) if look.luma else darkness(work, ksize)[0]
     if float(dark.std()) < 2.0:
         raise EcgmlError(path, "no ECG grid found (blank image)")
     diag: dict[str, Any] = {"work_scale": scale}
@@ -523,9 +523,9 @@ def _estimate(
         raise EcgmlError(path, "no ECG grid found")
     if coarse is None:
         raise EcgmlError(path, "no ECG grid found (inconsistent grid directions)")
-    if density != 1.0:
-        coarse = denser_frame(coarse, density)
-        diag["density_retry"] = density
+    if look.density != 1.0:
+        coarse = denser_frame(coarse, look.density)
+        diag["density_retry"] = look.density
     used = coarse.mask
     h = np.diag([1 / rx, 1 / ry, 1.0]) @ coarse.h  # lattice px -> work px
     diag["lattice_tiles"] = int(used.sum())
