@@ -28,6 +28,7 @@ from its stored evidence.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import itertools
 import json
 import sys
@@ -178,6 +179,8 @@ def main(argv: list[str] | None = None) -> int:
             tuple(a.pages.split(",")) if a.pages else (), a.gain, caps, a.speed,
         )  # fmt: skip
     if a.ecg_plot:  # a plotter we did not write (evaluation only)
+        if importlib.util.find_spec("ecg_plot") is None:
+            ap.error("--ecg-plot needs the ecg-plot package (the dev extra, in requirements.lock)")
         from ecgml.digitize_bench import bench_records
         from ecgml.plotter_bench import plotter_pages
 

@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from ecgml.layout_bench import PageResult
 from ecgml.records import LEADS
@@ -64,3 +65,20 @@ def test_several_results_are_rescored_pooled(tmp_path, capsys):
         if row.startswith("| 0.") or row.startswith("| 1.")
     )
     assert leads == 25 * len(LEADS)
+
+
+def test_the_ecg_plot_set_without_its_plotter_is_one_clear_line(tmp_path, capsys, monkeypatch):
+    """`--ecg-plot` where ecg-plot is not installed (a runtime-only install): exit 2 naming what is
+    missing, before any page is drawn, not an ImportError in the middle of a run."""
+    bench = _bench()
+    real = importlib.util.find_spec
+
+    def find_spec(name, *args):
+        return None if name == "ecg_plot" else real(name, *args)
+
+    monkeypatch.setattr(importlib.util, "find_spec", find_spec)
+    with pytest.raises(SystemExit) as exc:
+        bench.main(["--ecg-plot", str(tmp_path / "set")])
+    assert exc.value.code == 2
+    assert "--ecg-plot needs the ecg-plot package" in capsys.readouterr().err
+    assert not (tmp_path / "set").exists()
