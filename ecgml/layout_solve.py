@@ -35,6 +35,12 @@ PAGE_DOUBT = 0.6  # layout factor of every lead when a rhythm strip matches no c
 STRIP_OWN_CORR = 0.9
 BEATS_MIN_CORR = 0.35  # beat envelopes that line up
 BEATS_MARGIN = 0.15
+# simultaneous columns share their beats about as well as the rows of one column do: a right column whose
+# beats line up with the left's less than half as well as the left column's own rows line up with each
+# other shows other seconds (validation, no strip: simultaneous pages 0.86-1.06 of their left column's
+# line-up, sequential ones 0.32 at most; 6x2-seq_006 and _008 at r = 0.26 and 0.31 were "assumed"
+# simultaneous under the absolute bound alone, six leads wrong each)
+SHARED_SHARE = 0.5
 
 
 @dataclass
@@ -313,6 +319,7 @@ def _six_by_two(
         return np.where(n > 0, np.nansum(st, axis=0) / np.maximum(n, 1), np.nan)
 
     ref = mean_env(left, 0.0)
+    own = _column_line_up(left, ser, half)
     if strips:
         st = next(c for c in lay.cells if c.row == strips[0])
         t, v = ser.get((st.row, st.col), (np.zeros(0), np.zeros(0)))
@@ -320,6 +327,7 @@ def _six_by_two(
     r_sim = _corr(ref, mean_env(right, 0.0))
     r_seq = _corr(ref, mean_env(right, half)) if strips else float("nan")
     ev: dict[str, Any] = {"corr_simultaneous": round(r_sim, 3), "corr_sequential": round(r_seq, 3)}
+    ev["left_line_up"] = round(own, 3)
     if strips and np.isfinite(r_seq) and np.isfinite(r_sim):
         sequential = r_seq > r_sim
         margin = abs(r_seq - r_sim)
@@ -329,6 +337,11 @@ def _six_by_two(
         # simultaneous columns share their beats; these do not, so the right column shows later seconds
         sequential, factor = True, 0.85
         ev["decided_by"] = "beats of the two columns do not line up"
+    elif np.isfinite(r_sim) and own >= BEATS_MIN_CORR + BEATS_MARGIN and r_sim < SHARED_SHARE * own:
+        # the left column's rows line up with each other (the traces show their beats), the right
+        # column's beats far less: they are not the same seconds
+        sequential, factor = True, 0.85
+        ev["decided_by"] = "beats of the two columns line up far less than those of the left column's rows"
     elif np.isfinite(r_sim) and r_sim >= BEATS_MIN_CORR + BEATS_MARGIN:
         # consistent with simultaneous, but a regular rhythm can line up by chance 5 s later
         sequential, factor = False, 0.6
@@ -349,6 +362,28 @@ def _six_by_two(
         f"6x2: right column read as {'5-10 s (sequential)' if sequential else '0-5 s (simultaneous)'}, "
         f"{ev['decided_by']}"
     )
+
+
+def _column_line_up(
+    cells: list[Cell], ser: dict[tuple[int, int], tuple[np.ndarray, np.ndarray]], half: float
+) -> float:
+    """How well the beats of one column's rows line up with each other: the median over its cells of the
+    correlation of a cell's beat envelope with the mean envelope of the others (NaN: fewer than two)."""
+    envs = []
+    for c in cells:
+        if (c.row, c.col) in ser:
+            t, v = ser[(c.row, c.col)]
+            envs.append(_on_grid(t - c.t0_s, _envelope(v), 0.0, 2 * half))
+    if len(envs) < 2:
+        return float("nan")
+    st = np.stack(envs)
+    rs = []
+    for i in range(len(envs)):
+        others = np.delete(st, i, axis=0)
+        n = np.isfinite(others).sum(axis=0)
+        rs.append(_corr(st[i], np.where(n > 0, np.nansum(others, axis=0) / np.maximum(n, 1), np.nan)))
+    ok = [r for r in rs if np.isfinite(r)]
+    return float(np.median(ok)) if ok else float("nan")
 
 
 LAYOUT_PARTS = ("family", "limb", "page", "timing", "strip", "column")  # kinds of layout evidence per lead

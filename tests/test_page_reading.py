@@ -12,7 +12,7 @@ import pytest
 
 from ecgml.assemble import assemble, einthoven_fill
 from ecgml.layout import PageLayout, make_layout
-from ecgml.layout_solve import solve
+from ecgml.layout_solve import BEATS_MARGIN, BEATS_MIN_CORR, solve
 from ecgml.records import LEADS, Record, read_wfdb, resample
 from ecgml.trace.types import CellTrace
 from ecgml.verdict import CONFIDENT, FALLBACK_CAP, HELD_AT, calibrate, geometry_factor, lead_report
@@ -70,6 +70,31 @@ def test_six_by_two_convention_from_the_beats(record, simultaneous):
     assert solved.evidence["six_by_two"]["convention"] == ("simultaneous" if simultaneous else "sequential")
     # without a strip, simultaneous is an assumption the confidence must carry
     assert solved.lead_factor["right_column"] < (0.7 if simultaneous else 1.0)
+
+
+def _beats_every(rr_s: float) -> Record:
+    """Ten seconds of narrow beats every `rr_s` seconds, in every lead at its own amplitude."""
+    fs = 500
+    t = np.arange(10 * fs) / fs
+    beats = np.arange(0.3, 10.0, rr_s)
+    qrs = sum(
+        np.exp(-0.5 * ((t - b) / 0.012) ** 2) - 0.4 * np.exp(-0.5 * ((t - b - 0.03) / 0.012) ** 2)
+        for b in beats
+    )
+    return Record(np.outer(qrs, np.linspace(0.5, 1.5, 12)), fs, "beats", {})
+
+
+def test_a_right_column_lining_up_far_less_than_the_left_rows_is_sequential() -> None:
+    """Beats every 0.99 s: the right column's 5-10 s fall 50 ms after the left column's beats, so its
+    envelopes still correlate (r ~ 0.4, above the absolute "do not line up" bound) while the left
+    column's own rows line up perfectly: sequential, not "assumed" simultaneous."""
+    template = make_layout("6x2")
+    rec = _beats_every(0.99)
+    seq = solve(traces_of(rec, template, _six_by_two(False)), template).evidence["six_by_two"]
+    assert BEATS_MIN_CORR - BEATS_MARGIN <= seq["corr_simultaneous"] < BEATS_MIN_CORR + BEATS_MARGIN
+    assert seq["convention"] == "sequential"
+    sim = solve(traces_of(rec, template, _six_by_two(True)), template).evidence["six_by_two"]
+    assert sim["convention"] == "simultaneous"
 
 
 def test_assembled_six_by_two_shows_five_seconds_per_lead(record):
