@@ -311,3 +311,57 @@ def test_an_ecg_plot_page_s_pulses_centred_on_the_baseline_give_its_gain(record)
     est = estimate_page(rasterised(chart, 150))
     assert est.diagnostics.get("source") == "panels" and est.layout.name == "3x4"
     assert est.diagnostics["pulses"]["gain_read"] and est.layout.gain_mm_mv == 20.0
+
+
+def _receding_plane(r, pad: int, g: float, h: float):
+    """The plane of `r`'s page on a desk `pad` px wide as a fit that saw part of it would measure it: the
+    true plane with a perspective that recedes along the rows (`g`, per mm) and down the page (`h`),
+    about the page's middle. Returns (the desk image, page px -> desk px, that plane)."""
+    from ecgml.page import PageMap
+
+    ppm = r.meta["page_px_per_mm"]
+    desk = np.pad(r.image, ((pad, pad), (pad, pad), (0, 0)), constant_values=100)
+    to_desk = np.array([[1.0, 0.0, pad], [0.0, 1.0, pad], [0.0, 0.0, 1.0]])
+    cx, cy = (v / 2 for v in r.page_map.paper_mm)
+    centre = np.array([[1.0, 0.0, -cx], [0.0, 1.0, -cy], [0.0, 0.0, 1.0]])
+    wrong = np.linalg.inv(centre) @ np.array([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [g, h, 1.0]]) @ centre
+    plane = PageMap(to_desk @ np.diag([ppm, ppm, 1.0]) @ wrong, desk.shape[1::-1], r.page_map.paper_mm)
+    return desk, to_desk, plane
+
+
+def test_boxes_read_through_a_receding_plane_are_squared_back(panel_page, monkeypatch):
+    """A plane measured on part of a page of boxes and extrapolated over the rest leaves the rectified
+    raster in perspective: the ruled lines' spacing grows along the rows and the columns' sides converge,
+    so the rows tilt, the more the farther from the page's middle, and each box's seconds drift. Squared
+    back (the spacing's steady change undone, the lines levelled, the sides made parallel), every cell's
+    baseline lies within 0.5 mm of its trace's at its start, middle and end; read as the raster shows
+    it, more than 1.5 mm off."""
+    from ecgml.geometry import estimate as est_mod
+    from ecgml.geometry import panel_photo
+
+    r = panel_page
+    ppm = r.meta["page_px_per_mm"]
+    desk, to_desk, plane = _receding_plane(r, 150, 2.5e-4, 1.5e-4)
+
+    def no_rows(*_args, **_kw):
+        raise est_mod.GridWithoutRows(None, plane)
+
+    monkeypatch.setattr(est_mod, "_page_wide", no_rows)
+
+    def worst_baseline_mm() -> float:
+        est = est_mod.estimate_page(desk)
+        assert est.diagnostics.get("source") == "panels" and est.layout.name == "3x4+1R"
+        worst = 0.0
+        for want, got in zip(r.layout.cells, est.layout.cells, strict=True):
+            assert got.lead == want.lead
+            for f in (0.0, 0.5, 1.0):
+                a = to_desk @ np.array(
+                    [(want.x0_mm + f * (want.x1_mm - want.x0_mm)) * ppm, want.baseline_mm * ppm, 1.0]
+                )
+                mm = est.page_map.px_to_mm(a[None, :2] / a[2])[0]
+                worst = max(worst, abs(float(mm[1]) - got.baseline_mm) * est.px_per_mm[1] / ppm)
+        return worst
+
+    assert worst_baseline_mm() < 0.5
+    monkeypatch.setattr(panel_photo, "_squared", lambda found, dark: None)
+    assert worst_baseline_mm() > 1.5
