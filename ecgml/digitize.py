@@ -73,7 +73,7 @@ from ecgml.page_reader import (
 from ecgml.records import LEADS, Record, record_name, write_csv, write_wfdb
 from ecgml.trace.grid_timing import correct_x
 from ecgml.trace.types import CellTrace, TraceExtractor
-from ecgml.verdict import LeadReport, geometry_factor, lead_report, load_calibration
+from ecgml.verdict import OFF_PAPER_MM, LeadReport, geometry_factor, lead_report, load_calibration
 
 log = logging.getLogger(__name__)
 
@@ -635,9 +635,20 @@ def _report(
         lead_pulse_evidence(geo), asm.limbs_off,
         {"beats": beat_agreement(sig, asm.record.fs), "beat_witnesses": beat_witnesses(sig, asm.record.fs)}
         | {"page_shape": dict.fromkeys(shown, page_shape(sig, asm.record.fs))},
+        off_paper(traces, geo.page_map.paper_mm[1]),
     )  # fmt: skip
     report.warnings += [w for w in (gain_warning(geo), speed_warning(geo)) if w]
     return report
+
+
+def off_paper(traces: list[CellTrace], paper_h_mm: float) -> set[str]:
+    """Leads whose trace comes within OFF_PAPER_MM of the paper's top or bottom edge: it ran off the paper."""
+    out = set()
+    for tr in traces:
+        y = tr.y_mm[np.isfinite(tr.y_mm)]
+        if y.size and (y.min() < OFF_PAPER_MM or y.max() > paper_h_mm - OFF_PAPER_MM):
+            out.add(tr.lead)
+    return out
 
 
 def trace_rows(geo: Geometry) -> int:

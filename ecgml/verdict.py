@@ -51,6 +51,10 @@ CONFIDENT = 0.8  # a lead at or above it is "confident": wrong there is the wors
 HELD_AT = 0.79  # the most a lead gets that the raw evidence product does not vouch for (`calibrate`)
 BEATS_VOUCH: float | None = 0.95  # beat agreement at which the other leads vouch instead (None: never)
 VOUCH_MAX_DOUBTS = 1  # ... for a lead only this many kinds of its evidence doubt (`doubt_evidence`)
+# a trace that reaches the paper's top or bottom edge ran off it there: what it did beyond is not on the page,
+# and the decoder, its own trace gone, may follow another row's ink (validation 3x4+1R_000 and
+# cabrera-3x4+1R_000: lead II's strip 4 mV off the page's foot for 0.3 s, read as the V6 row, -2 dB at 0.98)
+OFF_PAPER_MM = 0.5
 HOLD_CONFLICTS = 2  # a page where this many leads' printed names contradict the layout: all held
 # how many kinds of evidence doubt a lead, and how many doubt its page: one doubt alone is mostly harmless
 # (validation, session 10 code: leads whose only doubt is geometry, a 6x2 column's seconds or a strip
@@ -169,13 +173,20 @@ def beats_vouch(parts: dict[str, float]) -> bool:
 
 
 def lead_confidence(
-    parts: dict[str, float], cal: dict[str, Any] | None, fallback: bool = False, cap: bool = True
+    parts: dict[str, float],
+    cal: dict[str, Any] | None,
+    fallback: bool = False,
+    cap: bool = True,
+    off_paper: bool = False,
 ) -> float:
     """A lead's confidence from its evidence (`calibrate`), at most FALLBACK_CAP where the page position is
     a guess: a geometry fallback, or a geometry factor at or below the cap (names read upside down); at
     most LIMBS_OFF_CAP for a lead outside Einthoven's relations on a page whose limb leads break them
-    (`page_limbs` < 1: the page's limb leads' agreement)."""
+    (`page_limbs` < 1: the page's limb leads' agreement); at most HELD_AT for a lead whose trace runs off
+    the paper (`off_paper`: its values beyond the edge are not on the page)."""
     c = calibrate(parts, cal, cap)
+    if off_paper and cap:
+        c = min(c, HELD_AT)
     if fallback or parts["geometry"] <= FALLBACK_CAP:
         c = min(c, FALLBACK_CAP)
     if parts.get("page_limbs", 1.0) < 1.0:
@@ -228,6 +239,7 @@ def lead_report(
     pulse: float | dict[str, float] = 1.0,
     limbs_off: dict[str, float] | None = None,
     checks: dict[str, dict[str, float]] | None = None,
+    off_paper: set[str] | None = None,
 ) -> LeadReport:
     """Combine the evidence per lead (calibrated, see `calibrate`). `shown`: leads the layout places on
     the page; `fallback`: geometry did not find the page (no lead can then be confident);
@@ -237,7 +249,8 @@ def lead_report(
     leads whose readings lie off Einthoven's plane, with that share (`assemble`): the other leads then
     get `page_limbs`, the limb leads' agreement, and LIMBS_OFF_CAP; `checks`: per kind (CHECK_KINDS), per
     lead, the lead against the page's other leads (missing leads count as 1; calibration only), and
-    `beat_witnesses`: how many other leads checked its beats (missing: none)."""
+    `beat_witnesses`: how many other leads checked its beats (missing: none); `off_paper`: leads whose
+    trace runs off the paper's top or bottom edge (held, `lead_confidence`)."""
     agreement = agreement or {}
     page_limbs = min((float(np.clip(1.0 - 2 * f, 0.0, 1.0)) for f in (limbs_off or {}).values()), default=1.0)
     status, conf, parts = {}, {}, {}
@@ -264,7 +277,9 @@ def lead_report(
         if parts[lead]["read_share"] < MIN_READ_SHARE:
             status[lead], conf[lead] = "unreadable", 0.0
             continue
-        conf[lead] = lead_confidence(parts[lead], calibration, fallback)
+        conf[lead] = lead_confidence(
+            parts[lead], calibration, fallback, off_paper=lead in (off_paper or set())
+        )
         status[lead] = "read" if conf[lead] >= READ_AT else "uncertain"
     status = {lead: status[lead] for lead in LEADS}
     conf = {lead: conf[lead] for lead in LEADS}
@@ -285,6 +300,11 @@ def lead_report(
     absent = [lead for lead in LEADS if status[lead] == "absent"]
     if absent:
         warnings.append("not on the page (absent): " + ", ".join(absent))
+    if off_paper:
+        warnings.append(
+            "trace runs off the paper (values beyond its edge not on the page): "
+            + ", ".join(lead for lead in LEADS if lead in off_paper)
+        )
     if geo_factor < READ_AT:
         warnings.append(f"page position uncertain (geometry factor {geo_factor:.2f})")
     return LeadReport(status, conf, verdict, parts, warnings)
