@@ -288,3 +288,34 @@ def test_a_frame_that_stops_short_of_the_image_is_measured_again_over_all_of_it(
     assert wider.fit_rms_mm < 0.05  # the top's tiles on the same lattice as the bottom's
     # a frame that already spans the image is left as it is
     assert whole_image_round(dark, wider, 3.0, False) is None
+
+
+def test_a_fine_frame_that_stops_short_is_measured_again_with_fine_tiles() -> None:
+    """On bent paper the fine rounds (10 mm tiles, 5 mm apart) grow the frame; the round over the whole
+    image was a coarse one (20 mm tiles, 10 mm apart: a quarter as many for the same paper), so it never
+    measured more tiles and was never kept (a photo's 6x2 page lost its last row: 5 rows, read as the
+    3x4+1R default). Measured with fine tiles, the whole image's round is kept."""
+    from geometry_pages import draw_page
+
+    from ecgml.geometry.estimate import FINE_MAX_JUMP_MM, FINE_RANSAC_MM, FINE_TILE_MM, whole_image_round
+    from ecgml.geometry.grid import darkness
+    from ecgml.geometry.refine import Extent, FrameMap, refine
+
+    img, truth, _ = draw_page(ppm=8.0, seed=0)
+    dark = darkness(img, 21)[0]
+    fmap = FrameMap(truth.homography)
+    pw, ph = truth.paper_mm
+    half = Extent(10.0, ph / 2, pw - 10.0, ph - 10.0)
+    bottom = refine(
+        dark, fmap, half, tile_mm=FINE_TILE_MM, step_mm=FINE_TILE_MM / 2, ransac_mm=FINE_RANSAC_MM,
+        max_jump_mm=FINE_MAX_JUMP_MM,
+    )  # fmt: skip
+    assert bottom is not None and bottom.extent.y0 > ph / 4  # the frame holds the bottom half only
+    assert whole_image_round(dark, bottom, 3.0, False) is None  # coarse tiles: fewer, never kept
+    wider = whole_image_round(dark, bottom, 3.0, False, fine=True)
+    assert wider is not None and wider.n_tiles > bottom.n_tiles
+    assert wider.extent.y0 < 25.0  # the top of the page is in the frame now
+    # the top's tiles on the lattice of the bottom's: one offset (whole mm) from the truth all over
+    pts = np.array([[x, y] for x in np.linspace(20.0, pw - 20.0, 5) for y in (20.0, ph - 20.0)])
+    off = wider.fmap.mm_to_px(pts) - fmap.mm_to_px(pts)
+    assert np.abs(off - off.mean(axis=0)).max() < 0.2 * 8.0

@@ -160,3 +160,18 @@ def test_a_flat_row_missed_inside_the_block_is_filled_and_the_count_completed() 
     ruled = _straight_row(_mask(rows[:5] + rows[6:], flat=set(), h_mm=215.0), rows[5], strokes=False)
     kept = on_pitch(_found(found), ruled, (0.0, 0.0, 200.0, 215.0), PPM, np.ones_like(ruled))
     assert len(kept.centres) == 9 and "rows_filled" not in kept.extras
+
+
+def test_rows_on_one_pitch_keep_their_count_against_a_template_of_another() -> None:
+    """Six rows found on one pitch of 23 mm (a photographed 6x2 page): the 6x2+1R template (24 mm) fits
+    them with its seventh row missing better than the six-row templates (27 mm) do, and was chosen; its
+    seventh row then read blank paper as lead II and the six-row families never competed (validation
+    6x2_006, seed 14001). A named count of rows on one pitch is what the page prints."""
+    from ecgml.geometry.orient import choose_layout
+
+    six = _found([40.0 + 23.0 * i for i in range(6)])
+    assert choose_layout(six) in ("3x4+3R", "6x2")
+    # the template still names rows that are not on one pitch (a row inside the block lost)
+    assert choose_layout(_found([36.0, 60.0, 84.0, 108.0, 132.0, 180.0])) == "6x2+1R"
+    # and a count no layout has: the template's
+    assert choose_layout(_found([40.0 + 24.0 * i for i in range(5)])) == "6x2+1R"

@@ -609,7 +609,7 @@ def _estimate(
     e, valid, ori, rows, mask = _found_rows(work, res, scale, turn, path, diag, (w0, h0))
     if len(rows.centres) not in ROW_COUNTS:
         # rows no named layout has: the frame may have stopped short of the page (`whole_image_round`)
-        wider = whole_image_round(dark, res, coarse_ransac_mm, dots)
+        wider = whole_image_round(dark, res, coarse_ransac_mm, dots, fine="fine_rounds" in diag)
         again: dict[str, Any] = {}
         try:
             found = (
@@ -882,16 +882,25 @@ def _found_rows(
 
 
 def whole_image_round(
-    dark: np.ndarray, res: RefineResult, ransac_mm: float, dots: bool
+    dark: np.ndarray, res: RefineResult, ransac_mm: float, dots: bool, fine: bool = False
 ) -> RefineResult | None:
     """One more refine round over the whole image where the tiles' extent stops a tile or more short of
     it, kept when it measures more tiles about as well. The extent grows a tile a round from the coarse
     round's tiles: a page whose top rows' tall complexes hid the grid from that round kept its top out
-    (ECG-Image-Kit 12x1 page, QRS across rows: 9 of 12 rows found, the page placed 30-45 mm off)."""
+    (ECG-Image-Kit 12x1 page, QRS across rows: 9 of 12 rows found, the page placed 30-45 mm off).
+    `fine`: `res` is a fine round's (bent paper): the round is fine too, so that its tiles are counted
+    against tiles of their own size (a coarse tile covers four fine ones: a bent photo whose fine rounds
+    stopped short of its last row never took the wider round)."""
     whole = _first_extent(res.fmap.h, res.tiles_mm, dark.shape)
     if _beyond(whole, res.extent) < TILE_MM:
         return None
-    r = refine(dark, res.fmap, whole, ransac_mm=ransac_mm, dots=dots)
+    if fine:
+        r = refine(
+            dark, res.fmap, whole, tile_mm=FINE_TILE_MM, step_mm=FINE_TILE_MM / 2, ransac_mm=FINE_RANSAC_MM,
+            max_jump_mm=FINE_MAX_JUMP_MM, dots=dots,
+        )  # fmt: skip
+    else:
+        r = refine(dark, res.fmap, whole, ransac_mm=ransac_mm, dots=dots)
     if r is None or r.n_tiles <= res.n_tiles or r.fit_rms_mm > max(2 * res.fit_rms_mm, WIDER_FIT_RMS_MM):
         return None
     return r

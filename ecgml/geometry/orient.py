@@ -1160,6 +1160,13 @@ def choose_layout(rows: Rows) -> str:
     snap(rows, "3x4+3R")
     costs["six"] = rows.extras["snap_cost"]["3x4+3R"]
     best = min(costs, key=lambda k: costs[k])
+    n = len(rows.centres)
+    counts = {name: k for k, name in ROWS_TO_LAYOUT.items()} | {"six": 6}
+    if n in ROW_COUNTS and counts[best] != n and on_one_pitch(rows):
+        # every row found on the cart's one pitch, and as many as a named layout has: a template of
+        # another count fits them only by moving rows onto its pitch (a photo's 6x2 at a 23 mm pitch
+        # took the 6x2+1R template's 24 mm one, and its seventh row read blank paper as lead II)
+        return layout_name(n, rows)
     if costs[best] <= 1.5 * max(len(rows.centres), 1) + 6.5:
         if best == "six":
             return layout_name(6, rows)
