@@ -77,6 +77,12 @@ def series(trace: CellTrace, cell: Cell, layout: PageLayout) -> tuple[np.ndarray
     return grid, np.where(read, mv, np.nan)
 
 
+def _finite_mean(st: np.ndarray) -> np.ndarray:
+    """Per column of stacked envelopes, the mean of the finite ones (NaN where none is; no warning)."""
+    n = np.isfinite(st).sum(axis=0)
+    return np.where(n > 0, np.nansum(st, axis=0) / np.maximum(n, 1), np.nan)
+
+
 def _corr(a: np.ndarray, b: np.ndarray) -> float:
     ok = np.isfinite(a) & np.isfinite(b)
     if ok.sum() < 50:
@@ -208,9 +214,7 @@ def _beat_timing(
             ]  # fmt: skip
             if not same:
                 continue
-            st_ = np.stack(same)
-            n = np.isfinite(st_).sum(axis=0)
-            ref = np.where(n > 0, np.nansum(st_, axis=0) / np.maximum(n, 1), np.nan)
+            ref = _finite_mean(np.stack(same))
         pad = len(lags) // 2
         r = max(
             (
@@ -314,9 +318,7 @@ def _six_by_two(
             envs.append(_on_grid(local, _envelope(v), 0.0, 2 * half))
         if not envs:
             return np.zeros(0)
-        st = np.stack(envs)
-        n = np.isfinite(st).sum(axis=0)
-        return np.where(n > 0, np.nansum(st, axis=0) / np.maximum(n, 1), np.nan)
+        return _finite_mean(np.stack(envs))
 
     ref = mean_env(left, 0.0)
     own = _column_line_up(left, ser, half)
@@ -377,11 +379,7 @@ def _column_line_up(
     if len(envs) < 2:
         return float("nan")
     st = np.stack(envs)
-    rs = []
-    for i in range(len(envs)):
-        others = np.delete(st, i, axis=0)
-        n = np.isfinite(others).sum(axis=0)
-        rs.append(_corr(st[i], np.where(n > 0, np.nansum(others, axis=0) / np.maximum(n, 1), np.nan)))
+    rs = [_corr(st[i], _finite_mean(np.delete(st, i, axis=0))) for i in range(len(envs))]
     ok = [r for r in rs if np.isfinite(r)]
     return float(np.median(ok)) if ok else float("nan")
 
