@@ -301,7 +301,8 @@ def _relabel(out: Solved, row: int, col: int, lead: str) -> None:
 def _six_by_two(
     out: Solved, ser: dict[tuple[int, int], tuple[np.ndarray, np.ndarray]], strips: list[int]
 ) -> None:
-    """Decide simultaneous (both columns 0-5 s) vs sequential (right column 5-10 s) from the beats."""
+    """Decide simultaneous (both columns 0-5 s) vs sequential (right column 5-10 s) from the beats (a
+    shorter row's columns hold fewer seconds each: `geometry.gaps.short_rows`)."""
     lay = out.layout
     grid = [c for c in lay.cells if c.row not in strips]
     left = [c for c in grid if c.col == 0]
@@ -361,7 +362,8 @@ def _six_by_two(
     ]
     out.layout = replace(lay, cells=cells, columns="sequential" if sequential else "simultaneous")
     out.notes.append(
-        f"6x2: right column read as {'5-10 s (sequential)' if sequential else '0-5 s (simultaneous)'}, "
+        f"6x2: right column read as {t_right:.3g}-{t_right + half:.3g} s "
+        f"({'sequential' if sequential else 'simultaneous'}), "
         f"{ev['decided_by']}"
     )
 

@@ -192,3 +192,47 @@ def test_the_enlarged_reading_kept_is_the_surest_dense_enough(monkeypatch) -> No
     assert est is not None and est.confidence == 0.6
     got[2.0] = (1.9, 0.6)
     assert est_mod._enlarged_retry(img, "p.png", 0) is None
+
+
+def _rows_mask(
+    end_mm: float, width_mm: float = 280.0, start_mm: float = 20.0
+) -> tuple[np.ndarray, list[float]]:
+    """An upright ink raster (paper mm = raster mm) of six 6x2 rows whose traces run from `start_mm` to
+    `end_mm`, with grid dashes (1 px every 5 mm) past them to the paper's edge."""
+    from ecgml.layout import make_layout
+
+    base = make_layout("6x2").row_baselines()
+    m = np.zeros((int(220 * PPM), int(width_mm * PPM)), bool)
+    for b in base:
+        y = int(b * PPM)
+        m[y, int(start_mm * PPM) : int(end_mm * PPM)] = True
+        for x in np.arange(start_mm + 10, end_mm - 5, 20.0):  # QRS strokes
+            m[y - int(5 * PPM) : y, int(x * PPM)] = True
+        for x in np.arange(end_mm + 5, width_mm, 5.0):  # grid leftovers beyond the trace
+            m[y - 2 : y + 3, int(x * PPM)] = True
+    return m, base
+
+
+@pytest.mark.parametrize(
+    ("end_mm", "valid_mm", "short"),
+    [(210.0, 280.0, True), (270.0, 280.0, False), (210.0, 211.0, False), (110.0, 280.0, False)],
+)
+def test_rows_as_long_as_their_traces(end_mm: float, valid_mm: float, short: bool) -> None:
+    """Rows whose traces end together well inside the image, short of the template's 250 mm, are cut over
+    their own length (a portrait page's 6x2 columns of 3.8 s); full rows, rows cut by the image's edge
+    (a crop) and rows far too short (speed or rows misread) keep the template's."""
+    from ecgml.geometry.gaps import short_rows
+    from ecgml.layout import make_layout
+
+    lay = make_layout("6x2", x0_mm=20.0, pulse=False)
+    mask, _ = _rows_mask(end_mm)
+    valid = np.zeros_like(mask)
+    valid[:, : int(valid_mm * PPM)] = True
+    got = short_rows(mask, valid, (0.0, 0.0, mask.shape[1] / PPM, mask.shape[0] / PPM), lay, 0.0, 0.0, PPM)
+    if not short:
+        assert got is lay
+        return
+    right = [c for c in got.cells if c.col == 1]
+    assert all(abs(c.x1_mm - end_mm) < 1.0 for c in got.cells if c.col == 1)
+    assert all(abs(c.x0_mm - (20.0 + end_mm) / 2) < 1.0 for c in right)  # the cut at the rows' half
+    assert all(abs(c.t1_s - c.t0_s - (end_mm - 20.0) / 2 / 25.0) < 0.05 for c in got.cells)  # 3.8 s a column

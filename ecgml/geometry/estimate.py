@@ -18,7 +18,7 @@ import numpy as np
 
 from ecgml.errors import GRID_NO_ROWS, EcgmlError, ImageTooSmall
 from ecgml.geometry.canonical import canonical_page, chroma_columns
-from ecgml.geometry.gaps import gap_columns
+from ecgml.geometry.gaps import gap_columns, short_rows
 from ecgml.geometry.grid import (
     GRID_SHIFT_MM,
     LATTICE_LONG_SIDE,
@@ -650,6 +650,12 @@ def _estimate(
     if gapped is not layout:
         diag["column_gaps"] = True
         layout = gapped
+    else:
+        looked = np.rot90(valid & _paper_mask(res.tiles_mm, e, valid.shape), k=-ori.k)  # where ink was read
+        shorter = short_rows(mask, looked, ext_up, layout, tx, ty, ORIENT_PPM)
+        if shorter is not layout:  # rows holding fewer seconds than the template's (portrait paper)
+            diag["short_rows_s"] = round(max(c.t1_s for c in shorter.cells), 2)
+            layout = shorter
     # every trace row found, on paper (the layout keeps only its template's rows): the printed names'
     # rows are placed on them (`ecgml.label_grid`)
     diag["row_baselines_mm"] = [round(float(c + ty), 2) for c in rows.centres]

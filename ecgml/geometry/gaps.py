@@ -105,3 +105,100 @@ def gap_columns(
         else:
             new.append(c)
     return replace(layout, cells=new)
+
+
+# Rows shorter than the template's: a page whose rows hold fewer seconds (portrait Letter or A4 paper, a
+# cart's short strips) prints the same cells over less paper; the template's 250 mm rows put every cut but
+# the first in the wrong place and read seconds the page does not show.
+TRACE_BAND_PITCH = 0.25  # a row's trace is looked for this share of the row pitch either side of its baseline
+TRACE_CLOSE_MM = 2.0  # blanks narrower than this inside a trace are closed (a thin pen on a small copy)
+TRACE_RUN_MM = 15.0  # ink runs at least this long are trace (grid leftovers are dashes, names a few mm)
+SHORT_SHARE = 0.9  # rows whose trace ends short of this share of the template's row are shorter rows
+MIN_SHARE = 0.6  # ... down to this share (shorter: the speed or the rows misread, not a shorter row)
+SAME_END_MM = 3.0  # the rows' traces end this close together ...
+SAME_END_ROWS = 2 / 3  # ... on at least this share of the rows (one flat last lead ends early)
+BEYOND_MM = 10.0  # ... and none runs on further than this past them
+MIN_TRACE_ROWS = 3  # rows measured, at least
+INSIDE_MM = 3.0  # the image (and its measured grid) runs on this far past the traces' end (else cut there)
+START_OFF_MM = 5.0  # the template's cells start this far or more left of the ink: placed by the rows' ends
+
+
+def trace_extent(
+    mask: np.ndarray, ext: tuple[float, float, float, float], baseline_mm: float, band_mm: float, tx: float,
+    ty: float, ppm: float,
+) -> tuple[float, float] | None:  # fmt: skip
+    """(start, end) paper mm of a row's trace: the first and last ink runs of TRACE_RUN_MM or more in the
+    band about its baseline, blanks under TRACE_CLOSE_MM closed; None when it has no such run."""
+    h, _ = mask.shape
+    i0 = int(np.clip((baseline_mm - band_mm - ty - ext[1]) * ppm, 0, h))
+    i1 = int(np.clip((baseline_mm + band_mm - ty - ext[1]) * ppm, 0, h))
+    if i1 <= i0:
+        return None
+    inked = np.asarray(mask[i0:i1].any(axis=0))
+    runs = true_runs(inked, int(TRACE_RUN_MM * ppm), max(1, int(round(TRACE_CLOSE_MM * ppm))))
+    if not runs:
+        return None
+    return ext[0] + runs[0][0] / ppm + tx, ext[0] + runs[-1][1] / ppm + tx
+
+
+def short_rows(
+    mask: np.ndarray,
+    valid: np.ndarray,
+    ext: tuple[float, float, float, float],
+    layout: PageLayout,
+    tx: float,
+    ty: float,
+    ppm: float,
+) -> PageLayout:
+    """`layout` with its rows as long as their traces when the rows' traces end together well inside the
+    image, short of the template's row (SHORT_SHARE, not below MIN_SHARE): every cell is drawn over that
+    length, its seconds at the page's speed, so each lead stands in the time window the page gives it
+    and seconds the page does not show are absent. `mask` and `valid` (where ink was looked for: the image
+    and its measured grid; the same shape) are upright, top-left at `ext` (frame mm); paper = frame +
+    (tx, ty)."""
+    if layout.pulses and all(p.x0_mm >= max(c.x1_mm for c in layout.cells) - 1.0 for p in layout.pulses):
+        return layout  # a pulse after the rows would count as trace
+    base = layout.row_baselines()
+    if len(base) < MIN_TRACE_ROWS:
+        return layout
+    band = TRACE_BAND_PITCH * float(np.min(np.diff(base)))
+    found = [trace_extent(mask, ext, b, band, tx, ty, ppm) for b in base]
+    spans = np.array([s for s in found if s is not None], np.float64)
+    if len(spans) < MIN_TRACE_ROWS:
+        return layout
+    end = float(np.median(spans[:, 1]))
+    if (
+        np.mean(np.abs(spans[:, 1] - end) <= SAME_END_MM) < SAME_END_ROWS
+        or spans[:, 1].max() > end + BEYOND_MM
+    ):
+        return layout  # rows of several lengths: some rows' last cells blank (leads not recorded)
+    x0 = float(np.median([min(c.x0_mm for c in layout.cells if c.row == r) for r in range(len(base))]))
+    x1 = float(np.median([max(c.x1_mm for c in layout.cells if c.row == r) for r in range(len(base))]))
+    # rows without a pulse start their trace where their cells start (the latest start two rows share);
+    # rows with one, a pulse width left of it
+    starts = np.sort(spans[:, 0])[::-1]
+    bare = next((v for v in starts if np.sum(np.abs(starts - v) <= SAME_END_MM) >= 2), float(starts[0]))
+    start = bare
+    if layout.pulses:
+        pulse_w = float(np.median([p.x1_mm - p.x0_mm for p in layout.pulses]))
+        start = min(float(np.median(spans[:, 0])) + pulse_w, bare + SAME_END_MM)
+    a = start if start > x0 + START_OFF_MM else x0
+    share = (end - a) / (x1 - x0)
+    if not MIN_SHARE <= share < SHORT_SHARE:
+        return layout
+    h, w = valid.shape
+    last = []
+    for b in base:
+        i = int(np.clip((b - ty - ext[1]) * ppm, 0, h - 1))
+        cols = np.flatnonzero(valid[i])
+        if cols.size:
+            last.append(ext[0] + (cols[-1] + 1) / ppm + tx)
+    if not last or float(np.median(last)) < end + INSIDE_MM:
+        return layout  # the traces stop where the image (or the ink read) does: a crop, not a shorter row
+    cells = [
+        replace(c, x0_mm=a + (c.x0_mm - x0) * share, x1_mm=a + (c.x1_mm - x0) * share, t0_s=c.t0_s * share,
+                t1_s=c.t1_s * share)
+        for c in layout.cells
+    ]  # fmt: skip
+    pulses = [replace(p, x0_mm=p.x0_mm + a - x0, x1_mm=p.x1_mm + a - x0) for p in layout.pulses]
+    return replace(layout, cells=cells, pulses=pulses)
