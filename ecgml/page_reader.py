@@ -36,6 +36,9 @@ WEIGHTS = Path(__file__).resolve().parent / "weights" / "label_reader.pt"
 SEARCH_X_MM = (-3.0, 12.0)
 SEARCH_Y_MM = (-16.0, 14.0)
 BOX_LABEL_DY_MM = 2.0  # boxed cells: the search window is centred this far below the box's top edge
+# boxed cells: where a box's own name may be centred about its top edge, mm (above it or inside its corner);
+# never in the lower half of the gap above it (the box above's time ticks) nor the box's own lower half
+BOX_LABEL_ABOVE_MM, BOX_LABEL_INSIDE_MM = 8.0, 6.0
 READ_AT = 0.8  # a name read with this probability counts as printed there
 UPSIDE_DOWN_AT = 2.0  # this many more names read on the page turned 180 degrees: it is upside down
 # the grid's leads column by column (top to bottom, then left to right) in the orders carts print them
@@ -146,6 +149,7 @@ def _cell_reads(
     i = np.rint((y - y0_mm - PATCH_MM[1] / 2) / STRIDE_MM).astype(np.int64)
     j = np.rint((x - x0_mm - PATCH_MM[0] / 2) / STRIDE_MM).astype(np.int64)
     i, j = np.broadcast_arrays(i, j)
+    allowed = _box_label_zone(cells, y)
     # each name's probability at the 3 x 3 steps around every (cell, dx, dy): (step, name, cell, dx, dy)
     steps = []
     inside = np.zeros(i.shape, bool)
@@ -156,9 +160,10 @@ def _cell_reads(
             inside |= ok
             at = names[:, np.clip(ii, 0, hh - 1), np.clip(jj, 0, ww - 1)].astype(np.float64)
             steps.append(np.where(ok[None], at, 0.0))
+    inside &= allowed
     window = np.stack(steps)
     # the offset where the cells' names are most likely, summed cell by cell in their order
-    val = window.max(axis=(0, 1))
+    val = np.where(allowed, window.max(axis=(0, 1)), 0.0)
     score = np.zeros(val.shape[1:])
     for v in val:
         score = score + v
@@ -169,6 +174,31 @@ def _cell_reads(
             k, p = _voted(window[:, :, n, a, b])
             out[(c.row, c.col)] = (NAMES[k], p)
     return out
+
+
+def _box_label_zone(cells: list[Any], y: np.ndarray) -> np.ndarray:
+    """Which of each cell's search offsets (cell, dx, dy) may hold its name: all of them for an unboxed
+    cell; for a box, only about its top edge (BOX_LABEL_ABOVE_MM above it to BOX_LABEL_INSIDE_MM inside,
+    at most half its height) and below the middle of the gap to the box above. A page of boxes prints
+    time ticks under every box: with the whole window (30 mm, more than a short box and its gap), the
+    ticks under the box above and under the box itself read as names ("0" as "I" or "V5") and won the
+    page's offset on validation panels-12x1_000 (10 of 12 names read wrong)."""
+    allowed = np.ones(y.shape, bool)
+    for n, c in enumerate(cells):
+        if c.box_bottom_mm <= c.box_top_mm:
+            continue
+        top, height = c.box_top_mm, c.box_bottom_mm - c.box_top_mm
+        above = [
+            o.box_bottom_mm
+            for o in cells
+            if o.box_bottom_mm > o.box_top_mm
+            and o.box_bottom_mm <= top + 0.5
+            and min(o.x1_mm, c.x1_mm) > max(o.x0_mm, c.x0_mm)
+        ]
+        lo = max(top - BOX_LABEL_ABOVE_MM, (max(above) + top) / 2 if above else -np.inf)
+        hi = top + min(BOX_LABEL_INSIDE_MM, height / 2)
+        allowed[n] = (y[n] >= lo) & (y[n] <= hi)
+    return allowed
 
 
 def _voted(window: np.ndarray) -> tuple[int, float]:
@@ -289,6 +319,7 @@ def names_beside(
     def read(layouts: list[PageLayout]) -> list[dict[tuple[int, int], tuple[str, float]]]:
         if not layouts:
             return []
+        layouts = [label_anchors(lay) for lay in layouts]  # a box's name about its top, as `read_labels`
         union = replace(layouts[0], cells=[c for lay in layouts for c in lay.cells])
         near = prob if prob is not None else maps_near(net, ink, union)
         return [_cell_reads(near, lay, 0.0, 0.0) for lay in layouts]

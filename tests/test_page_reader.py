@@ -210,6 +210,42 @@ def test_a_cells_name_is_the_one_its_neighbouring_steps_agree_on_not_one_steps_b
     assert all(abs(p - 0.97) < 1e-6 for _, p in got.values())  # as surely as its best step reads it
 
 
+def test_a_boxs_name_is_read_about_its_top_edge_not_on_the_time_ticks_under_the_boxes():
+    """A page of short boxes prints time ticks ("0", "1", ...) under every box, 30 mm window's worth from
+    the next name: read surer than the names (as "V5"), they won the page's offset and every box was
+    "printed V5". A box's name is read about its own top edge only (validation panels-12x1_000)."""
+    from dataclasses import replace
+
+    from ecgml.page_reader import NAMES, STRIDE_MM, _cell_reads, label_anchors
+
+    plain = make_layout("12x1")
+    cells = [
+        replace(
+            c,
+            baseline_mm=25.0 + 28.0 * c.row,
+            box_top_mm=20.0 + 28.0 * c.row,
+            box_bottom_mm=30.0 + 28.0 * c.row,
+        )
+        for c in plain.cells
+    ]
+    lay = label_anchors(replace(plain, cells=cells, paper_mm=(280.0, 360.0)))
+    prob = np.zeros((len(CLASSES), 180, 140), np.float32)
+    prob[-1] = 1.0
+
+    def step(c, dx_mm: float, y_mm: float) -> tuple[int, int]:
+        return round((y_mm - PATCH_MM[1] / 2) / STRIDE_MM), round(
+            (c.x0_mm + dx_mm - PATCH_MM[0] / 2) / STRIDE_MM
+        )
+
+    for c in lay.cells:
+        i, j = step(c, 2.0, c.box_top_mm - 4.0)  # the name just above the box
+        prob[NAMES.index(c.lead), i, j] = 0.95
+        i, j = step(c, 2.0, c.box_bottom_mm + 4.0)  # the tick under it, read surer
+        prob[NAMES.index("V5"), i, j] = 0.99
+    got = _cell_reads(prob, lay, 0.0, 0.0)
+    assert {k: v[0] for k, v in got.items()} == {(c.row, c.col): c.lead for c in lay.cells}
+
+
 def test_the_reader_runs_its_exported_graph_like_the_network(tmp_path):
     """Digitizing needs no torch once the graph is cached (issue 17): the graph gives the network's maps."""
     import torch

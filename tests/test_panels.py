@@ -365,3 +365,42 @@ def test_boxes_read_through_a_receding_plane_are_squared_back(panel_page, monkey
     assert worst_baseline_mm() < 0.5
     monkeypatch.setattr(panel_photo, "_squared", lambda found, dark: None)
     assert worst_baseline_mm() > 1.5
+
+
+def test_a_panel_page_at_12_5_mm_s_is_read_at_that_speed_from_its_narrow_pulses(record):
+    """Boxes 125 mm wide show 5 s at 25 mm/s: the rows' scale or speed in doubt, the page's confidence
+    halved and the page left to the page-wide fit (validation panels-12x1_001, a 12.5 mm/s realworld copy,
+    every lead wrong). Pulses 2.5 mm wide beside the boxes are 0.2 s at 12.5 mm/s: the rows show 10 s. A
+    page without pulses stays in doubt."""
+    seen = 0
+    for seed in range(4):
+        r = render(record, "0001", seed, layout="panels:12x1", speed="12.5")
+        found = find_panels(r.image)
+        assert found is not None
+        if r.layout.pulses:
+            seen += 1
+            assert found.layout.speed_mm_s == 12.5 and found.confidence > 0.9
+            assert max(c.t1_s for c in found.layout.cells) == pytest.approx(10.0, abs=0.1)
+        else:
+            assert found.layout.speed_mm_s == 25.0 and found.confidence < 0.5
+    assert seen
+
+
+def test_a_panel_page_s_wide_pulses_left_of_its_boxes_are_found(record):
+    """At 50 mm/s a cart's pulse is 0.4 s, 20 mm wide, its left stroke 22 mm left of the first box: the
+    search for it was centred on the box's edge (15 mm either side) and found none, so the page's speed
+    was assumed 25 with nothing against it. Found, its width says 50 mm/s to the page's calibration."""
+    seen = 0
+    for seed in range(3):
+        r = render(record, "0001", seed, layout="panels:3x4+1R", speed="50")
+        found = find_panels(r.image)
+        if found is None:  # not every seed's boxes are read at 50 mm/s (12x1: none of seeds 0-5)
+            continue
+        read = found.diagnostics["pulses"]
+        if r.layout.pulses:
+            seen += 1
+            assert read["gain_read"] and read["pulse_width_mm"] == pytest.approx(20.0, abs=1.0)
+            assert {q["row"] for q in read["pulses"]} == {p.row for p in r.layout.pulses}
+        else:
+            assert not read["gain_read"]
+    assert seen

@@ -28,8 +28,8 @@ from scipy.ndimage import gaussian_filter1d
 
 from ecgml.geometry.gaps import true_runs
 from ecgml.geometry.orient import ORIENT_PPM, Rows
-from ecgml.geometry.pulses import PulseReading, read_pulses
-from ecgml.layout import Cell, PageLayout, with_gain
+from ecgml.geometry.pulses import WIDTHS_MM, PulseReading, read_pulses
+from ecgml.layout import Cell, PageLayout, with_gain, with_speed
 from ecgml.page import PageMap
 
 INK_LEVEL = 12  # darker than the paper by this much (of 255): ruled line or ink
@@ -57,6 +57,13 @@ CUT_FACTOR = 0.8  # confidence kept by a page whose cut boxes were completed fro
 GAIN_MM_MV = 10.0
 MAX_DURATION_S = 10.0
 MIN_SHOWN_S = 7.5  # rows of boxes showing less than this: their scale or speed is in doubt
+# a slow page: 0.2 s pulses at 12.5 mm/s are 2.5 mm wide (looked for beside boxes besides the standard widths)
+SLOW_SPEED_MM_S, SLOW_PULSE_S, SLOW_PULSE_TOL_MM = 12.5, 0.2, 1.0
+PULSE_WIDTHS_MM = (SLOW_PULSE_S * SLOW_SPEED_MM_S, *WIDTHS_MM)
+# a pulse left of its row's first box starts its width and a gap left of the box: the search for its left
+# stroke (ROW_END_MM either side) is centred this far left of the box, so that a 2.5 mm and a 20 mm pulse
+# (0.4 s at 50 mm/s, its left stroke 22 mm from the box) both fall in it
+PULSE_LEFT_MM = 0.5 * max(PULSE_WIDTHS_MM)
 BOX_MARGIN_MM = 0.5  # a box's ruled edge reaches this far past the box read (antialiasing, line width)
 SLIVER_SHARE = 0.2  # on a levelled raster: a box at a row's end less wide than this share of the widest
 MERGED_FACTOR = 0.8  # confidence kept by a page some of whose boxes were split at the other rows' gaps
@@ -428,7 +435,18 @@ def _read(
     layout, conf, why = panel_layout(rows, ppm, trace, (w / ppm[0], h / ppm[1]), flat, faint)
     if layout is None:
         return None, n_boxes, ink
+    pulses = _pulse_reading(black, rows, layout, ppm)
     shown = max(c.t1_s for c in layout.cells)
+    slow = SLOW_SPEED_MM_S / SPEED_MM_S
+    if shown < MIN_SHOWN_S and _slow_pulses(pulses) and MIN_SHOWN_S <= shown / slow <= MAX_DURATION_S + 0.5:
+        # the boxes show half a record at 25 mm/s and the pulses beside them are 0.2 s wide at 12.5 mm/s
+        # (2.5 mm, a width no cart prints at 25): the page runs at 12.5 mm/s and its rows show the record
+        # (validation panels-12x1_001, a small realworld copy, was read as 5 s rows at half confidence and
+        # left to the page-wide fit, which found no row: every lead wrong). The page's calibration reads
+        # that speed off the same pulses again, never as a confirmed one.
+        layout = with_speed(layout, SLOW_SPEED_MM_S)
+        why += f" (pulses {pulses.width_mm:g} mm wide: {SLOW_SPEED_MM_S:g} mm/s)"
+        shown = max(c.t1_s for c in layout.cells)
     if shown < MIN_SHOWN_S:
         # boxes whose rows show much less than a record's 10 s: on a photo's levelled page the scale read
         # off its ruled lines is more likely a harmonic than the page a short one, and anywhere the rows
@@ -441,11 +459,16 @@ def _read(
         why += f" ({merged} boxes split at the other rows' gaps)"
     pm = PageMap(np.diag([ppm[0], ppm[1], 1.0]), (w, h), (w / ppm[0], h / ppm[1]))
     diag = {"panels": [len(r) for r in rows], "grid_step_mm": step_mm, "panel_fit": why}
-    pulses = _pulse_reading(black, rows, layout, ppm)
     diag["pulses"] = pulses.to_json()
     if pulses.gain_mm_mv is not None:
         layout = with_gain(layout, pulses.gain_mm_mv, pulses.chest_gain_mm_mv)
     return PanelPage(rows, ppm, pm, layout, conf, diag), n_boxes, ink
+
+
+def _slow_pulses(pulses: PulseReading) -> bool:
+    """The pulses read (their gain agreed) and are 0.2 s wide at SLOW_SPEED_MM_S (2.5 mm)."""
+    w = SLOW_PULSE_S * SLOW_SPEED_MM_S
+    return pulses.read and pulses.width_mm is not None and abs(pulses.width_mm - w) <= SLOW_PULSE_TOL_MM
 
 
 def _pulse_reading(
@@ -472,13 +495,13 @@ def _pulse_reading(
     bottoms = np.array([max(b[3] for b in rows[r]) / ppm[1] for r in order])
     found = Rows(
         (tops + bottoms) / 2,
-        np.array([rows[r][0][0] / ppm[0] for r in order]),
+        np.array([rows[r][0][0] / ppm[0] - PULSE_LEFT_MM for r in order]),
         np.array([rows[r][-1][2] / ppm[0] for r in order]),
         np.zeros(len(order), bool),
     )
     half = float(np.min(bottoms - tops)) / 2
     ext = (0.0, 0.0, w / ppm[0], h / ppm[1])
-    reading = read_pulses(mask.astype(np.float32), found, ext, ORIENT_PPM, base_tol_mm=half)
+    reading = read_pulses(mask.astype(np.float32), found, ext, ORIENT_PPM, half, PULSE_WIDTHS_MM)
     for q in reading.pulses:  # each pulse's baseline on paper: the row (and leads) it calibrates
         q["baseline_mm"] = round(float(base[order[q["row"]]]), 2)
     return reading

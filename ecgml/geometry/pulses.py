@@ -80,18 +80,23 @@ def measure(f: np.ndarray, left: int, foot: int, w: int, h: int, ppm: float) -> 
     s = max(1, int(round(0.5 * ppm)))
     H, W = f.shape
     near = int(2.5 * ppm)
+    # a pulse narrower than 4 mm (2.5 mm: 0.2 s at 12.5 mm/s, looked for beside boxes): its top read
+    # half as far from its strokes, and its right stroke (as wide as its inside on a small copy) kept out
+    # of the trace beside it; the standard widths (5 mm and up) are measured as they always were
+    m = 2 * s if w >= 8 * s else s
+    out = s if w >= 8 * s else 2 * s
     # the baseline: the trace beside the pulse (right of it at a row start, left of it at a row end)
     ya, yb = max(0, foot - near), min(H, foot + near + 1)
     beside = np.concatenate(
         [
             f[ya:yb, max(0, left - 3 * near) : max(0, left - s)],
-            f[ya:yb, min(W, left + w + s) : left + w + 3 * near],
+            f[ya:yb, min(W, left + w + out) : left + w + 3 * near],
         ],
         axis=1,
     )
     base = ya + int(np.argmax(beside.sum(axis=1))) if beside.size and beside.max() > 0.5 else foot
     tops = []
-    for c0, c1 in ((left + 2 * s, left + w // 2 - s), (left + w // 2 + s, left + w - 2 * s)):
+    for c0, c1 in ((left + m, left + w // 2 - m // 2), (left + w // 2 + m // 2, left + w - m)):
         y0, y1 = max(0, base - int(1.5 * h) - 2 * s), max(0, base - h // 2)
         prof = f[y0:y1, c0:c1].mean(axis=1) if c1 > c0 and y1 > y0 else np.zeros(0)
         if prof.size == 0 or prof.max() < 0.5:
@@ -118,10 +123,10 @@ def snap_gain(h_mm: float) -> float | None:
     return None
 
 
-def _shapes() -> list[tuple[float, float, float]]:
-    """(width, height, step) of every pulse shape looked for."""
-    out = [(w, h, 0.0) for w in WIDTHS_MM for h in GAINS_MM_MV]
-    out += [(w, MIXED[0], MIXED[1]) for w in WIDTHS_MM]
+def _shapes(widths: tuple[float, ...] = WIDTHS_MM) -> list[tuple[float, float, float]]:
+    """(width, height, step) of every pulse shape looked for, at these widths."""
+    out = [(w, h, 0.0) for w in widths for h in GAINS_MM_MV]
+    out += [(w, MIXED[0], MIXED[1]) for w in widths]
     return out
 
 
@@ -155,10 +160,11 @@ def find_row_pulses(
     ext: tuple[float, float, float, float],
     ppm: float,
     base_tol_mm: float = BASE_TOL_MM,
+    widths: tuple[float, ...] = WIDTHS_MM,
 ) -> list[dict]:
     """Pulses of any standard shape at the row ends of the upright ink `mask` (covering `ext` mm): per row
     the best-matching shape at its left end and at its right end, each checked and measured; its foot
-    within `base_tol_mm` of the row's centre."""
+    within `base_tol_mm` of the row's centre; `widths`: the pulse widths looked for."""
     f = cv2.GaussianBlur(bridged(mask, ppm), (0, 0), 0.6)
     np.minimum(f, 1.0, out=f)
     H, W = f.shape
@@ -169,7 +175,7 @@ def find_row_pulses(
     btol = int(base_tol_mm * ppm)
     s = max(1, int(round(0.5 * ppm)))
     found: list[dict] = []
-    for w_mm, h_mm, step_mm in _shapes():
+    for w_mm, h_mm, step_mm in _shapes(widths):
         t, base = pulse_template(ppm, w_mm, h_mm, step_mm)
         th, tw = t.shape
         w, h = int(round(w_mm * ppm)), int(round(h_mm * ppm))
@@ -270,9 +276,10 @@ def read_pulses(
     ext: tuple[float, float, float, float],
     ppm: float,
     base_tol_mm: float = BASE_TOL_MM,
+    widths: tuple[float, ...] = WIDTHS_MM,
 ) -> PulseReading:
     """The gain the page's calibration pulses show (`find_row_pulses`, `page_gain`)."""
-    return page_gain(find_row_pulses(mask, rows, ext, ppm, base_tol_mm))
+    return page_gain(find_row_pulses(mask, rows, ext, ppm, base_tol_mm, widths))
 
 
 def start_pulse_width(reading: PulseReading) -> float | None:
