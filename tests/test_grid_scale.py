@@ -77,3 +77,22 @@ def test_a_wall_of_noise_is_no_measured_lattice() -> None:
     lat = tile_lattice(darkness(wall, 21)[0].astype(np.float32) / 255, axis_prior=True)
     assert lat is None or not lat.measured
     assert tile_lattice(cv2.GaussianBlur(_crossed_lines(5.0, 2.5), (0, 0), 0.6), axis_prior=True).measured
+
+
+def test_a_dotted_grid_keeps_its_phase_under_trace_rows() -> None:
+    # along a line of dots a trace row, lying along the raster's rows for millimetres, outweighs the dots:
+    # tiles holding rows lost their y phase (a black-and-white copy kept one of its three rows)
+    from ecgml.geometry.refine import MIN_TILE_CONF, RECT_PPM, Extent, measure_phases
+
+    n = 200  # 40 mm at RECT_PPM: 3 x 3 tiles
+    dark = np.zeros((n, n), np.uint8)
+    for y in range(0, n, 25):
+        for x in range(0, n, 25):
+            dark[y : y + 2, x : x + 2] = 255  # a dot every 5 mm
+    wave = (60 + 8 * np.sin(np.arange(n) / 9.0)).astype(int)
+    for x in range(n):
+        dark[wave[x] : wave[x] + 2, x] = 255  # a wandering trace
+    dark[132:134, :] = 255  # and a flat one between two lines of dots
+    ph = measure_phases(dark, np.ones_like(dark, bool), Extent(0, 0, 40, 40), RECT_PPM, dots=True)
+    assert float(ph["cy"].min()) > MIN_TILE_CONF
+    assert np.allclose(ph["dy"], 0.2, atol=0.1)  # the dots' centres: 1 px = 0.2 mm below each 5 mm

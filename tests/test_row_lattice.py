@@ -184,3 +184,24 @@ def test_three_rows_on_the_strip_templates_pitch_keep_the_template() -> None:
     from ecgml.geometry.orient import choose_layout
 
     assert choose_layout(_found([60.0 + 35.0 * i for i in range(3)])) == "3x4+1R"
+
+
+def test_pulses_stacked_across_the_rows_do_not_turn_the_page() -> None:
+    # seen a quarter turn away, two wide QRS complexes of neighbouring rows can stand as pulses at one x;
+    # the ink's rows clearly run along the image's x, so that stack is no evidence of a turned page
+    from ecgml.geometry.orient import _orient
+
+    up = _mask([30.0, 60.0, 90.0, 120.0], flat=set(), w_mm=250.0)
+    quarter = np.ascontiguousarray(np.rot90(up, k=-1))  # the page as turn k = 1 sees it
+    for foot in (40.0, 80.0):  # two boxes 5 mm wide, 10 mm tall, a trace leaving the right foot
+        left, f = int(104.0 * PPM), int(foot * PPM)
+        quarter[f - 40 : f + 1, left : left + 2] = True
+        quarter[f - 40 : f - 38, left : left + 22] = True
+        quarter[f - 40 : f + 1, left + 20 : left + 22] = True
+        quarter[f - 1 : f + 1, left + 20 : left + 32] = True
+    mask = np.ascontiguousarray(np.rot90(quarter, k=1))
+    inside = np.ones(mask.shape, bool)
+    ink = np.zeros(mask.shape, np.float32)  # unused: the mask is given
+    ori, rows, _ = _orient(ink, inside, inside, (0.0, 0.0, 250.0, 150.0), PPM, mask)
+    assert ori.k in (0, 2)
+    assert np.allclose(np.sort(rows.centres), [30.0, 60.0, 90.0, 120.0], atol=1.5)
