@@ -181,3 +181,25 @@ def test_track_path_stays_on_a_continuous_trace():
     assert np.all(np.abs(path + 0.5 - ours[0]) <= 1.0)
     y, _ = local_centroid(torch.from_numpy(logits[None].astype(np.float32)), 4, path[None])
     assert np.all(np.abs(y[0] - ours[0]) < 0.2)
+
+
+def test_path_pays_for_blank_paper_between_traces_not_for_its_own_stroke():
+    """With ink gap costs the decoder keeps to the ink it is on: a stronger neighbouring trace across blank
+    paper no longer pulls the path over, while a steep stroke of its own (ink all the way) is followed."""
+    from ecgml.trace.model import ink_gap_costs, log_probs_by_column, track_paths
+
+    h, w = 100, 120
+    own = np.full(w, 20)
+    own[70:] = 60  # a vertical step of the own trace at column 70, drawn as ink
+    strip = np.full((h, w, 3), 255, np.uint8)
+    strip[own, np.arange(w)] = 0
+    strip[20:61, 70] = 0
+    strip[85, :] = 0  # a neighbouring row's trace
+    pos = np.arange(h)[:, None] + 0.5
+    logits = -((pos - own[None, :] - 0.5) ** 2) / 2.0
+    logits[:, 30:40] = np.logaddexp(logits[:, 30:40], -((pos - 85.5) ** 2) / 2.0 + 3.0)
+    lp = log_probs_by_column(logits.astype(np.float32))
+    free = track_paths([lp], max_step=80)[0]
+    assert np.all(free[30:40] == 85)  # without costs: the stronger neighbour wins those columns
+    paid = track_paths([lp], max_step=80, gaps=[ink_gap_costs(strip, 1, 1.0)])[0]
+    np.testing.assert_array_equal(paid, own)  # with them: the own trace, step included

