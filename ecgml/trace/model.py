@@ -139,22 +139,26 @@ def track_paths(
             )
             score[j, :n] = np.maximum(up - c, down + c)
         score[j, :n] += lp[j, :n]
+    # back from each cell's best last column, all cells a column at a time (a cell joins at its own end)
+    offsets = np.arange(-max_step, max_step + 1)
+    ys = np.zeros(len(lps), np.int64)
+    walked = np.zeros((len(lps), wmax), np.int64)
+    for j in range(wmax - 1, -1, -1):
+        n, m = live[j], (live[j + 1] if j + 1 < wmax else 0)  # cells reaching column j; and j + 1
+        ys[m:n] = np.argmax(score[j, m:n], axis=1)
+        if m:
+            y = ys[:m, None]
+            idx = np.clip(y + offsets, 0, h - 1)
+            cand = np.take_along_axis(score[j, :m], idx, axis=1)
+            if cum is not None:  # the cost of the step from column j into j + 1
+                cj = cum[j + 1, :m]
+                cand = cand - np.abs(np.take_along_axis(cj, y, axis=1) - np.take_along_axis(cj, idx, axis=1))
+            cand[(y + offsets < 0) | (y + offsets >= h)] = -np.inf
+            ys[:m] = idx[np.arange(m), np.argmax(cand, axis=1)]
+        walked[:n, j] = ys[:n]
     paths: list[np.ndarray] = [np.empty(0, np.int64)] * len(lps)
     for slot, i in enumerate(order):
-        w = int(widths[i])
-        if w == 0:
-            continue
-        sc = score[:, slot]
-        path = [0] * w
-        y = path[-1] = int(np.argmax(sc[w - 1]))
-        for j in range(w - 2, -1, -1):
-            a = max(y - max_step, 0)
-            cand = sc[j, a : y + max_step + 1]
-            if cum is not None:
-                cj = cum[j + 1, slot]
-                cand = cand - np.abs(cj[y] - cj[a : y + max_step + 1])
-            y = path[j] = a + int(np.argmax(cand))
-        paths[i] = np.array(path, np.int64)
+        paths[i] = walked[slot, : widths[i]].copy()
     return paths
 
 
