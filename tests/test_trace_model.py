@@ -201,5 +201,23 @@ def test_path_pays_for_blank_paper_between_traces_not_for_its_own_stroke():
     lp = log_probs_by_column(logits.astype(np.float32))
     free = track_paths([lp], max_step=80)[0]
     assert np.all(free[30:40] == 85)  # without costs: the stronger neighbour wins those columns
-    paid = track_paths([lp], max_step=80, gaps=[ink_gap_costs(strip, 1, 1.0)])[0]
+    paid = track_paths([lp], max_step=80, gaps=[ink_gap_costs(strip, own, 1, 1.0)])[0]
     np.testing.assert_array_equal(paid, own)  # with them: the own trace, step included
+
+
+def test_strip_ink_keeps_a_coloured_trace_and_drops_a_red_grid():
+    """The ink a path may climb for free is the trace's own: a blue trace counts (ink_map's chroma rule
+    alone would drop it), a red grid line beside a black trace does not."""
+    from ecgml.trace.model import strip_ink
+
+    trace_y = np.full(40, 10)
+    blue = np.full((30, 40, 3), 235, np.uint8)
+    blue[:, 20] = (150, 150, 160)  # a grey grid line
+    blue[10, :] = (50, 60, 180)  # the trace
+    ink = strip_ink(blue, trace_y)
+    assert ink[10, 5] > 150 and ink[10, 5] > ink[20, 20]
+    black = np.full((30, 40, 3), 250, np.uint8)
+    black[:, 20] = (230, 60, 60)  # a red grid line
+    black[10, :] = (40, 40, 40)
+    ink = strip_ink(black, trace_y)
+    assert ink[10, 5] > 150 and ink[20, 20] == 0

@@ -33,6 +33,7 @@ from ecgml.trace.types import CellTrace
 __all__ = ["DEFAULT_WEIGHTS", "WEIGHTS_DIR", "TraceModelConfig", "UNetExtractor", "load_extractor"]
 DECODE_RADIUS_PX = 4  # half-width of the centroid window around each column's peak
 MAX_STEP_PX = 48  # largest y move (px) between neighbouring output columns the path decoder allows
+TRACE_CHROMA = 60  # a trace whose darkest pixels are this saturated (max - min channel) is coloured
 GAP_NATS_PER_PX = 0.3  # path decoder: cost (nats) of each px of blank paper a step between columns crosses
 MIN_CONFIDENCE = 0.05  # below this a column is reported as unreadable (NaN)
 # Test-time flips: the plain pass and its left-right mirror averaged gave +0.47 dB on the tuning set
@@ -162,13 +163,25 @@ def track_paths(
     return paths
 
 
-def ink_gap_costs(strip: np.ndarray, x_up: int, per_px: float) -> np.ndarray:
+def strip_ink(strip: np.ndarray, trace_y: np.ndarray) -> np.ndarray:
+    """(H, W) float32 ink of a strip: `ink_map` (dark and grey: a red grid drops out) for a black or grey
+    trace; plain darkness (255 - the darkest channel) for a coloured one, which `ink_map` would drop with
+    the grid (a blue trace on a grey grid, validation 3x4+3R_001). The trace's colour is read where the
+    net puts the row's own trace (`trace_y`: a row per input column)."""
+    on = strip[np.clip(trace_y, 0, strip.shape[0] - 1), np.arange(strip.shape[1])].astype(np.float32)
+    chroma = on.max(axis=1) - on.min(axis=1)
+    if chroma.size and float(np.median(chroma)) > TRACE_CHROMA:
+        return (255 - cv2.min(cv2.min(strip[..., 0], strip[..., 1]), strip[..., 2])).astype(np.float32)
+    return ink_map(strip)
+
+
+def ink_gap_costs(strip: np.ndarray, trace_y: np.ndarray, x_up: int, per_px: float) -> np.ndarray:
     """(W * x_up, H) cumulative cost along y of moving through each strip's column into the next one:
     `per_px` for each pixel of blank paper, nothing on ink (dark, unsaturated: a red grid is not ink).
 
     Ink counts where it reaches half the strip's trace darkness (its 99.9th ink percentile), in either
     of the two input columns a step joins, so a thin or faint QRS stroke still joins its own ends."""
-    ink = ink_map(strip)  # (H, W)
+    ink = strip_ink(strip, trace_y)
     ref = float(np.percentile(ink[::2, ::2], 99.9))
     inkness = np.minimum(ink * np.float32(1.0 / max(0.5 * ref, 1.0)), np.float32(1.0))
     inkness[:, 1:] = np.maximum(inkness[:, 1:], inkness[:, :-1])  # a step joins two input columns
@@ -289,15 +302,20 @@ class UNetExtractor:
             memo.update({(key, t): lg[:, :width] for t, lg in zip(todo, logits, strict=True)})
         return np.stack([memo[(key, t)] for t in tops]), tops
 
-    def _gap_costs(self, page: CanonicalPage, tops: list[int], cfg: TraceModelConfig) -> list[np.ndarray]:
-        """`ink_gap_costs` of the strips at `tops`, kept with the page's logits (the solver re-reads rows)."""
+    def _gap_costs(
+        self, page: CanonicalPage, tops: list[int], lp: np.ndarray, cfg: TraceModelConfig
+    ) -> list[np.ndarray]:
+        """`ink_gap_costs` of the strips at `tops` (`lp`: their (rows, W, H) log-probabilities), kept with
+        the page's logits (the solver re-reads rows)."""
         memo = self._strips_read(page)
         key = f"{cfg!r} gaps={self.gap_cost}"
-        todo = [t for t in dict.fromkeys(tops) if (key, t) not in memo]
-        if todo:
-            img = page_at(page, cfg.px_per_mm)
-            for t in todo:
-                memo[(key, t)] = ink_gap_costs(cut_strip(img, t, cfg.strip_px), cfg.x_up, self.gap_cost)
+        img = page_at(page, cfg.px_per_mm) if any((key, t) not in memo for t in tops) else None
+        for i, t in enumerate(tops):
+            if img is not None and (key, t) not in memo:
+                trace_y = np.argmax(lp[i, :: cfg.x_up], axis=1)  # the net's own trace, per input column
+                memo[(key, t)] = ink_gap_costs(
+                    cut_strip(img, t, cfg.strip_px), trace_y, cfg.x_up, self.gap_cost
+                )
         return [memo[(key, t)] for t in tops]
 
     def _strips_read(self, page: CanonicalPage) -> dict[tuple[str, int], np.ndarray]:
@@ -362,7 +380,7 @@ class UNetExtractor:
         tracked = [k for k, ln in enumerate(lanes) if self.track and ln.shape[0] > 1]
         gaps: list[np.ndarray] | None = None
         if self.gap_cost > 0 and tracked:
-            costs = self._gap_costs(page, tops, cfg)
+            costs = self._gap_costs(page, tops, lp, cfg)
             gaps = [costs[rows.index(layout.cells[k].row)][cols[k]] for k in tracked]
         centres: list[np.ndarray | None] = [None] * len(lanes)
         paths = track_paths([lanes[k] for k in tracked], self.max_step, gaps)
