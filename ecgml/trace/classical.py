@@ -70,17 +70,21 @@ class ClassicalExtractor:
         """Nothing to drop: every read starts from the page."""
 
 
+def channel_range(image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Each px's darkest and brightest channel of an (H, W, 3+) uint8 image (OpenCV's: 7x numpy's)."""
+    r, g, b = cv2.split(np.ascontiguousarray(image[..., :3]))
+    return cv2.min(cv2.min(r, g), b), cv2.max(cv2.max(r, g), b)
+
+
 def ink_map(image: np.ndarray, chroma_weight: float = CHROMA_WEIGHT, clahe: bool = False) -> np.ndarray:
     """How much each pixel looks like trace ink, 0..255 float32: dark and grey."""
     if image.ndim == 2:
         gray = image
         ink = 255.0 - gray.astype(np.float32)
     else:
-        r, g, b = cv2.split(np.ascontiguousarray(image[..., :3]))  # OpenCV's channel max: 7x numpy's
-        gray = cv2.max(cv2.max(r, g), b)
+        low, gray = channel_range(image)
         mx = gray.astype(np.float32)
-        mn = cv2.min(cv2.min(r, g), b).astype(np.float32)
-        ink = (255.0 - mx) - chroma_weight * (mx - mn)
+        ink = (255.0 - mx) - chroma_weight * (mx - low.astype(np.float32))
     if clahe:
         eq = cv2.createCLAHE(clipLimit=2.0, tileGridSize=(8, 8)).apply(np.ascontiguousarray(gray))
         ink = ink * (255.0 - eq.astype(np.float32)) / np.maximum(255.0 - gray.astype(np.float32), 1.0)

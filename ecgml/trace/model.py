@@ -25,7 +25,7 @@ from scipy.special import log_softmax
 
 from ecgml.geometry.canonical import CanonicalPage
 from ecgml.layout import Cell, PageLayout
-from ecgml.trace.classical import ink_map
+from ecgml.trace.classical import channel_range, ink_map
 from ecgml.trace.net_config import DEFAULT_WEIGHTS, WEIGHTS_DIR, TraceModelConfig, read_weights_info
 from ecgml.trace.tall import SQUASH, clipped, merge
 from ecgml.trace.types import CellTrace
@@ -33,7 +33,7 @@ from ecgml.trace.types import CellTrace
 __all__ = ["DEFAULT_WEIGHTS", "WEIGHTS_DIR", "TraceModelConfig", "UNetExtractor", "load_extractor"]
 DECODE_RADIUS_PX = 4  # half-width of the centroid window around each column's peak
 MAX_STEP_PX = 48  # largest y move (px) between neighbouring output columns the path decoder allows
-TRACE_CHROMA = 60  # a trace whose darkest pixels are this saturated (max - min channel) is coloured
+TRACE_CHROMA = 60  # a trace this saturated (max - min channel, median where the net puts it) is coloured
 GAP_NATS_PER_PX = 0.3  # path decoder: cost (nats) of each px of blank paper a step between columns crosses
 MIN_CONFIDENCE = 0.05  # below this a column is reported as unreadable (NaN)
 # Test-time flips: the plain pass and its left-right mirror averaged gave +0.47 dB on the tuning set
@@ -171,13 +171,13 @@ def strip_ink(strip: np.ndarray, trace_y: np.ndarray) -> np.ndarray:
     on = strip[np.clip(trace_y, 0, strip.shape[0] - 1), np.arange(strip.shape[1])].astype(np.float32)
     chroma = on.max(axis=1) - on.min(axis=1)
     if chroma.size and float(np.median(chroma)) > TRACE_CHROMA:
-        return (255 - cv2.min(cv2.min(strip[..., 0], strip[..., 1]), strip[..., 2])).astype(np.float32)
+        return (255 - channel_range(strip)[0]).astype(np.float32)
     return ink_map(strip)
 
 
 def ink_gap_costs(strip: np.ndarray, trace_y: np.ndarray, x_up: int, per_px: float) -> np.ndarray:
     """(W * x_up, H) cumulative cost along y of moving through each strip's column into the next one:
-    `per_px` for each pixel of blank paper, nothing on ink (dark, unsaturated: a red grid is not ink).
+    `per_px` for each pixel of blank paper, nothing on the trace's ink (`strip_ink`; `trace_y` as there).
 
     Ink counts where it reaches half the strip's trace darkness (its 99.9th ink percentile), in either
     of the two input columns a step joins, so a thin or faint QRS stroke still joins its own ends."""
@@ -309,13 +309,13 @@ class UNetExtractor:
         the page's logits (the solver re-reads rows)."""
         memo = self._strips_read(page)
         key = f"{cfg!r} gaps={self.gap_cost}"
-        img = page_at(page, cfg.px_per_mm) if any((key, t) not in memo for t in tops) else None
-        for i, t in enumerate(tops):
-            if img is not None and (key, t) not in memo:
+        todo = {t: i for i, t in enumerate(tops) if (key, t) not in memo}
+        if todo:
+            img = page_at(page, cfg.px_per_mm)
+            for t, i in todo.items():
                 trace_y = np.argmax(lp[i, :: cfg.x_up], axis=1)  # the net's own trace, per input column
-                memo[(key, t)] = ink_gap_costs(
-                    cut_strip(img, t, cfg.strip_px), trace_y, cfg.x_up, self.gap_cost
-                )
+                strip = cut_strip(img, t, cfg.strip_px)
+                memo[(key, t)] = ink_gap_costs(strip, trace_y, cfg.x_up, self.gap_cost)
         return [memo[(key, t)] for t in tops]
 
     def _strips_read(self, page: CanonicalPage) -> dict[tuple[str, int], np.ndarray]:
