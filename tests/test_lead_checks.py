@@ -79,7 +79,11 @@ def test_leads_that_beat_with_the_others_pass_the_gate_the_raw_product_holds():
     assert rep.confidence["I"] >= CONFIDENT  # raw 0.95 x 0.7, vouched for by the simultaneous leads
     assert rep.confidence["V3"] == HELD_AT  # its beats fall elsewhere
     assert rep.confidence["V5"] == HELD_AT  # no other lead shares its time
-    # a lead two kinds of evidence doubt (geometry and its layout here) is not vouched for by its beats
+    # a lead two kinds of evidence doubt (geometry and its layout here) is vouched for by its beats ...
     doubted = {lead: {"layout_family": 0.6} for lead in LEADS}
     rep = lead_report(conf, conf, set(LEADS), 0.7, {}, None, False, eager, doubted, checks=checks)
+    assert rep.parts["I"]["doubts"] == 2 and rep.confidence["I"] >= CONFIDENT
+    # ... and not when its trace doubts it too (three kinds)
+    shaky = {lead: 0.9 for lead in LEADS}
+    rep = lead_report(shaky, conf, set(LEADS), 0.7, {}, None, False, eager, doubted, checks=checks)
     assert rep.parts["I"]["doubts"] == 2 and rep.confidence["I"] == HELD_AT

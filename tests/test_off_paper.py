@@ -7,7 +7,7 @@ import numpy as np
 from ecgml.digitize import off_paper
 from ecgml.records import LEADS
 from ecgml.trace.types import CellTrace
-from ecgml.verdict import CONFIDENT, HELD_AT, OFF_PAPER_MM, lead_report
+from ecgml.verdict import CONFIDENT, HELD_AT, OFF_PAPER_MM, lead_confidence, lead_report
 
 
 def _trace(lead: str, row: int, y: np.ndarray) -> CellTrace:
@@ -36,5 +36,9 @@ def test_a_lead_off_the_paper_is_held_and_said_so():
     assert rep.confidence["II"] == HELD_AT and rep.status["II"] == "read"
     assert all(rep.confidence[lead] >= CONFIDENT for lead in LEADS if lead != "II")
     assert any("off the paper" in w and "II" in w for w in rep.warnings)
+    # the hold is kept with the evidence: a re-score from the stored parts (`layout_bench.recalibrated`)
+    # holds the lead as the digitizer did
+    assert lead_confidence(rep.parts["II"], eager) == HELD_AT
+    assert lead_confidence(rep.parts["I"], eager) >= CONFIDENT
     rep = lead_report(conf, conf, set(LEADS), 1.0, {}, calibration=eager)
     assert rep.confidence["II"] >= CONFIDENT

@@ -534,8 +534,9 @@ def test_web_copy_is_a_small_jpeg_of_the_same_page(tmp_path: Path) -> None:
 def test_a_page_whose_printed_names_contradict_the_layout_in_several_leads_holds_every_lead():
     """Two leads whose printed names are other leads put the page's layout in doubt: every lead is held
     below CONFIDENT, however sure its own evidence (one alone may be the reader's error: it holds nothing)."""
-    from ecgml.verdict import HOLD_CONFLICTS, load_calibration
+    from ecgml.verdict import BEATS_VOUCH, HOLD_CONFLICTS, load_calibration
 
+    assert BEATS_VOUCH is not None
     conf = {lead: 0.99 for lead in LEADS}
     cal = load_calibration()
     one = lead_report(conf, conf, set(LEADS), 1.0, {}, None, False, cal, {"V1": {"layout_labels": 0.2}})
@@ -544,3 +545,13 @@ def test_a_page_whose_printed_names_contradict_the_layout_in_several_leads_holds
     rep = lead_report(conf, conf, set(LEADS), 1.0, {}, None, False, cal, many)
     assert rep.parts["II"]["page_conflicts"] == HOLD_CONFLICTS
     assert max(rep.confidence.values()) <= HELD_AT < CONFIDENT
+    # the same page whose leads beat together: a lead nothing of its own doubts is beyond the page's doubt,
+    # the leads whose names contradict the layout (and those whose beats are not checked) stay held
+    beats = {lead: 0.99 for lead in LEADS}
+    checks = {"beats": beats, "beat_witnesses": {lead: 5.0 for lead in LEADS}}
+    rep = lead_report(conf, conf, set(LEADS), 1.0, {}, None, False, cal, many, checks=checks)
+    assert rep.parts["II"]["page_beats"] >= BEATS_VOUCH and rep.confidence["II"] >= CONFIDENT
+    assert all(rep.confidence[lead] <= HELD_AT for lead in many)
+    apart = {"beats": {lead: 0.5 for lead in LEADS}, "beat_witnesses": checks["beat_witnesses"]}
+    rep = lead_report(conf, conf, set(LEADS), 1.0, {}, None, False, cal, many, checks=apart)
+    assert max(rep.confidence.values()) <= HELD_AT  # leads that do not beat together: all held
