@@ -9,7 +9,7 @@ import torch
 from ecgml.geometry.canonical import CanonicalPage, canonical_page
 from ecgml.records import read_wfdb
 from ecgml.render.presets import render
-from ecgml.trace.model import TraceModelConfig, UNetExtractor, local_centroid
+from ecgml.trace.model import TraceModelConfig, UNetExtractor, local_centroid, log_probs_by_column
 from ecgml.trace.net import TraceUNet, soft_argmax
 from ecgml.trace.seed import SeedBaseline, SeedCNN, SeedConfig
 from ecgml.training.dataset import TruthPage, page_targets, perturb_map
@@ -186,7 +186,7 @@ def test_track_path_stays_on_a_continuous_trace():
 def test_path_pays_for_blank_paper_between_traces_not_for_its_own_stroke():
     """With ink gap costs the decoder keeps to the ink it is on: a stronger neighbouring trace across blank
     paper no longer pulls the path over, while a steep stroke of its own (ink all the way) is followed."""
-    from ecgml.trace.model import ink_gap_costs, log_probs_by_column, track_paths
+    from ecgml.trace.model import ink_gap_costs, track_paths
 
     h, w = 100, 120
     own = np.full(w, 20)
@@ -221,3 +221,30 @@ def test_strip_ink_keeps_a_coloured_trace_and_drops_a_red_grid():
     black[10, :] = (40, 40, 40)
     ink = strip_ink(black, trace_y)
     assert ink[10, 5] > 150 and ink[20, 20] == 0
+
+
+def test_canonical_page_knows_how_sharp_its_source_was():
+    """A page cut from a small copy carries the copy's own px/mm, whatever raster it is resampled to."""
+    from ecgml.page import scale_map
+
+    small = canonical_page(np.full((200, 300, 3), 255, np.uint8), scale_map(3.0, (300, 200), (100.0, 66.0)))
+    assert small.px_per_mm == (8.0, 8.0)
+    assert small.source_px_per_mm == pytest.approx(3.0)
+
+
+def test_blank_paper_is_charged_per_source_pixel():
+    """On a page resampled up from 4 px/mm a strip px is half a source px: a step across blank paper pays
+    half of what it pays on a sharp page; a page sharper than the raster (or of unknown source) pays all."""
+    torch.manual_seed(0)
+    out = render(_record(), "0001", seed=5)
+    page = canonical_page(out.image, out.page_map, TINY.px_per_mm)
+    base = [out.layout.cells[0].baseline_mm]
+    costs = {}
+    for src in (0.0, 4.0, 20.0):
+        sized = CanonicalPage(page.image, page.px_per_mm, page.paper_mm, src)
+        ex = UNetExtractor(TraceUNet(TINY).eval(), TINY)
+        logits, tops = ex.row_logits(sized, base)
+        costs[src] = ex._gap_costs(sized, tops, log_probs_by_column(logits), TINY)[0]
+    assert costs[0.0].max() > 0
+    np.testing.assert_allclose(costs[4.0], costs[0.0] * 4.0 / TINY.px_per_mm[1], rtol=1e-5)
+    np.testing.assert_array_equal(costs[20.0], costs[0.0])

@@ -21,6 +21,9 @@ class CanonicalPage:
     image: np.ndarray  # (H, W, 3) uint8 RGB or (H, W) uint8
     px_per_mm: tuple[float, float]
     paper_mm: tuple[float, float]
+    # input px per paper mm where the page was cut from (0: unknown): how sharp its strokes can be, since
+    # a small copy resampled up to the raster keeps its own blur
+    source_px_per_mm: float = 0.0
 
     def mm_to_px(self, x_mm: np.ndarray, y_mm: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Paper mm to continuous canonical pixel coordinates (corner origin)."""
@@ -56,7 +59,7 @@ def canonical_page(
             borderMode=cv2.BORDER_CONSTANT,
             borderValue=(255, 255, 255),
         )
-        return CanonicalPage(out, px_per_mm, page_map.paper_mm)
+        return CanonicalPage(out, px_per_mm, page_map.paper_mm, source_density(page_map))
     # With a residual, the full sampling grid (image px, centres at integers for OpenCV).
     mapx, mapy = page_map.raster_to_px(xs, ys)
     mapx -= 0.5
@@ -64,7 +67,15 @@ def canonical_page(
     out = cv2.remap(
         image, mapx, mapy, interpolation, borderMode=cv2.BORDER_CONSTANT, borderValue=(255, 255, 255)
     )
-    return CanonicalPage(out, px_per_mm, page_map.paper_mm)
+    return CanonicalPage(out, px_per_mm, page_map.paper_mm, source_density(page_map))
+
+
+def source_density(page_map: PageMap) -> float:
+    """Input px per paper mm at the paper's centre, the lesser of the two axes (a tilted or foreshortened
+    axis is the blurrier one)."""
+    cx, cy = page_map.paper_mm[0] / 2, page_map.paper_mm[1] / 2
+    p = page_map.mm_to_px(np.array([[cx, cy], [cx + 1.0, cy], [cx, cy + 1.0]]))
+    return float(min(np.hypot(*(p[1] - p[0])), np.hypot(*(p[2] - p[0]))))
 
 
 def chroma_columns(rgb: np.ndarray) -> np.ndarray:

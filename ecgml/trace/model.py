@@ -35,6 +35,7 @@ DECODE_RADIUS_PX = 4  # half-width of the centroid window around each column's p
 MAX_STEP_PX = 48  # largest y move (px) between neighbouring output columns the path decoder allows
 TRACE_CHROMA = 60  # a trace this saturated (max - min channel, median where the net puts it) is coloured
 GAP_NATS_PER_PX = 0.3  # path decoder: cost (nats) of each px of blank paper a step between columns crosses
+# (px of the source image: on a page resampled up from a small copy a strip px is a fraction of one)
 MIN_CONFIDENCE = 0.05  # below this a column is reported as unreadable (NaN)
 # Test-time flips: the plain pass and its left-right mirror averaged gave +0.47 dB on the tuning set
 # (truth geometry; up-down mirrors as well: +0.43; ±12 px strip offsets on top: +0.01). BENCHMARKS.md.
@@ -312,10 +313,11 @@ class UNetExtractor:
         todo = {t: i for i, t in enumerate(tops) if (key, t) not in memo}
         if todo:
             img = page_at(page, cfg.px_per_mm)
+            per_px = self.gap_cost * source_share(page, cfg)
             for t, i in todo.items():
                 trace_y = np.argmax(lp[i, :: cfg.x_up], axis=1)  # the net's own trace, per input column
                 strip = cut_strip(img, t, cfg.strip_px)
-                memo[(key, t)] = ink_gap_costs(strip, trace_y, cfg.x_up, self.gap_cost)
+                memo[(key, t)] = ink_gap_costs(strip, trace_y, cfg.x_up, per_px)
         return [memo[(key, t)] for t in tops]
 
     def _strips_read(self, page: CanonicalPage) -> dict[tuple[str, int], np.ndarray]:
@@ -397,6 +399,16 @@ class UNetExtractor:
             trace = CellTrace(cell.lead, cell.row, cell.col, x_sel.copy(), y_mm, c)
             out.append(blank_cell_ends(trace, cell, self.edge_mm))
         return out
+
+
+def source_share(page: CanonicalPage, cfg: TraceModelConfig) -> float:
+    """Source px per strip px along y, at most 1 (1 where unknown): a small copy's strokes are blurred
+    and faint where resampled up (thin steep QRS strokes read partly as blank paper), so its blank paper
+    is charged per source px (validation lowres pages, 3.8 px/mm median: a flat 0.3 nats per strip px
+    lost 0.22 dB per lead against 0.1)."""
+    if page.source_px_per_mm <= 0:
+        return 1.0
+    return min(1.0, page.source_px_per_mm / cfg.px_per_mm[1])
 
 
 def squashed(cfg: TraceModelConfig) -> TraceModelConfig:
