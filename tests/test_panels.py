@@ -279,6 +279,51 @@ def test_a_grid_without_rows_is_read_as_boxes_on_its_plane(panel_page, monkeypat
     assert patch.confidence < est.confidence / 3
 
 
+def test_boxes_beyond_the_window_around_the_fits_page_are_read_around_the_images_centre(
+    panel_page, monkeypatch
+):
+    """The page-wide fit's lattice origin need not be the paper's: its page's centre then lies far from
+    the paper, and the window of paper looked at around it cuts the boxes (a 0009 photo's 12x1 page: nine
+    of its twelve boxes seen). The boxes are read in a window around the image's centre instead, and
+    their map leads back into the image."""
+    from ecgml.geometry import estimate as est_mod
+    from ecgml.geometry import panel_photo
+    from ecgml.page import PageMap
+
+    r = panel_page
+    ppm = r.meta["page_px_per_mm"]
+    pad = 150
+    desk = np.pad(r.image, ((pad, pad), (pad, pad), (0, 0)), constant_values=100)
+    h, w = desk.shape[:2]
+    to_desk = np.array([[1.0, 0.0, pad], [0.0, 1.0, pad], [0.0, 0.0, 1.0]])
+    # the fit's mm origin so far above the paper's top that the window around its page's centre ends
+    # in the middle of the second row of boxes
+    row2 = next(c for c in r.layout.cells if c.row == 1)
+    edge = r.page_map.paper_mm[1] / 2 + panel_photo.MAX_EXTENT_MM / 2
+    far = edge - (row2.box_top_mm + row2.box_bottom_mm) / 2
+    origin = np.array([[1.0, 0.0, 0.0], [0.0, 1.0, -far], [0.0, 0.0, 1.0]])
+    plane = PageMap(to_desk @ np.diag([ppm, ppm, 1.0]) @ origin, (w, h), r.page_map.paper_mm)
+    windows = panel_photo._windows(desk, plane)
+    assert len(windows) == 2 and windows[0][1][1] == pytest.approx(edge)
+
+    def no_rows(*_args, **_kw):
+        raise est_mod.GridWithoutRows(None, plane)
+
+    monkeypatch.setattr(est_mod, "_page_wide", no_rows)
+    est = est_mod.estimate_page(desk)
+    assert est.diagnostics.get("source") == "panels" and est.layout.name == "3x4+1R"
+    assert est.diagnostics["rectified"]["window"] == 1
+    for want, got in zip(r.layout.cells, est.layout.cells, strict=True):
+        assert got.lead == want.lead
+        a = to_desk @ np.array([want.x0_mm * ppm, want.baseline_mm * ppm, 1.0])
+        b = est.page_map.mm_to_px(np.array([[got.x0_mm, got.baseline_mm]]))[0]
+        assert np.hypot(*(a[:2] - b)) < 1.5 * ppm
+    # looked at only around the fit's page, the cut boxes are no page of boxes: the page is not read
+    monkeypatch.setattr(panel_photo, "_windows", lambda image, page_map: windows[:1])
+    with pytest.raises(est_mod.GridWithoutRows):
+        est_mod.estimate_page(desk)
+
+
 @pytest.mark.parametrize("gain", ["5", "20"])
 def test_a_panel_page_s_gain_is_read_from_the_pulses_beside_its_boxes(record, gain):
     """A panel page printed at 5 or 20 mm/mV: its pulses say so (the panel reader assumed 10, and every

@@ -143,24 +143,56 @@ def _raster(
     return raster, valid, m
 
 
-def panels_rectified(image: np.ndarray, page_map: PageMap) -> RectifiedPanels | None:
-    """The panel page in `image` read on the raster `page_map`'s homography makes upright (see the
-    module's doc); None when no turn of it reads as a page of boxes."""
+def _windows(image: np.ndarray, page_map: PageMap) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """The paper mm (lo, hi, centre) to look at: what the image shows, within MAX_EXTENT_MM around the fit's
+    paper centre; and when that cut the image's extent, within it around the image's centre too. The
+    fit's paper centre is where its lattice's origin puts the page, not always where the paper lies (a
+    0009 photo of a 12x1 page: the window around it held the top nine boxes, the rest of the page lay
+    beyond it); the image's centre is seen head-on wherever the homography's far side runs away."""
     hom = page_map.homography
     h, w = image.shape[:2]
     corners = np.array([[0.0, 0.0], [w, 0.0], [w, h], [0.0, h]])
     mm = apply_homography(np.linalg.inv(hom), corners)
-    centre = np.array(page_map.paper_mm) / 2.0
-    lo = np.maximum(mm.min(axis=0), centre - MAX_EXTENT_MM / 2)
-    hi = np.minimum(mm.max(axis=0), centre + MAX_EXTENT_MM / 2)
-    if np.any(hi - lo < 20.0):
-        return None
+    seen = apply_homography(np.linalg.inv(hom), np.array([[w / 2, h / 2]]))[0]
+    out: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+    for centre in (np.array(page_map.paper_mm) / 2.0, seen):
+        lo = np.maximum(mm.min(axis=0), centre - MAX_EXTENT_MM / 2)
+        hi = np.minimum(mm.max(axis=0), centre + MAX_EXTENT_MM / 2)
+        if np.all(hi - lo >= 20.0) and not any(np.allclose(lo, a) and np.allclose(hi, b) for a, b, _ in out):
+            out.append((lo, hi, centre))
+        if np.all(lo <= mm.min(axis=0)) and np.all(hi >= mm.max(axis=0)):
+            break  # the window holds all the image shows
+    return out
+
+
+def panels_rectified(image: np.ndarray, page_map: PageMap) -> RectifiedPanels | None:
+    """The panel page in `image` read on the raster `page_map`'s homography makes upright (see the
+    module's doc), in the first window (`_windows`) where it reads; None when no turn of it reads as a
+    page of boxes in any. The next window is looked at only when the one before held boxes it could
+    not read (a page whose paper the window cut: its boxes lost to a grid shape)."""
+    for i, (lo, hi, centre) in enumerate(_windows(image, page_map)):
+        got, boxes = _rectified_in(image, page_map, lo, hi, centre)
+        if got is not None:
+            got.diagnostics["rectified"]["window"] = i
+            return got
+        if not boxes:
+            return None  # no boxes in the window around the fit's page: a page-wide grid, or no page
+    return None
+
+
+def _rectified_in(
+    image: np.ndarray, page_map: PageMap, lo: np.ndarray, hi: np.ndarray, centre: np.ndarray
+) -> tuple[RectifiedPanels | None, bool]:
+    """`panels_rectified` in the window of paper mm `lo`..`hi` around `centre` (where the image's
+    detail per mm is taken), and whether the window held boxes (two or more along either axis)."""
+    hom = page_map.homography
+    h, w = image.shape[:2]
     # the paper first, on a coarse raster of everything the image shows
     coarse_ppm = COARSE_LONG_SIDE / float((hi - lo).max())
     raster, valid, _ = _raster(image, hom, lo, hi, coarse_ppm)
     light = _lighting(raster, valid, coarse_ppm)
     if light is None:
-        return None
+        return None, False
     x0, y0, x1, y1 = light.box
     lo, hi = lo + np.array([x0, y0]) / coarse_ppm, lo + np.array([x1, y1]) / coarse_ppm
     # then the paper at as many px per mm as the image has there (within RASTER_LONG_SIDE)
@@ -170,7 +202,7 @@ def panels_rectified(image: np.ndarray, page_map: PageMap) -> RectifiedPanels | 
     raster, valid, m = _raster(image, hom, lo, hi, ppm)
     light = _lighting(raster, valid, ppm)
     if light is None:
-        return None
+        return None, False
     # a half turn keeps the boxes' rows: one look along each axis says whether any turn holds boxes
     # (a page with one ruled area, every page-wide grid, stops here). The count reads only each px's
     # darkest channel, and lighting commutes with taking it (one gain for all three channels, clipping
@@ -178,7 +210,7 @@ def panels_rectified(image: np.ndarray, page_map: PageMap) -> RectifiedPanels | 
     dark = light.apply(_darkest(raster))
     boxes = {0: count_boxes(dark), 1: count_boxes(np.ascontiguousarray(np.rot90(dark, 1)))}
     if max(boxes.values()) < 2:
-        return None
+        return None, False
     crop = light.apply(raster)
     ch, cw = crop.shape[:2]
     for k in TURNS:
@@ -192,9 +224,11 @@ def panels_rectified(image: np.ndarray, page_map: PageMap) -> RectifiedPanels | 
         # panel mm -> turned px -> raster px -> input px
         chain = m @ _quarter(k, cw, ch) @ found.page_map.homography
         pm = PageMap(chain / chain[2, 2], (w, h), found.page_map.paper_mm)
-        diag = {"rectified": {"turn": k, "raster_px_per_mm": round(ppm, 3), "raster": [cw, ch]}}
-        return RectifiedPanels(pm, found, diag)
-    return None
+        diag: dict[str, Any] = {
+            "rectified": {"turn": k, "raster_px_per_mm": round(ppm, 3), "raster": [cw, ch]}
+        }
+        return RectifiedPanels(pm, found, diag), True
+    return None, True
 
 
 def _sample(dark: np.ndarray, hf: np.ndarray, xs: np.ndarray, ys: np.ndarray) -> np.ndarray:
