@@ -319,3 +319,34 @@ def test_a_fine_frame_that_stops_short_is_measured_again_with_fine_tiles() -> No
     pts = np.array([[x, y] for x in np.linspace(20.0, pw - 20.0, 5) for y in (20.0, ph - 20.0)])
     off = wider.fmap.mm_to_px(pts) - fmap.mm_to_px(pts)
     assert np.abs(off - off.mean(axis=0)).max() < 0.2 * 8.0
+
+
+def test_rows_where_the_grid_was_not_measured_inside_the_paper_are_read(page, monkeypatch) -> None:
+    """A sheet is convex: grid tiles left out between measured ones (dense rows, tiles the fit took for
+    outliers) are paper too, and the rows on them are read when the measured tiles alone show no named
+    layout's rows (validation lowres 6x2+II_004: the tiles of two rows were missing, their traces and
+    pulses masked, and two rows of seven were read)."""
+    from dataclasses import replace
+
+    import ecgml.geometry.estimate as est_mod
+
+    img, truth, layout = page
+    base = layout.row_baselines()
+    ys = truth.mm_to_px(np.array([[100.0, base[1]], [100.0, base[2]]]))[:, 1]
+    refine = est_mod.refine
+
+    def holed(*args, **kwargs):  # no tile measured within 25 mm of the second and third rows
+        r = refine(*args, **kwargs)
+        if r is None:
+            return r
+        y = r.fmap.mm_to_px(r.tiles_mm)[:, 1]
+        out = (y < ys.min() - 25 * 8.0) | (y > ys.max() + 25 * 8.0)
+        return replace(r, tiles_mm=r.tiles_mm[out])
+
+    monkeypatch.setattr(est_mod, "refine", holed)
+    est = estimate_page(img, "holed.png")
+    rows = est.diagnostics["row_baselines_mm"]
+    assert est.diagnostics.get("paper_hull")
+    assert len(rows) == 4
+    assert np.abs(np.array(rows) - base).max() < 1.0
+    assert est.layout.name == "3x4+1R"
