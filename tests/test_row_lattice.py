@@ -91,6 +91,26 @@ def test_an_end_row_off_the_rows_pitch_is_dropped() -> None:
     assert len(even.centres) == 7
 
 
+def test_rows_off_the_pitch_of_a_six_row_block_are_dropped() -> None:
+    # a 6x1 photo whose trace was found by shape (validation 6x1-limb_001, seed 14001): six rows 38.5 mm
+    # apart and four more off that pitch (a label line above, grid remnants between, footer text below);
+    # 10 rows name no layout and the page was read as the 3x4+1R default
+    rows = [26.4, 64.9, 103.4, 141.4, 178.9, 218.9]
+    got = on_pitch(
+        _found(sorted(rows + [14.9, 189.9, 235.1, 267.9])), np.zeros((1200, 800), bool), (0, 0, 200, 300), PPM
+    )
+    assert np.allclose(got.centres, rows)
+    assert got.extras["rows_off_pitch"] == [14.9, 189.9, 235.1, 267.9]
+    # five rows on the pitch are no block to judge the others by: the rows stay as found
+    five = [26.4, 64.9, 103.4, 141.4, 178.9, 200.0, 235.1, 267.9]
+    kept = on_pitch(_found(five), np.zeros((1200, 800), bool), (0, 0, 200, 300), PPM)
+    assert len(kept.centres) == 8 and "rows_off_pitch" not in kept.extras
+    # six rows on one pitch among sixteen found (a crumpled photo) may be chance: kept as found
+    stray = sorted(rows + [10.0, 20.0, 35.0, 45.0, 80.0, 92.0, 120.0, 155.0, 165.0, 200.0])
+    many = on_pitch(_found(stray), np.zeros((1200, 800), bool), (0, 0, 200, 300), PPM)
+    assert len(many.centres) == 16
+
+
 def test_a_lost_end_row_is_added_where_only_one_end_has_one() -> None:
     # a 6-row page whose top row was lost (5 rows: no named layout has 5); the page shows it one pitch up
     mask = _mask([20.0, 44.0, 68.0, 92.0, 116.0, 140.0], flat=set(), h_mm=200.0)

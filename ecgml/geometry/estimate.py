@@ -892,7 +892,7 @@ def _found_rows(
         raise GridWithoutRows(path, plane)
     ext_up = turned_extent(ori.k, (e.x0, e.y0, e.x1, e.y1))  # the upright mask's extent
     rows = on_pitch(rows, mask, ext_up, ORIENT_PPM, np.rot90(valid, k=-ori.k))
-    for key in ("rows_added", "rows_dropped", "rows_filled"):
+    for key in ("rows_added", "rows_dropped", "rows_off_pitch", "rows_filled"):
         if key in rows.extras:
             diag[key] = rows.extras[key]
     return e, valid, ori, rows, mask

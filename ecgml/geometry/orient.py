@@ -425,7 +425,9 @@ def on_pitch(
     search asks: a flat lead, a row cut by the photo's border) and added when exactly one end has it
     (both: which end the page lost is not known, and a row named after its neighbour is worse than a
     lost row). Otherwise `rows` unchanged. Without this, a 6x2 page with one row missed, or a 12x1 page
-    with its top row cut, was read as the 3x4+1R default at its template's places (validation pages)."""
+    with its top row cut, was read as the 3x4+1R default at its template's places (validation pages).
+    Rows found that are no named count and stand off the lattice of a block of six or more rows on one
+    pitch are dropped first (`_pitch_block`)."""
     c = rows.centres
     n = len(c)
     out = rows
@@ -437,6 +439,12 @@ def on_pitch(
                 out = _keep_rows(rows, keep)
                 out.extras["rows_dropped"] = round(float(c[drop]), 1)
                 break
+    if len(out.centres) not in ROW_COUNTS:
+        block = _pitch_block(out.centres)
+        if block is not None:
+            off = np.setdiff1d(np.arange(len(out.centres)), block)
+            out.extras["rows_off_pitch"] = [round(float(v), 1) for v in out.centres[off]]
+            out = _keep_rows(out, block)
     out = _gaps_filled(out, mask, ext, ppm, valid)
     c = out.centres
     pitch = _even(c) if len(c) > MIN_PITCH_GAPS else None
@@ -463,6 +471,41 @@ def on_pitch(
         out.extras["rows_added"] = out.extras.get("rows_added", 0) + 1
         c = out.centres
     return out
+
+
+def _pitch_block(c: np.ndarray) -> np.ndarray | None:
+    """Indices of the baselines `c` (sorted) on the lattice of their longest block on one pitch (each
+    row one pitch, within PITCH_EVEN, below the last), when that block holds ONE_PITCH_MIN_ROWS rows or
+    more, most rows are on its lattice and some stand off it; else None. A cart prints its rows at one
+    pitch: rows off it among and around them are text lines, a header or footer, or grid remnants taken
+    for trace (a 6x1 photo, its trace found by shape: 10 rows, six of them 38.5 mm apart). Rows on the
+    lattice past a gap in the block stay (`_gaps_filled` fills the gap)."""
+    n = len(c)
+    best: list[int] = []
+    for i in range(n):
+        for j in range(i + 1, n):
+            pitch = float(c[j] - c[i])
+            if pitch < LATTICE_MIN_PITCH_MM:
+                continue
+            block = [i, j]
+            while True:
+                near = np.abs(c - (c[block[-1]] + pitch))
+                k = int(np.argmin(near))
+                if near[k] > PITCH_EVEN * pitch or k in block:
+                    break
+                block.append(k)
+            if len(block) > len(best):
+                best = block
+    if len(best) < ONE_PITCH_MIN_ROWS:
+        return None
+    even = _even(c[np.array(best)])
+    if even is None:
+        return None
+    steps = (c - c[best[0]]) / even
+    on = np.flatnonzero(np.abs(steps - np.round(steps)) <= PITCH_EVEN)
+    # most rows found must be on it: among many stray rows (a crumpled photo's 16) six on one pitch
+    # may be chance
+    return on if n / 2 < len(on) < n else None
 
 
 def _gaps_filled(
