@@ -607,7 +607,7 @@ def _estimate(
         residual=fmap.residual is not None,
         t_grid_s=round(time.perf_counter() - t_start, 3),
     )
-    e, valid, ori, rows, mask = _found_rows(work, res, scale, turn, path, diag, (w0, h0))
+    e, valid, paper, ori, rows, mask = _found_rows(work, res, scale, turn, path, diag, (w0, h0))
     if len(rows.centres) not in ROW_COUNTS:
         # rows no named layout has: the frame may have stopped short of the page (`whole_image_round`)
         wider = whole_image_round(dark, res, coarse_ransac_mm, dots, fine="fine_rounds" in diag)
@@ -618,9 +618,9 @@ def _estimate(
             )
         except EcgmlError:
             found = None
-        if wider is not None and found is not None and len(found[3].centres) in ROW_COUNTS:
+        if wider is not None and found is not None and len(found[4].centres) in ROW_COUNTS:
             res, fmap, ext = wider, wider.fmap, wider.extent
-            e, valid, ori, rows, mask = found
+            e, valid, paper, ori, rows, mask = found
             diag.update(again, whole_image_round=True, grid_tiles=res.n_tiles)
     ext_up = turned_extent(ori.k, (e.x0, e.y0, e.x1, e.y1))  # the upright mask's extent
     pulses = read_pulses(mask, rows, ext_up, ORIENT_PPM)
@@ -652,8 +652,7 @@ def _estimate(
         diag["column_gaps"] = True
         layout = gapped
     else:
-        paper = _paper_mask(res.tiles_mm, e, valid.shape, hull=bool(diag.get("paper_hull")))
-        looked = np.rot90(valid & paper, k=-ori.k)  # where ink was read
+        looked = np.rot90(paper, k=-ori.k)  # where ink was read
         shorter = short_rows(mask, looked, ext_up, layout, tx, ty, ORIENT_PPM)
         if shorter is not layout:  # rows holding fewer seconds than the template's (portrait paper)
             diag["short_rows_s"] = round(max(c.t1_s for c in shorter.cells), 2)
@@ -854,9 +853,11 @@ def _found_rows(
     path: str | Path | None,
     diag: dict[str, Any],
     size: tuple[int, int],
-) -> tuple[Extent, np.ndarray, Orientation, Rows, np.ndarray]:
+) -> tuple[Extent, np.ndarray, np.ndarray, Orientation, Rows, np.ndarray]:
     """Orientation and rows on an ink raster of the grid region of `res`: (the raster's extent, its valid
-    mask, the orientation, the rows on the cart's pitch (`on_pitch`), the upright ink mask). `size`: the
+    mask, the paper the rows were read on (valid and where the grid was measured, or all the measured
+    tiles enclose: `_sheet_rows`), the orientation, the rows on the cart's pitch (`on_pitch`), the upright
+    ink mask). `size`: the
     input image's (width, height) px; raises GridWithoutRows (the grid's plane) when no row is found."""
     fmap, ext = res.fmap, res.extent
     e = Extent(
@@ -895,7 +896,7 @@ def _found_rows(
     for key in ("rows_added", "rows_dropped", "rows_off_pitch", "rows_filled"):
         if key in rows.extras:
             diag[key] = rows.extras[key]
-    return e, valid, ori, rows, mask
+    return e, valid, paper, ori, rows, mask
 
 
 def _sheet_rows(
