@@ -555,3 +555,25 @@ def test_a_page_whose_printed_names_contradict_the_layout_in_several_leads_holds
     apart = {"beats": {lead: 0.5 for lead in LEADS}, "beat_witnesses": checks["beat_witnesses"]}
     rep = lead_report(conf, conf, set(LEADS), 1.0, {}, None, False, cal, many, checks=apart)
     assert max(rep.confidence.values()) <= HELD_AT  # leads that do not beat together: all held
+
+
+def test_the_reliability_table_says_how_far_its_pages_let_a_bin_be_judged():
+    """Leads of a page are right or wrong together: a bin filled by a few pages read right or wrong whole
+    is far less certain than its lead count says. The interval over resampled pages is wide for such a bin
+    and narrow where the same share of right leads is spread over many pages; both hold the estimate."""
+    from ecgml.layout_bench import PageResult, reliability
+
+    def page(k: int, right: list[bool]) -> PageResult:
+        dbs = {x: (15.0 if ok else -2.0) for x, ok in zip(LEADS, right, strict=True)}
+        return PageResult(
+            f"p{k}", "f", dbs, dict.fromkeys(dbs, 0.5), dict.fromkeys(dbs, "read"), "read", True, 1.0
+        )
+
+    rng = np.random.default_rng(3)
+    whole = [page(k, [k % 2 == 0] * 12) for k in range(16)]  # 8 pages all right, 8 all wrong
+    spread = [page(k, list(rng.permutation([True] * 6 + [False] * 6))) for k in range(16)]
+    (a,), (b,) = ([r for r in reliability(ps) if r["leads"]] for ps in (whole, spread))
+    assert a["leads"] == b["leads"] == 192 and a["pages"] == b["pages"] == 16
+    assert a["observed"] == b["observed"] == 0.5 and a["predicted"] == b["predicted"] == 0.5
+    assert a["gap_lo"] < 0 < a["gap_hi"] and b["gap_lo"] <= 0 <= b["gap_hi"]
+    assert a["gap_hi"] - a["gap_lo"] > 0.25 > 5 * (b["gap_hi"] - b["gap_lo"])
