@@ -534,7 +534,7 @@ def test_web_copy_is_a_small_jpeg_of_the_same_page(tmp_path: Path) -> None:
 def test_a_page_whose_printed_names_contradict_the_layout_in_several_leads_holds_every_lead():
     """Two leads whose printed names are other leads put the page's layout in doubt: every lead is held
     below CONFIDENT, however sure its own evidence (one alone may be the reader's error: it holds nothing)."""
-    from ecgml.verdict import BEATS_VOUCH, HOLD_CONFLICTS, load_calibration
+    from ecgml.verdict import BEATS_VOUCH, HOLD_CONFLICTS, PULSE_UNSEEN, load_calibration
 
     assert BEATS_VOUCH is not None
     conf = {lead: 0.99 for lead in LEADS}
@@ -555,6 +555,17 @@ def test_a_page_whose_printed_names_contradict_the_layout_in_several_leads_holds
     apart = {"beats": {lead: 0.5 for lead in LEADS}, "beat_witnesses": checks["beat_witnesses"]}
     rep = lead_report(conf, conf, set(LEADS), 1.0, {}, None, False, cal, many, checks=apart)
     assert max(rep.confidence.values()) <= HELD_AT  # leads that do not beat together: all held
+    # a lead whose own beats fall where the others' do is beyond the page's doubt even where the page's
+    # leads do not beat together; an unconfirmed pulse (the page's gain) is no doubt of its own, any other is
+    own = {"beats": {lead: (0.99 if lead in ("II", "III") else 0.5) for lead in LEADS}}
+    own["beat_witnesses"] = checks["beat_witnesses"]
+    rep = lead_report(conf, conf, set(LEADS), 1.0, {}, None, False, cal, many, PULSE_UNSEEN, checks=own)
+    assert rep.parts["II"]["page_beats"] < BEATS_VOUCH and rep.parts["II"]["pulse"] == PULSE_UNSEEN
+    assert rep.confidence["II"] >= CONFIDENT and rep.confidence["III"] >= CONFIDENT
+    assert max(rep.confidence[lead] for lead in LEADS if lead not in ("II", "III")) <= HELD_AT
+    timing = {lead: {"layout_timing": 0.5} for lead in ("III",)} | many
+    rep = lead_report(conf, conf, set(LEADS), 1.0, {}, None, False, cal, timing, PULSE_UNSEEN, checks=own)
+    assert rep.confidence["II"] >= CONFIDENT and rep.confidence["III"] <= HELD_AT
 
 
 def test_the_reliability_table_says_how_far_its_pages_let_a_bin_be_judged():
