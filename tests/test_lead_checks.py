@@ -79,6 +79,11 @@ def test_leads_that_beat_with_the_others_pass_the_gate_the_raw_product_holds():
     assert rep.confidence["I"] >= CONFIDENT  # raw 0.95 x 0.7, vouched for by the simultaneous leads
     assert rep.confidence["V3"] == HELD_AT  # its beats fall elsewhere
     assert rep.confidence["V5"] == HELD_AT  # no other lead shares its time
+    # a lead whose beats agree with the others' vouches for itself where most leads' beats do not
+    apart = {"beats": {lead: 0.5 for lead in LEADS} | {"I": 1.0}, "beat_witnesses": seen}
+    rep = lead_report(conf, conf, set(LEADS), 0.7, {}, None, False, eager, checks=apart)
+    assert rep.parts["I"]["page_beats"] < BEATS_VOUCH and rep.confidence["I"] >= CONFIDENT
+    assert max(rep.confidence[lead] for lead in LEADS if lead != "I") == HELD_AT
     # a lead two kinds of evidence doubt (geometry and its layout here) is vouched for by its beats ...
     doubted = {lead: {"layout_family": 0.6} for lead in LEADS}
     rep = lead_report(conf, conf, set(LEADS), 0.7, {}, None, False, eager, doubted, checks=checks)
