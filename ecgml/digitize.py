@@ -103,6 +103,9 @@ class Geometry:
     orientation: int | None = None  # degrees the page is turned counter-clockwise in the input
 
 
+NO_GRID_ROWS = "rows read on the ink"  # the fallback's source when `flat_rows_estimate` found rows
+
+
 def flat_page_estimate(image: np.ndarray, reason: str = "") -> Geometry:
     """An upright, flat Letter page filling the image: the assumption when geometry cannot help."""
     h, w = image.shape[:2]
@@ -114,15 +117,26 @@ def flat_page_estimate(image: np.ndarray, reason: str = "") -> Geometry:
 def estimate_geometry(image: np.ndarray, path: str | Path | None = None, turn: int = 0) -> Geometry:
     """Page geometry (ecgml.geometry); if it finds no page, the flat-page fallback with its reason.
     `turn`: quarter turns added to the orientation geometry finds (see `estimate_page`)."""
-    from ecgml.geometry import estimate_page
+    from ecgml.geometry import estimate_page, flat_rows_estimate
 
     try:
         est = estimate_page(image, path, turn)
     except ImageTooSmall:
         raise  # a refusal: a flat-page guess at that density would trace nothing right
     except EcgmlError as exc:
-        log.warning("%s: geometry failed (%s); assuming a flat upright page", path, exc.reason)
-        return flat_page_estimate(image, exc.reason)
+        # no grid, or a "grid" with no row on it (text and traces of a gridless page can pass for one)
+        no_grid = "no ECG grid found" in exc.reason or GRID_NO_ROWS in exc.reason
+        flat = flat_rows_estimate(image, path, turn) if no_grid else None
+        if flat is None:
+            log.warning("%s: geometry failed (%s); assuming a flat upright page", path, exc.reason)
+            return flat_page_estimate(image, exc.reason)
+        # no grid, but trace rows on the ink of an assumed sheet: still a fallback (its scale is a guess,
+        # its leads stay doubtful), with the rows, turn and layout read where the traces are
+        log.warning("%s: geometry failed (%s); rows read on an assumed Letter sheet", path, exc.reason)
+        return Geometry(
+            flat.page_map, flat.layout, 0.0, f"fallback: {exc.reason}; {NO_GRID_ROWS}",
+            dict(flat.diagnostics), False, int(flat.orientation),
+        )  # fmt: skip
     conf = float(est.confidence)
     return Geometry(
         est.page_map, est.layout, conf, "estimated", dict(est.diagnostics), est.bent, int(est.orientation)

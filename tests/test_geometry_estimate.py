@@ -350,3 +350,19 @@ def test_rows_where_the_grid_was_not_measured_inside_the_paper_are_read(page, mo
     assert len(rows) == 4
     assert np.abs(np.array(rows) - base).max() < 1.0
     assert est.layout.name == "3x4+1R"
+
+
+@pytest.mark.parametrize("k", [0, 2])
+def test_a_page_printed_without_a_grid_is_read_on_its_ink(k: int) -> None:
+    # thermal printouts and photocopies show no grid: the rows, the turn and the layout are read on the
+    # trace ink of an assumed Letter sheet (a fallback still: its scale is a guess, its confidence 0)
+    from ecgml.digitize import NO_GRID_ROWS, estimate_geometry
+
+    img, truth, layout = draw_page(make_layout("12x1"), ppm=4.0, grid="none")
+    geo = estimate_geometry(np.ascontiguousarray(np.rot90(img, k)), "thermal.png")
+    assert geo.source.startswith("fallback") and NO_GRID_ROWS in geo.source
+    assert geo.confidence == 0.0
+    assert geo.orientation == 90 * k
+    assert geo.layout.name == "12x1" and len(geo.layout.row_baselines()) == 12
+    if k == 0:
+        assert np.median(map_error_mm(geo, truth, layout)) < 2.0  # type: ignore[arg-type]

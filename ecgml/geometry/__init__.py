@@ -13,6 +13,6 @@ homography + residual), `orient` (calibration pulses, rows, quarter turn, layout
 """
 
 from ecgml.geometry.canonical import CanonicalPage, canonical_page
-from ecgml.geometry.estimate import PageEstimate, estimate_page
+from ecgml.geometry.estimate import PageEstimate, estimate_page, flat_rows_estimate
 
-__all__ = ["CanonicalPage", "PageEstimate", "canonical_page", "estimate_page"]
+__all__ = ["CanonicalPage", "PageEstimate", "canonical_page", "estimate_page", "flat_rows_estimate"]

@@ -420,6 +420,45 @@ def _no_rows_estimate(page_map: PageMap) -> PageEstimate:
     return PageEstimate(page_map, make_layout(), (0.0, 0.0), 0, 0.0, {}, False)
 
 
+FLAT_TILE_MM = 10.0  # the assumed paper's "measured" region: tiles this far apart over the whole sheet
+
+
+def flat_rows_estimate(
+    image: np.ndarray, path: str | Path | None = None, turn: int = 0
+) -> PageEstimate | None:
+    """The page read on no grid: a Letter sheet assumed to fill the bright paper (`paper_box`) or the whole
+    image, one scale on both axes (the long sides matched), its rows, turn, layout and pulses read on its
+    ink as on a grid's frame. None when no trace row is found on it either. Real carts print without a
+    visible grid too (thermal paper, photocopies; photos whose faint grid is lost): their rows, names and
+    pulses still say how the page lies and which lead is where. The scale is a guess (an A4 sheet or a
+    cropped photo is off by several per cent), so the confidence stays 0: its leads stay doubtful."""
+    t_start = time.perf_counter()
+    image = _as_rgb(image, path)
+    h0, w0 = image.shape[:2]
+    box = paper_box(image) or (0, 0, w0, h0)
+    scale = min(1.0, WORK_LONG_SIDE / max(h0, w0))
+    if max(h0, w0) < MIN_WORK_LONG_SIDE:
+        scale = MIN_WORK_LONG_SIDE / max(h0, w0)
+    work = _resized(image, scale)
+    sx, sy = work.shape[1] / w0, work.shape[0] / h0
+    scale = 0.5 * (sx + sy)
+    bw, bh = (box[2] - box[0]) * scale, (box[3] - box[1]) * scale
+    ppm = max(bw, bh) / max(LETTER_MM)  # work px per assumed paper mm
+    h = np.array([[ppm, 0.0, box[0] * scale], [0.0, ppm, box[1] * scale], [0.0, 0.0, 1.0]])
+    ext = Extent(0.0, 0.0, bw / ppm, bh / ppm)
+    xs = np.arange(FLAT_TILE_MM / 2, ext.x1, FLAT_TILE_MM)
+    ys = np.arange(FLAT_TILE_MM / 2, ext.y1, FLAT_TILE_MM)
+    tiles = np.stack(np.meshgrid(xs, ys), -1).reshape(-1, 2)
+    res = RefineResult(FrameMap(h), ext, 0, 0.0, 0.0, 0.0, tiles)
+    diag: dict[str, Any] = {"work_scale": scale, "no_grid": "rows read on a Letter sheet assumed", "box": box}
+    try:
+        fit = (False, COARSE_RANSAC_MM)
+        est = _page_on_frame(image, work, None, res, scale, turn, path, diag, fit, t_start)
+    except (EcgmlError, cv2.error, np.linalg.LinAlgError, ValueError, IndexError, ZeroDivisionError):
+        return None
+    return replace(est, confidence=0.0)
+
+
 def _panel_rectified_estimate(image: np.ndarray, est: PageEstimate) -> PageEstimate | None:
     """The page read as gridded panels on the raster the page-wide fit's homography makes upright
     (`panel_photo`: photos, screens, turned pages), when it is one; else None. Not on a page the fit
@@ -607,8 +646,29 @@ def _estimate(
         residual=fmap.residual is not None,
         t_grid_s=round(time.perf_counter() - t_start, 3),
     )
+    return _page_on_frame(image, work, dark, res, scale, turn, path, diag, (dots, coarse_ransac_mm), t_start)
+
+
+def _page_on_frame(
+    image: np.ndarray,
+    work: np.ndarray,
+    dark: np.ndarray | None,
+    res: RefineResult,
+    scale: float,
+    turn: int,
+    path: str | Path | None,
+    diag: dict[str, Any],
+    fit: tuple[bool, float],
+    t_start: float,
+) -> PageEstimate:
+    """Rows, orientation, layout, pulses and the paper map read on the frame `res` found on `work` (the
+    input `image` scaled by `scale`). `dark` is None when the frame is no grid's (`flat_rows_estimate`):
+    no wider grid round, no grid phase, and a grid confidence of 0. `fit`: (dotted grid, RANSAC mm)."""
+    dots, coarse_ransac_mm = fit
+    h0, w0 = image.shape[:2]
+    fmap = res.fmap
     e, valid, paper, ori, rows, mask = _found_rows(work, res, scale, turn, path, diag, (w0, h0))
-    if len(rows.centres) not in ROW_COUNTS:
+    if len(rows.centres) not in ROW_COUNTS and dark is not None:
         # rows no named layout has: the frame may have stopped short of the page (`whole_image_round`)
         wider = whole_image_round(dark, res, coarse_ransac_mm, dots, fine="fine_rounds" in diag)
         again: dict[str, Any] = {}
@@ -619,7 +679,7 @@ def _estimate(
         except EcgmlError:
             found = None
         if wider is not None and found is not None and len(found[4].centres) in ROW_COUNTS:
-            res, fmap, ext = wider, wider.fmap, wider.extent
+            res, fmap = wider, wider.fmap
             e, valid, paper, ori, rows, mask = found
             diag.update(again, whole_image_round=True, grid_tiles=res.n_tiles)
     ext_up = turned_extent(ori.k, (e.x0, e.y0, e.x1, e.y1))  # the upright mask's extent
@@ -670,7 +730,7 @@ def _estimate(
     # the lattice has its lines on whole mm of the frame; on paper they lie GRID_SHIFT_MM right and down
     a = np.array([[1, 0, tx + GRID_SHIFT_MM], [0, 1, ty + GRID_SHIFT_MM], [0, 0, 1.0]]) @ rot(ori.k)
     page_map = _frame_to_paper_map(fmap, a, scale, (w0, h0))
-    fix = grid_x_phase(image, page_map)
+    fix = grid_x_phase(image, page_map) if dark is not None else None
     if fix is not None:
         # map(x) -> map(x + a + b x): the grid lines back onto whole millimetres
         t = np.array([[1.0 + fix[1], 0.0, fix[0]], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]])
