@@ -693,6 +693,8 @@ TICK_REACH_MM, TICK_STEP_MM = 12.5, 0.5  # where else ticks are looked for aroun
 
 FIND_FOOT = (-1, 3)  # `find_pulses`: the foot band below a pulse, in strokes from its baseline
 FIND_RUN_MM = 3.0  # ... and the trace leaving its right foot it expects
+TOP_RUN_MM, TOP_RUN_SHARE = 1.5, 0.8  # `top_runs_on`: ink at a match's top height on this share of columns
+# over this length beside both its strokes: its top is a line running through, no pulse's top
 
 
 def pulse_template(
@@ -789,10 +791,29 @@ def _pulses_of_height(f: np.ndarray, ppm: float, h_mm: float) -> list[tuple[floa
         foot = c[h + s : h + 3 * s, 3 * s : w - s].mean()
         if min(lft, rgt, tp) < 0.6 or inside > 0.15 or foot > 0.25:
             continue
+        if top_runs_on(f, left, top, w, ppm):
+            continue  # a baseline between two spikes pointing down (a page turned 180), not a pulse's top
         if taller(f, left, top + h, w, ppm):
             continue  # the top part of a taller pulse (found by its own height): its foot is no baseline
         out.append((float((lft + rgt + tp) / 3 - inside - foot), float(left), float(y + base)))
     return out
+
+
+def top_runs_on(f: np.ndarray, left: int, top: int, w: int, ppm: float) -> bool:
+    """The top of a pulse-shaped match runs on as a line past both its strokes: the match is a stretch of
+    baseline between two spikes pointing down (the R waves of a page turned 180 degrees; the rows' beats
+    are simultaneous, so such pairs stack at one x like a column of pulses: validation realworld
+    panels-3x4+1R_006, a fast heart at 12.5 mm/s, R waves 5 mm apart). A pulse's top ends at its corners:
+    beside them, at its height, is paper (the trace comes in and leaves at its foot)."""
+    s = max(1, int(round(0.5 * ppm)))
+    n = max(2, int(round(TOP_RUN_MM * ppm)))
+    band = f[max(0, top - 2 * s) : top + 2 * s + 1]
+    shares = []
+    for a in (left - 2 * s - n, left + w + 2 * s):
+        if a < 0 or a + n > f.shape[1]:
+            return False
+        shares.append(float((band[:, a : a + n] > 0.5).any(axis=0).mean()))
+    return min(shares) >= TOP_RUN_SHARE
 
 
 def stroke_ends(f: np.ndarray, left: int, foot: int, w: int, ppm: float) -> tuple[int, int]:
