@@ -49,6 +49,39 @@ def test_a_dotted_grid_is_measured_on_means_along_its_lines() -> None:
     assert est.diagnostics.get("dotted_grid") is True
 
 
+def test_a_dotted_grid_read_at_its_dots_pitch_is_retried_as_dots(monkeypatch) -> None:
+    # a small JPEG copy of a grid of dots 5 mm apart (no minor grid): the coarse lattice can take the
+    # dots' pitch for the 1 mm lines (validation lowres 6x1-chest_004). At the true scale (0.2x) the
+    # dots show few line tiles, and measured as lines the page was read 0.9x off; measured as dots
+    # at each retried scale, it is read at its density
+    from geometry_pages import fake_ecg
+
+    import ecgml.geometry.estimate as est_mod
+    from ecgml.geometry.grid import denser_frame
+    from ecgml.layout import make_layout
+    from ecgml.records import LEADS, Record
+    from ecgml.render import capture as cap
+    from ecgml.render.page import draw_page
+    from ecgml.render.style import PageStyle
+
+    t = np.arange(5000) / 500
+    sig = np.stack([fake_ecg(t, 7 + j) for j in range(len(LEADS))], 1).astype(np.float32)
+    style = PageStyle(grid_dots=True, grid_minor=False, grid_major_pt=0.75, grid_major_rgb=(255, 8, 0))
+    img = draw_page(Record(sig, 500, "synthetic"), make_layout(), style, 3.5, supersample=4).image
+    img = cap.jpeg(np.ascontiguousarray(np.clip(img, 0, 255).astype(np.uint8)), 75)
+    real = est_mod.coarse_frame
+
+    def at_dots_pitch(lat):  # type: ignore[no-untyped-def]
+        frame = real(lat)
+        return None if frame is None else denser_frame(frame, 0.2)  # 5 mm read as 1 mm
+
+    monkeypatch.setattr(est_mod, "coarse_frame", at_dots_pitch)
+    est = est_mod.estimate_page(img, "dots.png")
+    assert est.diagnostics.get("scale_retry") is True
+    assert est.diagnostics.get("dotted_grid") is True
+    assert est.px_per_mm == pytest.approx((3.5, 3.5), rel=0.02)
+
+
 def _small_tilted_page_on_a_wall(ppm: float, fill: float, degrees: float) -> tuple[np.ndarray, float]:
     """(4000x3000 RGB photo, true px/mm): a page `fill` of its drawn size, turned, on a plain noisy wall."""
     img, truth, _ = draw_page(ppm=ppm, seed=1)

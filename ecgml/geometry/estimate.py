@@ -520,6 +520,31 @@ def _attempt(
         ) from exc
 
 
+def _lines_or_dots(
+    dark: np.ndarray, fmap: FrameMap, ext: Extent, **kw: Any
+) -> tuple[RefineResult | None, bool]:
+    """One round of `refine` on the grid's lines, or on its dots (True) where the lines measure fewer
+    than MIN_GOOD_TILES tiles and the dots a grid (MIN_GOOD_TILES) of more than twice as many: a grid of
+    dots has the paper's median along its lines, so it is measured on means. None: neither measured."""
+    try:
+        lines = refine(dark, fmap, ext, **kw)
+    except (cv2.error, IndexError, ValueError, np.linalg.LinAlgError):
+        lines = None  # this scale makes no sense for the image (raster smaller than a tile, ...)
+    if lines is not None and lines.n_tiles >= MIN_GOOD_TILES:
+        return lines, False
+    try:
+        dotted = refine(dark, fmap, ext, dots=True, **kw)
+    except (cv2.error, IndexError, ValueError, np.linalg.LinAlgError):
+        dotted = None
+    if (
+        dotted is not None
+        and dotted.n_tiles >= MIN_GOOD_TILES
+        and (lines is None or dotted.n_tiles > 2 * lines.n_tiles)
+    ):
+        return dotted, True
+    return lines, False
+
+
 def _estimate(
     image: np.ndarray, path: str | Path | None, work_long_side: int, turn: int = 0, look: Look = PLAIN
 ) -> PageEstimate:
@@ -577,42 +602,30 @@ def _estimate(
     fmap = FrameMap(h) if bend is None else FrameMap(h, *bend)
     coarse_ransac_mm = COARSE_RANSAC_MM if bend is None else FINE_RANSAC_MM
     diag["lattice_bend"] = bend is not None
-    try:
-        first = refine(dark, fmap, ext, ransac_mm=coarse_ransac_mm)
-    except (cv2.error, IndexError, ValueError, np.linalg.LinAlgError):
-        first = None
-    dots = False
-    if first is None or first.n_tiles < MIN_GOOD_TILES:
-        # a grid of dots has the paper's median along its lines: measured on means, at the same scale
-        try:
-            dotted = refine(dark, fmap, ext, ransac_mm=coarse_ransac_mm, dots=True)
-        except (cv2.error, IndexError, ValueError, np.linalg.LinAlgError):
-            dotted = None
-        if (
-            dotted is not None
-            and dotted.n_tiles >= MIN_GOOD_TILES
-            and (first is None or dotted.n_tiles > 2 * first.n_tiles)
-        ):
-            first, dots = dotted, True
-            diag["dotted_grid"] = True
+    first, dots = _lines_or_dots(dark, fmap, ext, ransac_mm=coarse_ransac_mm)
+    if dots:
+        diag["dotted_grid"] = True
     keep_scale = bend is not None and first is not None and first.n_tiles >= MIN_GOOD_TILES_BENT
     if (first is None or first.n_tiles < MIN_GOOD_TILES) and not keep_scale:
         # the 1 mm / 5 mm decision can fail (minor lines lost to blur or moire): try the other scales
         # and keep the one whose grid phases hold together best over the most image area (a tile of
-        # the frame scaled by k covers k^2 the image area: counting tiles alone favours the smaller scales)
+        # the frame scaled by k covers k^2 the image area: counting tiles alone favours the smaller scales).
+        # Each scale is read as lines, or as dots where those measure a grid the lines do not: a grid of
+        # dots 5 mm apart, which the lattice took for 1 mm lines, shows few lines at the true scale
+        # (validation lowres 6x1-chest_004: 9 line tiles at 0.2x lost to 7 at 0.4x, the page read 2x
+        # off; as dots, 419 tiles at 0.2x)
         best, best_score = first, (first.n_tiles * first.tile_conf if first is not None else -1.0)
         for k in SCALE_RETRIES:
             hk = h @ np.diag([k, k, 1.0])
             ek = Extent(ext.x0 / k, ext.y0 / k, ext.x1 / k, ext.y1 / k)
-            try:
-                rk = refine(dark, FrameMap(hk), ek)
-            except (cv2.error, IndexError, ValueError, np.linalg.LinAlgError):
-                rk = None  # this scale makes no sense for the image (raster smaller than a tile, ...)
+            rk, rk_dots = _lines_or_dots(dark, FrameMap(hk), ek)
             if rk is not None and rk.n_tiles * k**2 * rk.tile_conf > best_score:
-                best, best_score = rk, rk.n_tiles * k**2 * rk.tile_conf
+                best, best_score, dots = rk, rk.n_tiles * k**2 * rk.tile_conf, rk_dots
                 coarse_ransac_mm = COARSE_RANSAC_MM  # the lattice's bend was measured at another scale
         first = best
         diag["scale_retry"] = True
+        if dots:
+            diag["dotted_grid"] = True
     if first is None:
         raise EcgmlError(path, "no ECG grid found (grid lines not measurable)")
     res, fmap, ext = first, first.fmap, first.extent
