@@ -44,6 +44,10 @@ STRUCTURE_ONLY = 0.7  # at most this layout factor when no lead relation confirm
 MIN_TESTED = 1.0  # constraint-seconds below which a candidate's limb evidence decides nothing
 PAGE_DOUBT = 0.4  # layout factor of every lead when the chosen layout's limb cells fail the plane
 DOUBT_RHO = 0.2  # ... by this mean off-plane share (right leads, even on photos: <= 0.02; wrong: 0.7-1.1)
+REFUTED_RHO = 0.7  # cells read as limb leads this far off the plane (mean share) are refuted as limb leads
+# ... tested only where this many cells (two relations) stand at once: three chest cells fit one relation
+# by chance (validation 12x1-bottom_001: its V1-V3 read as I, II, III at rho 0.09)
+NOT_LIMB_CELLS = 4
 TICK_AT = 0.75  # share of a 3.6 mm window on the baseline one ink column fills: a separator tick
 TICK_MIN = 3  # the page prints separators when at least this many candidate cuts carry one
 TICK_SHARE = 0.75  # ... and some candidate has at least this share of its cuts ticked
@@ -172,24 +176,27 @@ def cell_mv(rows: dict[int, tuple[np.ndarray, np.ndarray]], cell: Cell, layout: 
     return out
 
 
-def limb_evidence(rows: dict[int, tuple[np.ndarray, np.ndarray]], layout: PageLayout) -> tuple[float, float]:
+def limb_evidence(
+    rows: dict[int, tuple[np.ndarray, np.ndarray]], layout: PageLayout, min_cells: int = 3
+) -> tuple[float, float]:
     """(score, constraint-seconds tested) of the layout's limb cells in its grid.
 
     Wherever k >= 3 cells claim limb leads at the same seconds, k - 2 relations must hold there. The
     share of the cells' power off the plane is compared with what unrelated traces leave off it
     ((k - 2) / k): rho ~ 0 for the right leads, ~ 1 for wrong ones. Each pattern of cells adds
     (k - 2) x seconds x (FIT_AT - rho): positive when it fits, negative when it does not, so the layout
-    that puts the limb leads where the most relations hold scores highest; one without limb cells, 0."""
+    that puts the limb leads where the most relations hold scores highest; one without limb cells, 0.
+    Only seconds where at least `min_cells` cells claim limb leads count."""
     strips = set(range(layout.n_rows - len(layout.rhythm_leads), layout.n_rows))
     cells = [c for c in layout.cells if c.lead in LIMB and c.row not in strips]  # a strip's lead is open
-    if len(cells) < 3:
+    if len(cells) < min_cells:
         return 0.0, 0.0
     v = np.stack([cell_mv(rows, c, layout) for c in cells])
     a = np.array([LIMB[c.lead] for c in cells])
     ok = np.isfinite(v)
     score = tested = 0.0
     chunk = np.arange(v.shape[1]) // int(round(CHUNK_S / DT_S))
-    for pat in {tuple(p) for p in ok.T[ok.sum(axis=0) >= 3]}:
+    for pat in {tuple(p) for p in ok.T[ok.sum(axis=0) >= min_cells]}:
         idx = np.flatnonzero(pat)
         ai = a[idx]
         k = len(idx)
@@ -209,6 +216,47 @@ def limb_evidence(rows: dict[int, tuple[np.ndarray, np.ndarray]], layout: PageLa
             score += w * (FIT_AT - min(rho, 1.5))
             tested += w
     return score, tested
+
+
+def _clipped(cell: Cell, x0: float, x1: float, layout: PageLayout) -> Cell:
+    """`cell` cut down to the paper span [x0, x1) mm (its record seconds cut with it)."""
+    a, b = max(cell.x0_mm, x0), min(cell.x1_mm, x1)
+    return replace(cell, x0_mm=a, x1_mm=b, t0_s=cell.t0_s + (a - cell.x0_mm) / layout.speed_mm_s)
+
+
+def not_limb_evidence(
+    rows: dict[int, tuple[np.ndarray, np.ndarray]], lay: PageLayout, cands: dict[str, PageLayout]
+) -> float:
+    """What the cells a candidate claims are other leads (chest leads; not its rhythm strips, whose lead
+    is open) say against it: where another candidate in the standard order (Cabrera's aVL, I, -aVR, II,
+    aVF, III turns by 30 degrees a row, as the chest leads V1-V6 turn across the chest: six chest rows
+    read as Cabrera's fit the plane at rho ~0.2, validation 12x1-bottom_001) reads the same stretch of
+    paper as limb leads
+    (`limb_evidence` on just that stretch) and it fits the plane better than REFUTED_RHO, the claim
+    loses tested * (REFUTED_RHO - rho); 0 when every such reading is refuted. Without it a candidate
+    scores 0 for cells nothing tested: six limb rows traced a little off the plane on a photo (rho 0.15
+    over 30 s, validation realworld 6x1-limb_006) lost to six chest rows (0) and to 6x2 (the same left
+    column, the right one called chest leads), every lead missing or wrong."""
+    strips = set(range(lay.n_rows - len(lay.rhythm_leads), lay.n_rows))
+    other = [c for c in lay.cells if c.lead not in LIMB and c.row not in strips]
+    out = 0.0
+    for name, cand in cands.items():
+        if cand is lay or name.startswith("cabrera"):
+            continue
+        open_rows = set(range(cand.n_rows - len(cand.rhythm_leads), cand.n_rows))
+        part = [
+            _clipped(c, o.x0_mm, o.x1_mm, cand)
+            for c in cand.cells
+            if c.lead in LIMB and c.row not in open_rows
+            for o in other
+            if o.row == c.row and min(c.x1_mm, o.x1_mm) - max(c.x0_mm, o.x0_mm) > 0
+        ]
+        if len(part) < NOT_LIMB_CELLS:
+            continue
+        score, tested = limb_evidence(rows, replace(cand, cells=part, rhythm_leads=[]), NOT_LIMB_CELLS)
+        if tested >= MIN_TESTED:
+            out = min(out, tested * (FIT_AT - score / tested - REFUTED_RHO))
+    return out
 
 
 def tick_strength(page: CanonicalPage, x_mm: float, baseline_mm: float) -> float:
@@ -365,8 +413,13 @@ def choose_family(
     tested: dict[str, float] = {}
     for name, lay in cands.items():
         limb[name], tested[name] = limb_evidence(rows, lay)
+    claims = {name: not_limb_evidence(rows, lay, cands) for name, lay in cands.items()}
+    own = dict(limb)  # each candidate's own limb cells: what confirms or doubts it
+    limb = {name: own[name] + claims[name] for name in cands}
     tick = {name: 0.0 for name in cands}
     ev: dict[str, Any] = {"limb": {k: round(v, 2) for k, v in limb.items()}}
+    if any(claims.values()):
+        ev["not_limb"] = {k: round(v, 2) for k, v in claims.items()}
     ev["tested"] = {k: round(v, 2) for k, v in tested.items()}
     if ticks is not None and len(cands) > 1:
         tick, ev["separators"] = tick_scores(cands, ticks)
@@ -382,7 +435,7 @@ def choose_family(
     scores = {k: limb[k] + tick[k] + named[k] + (TEMPLATE_BONUS if k == layout.name else 0.0) for k in cands}
     ev["scores"] = {k: round(v, 2) for k, v in scores.items()}
     best = max(scores, key=lambda k: scores[k])
-    doubt = _limb_doubt(limb[best], tested[best])
+    doubt = _limb_doubt(own[best], tested[best])
     if doubt:
         ev["limb_doubt"] = doubt
     if len(cands) == 1 or (
@@ -395,11 +448,17 @@ def choose_family(
         )  # fmt: skip
     ranked = sorted(scores, key=lambda k: -scores[k])
     best, second = ranked[0], ranked[1]
+    # what other cells' readings say against a candidate may choose between families, never vouch for
+    # the winner: the margin is at most the one the candidates' own evidence leaves (test realworld
+    # cabrera-6x2_001/_009: wrong leads at 0.8-0.95 when three chest cells read as I, II, III, one
+    # relation, had widened it)
+    own_scores = {k: scores[k] - claims[k] for k in cands}
     margin = scores[best] - scores[second]
+    margin = min(margin, own_scores[best] - max(v for k, v in own_scores.items() if k != best))
     ev.update(best=best, runner_up=second, margin=round(margin, 2))
     factor = float(np.clip(margin / MARGIN_SURE, 0.35, 1.0))
     by = []  # the evidence that sets the winner apart from the runner-up
-    if tested[best] >= MIN_TESTED and limb[best] > 0 and limb[best] > limb[second]:
+    if tested[best] >= MIN_TESTED and own[best] > 0 and own[best] > own[second]:
         by.append("limb-lead relations")
     if cuts_seen and tick[best] > 0 and tick[best] > tick[second]:
         by.append("separators")

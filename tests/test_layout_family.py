@@ -15,8 +15,10 @@ from ecgml.assemble import assemble
 from ecgml.geometry.canonical import CanonicalPage
 from ecgml.layout import PageLayout, make_layout
 from ecgml.layout_family import (
+    FIT_AT,
     MARGIN_SURE,
     PAGE_DOUBT,
+    REFUTED_RHO,
     STRUCTURE_ONLY,
     candidate,
     choose_family,
@@ -138,6 +140,24 @@ def test_half_page_of_chest_leads_is_read_but_only_by_structure(record):
     assert_leads_right(record, asm.record, page)
     assert not np.isfinite(asm.record.signal[:, LEADS.index("II")]).any()
     assert max(lead_layout_factor(solved, lead) for lead in ("V1", "V4", "V6")) <= STRUCTURE_ONLY
+
+
+def test_limb_rows_traced_a_little_off_the_plane_are_not_read_as_chest_rows(record):
+    """Six limb rows traced with noise (a photo): off the plane by more than FIT_AT, far less than chance.
+    The chest reading, which nothing tests, and 6x2, which calls the right halves chest leads, lose by
+    what those same cells read as limb leads say (before, the chest rows won: every limb lead absent)."""
+    tmpl = make_layout("3x4+3R")
+    rng = np.random.default_rng(0)
+    traces = [
+        replace(t, y_mm=t.y_mm + np.convolve(rng.normal(0, 1.0, t.x_mm.size), np.ones(40) / 40**0.5, "same"))
+        for t in tracer(record, candidate("6x1-limb", tmpl))(tmpl)
+    ]
+    fam = choose_family(traces, tmpl)
+    rho = FIT_AT - fam.evidence["limb"]["6x1-limb"] / fam.evidence["tested"]["6x1-limb"]
+    assert FIT_AT < rho < REFUTED_RHO
+    assert fam.layout.name not in ("6x1-chest", "6x2")
+    assert fam.evidence["not_limb"]["6x1-chest"] < 0 and fam.evidence["not_limb"]["6x2"] < 0
+    assert max(fam.lead_factor.values()) <= STRUCTURE_ONLY
 
 
 def test_without_a_tracer_a_page_cut_elsewhere_keeps_its_template_in_doubt(record):
