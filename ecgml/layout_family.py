@@ -231,12 +231,11 @@ def not_limb_evidence(
     is open) say against it: where another candidate in the standard order (Cabrera's aVL, I, -aVR, II,
     aVF, III turns by 30 degrees a row, as the chest leads V1-V6 turn across the chest: six chest rows
     read as Cabrera's fit the plane at rho ~0.2, validation 12x1-bottom_001) reads the same stretch of
-    paper as limb leads
-    (`limb_evidence` on just that stretch) and it fits the plane better than REFUTED_RHO, the claim
-    loses tested * (REFUTED_RHO - rho); 0 when every such reading is refuted. Without it a candidate
-    scores 0 for cells nothing tested: six limb rows traced a little off the plane on a photo (rho 0.15
-    over 30 s, validation realworld 6x1-limb_006) lost to six chest rows (0) and to 6x2 (the same left
-    column, the right one called chest leads), every lead missing or wrong."""
+    paper as limb leads (`limb_evidence` on just that stretch) and it fits the plane better than
+    REFUTED_RHO, the claim loses tested * (REFUTED_RHO - rho); 0 when every such reading is refuted.
+    Without it a candidate scores 0 for cells nothing tested: six limb rows traced a little off the plane
+    on a photo (rho 0.15 over 30 s, validation realworld 6x1-limb_006) lost to six chest rows (0) and to
+    6x2 (the same left column, the right one called chest leads), every lead missing or wrong."""
     strips = set(range(lay.n_rows - len(lay.rhythm_leads), lay.n_rows))
     other = [c for c in lay.cells if c.lead not in LIMB and c.row not in strips]
     out = 0.0
