@@ -412,11 +412,11 @@ def choose_family(
     tested: dict[str, float] = {}
     for name, lay in cands.items():
         limb[name], tested[name] = limb_evidence(rows, lay)
+    # what the cells a candidate calls other leads say against it; its own limb cells (`limb`) alone
+    # confirm or doubt it
     claims = {name: not_limb_evidence(rows, lay, cands) for name, lay in cands.items()}
-    own = dict(limb)  # each candidate's own limb cells: what confirms or doubts it
-    limb = {name: own[name] + claims[name] for name in cands}
     tick = {name: 0.0 for name in cands}
-    ev: dict[str, Any] = {"limb": {k: round(v, 2) for k, v in limb.items()}}
+    ev: dict[str, Any] = {"limb": {k: round(limb[k] + claims[k], 2) for k in cands}}
     if any(claims.values()):
         ev["not_limb"] = {k: round(v, 2) for k, v in claims.items()}
     ev["tested"] = {k: round(v, 2) for k, v in tested.items()}
@@ -431,10 +431,11 @@ def choose_family(
         named = {name: NAME_W * name_score(lay, reads[name]) for name, lay in cands.items()}
         ev["names"] = {k: round(v, 2) for k, v in named.items()}
     names_seen = len({round(v, 6) for v in named.values()}) > 1
-    scores = {k: limb[k] + tick[k] + named[k] + (TEMPLATE_BONUS if k == layout.name else 0.0) for k in cands}
+    bonus = {k: TEMPLATE_BONUS if k == layout.name else 0.0 for k in cands}
+    scores = {k: limb[k] + claims[k] + tick[k] + named[k] + bonus[k] for k in cands}
     ev["scores"] = {k: round(v, 2) for k, v in scores.items()}
     best = max(scores, key=lambda k: scores[k])
-    doubt = _limb_doubt(own[best], tested[best])
+    doubt = _limb_doubt(limb[best], tested[best])
     if doubt:
         ev["limb_doubt"] = doubt
     if len(cands) == 1 or (
@@ -457,7 +458,7 @@ def choose_family(
     ev.update(best=best, runner_up=second, margin=round(margin, 2))
     factor = float(np.clip(margin / MARGIN_SURE, 0.35, 1.0))
     by = []  # the evidence that sets the winner apart from the runner-up
-    if tested[best] >= MIN_TESTED and own[best] > 0 and own[best] > own[second]:
+    if tested[best] >= MIN_TESTED and limb[best] > 0 and limb[best] > limb[second]:
         by.append("limb-lead relations")
     if cuts_seen and tick[best] > 0 and tick[best] > tick[second]:
         by.append("separators")

@@ -436,12 +436,7 @@ def flat_rows_estimate(
     image = _as_rgb(image, path)
     h0, w0 = image.shape[:2]
     box = paper_box(image) or (0, 0, w0, h0)
-    scale = min(1.0, WORK_LONG_SIDE / max(h0, w0))
-    if max(h0, w0) < MIN_WORK_LONG_SIDE:
-        scale = MIN_WORK_LONG_SIDE / max(h0, w0)
-    work = _resized(image, scale)
-    sx, sy = work.shape[1] / w0, work.shape[0] / h0
-    scale = 0.5 * (sx + sy)
+    work, scale = _work_copy(image, WORK_LONG_SIDE)
     bw, bh = (box[2] - box[0]) * scale, (box[3] - box[1]) * scale
     ppm = max(bw, bh) / max(LETTER_MM)  # work px per assumed paper mm
     h = np.array([[ppm, 0.0, box[0] * scale], [0.0, ppm, box[1] * scale], [0.0, 0.0, 1.0]])
@@ -545,20 +540,25 @@ def _lines_or_dots(
     return lines, False
 
 
+def _work_copy(image: np.ndarray, long_side: int, enlarge: float = 1.0) -> tuple[np.ndarray, float]:
+    """(the image resized to `long_side` px at most, small web copies up to MIN_WORK_LONG_SIDE, times
+    `enlarge`; the scale exactly as the resize made it: continuous coordinates scale by the size ratio per
+    axis, averaged)."""
+    h0, w0 = image.shape[:2]
+    scale = min(1.0, long_side / max(h0, w0))
+    if max(h0, w0) < MIN_WORK_LONG_SIDE:
+        scale = MIN_WORK_LONG_SIDE / max(h0, w0)  # small web copies: see `MIN_WORK_LONG_SIDE`
+    work = _resized(image, scale * enlarge)
+    return work, 0.5 * (work.shape[1] / w0 + work.shape[0] / h0)
+
+
 def _estimate(
     image: np.ndarray, path: str | Path | None, work_long_side: int, turn: int = 0, look: Look = PLAIN
 ) -> PageEstimate:
     """One attempt at `work_long_side`, looking at the image as `look` says."""
     t_start = time.perf_counter()
     h0, w0 = image.shape[:2]
-    scale = min(1.0, work_long_side / max(h0, w0))
-    if max(h0, w0) < MIN_WORK_LONG_SIDE:
-        scale = MIN_WORK_LONG_SIDE / max(h0, w0)  # small web copies: see `MIN_WORK_LONG_SIDE`
-    scale *= look.enlarge
-    work = _resized(image, scale)
-    # scale exactly as the resize did (continuous coordinates scale by size ratio per axis)
-    sx, sy = work.shape[1] / w0, work.shape[0] / h0
-    scale = 0.5 * (sx + sy)
+    work, scale = _work_copy(image, work_long_side, look.enlarge)
     ksize = int(max(9, 0.012 * min(work.shape[:2])))
     dark = luma_darkness(work, ksize) if look.luma else darkness(work, ksize)[0]
     if float(dark.std()) < 2.0:
@@ -680,7 +680,7 @@ def _page_on_frame(
     dots, coarse_ransac_mm = fit
     h0, w0 = image.shape[:2]
     fmap = res.fmap
-    e, valid, paper, ori, rows, mask = _found_rows(work, res, scale, turn, path, diag, (w0, h0))
+    e, paper, ori, rows, mask = _found_rows(work, res, scale, turn, path, diag, (w0, h0))
     if len(rows.centres) not in ROW_COUNTS and dark is not None:
         # rows no named layout has: the frame may have stopped short of the page (`whole_image_round`)
         wider = whole_image_round(dark, res, coarse_ransac_mm, dots, fine="fine_rounds" in diag)
@@ -691,9 +691,9 @@ def _page_on_frame(
             )
         except EcgmlError:
             found = None
-        if wider is not None and found is not None and len(found[4].centres) in ROW_COUNTS:
+        if wider is not None and found is not None and len(found[3].centres) in ROW_COUNTS:
             res, fmap = wider, wider.fmap
-            e, valid, paper, ori, rows, mask = found
+            e, paper, ori, rows, mask = found
             diag.update(again, whole_image_round=True, grid_tiles=res.n_tiles)
     ext_up = turned_extent(ori.k, (e.x0, e.y0, e.x1, e.y1))  # the upright mask's extent
     pulses = read_pulses(mask, rows, ext_up, ORIENT_PPM)
@@ -926,12 +926,12 @@ def _found_rows(
     path: str | Path | None,
     diag: dict[str, Any],
     size: tuple[int, int],
-) -> tuple[Extent, np.ndarray, np.ndarray, Orientation, Rows, np.ndarray]:
-    """Orientation and rows on an ink raster of the grid region of `res`: (the raster's extent, its valid
-    mask, the paper the rows were read on (valid and where the grid was measured, or all the measured
-    tiles enclose: `_sheet_rows`), the orientation, the rows on the cart's pitch (`on_pitch`), the upright
-    ink mask). `size`: the
-    input image's (width, height) px; raises GridWithoutRows (the grid's plane) when no row is found."""
+) -> tuple[Extent, np.ndarray, Orientation, Rows, np.ndarray]:
+    """Orientation and rows on an ink raster of the grid region of `res`: (the raster's extent, the paper
+    the rows were read on (the raster's valid part where the grid was measured, or all the measured tiles
+    enclose: `_sheet_rows`), the orientation, the rows on the cart's pitch (`on_pitch`), the upright ink
+    mask). `size`: the input image's (width, height) px; raises GridWithoutRows (the grid's plane) when no
+    row is found."""
     fmap, ext = res.fmap, res.extent
     e = Extent(
         ext.x0 - PAPER_MARGIN_MM, ext.y0 - PAPER_MARGIN_MM, ext.x1 + PAPER_MARGIN_MM, ext.y1 + PAPER_MARGIN_MM
@@ -969,7 +969,7 @@ def _found_rows(
     for key in ("rows_added", "rows_dropped", "rows_off_pitch", "rows_filled"):
         if key in rows.extras:
             diag[key] = rows.extras[key]
-    return e, valid, paper, ori, rows, mask
+    return e, paper, ori, rows, mask
 
 
 def _sheet_rows(
