@@ -366,3 +366,33 @@ def test_a_page_printed_without_a_grid_is_read_on_its_ink(k: int) -> None:
     assert geo.layout.name == "12x1" and len(geo.layout.row_baselines()) == 12
     if k == 0:
         assert np.median(map_error_mm(geo, truth, layout)) < 2.0  # type: ignore[arg-type]
+
+
+def test_a_small_grid_without_pulses_is_refuted_by_the_pulses_of_an_assumed_sheet(monkeypatch) -> None:
+    """A small copy of a page printed without a grid whose JPEG blocks passed for one (validation lowres
+    6x2-seq_004: "grid" 5.7 x 6.6 px/mm over 45 mm, no pulse, the page at 3.0 px/mm): the pulses on an
+    assumed Letter sheet say the scale, the grid is refuted and the page is read on its ink. A grid that
+    reaches over half a page, or shows a pulse, stands."""
+    import ecgml.geometry.estimate as est_mod
+    from ecgml.digitize import NO_GRID_ROWS, estimate_geometry
+
+    img, truth, layout = draw_page(make_layout("6x2"), ppm=3.0, grid="none")
+    assert max(img.shape[:2]) <= est_mod.LUMA_RETRY_LONG_SIDE
+    pm = PageMap(np.diag([6.0, 6.6, 1.0]), (img.shape[1], img.shape[0]), layout.paper_mm)
+
+    def blocks_read_as_grid(span_mm: float, n_pulses: int) -> PageEstimate:
+        diag = {"grid_span_mm": span_mm, "pulses": {"n_pulses": n_pulses}}
+        return PageEstimate(pm, make_layout("3x4+3R"), (6.0, 6.6), 0, 0.25, diag)
+
+    monkeypatch.setattr(est_mod, "_read_or_luma", lambda *a: blocks_read_as_grid(45.0, 0))
+    with pytest.raises(EcgmlError, match="web.jpg: no ECG grid found .*no pulse"):
+        estimate_page(img, "web.jpg")
+    geo = estimate_geometry(img, "web.jpg")
+    assert geo.source.startswith("fallback") and NO_GRID_ROWS in geo.source and geo.confidence == 0.0
+    assert geo.layout.name == "6x2"
+    assert np.median(map_error_mm(geo, truth, layout)) < 2.0  # type: ignore[arg-type]
+    for span_mm, n_pulses in ((200.0, 0), (45.0, 1)):
+        monkeypatch.setattr(
+            est_mod, "_read_or_luma", lambda *a, s=span_mm, n=n_pulses: blocks_read_as_grid(s, n)
+        )
+        assert estimate_page(img, "web.jpg").px_per_mm == (6.0, 6.6)

@@ -51,7 +51,7 @@ from ecgml.geometry.orient import (
 from ecgml.geometry.panel_photo import panels_rectified
 from ecgml.geometry.panels import find_panels
 from ecgml.geometry.paper import paper_box
-from ecgml.geometry.pulses import STANDARD_WIDTH_MM, PulseReading, read_pulses, start_pulse_width
+from ecgml.geometry.pulses import SNAP_TOL, STANDARD_WIDTH_MM, PulseReading, read_pulses, start_pulse_width
 from ecgml.geometry.refine import MAX_EXTENT_MM, TILE_MM, Extent, FrameMap, RefineResult, rectify, refine
 from ecgml.geometry.trace_ink import line_free_mask
 from ecgml.images import MIN_PX_PER_MM, MIN_SIDE_PX, too_small_reason
@@ -83,6 +83,9 @@ DENSER_RETRY = 2.0
 # kept on validation 6x1-chest_001 and 12x1-bottom_009 reach 200 and 250 mm; `test_page_reading`'s
 # page at 1.6 px/mm, read twice as dense, 98 mm)
 DENSER_MIN_SPAN_MM = 297.0 / 2
+# pulses read on an assumed sheet that refute a grid of a small copy (`_pulses_refute_grid`): at least
+# this many, as a cart prints one per row (one or two pulse-shaped waves are no scale to go by)
+MIN_REFUTING_PULSES = 3
 REFINE_ROUNDS = 3
 RESIDUAL_STEP_MM = 5.0
 # fewer lattice tiles than this share of the lattice raster's tiles: measure again with the axis prior
@@ -203,13 +206,50 @@ def estimate_page(image: np.ndarray, path: str | Path | None = None, turn: int =
     """
     image = _as_rgb(image, path)
     try:
-        return _read_or_luma(image, path, turn)
+        est = _read_or_luma(image, path, turn)
     except ImageTooSmall as exc:
         denser = _denser(image, path, turn)
         if denser is None:
             raise
         denser.diagnostics["denser_retry"] = exc.reason
-        return denser
+        est = denser
+    refuted = _pulses_refute_grid(image, est, path, turn)
+    if refuted:
+        raise EcgmlError(path, f"no ECG grid found ({refuted})")
+    return est
+
+
+def _pulses_refute_grid(image: np.ndarray, est: PageEstimate, path: str | Path | None, turn: int) -> str:
+    """Why the "grid" `est` was read on is none (the page is then read as gridless), or "".
+
+    A small JPEG copy of a page printed without a grid shows its 8/16 px code blocks, text and trace
+    strokes, which the lattice can take for a grid: measured over a small part of the page, at a scale
+    the page's own marks do not bear out (validation lowres 6x2-seq_004, a gridless portrait page
+    at 3.0 px/mm: "grid" 5.7 x 6.6 px/mm over 45 mm, rows 10 mm apart, no pulse; on an assumed Letter
+    sheet six rows and six 10 mm pulses). Asked only of small copies (up to LUMA_RETRY_LONG_SIDE: their
+    blocks are a lattice at a page's scale) whose grid reaches no farther than half an A4 page
+    (DENSER_MIN_SPAN_MM) and shows no pulse: then the pulses read on an assumed Letter sheet
+    (`flat_rows_estimate`), at least MIN_REFUTING_PULSES at a standard height, say the scale, and a grid
+    whose scale is off theirs by more than a pulse height's tolerance (SNAP_TOL) is refuted."""
+    span = est.diagnostics.get("grid_span_mm")
+    if max(image.shape[:2]) > LUMA_RETRY_LONG_SIDE or span is None or span >= DENSER_MIN_SPAN_MM:
+        return ""
+    if (est.diagnostics.get("pulses") or {}).get("n_pulses", 0) > 0:
+        return ""
+    flat = flat_rows_estimate(image, path, turn)
+    if flat is None:
+        return ""
+    pulses = flat.diagnostics.get("pulses") or {}
+    if not pulses.get("gain_read") or pulses.get("n_pulses", 0) < MIN_REFUTING_PULSES:
+        return ""
+    ratio = max(est.px_per_mm) / max(min(flat.px_per_mm), 1e-9)
+    if 1.0 / (1.0 + SNAP_TOL) <= ratio <= 1.0 + SNAP_TOL:
+        return ""
+    return (
+        f"the grid measured over {span:.0f} mm at {max(est.px_per_mm):.2f} px/mm shows no pulse; "
+        f"{pulses['n_pulses']} pulses of a standard height on an assumed Letter sheet say "
+        f"{min(flat.px_per_mm):.2f} px/mm"
+    )
 
 
 def _read_or_luma(image: np.ndarray, path: str | Path | None, turn: int) -> PageEstimate:
