@@ -279,6 +279,34 @@ def test_a_grid_without_rows_is_read_as_boxes_on_its_plane(panel_page, monkeypat
     assert patch.confidence < est.confidence / 3
 
 
+def test_a_bent_page_of_boxes_is_read_from_its_boxes_at_a_doubtful_confidence(panel_page, monkeypatch):
+    """A page of boxes the page-wide fit found bent (fine rounds ran) and read as rows of a template
+    (validation panels-3x4+1R_003, a 0005 photo: 3x4 turned 180 degrees, 0 leads right): its boxes are
+    read on the fit's plane (leads, order and turn their own), at a confidence that keeps every lead
+    of the page at or below verdict.FALLBACK_CAP - where the paper bends, cells can sit off their traces."""
+    from ecgml.geometry import estimate as est_mod
+    from ecgml.layout import make_layout
+    from ecgml.page import PageMap
+    from ecgml.verdict import FALLBACK_CAP, geometry_factor
+
+    r = panel_page
+    ppm = r.meta["page_px_per_mm"]
+    pad = 150
+    desk = np.pad(r.image, ((pad, pad), (pad, pad), (0, 0)), constant_values=100)
+    h, w = desk.shape[:2]
+    to_desk = np.array([[ppm, 0.0, pad], [0.0, ppm, pad], [0.0, 0.0, 1.0]])
+    plane = PageMap(to_desk, (w, h), r.page_map.paper_mm)
+    rows = est_mod.PageEstimate(plane, make_layout("3x4"), (ppm, ppm), 180, 0.4, {}, bent=True)
+    monkeypatch.setattr(est_mod, "_panel_estimate", lambda image: None)  # as on a photo: not read as it lies
+    monkeypatch.setattr(est_mod, "_page_wide", lambda *_a, **_kw: rows)
+    est = est_mod.estimate_page(desk)
+    assert est.diagnostics.get("source") == "panels" and est.layout.name == "3x4+1R"
+    assert est.orientation == 0 and "bent_page" in est.diagnostics
+    assert [c.lead for c in est.layout.cells] == [c.lead for c in r.layout.cells]
+    assert est.confidence <= est_mod.BENT_PANELS_MAX_CONF
+    assert geometry_factor("estimated", est.confidence) <= FALLBACK_CAP
+
+
 def test_boxes_beyond_the_window_around_the_fits_page_are_read_around_the_images_centre(
     panel_page, monkeypatch
 ):

@@ -118,6 +118,13 @@ PANEL_MIN_CONFIDENCE = 0.5  # a page of separate gridded panels read with less i
 # a page the page-wide fit reads with this confidence is not looked at again as panels on its rectified
 # copy (non-panel scans 0.85-0.98; panel pages that reach the rectified reading 0.04-0.75, session 11)
 PANEL_PHOTO_MAX_PAGE_CONF = 0.8
+# a bent page's boxes read on its homography's raster: at most this confidence. The raster is that
+# homography alone, so where the paper bends the cells can sit millimetres off their traces (a bent 0005
+# photo: two leads 3 mm off at 0.9+); at 0.18 the geometry factor (confidence / verdict.GEOMETRY_TRUST_AT
+# 0.6) is verdict.FALLBACK_CAP 0.3, and every lead of the page stays at or below 0.3. The layout, the
+# boxes' order and their turn are still the boxes' own, where the page-wide fit reads a page of boxes as
+# rows of a template (validation panels-12x1_003: twelve boxes read as 3x4)
+BENT_PANELS_MAX_CONF = 0.18
 # how the rows were found when the ink mask showed fewer than two (`_rows_again`): the diagnostics' note
 ROWS_AGAIN = {"trace_ink": "grid lines removed by shape", "rows_bridged": "thin strokes bridged"}
 
@@ -496,12 +503,13 @@ def flat_rows_estimate(
 
 def _panel_rectified_estimate(image: np.ndarray, est: PageEstimate) -> PageEstimate | None:
     """The page read as gridded panels on the raster the page-wide fit's homography makes upright
-    (`panel_photo`: photos, screens, turned pages), when it is one; else None. Not on a page the fit
-    found bent beyond its homography: the raster is that homography alone, so where the paper bends the
-    boxes' cells sit millimetres off their traces (a bent 0005 photo: two leads 3 mm off at 0.9+). Not
-    on a page the fit read with confidence: one lattice over the page's rows is no page of boxes (whose
-    separate lattices the fit cannot reconcile), and the rectified copy is not made for nothing."""
-    if est.bent or est.confidence >= PANEL_PHOTO_MAX_PAGE_CONF:
+    (`panel_photo`: photos, screens, turned pages), when it is one; else None. On a page the fit found
+    bent beyond its homography at most BENT_PANELS_MAX_CONF: the raster is that homography alone, so
+    where the paper bends the boxes' cells can sit millimetres off their traces, but which box holds
+    which lead is still read off the boxes. Not on a page the fit read with confidence: one lattice over
+    the page's rows is no page of boxes (whose separate lattices the fit cannot reconcile), and the
+    rectified copy is not made for nothing."""
+    if est.confidence >= PANEL_PHOTO_MAX_PAGE_CONF:
         return None
     t0 = time.perf_counter()
     try:
@@ -517,7 +525,11 @@ def _panel_rectified_estimate(image: np.ndarray, est: PageEstimate) -> PageEstim
     diag = {**got.found.diagnostics, **got.diagnostics, "source": "panels"}
     diag["page_wide"] = {"layout": est.layout.name, "confidence": round(est.confidence, 3)}
     diag["seconds"] = round(est.diagnostics.get("seconds", 0.0) + time.perf_counter() - t0, 3)
-    return PageEstimate(pm, got.found.layout, ppm, orientation, got.found.confidence, diag)
+    confidence = got.found.confidence
+    if est.bent:
+        diag["bent_page"] = "boxes read on the homography of a bent page: cells may sit off their traces"
+        confidence = min(confidence, BENT_PANELS_MAX_CONF)
+    return PageEstimate(pm, got.found.layout, ppm, orientation, confidence, diag)
 
 
 def _resized(image: np.ndarray, scale: float) -> np.ndarray:
