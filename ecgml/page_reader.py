@@ -63,6 +63,10 @@ STRIP_READ_AT = 0.95  # a strip's printed name read this surely gives its lead w
 # worse than its best match (a separator tick or a V5 read as "I" on a V5 strip, validation page 3x4+3R_000)
 STRIP_NAME_SLACK = 0.1
 STRIP_BY_LABEL = 0.85  # a strip's lead given by its printed name alone (its trace matched nothing surely)
+# a strip's printed name read as surely as any counted name (READ_AT) gives its lead when it names the lead
+# whose cell its trace matches best, though not surely (two witnesses agree; validation realworld 3x4+V1_001:
+# name "V1", trace V1 r = 0.98 against 0.93, kept as II before)
+STRIP_AGREED_READ_AT = READ_AT
 
 
 def _lead(name: str) -> str:
@@ -438,13 +442,16 @@ def apply_labels(solved: Solved, reading: LabelReading | None) -> Solved:
             and match.get("corr", 0.0) >= STRIP_MIN_CORR
             and match.get("distance_ratio", 0.0) >= STRIP_MIN_RATIO
         )
-        if sure or got[1] < STRIP_READ_AT:
+        agreed = match.get("lead") == _lead(got[0])  # the name is the trace's best match too
+        if sure or got[1] < (STRIP_AGREED_READ_AT if agreed else STRIP_READ_AT):
             continue  # both sure and different (`conflicts` lowers it), or the name not sure enough
         by_lead = match.get("by_lead", {})
         if _lead(got[0]) in by_lead and by_lead[_lead(got[0])] < match.get("corr", 0.0) - STRIP_NAME_SLACK:
             continue  # the trace matches the named lead's cell clearly worse than another: a misread name
         relabel[(r, cell.col)] = got[0]
-        solved.lead_factor[f"strip{r}"] = 0.95 if match.get("lead") == _lead(got[0]) else STRIP_BY_LABEL
+        solved.lead_factor[f"strip{r}"] = (
+            0.95 if agreed and got[1] >= STRIP_READ_AT else STRIP_BY_LABEL
+        )  # a name read less surely vouches no more than a name alone
         solved.notes.append(f"rhythm strip (row {r + 1}) printed as {got[0]}: read as lead {_lead(got[0])}")
     if relabel:
         cells = []

@@ -118,6 +118,29 @@ def test_a_few_stray_names_do_not_switch_the_order():
     assert [c.lead for c in sorted(out.layout.cells, key=lambda c: c.row)] == list(LEADS)
 
 
+def test_a_strip_name_read_less_surely_counts_when_it_names_the_traces_best_match():
+    from ecgml.page_reader import STRIP_BY_LABEL, apply_labels
+
+    # validation realworld 3x4+V1_001: strip printed "V1" read at 0.81, its trace V1 r = 0.98 (V2 0.93)
+    match = {
+        "lead": "V1",
+        "corr": 0.98,
+        "distance_ratio": 1.89,
+        "by_lead": {"V1": 0.98, "V2": 0.93, "II": -0.1},
+    }
+    reads = {(0, 0): ("I", 0.97), (1, 0): ("II", 0.96), (2, 1): ("aVF", 0.9), (3, 0): ("V1", 0.81)}
+    solved = _solved("3x4+1R")
+    solved.evidence["strip_row3"] = dict(match)
+    out = apply_labels(solved, LabelReading(cells=reads, read=4))
+    assert next(c for c in out.layout.cells if c.row == 3).lead == "V1"
+    assert out.lead_factor["strip3"] == STRIP_BY_LABEL
+    # ... but a name read that unsurely, naming another lead than the trace's best match, is not taken
+    solved = _solved("3x4+1R")
+    solved.evidence["strip_row3"] = dict(match, lead="V2", by_lead={"V2": 0.98, "V1": 0.93})
+    out = apply_labels(solved, LabelReading(cells=reads, read=4))
+    assert next(c for c in out.layout.cells if c.row == 3).lead == "II"
+
+
 def test_a_strip_printed_v1_is_read_as_v1_when_its_trace_matched_nothing_surely():
     from ecgml.page_reader import apply_labels
 
