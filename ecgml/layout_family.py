@@ -44,6 +44,9 @@ STRUCTURE_ONLY = 0.7  # at most this layout factor when no lead relation confirm
 MIN_TESTED = 1.0  # constraint-seconds below which a candidate's limb evidence decides nothing
 PAGE_DOUBT = 0.4  # layout factor of every lead when the chosen layout's limb cells fail the plane
 DOUBT_RHO = 0.2  # ... by this mean off-plane share (right leads, even on photos: <= 0.02; wrong: 0.7-1.1)
+# cells this near the plane (mean share) fit it as traced on a photo: right limb cells 0.15-0.21 on
+# realworld photos (validation 6x1-limb_006), wrong ones 0.7-1.1; a template's cells past it do not fit
+FITS_RHO = 0.35
 REFUTED_RHO = 0.7  # cells read as limb leads this far off the plane (mean share) are refuted as limb leads
 # ... tested only where this many cells (two relations) stand at once: three chest cells fit one relation
 # by chance (validation 12x1-bottom_001: its V1-V3 read as I, II, III at rho 0.09)
@@ -374,6 +377,35 @@ def _limb_doubt(score: float, tested: float) -> str:
     return f"the limb leads do not fit Einthoven's plane as placed (off-plane share {rho:.2f}): all in doubt"
 
 
+def mean_rho(score: float, tested: float) -> float:
+    """The mean off-plane share of a candidate's limb cells (each chunk's capped at 1.5); NaN untested."""
+    return FIT_AT - score / tested if tested >= MIN_TESTED else float("nan")
+
+
+def template_outfitted(template: str, limb: dict[str, float], tested: dict[str, float]) -> str:
+    """The standard-order candidate whose limb cells fit the plane (mean share <= FITS_RHO) over at least
+    as many constraint-seconds as geometry's template, whose own limb cells do not (> FITS_RHO); else "".
+    Then the prior of a common family (TEMPLATE_BONUS) goes to that candidate: the page's leads say which
+    standard family it is. The sum the candidates are scored by charges each tested second past FIT_AT,
+    so six limb rows traced a little off the plane on a photo (validation realworld 6x1-limb_006: rho
+    0.21 over 30 s) lost to 3x4+3R's bonus with half of its limb cells refuted, and without the bonus to
+    Cabrera 3x4+3R, whose one relation per column the rows I, II, III fit by chance (its aVL + -aVR =
+    1.5 I is near I + III = II). Cabrera's order is never the one that fits here: six chest rows fit it
+    at rho ~0.2 (`not_limb_evidence`)."""
+    own = mean_rho(limb[template], tested[template])
+    if not own > FITS_RHO:
+        return ""
+    fits = [
+        k
+        for k in limb
+        if k != template
+        and not k.startswith("cabrera")
+        and tested[k] >= tested[template]
+        and mean_rho(limb[k], tested[k]) <= FITS_RHO
+    ]
+    return max(fits, key=lambda k: tested[k], default="")
+
+
 def _placement(layout: PageLayout, lead: str) -> set[tuple[Any, ...]]:
     return {
         (c.row, c.col, round(c.x0_mm, 2), round(c.x1_mm, 2), round(c.t0_s, 3), c.sign)
@@ -431,7 +463,10 @@ def choose_family(
         named = {name: NAME_W * name_score(lay, reads[name]) for name, lay in cands.items()}
         ev["names"] = {k: round(v, 2) for k, v in named.items()}
     names_seen = len({round(v, 6) for v in named.values()}) > 1
-    bonus = {k: TEMPLATE_BONUS if k == layout.name else 0.0 for k in cands}
+    outfitted = template_outfitted(layout.name, limb, tested)
+    if outfitted:
+        ev["template_outfitted_by"] = outfitted
+    bonus = {k: TEMPLATE_BONUS if k == (outfitted or layout.name) else 0.0 for k in cands}
     scores = {k: limb[k] + claims[k] + tick[k] + named[k] + bonus[k] for k in cands}
     ev["scores"] = {k: round(v, 2) for k, v in scores.items()}
     best = max(scores, key=lambda k: scores[k])

@@ -16,6 +16,7 @@ from ecgml.geometry.canonical import CanonicalPage
 from ecgml.layout import PageLayout, make_layout
 from ecgml.layout_family import (
     FIT_AT,
+    FITS_RHO,
     MARGIN_SURE,
     PAGE_DOUBT,
     REFUTED_RHO,
@@ -158,6 +159,34 @@ def test_limb_rows_traced_a_little_off_the_plane_are_not_read_as_chest_rows(reco
     assert fam.layout.name not in ("6x1-chest", "6x2")
     assert fam.evidence["not_limb"]["6x1-chest"] < 0 and fam.evidence["not_limb"]["6x2"] < 0
     assert max(fam.lead_factor.values()) <= STRUCTURE_ONLY
+
+
+def test_limb_rows_that_fit_the_plane_over_more_seconds_take_the_templates_prior(record):
+    """Six limb rows traced off the plane by ~0.15 (a photo; validation realworld 6x1-limb_006) under
+    geometry's 3x4+3R, half of whose limb cells are refuted: the common family's prior goes to the
+    standard reading the limb leads fit over more seconds (before, Cabrera 3x4+3R won on one chance-fit
+    relation per column: every lead wrong)."""
+    tmpl = make_layout("3x4+3R")
+    rng = np.random.default_rng(0)
+    traces = [
+        replace(t, y_mm=t.y_mm + np.convolve(rng.normal(0, 0.85, t.x_mm.size), np.ones(40) / 40**0.5, "same"))
+        for t in tracer(record, candidate("6x1-limb", tmpl))(tmpl)
+    ]
+    fam = choose_family(traces, tmpl)
+    rho = FIT_AT - fam.evidence["limb"]["6x1-limb"] / fam.evidence["tested"]["6x1-limb"]
+    assert FIT_AT < rho < FITS_RHO
+    assert fam.evidence["template_outfitted_by"] == "6x1-limb"
+    assert fam.layout.name == "6x1-limb"
+    assert max(fam.lead_factor.values()) <= STRUCTURE_ONLY  # no relation confirmed it outright
+
+
+def test_chest_rows_do_not_take_the_templates_prior(record):
+    """Six chest rows fit Cabrera's limb order near the plane: no standard reading fits them, so the
+    template's prior stays where it was."""
+    tmpl = make_layout("3x4+3R")
+    fam = choose_family(tracer(record, candidate("6x1-chest", tmpl))(tmpl), tmpl)
+    assert "template_outfitted_by" not in fam.evidence
+    assert fam.layout.name == "6x1-chest"
 
 
 def test_without_a_tracer_a_page_cut_elsewhere_keeps_its_template_in_doubt(record):
