@@ -367,19 +367,17 @@ def name_fit(
     return score
 
 
-def _limb_doubt(score: float, tested: float) -> str:
-    """A note when the limb cells of the chosen layout are, on average, far off the limb plane."""
-    if tested < MIN_TESTED:
-        return ""
-    rho = FIT_AT - score / tested  # the mean off-plane share (each chunk's capped at 1.5)
-    if rho <= DOUBT_RHO:
-        return ""
-    return f"the limb leads do not fit Einthoven's plane as placed (off-plane share {rho:.2f}): all in doubt"
-
-
 def mean_rho(score: float, tested: float) -> float:
     """The mean off-plane share of a candidate's limb cells (each chunk's capped at 1.5); NaN untested."""
     return FIT_AT - score / tested if tested >= MIN_TESTED else float("nan")
+
+
+def _limb_doubt(score: float, tested: float) -> str:
+    """A note when the limb cells of the chosen layout are, on average, far off the limb plane."""
+    rho = mean_rho(score, tested)
+    if not rho > DOUBT_RHO:  # untested (NaN) or near the plane
+        return ""
+    return f"the limb leads do not fit Einthoven's plane as placed (off-plane share {rho:.2f}): all in doubt"
 
 
 def template_outfitted(template: str, limb: dict[str, float], tested: dict[str, float]) -> str:
