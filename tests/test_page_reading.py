@@ -588,3 +588,14 @@ def test_the_reliability_table_says_how_far_its_pages_let_a_bin_be_judged():
     assert a["observed"] == b["observed"] == 0.5 and a["predicted"] == b["predicted"] == 0.5
     assert a["gap_lo"] < 0 < a["gap_hi"] and b["gap_lo"] <= 0 <= b["gap_hi"]
     assert a["gap_hi"] - a["gap_lo"] > 0.25 > 5 * (b["gap_hi"] - b["gap_lo"])
+
+
+def test_a_cell_cut_to_one_sample_has_no_beat_envelope() -> None:
+    """A cell cut to one sample at the page's edge (test realworld 6x2-seq_001) gives no slope: its
+    envelope is NaN (no beat evidence), not a crash of the whole page in the timing check."""
+    from ecgml.layout_solve import _envelope
+
+    for v in (np.array([0.3]), np.array([], dtype=np.float64)):
+        env = _envelope(v)
+        assert env.shape == v.shape and not np.isfinite(env).any()
+    assert np.isfinite(_envelope(np.sin(np.linspace(0, 6, 50)))).all()
