@@ -143,17 +143,21 @@ def test_half_page_of_chest_leads_is_read_but_only_by_structure(record):
     assert max(lead_layout_factor(solved, lead) for lead in ("V1", "V4", "V6")) <= STRUCTURE_ONLY
 
 
+def _limb_rows_off_the_plane(record, tmpl, sd: float) -> list:
+    """The six limb rows of a 6x1-limb page under `tmpl`, traced with smooth noise (a photo's)."""
+    rng = np.random.default_rng(0)
+    return [
+        replace(t, y_mm=t.y_mm + np.convolve(rng.normal(0, sd, t.x_mm.size), np.ones(40) / 40**0.5, "same"))
+        for t in tracer(record, candidate("6x1-limb", tmpl))(tmpl)
+    ]
+
+
 def test_limb_rows_traced_a_little_off_the_plane_are_not_read_as_chest_rows(record):
     """Six limb rows traced with noise (a photo): off the plane by more than FIT_AT, far less than chance.
     The chest reading, which nothing tests, and 6x2, which calls the right halves chest leads, lose by
     what those same cells read as limb leads say (before, the chest rows won: every limb lead absent)."""
     tmpl = make_layout("3x4+3R")
-    rng = np.random.default_rng(0)
-    traces = [
-        replace(t, y_mm=t.y_mm + np.convolve(rng.normal(0, 1.0, t.x_mm.size), np.ones(40) / 40**0.5, "same"))
-        for t in tracer(record, candidate("6x1-limb", tmpl))(tmpl)
-    ]
-    fam = choose_family(traces, tmpl)
+    fam = choose_family(_limb_rows_off_the_plane(record, tmpl, 1.0), tmpl)
     rho = FIT_AT - fam.evidence["limb"]["6x1-limb"] / fam.evidence["tested"]["6x1-limb"]
     assert FIT_AT < rho < REFUTED_RHO
     assert fam.layout.name not in ("6x1-chest", "6x2")
@@ -167,12 +171,7 @@ def test_limb_rows_that_fit_the_plane_over_more_seconds_take_the_templates_prior
     standard reading the limb leads fit over more seconds (before, Cabrera 3x4+3R won on one chance-fit
     relation per column: every lead wrong)."""
     tmpl = make_layout("3x4+3R")
-    rng = np.random.default_rng(0)
-    traces = [
-        replace(t, y_mm=t.y_mm + np.convolve(rng.normal(0, 0.85, t.x_mm.size), np.ones(40) / 40**0.5, "same"))
-        for t in tracer(record, candidate("6x1-limb", tmpl))(tmpl)
-    ]
-    fam = choose_family(traces, tmpl)
+    fam = choose_family(_limb_rows_off_the_plane(record, tmpl, 0.85), tmpl)
     rho = FIT_AT - fam.evidence["limb"]["6x1-limb"] / fam.evidence["tested"]["6x1-limb"]
     assert FIT_AT < rho < FITS_RHO
     assert fam.evidence["template_outfitted_by"] == "6x1-limb"
