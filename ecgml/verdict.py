@@ -199,10 +199,13 @@ def beats_vouch(parts: dict[str, float]) -> bool:
     well (`page_beats`); a lead whose own beats agree with the others' where most do not is as sure of
     its seconds, and the leads that asked for held were right on all of them (session 19 code: validation
     19 of 19 on 10 pages, test 18 of 18 on 10, outside 2 of 2, ecg-plot 2 of 2 - on 6x2_004, whose four
-    wrong chest leads stay held)."""
+    wrong chest leads stay held). Never for a lead whose `agreement` doubts it (limb leads off Einthoven's
+    plane, or a lead whose cells disagree): that doubts which lead the trace is, and beats, the same on every
+    lead of a page, see only when (validation cabrera-6x2_007: five limb leads of rows read in the wrong
+    order, -12 to -2 dB, vouched to 0.97; such leads >= 0.8 were right on 5 of 10, validation and test)."""
     if BEATS_VOUCH is None or float(parts.get("beat_witnesses", 0.0)) < 1:
         return False
-    if vouch_doubts(parts) > VOUCH_MAX_DOUBTS:
+    if vouch_doubts(parts) > VOUCH_MAX_DOUBTS or float(parts.get("agreement", 1.0)) < DOUBT_AT:
         return False
     return float(parts.get("beats", 0.0)) >= BEATS_VOUCH
 

@@ -92,3 +92,20 @@ def test_leads_that_beat_with_the_others_pass_the_gate_the_raw_product_holds():
     shaky = {lead: 0.9 for lead in LEADS}
     rep = lead_report(shaky, conf, set(LEADS), 0.7, {}, None, False, eager, doubted, checks=checks)
     assert rep.parts["I"]["doubts"] == 2 and rep.confidence["I"] == HELD_AT
+
+
+def test_beats_do_not_vouch_for_limb_leads_off_einthovens_plane():
+    """Beats fall alike on every lead of a page: they say a lead's seconds are right, not which lead it is.
+    Limb leads whose readings break Einthoven's relations (`agreement` < 1) may be rows read in the wrong
+    order (validation cabrera-6x2_007: five limb leads at -12 to -2 dB, vouched to 0.97): held."""
+    from ecgml.verdict import CONFIDENT, HELD_AT
+
+    eager = {"features": ["trace", "geometry"], "transform": "log", "bias": 6.0, "weights": [0.1, 0.1]}
+    conf = {lead: 0.99 for lead in LEADS}
+    checks = {"beats": {lead: 1.0 for lead in LEADS}, "beat_witnesses": {lead: 11.0 for lead in LEADS}}
+    off_plane = {lead: 0.62 for lead in LEADS[:6]}  # `assemble`: 1 - 2 x the share off the plane
+    rep = lead_report(conf, conf, set(LEADS), 1.0, {}, off_plane, False, eager, checks=checks)
+    assert all(rep.confidence[lead] == HELD_AT for lead in LEADS[:6])
+    assert all(rep.confidence[lead] >= CONFIDENT for lead in LEADS[6:])  # the chest leads: no such doubt
+    rep = lead_report(conf, conf, set(LEADS), 1.0, {}, None, False, eager, checks=checks)
+    assert all(rep.confidence[lead] >= CONFIDENT for lead in LEADS)  # the same page on the plane
