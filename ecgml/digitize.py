@@ -117,7 +117,7 @@ def flat_page_estimate(image: np.ndarray, reason: str = "") -> Geometry:
 def estimate_geometry(image: np.ndarray, path: str | Path | None = None, turn: int = 0) -> Geometry:
     """Page geometry (ecgml.geometry); if it finds no page, the flat-page fallback with its reason.
     `turn`: quarter turns added to the orientation geometry finds (see `estimate_page`)."""
-    from ecgml.geometry import estimate_page, flat_rows_estimate
+    from ecgml.geometry import GridRefuted, PageEstimate, estimate_page, flat_rows_estimate
 
     try:
         est = estimate_page(image, path, turn)
@@ -126,7 +126,11 @@ def estimate_geometry(image: np.ndarray, path: str | Path | None = None, turn: i
     except EcgmlError as exc:
         # no grid, or a "grid" with no row on it (text and traces of a gridless page can pass for one)
         no_grid = "no ECG grid found" in exc.reason or GRID_NO_ROWS in exc.reason
-        flat = flat_rows_estimate(image, path, turn) if no_grid else None
+        flat: PageEstimate | None
+        if isinstance(exc, GridRefuted):
+            flat = exc.flat  # already read, by the pulses that refuted the grid
+        else:
+            flat = flat_rows_estimate(image, path, turn) if no_grid else None
         if flat is None:
             log.warning("%s: geometry failed (%s); assuming a flat upright page", path, exc.reason)
             return flat_page_estimate(image, exc.reason)

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 from geometry_pages import draw_page, perspective, rotation_90, warp
 
+import ecgml.geometry
 from ecgml.errors import EcgmlError
 from ecgml.geometry import PageEstimate, canonical_page, estimate_page
 from ecgml.layout import LAYOUT_NAMES, PageLayout, make_layout
@@ -387,7 +388,17 @@ def test_a_small_grid_without_pulses_is_refuted_by_the_pulses_of_an_assumed_shee
     monkeypatch.setattr(est_mod, "_read_or_luma", lambda *a: blocks_read_as_grid(45.0, 0))
     with pytest.raises(EcgmlError, match="web.jpg: no ECG grid found .*no pulse"):
         estimate_page(img, "web.jpg")
+    calls: list[int] = []
+    real = est_mod.flat_rows_estimate
+
+    def counted(*a: object) -> PageEstimate | None:
+        calls.append(1)
+        return real(*a)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(est_mod, "flat_rows_estimate", counted)
+    monkeypatch.setattr(ecgml.geometry, "flat_rows_estimate", counted)
     geo = estimate_geometry(img, "web.jpg")
+    assert len(calls) == 1  # the gridless reading that refuted the grid is the one read, not made again
     assert geo.source.startswith("fallback") and NO_GRID_ROWS in geo.source and geo.confidence == 0.0
     assert geo.layout.name == "6x2"
     assert np.median(map_error_mm(geo, truth, layout)) < 2.0  # type: ignore[arg-type]

@@ -13,6 +13,13 @@ homography + residual), `orient` (calibration pulses, rows, quarter turn, layout
 """
 
 from ecgml.geometry.canonical import CanonicalPage, canonical_page
-from ecgml.geometry.estimate import PageEstimate, estimate_page, flat_rows_estimate
+from ecgml.geometry.estimate import GridRefuted, PageEstimate, estimate_page, flat_rows_estimate
 
-__all__ = ["CanonicalPage", "PageEstimate", "canonical_page", "estimate_page", "flat_rows_estimate"]
+__all__ = [
+    "CanonicalPage",
+    "GridRefuted",
+    "PageEstimate",
+    "canonical_page",
+    "estimate_page",
+    "flat_rows_estimate",
+]

@@ -180,6 +180,15 @@ class GridWithoutRows(EcgmlError):
         self.page_map = page_map
 
 
+class GridRefuted(EcgmlError):
+    """What geometry took for a grid is none (`_pulses_refute_grid`): "no ECG grid found (why)", with the
+    page as read on the ink of an assumed sheet (`flat`), which said so - the gridless reading, made once."""
+
+    def __init__(self, path: str | Path | None, why: str, flat: PageEstimate) -> None:
+        super().__init__(path, f"no ECG grid found ({why})")
+        self.flat = flat
+
+
 def _frame_to_paper_map(fmap: FrameMap, a: np.ndarray, scale: float, size: tuple[int, int]) -> PageMap:
     """Paper map from the frame map, the frame -> paper transform `a` and the work -> input scale."""
     s_in = np.diag([1 / scale, 1 / scale, 1.0])
@@ -221,13 +230,15 @@ def estimate_page(image: np.ndarray, path: str | Path | None = None, turn: int =
         denser.diagnostics["denser_retry"] = exc.reason
         est = denser
     refuted = _pulses_refute_grid(image, est, path, turn)
-    if refuted:
-        raise EcgmlError(path, f"no ECG grid found ({refuted})")
+    if refuted is not None:
+        raise refuted
     return est
 
 
-def _pulses_refute_grid(image: np.ndarray, est: PageEstimate, path: str | Path | None, turn: int) -> str:
-    """Why the "grid" `est` was read on is none (the page is then read as gridless), or "".
+def _pulses_refute_grid(
+    image: np.ndarray, est: PageEstimate, path: str | Path | None, turn: int
+) -> GridRefuted | None:
+    """Why the "grid" `est` was read on is none, with the gridless reading that says so; None if it stands.
 
     A small JPEG copy of a page printed without a grid shows its 8/16 px code blocks, text and trace
     strokes, which the lattice can take for a grid: measured over a small part of the page, at a scale
@@ -240,23 +251,24 @@ def _pulses_refute_grid(image: np.ndarray, est: PageEstimate, path: str | Path |
     whose scale is off theirs by more than a pulse height's tolerance (SNAP_TOL) is refuted."""
     span = est.diagnostics.get("grid_span_mm")
     if max(image.shape[:2]) > LUMA_RETRY_LONG_SIDE or span is None or span >= DENSER_MIN_SPAN_MM:
-        return ""
+        return None
     if (est.diagnostics.get("pulses") or {}).get("n_pulses", 0) > 0:
-        return ""
+        return None
     flat = flat_rows_estimate(image, path, turn)
     if flat is None:
-        return ""
+        return None
     pulses = flat.diagnostics.get("pulses") or {}
     if not pulses.get("gain_read") or pulses.get("n_pulses", 0) < MIN_REFUTING_PULSES:
-        return ""
+        return None
     ratio = max(est.px_per_mm) / max(min(flat.px_per_mm), 1e-9)
     if 1.0 / (1.0 + SNAP_TOL) <= ratio <= 1.0 + SNAP_TOL:
-        return ""
-    return (
+        return None
+    why = (
         f"the grid measured over {span:.0f} mm at {max(est.px_per_mm):.2f} px/mm shows no pulse; "
         f"{pulses['n_pulses']} pulses of a standard height on an assumed Letter sheet say "
         f"{min(flat.px_per_mm):.2f} px/mm"
     )
+    return GridRefuted(path, why, flat)
 
 
 def _read_or_luma(image: np.ndarray, path: str | Path | None, turn: int) -> PageEstimate:
