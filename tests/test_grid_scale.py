@@ -129,3 +129,24 @@ def test_a_dotted_grid_keeps_its_phase_under_trace_rows() -> None:
     ph = measure_phases(dark, np.ones_like(dark, bool), Extent(0, 0, 40, 40), RECT_PPM, dots=True)
     assert float(ph["cy"].min()) > MIN_TILE_CONF
     assert np.allclose(ph["dy"], 0.2, atol=0.1)  # the dots' centres: 1 px = 0.2 mm below each 5 mm
+
+
+def test_a_lattice_one_and_a_half_times_too_coarse_is_retried_at_that_ratio(monkeypatch) -> None:
+    # the coarse lattice can lock onto a period between the grid's line families (a small strip
+    # photographed on wood, validation 0005 12x1-bottom_003: 7.4 work px/mm for 5.0): no retry at the
+    # 5, 2.5 and 2 ratios of the line families measures it, and the page was read 2x off with four of
+    # its six rows. Retried at 1.5 and 2/3 too, it is read at its scale
+    import ecgml.geometry.estimate as est_mod
+    from ecgml.geometry.grid import denser_frame
+
+    img, _, _ = draw_page(ppm=5.0, seed=3)
+    real = est_mod.coarse_frame
+
+    def off_scale(lat):  # type: ignore[no-untyped-def]
+        frame = real(lat)
+        return None if frame is None else denser_frame(frame, 2 / 3)
+
+    monkeypatch.setattr(est_mod, "coarse_frame", off_scale)
+    est = est_mod.estimate_page(img, "off.png")
+    assert est.diagnostics.get("scale_retry") is True
+    assert est.px_per_mm == pytest.approx((5.0, 5.0), rel=0.02)

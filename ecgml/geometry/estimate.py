@@ -95,7 +95,12 @@ MIN_GOOD_TILES = 40  # grid tiles (10 mm apart) a page gives when the scale is r
 # lattice's scale measured this many keeps that scale: a crumpled photo's first round found 39, and a
 # retry at 5x (6 tiles, each 25x the area) won the area-weighted vote; the page read 133 mm off
 MIN_GOOD_TILES_BENT = 20
-SCALE_RETRIES = (5.0, 0.2, 2.5, 0.4, 2.0, 0.5)
+# the lattice's scale is off by the 1 mm / 5 mm / 10 mm line ratios (5, 2.5, 2) when it took one line
+# family for another, and by 1.5 when it locked onto a period between them (a small strip photographed on
+# wood, validation 0005 12x1-bottom_003: 7.4 work px/mm for 5.0; at 0.4x and 0.5x 12 and 6 tiles, the page
+# read 2x off with 4 of its 6 rows; at 2/3x 60 tiles and six rows). Tried in this order; a later scale
+# wins only with a higher area-weighted score.
+SCALE_RETRIES = (5.0, 0.2, 2.5, 0.4, 2.0, 0.5, 1.5, 2 / 3)
 ROW_OFF_MM = 4.0  # a row this far from every template baseline is not that template's row (pitch ~24 mm)
 PAPER_MARGIN_MM = 8.0  # paper (pulses, row ends) reaches this far past the last grid tile measured
 COARSE_RANSAC_MM = 3.0  # flat and gently bent pages: tiles further off the homography are outliers
@@ -686,6 +691,7 @@ def _estimate(
             if rk is not None and rk.n_tiles * k**2 * rk.tile_conf > best_score:
                 best, best_score, dots = rk, rk.n_tiles * k**2 * rk.tile_conf, rk_dots
                 coarse_ransac_mm = COARSE_RANSAC_MM  # the lattice's bend was measured at another scale
+                diag["scale_retry_k"] = round(k, 3)
         first = best
         diag["scale_retry"] = True
         if dots:
