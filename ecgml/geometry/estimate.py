@@ -1008,7 +1008,9 @@ def _found_rows(
     ).clipped()
     rgb_r = rectify(work, fmap, e, ORIENT_PPM, border=255.0)
     valid = rectify(np.full(work.shape[:2], 255, np.uint8), fmap, e, ORIENT_PPM, border=0.0) > 128
-    _, ink_r = darkness(rgb_r, int(3 * ORIENT_PPM) | 1)
+    any_r, ink_r = darkness(rgb_r, int(3 * ORIENT_PPM) | 1)
+    # how coloured each pixel is (0..1): on a coloured grid as dark as the trace, the trace is the grey ink
+    chroma = (any_r.astype(np.float32) - ink_r.astype(np.float32)) * (1 / 255)
     paper = valid & _paper_mask(res.tiles_mm, e, valid.shape)
     # input px per frame mm (the frame's mm are paper mm): a small copy's raster is enlarged from it
     mid = np.array([(e.x0 + e.x1) / 2, (e.y0 + e.y1) / 2])
@@ -1017,9 +1019,9 @@ def _found_rows(
     diag["coarse"] = coarse
     ori, rows, mask = orient(
         ink_r.astype(np.float32) * (1 / 255), paper, valid, (e.x0, e.y0, e.x1, e.y1), ORIENT_PPM, turn,
-        coarse=coarse,
+        coarse=coarse, chroma=chroma,
     )  # fmt: skip
-    sheet = _sheet_rows(ink_r, valid, res.tiles_mm, e, turn, coarse, paper, rows)
+    sheet = _sheet_rows(ink_r, valid, res.tiles_mm, e, turn, coarse, paper, rows, chroma)
     if sheet is not None:
         paper, (ori, rows, mask) = sheet
         diag["paper_hull"] = True
@@ -1051,6 +1053,7 @@ def _sheet_rows(
     coarse: bool,
     paper: np.ndarray,
     rows: Rows,
+    chroma: np.ndarray | None = None,
 ) -> tuple[np.ndarray, tuple[Orientation, Rows, np.ndarray]] | None:
     """The paper as all the measured grid tiles enclose (a sheet is convex) and the orientation and rows
     read on it, when `rows` (read where tiles were measured, `paper`) are no named layout's count and
@@ -1066,7 +1069,7 @@ def _sheet_rows(
         return None
     again = orient(
         ink_r.astype(np.float32) * (1 / 255), sheet, valid, (e.x0, e.y0, e.x1, e.y1), ORIENT_PPM, turn,
-        coarse=coarse,
+        coarse=coarse, chroma=chroma,
     )  # fmt: skip
     c = np.sort(again[1].centres)
     named = len(c) in ROW_COUNTS and float(np.diff(c).min()) >= LATTICE_MIN_PITCH_MM

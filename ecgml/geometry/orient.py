@@ -55,6 +55,46 @@ def _row_score(mask: np.ndarray, ppm: float) -> float:
 
 
 OFF_LINE_DROP = 0.15  # away from the major lines the ink threshold drops by at most this (darkness)
+INK_OVER_GRID = 0.2  # trace ink is at least this much darker than the major grid lines ...
+INK_THR_MAX = 0.75  # ... or this dark (a black-and-white copy's lines can be nearly as dark as its ink)
+
+
+def major_line_level(ink: np.ndarray, valid: np.ndarray, x0: float, ppm: float = ORIENT_PPM) -> float | None:
+    """The major grid lines' darkness (75th percentile on the raster columns of frame x = 5k mm, `x0` the
+    raster's left edge in frame mm), None when too few of their pixels are on the paper to say."""
+    cols = _major_lines(x0, ink.shape[1], ppm)
+    on = ink[:, cols][valid[:, cols]]
+    return float(np.percentile(on, 75)) if on.size > 100 else None
+
+
+def lines_as_dark_as_ink(ink: np.ndarray, valid: np.ndarray, x0: float, ppm: float = ORIENT_PPM) -> bool:
+    """The major grid lines are so dark that `ink_mask` cannot ask the trace to be INK_OVER_GRID darker
+    (its threshold is capped at INK_THR_MAX): a trace lying on them (baselines, pulse tops and feet sit on
+    5 mm lines on most carts) is lost there. A small JPEG copy of a dark-lined grid blurs its thin trace
+    to the lines' level (validation lowres cabrera-3x4+1R_004, 5 px/mm, dark green 5 mm lines at 0.73:
+    its rhythm strip and every pulse were lost)."""
+    level = major_line_level(ink, valid, x0, ppm)
+    return level is not None and level + INK_OVER_GRID > INK_THR_MAX
+
+
+# a grid's lines count as coloured when their chroma (brightest minus darkest channel, relative to the
+# paper) is at least this: green, red, blue carts' lines 0.15-0.5; a black-and-white copy's JPEG noise < 0.05
+MIN_LINE_CHROMA = 0.1
+GREY_SHARE = 0.5  # a pixel with under this share of the lines' chroma is grey: ink over the line, not it
+
+
+def grey_over_lines(
+    ink: np.ndarray, chroma: np.ndarray, valid: np.ndarray, x0: float, thr: float, ppm: float = ORIENT_PPM
+) -> np.ndarray:
+    """Pixels darker than `thr` and grey where the grid's lines are coloured (`chroma`: 0..1 per pixel):
+    the trace on a coloured grid whose lines are as dark as it (`lines_as_dark_as_ink`), which darkness
+    alone cannot tell from them there. All False when the lines are not coloured."""
+    cols = _major_lines(x0, ink.shape[1], ppm)
+    on = chroma[:, cols][valid[:, cols]]
+    line_chroma = float(np.median(on)) if on.size > 100 else 0.0
+    if line_chroma < MIN_LINE_CHROMA:
+        return np.zeros(ink.shape, bool)
+    return np.asarray((ink > thr) & (chroma < GREY_SHARE * line_chroma) & valid)
 
 
 def _major_lines(origin: float, n: int, ppm: float) -> np.ndarray:
@@ -69,6 +109,7 @@ def ink_mask(
     ppm: float = ORIENT_PPM,
     x0: float | None = None,
     y0: float | None = None,
+    chroma: np.ndarray | None = None,
 ) -> np.ndarray:
     """Trace/text pixels: darker in every channel than the (possibly grey) grid, and thin.
 
@@ -78,8 +119,11 @@ def ink_mask(
     light-grey trace is barely darker than the major lines (0.45-0.6 against 0.3-0.47 on this raster),
     and one threshold above the lines lost every row of it. Where the map is off by a line's width the
     lines spill beside themselves and the one threshold holds everywhere. Thick dark regions (lid
-    shadows, background, mould, stains) are removed by an opening wider than any pen stroke.
+    shadows, background, mould, stains) are removed by an opening wider than any pen stroke. With
+    `chroma` (0..1 per pixel) too, on a coloured grid whose lines are as dark as the trace, grey pixels as
+    dark as the level beside the lines are ink on the lines as well (`grey_over_lines`).
     """
+    extra: np.ndarray | None = None
     v = ink[valid]
     if v.size == 0:
         return np.zeros_like(ink, bool)
@@ -88,8 +132,9 @@ def ink_mask(
         h, w = ink.shape
         cols = _major_lines(x0, w, ppm)
         on = ink[:, cols][valid[:, cols]]
-        grid_level = float(np.percentile(on, 75)) if on.size > 100 else float(np.percentile(v, 97))
-        thr = float(np.clip(grid_level + 0.2, 0.3, 0.75))
+        level = major_line_level(ink, valid, x0, ppm)
+        grid_level = level if level is not None else float(np.percentile(v, 97))
+        thr = float(np.clip(grid_level + INK_OVER_GRID, 0.3, INK_THR_MAX))
         thr_px = thr
         if y0 is not None and on.size > 100:
             rows = _major_lines(y0, h, ppm)
@@ -106,10 +151,13 @@ def ink_mask(
                 near_c[np.clip(cols + d, 0, w - 1)] = True
                 near_r[np.clip(rows + d, 0, h - 1)] = True
             thr_px = np.where(near_r[:, None] | near_c[None, :], thr, thr_off).astype(np.float32)
+            if chroma is not None and grid_level + INK_OVER_GRID > INK_THR_MAX:
+                extra = grey_over_lines(ink, chroma, valid, x0, thr_off, ppm)
     else:
         grid_level = float(np.percentile(v, 97))  # dense grid lines dominate the upper tail below the ink
         thr_px = float(np.clip(grid_level + 0.12, 0.3, 0.8))
-    return thin_strokes((ink > thr_px) & valid, ppm)
+    mask = (ink > thr_px) & valid
+    return thin_strokes(mask if extra is None else mask | extra, ppm)
 
 
 def thin_strokes(mask: np.ndarray, ppm: float = ORIENT_PPM) -> np.ndarray:
@@ -995,13 +1043,14 @@ def orient(
     pulses: bool = True,
     lattice: bool = True,
     coarse: bool = False,
+    chroma: np.ndarray | None = None,
 ) -> tuple[Orientation, Rows, np.ndarray]:
     """`_orient`, then `turn` more quarter turns when the caller has stronger evidence (the printed lead
     names read upside down): the rows are then measured again on the page turned that way. `mask`: the
-    trace ink when the caller found it otherwise (default `ink_mask`); `pulses` False: not searched;
-    `lattice` False: no weak rows kept (`_rows`); `coarse`: the image holds the page at fewer px per mm
-    than the raster (`_strokes`)."""
-    ori, rows, m = _orient(ink_r, paper, inside, ext, ppm, mask, pulses, lattice, coarse)
+    trace ink when the caller found it otherwise (default `ink_mask`, given `chroma` when known);
+    `pulses` False: not searched; `lattice` False: no weak rows kept (`_rows`); `coarse`: the image
+    holds the page at fewer px per mm than the raster (`_strokes`)."""
+    ori, rows, m = _orient(ink_r, paper, inside, ext, ppm, mask, pulses, lattice, coarse, chroma)
     if turn % 4 == 0:
         return ori, rows, m
     k = (ori.k + turn) % 4
@@ -1034,6 +1083,7 @@ def _orient(
     pulses: bool = True,
     lattice: bool = True,
     coarse: bool = False,
+    chroma: np.ndarray | None = None,
 ) -> tuple[Orientation, Rows, np.ndarray]:
     """Quarter turn k of the frame (upright = rot(k) @ frame), the rows in upright mm, the upright mask.
 
@@ -1046,7 +1096,7 @@ def _orient(
     them: the axis along which ink piles up in rows, then the upright score.
     """
     if mask is None:
-        mask = ink_mask(ink_r, paper, ppm, ext[0], ext[1])
+        mask = ink_mask(ink_r, paper, ppm, ext[0], ext[1], chroma)
     turns = [np.ascontiguousarray(np.rot90(mask, k=-k)) for k in range(4)]  # k clockwise = rot(k) of frame
     # standard (10 mm) pulses first: only a page without a stack of them is searched for 20 and 5 mm ones
     marks = [find_pulses(m, ppm, PULSE_HEIGHTS_MM[:1]) if pulses else [] for m in turns]
