@@ -73,6 +73,40 @@ def test_light_grey_trace_on_a_grey_grid_is_ink() -> None:
     assert off_trace.mean() < 0.01  # the grid lines are not ink
 
 
+def test_a_grey_trace_on_a_coloured_grid_as_dark_as_it_is_ink_on_the_lines() -> None:
+    """A small JPEG copy of a dark green grid (majors 0.73 dark in every channel, as its blurred grey trace):
+    a baseline lying on a major line was lost there, and with it a rhythm strip and every pulse
+    (validation lowres cabrera-3x4+1R_004). The lines are coloured, the trace grey: grey pixels as dark
+    as the level beside the lines are ink on the lines too, and the lines themselves stay out."""
+    h, w = 400, 600
+    ink = np.full((h, w), 0.03, np.float32)
+    chroma = np.full((h, w), 0.02, np.float32)
+    ink[:, 2::20] = 0.73  # major lines (5 mm), dark green: as dark as the trace, and coloured
+    ink[2::20, :] = 0.73
+    chroma[:, 2::20] = 0.3
+    chroma[2::20, :] = 0.3
+    cols = np.arange(w)
+    rows = np.full(w, 202)  # the baseline on a major line (frame y = 50 mm) ...
+    beat = (cols % 80) >= 70
+    rows[beat] = 190  # ... leaving it 3 mm up for a beat every 20 mm
+    ink[rows, cols] = 0.72
+    chroma[rows, cols] = 0.02  # grey, also where it lies on the line
+    valid = np.ones((h, w), bool)
+    x0 = y0 = -0.625  # raster px 2 lies on frame 0 mm
+    on = rows == 202
+    before = ink_mask(ink, valid, 4.0, x0, y0)
+    assert before[rows[on], cols[on]].mean() < 0.1  # darkness alone: the baseline on the line is lost
+    m = ink_mask(ink, valid, 4.0, x0, y0, chroma)
+    assert m[rows[on], cols[on]].mean() > 0.9
+    assert m[rows[~on], cols[~on]].mean() > 0.9
+    off_trace = m.copy()
+    off_trace[rows, cols] = False
+    assert off_trace.mean() < 0.01  # the coloured lines are not ink
+    grey = chroma.copy()
+    grey[:, 2::20] = grey[2::20, :] = 0.02  # a black-and-white copy: no colour tells the trace from the lines
+    assert np.array_equal(ink_mask(ink, valid, 4.0, x0, y0, grey), before)
+
+
 def test_a_light_grey_trace_page_is_read() -> None:
     """Drawn page, light-grey trace on a light-grey grid: 'no ECG trace found on the grid' before."""
     img, truth, layout = draw_page(ppm=8.0, grid="scan", seed=5, ink=(115, 115, 115))
