@@ -67,16 +67,6 @@ def major_line_level(ink: np.ndarray, valid: np.ndarray, x0: float, ppm: float =
     return float(np.percentile(on, 75)) if on.size > 100 else None
 
 
-def lines_as_dark_as_ink(ink: np.ndarray, valid: np.ndarray, x0: float, ppm: float = ORIENT_PPM) -> bool:
-    """The major grid lines are so dark that `ink_mask` cannot ask the trace to be INK_OVER_GRID darker
-    (its threshold is capped at INK_THR_MAX): a trace lying on them (baselines, pulse tops and feet sit on
-    5 mm lines on most carts) is lost there. A small JPEG copy of a dark-lined grid blurs its thin trace
-    to the lines' level (validation lowres cabrera-3x4+1R_004, 5 px/mm, dark green 5 mm lines at 0.73:
-    its rhythm strip and every pulse were lost)."""
-    level = major_line_level(ink, valid, x0, ppm)
-    return level is not None and level + INK_OVER_GRID > INK_THR_MAX
-
-
 # a grid's lines count as coloured when their chroma (brightest minus darkest channel, relative to the
 # paper) is at least this: green, red, blue carts' lines 0.15-0.5; a black-and-white copy's JPEG noise < 0.05
 MIN_LINE_CHROMA = 0.1
@@ -87,7 +77,7 @@ def grey_over_lines(
     ink: np.ndarray, chroma: np.ndarray, valid: np.ndarray, x0: float, thr: float, ppm: float = ORIENT_PPM
 ) -> np.ndarray:
     """Pixels darker than `thr` and grey where the grid's lines are coloured (`chroma`: 0..1 per pixel):
-    the trace on a coloured grid whose lines are as dark as it (`lines_as_dark_as_ink`), which darkness
+    the trace on a coloured grid whose lines are as dark as it (`ink_mask`), which darkness
     alone cannot tell from them there. All False when the lines are not coloured."""
     cols = _major_lines(x0, ink.shape[1], ppm)
     on = chroma[:, cols][valid[:, cols]]
@@ -151,6 +141,10 @@ def ink_mask(
                 near_c[np.clip(cols + d, 0, w - 1)] = True
                 near_r[np.clip(rows + d, 0, h - 1)] = True
             thr_px = np.where(near_r[:, None] | near_c[None, :], thr, thr_off).astype(np.float32)
+            # lines so dark that the trace cannot be INK_OVER_GRID darker (the threshold is capped): a trace
+            # lying on them (baselines, pulse tops and feet sit on 5 mm lines on most carts) is lost there. A
+            # small JPEG copy blurs its thin trace to the lines' level (validation lowres cabrera-3x4+1R_004,
+            # 5 px/mm, dark green 5 mm lines at 0.73: its rhythm strip and every pulse were lost)
             if chroma is not None and grid_level + INK_OVER_GRID > INK_THR_MAX:
                 extra = grey_over_lines(ink, chroma, valid, x0, thr_off, ppm)
     else:
