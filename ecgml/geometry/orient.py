@@ -59,14 +59,6 @@ INK_OVER_GRID = 0.2  # trace ink is at least this much darker than the major gri
 INK_THR_MAX = 0.75  # ... or this dark (a black-and-white copy's lines can be nearly as dark as its ink)
 
 
-def major_line_level(ink: np.ndarray, valid: np.ndarray, x0: float, ppm: float = ORIENT_PPM) -> float | None:
-    """The major grid lines' darkness (75th percentile on the raster columns of frame x = 5k mm, `x0` the
-    raster's left edge in frame mm), None when too few of their pixels are on the paper to say."""
-    cols = _major_lines(x0, ink.shape[1], ppm)
-    on = ink[:, cols][valid[:, cols]]
-    return float(np.percentile(on, 75)) if on.size > 100 else None
-
-
 # a grid's lines count as coloured when their chroma (brightest minus darkest channel, relative to the
 # paper) is at least this: green, red, blue carts' lines 0.15-0.5; a black-and-white copy's JPEG noise < 0.05
 MIN_LINE_CHROMA = 0.1
@@ -74,12 +66,12 @@ GREY_SHARE = 0.5  # a pixel with under this share of the lines' chroma is grey: 
 
 
 def grey_over_lines(
-    ink: np.ndarray, chroma: np.ndarray, valid: np.ndarray, x0: float, thr: float, ppm: float = ORIENT_PPM
+    ink: np.ndarray, chroma: np.ndarray, valid: np.ndarray, cols: np.ndarray, thr: float
 ) -> np.ndarray:
     """Pixels darker than `thr` and grey where the grid's lines are coloured (`chroma`: 0..1 per pixel):
     the trace on a coloured grid whose lines are as dark as it (`ink_mask`), which darkness
-    alone cannot tell from them there. All False when the lines are not coloured."""
-    cols = _major_lines(x0, ink.shape[1], ppm)
+    alone cannot tell from them there (`cols`: the raster columns of the major lines). All False when the
+    lines are not coloured."""
     on = chroma[:, cols][valid[:, cols]]
     line_chroma = float(np.median(on)) if on.size > 100 else 0.0
     if line_chroma < MIN_LINE_CHROMA:
@@ -122,8 +114,7 @@ def ink_mask(
         h, w = ink.shape
         cols = _major_lines(x0, w, ppm)
         on = ink[:, cols][valid[:, cols]]
-        level = major_line_level(ink, valid, x0, ppm)
-        grid_level = level if level is not None else float(np.percentile(v, 97))
+        grid_level = float(np.percentile(on, 75)) if on.size > 100 else float(np.percentile(v, 97))
         thr = float(np.clip(grid_level + INK_OVER_GRID, 0.3, INK_THR_MAX))
         thr_px = thr
         if y0 is not None and on.size > 100:
@@ -146,7 +137,7 @@ def ink_mask(
             # small JPEG copy blurs its thin trace to the lines' level (validation lowres cabrera-3x4+1R_004,
             # 5 px/mm, dark green 5 mm lines at 0.73: its rhythm strip and every pulse were lost)
             if chroma is not None and grid_level + INK_OVER_GRID > INK_THR_MAX:
-                extra = grey_over_lines(ink, chroma, valid, x0, thr_off, ppm)
+                extra = grey_over_lines(ink, chroma, valid, cols, thr_off)
     else:
         grid_level = float(np.percentile(v, 97))  # dense grid lines dominate the upper tail below the ink
         thr_px = float(np.clip(grid_level + 0.12, 0.3, 0.8))
