@@ -378,7 +378,7 @@ def _render_page(
 # and the lead's beats against the simultaneous leads' with its page's (`lead_checks`, session 13)
 CAL_FEATURES = (
     "trace", "read_share", "geometry", "agreement", *LAYOUT_KINDS, "pulse", *PAGE_FEATURES,
-    "beats", "page_beats",
+    "beats", "page_beats", "page_limbs",
 )  # fmt: skip
 CAL_TRANSFORM = "log"
 
@@ -401,7 +401,7 @@ def _lead_rows(
     pages: list[PageResult], features: tuple[str, ...] = CAL_FEATURES, transform: str = CAL_TRANSFORM
 ) -> tuple[np.ndarray, np.ndarray]:
     """(features (n, len(features)), right (n,)) over every scored lead that has its evidence parts."""
-    from ecgml.verdict import feature_values
+    from ecgml.verdict import feature_values, has_features
 
     x, y = [], []
     for p in pages:
@@ -410,7 +410,7 @@ def _lead_rows(
             part = parts.get(lead)
             if part is None or not np.isfinite(db) or p.lead_status.get(lead) in ("absent", "unreadable"):
                 continue
-            if not all(f in part for f in features):
+            if not has_features(part, features):
                 continue  # a result of code older than this evidence
             x.append(feature_values(part, list(features), transform))
             y.append(db >= OK_DB)
@@ -465,7 +465,7 @@ def recalibrated(pages: list[PageResult], cal: dict[str, Any] | None, cap: bool 
     """The same pages with each lead's confidence recomputed from its stored evidence by `cal`
     (what the digitizer with that calibration would report; the fallback cap is applied as it does;
     `cap=False`: without the raw evidence product's gate, `verdict.calibrate`)."""
-    from ecgml.verdict import READ_AT, lead_confidence
+    from ecgml.verdict import READ_AT, has_features, lead_confidence
 
     out = []
     for p in pages:
@@ -473,7 +473,7 @@ def recalibrated(pages: list[PageResult], cal: dict[str, Any] | None, cap: bool 
         for lead, part in with_doubts(p.parts).items():
             if stat.get(lead) in ("absent", "unreadable"):
                 continue
-            if cal is not None and not all(f in part for f in cal["features"]):
+            if cal is not None and not has_features(part, cal["features"]):
                 continue  # a result of code older than the calibration's evidence: kept as reported
             c = lead_confidence(part, cal, cap=cap)
             conf[lead] = c

@@ -74,8 +74,11 @@ PAGE_FEATURES = ("doubts", "page_doubts", "page_labels")  # counts and shares: e
 CHECK_KINDS = ("beats", "page_shape")
 FEATURES = (
     "trace", "read_share", "geometry", "layout", "agreement", "raw", *LAYOUT_KINDS, "pulse", *PAGE_FEATURES,
-    *CHECK_KINDS, "page_beats",
+    *CHECK_KINDS, "page_beats", "page_limbs",
 )  # fmt: skip
+# evidence a lead carries only where it doubts the lead: absent, it is this (`lead_report` sets `page_limbs`
+# only on the other leads of a page whose limb leads are off Einthoven's plane)
+FEATURE_DEFAULTS = {"page_limbs": 1.0}
 TRANSFORMS = ("linear", "log")  # a calibration takes each feature as it is, or its log (factors multiply)
 LOG_FLOOR = 0.01  # a factor's log is taken of at least this (a factor of 0 would be -inf)
 
@@ -92,11 +95,16 @@ def load_calibration(path: str | None = None) -> dict[str, Any] | None:
     return d if ok and d.get("transform", "linear") in TRANSFORMS else None
 
 
+def has_features(parts: dict[str, float], features: list[str] | tuple[str, ...]) -> bool:
+    """Whether a lead's stored evidence holds every feature a calibration takes (or its default)."""
+    return all(f in parts or f in FEATURE_DEFAULTS for f in features)
+
+
 def feature_values(parts: dict[str, float], features: list[str], transform: str = "linear") -> list[float]:
     """The evidence a calibration takes, in its order and transform."""
 
     def value(f: str) -> float:
-        v = float(parts[f])
+        v = float(parts[f] if f in parts or f not in FEATURE_DEFAULTS else FEATURE_DEFAULTS[f])
         if f in PAGE_FEATURES:  # more doubts, less confidence: a weight >= 0 on the negated count
             return -v
         return float(np.log(max(v, LOG_FLOOR))) if transform == "log" else v

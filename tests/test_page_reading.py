@@ -365,6 +365,30 @@ def test_confidence_calibration_fits_the_evidence_and_keeps_the_fallback_cap(tmp
     assert max(c for p in recalibrated(fallback, cal) for c in p.lead_conf.values()) <= 0.3
 
 
+def test_calibration_takes_the_page_limb_doubt_and_reads_it_absent_as_none():
+    """`page_limbs` (the page's limb leads off Einthoven's plane) is stored only on the other leads of such
+    pages; a calibration fitted on it lowers those leads, and a lead without it is read as undoubted."""
+    from ecgml.layout_bench import PageResult, fit_calibration
+    from ecgml.verdict import CHECK_KINDS, LAYOUT_KINDS, feature_values
+
+    rng = np.random.default_rng(1)
+    pages = []
+    for k in range(60):
+        right = rng.random() < 0.6
+        base = {"trace": 1.0, "read_share": 1.0, "geometry": 1.0, "layout": 1.0, "agreement": 1.0, "raw": 1.0}
+        base |= dict.fromkeys((*LAYOUT_KINDS, "pulse", *CHECK_KINDS), 1.0)
+        parts = {lead: dict(base) if right else base | {"page_limbs": 0.1} for lead in LEADS[6:]}
+        dbs = {lead: (15.0 if right else -2.0) for lead in LEADS[6:]}
+        conf, stat = dict.fromkeys(dbs, 0.9), dict.fromkeys(dbs, "read")
+        pages.append(PageResult(f"p{k}", "f", dbs, conf, stat, "read", True, 1.0, parts=parts))
+    cal = fit_calibration(pages)
+    assert cal["weights"][cal["features"].index("page_limbs")] > 0
+    lead = pages[0].parts["V1"] | {"doubts": 0.0, "page_doubts": 0.0, "page_labels": 0.0, "page_beats": 1.0}
+    lead.pop("page_limbs", None)
+    assert feature_values(lead, ["page_limbs"], "log") == [0.0]  # absent: no doubt (log 1)
+    assert calibrate(lead | {"page_limbs": 0.1}, cal) < 0.5 < calibrate(lead, cal)
+
+
 def test_pulse_evidence_says_whether_the_gain_was_read_from_the_pulses():
     from ecgml.digitize import Geometry
     from ecgml.page import PageMap
