@@ -150,3 +150,38 @@ def test_a_lattice_one_and_a_half_times_too_coarse_is_retried_at_that_ratio(monk
     est = est_mod.estimate_page(img, "off.png")
     assert est.diagnostics.get("scale_retry") is True
     assert est.px_per_mm == pytest.approx((5.0, 5.0), rel=0.02)
+
+
+def test_a_retried_scale_with_no_row_on_its_grid_gives_way_to_the_next_best(monkeypatch) -> None:
+    # a retried scale can win the area-weighted vote with a handful of tiles and show no trace row along
+    # its grid (test realworld 6x1-chest_001, a crop of a photo: 8 tiles at 2/3x outscored 17 at 0.4x,
+    # where its rows are; the page fell back to a flat guess). The next-best scale must be read before
+    # the page is given up. Here the lattice is 1.5x too coarse and the 2/3x retry is made to win
+    import dataclasses
+
+    import ecgml.geometry.estimate as est_mod
+    from ecgml.geometry.grid import denser_frame
+
+    img, _, _ = draw_page(ppm=5.0, seed=3)
+    real_frame, real_round = est_mod.coarse_frame, est_mod._lines_or_dots
+
+    def off_scale(lat):  # type: ignore[no-untyped-def]
+        frame = real_frame(lat)
+        return None if frame is None else denser_frame(frame, 2 / 3)
+
+    calls = []
+
+    def two_thirds_wins(dark, fmap, ext, **kw):  # type: ignore[no-untyped-def]
+        res, dots = real_round(dark, fmap, ext, **kw)
+        calls.append(fmap)
+        # the first call measures the lattice's scale, then one per retried scale, in order
+        k = est_mod.SCALE_RETRIES[len(calls) - 2] if 2 <= len(calls) <= 1 + len(est_mod.SCALE_RETRIES) else 1
+        if res is not None and abs(k - 2 / 3) < 1e-6:
+            res = dataclasses.replace(res, n_tiles=1000 * res.n_tiles)
+        return res, dots
+
+    monkeypatch.setattr(est_mod, "coarse_frame", off_scale)
+    monkeypatch.setattr(est_mod, "_lines_or_dots", two_thirds_wins)
+    est = est_mod.estimate_page(img, "off.png")
+    assert est.diagnostics.get("scale_gave_way") == pytest.approx(2 / 3, abs=1e-3)
+    assert est.px_per_mm == pytest.approx((5.0, 5.0), rel=0.02)

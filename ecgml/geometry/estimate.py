@@ -676,31 +676,102 @@ def _estimate(
         diag["dotted_grid"] = True
     keep_scale = bend is not None and first is not None and first.n_tiles >= MIN_GOOD_TILES_BENT
     if (first is None or first.n_tiles < MIN_GOOD_TILES) and not keep_scale:
-        # the 1 mm / 5 mm decision can fail (minor lines lost to blur or moire): try the other scales
-        # and keep the one whose grid phases hold together best over the most image area (a tile of
-        # the frame scaled by k covers k^2 the image area: counting tiles alone favours the smaller scales).
-        # Each scale is read as lines, or as dots where those measure a grid the lines do not: a grid of
-        # dots 5 mm apart, which the lattice took for 1 mm lines, shows few lines at the true scale
-        # (validation lowres 6x1-chest_004: 9 line tiles at 0.2x lost to 7 at 0.4x, the page read 2x
-        # off; as dots, 419 tiles at 0.2x)
-        best, best_score = first, (first.n_tiles * first.tile_conf if first is not None else -1.0)
-        for k in SCALE_RETRIES:
-            hk = h @ np.diag([k, k, 1.0])
-            ek = Extent(ext.x0 / k, ext.y0 / k, ext.x1 / k, ext.y1 / k)
-            rk, rk_dots = _lines_or_dots(dark, FrameMap(hk), ek)
-            if rk is not None and rk.n_tiles * k**2 * rk.tile_conf > best_score:
-                best, best_score, dots = rk, rk.n_tiles * k**2 * rk.tile_conf, rk_dots
-                coarse_ransac_mm = COARSE_RANSAC_MM  # the lattice's bend was measured at another scale
-                diag["scale_retry_k"] = round(k, 3)
-        first = best
+        # the 1 mm / 5 mm decision can fail: the other scales, best first (`_ranked_scales`)
+        ranked = _ranked_scales(dark, h, ext, first, dots, coarse_ransac_mm, path)
         diag["scale_retry"] = True
-        if dots:
-            diag["dotted_grid"] = True
+        if ranked[0].k != 1.0:
+            diag["scale_retry_k"] = round(ranked[0].k, 3)
+        winner_diag = dict(diag)
+        if ranked[0].dots:
+            winner_diag["dotted_grid"] = True
+        try:
+            return _measured_page(image, work, dark, ranked[0], scale, turn, path, winner_diag, t_start)
+        except GridWithoutRows as exc:
+            if ranked[0].k == 1.0:
+                raise
+            # a retried scale won the vote with few tiles, and no trace row lies along its grid (test
+            # realworld 6x1-chest_001, a crop of a photo: 8 tiles at 2/3x outscored 17 at 0.4x, where
+            # the page's rows are): the next-best scales are read before the page is given up
+            for cand in ranked[1:]:
+                alt = {k: v for k, v in diag.items() if k not in ("scale_retry_k", "dotted_grid")}
+                if cand.k != 1.0:
+                    alt["scale_retry_k"] = round(cand.k, 3)
+                if cand.dots or (cand.k == 1.0 and dots):
+                    alt["dotted_grid"] = True
+                alt["scale_gave_way"] = round(ranked[0].k, 3)
+                try:
+                    return _measured_page(image, work, dark, cand, scale, turn, path, alt, t_start)
+                except GridWithoutRows:
+                    continue
+            raise exc
     if first is None:
         raise EcgmlError(path, "no ECG grid found (grid lines not measurable)")
-    res, fmap, ext = first, first.fmap, first.extent
+    return _measured_page(
+        image, work, dark, _Scale(1.0, first, dots, coarse_ransac_mm), scale, turn, path, diag, t_start
+    )
+
+
+@dataclass(frozen=True)
+class _Scale:
+    """One scale of the coarse frame (`k` times the lattice's) and the grid round measured at it."""
+
+    k: float
+    first: RefineResult
+    dots: bool
+    ransac_mm: float  # the coarse rounds' RANSAC threshold at this scale
+
+
+def _ranked_scales(
+    dark: np.ndarray,
+    h: np.ndarray,
+    ext: Extent,
+    first: RefineResult | None,
+    dots: bool,
+    ransac_mm: float,
+    path: str | Path | None,
+) -> list[_Scale]:
+    """The lattice's scale and each of SCALE_RETRIES that measured a grid, best first; raises "no ECG
+    grid found" when none did.
+
+    The 1 mm / 5 mm decision can fail (minor lines lost to blur or moire): the other scales are tried
+    and ranked by how well their grid phases hold together over the image area (a tile of the frame
+    scaled by k covers k^2 the image area: counting tiles alone favours the smaller scales). A later
+    scale outranks an earlier one only with a higher score. Each scale is read as lines, or as dots
+    where those measure a grid the lines do not: a grid of dots 5 mm apart, which the lattice took for
+    1 mm lines, shows few lines at the true scale (validation lowres 6x1-chest_004: 9 line tiles at
+    0.2x lost to 7 at 0.4x, the page read 2x off; as dots, 419 tiles at 0.2x)."""
+    scored: list[tuple[float, int, _Scale]] = []
+    if first is not None:
+        scored.append((first.n_tiles * first.tile_conf, 0, _Scale(1.0, first, dots, ransac_mm)))
+    for i, k in enumerate(SCALE_RETRIES, start=1):
+        hk = h @ np.diag([k, k, 1.0])
+        ek = Extent(ext.x0 / k, ext.y0 / k, ext.x1 / k, ext.y1 / k)
+        rk, rk_dots = _lines_or_dots(dark, FrameMap(hk), ek)
+        if rk is not None:
+            # the lattice's bend was measured at another scale: plain coarse rounds
+            scored.append((rk.n_tiles * k**2 * rk.tile_conf, i, _Scale(k, rk, rk_dots, COARSE_RANSAC_MM)))
+    if not scored:
+        raise EcgmlError(path, "no ECG grid found (grid lines not measurable)")
+    # best score first; among equal scores the earlier tried (the vote kept the first of a tie)
+    return [s for _, _, s in sorted(scored, key=lambda t: (-t[0], t[1]))]
+
+
+def _measured_page(
+    image: np.ndarray,
+    work: np.ndarray,
+    dark: np.ndarray,
+    at: _Scale,
+    scale: float,
+    turn: int,
+    path: str | Path | None,
+    diag: dict[str, Any],
+    t_start: float,
+) -> PageEstimate:
+    """The grid refined from its first round `at` (coarse rounds, then fine rounds on a bent page), and
+    the page read on it (`_page_on_frame`)."""
+    res, fmap, ext = at.first, at.first.fmap, at.first.extent
     for _ in range(REFINE_ROUNDS - 1):
-        r = refine(dark, fmap, ext, ransac_mm=coarse_ransac_mm, dots=dots)
+        r = refine(dark, fmap, ext, ransac_mm=at.ransac_mm, dots=at.dots)
         if r is None:
             break
         res, fmap, ext = r, r.fmap, r.extent
@@ -715,7 +786,7 @@ def _estimate(
             step_mm=FINE_TILE_MM / 2,
             ransac_mm=FINE_RANSAC_MM,
             max_jump_mm=FINE_MAX_JUMP_MM,
-            dots=dots,
+            dots=at.dots,
         )
         if r is None or r.n_tiles < need:
             break
@@ -729,7 +800,7 @@ def _estimate(
         residual=fmap.residual is not None,
         t_grid_s=round(time.perf_counter() - t_start, 3),
     )
-    return _page_on_frame(image, work, dark, res, scale, turn, path, diag, (dots, coarse_ransac_mm), t_start)
+    return _page_on_frame(image, work, dark, res, scale, turn, path, diag, (at.dots, at.ransac_mm), t_start)
 
 
 def _page_on_frame(
