@@ -691,8 +691,10 @@ def _estimate(
                 raise
             # a retried scale won the vote with few tiles, and no trace row lies along its grid (test
             # realworld 6x1-chest_001, a crop of a photo: 8 tiles at 2/3x outscored 17 at 0.4x, where
-            # the page's rows are): the next-best scales are read before the page is given up
-            for cand in ranked[1:]:
+            # the page's rows are): the next-best scales that measured a grid (MIN_GOOD_TILES: a page
+            # printed without one shows a handful of "tiles" of text and trace at every scale, and its
+            # rows are read on the ink instead) are read before the page is given up
+            for cand in (c for c in ranked[1:] if c.first.n_tiles >= MIN_GOOD_TILES):
                 alt = {k: v for k, v in diag.items() if k not in ("scale_retry_k", "dotted_grid")}
                 if cand.k != 1.0:
                     alt["scale_retry_k"] = round(cand.k, 3)
