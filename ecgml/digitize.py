@@ -28,6 +28,7 @@ from ecgml.ecg_page import PageEvidence, ink_curves, not_an_ecg_page, page_evide
 from ecgml.errors import GRID_NO_ROWS, EcgmlError, ImageTooSmall
 from ecgml.footer_reader import FOOT_PPM, load_footer_reader, read_footer
 from ecgml.geometry.canonical import CanonicalPage, canonical_page
+from ecgml.geometry.orient import AXIS_SURE
 from ecgml.images import load_image
 from ecgml.label_grid import (
     NameGrid,
@@ -281,9 +282,24 @@ class Digitizer:
     def _read_upright(
         self, image: np.ndarray, fs: int, path: str | Path | None, geometry: Geometry | None
     ) -> DigitizeResult:
-        """The page read as it lies, or turned 180 degrees when its printed names read upside down."""
-        res = self._digitize(image, fs, path, geometry)
+        """The page read as it lies, or turned 180 degrees when its printed names read upside down, or
+        turned a quarter when only that way do they read upright (`_quarter_turned`)."""
+        try:
+            res = self._digitize(image, fs, path, geometry)
+        except ImageTooSmall:
+            raise
+        except EcgmlError:
+            # refused as it lies (no trace found along the rows geometry chose): the rows may run the
+            # other way (validation seed 14002 realworld panels-3x4+1R_001, turned 90 and read as 0)
+            quarter = self._quarter_turned(image, fs, path, None) if geometry is None else None
+            if quarter is None:
+                raise
+            return quarter
         up = res.evidence.get("labels", {}).get("upright", 0.0)
+        if geometry is None and axis_unsure(res.geometry) and names_unconfirmed(res.evidence):
+            quarter = self._quarter_turned(image, fs, path, up)
+            if quarter is not None:
+                return quarter
         names_down = "turned_grid" in res.evidence.get("name_grid", {})
         if (
             geometry is None
@@ -311,6 +327,33 @@ class Digitizer:
                 turned.notes.append("page turned 180 degrees: its printed lead names stand upside down")
                 return turned
         return res
+
+    def _quarter_turned(
+        self, image: np.ndarray, fs: int, path: str | Path | None, up: float | None
+    ) -> DigitizeResult | None:
+        """The page read turned 90 and 270 degrees from geometry's turn, and the reading kept whose
+        printed names read upright there (by UPSIDE_DOWN_AT more than `up`, their reading as the page
+        lay; None: it was refused) and name its layout's leads; None when neither does. Geometry's row
+        axis is a guess where the rows were found by their shape alone and pile up hardly more along one
+        axis than the other (`axis_unsure`): the names then decide, and only they."""
+        best: tuple[float, DigitizeResult] | None = None
+        for turn in (1, 3):
+            try:
+                res = self._digitize(image, fs, path, None, turn=turn)
+            except EcgmlError:
+                continue
+            lab = res.evidence.get("labels", {})
+            t_up, agree = float(lab.get("upright", 0.0)), lab.get("agree") or 0.0
+            if t_up <= UPSIDE_DOWN_AT or agree < TURN_MIN_AGREE:
+                continue
+            if up is not None and t_up < up + UPSIDE_DOWN_AT:
+                continue
+            if best is None or t_up > best[0]:
+                best = (t_up, res)
+        if best is None:
+            return None
+        best[1].notes.append("page turned a quarter: its printed lead names read upright only that way")
+        return best[1]
 
     def _digitize(
         self,
@@ -576,6 +619,28 @@ def names_cuts(grid: NameGrid, layout: PageLayout, paper_w: float) -> dict[str, 
     if got is not None and got[0] >= -pitch and got[1] <= paper_w + pitch:
         out["frame_mm"] = [round(got[0], 1), round(got[1], 1)]
     return out
+
+
+def names_unconfirmed(evidence: dict[str, Any]) -> bool:
+    """The printed names as the page lies read neither upright nor upside down (`LabelReading.upright`
+    within UPSIDE_DOWN_AT of 0) nor mostly name the layout's leads, and no lattice of names stands either
+    way up: geometry's turn has no word from the names (no names read at all: no word either way, False)."""
+    lab = evidence.get("labels")
+    if not lab or evidence.get("name_grid", {}).keys() & {"grid", "turned_grid"}:
+        return False
+    up = float(lab.get("upright", 0.0))
+    return abs(up) <= UPSIDE_DOWN_AT and (lab.get("agree") or 0.0) < TURN_MIN_AGREE
+
+
+def axis_unsure(geo: Geometry) -> bool:
+    """Geometry chose the rows' axis by the ink's row profiles alone (no stack of pulses) and they pile
+    up less than AXIS_SURE times more along it than across it: a quarter turn is as likely (validation
+    seed 14002 realworld: 3 of 54 photos turned 90 were read as 0 at axis ratios 1.03-1.40)."""
+    d = geo.diagnostics
+    if geo.source.startswith("fallback") or d.get("orient_from", "rows") != "rows":
+        return False
+    ratio = d.get("axis_ratio")
+    return ratio is not None and float(ratio) < AXIS_SURE
 
 
 def turned_grid(ink: np.ndarray, net: Any, labels: LabelReading | None) -> dict[str, Any]:

@@ -1,0 +1,107 @@
+"""`Digitizer._read_upright`: when the page is re-read turned a quarter and which reading is kept."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pytest
+
+from ecgml.digitize import (
+    Digitizer,
+    DigitizeResult,
+    Geometry,
+    axis_unsure,
+    flat_page_estimate,
+    names_unconfirmed,
+)
+from ecgml.errors import EcgmlError
+from ecgml.records import Record
+
+UNSURE = {"orient_from": "rows", "axis_ratio": 1.4}
+
+
+def _result(labels: dict[str, Any], turn: int, diag: dict[str, Any]) -> DigitizeResult:
+    geo = flat_page_estimate(np.zeros((10, 10)))
+    geo = Geometry(geo.page_map, geo.layout, 0.5, "estimated", diag, False, 90 * turn)
+    rec = Record(np.zeros((10, 12)), 500, "page")
+    return DigitizeResult(rec, {}, geo, [], "test", {}, (10, 10), [], None, {"labels": labels})
+
+
+class _Fake(Digitizer):
+    """A digitizer whose readings per quarter turn are given (None: refused)."""
+
+    def __init__(self, readings: dict[int, dict[str, Any] | None], diag: dict[str, Any] | None = None):
+        super().__init__(None, "fake")
+        self.readings = readings
+        self.diag = UNSURE if diag is None else diag
+        self.turns: list[int] = []
+
+    def _digitize(self, image: Any, fs: int, path: Any, geometry: Any, turn: int = 0) -> DigitizeResult:
+        self.turns.append(turn)
+        labels = self.readings.get(turn)
+        if labels is None:
+            raise EcgmlError(path, "no trace on it")
+        return _result(labels, turn, self.diag)
+
+
+def _read(dig: Digitizer) -> DigitizeResult:
+    return dig._read_upright(np.zeros((10, 10)), 500, None, None)
+
+
+def test_refused_as_it_lies_read_turned_a_quarter():
+    # validation seed 14002 realworld panels-3x4+1R_001: turned 90, read as 0 and refused ("no trace on
+    # it"); turned a quarter either way its names read upright (3.5 and 4.5) and name the layout (1.0)
+    dig = _Fake({0: None, 1: {"upright": 3.499, "agree": 1.0}, 3: {"upright": 4.487, "agree": 1.0}})
+    res = _read(dig)
+    assert dig.turns == [0, 1, 3] and res.geometry.orientation == 270
+    assert any("quarter" in n for n in res.notes)
+
+
+def test_refused_and_no_names_read_upright_stays_refused():
+    dig = _Fake({0: None, 1: {"upright": 0.7, "agree": 0.0}, 3: None})
+    with pytest.raises(EcgmlError):
+        _read(dig)
+
+
+def test_unsure_axis_names_unread_turns_when_names_read_a_quarter_off():
+    dig = _Fake({0: {"upright": 0.5, "agree": 0.0}, 1: {"upright": 4.0, "agree": 0.9}, 3: {"upright": -4.0}})
+    assert _read(dig).geometry.orientation == 90
+
+
+def test_unsure_axis_names_no_better_a_quarter_off_keep_the_page():
+    # validation seed 14002 realworld 12x1-bottom_001 (upright; axis 1.41): names 0.79 / 0.99 / 0.74
+    dig = _Fake(
+        {0: {"upright": 0.789, "agree": 0.0}, 1: {"upright": 0.994, "agree": 0.167}, 3: {"upright": 0.742}}
+    )
+    res = _read(dig)
+    assert dig.turns == [0, 1, 3] and res.geometry.orientation == 0
+
+
+def test_sure_axis_or_names_read_no_quarter_reading():
+    dig = _Fake(
+        {0: {"upright": 0.5, "agree": 0.0}, 1: {"upright": 4.0, "agree": 0.9}},
+        {"orient_from": "rows", "axis_ratio": 2.0},
+    )
+    assert _read(dig).geometry.orientation == 0 and dig.turns == [0]
+    dig = _Fake(
+        {0: {"upright": 0.5, "agree": 0.0}, 1: {"upright": 4.0, "agree": 0.9}},
+        {"orient_from": "pulses", "axis_ratio": 1.0},
+    )
+    assert _read(dig).geometry.orientation == 0 and dig.turns == [0]
+    dig = _Fake({0: {"upright": 3.0, "agree": 0.8}, 1: {"upright": 6.0, "agree": 0.9}})
+    assert _read(dig).geometry.orientation == 0 and dig.turns == [0]
+
+
+def test_axis_unsure_and_names_unconfirmed():
+    geo = _result({}, 0, UNSURE).geometry
+    assert axis_unsure(geo)
+    assert not axis_unsure(_result({}, 0, {"orient_from": "pulses+profile", "axis_ratio": 1.0}).geometry)
+    assert not axis_unsure(_result({}, 0, {"orient_from": "rows", "axis_ratio": 1.6}).geometry)
+    assert names_unconfirmed({"labels": {"upright": 0.4, "agree": None}})
+    assert not names_unconfirmed({"labels": {"upright": 0.4, "agree": 0.8}})
+    assert not names_unconfirmed({"labels": {"upright": 3.0, "agree": 0.0}})
+    assert not names_unconfirmed({"labels": {"upright": -3.0, "agree": 0.0}})
+    assert not names_unconfirmed({"labels": {"upright": 0.0, "agree": 0.0}, "name_grid": {"grid": {}}})
+    assert not names_unconfirmed({"labels": {"upright": 0.0}, "name_grid": {"turned_grid": {}}})
+    assert not names_unconfirmed({})
