@@ -520,6 +520,22 @@ class NameRows:
         return bool(self.evidence.get("cuts", {}).get("frame_mm"))
 
 
+# a row is traced where the trace model reads it with at least this mean confidence over its cells (a
+# trace scores 0.8-1.0 on readable pages, blank paper with grid lines well under one half)
+ROW_TRACED_AT = 0.5
+
+
+def traced_rows(traces: list[CellTrace]) -> int:
+    """How many rows of a layout's traces the trace model reads a trace on (mean per-column confidence
+    over the row's cells >= ROW_TRACED_AT): the page's own evidence of where its rows run."""
+    per_row: dict[int, list[np.ndarray]] = {}
+    for t in traces:
+        per_row.setdefault(t.row, []).append(np.asarray(t.confidence, np.float64))
+    return sum(
+        bool(np.mean(np.concatenate(c)) >= ROW_TRACED_AT) for c in per_row.values() if sum(x.size for x in c)
+    )
+
+
 def rows_from_names(
     ink: np.ndarray,
     net: Any,
@@ -549,12 +565,19 @@ def rows_from_names(
         if (lay := layout_from_names(grid, like, list(rows_mm), (x0, x1), off)) is not None
     ]
     lay = lays[0] if lays else None
-    if len(lays) > 1 and names is not None:
-        # rows evenly spaced: a name above its trace or below the one above fit alike; the names read
-        # beside each layout's cells (at the page's own label offset) tell which
-        fits = [name_score(c, r) for c, r in zip(lays, names(lays), strict=True)]
-        lay = lays[int(np.argmax(fits))]
-        ev["offset_fits"] = [round(f, 2) for f in fits]
+    if len(lays) > 1:
+        # rows evenly spaced: a name above its trace or below the one above fit alike. A row is where a
+        # trace runs: the offset that puts more of its rows on one wins (a name below its trace puts
+        # the other offset's end row on blank paper); else the names read beside each layout's cells
+        # (at the page's own label offset) tell which
+        drawn = [traced_rows(retrace(c)) for c in lays]
+        ev["offset_traced"] = drawn
+        if drawn.count(max(drawn)) == 1:
+            lay = lays[int(np.argmax(drawn))]
+        elif names is not None:
+            fits = [name_score(c, r) for c, r in zip(lays, names(lays), strict=True)]
+            lay = lays[int(np.argmax(fits))]
+            ev["offset_fits"] = [round(f, 2) for f in fits]
     lost = lost_rows(lay, geo.layout, grid.pitch) if lay is not None else 0
     keep = lay if lay is not None and lost else geo.layout
     cut = names_cuts(grid, keep, geo.page_map.paper_mm[0]) if lay is not None else None
