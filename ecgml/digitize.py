@@ -536,6 +536,13 @@ def traced_rows(traces: list[CellTrace]) -> int:
     )
 
 
+def _traced_already(
+    done: dict[int, list[CellTrace]], retrace: Callable[[PageLayout], list[CellTrace]], want: PageLayout
+) -> list[CellTrace]:
+    """The traces of `want` read already (`done`, by the layout's identity), else `retrace(want)`."""
+    return done[id(want)] if id(want) in done else retrace(want)
+
+
 def rows_from_names(
     ink: np.ndarray,
     net: Any,
@@ -570,8 +577,11 @@ def rows_from_names(
         # trace runs: the offset that puts more of its rows on one wins (a name below its trace puts
         # the other offset's end row on blank paper); else the names read beside each layout's cells
         # (at the page's own label offset) tell which
-        drawn = [traced_rows(retrace(c)) for c in lays]
+        read = [retrace(c) for c in lays]
+        drawn = [traced_rows(t) for t in read]
         ev["offset_traced"] = drawn
+        done = {id(c): t for c, t in zip(lays, read, strict=True)}
+        retrace = functools.partial(_traced_already, done, retrace)
         if drawn.count(max(drawn)) == 1:
             lay = lays[int(np.argmax(drawn))]
         elif names is not None:

@@ -89,7 +89,8 @@ def test_rows_from_names_retraces_only_where_geometry_lost_rows(monkeypatch) -> 
     lost.diagnostics["row_baselines_mm"] = [true[0], true[1], true[3], true[4]]
     lost.layout = make_layout("3x4+1R", baselines_mm=lost.diagnostics["row_baselines_mm"], x0_mm=20.0)
     geo, _, found = dg.rows_from_names(image, None, lost, [], retrace)
-    assert found.used and geo.layout.name.startswith("6x2") and calls == [geo.layout.name]
+    # evenly spaced rows: both offsets' layouts are traced to choose; the one kept is not traced again
+    assert found.used and geo.layout.name.startswith("6x2") and calls[-1] == geo.layout.name
     assert "printed lead names" in found.evidence["note"] and found.lattice is g and found.searched
 
     calls.clear()
@@ -103,6 +104,36 @@ def test_rows_from_names_retraces_only_where_geometry_lost_rows(monkeypatch) -> 
     monkeypatch.setattr(dg, "read_grid", lambda ink, net, prob=None: (None, []))
     geo, _, found = dg.rows_from_names(image, None, whole, [], retrace)
     assert found.searched and found.lattice is None and not found.evidence  # `turned_grid` looks next
+
+
+def test_of_two_row_offsets_the_one_whose_rows_carry_traces_wins(monkeypatch) -> None:
+    import ecgml.digitize as dg
+    from ecgml.trace.types import CellTrace
+
+    # names printed 15 mm below their traces (pitch 25): geometry found the four middle rows, so the
+    # names fit them alike one row down (+10 mm, the smaller offset) and at their own rows (-15 mm);
+    # only the latter puts every row on a trace (the former's last row falls on blank paper)
+    true = [44.0 + 25 * r for r in range(6)]
+    g = find_grid(_lattice(SIX_BY_TWO, [20.0, 150.0], true[0] + 15.0, 25.0))
+    assert g is not None
+    monkeypatch.setattr(dg, "read_grid", lambda ink, net, prob=None: (g, []))
+    image = np.full((400, 500, 3), 255, np.uint8)
+
+    def retrace(lay):  # type: ignore[no-untyped-def]
+        x = np.linspace(0.0, 10.0, 11)
+        on = [min(abs(c.baseline_mm - t) for t in true) < 2.0 for c in lay.cells]
+        conf = [np.full_like(x, 0.9 if o else 0.1) for o in on]
+        return [
+            CellTrace(c.lead, c.row, c.col, x, np.full_like(x, c.baseline_mm), k)
+            for c, k in zip(lay.cells, conf, strict=True)
+        ]
+
+    geo = dg.flat_page_estimate(image)
+    geo.diagnostics["row_baselines_mm"] = true[1:5]
+    geo.layout = make_layout("3x4+1R", baselines_mm=true[1:5], x0_mm=20.0)
+    got, _, found = dg.rows_from_names(image, None, geo, [], retrace)
+    assert found.used and found.evidence["offset_traced"] == [5, 6]
+    assert np.allclose(sorted(got.layout.row_baselines()), true, atol=0.5)
 
 
 def test_the_turned_page_is_searched_only_where_its_names_do_not_read_it_upright(monkeypatch) -> None:
