@@ -132,8 +132,8 @@ def test_of_two_row_offsets_the_one_whose_rows_carry_traces_wins(monkeypatch) ->
     geo.diagnostics["row_baselines_mm"] = true[1:5]
     geo.layout = make_layout("3x4+1R", baselines_mm=true[1:5], x0_mm=20.0)
     got, _, found = dg.rows_from_names(image, None, geo, [], retrace)
-    assert found.used and found.evidence["offset_traced"] == [5, 6]
-    assert np.allclose(sorted(got.layout.row_baselines()), true, atol=0.5)
+    assert found.used and np.allclose(sorted(got.layout.row_baselines()), true, atol=0.5)
+    assert found.evidence["offset_traced"] == [5, 6]
 
 
 def test_the_turned_page_is_searched_only_where_its_names_do_not_read_it_upright(monkeypatch) -> None:
