@@ -104,7 +104,7 @@ def feature_values(parts: dict[str, float], features: list[str], transform: str 
     """The evidence a calibration takes, in its order and transform."""
 
     def value(f: str) -> float:
-        v = float(parts[f] if f in parts or f not in FEATURE_DEFAULTS else FEATURE_DEFAULTS[f])
+        v = float(parts[f] if f in parts else FEATURE_DEFAULTS[f])  # KeyError: evidence missing
         if f in PAGE_FEATURES:  # more doubts, less confidence: a weight >= 0 on the negated count
             return -v
         return float(np.log(max(v, LOG_FLOOR))) if transform == "log" else v

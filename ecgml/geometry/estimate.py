@@ -698,7 +698,7 @@ def _estimate(
                 alt = {k: v for k, v in diag.items() if k not in ("scale_retry_k", "dotted_grid")}
                 if cand.k != 1.0:
                     alt["scale_retry_k"] = round(cand.k, 3)
-                if cand.dots or (cand.k == 1.0 and dots):
+                if cand.dots:  # the lattice's own scale carries its dots (`_ranked_scales`)
                     alt["dotted_grid"] = True
                 alt["scale_gave_way"] = round(ranked[0].k, 3)
                 try:
