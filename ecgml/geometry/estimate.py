@@ -869,7 +869,8 @@ def _page_on_frame(
         layout = gapped
     else:
         looked = np.rot90(paper, k=-ori.k)  # where ink was read
-        shorter = short_rows(mask, looked, ext_up, layout, tx, ty, ORIENT_PPM)
+        measured = "trace_ink" not in diag  # else the layout's pulses are the template's (not measured)
+        shorter = short_rows(mask, looked, ext_up, layout, tx, ty, ORIENT_PPM, pulses_measured=measured)
         if shorter is not layout:  # rows holding fewer seconds than the template's (portrait paper)
             diag["short_rows_s"] = round(max(c.t1_s for c in shorter.cells), 2)
             layout = shorter

@@ -141,6 +141,13 @@ def trace_extent(
     return ext[0] + runs[0][0] / ppm + tx, ext[0] + runs[-1][1] / ppm + tx
 
 
+def pulse_column(starts: np.ndarray) -> bool:
+    """Whether the rows' traces start together, as behind a column of pulses: pulses print at the same x
+    on every row, so rows whose ink starts scattered (names before some traces, none after a pulse) show
+    no pulse column, and a template pulse the page was not seen to print must not set their start."""
+    return bool(np.mean(np.abs(starts - np.median(starts)) <= SAME_END_MM) >= SAME_END_ROWS)
+
+
 def short_rows(
     mask: np.ndarray,
     valid: np.ndarray,
@@ -149,13 +156,15 @@ def short_rows(
     tx: float,
     ty: float,
     ppm: float,
+    pulses_measured: bool = True,
 ) -> PageLayout:
     """`layout` with its rows as long as their traces when the rows' traces end together well inside the
     image, short of the template's row (SHORT_SHARE, not below MIN_SHARE): every cell is drawn over that
     length, its seconds at the page's speed, so each lead stands in the time window the page gives it
     and seconds the page does not show are absent. `mask` and `valid` (where ink was looked for: the image
     and its measured grid; the same shape) are upright, top-left at `ext` (frame mm); paper = frame +
-    (tx, ty)."""
+    (tx, ty). `pulses_measured` False: the layout's pulses are the template's, assumed, not read on the
+    page (trace ink found by shape)."""
     if layout.pulses and all(p.x0_mm >= max(c.x1_mm for c in layout.cells) - 1.0 for p in layout.pulses):
         return layout  # a pulse after the rows would count as trace
     base = layout.row_baselines()
@@ -179,7 +188,7 @@ def short_rows(
     starts = np.sort(spans[:, 0])[::-1]
     bare = next((v for v in starts if np.sum(np.abs(starts - v) <= SAME_END_MM) >= 2), float(starts[0]))
     start = bare
-    if layout.pulses:
+    if layout.pulses and (pulses_measured or pulse_column(spans[:, 0])):
         pulse_w = float(np.median([p.x1_mm - p.x0_mm for p in layout.pulses]))
         start = min(float(np.median(spans[:, 0])) + pulse_w, bare + SAME_END_MM)
     a = start if start > x0 + START_OFF_MM else x0
