@@ -236,3 +236,30 @@ def test_rows_as_long_as_their_traces(end_mm: float, valid_mm: float, short: boo
     assert all(abs(c.x1_mm - end_mm) < 1.0 for c in got.cells if c.col == 1)
     assert all(abs(c.x0_mm - (20.0 + end_mm) / 2) < 1.0 for c in right)  # the cut at the rows' half
     assert all(abs(c.t1_s - c.t0_s - (end_mm - 20.0) / 2 / 25.0) < 0.05 for c in got.cells)  # 3.8 s a column
+
+
+@pytest.mark.parametrize(("names", "start_mm"), [(True, 40.0), (False, 43.0)])
+def test_short_rows_without_a_pulse_column_start_at_their_own_ink(names: bool, start_mm: float) -> None:
+    """A page whose pulses were not measured (trace found by shape) and whose rows' ink starts scattered
+    (names joined to some traces, no pulse column) starts its shorter rows where the traces start, not a
+    template pulse's width right of the median start (validation 3x4+3R_006: every lead 0.24 s late);
+    rows that start together (a pulse column, printed or not read) keep the old place (the pulse's width
+    right of the start, at most SAME_END_MM)."""
+    from ecgml.geometry.gaps import short_rows
+    from ecgml.layout import make_layout
+
+    lay = make_layout("6x2", x0_mm=20.0)
+    assert lay.pulses
+    mask, base = _rows_mask(210.0, start_mm=40.0)
+    if names:
+        for b in base[::2]:  # a name run into the trace's start on every other row
+            mask[int(b * PPM) - 2 : int(b * PPM) + 1, int(16 * PPM) : int(40 * PPM)] = True
+    valid = np.ones_like(mask)
+    ext = (0.0, 0.0, mask.shape[1] / PPM, mask.shape[0] / PPM)
+    got = short_rows(mask, valid, ext, lay, 0.0, 0.0, PPM, pulses_measured=False)
+    assert got is not lay
+    x0 = min(c.x0_mm for c in got.cells)
+    assert abs(x0 - start_mm) < 1.0
+    if names:  # read as measured, the template's pulse would have moved the start left of the traces
+        old = short_rows(mask, valid, ext, lay, 0.0, 0.0, PPM)
+        assert min(c.x0_mm for c in old.cells) < start_mm - 5.0
