@@ -413,6 +413,8 @@ class Digitizer:
             if rows.lattice is not None and rows.used:  # the lattice's names vote among the families
                 names = lattice_names(rows.lattice, names)
         solved = solve_layout(traces, geo.layout, retrace, functools.partial(tick_strength, page), names)
+        if rows.lattice is not None and not rows.recut:  # the family solved may have the names' columns
+            solved = names_recut(solved, rows, geo.page_map.paper_mm[0], retrace)
         if rows.lattice is not None:
             solved.evidence["name_grid"] = rows.evidence
             if rows.used:
@@ -590,7 +592,9 @@ def rows_from_names(
             ev["offset_fits"] = [round(f, 2) for f in fits]
     lost = lost_rows(lay, geo.layout, grid.pitch) if lay is not None else 0
     keep = lay if lay is not None and lost else geo.layout
-    cut = names_cuts(grid, keep, geo.page_map.paper_mm[0]) if lay is not None else None
+    # the names' columns say where the cells start whether or not they also built a layout (a lattice
+    # of the layout's leads on geometry's rows places its columns alike)
+    cut = names_cuts(grid, keep, geo.page_map.paper_mm[0])
     if cut is not None:
         ev["cuts"] = cut
     if cut is not None and cut.get("frame_mm"):
@@ -606,6 +610,21 @@ def rows_from_names(
         f"not geometry's {geo.layout.name} ({geo.layout.n_rows} rows)"
     )
     return replace(geo, layout=keep), retrace(keep), found
+
+
+def names_recut(
+    solved: Solved, rows: NameRows, paper_w: float, retrace: Callable[[PageLayout], list[CellTrace]]
+) -> Solved:
+    """`solved` with its rows re-cut and traced again where the names' columns disagree with the solved
+    layout's cuts (`names_cuts`): geometry's template may have had another column count than the family
+    the solver chose (a 6x2 page read on a 3x4+3R template), so `rows_from_names` could not compare them.
+    The cut is recorded in `rows.evidence["cuts"]`, so `names_doubt` holds the page's leads in doubt."""
+    cut = names_cuts(rows.lattice, solved.layout, paper_w) if rows.lattice is not None else None
+    if cut is None or not cut.get("frame_mm"):
+        return solved
+    rows.evidence["cuts"] = cut
+    lay = recut(solved.layout, tuple(cut["frame_mm"]))
+    return replace(solved, layout=lay, traces=retrace(lay))
 
 
 def names_doubt(solved: Solved, grid: NameGrid, recut_: bool) -> Solved:

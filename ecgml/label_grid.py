@@ -419,16 +419,23 @@ def cuts_from_names(
     """(whether the names' columns agree with geometry's row extent `x_frame` cut evenly into the
     lattice's columns, where the rows' cells start and end as the names say). They agree when every name
     after the first column's stands within NAME_DX_MM right of its cell's start; or when the lattice gives
-    no column pitch (`column_starts`: no evidence either way). Where they do not, the cells start
+    no column pitch (`column_starts`, or on two columns the names' distance: no evidence either way). Where they do not, the cells start
     NAME_DX_TYPICAL_MM before their names, unless one end of geometry's extent fits the names (a row cut
     off at one edge of the photo or scan keeps its other end): the cells then start where that end puts
     them. No extent (None) when the names' pitch is not `duration_s` / columns at the page's speed within
     PITCH_SHARE (the scale or speed is then off, not only the cuts)."""
+    n = len(g.cols_x)
     got = column_starts(g)
+    if got is None and n == 2 and bool(np.isfinite(g.cols_x).all()):
+        # two columns give no line through the columns after the first: the two names' distance is the
+        # pitch, trusted only where it is the page's (10 s / 2 at its speed) within COL_FIT_MM, since a
+        # first name left of its pulse moves the cut by as much as it is off
+        pitch = float(g.cols_x[1] - g.cols_x[0])
+        if abs(pitch - duration_s / n * speed_mm_s) <= COL_FIT_MM:
+            got = float(g.cols_x[0]), pitch
     if got is None:
         return True, None
     first, pitch = got
-    n = len(g.cols_x)
     x0, x1 = x_frame
     seg = (x1 - x0) / n
     if all(NAME_DX_MM[0] <= first + c * pitch - (x0 + c * seg) <= NAME_DX_MM[1] for c in range(1, n)):

@@ -205,9 +205,51 @@ def test_first_column_names_left_of_the_pulses_and_two_columns_say_nothing() -> 
     # the first column's names right-aligned before the rows' pulses, 12 mm left of the cells' start
     g = _three_by_four([15.0 - 12.0, 80.5, 143.0, 205.5])
     assert cuts_from_names(g, (15.0, 265.0), 25.0) == (True, None)
-    # a 6x2 lattice has one column after the first: no pitch, no evidence against geometry's cuts
+    # a 6x2 lattice has one column after the first: its two names 145 mm apart are not the page's
+    # pitch (5 s at 25 mm/s), so no evidence against geometry's cuts
     g6 = find_grid(_lattice(SIX_BY_TWO, [5.0, 150.0], 40.0, 25.0))
     assert g6 is not None and cuts_from_names(g6, (15.0, 265.0), 25.0) == (True, None)
+
+
+def test_two_columns_of_names_one_pitch_apart_cut_the_rows() -> None:
+    from ecgml.label_grid import NAME_DX_TYPICAL_MM, cuts_from_names
+
+    # a 6x2 page whose rows start at 18 mm, its names 6 mm in; geometry put the rows 11 mm early
+    g6 = find_grid(_lattice(SIX_BY_TWO, [24.0, 149.0], 40.0, 25.0))
+    assert g6 is not None
+    agree, frame = cuts_from_names(g6, (7.0, 257.0), 25.0)
+    assert not agree and frame is not None
+    assert abs(frame[0] - (24.0 - NAME_DX_TYPICAL_MM)) < 0.5 and abs(frame[1] - frame[0] - 250.0) < 0.5
+    assert cuts_from_names(g6, (19.0, 269.0), 25.0) == (True, None)  # geometry's cuts where the names say
+    # at 50 mm/s the same names are half a column apart: the scale or speed is off, no cut
+    assert cuts_from_names(g6, (7.0, 257.0), 50.0) == (True, None)
+
+
+def test_the_solved_family_is_recut_where_its_names_stand(monkeypatch) -> None:
+    import ecgml.digitize as dg
+    from ecgml.layout_solve import Solved
+
+    # geometry's template had four columns, the solver read the page as 6x2: only then do the names'
+    # two columns compare with the cells, and the rows are cut and traced again where they stand
+    g6 = find_grid(_lattice(SIX_BY_TWO, [24.0, 149.0], 40.0, 25.0))
+    assert g6 is not None
+    seen: list[str] = []
+
+    def retrace(lay):  # type: ignore[no-untyped-def]
+        seen.append(lay.name)
+        return []
+
+    lay = make_layout("6x2", x0_mm=7.0)
+    rows = dg.NameRows(g6, True, {"grid": {}})
+    got = dg.names_recut(Solved(lay, []), rows, 279.4, retrace)
+    starts = sorted({round(c.x0_mm, 1) for c in got.layout.cells})
+    assert starts == [21.0, 146.0] and seen == ["6x2"] and rows.recut
+    assert [c.lead for c in got.layout.cells] == [c.lead for c in lay.cells]
+    # names at the solved cells' starts: nothing to cut, nothing traced again
+    seen.clear()
+    here = dg.NameRows(g6, True, {})
+    same = Solved(make_layout("6x2", x0_mm=19.0), [])
+    assert dg.names_recut(same, here, 279.4, retrace) is same and not seen and not here.recut
 
 
 def test_a_column_of_names_where_no_cell_starts_is_found() -> None:
@@ -217,3 +259,28 @@ def test_a_column_of_names_where_no_cell_starts_is_found() -> None:
     assert not names_off_cells(g, [13.9 + 50.0 * c for c in range(5)])  # read as 3x5: every name at a start
     assert names_off_cells(g, [13.9 + 62.5 * c for c in range(4)])  # read as 3x4: two columns off
     assert names_off_cells(g, [13.9])  # read as 12x1: no cell starts where the names do
+
+
+def test_names_that_build_no_layout_still_cut_geometry_rows(monkeypatch) -> None:
+    import ecgml.digitize as dg
+
+    # a 3x4 lattice, its names 12.5 mm right of geometry's cell starts; placed on one geometry row only,
+    # so it builds no layout of its own (`layout_from_names`), yet its columns say where the cells start
+    grid = [["I", "aVR", "V1", "V4"], ["II", "aVL", "V2", "V5"], ["III", "aVF", "V3", "V6"]]
+    g = find_grid(_lattice(grid, [27.5, 90.0, 152.5, 215.0], 40.0, 36.0))
+    assert g is not None and g.base == "3x4"
+    monkeypatch.setattr(dg, "read_grid", lambda ink, net, prob=None: (g, []))
+    image = np.full((400, 500, 3), 255, np.uint8)
+    traced: list[str] = []
+
+    def retrace(lay):  # type: ignore[no-untyped-def]
+        traced.append(lay.name)
+        return []
+
+    geo = dg.flat_page_estimate(image)
+    geo.diagnostics["row_baselines_mm"] = [44.0]
+    geo.layout = make_layout("3x4+1R", x0_mm=15.0)
+    got, _, found = dg.rows_from_names(image, None, geo, [], retrace)
+    assert not found.used and found.recut and traced == ["3x4+1R"]
+    firsts = sorted(c.x0_mm for c in got.layout.cells if c.col == 0)
+    assert abs(firsts[0] - 24.5) < 0.5 and got.layout.name == "3x4+1R"
