@@ -416,13 +416,13 @@ def column_starts(g: NameGrid) -> tuple[float, float] | None:
 def cuts_from_names(
     g: NameGrid, x_frame: tuple[float, float], speed_mm_s: float, duration_s: float = 10.0
 ) -> tuple[bool, tuple[float, float] | None]:
-    """(whether the names' columns agree with geometry's row extent `x_frame` cut evenly into the
-    lattice's columns, where the rows' cells start and end as the names say). They agree when every name
-    after the first column's stands within NAME_DX_MM right of its cell's start; or when the lattice gives
-    no column pitch (`column_starts`, or on two columns the names' distance: no evidence either way). Where they do not, the cells start
-    NAME_DX_TYPICAL_MM before their names, unless one end of geometry's extent fits the names (a row cut
-    off at one edge of the photo or scan keeps its other end): the cells then start where that end puts
-    them. No extent (None) when the names' pitch is not `duration_s` / columns at the page's speed within
+    """(whether the names' columns agree with geometry's row extent `x_frame` cut evenly into the lattice's
+    columns, where the rows' cells start and end as the names say). They agree when every name after the first
+    column's stands within NAME_DX_MM right of its cell's start; or when the lattice gives no column pitch
+    (`column_starts`, or on two columns the names' distance: no evidence either way). Where they do not, the
+    cells start NAME_DX_TYPICAL_MM before their names, unless one end of geometry's extent fits the names (a
+    row cut off at one edge of the photo or scan keeps its other end): the cells then start where that end
+    puts them. No extent (None) when the names' pitch is not `duration_s` / columns at the page's speed within
     PITCH_SHARE (the scale or speed is then off, not only the cuts)."""
     n = len(g.cols_x)
     got = column_starts(g)
