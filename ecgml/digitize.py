@@ -326,6 +326,28 @@ class Digitizer:
                 # and the names beside its cells are its layout's leads
                 turned.notes.append("page turned 180 degrees: its printed lead names stand upside down")
                 return turned
+        if geometry is None and boxes_unnamed(res):
+            return self._boxes_turned(image, fs, path, res)
+        return res
+
+    def _boxes_turned(
+        self, image: np.ndarray, fs: int, path: str | Path | None, res: DigitizeResult
+    ) -> DigitizeResult:
+        """A page of boxes whose printed names name none of its layout's leads (`boxes_unnamed`) read
+        turned 180 degrees, kept when its names then read upright and mostly name its layout's leads;
+        else `res`. Boxes read the same rows either way up, and a 12x1 page of them gives geometry no
+        other word on which way is up (validation 0005 panels-12x1_003, read upside down: its names read
+        "aVL" in every box, none its layout's; turned, 7 read and all its layout's)."""
+        try:
+            turned = self._digitize(image, fs, path, None, turn=2)
+        except EcgmlError:
+            return res
+        lab = turned.evidence.get("labels") or {}
+        if lab.get("upright", 0.0) > UPSIDE_DOWN_AT and (lab.get("agree") or 0.0) >= TURN_MIN_AGREE:
+            turned.notes.append(
+                "page of boxes turned 180 degrees: its printed lead names name its leads only so"
+            )
+            return turned
         return res
 
     def _quarter_turned(
@@ -671,6 +693,17 @@ def names_cuts(grid: NameGrid, layout: PageLayout, paper_w: float) -> dict[str, 
     if got is not None and got[0] >= -pitch and got[1] <= paper_w + pitch:
         out["frame_mm"] = [round(got[0], 1), round(got[1], 1)]
     return out
+
+
+def boxes_unnamed(res: DigitizeResult) -> bool:
+    """The page was read as boxes (`geometry.panels`), and of the names read confidently beside its
+    cells fewer than TURN_MIN_AGREE name its layout's leads (or none was read): a half turn reads the
+    same boxes, so only the names can say which way up they stand. A page not read as boxes has other
+    evidence of its turn (pulses, a rhythm strip, waves and headers between rows)."""
+    if res.geometry.diagnostics.get("source") != "panels":
+        return False
+    lab = res.evidence.get("labels") or {}
+    return (lab.get("agree") or 0.0) < TURN_MIN_AGREE
 
 
 def names_unconfirmed(evidence: dict[str, Any]) -> bool:

@@ -12,6 +12,7 @@ from ecgml.digitize import (
     DigitizeResult,
     Geometry,
     axis_unsure,
+    boxes_unnamed,
     flat_page_estimate,
     names_unconfirmed,
 )
@@ -105,3 +106,33 @@ def test_axis_unsure_and_names_unconfirmed():
     assert not names_unconfirmed({"labels": {"upright": 0.0, "agree": 0.0}, "name_grid": {"grid": {}}})
     assert not names_unconfirmed({"labels": {"upright": 0.0}, "name_grid": {"turned_grid": {}}})
     assert not names_unconfirmed({})
+
+
+BOXES = {"source": "panels"}
+
+
+def test_boxes_whose_names_name_no_lead_are_read_turned_half():
+    # validation 0005 panels-12x1_003 (upright, read upside down): every box's name read "aVL" (upright
+    # 5.6, agree 0.0); turned 180 degrees 7 names read, all the 12x1 layout's (upright 5.3, agree 1.0)
+    dig = _Fake({0: {"upright": 5.621, "agree": 0.0}, 2: {"upright": 5.256, "agree": 1.0}}, BOXES)
+    res = _read(dig)
+    assert dig.turns == [0, 2] and res.geometry.orientation == 180
+    assert any("boxes turned 180" in n for n in res.notes)
+
+
+def test_boxes_whose_turned_names_name_no_lead_either_keep_the_page():
+    dig = _Fake({0: {"upright": 0.5, "agree": 0.0}, 2: {"upright": 4.0, "agree": 0.2}}, BOXES)
+    assert _read(dig).geometry.orientation == 0 and dig.turns == [0, 2]
+    dig = _Fake({0: {"upright": 0.5, "agree": None}, 2: None}, BOXES)
+    assert _read(dig).geometry.orientation == 0 and dig.turns == [0, 2]
+
+
+def test_boxes_named_as_they_lie_or_no_boxes_no_half_turn():
+    dig = _Fake({0: {"upright": 5.0, "agree": 0.8}, 2: {"upright": 5.0, "agree": 1.0}}, BOXES)
+    assert _read(dig).geometry.orientation == 0 and dig.turns == [0]
+    dig = _Fake(
+        {0: {"upright": 5.0, "agree": 0.0}, 2: {"upright": 5.0, "agree": 1.0}}, {"orient_from": "pulses"}
+    )
+    assert _read(dig).geometry.orientation == 0 and dig.turns == [0]
+    assert boxes_unnamed(_result({}, 0, BOXES))
+    assert not boxes_unnamed(_result({"agree": 0.5}, 0, BOXES))
