@@ -312,15 +312,13 @@ class Digitizer:
                 turned = self._digitize(image, fs, path, None, turn=2)
             except EcgmlError:
                 return res
-            lab = turned.evidence.get("labels", {})
-            # kept only when the names then read upright and mostly name the layout's leads
-            if lab.get("upright", 0.0) > UPSIDE_DOWN_AT and (lab.get("agree") or 0.0) >= TURN_MIN_AGREE:
+            if names_read_upright(turned.evidence):
                 turned.notes.append("page turned 180 degrees: its printed lead names read upside down")
                 return turned
             if (
                 names_down
                 and "grid" in turned.evidence.get("name_grid", {})
-                and (lab.get("agree") or 0.0) >= TURN_MIN_AGREE
+                and (turned.evidence.get("labels", {}).get("agree") or 0.0) >= TURN_MIN_AGREE
             ):
                 # the names' lattice read only the other way up: on the turned page it is read again
                 # and the names beside its cells are its layout's leads
@@ -342,8 +340,7 @@ class Digitizer:
             turned = self._digitize(image, fs, path, None, turn=2)
         except EcgmlError:
             return res
-        lab = turned.evidence.get("labels") or {}
-        if lab.get("upright", 0.0) > UPSIDE_DOWN_AT and (lab.get("agree") or 0.0) >= TURN_MIN_AGREE:
+        if names_read_upright(turned.evidence):
             turned.notes.append(
                 "page of boxes turned 180 degrees: its printed lead names name its leads only so"
             )
@@ -364,10 +361,9 @@ class Digitizer:
                 res = self._digitize(image, fs, path, None, turn=turn)
             except EcgmlError:
                 continue
-            lab = res.evidence.get("labels", {})
-            t_up, agree = float(lab.get("upright", 0.0)), lab.get("agree") or 0.0
-            if t_up <= UPSIDE_DOWN_AT or agree < TURN_MIN_AGREE:
+            if not names_read_upright(res.evidence):
                 continue
+            t_up = float(res.evidence["labels"].get("upright", 0.0))
             if up is not None and t_up < up + UPSIDE_DOWN_AT:
                 continue
             if best is None or t_up > best[0]:
@@ -693,6 +689,13 @@ def names_cuts(grid: NameGrid, layout: PageLayout, paper_w: float) -> dict[str, 
     if got is not None and got[0] >= -pitch and got[1] <= paper_w + pitch:
         out["frame_mm"] = [round(got[0], 1), round(got[1], 1)]
     return out
+
+
+def names_read_upright(evidence: dict[str, Any]) -> bool:
+    """Whether a turned reading's printed names read upright (`LabelReading.upright` > UPSIDE_DOWN_AT) and
+    mostly name its layout's leads (>= TURN_MIN_AGREE): the bar every re-read turn must clear to be kept."""
+    lab = evidence.get("labels") or {}
+    return float(lab.get("upright", 0.0)) > UPSIDE_DOWN_AT and (lab.get("agree") or 0.0) >= TURN_MIN_AGREE
 
 
 def boxes_unnamed(res: DigitizeResult) -> bool:
