@@ -1,9 +1,12 @@
 """The page's rows and family from its printed names (`ecgml.label_grid`): lattices of names, noise."""
 
+from collections.abc import Callable
+
 import numpy as np
 
 from ecgml.label_grid import Peak, find_grid, layout_from_names, lost_rows
-from ecgml.layout import make_layout
+from ecgml.layout import PageLayout, make_layout
+from ecgml.trace.types import CellTrace
 
 SIX_BY_TWO = [["I", "V1"], ["II", "V2"], ["III", "V3"], ["aVR", "V4"], ["aVL", "V5"], ["aVF", "V6"]]
 
@@ -16,6 +19,17 @@ def _noise(n: int, seed: int = 0) -> list[Peak]:
     """Strokes read as "I" anywhere on the page (what the reader does on QRS spikes and grid lines)."""
     rng = np.random.default_rng(seed)
     return [Peak("I", 0.95, float(rng.uniform(0, 270)), float(rng.uniform(0, 210))) for _ in range(n)]
+
+
+def _recording_retrace() -> tuple[list[str], Callable[[PageLayout], list[CellTrace]]]:
+    """(the names of the layouts traced, in order; a `retrace` that records each and reads nothing)."""
+    names: list[str] = []
+
+    def retrace(lay: PageLayout) -> list[CellTrace]:
+        names.append(lay.name)
+        return []
+
+    return names, retrace
 
 
 def test_a_six_by_two_lattice_is_read_among_noise() -> None:
@@ -79,11 +93,7 @@ def test_rows_from_names_retraces_only_where_geometry_lost_rows(monkeypatch) -> 
     monkeypatch.setattr(dg, "read_grid", lambda ink, net, prob=None: (g, []))
     true = [44.0 + 25 * r for r in range(6)]
     image = np.full((400, 500, 3), 255, np.uint8)
-    calls: list[str] = []
-
-    def retrace(lay):  # type: ignore[no-untyped-def]
-        calls.append(lay.name)
-        return []
+    calls, retrace = _recording_retrace()
 
     lost = dg.flat_page_estimate(image)
     lost.diagnostics["row_baselines_mm"] = [true[0], true[1], true[3], true[4]]
@@ -233,11 +243,7 @@ def test_the_solved_family_is_recut_where_its_names_stand(monkeypatch) -> None:
     # two columns compare with the cells, and the rows are cut and traced again where they stand
     g6 = find_grid(_lattice(SIX_BY_TWO, [24.0, 149.0], 40.0, 25.0))
     assert g6 is not None
-    seen: list[str] = []
-
-    def retrace(lay):  # type: ignore[no-untyped-def]
-        seen.append(lay.name)
-        return []
+    seen, retrace = _recording_retrace()
 
     lay = make_layout("6x2", x0_mm=7.0)
     rows = dg.NameRows(g6, True, {"grid": {}})
@@ -271,11 +277,7 @@ def test_names_that_build_no_layout_still_cut_geometry_rows(monkeypatch) -> None
     assert g is not None and g.base == "3x4"
     monkeypatch.setattr(dg, "read_grid", lambda ink, net, prob=None: (g, []))
     image = np.full((400, 500, 3), 255, np.uint8)
-    traced: list[str] = []
-
-    def retrace(lay):  # type: ignore[no-untyped-def]
-        traced.append(lay.name)
-        return []
+    traced, retrace = _recording_retrace()
 
     geo = dg.flat_page_estimate(image)
     geo.diagnostics["row_baselines_mm"] = [44.0]
