@@ -386,8 +386,10 @@ CAL_TRANSFORM = "log"
 def with_doubts(parts: dict[str, dict[str, float]]) -> dict[str, dict[str, float]]:
     """Stored evidence with the page's (`verdict.doubt_evidence`) where results of older code lack it
     (computed from the leads the results keep: those with truth, as a rule every lead the page shows)."""
-    from ecgml.verdict import doubt_evidence
+    from ecgml.verdict import LIMB_LEADS, doubt_evidence, limbs_agree
 
+    einthoven = float(limbs_agree(parts))  # session 25 evidence, from the leads' own
+    parts = {k: {"page_einthoven": einthoven if k in LIMB_LEADS else 0.0} | p for k, p in parts.items()}
     done: tuple[str, ...] = (*PAGE_FEATURES, "page_conflicts")
     if all("beats" in p for p in parts.values()):
         done = (*done, "page_beats")

@@ -430,7 +430,7 @@ def test_the_doubt_evidence_counts_each_leads_doubts_and_the_pages_name_conflict
     assert ev["II"]["doubts"] == 0 and ev["II"]["page_doubts"] == pytest.approx(4 / 12)
     assert ev["II"]["page_labels"] == pytest.approx(2 / 12)
     labels = {lead: {"layout_labels": 0.2} for lead in ("V1", "V2", "V3")}
-    rep = lead_report(conf, conf, set(LEADS), 1.0, {}, layout_parts=labels, pulse={"I": 0.5})
+    rep = lead_report(conf, conf, set(LEADS), 1.0, {}, {}, layout_parts=labels, pulse={"I": 0.5})
     assert rep.parts["I"]["doubts"] == 1 and rep.parts["V1"]["doubts"] == 1
     assert rep.parts["II"]["page_labels"] == pytest.approx(0.25)
     stored = {lead: {k: v for k, v in d.items() if k not in ev["I"]} for lead, d in rep.parts.items()}
@@ -439,7 +439,7 @@ def test_the_doubt_evidence_counts_each_leads_doubts_and_the_pages_name_conflict
                       rep.verdict, True, 1.0, parts=stored)  # fmt: skip
     cal = load_calibration()
     again = recalibrated([page], cal)[0]
-    shipped = lead_report(conf, conf, set(LEADS), 1.0, {}, None, False, cal, labels, {"I": 0.5})
+    shipped = lead_report(conf, conf, set(LEADS), 1.0, {}, {}, False, cal, labels, {"I": 0.5})
     assert again.lead_conf == pytest.approx(shipped.confidence)
 
 
