@@ -112,26 +112,35 @@ def test_beats_do_not_vouch_for_limb_leads_off_einthovens_plane():
 
 
 def test_limb_leads_on_einthovens_plane_are_vouched_for_by_their_page_and_chest_leads_are_not():
-    """A page whose six limb leads keep Einthoven's relations has its limb leads' identity checked: the raw
-    product's hold (geometry in doubt here) lifts from them (`page_vouches`), not from its chest leads, which
-    those relations say nothing of; nor where a limb lead breaks them, the relations were not checked
-    (`agreement` None), or the page's leads are doubted by more than VOUCH_MAX_DOUBTS kinds on average."""
+    """A page whose six limb leads keep Einthoven's relations has its limb leads' identity checked, and beats
+    that fall together their seconds: the raw product's hold lifts from its limb leads (`page_vouches`; three
+    kinds of their evidence doubt them here, too many for their beats alone, `beats_vouch`), not from its
+    chest leads, which those relations say nothing of; nor where a limb lead breaks them, the relations were
+    not checked (`agreement` None), the beats fall apart, or the page's leads are doubted by more than
+    VOUCH_MAX_DOUBTS kinds on average."""
     from ecgml.layout_bench import with_doubts
     from ecgml.verdict import CONFIDENT, HELD_AT, LIMB_LEADS, VOUCH_MAX_DOUBTS
 
     eager = {"features": ["trace", "geometry"], "transform": "log", "bias": 6.0, "weights": [0.1, 0.1]}
-    conf = {lead: 0.95 for lead in LEADS}
-    rep = lead_report(conf, conf, set(LEADS), 0.7, {}, {}, False, eager)  # raw 0.95 x 0.7: held before
+    trace = {lead: 0.9 for lead in LEADS}  # a doubt of the trace, and geometry 0.7 and the layout's below
+    read, ALL = {lead: 1.0 for lead in LEADS}, frozenset(LEADS)
+    doubted = {lead: {"layout_family": 0.6} for lead in LEADS}
+    checks = {"beats": {lead: 1.0 for lead in LEADS}, "beat_witnesses": {lead: 11.0 for lead in LEADS}}
+
+    def report(agreement: dict | None, layout: dict = doubted, beats: dict = checks, shown: frozenset = ALL):
+        return lead_report(trace, read, set(shown), 0.7, {}, agreement, False, eager, layout, checks=beats)
+
+    rep = report({})
+    assert rep.parts["I"]["page_doubts"] == VOUCH_MAX_DOUBTS
     assert all(rep.confidence[lead] >= CONFIDENT for lead in LIMB_LEADS)
     assert all(rep.confidence[lead] == HELD_AT for lead in LEADS[6:])
     stored = {lead: {k: v for k, v in d.items() if k != "page_einthoven"} for lead, d in rep.parts.items()}
     assert with_doubts(stored) == rep.parts  # older results: the evidence from their limb leads' agreement
-    unchecked = lead_report(conf, conf, set(LEADS), 0.7, {}, None, False, eager)
-    assert max(unchecked.confidence.values()) == HELD_AT
-    off = lead_report(conf, conf, set(LEADS), 0.7, {}, {"aVL": 0.6}, False, eager)
-    assert max(off.confidence.values()) == HELD_AT
-    shown = set(LEADS) - {"aVF"}  # five limb leads: the relations do not check the page's rows
-    assert max(lead_report(conf, conf, shown, 0.7, {}, {}, False, eager).confidence.values()) == HELD_AT
-    doubted = {lead: {"layout_family": 0.6, "layout_page": 0.6} for lead in LEADS}  # 3 kinds with geometry
-    rep = lead_report(conf, conf, set(LEADS), 0.7, {}, {}, False, eager, doubted)
+    assert max(report(None).confidence.values()) == HELD_AT
+    assert max(report({"aVL": 0.6}).confidence.values()) == HELD_AT
+    assert max(report({}, shown=ALL - {"aVF"}).confidence.values()) == HELD_AT  # five limb leads
+    apart = checks | {"beats": {lead: 0.5 for lead in LEADS}}
+    assert max(report({}, beats=apart).confidence.values()) == HELD_AT
+    more = {lead: {"layout_family": 0.6, "layout_page": 0.6} for lead in LEADS}
+    rep = report({}, layout=more)
     assert rep.parts["I"]["page_doubts"] > VOUCH_MAX_DOUBTS and max(rep.confidence.values()) == HELD_AT
