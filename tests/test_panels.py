@@ -477,3 +477,64 @@ def test_a_panel_page_s_wide_pulses_left_of_its_boxes_are_found(record):
         else:
             assert not read["gain_read"]
     assert seen
+
+
+def test_boxes_whose_darkness_keeps_a_period_along_one_axis_only_take_it_for_both(record, monkeypatch):
+    """Boxes too short to show three ruled lines across (validation panels-12x1_009: a 460 px realworld
+    copy of 12x1 boxes 13 mm tall, ruled every 5 mm) give no spacing along them by lines or darkness, while
+    the long axis keeps one: the grid is square, so the page is read at that spacing (before: refused as
+    measuring 0.10 px/mm). The boxes' spacing alone is not enough on a levelled photo's raster."""
+    import ecgml.geometry.panels as panels
+
+    r = next(
+        r
+        for seed in range(8)
+        if (r := render(record, "0001", seed, layout="panels:12x1")) is not None
+        and (plain := panels._read(r.image)[0]) is not None
+        and plain.layout.name == "12x1"
+    )
+    ppm = r.meta["page_px_per_mm"]
+    monkeypatch.setattr(panels, "_spacing", lambda groups, around=None: None)
+    monkeypatch.setattr(
+        panels, "_spectral_spacing", lambda dark, rows, axis: 5.0 * ppm if axis == 0 else None
+    )
+    found, _, _ = panels._read(r.image)
+    assert found is not None and found.layout.name == "12x1"
+    assert found.px_per_mm == pytest.approx((ppm, ppm), rel=1e-6)
+    assert panels._read(r.image, levelled=True)[0] is None
+
+
+def test_a_levelled_reading_less_sure_does_not_replace_one_levelled_by_a_hair(panel_page, monkeypatch):
+    """A small copy levelled by a tenth of a degree is interpolated, and its blurred lines can read at a
+    harmonic that halves its confidence (validation panels-12x1_009: 12.2 px for 15.6, "scale in doubt"):
+    the first reading stands. A levelled reading as sure as the first still replaces it."""
+    import ecgml.geometry.panels as panels
+
+    first = find_panels(panel_page.image)
+    assert first is not None and "skew_deg" not in first.diagnostics
+    ppm = first.px_per_mm
+    for share, kept in ((0.5, True), (0.95, False)):
+        calls = []
+
+        def fake_read(image, levelled=False, count_only=False, share=share, calls=calls):
+            calls.append(image)
+            page = panels.PanelPage(
+                first.rows,
+                ppm,
+                first.page_map,
+                first.layout,
+                first.confidence * (share if calls[1:] else 1.0),
+                {},
+            )
+            return page, 12, np.ones(image.shape[:2], np.uint8)
+
+        monkeypatch.setattr(panels, "_read", fake_read)
+        monkeypatch.setattr(
+            panels,
+            "_deskew",
+            lambda ink, max_deg, shear=False: np.array([[1.0, 0.001, 0.0], [-0.001, 1.0, 0.0]]),
+        )
+        got = panels.find_panels(panel_page.image)
+        assert got is not None and len(calls) == 2
+        assert ("levelled_less_sure" in got.diagnostics) is kept
+        assert ("skew_deg" in got.diagnostics) is not kept

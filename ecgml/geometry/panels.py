@@ -42,6 +42,9 @@ MIN_GAP_MM = 1.0  # boxes are apart by at least this much
 EDGE_SNAP_MM = 0.4  # a box side within this of a vertical ruled line is that line
 KEEP_SKEW_MM = 1.0  # a page whose levelled copy does not read keeps its first reading when levelling moves
 # the boxes' far side by at most this much (a small page's ruled lines, interpolated, blur away)
+# a levelled reading less sure than the first by one of the reader's doubts (each a factor <= CUT_FACTOR)
+# came from a blurred copy: it does not replace a reading levelled by a hair
+LEVEL_DOUBT = 0.9
 MAX_SKEW_DEG = 3.0  # a page of boxes that does not read is tried again turned upright by up to this much
 MAX_ASPECT = 1.25  # the ruled spacings across and along a scan differ by less than this factor
 MAX_ASPECT_LEVELLED = 2.0  # ... on a photo's page made upright by a page-wide fit (its aspect is that fit's)
@@ -202,6 +205,17 @@ def _split(pv: np.ndarray, bands: list[tuple[int, int]], min_px: int) -> list[tu
     return out
 
 
+def _one_axis(spacings: tuple[float | None, float | None], levelled: bool) -> float | None:
+    """The spacing of the one axis whose boxes' darkness kept a period, for both axes: boxes too short
+    to show three ruled lines across (a small copy's 12x1 boxes, 13 mm tall and ruled every 5 mm) give
+    none along them, and the grid is square. Not on a levelled photo's raster, whose aspect is the
+    page-wide fit's and need not be square; None when both or neither axis kept one."""
+    dx, dy = spacings
+    if levelled or (dx is None) == (dy is None):
+        return None
+    return dx if dx is not None else dy
+
+
 def _spectral_spacing(dark: np.ndarray, rows: list[list[Box]], axis: int) -> float | None:
     """The ruled lines' spacing (px) across `axis` (0: vertical lines, along x; 1: horizontal ones)
     from the power spectrum of each box's mean darkness profile, summed over boxes (each box keeps its
@@ -266,6 +280,17 @@ def find_panels(image: np.ndarray, max_deg: float = MAX_SKEW_DEG, level: bool = 
             found.diagnostics["skew_kept_mm"] = round(_skew_mm(found, m), 3)
             return found
         return None  # its boxes were read off the skewed lines: not to be trusted either
+    if (
+        found is not None
+        and not level
+        and turned.confidence < LEVEL_DOUBT * found.confidence
+        and _skew_mm(found, m) <= KEEP_SKEW_MM
+    ):
+        # ... nor does a reading that blur makes less sure (validation panels-12x1_009, 460 px wide,
+        # turned 0.1 degree: its boxes' darkness read 12.2 px apart, not the 15.6 as it lies)
+        found.diagnostics["skew_kept_mm"] = round(_skew_mm(found, m), 3)
+        found.diagnostics["levelled_less_sure"] = round(turned.confidence, 3)
+        return found
     found = turned
     # continuous px (centres at i + 0.5) of the upright copy -> the input's
     to_cont = np.array([[1.0, 0, 0.5], [0, 1.0, 0.5], [0, 0, 1.0]])
@@ -394,7 +419,10 @@ def _read(
         # lines broken by a photo's blur or faint beside a frame: the spacing from the boxes' darkness
         dx, dy = _spectral_spacing(dark, rows, 0), _spectral_spacing(dark, rows, 1)
     if dx is None or dy is None or not 1 / aspect < dx / dy < aspect:
-        return None, n_boxes, ink
+        one = _one_axis((dx, dy), levelled)
+        if one is None:
+            return None, n_boxes, ink
+        dx = dy = one
     step_mm = next((s for s in (5.0, 1.0) if PAGE_MM[0] <= w / dx * s <= PAGE_MM[1]), None)
     if step_mm is None:
         # an image that holds more than the page (a photo's desk or screen around it): the widest row
