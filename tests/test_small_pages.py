@@ -263,3 +263,37 @@ def test_short_rows_without_a_pulse_column_start_at_their_own_ink(names: bool, s
     if names:  # read as measured, the template's pulse would have moved the start left of the traces
         old = short_rows(mask, valid, ext, lay, 0.0, 0.0, PPM)
         assert min(c.x0_mm for c in old.cells) < start_mm - 5.0
+
+
+@pytest.mark.parametrize(
+    ("trace_mm", "valid_mm", "pulse", "moved"),
+    [
+        ((25.0, 275.0), 290.0, False, 5.0),  # rows placed a pulse width left of their traces: moved onto them
+        ((17.5, 267.5), 290.0, False, -2.5),  # half a grid square right of them (snap's 5 mm rounding)
+        ((20.5, 270.5), 290.0, False, 0.0),  # within the pen's width: kept
+        ((25.0, 275.0), 276.0, False, 0.0),  # the image ends with the traces: cut there, kept
+        ((25.0, 275.0), 290.0, True, 0.0),  # a pulse read placed the rows: kept
+        ((35.0, 275.0), 290.0, False, 0.0),  # traces start after the moved rows would: the ends are not 10 s
+    ],
+)
+def test_rows_without_a_pulse_end_where_their_traces_end(
+    trace_mm: tuple[float, float], valid_mm: float, pulse: bool, moved: float
+) -> None:
+    """A page without a pulse read has its rows placed by ink rounded to 5 mm squares (names before the
+    traces, pulses after them): validation 12x1_001 came out 0.19 s late on every lead. Rows whose traces
+    end together inside the image are moved to end where the traces end, when that is 2-8 mm off."""
+    from ecgml.geometry.gaps import ends_placed
+    from ecgml.layout import make_layout
+
+    lay = make_layout("6x2", x0_mm=20.0, pulse=pulse)
+    mask, _ = _rows_mask(trace_mm[1], start_mm=trace_mm[0], width_mm=300.0)
+    valid = np.zeros_like(mask)
+    valid[:, : int(valid_mm * PPM)] = True
+    ext = (0.0, 0.0, mask.shape[1] / PPM, mask.shape[0] / PPM)
+    got = ends_placed(mask, valid, ext, lay, 0.0, 0.0, PPM)
+    if not moved:
+        assert got is lay
+        return
+    for new, old in zip(got.cells, lay.cells, strict=True):
+        assert abs(new.x0_mm - old.x0_mm - moved) < 0.5 and abs(new.x1_mm - old.x1_mm - moved) < 0.5
+        assert (new.t0_s, new.t1_s) == (old.t0_s, old.t1_s)

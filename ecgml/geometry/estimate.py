@@ -18,7 +18,7 @@ import numpy as np
 
 from ecgml.errors import GRID_NO_ROWS, EcgmlError, ImageTooSmall
 from ecgml.geometry.canonical import canonical_page, chroma_columns
-from ecgml.geometry.gaps import gap_columns, short_rows
+from ecgml.geometry.gaps import ends_placed, gap_columns, short_rows
 from ecgml.geometry.grid import (
     GRID_SHIFT_MM,
     LATTICE_LONG_SIDE,
@@ -874,6 +874,11 @@ def _page_on_frame(
         if shorter is not layout:  # rows holding fewer seconds than the template's (portrait paper)
             diag["short_rows_s"] = round(max(c.t1_s for c in shorter.cells), 2)
             layout = shorter
+        elif not diag["tick_shift_mm"]:  # no separator tick placed the columns
+            placed = ends_placed(mask, looked, ext_up, layout, tx, ty, ORIENT_PPM)
+            if placed is not layout:
+                diag["ends_shift_mm"] = round(placed.cells[0].x0_mm - layout.cells[0].x0_mm, 2)
+                layout = placed
     # every trace row found, on paper (the layout keeps only its template's rows): the printed names'
     # rows are placed on them (`ecgml.label_grid`)
     diag["row_baselines_mm"] = [round(float(c + ty), 2) for c in rows.centres]

@@ -120,6 +120,7 @@ SAME_END_ROWS = 2 / 3  # ... on at least this share of the rows (one flat last l
 BEYOND_MM = 10.0  # ... and none runs on further than this past them
 MIN_TRACE_ROWS = 3  # rows measured, at least
 INSIDE_MM = 3.0  # the image (and its measured grid) runs on this far past the traces' end (else cut there)
+END_SHIFT_MM = (2.0, 8.0)  # rows placed this far (a grid-square rounding or a pulse width) off their traces' ends
 START_OFF_MM = 5.0  # the template's cells start this far or more left of the ink: placed by the rows' ends
 
 
@@ -211,3 +212,52 @@ def short_rows(
     ]  # fmt: skip
     pulses = [replace(p, x0_mm=p.x0_mm + a - x0, x1_mm=p.x1_mm + a - x0) for p in layout.pulses]
     return replace(layout, cells=cells, pulses=pulses)
+
+
+def ends_placed(
+    mask: np.ndarray,
+    valid: np.ndarray,
+    ext: tuple[float, float, float, float],
+    layout: PageLayout,
+    tx: float,
+    ty: float,
+    ppm: float,
+) -> PageLayout:
+    """`layout` moved along the rows so that they end where their traces end, when no pulse placed them.
+
+    Without a pulse read at the rows' starts, `snap` places the rows by their ink's ends rounded to the
+    grid's 5 mm squares, ink that takes in names before a trace and pulses after it; rows then start up to
+    a pulse width (0.2 s) off their traces. The traces' own ends (`trace_extent`: runs of trace, names and
+    end pulses apart) are the last sample of each row. Moved only when most rows end together (SAME_END_MM)
+    inside the image, END_SHIFT_MM off the layout's end, and no trace starts after the moved rows do."""
+    if layout.pulses:
+        return layout
+    base = layout.row_baselines()
+    if len(base) < MIN_TRACE_ROWS:
+        return layout
+    band = TRACE_BAND_PITCH * float(np.min(np.diff(base)))
+    found = [trace_extent(mask, ext, b, band, tx, ty, ppm) for b in base]
+    spans = np.array([s for s in found if s is not None], np.float64)
+    if len(spans) < MIN_TRACE_ROWS:
+        return layout
+    end = float(np.median(spans[:, 1]))
+    if np.mean(np.abs(spans[:, 1] - end) <= SAME_END_MM) < SAME_END_ROWS:
+        return layout
+    x1 = float(np.median([max(c.x1_mm for c in layout.cells if c.row == r) for r in range(len(base))]))
+    x0 = float(np.median([min(c.x0_mm for c in layout.cells if c.row == r) for r in range(len(base))]))
+    shift = end - x1
+    if not END_SHIFT_MM[0] <= abs(shift) <= END_SHIFT_MM[1]:
+        return layout
+    if float(np.median(spans[:, 0])) > x0 + shift + SAME_END_MM:
+        return layout  # the traces start after the moved rows would: the ends are not the last samples
+    h, _ = valid.shape
+    last = []
+    for b in base:
+        i = int(np.clip((b - ty - ext[1]) * ppm, 0, h - 1))
+        cols = np.flatnonzero(valid[i])
+        if cols.size:
+            last.append(ext[0] + (cols[-1] + 1) / ppm + tx)
+    if not last or float(np.median(last)) < end + INSIDE_MM:
+        return layout  # the traces stop where the image (or the ink read) does: cut there, not ended
+    cells = [replace(c, x0_mm=c.x0_mm + shift, x1_mm=c.x1_mm + shift) for c in layout.cells]
+    return replace(layout, cells=cells)
