@@ -120,7 +120,7 @@ SAME_END_ROWS = 2 / 3  # ... on at least this share of the rows (one flat last l
 BEYOND_MM = 10.0  # ... and none runs on further than this past them
 MIN_TRACE_ROWS = 3  # rows measured, at least
 INSIDE_MM = 3.0  # the image (and its measured grid) runs on this far past the traces' end (else cut there)
-END_SHIFT_MM = (2.0, 8.0)  # rows placed this far (a grid-square rounding or a pulse width) off their traces' ends
+END_SHIFT_MM = (2.0, 8.0)  # rows this far off their traces' ends (a 5 mm square rounded, a pulse width)
 START_OFF_MM = 5.0  # the template's cells start this far or more left of the ink: placed by the rows' ends
 
 
