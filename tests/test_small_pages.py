@@ -274,6 +274,7 @@ def test_short_rows_without_a_pulse_column_start_at_their_own_ink(names: bool, s
         ((25.0, 275.0), 276.0, False, 0.0),  # the image ends with the traces: cut there, kept
         ((25.0, 275.0), 290.0, True, 0.0),  # a pulse read placed the rows: kept
         ((35.0, 275.0), 290.0, False, 0.0),  # traces start after the moved rows would: the ends are not 10 s
+        ((20.0, 275.5), 290.0, False, 0.0),  # a pulse joined to the traces' ends (starts agree with the rows)
     ],
 )
 def test_rows_without_a_pulse_end_where_their_traces_end(

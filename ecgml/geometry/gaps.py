@@ -229,7 +229,7 @@ def ends_placed(
     grid's 5 mm squares, ink that takes in names before a trace and pulses after it; rows then start up to
     a pulse width (0.2 s) off their traces. The traces' own ends (`trace_extent`: runs of trace, names and
     end pulses apart) are the last sample of each row. Moved only when most rows end together (SAME_END_MM)
-    inside the image, END_SHIFT_MM off the layout's end, and no trace starts after the moved rows do."""
+    inside the image, END_SHIFT_MM off the layout's end, and their traces start where the moved rows do."""
     if layout.pulses:
         return layout
     base = layout.row_baselines()
@@ -248,8 +248,10 @@ def ends_placed(
     shift = end - x1
     if not END_SHIFT_MM[0] <= abs(shift) <= END_SHIFT_MM[1]:
         return layout
-    if float(np.median(spans[:, 0])) > x0 + shift + SAME_END_MM:
-        return layout  # the traces start after the moved rows would: the ends are not the last samples
+    if abs(float(np.median(spans[:, 0])) - x0 - shift) > SAME_END_MM:
+        # the traces do not start where the moved rows would: a pulse after them (1 mm past the trace,
+        # joined to its run), or one before them, or names: the ends alone do not place the rows
+        return layout
     h, _ = valid.shape
     last = []
     for b in base:
