@@ -150,17 +150,11 @@ def limbs_agree(parts: dict[str, dict[str, float]]) -> bool:
 def page_vouches(parts: dict[str, float]) -> bool:
     """Whether the page vouches for a limb lead the raw product or the printed names' conflicts hold: the
     page's six limb leads keep Einthoven's and Goldberger's relations (`page_einthoven`, set on limb leads
-    only, `limbs_agree`), a check of which trace is which limb lead that beats cannot make; its beats, or its
-    page's, fall where the simultaneous leads' do (`beats` or `page_beats` >= BEATS_VOUCH, checked by another
-    lead, as `beyond_conflicts`), the check of its seconds the relations cannot make; and on average at most
-    VOUCH_MAX_DOUBTS kinds of evidence doubt the page's leads (`page_doubts`: pages read from a bent photo or
-    an unconfirmed scale, where every check is weaker, stay held). The lead then gets its calibrated value.
-    Session 24 code's held leads (0.6-0.8 bin, predicted 0.77) were right on 89 % (validation). Without the
-    beats, the limb leads this let through were right on 103 of 103 on validation (the split it was chosen
-    on) but 60 of 61 on test (12x1-top_009, read as 6x1-limb: III at -1.4 dB, its beats 0.81, the page's
-    0.92, lifted to 0.93); with them, validation 54 of 54, test 38 of 38, ecg-plot 12 of 12, outside 4 of
-    4. Not chest leads: the limb leads' relations say nothing of them, and the same rule for them let
-    through leads right on 98.6 % of validation but 91.6 % of test (confidently wrong test 4 -> 13)."""
+    only, `limbs_agree`), which tells which trace is which limb lead; its beats, or its page's, fall where
+    the simultaneous leads' do (`beats` or `page_beats` >= BEATS_VOUCH, checked by another lead), which
+    tells its seconds; and at most VOUCH_MAX_DOUBTS kinds of evidence doubt the page's leads on average
+    (bent photos and unconfirmed scales weaken every check). Not chest leads: the limb leads' relations say
+    nothing of them. Measured in BENCHMARKS.md (session 25, calib31)."""
     if BEATS_VOUCH is None or float(parts.get("beat_witnesses", 0.0)) < 1:
         return False
     if float(parts.get("page_einthoven", 0.0)) < 1 or float(parts.get("agreement", 1.0)) < DOUBT_AT:

@@ -840,7 +840,8 @@ def _page_on_frame(
             diag.update(again, whole_image_round=True, grid_tiles=res.n_tiles)
     ext_up = turned_extent(ori.k, (e.x0, e.y0, e.x1, e.y1))  # the upright mask's extent
     pulses = read_pulses(mask, rows, ext_up, ORIENT_PPM)
-    if "trace_ink" in diag:  # nor the gain from such boxes: it stays assumed (and the pulse unseen)
+    measured = "trace_ink" not in diag  # a trace found by shape: its pulses are not measured
+    if not measured:  # nor the gain from such boxes: it stays assumed (and the pulse unseen)
         pulses = PulseReading(why="trace found by shape: pulses not measured")
     # the rows start this far right of their pulses' left edges (None: the standard 5 mm, or not measured)
     pulse_mm = start_pulse_width(pulses)
@@ -849,6 +850,7 @@ def _page_on_frame(
     tx, ty, layout, base_res = snap(rows, name, pulse_mm)
     tx_snap = tx
     tx = tick_phase(mask, ext_up, layout, tx, ty, ORIENT_PPM)
+    ticked = tx != tx_snap  # separator ticks placed the columns
     diag["tick_shift_mm"] = tx - tx_snap
     if len(rows.centres) == layout.n_rows and (
         base_res > 2.0 or _worst_row_mm(rows, layout, ty) > ROW_OFF_MM
@@ -869,12 +871,11 @@ def _page_on_frame(
         layout = gapped
     else:
         looked = np.rot90(paper, k=-ori.k)  # where ink was read
-        measured = "trace_ink" not in diag  # else the layout's pulses are the template's (not measured)
         shorter = short_rows(mask, looked, ext_up, layout, tx, ty, ORIENT_PPM, pulses_measured=measured)
         if shorter is not layout:  # rows holding fewer seconds than the template's (portrait paper)
             diag["short_rows_s"] = round(max(c.t1_s for c in shorter.cells), 2)
             layout = shorter
-        elif not diag["tick_shift_mm"]:  # no separator tick placed the columns
+        elif not ticked:
             placed = ends_placed(mask, looked, ext_up, layout, tx, ty, ORIENT_PPM)
             if placed is not layout:
                 diag["ends_shift_mm"] = round(placed.cells[0].x0_mm - layout.cells[0].x0_mm, 2)
