@@ -21,8 +21,9 @@ from typing import Any
 
 import cv2
 import numpy as np
+from scipy.ndimage import binary_fill_holes
 
-from ecgml.geometry.panels import PanelPage, count_boxes, find_panels
+from ecgml.geometry.panels import INK_LEVEL, PanelPage, count_boxes, find_panels
 from ecgml.layout import Cell
 from ecgml.page import PageMap, apply_homography
 
@@ -33,6 +34,7 @@ MAX_LEVEL_DEG = 12.0  # the homography's remaining turn and shear are levelled u
 FLAT_MM = 4.0  # the paper's brightness is the local maximum over this size (a grid square, a trace)
 TURNS = (0, 2, 1, 3)  # quarter turns tried, in this order
 PAPER_LEVEL = 250.0  # the paper after even lighting, and what lies outside it
+PAPER_TOL = 4.0  # px this close under the local paper level are clear paper (its colour is read there)
 # Squaring the boxes read on the raster (`_squared`): a correction that moves no point of the grid by more
 # than this is not made
 SQUARE_MIN_MM = 0.5
@@ -69,17 +71,17 @@ def _quarter(k: int, w: int, h: int) -> np.ndarray:
 
 @dataclass
 class _Lighting:
-    """A raster's local paper brightness as a gain to PAPER_LEVEL, where its paper lies, and that region's
-    box (x0, y0, x1, y1) in raster px."""
+    """A raster's local paper brightness as a gain to PAPER_LEVEL, where its paper lies, that region's
+    box (x0, y0, x1, y1) in raster px, and the gain per channel that makes the paper's colour grey."""
 
     gain: np.ndarray  # float32, per px
     paper: np.ndarray  # bool, per px
     box: tuple[int, int, int, int]
+    balance: np.ndarray  # float32, per RGB channel
 
     def apply(self, image: np.ndarray) -> np.ndarray:
-        """`image` (RGB or one channel, the raster's size) lit evenly, PAPER_LEVEL outside the paper."""
-        gain = self.gain[..., None] if image.ndim == 3 else self.gain
-        even = np.clip(image.astype(np.float32) * gain, 0, 255)
+        """`image` (RGB, the raster's size) lit evenly, its paper grey, PAPER_LEVEL outside the paper."""
+        even = np.clip(image.astype(np.float32) * self.gain[..., None] * self.balance, 0, 255)
         even[~self.paper] = PAPER_LEVEL  # as bright as the paper: no ink, and the paper stays the paper level
         return even.astype(np.uint8)
 
@@ -111,11 +113,30 @@ def _lighting(raster: np.ndarray, valid: np.ndarray, ppm: float) -> _Lighting | 
         return None
     j = 1 + int(np.argmax(stats[1:, cv2.CC_STAT_AREA]))
     x, y, bw, bh = (int(v) for v in stats[j, :4])
-    paper = cv2.resize((lab == j).astype(np.uint8), (grey.shape[1], grey.shape[0]), interpolation=near)
+    sheet = binary_fill_holes(lab == j).astype(np.uint8)
+    paper = cv2.resize(sheet, (grey.shape[1], grey.shape[0]), interpolation=near)
     paper = cv2.morphologyEx(paper, cv2.MORPH_CLOSE, np.ones((k, k), np.uint8)) > 0
     gh, gw = grey.shape
     box = (int(x / r), int(y / r), min(gw, int((x + bw) / r) + 1), min(gh, int((y + bh) / r) + 1))
-    return _Lighting(PAPER_LEVEL / np.maximum(bg, 1.0), paper, box)
+    return _Lighting(PAPER_LEVEL / np.maximum(bg, 1.0), paper, box, _balance(raster, grey, bg, paper))
+
+
+def _balance(raster: np.ndarray, grey: np.ndarray, bg: np.ndarray, paper: np.ndarray) -> np.ndarray:
+    """The gain per RGB channel that turns the paper's colour grey (its own brightness): the median colour
+    of the paper's px as bright as its local paper level (the paper between lines and traces). A cream or
+    yellowed sheet's blue sits ~25 under its grey; lit by the grey alone, its darkest channel - all the
+    box reader looks at - stays that far under the PAPER_LEVEL the surroundings are set to, and the whole
+    sheet reads as ink (0009 validation panels-12x1_007: one box counted, none read)."""
+    clear = paper & (grey.astype(np.float32) >= bg - PAPER_TOL)
+    if clear.sum() < 100:
+        return np.ones(3, np.float32)
+    colour = np.median(raster[clear].astype(np.float32), axis=0)
+    level = float(colour @ np.array([0.299, 0.587, 0.114]))
+    if (level - float(colour.min())) * PAPER_LEVEL / max(level, 1.0) <= INK_LEVEL:
+        # a white or near-white sheet: lit by its grey, its darkest channel stays within the box reader's
+        # ink level of the surroundings' - as it always was read
+        return np.ones(3, np.float32)
+    return np.asarray(level / np.maximum(colour, 1.0), np.float32)
 
 
 def _darkness(lit: np.ndarray) -> np.ndarray:
@@ -205,13 +226,12 @@ def _rectified_in(
         return None, False
     # a half turn keeps the boxes' rows: one look along each axis says whether any turn holds boxes
     # (a page with one ruled area, every page-wide grid, stops here). The count reads only each px's
-    # darkest channel, and lighting commutes with taking it (one gain for all three channels, clipping
-    # and rounding keep order): that one channel lit gives the count of the lit page at a third the cost
-    dark = light.apply(_darkest(raster))
+    # darkest channel of the lit page (its paper made grey first: a cream sheet's blue is not ink)
+    crop = light.apply(raster)
+    dark = _darkest(crop)
     boxes = {0: count_boxes(dark), 1: count_boxes(np.ascontiguousarray(np.rot90(dark, 1)))}
     if max(boxes.values()) < 2:
         return None, False
-    crop = light.apply(raster)
     ch, cw = crop.shape[:2]
     for k in TURNS:
         if boxes[k % 2] < 2:
