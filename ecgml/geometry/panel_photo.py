@@ -21,7 +21,6 @@ from typing import Any
 
 import cv2
 import numpy as np
-from scipy.ndimage import binary_fill_holes
 
 from ecgml.geometry.panels import INK_LEVEL, PanelPage, count_boxes, find_panels
 from ecgml.layout import Cell
@@ -113,8 +112,7 @@ def _lighting(raster: np.ndarray, valid: np.ndarray, ppm: float) -> _Lighting | 
         return None
     j = 1 + int(np.argmax(stats[1:, cv2.CC_STAT_AREA]))
     x, y, bw, bh = (int(v) for v in stats[j, :4])
-    sheet = binary_fill_holes(lab == j).astype(np.uint8)
-    paper = cv2.resize(sheet, (grey.shape[1], grey.shape[0]), interpolation=near)
+    paper = cv2.resize((lab == j).astype(np.uint8), (grey.shape[1], grey.shape[0]), interpolation=near)
     paper = cv2.morphologyEx(paper, cv2.MORPH_CLOSE, np.ones((k, k), np.uint8)) > 0
     gh, gw = grey.shape
     box = (int(x / r), int(y / r), min(gw, int((x + bw) / r) + 1), min(gh, int((y + bh) / r) + 1))
