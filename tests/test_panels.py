@@ -551,11 +551,11 @@ def test_a_photographed_page_of_boxes_on_cream_paper_is_read_from_its_boxes(pane
     px's darkest channel: a cream sheet's blue stayed ~25 under the level its surroundings are set to, the
     whole sheet read as ink and no box was found (validation 0009 panels-12x1_007). Its colour made grey
     first, its boxes read as on white paper: every cell's start within 1.5 mm of the truth."""
+    import cv2
+
     from ecgml.geometry import estimate as est_mod
     from ecgml.layout import make_layout
     from ecgml.page import PageMap, apply_homography
-
-    import cv2
 
     r = panel_page
     photo, to_photo = _photographed(_cream(r.image))
@@ -567,7 +567,8 @@ def test_a_photographed_page_of_boxes_on_cream_paper_is_read_from_its_boxes(pane
     to_photo = np.vstack([turn, [0.0, 0.0, 1.0]]) @ to_photo
     ppm = r.meta["page_px_per_mm"]
     # the page-wide fit's plane, as a photo's fit finds it (the page, a template's rows, doubtful)
-    plane = PageMap(to_photo @ np.diag([ppm, ppm, 1.0]), (photo.shape[1], photo.shape[0]), r.page_map.paper_mm)
+    size = (photo.shape[1], photo.shape[0])
+    plane = PageMap(to_photo @ np.diag([ppm, ppm, 1.0]), size, r.page_map.paper_mm)
     rows = est_mod.PageEstimate(plane, make_layout("3x4"), (ppm, ppm), 90, 0.4, {})
     monkeypatch.setattr(est_mod, "_panel_estimate", lambda image: None)  # as on a photo: not read as it lies
     monkeypatch.setattr(est_mod, "_page_wide", lambda *_a, **_kw: rows)
