@@ -124,8 +124,9 @@ def _balance(raster: np.ndarray, grey: np.ndarray, bg: np.ndarray, paper: np.nda
     of the paper's px as bright as its local paper level (the paper between lines and traces). A cream or
     yellowed sheet's blue sits ~25 under its grey; lit by the grey alone, its darkest channel - all the
     box reader looks at - stays that far under the PAPER_LEVEL the surroundings are set to, and the whole
-    sheet reads as ink (0009 validation panels-12x1_007: one box counted; made grey, its 12 rows count, but
-    its stains' rings and bent rows still keep them from reading). A sheet within INK_LEVEL of grey keeps
+    sheet reads as ink (0009 validation panels-12x1_007: one box counted either way; made grey, 7 and 12,
+    but its stains' rings, the stains' holes in the paper and its bent rows still keep its boxes from
+    reading). A sheet within INK_LEVEL of grey keeps
     its colours: it read before, and a screen's slight cast is no cause to read it otherwise."""
     clear = paper & (grey.astype(np.float32) >= bg - PAPER_TOL)
     if clear.sum() < 100:
