@@ -126,8 +126,9 @@ def _balance(raster: np.ndarray, grey: np.ndarray, bg: np.ndarray, paper: np.nda
     box reader looks at - stays that far under the PAPER_LEVEL the surroundings are set to, and the whole
     sheet reads as ink (0009 validation panels-12x1_007: one box counted either way; made grey, 7 and 12,
     but its stains' rings, the stains' holes in the paper and its bent rows still keep its boxes from
-    reading). A sheet within INK_LEVEL of grey keeps
-    its colours: it read before, and a screen's slight cast is no cause to read it otherwise."""
+    reading). A sheet within INK_LEVEL of grey keeps its colours: it read before, and a screen's slight
+    cast is no cause to read it otherwise (validation 0006 panels-12x1_005, blue 3 % over: made grey, two
+    of its twelve rows were lost)."""
     clear = paper & (grey.astype(np.float32) >= bg - PAPER_TOL)
     if clear.sum() < 100:
         return np.ones(3, np.float32)
