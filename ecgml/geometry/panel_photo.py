@@ -188,13 +188,14 @@ def _windows(image: np.ndarray, page_map: PageMap) -> list[tuple[np.ndarray, np.
     return out
 
 
-def panels_rectified(image: np.ndarray, page_map: PageMap) -> RectifiedPanels | None:
+def panels_rectified(image: np.ndarray, page_map: PageMap, balanced: bool = False) -> RectifiedPanels | None:
     """The panel page in `image` read on the raster `page_map`'s homography makes upright (see the
     module's doc), in the first window (`_windows`) where it reads; None when no turn of it reads as a
     page of boxes in any. The next window is looked at only when the one before held boxes it could
-    not read (a page whose paper the window cut: its boxes lost to a grid shape)."""
+    not read (a page whose paper the window cut: its boxes lost to a grid shape). `balanced`: the
+    paper's colour made grey first (`_balance`; None at once where it is grey already)."""
     for i, (lo, hi, centre) in enumerate(_windows(image, page_map)):
-        got, boxes = _rectified_in(image, page_map, lo, hi, centre)
+        got, boxes = _rectified_in(image, page_map, lo, hi, centre, balanced)
         if got is not None:
             got.diagnostics["rectified"]["window"] = i
             return got
@@ -204,7 +205,12 @@ def panels_rectified(image: np.ndarray, page_map: PageMap) -> RectifiedPanels | 
 
 
 def _rectified_in(
-    image: np.ndarray, page_map: PageMap, lo: np.ndarray, hi: np.ndarray, centre: np.ndarray
+    image: np.ndarray,
+    page_map: PageMap,
+    lo: np.ndarray,
+    hi: np.ndarray,
+    centre: np.ndarray,
+    balanced: bool = False,
 ) -> tuple[RectifiedPanels | None, bool]:
     """`panels_rectified` in the window of paper mm `lo`..`hi` around `centre` (where the image's
     detail per mm is taken), and whether the window held boxes (two or more along either axis)."""
@@ -226,9 +232,13 @@ def _rectified_in(
     light = _lighting(raster, valid, ppm)
     if light is None:
         return None, False
+    if not balanced:
+        light = replace(light, balance=np.ones(3, np.float32))
+    elif np.allclose(light.balance, 1.0):
+        return None, False  # a grey sheet: the look without the balance was this one
     # a half turn keeps the boxes' rows: one look along each axis says whether any turn holds boxes
     # (a page with one ruled area, every page-wide grid, stops here). The count reads only each px's
-    # darkest channel of the lit page (its paper made grey first: a cream sheet's blue is not ink)
+    # darkest channel of the lit page
     crop = light.apply(raster)
     dark = _darkest(crop)
     boxes = {0: count_boxes(dark), 1: count_boxes(np.ascontiguousarray(np.rot90(dark, 1)))}
@@ -249,6 +259,8 @@ def _rectified_in(
         diag: dict[str, Any] = {
             "rectified": {"turn": k, "raster_px_per_mm": round(ppm, 3), "raster": [cw, ch]}
         }
+        if balanced:
+            diag["rectified"]["paper_balance"] = [round(float(v), 3) for v in light.balance]
         return RectifiedPanels(pm, found, diag), True
     return None, True
 
