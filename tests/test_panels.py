@@ -549,8 +549,9 @@ def _cream(image: np.ndarray) -> np.ndarray:
 def test_a_photographed_page_of_boxes_on_cream_paper_is_read_from_its_boxes(panel_page, monkeypatch):
     """On the fit's raster the sheet is lit to the paper level by its grey, while the box reader reads each
     px's darkest channel: a cream sheet's blue stayed ~25 under the level its surroundings are set to, the
-    whole sheet read as ink and no box was found (validation 0009 panels-12x1_007). Its colour made grey
-    first, its boxes read as on white paper: every cell's start within 1.5 mm of the truth."""
+    whole sheet read as ink and no box was found (validation 0009 panels-12x1_007). Looked at again with its
+    colour made grey, its boxes read as on white paper: every cell's start within 1.5 mm of the truth (on
+    main the page-wide fit's template stands; the same photo on white paper reads there)."""
     import cv2
 
     from ecgml.geometry import estimate as est_mod
