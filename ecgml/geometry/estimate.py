@@ -529,11 +529,19 @@ def _panel_rectified_estimate(image: np.ndarray, est: PageEstimate) -> PageEstim
     if est.confidence >= PANEL_PHOTO_MAX_PAGE_CONF:
         return None
     t0 = time.perf_counter()
-    try:
-        got = panels_rectified(image, est.page_map)
-    except (cv2.error, ValueError, IndexError, ZeroDivisionError, np.linalg.LinAlgError):
-        return None
-    if got is None or got.found.confidence < PANEL_MIN_CONFIDENCE:
+    got = None
+    # as the sheet's grey lights it, then, where that reads no boxes, its colour made grey: a cream sheet
+    # lit by its grey reads as ink in the darkest channel the box reader looks at (`panel_photo._balance`;
+    # a second look only there: a page whose boxes read as it was lit keeps that reading)
+    for balanced in (False, True):
+        try:
+            got = panels_rectified(image, est.page_map, balanced)
+        except (cv2.error, ValueError, IndexError, ZeroDivisionError, np.linalg.LinAlgError):
+            got = None
+        if got is not None and got.found.confidence >= PANEL_MIN_CONFIDENCE:
+            break
+        got = None
+    if got is None:
         return None
     pm = got.page_map
     jac = _jacobian(pm, np.array(pm.paper_mm) / 2)

@@ -22,7 +22,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from ecgml.geometry.panels import PanelPage, count_boxes, find_panels
+from ecgml.geometry.panels import INK_LEVEL, PanelPage, count_boxes, find_panels
 from ecgml.layout import Cell
 from ecgml.page import PageMap, apply_homography
 
@@ -33,6 +33,7 @@ MAX_LEVEL_DEG = 12.0  # the homography's remaining turn and shear are levelled u
 FLAT_MM = 4.0  # the paper's brightness is the local maximum over this size (a grid square, a trace)
 TURNS = (0, 2, 1, 3)  # quarter turns tried, in this order
 PAPER_LEVEL = 250.0  # the paper after even lighting, and what lies outside it
+PAPER_TOL = 4.0  # px this close under the local paper level are clear paper (its colour is read there)
 # Squaring the boxes read on the raster (`_squared`): a correction that moves no point of the grid by more
 # than this is not made
 SQUARE_MIN_MM = 0.5
@@ -69,17 +70,17 @@ def _quarter(k: int, w: int, h: int) -> np.ndarray:
 
 @dataclass
 class _Lighting:
-    """A raster's local paper brightness as a gain to PAPER_LEVEL, where its paper lies, and that region's
-    box (x0, y0, x1, y1) in raster px."""
+    """A raster's local paper brightness as a gain to PAPER_LEVEL, where its paper lies, that region's
+    box (x0, y0, x1, y1) in raster px, and the gain per channel that makes the paper's colour grey."""
 
     gain: np.ndarray  # float32, per px
     paper: np.ndarray  # bool, per px
     box: tuple[int, int, int, int]
+    balance: np.ndarray  # float32, per RGB channel
 
     def apply(self, image: np.ndarray) -> np.ndarray:
-        """`image` (RGB or one channel, the raster's size) lit evenly, PAPER_LEVEL outside the paper."""
-        gain = self.gain[..., None] if image.ndim == 3 else self.gain
-        even = np.clip(image.astype(np.float32) * gain, 0, 255)
+        """`image` (RGB, the raster's size) lit evenly, its paper grey, PAPER_LEVEL outside the paper."""
+        even = np.clip(image.astype(np.float32) * self.gain[..., None] * self.balance, 0, 255)
         even[~self.paper] = PAPER_LEVEL  # as bright as the paper: no ink, and the paper stays the paper level
         return even.astype(np.uint8)
 
@@ -115,7 +116,29 @@ def _lighting(raster: np.ndarray, valid: np.ndarray, ppm: float) -> _Lighting | 
     paper = cv2.morphologyEx(paper, cv2.MORPH_CLOSE, np.ones((k, k), np.uint8)) > 0
     gh, gw = grey.shape
     box = (int(x / r), int(y / r), min(gw, int((x + bw) / r) + 1), min(gh, int((y + bh) / r) + 1))
-    return _Lighting(PAPER_LEVEL / np.maximum(bg, 1.0), paper, box)
+    return _Lighting(PAPER_LEVEL / np.maximum(bg, 1.0), paper, box, _balance(raster, grey, bg, paper))
+
+
+def _balance(raster: np.ndarray, grey: np.ndarray, bg: np.ndarray, paper: np.ndarray) -> np.ndarray:
+    """The gain per RGB channel that turns the paper's colour grey (its own brightness): the median colour
+    of the paper's px as bright as its local paper level (the paper between lines and traces). A cream or
+    yellowed sheet's blue sits ~25 under its grey; lit by the grey alone, its darkest channel - all the
+    box reader looks at - stays that far under the PAPER_LEVEL the surroundings are set to, and the whole
+    sheet reads as ink (0009 validation panels-12x1_007: one box counted either way; made grey, 7 and 12,
+    but its stains' rings, the stains' holes in the paper and its bent rows still keep its boxes from
+    reading). A sheet within INK_LEVEL of grey keeps its colours: it read before, and a screen's slight
+    cast is no cause to read it otherwise (validation 0006 panels-12x1_005, blue 3 % over: made grey, two
+    of its twelve rows were lost)."""
+    clear = paper & (grey.astype(np.float32) >= bg - PAPER_TOL)
+    if clear.sum() < 100:
+        return np.ones(3, np.float32)
+    colour = np.median(raster[clear].astype(np.float32), axis=0)
+    level = float(colour @ np.array([0.299, 0.587, 0.114]))
+    if (level - float(colour.min())) * PAPER_LEVEL / max(level, 1.0) <= INK_LEVEL:
+        # a white or near-white sheet: lit by its grey, its darkest channel stays within the box reader's
+        # ink level of the surroundings' - as it always was read
+        return np.ones(3, np.float32)
+    return np.asarray(level / np.maximum(colour, 1.0), np.float32)
 
 
 def _darkness(lit: np.ndarray) -> np.ndarray:
@@ -165,13 +188,14 @@ def _windows(image: np.ndarray, page_map: PageMap) -> list[tuple[np.ndarray, np.
     return out
 
 
-def panels_rectified(image: np.ndarray, page_map: PageMap) -> RectifiedPanels | None:
+def panels_rectified(image: np.ndarray, page_map: PageMap, balanced: bool = False) -> RectifiedPanels | None:
     """The panel page in `image` read on the raster `page_map`'s homography makes upright (see the
     module's doc), in the first window (`_windows`) where it reads; None when no turn of it reads as a
     page of boxes in any. The next window is looked at only when the one before held boxes it could
-    not read (a page whose paper the window cut: its boxes lost to a grid shape)."""
+    not read (a page whose paper the window cut: its boxes lost to a grid shape). `balanced`: the
+    paper's colour made grey first (`_balance`; None at once where it is grey already)."""
     for i, (lo, hi, centre) in enumerate(_windows(image, page_map)):
-        got, boxes = _rectified_in(image, page_map, lo, hi, centre)
+        got, boxes = _rectified_in(image, page_map, lo, hi, centre, balanced)
         if got is not None:
             got.diagnostics["rectified"]["window"] = i
             return got
@@ -181,7 +205,12 @@ def panels_rectified(image: np.ndarray, page_map: PageMap) -> RectifiedPanels | 
 
 
 def _rectified_in(
-    image: np.ndarray, page_map: PageMap, lo: np.ndarray, hi: np.ndarray, centre: np.ndarray
+    image: np.ndarray,
+    page_map: PageMap,
+    lo: np.ndarray,
+    hi: np.ndarray,
+    centre: np.ndarray,
+    balanced: bool = False,
 ) -> tuple[RectifiedPanels | None, bool]:
     """`panels_rectified` in the window of paper mm `lo`..`hi` around `centre` (where the image's
     detail per mm is taken), and whether the window held boxes (two or more along either axis)."""
@@ -203,15 +232,18 @@ def _rectified_in(
     light = _lighting(raster, valid, ppm)
     if light is None:
         return None, False
+    if not balanced:
+        light = replace(light, balance=np.ones(3, np.float32))
+    elif np.allclose(light.balance, 1.0):
+        return None, False  # a grey sheet: the look without the balance was this one
     # a half turn keeps the boxes' rows: one look along each axis says whether any turn holds boxes
     # (a page with one ruled area, every page-wide grid, stops here). The count reads only each px's
-    # darkest channel, and lighting commutes with taking it (one gain for all three channels, clipping
-    # and rounding keep order): that one channel lit gives the count of the lit page at a third the cost
-    dark = light.apply(_darkest(raster))
+    # darkest channel of the lit page
+    crop = light.apply(raster)
+    dark = _darkest(crop)
     boxes = {0: count_boxes(dark), 1: count_boxes(np.ascontiguousarray(np.rot90(dark, 1)))}
     if max(boxes.values()) < 2:
         return None, False
-    crop = light.apply(raster)
     ch, cw = crop.shape[:2]
     for k in TURNS:
         if boxes[k % 2] < 2:
@@ -227,6 +259,8 @@ def _rectified_in(
         diag: dict[str, Any] = {
             "rectified": {"turn": k, "raster_px_per_mm": round(ppm, 3), "raster": [cw, ch]}
         }
+        if balanced:
+            diag["rectified"]["paper_balance"] = [round(float(v), 3) for v in light.balance]
         return RectifiedPanels(pm, found, diag), True
     return None, True
 
