@@ -1,5 +1,5 @@
-"""A trace that runs off the paper's edge, or off the image where the image cuts the paper, is held: its values
-beyond the edge are not on the page; where it then lies on another row's path it is unread."""
+"""A trace that runs off the paper's edge, or off the image where the image cuts the paper, is held: its
+values beyond the edge are not on the page; where it then lies on another row's path it is unread."""
 
 from __future__ import annotations
 
@@ -57,6 +57,8 @@ def test_a_cut_lead_on_the_next_rows_path_is_unread_there_and_the_next_row_keeps
     v2 = np.full(200, 131.0)
     v2[70:100] = 124.0  # ... the next row swings up while V1 is beyond the edge: the decoder took V2's ink
     v1[70:100] = v2[70:100] + 0.1
+    v2[84:86] -= 8  # the next row's QRS: on its steep strokes the two paths part
+    v1[84:86] = v2[84:86] + 1.5
     v3 = np.full(200, 146.0)
     v3[150:160] = v2[150:160]  # a lead not cut keeps its columns even on another row's path
     traces = [_trace("V1", 0, v1), _trace("V2", 1, v2), _trace("V3", 2, v3)]

@@ -20,6 +20,9 @@ from ecgml.trace.types import CellTrace
 from ecgml.verdict import OFF_PAPER_MM
 
 SAME_PATH_MM = 0.5  # two rows' paths this close in a column follow the same ink (a trace is 0.2-0.5 mm wide)
+# ... and between two such columns this close (x) the path has not come back: the other row's QRS, on whose
+# steep strokes the two paths part by a mm or two (a QRS lasts at most 0.12 s, 3 mm at 25 mm/s)
+JOIN_MM = 3.0
 BORROWED_CONFIDENCE = 0.05  # the most a column read on another row's ink keeps (`assemble` bridges NaN)
 
 
@@ -63,6 +66,7 @@ def unread_borrowed(traces: list[CellTrace], cut: set[str]) -> list[CellTrace]:
             if other.row == tr.row or other.x_mm.size == 0:
                 continue
             same |= _on_path(tr, other)
+        same = _joined(same, tr.x_mm, JOIN_MM)
         if not same.any():
             out.append(tr)
             continue
@@ -73,6 +77,16 @@ def unread_borrowed(traces: list[CellTrace], cut: set[str]) -> list[CellTrace]:
                 confidence=np.where(same, np.minimum(tr.confidence, BORROWED_CONFIDENCE), tr.confidence),
             )
         )
+    return out
+
+
+def _joined(mask: np.ndarray, x: np.ndarray, gap_mm: float) -> np.ndarray:
+    """`mask` with its runs of False between two True columns at most `gap_mm` apart in x set True."""
+    on = np.flatnonzero(mask)
+    out = mask.copy()
+    for a, b in zip(on[:-1], on[1:], strict=True):
+        if b > a + 1 and x[b] - x[a] <= gap_mm:
+            out[a:b] = True
     return out
 
 
