@@ -47,6 +47,15 @@ def test_a_lead_the_image_cuts_is_cut_where_the_paper_goes_on():
     traces = [_trace("V1", 0, top), _trace("V2", 1, below), _trace("V3", 2, near + 15)]
     assert cut_leads(traces, _half_page()) == {"V1"}
     assert cut_leads([_trace("V1", 1, near)], _half_page()) == set()
+    # an image that crops the paper's left side cuts the rows in time, not their waves
+    h = np.array([[8.0, 0.0, -40.0 * 8.0], [0.0, 8.0, 0.0], [0.0, 0.0, 1.0]])
+    side = PageMap(h, (int(239.4 * 8), int(215.9 * 8)), (279.4, 215.9))  # paper x 40 .. 279.4 mm pictured
+    assert cut_leads(traces, side) == set()
+    turned = PageMap(h[[1, 0, 2]], (int(215.9 * 8), int(239.4 * 8)), (279.4, 215.9))  # a quarter turn of it
+    assert cut_leads(traces, turned) == set()
+    assert cut_leads(traces, PageMap(_half_page().homography[[1, 0, 2]], (864, 2235), (279.4, 215.9))) == {
+        "V1"
+    }
     # the same traces on an image of the whole sheet: nothing runs off
     assert cut_leads(traces, scale_map(8.0, (2235, 1727), (279.4, 215.9))) == set()
 

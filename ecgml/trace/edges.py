@@ -29,15 +29,24 @@ BORROWED_CONFIDENCE = 0.05  # the most a column read on another row's ink keeps 
 def near_edge(
     page_map: PageMap, x_mm: np.ndarray, y_mm: np.ndarray, margin_mm: float = OFF_PAPER_MM
 ) -> np.ndarray:
-    """Per point: within `margin_mm` (up or down the paper) of the paper's top or bottom edge or of the
-    image's edge, or beyond either: the picture ends there."""
+    """Per point: within `margin_mm` (up or down the paper) of the paper's top or bottom edge, or of an edge
+    of the image that runs along the rows, or beyond either: the picture ends there, across the rows.
+
+    Only the image's edges that run along the rows count (those that paper y crosses more steeply than paper
+    x, in the image): a photo that crops the paper's side cuts the rows in time, not their waves (validation
+    6x2-seq_001, realworld: the left column's starts lie past the image's left edge, their waves inside)."""
     x, y = np.asarray(x_mm, dtype=np.float64), np.asarray(y_mm, dtype=np.float64)
     out = (y < margin_mm) | (y > page_map.paper_mm[1] - margin_mm)
     w, h = page_map.image_size
+    at = page_map.mm_to_px(np.stack([x, y], axis=-1))
+    along_x = np.abs(page_map.mm_to_px(np.stack([x + 1.0, y], axis=-1)) - at)  # image px per paper mm in x
+    along_y = np.abs(page_map.mm_to_px(np.stack([x, y + 1.0], axis=-1)) - at)  # ... and in y
+    across = along_y > along_x  # per image axis: the image's sides normal to it run along the rows
     for dy in (-margin_mm, margin_mm):
         px = page_map.mm_to_px(np.stack([x, y + dy], axis=-1))
-        inside = (px[..., 0] >= 0) & (px[..., 0] <= w) & (px[..., 1] >= 0) & (px[..., 1] <= h)
-        out |= ~inside
+        past_u = (px[..., 0] < 0) | (px[..., 0] > w)  # past the image's left or right side
+        past_v = (px[..., 1] < 0) | (px[..., 1] > h)  # past its top or bottom
+        out |= (past_u & across[..., 0]) | (past_v & across[..., 1])
     return np.asarray(out, dtype=bool)
 
 
