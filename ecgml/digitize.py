@@ -72,9 +72,10 @@ from ecgml.page_reader import (
     read_labels,
 )
 from ecgml.records import LEADS, Record, record_name, write_csv, write_wfdb
+from ecgml.trace.edges import cut_leads, unread_borrowed
 from ecgml.trace.grid_timing import correct_x
 from ecgml.trace.types import CellTrace, TraceExtractor
-from ecgml.verdict import OFF_PAPER_MM, LeadReport, geometry_factor, lead_report, load_calibration
+from ecgml.verdict import LeadReport, geometry_factor, lead_report, load_calibration
 
 log = logging.getLogger(__name__)
 
@@ -457,9 +458,11 @@ class Digitizer:
         t_tall = time.perf_counter()
         traces = self.extractor.read_tall(page, geo.layout, traces)  # the final layout's tall complexes
         t_tall = time.perf_counter() - t_tall
+        cut = cut_leads(traces, geo.page_map)  # run off the paper or the image: held, others' ink unread
+        traces = unread_borrowed(traces, cut)
         asm: Assembly = assemble(traces, geo.layout, fs, name=name)
         solved.evidence["ecg_page"] = page_ev.to_json()
-        report = _report(asm, traces, geo, solved, labels)
+        report = _report(asm, traces, geo, solved, labels, cut)
         record = _blank_unreadable(asm.record, report)
         t4 = time.perf_counter()
         secs = {"geometry": t1 - t0, "canonical": t2 - t1, "extract": t3 - t2, "assemble": t4 - t3}
@@ -779,9 +782,15 @@ def label_notes(labels: LabelReading, layout: PageLayout) -> list[str]:
 
 
 def _report(
-    asm: Assembly, traces: list[CellTrace], geo: Geometry, solved: Solved, labels: LabelReading | None = None
+    asm: Assembly,
+    traces: list[CellTrace],
+    geo: Geometry,
+    solved: Solved,
+    labels: LabelReading | None = None,
+    cut: set[str] | None = None,
 ) -> LeadReport:
-    """Status and confidence per lead from trace, geometry and layout evidence (`ecgml.verdict`)."""
+    """Status and confidence per lead from trace, geometry and layout evidence (`ecgml.verdict`); `cut`:
+    leads whose trace runs off the paper or the image (`trace.edges.cut_leads`; None: tested here)."""
     shown = {c.lead for c in geo.layout.cells}
     n_read: dict[str, int] = {}
     n_all: dict[str, int] = {}
@@ -806,20 +815,10 @@ def _report(
         lead_pulse_evidence(geo), asm.limbs_off,
         {"beats": beat_agreement(sig, asm.record.fs), "beat_witnesses": beat_witnesses(sig, asm.record.fs)}
         | {"page_shape": dict.fromkeys(shown, page_shape(sig, asm.record.fs))},
-        off_paper(traces, geo.page_map.paper_mm[1]),
+        cut_leads(traces, geo.page_map) if cut is None else cut,
     )  # fmt: skip
     report.warnings += [w for w in (gain_warning(geo), speed_warning(geo)) if w]
     return report
-
-
-def off_paper(traces: list[CellTrace], paper_h_mm: float) -> set[str]:
-    """Leads whose trace comes within OFF_PAPER_MM of the paper's top or bottom edge: it ran off the paper."""
-    out = set()
-    for tr in traces:
-        y = tr.y_mm[np.isfinite(tr.y_mm)]
-        if y.size and (y.min() < OFF_PAPER_MM or y.max() > paper_h_mm - OFF_PAPER_MM):
-            out.add(tr.lead)
-    return out
 
 
 def trace_rows(geo: Geometry) -> int:
