@@ -286,3 +286,41 @@ def test_names_that_build_no_layout_still_cut_geometry_rows(monkeypatch) -> None
     assert not found.used and found.recut and traced == ["3x4+1R"]
     firsts = sorted(c.x0_mm for c in got.layout.cells if c.col == 0)
     assert abs(firsts[0] - 24.5) < 0.5 and got.layout.name == "3x4+1R"
+
+
+def test_names_in_two_columns_on_geometrys_six_rows_replace_its_four_column_template(monkeypatch) -> None:
+    import ecgml.digitize as dg
+
+    # geometry found all six rows and cut them by their count as 3x4+3R (three rows of four cells and
+    # three strips); the names stand in two columns on those rows: the page is 6x2, not 3x4+3R
+    true = [44.0 + 25 * r for r in range(6)]
+    g = find_grid(_lattice(SIX_BY_TWO, [20.0, 150.0], 40.0, 25.0))
+    assert g is not None
+    monkeypatch.setattr(dg, "read_grid", lambda ink, net, prob=None: (g, []))
+    image = np.full((400, 500, 3), 255, np.uint8)
+    calls, retrace = _recording_retrace()
+    geo = dg.flat_page_estimate(image)
+    geo.diagnostics["row_baselines_mm"] = true
+    geo.layout = make_layout("3x4+3R", baselines_mm=true, x0_mm=20.0)
+    got, _, found = dg.rows_from_names(image, None, geo, [], retrace)
+    assert found.used and found.evidence["rows_added"] == 0 and found.evidence["columns_named"] == 2
+    assert got.layout.name.startswith("6x2") and calls[-1] == got.layout.name
+    assert {sum(c.row == r for c in got.layout.cells) for r in range(6)} == {2}
+    assert np.allclose(got.layout.row_baselines(), true, atol=0.6)
+
+
+def test_one_column_of_names_does_not_replace_geometrys_template(monkeypatch) -> None:
+    import ecgml.digitize as dg
+
+    # only the limb column read (the chest names contradict the lattice): no evidence of the columns
+    true = [44.0 + 25 * r for r in range(6)]
+    g = find_grid(_lattice([[r[0]] for r in SIX_BY_TWO], [20.0], 40.0, 25.0))
+    assert g is not None and len(g.cols_x) == 1
+    monkeypatch.setattr(dg, "read_grid", lambda ink, net, prob=None: (g, []))
+    image = np.full((400, 500, 3), 255, np.uint8)
+    calls, retrace = _recording_retrace()
+    geo = dg.flat_page_estimate(image)
+    geo.diagnostics["row_baselines_mm"] = true
+    geo.layout = make_layout("3x4+3R", baselines_mm=true, x0_mm=20.0)
+    got, _, found = dg.rows_from_names(image, None, geo, [], retrace)
+    assert not found.used and got.layout.name == "3x4+3R"
