@@ -39,7 +39,6 @@ from ecgml.label_grid import (
     lost_rows,
     name_maps,
     names_off_cells,
-    other_columns,
     read_grid,
     recut,
 )
@@ -610,9 +609,7 @@ def rows_from_names(
             lay = lays[int(np.argmax(fits))]
             ev["offset_fits"] = [round(f, 2) for f in fits]
     lost = lost_rows(lay, geo.layout, grid.pitch) if lay is not None else 0
-    # on geometry's rows, the names' columns may still cut them otherwise than its template (by row count)
-    cols = lay is not None and not lost and other_columns(grid, lay, geo.layout)
-    keep = lay if lay is not None and (lost or cols) else geo.layout
+    keep = lay if lay is not None and lost else geo.layout
     # the names' columns say where the cells start whether or not they also built a layout (a lattice
     # of the layout's leads on geometry's rows places its columns alike)
     cut = names_cuts(grid, keep, geo.page_map.paper_mm[0])
@@ -620,7 +617,7 @@ def rows_from_names(
         ev["cuts"] = cut
     if cut is not None and cut.get("frame_mm"):
         keep = recut(keep, tuple(cut["frame_mm"]))
-    if lay is None or not (lost or cols):
+    if lay is None or not lost:
         ev["used"] = False
         if keep is geo.layout:
             return geo, traces, found
@@ -630,12 +627,6 @@ def rows_from_names(
         f"rows read from the printed lead names: {lay.name} ({lay.n_rows} rows), "
         f"not geometry's {geo.layout.name} ({geo.layout.n_rows} rows)"
     )
-    if cols:
-        ev["columns_named"] = len(grid.cols_x)
-        ev["note"] = (
-            f"columns read from the printed lead names: {lay.name} ({len(grid.cols_x)} per row), "
-            f"not geometry's {geo.layout.name} (on the same {geo.layout.n_rows} rows)"
-        )
     return replace(geo, layout=keep), retrace(keep), found
 
 

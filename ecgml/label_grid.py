@@ -396,29 +396,6 @@ def lost_rows(names: PageLayout, geometry: PageLayout, pitch: float) -> int:
     return sum(bool(np.abs(have - y).min() > SNAP_SHARE * pitch) for y in names.row_baselines())
 
 
-def other_columns(g: NameGrid, names: PageLayout, geometry: PageLayout) -> bool:
-    """Whether the names' layout cuts a row into another number of cells than geometry's template cuts
-    the row at its place (within SNAP_SHARE of the pitch), where the lattice places two columns or
-    more. Geometry's template comes from the row count alone, so a six-row page is cut as 3x4+3R
-    whether its names stand in two columns or four (validation cabrera-6x2_001: a cabrera-6x2 lattice of
-    9 names on geometry's 6 rows, read as cabrera-3x4+3R, every lead wrong); `lost_rows` is 0 there. A
-    single column of names is no column evidence: a 6x2 page whose chest names contradict the lattice
-    leaves its limb column alone (`find_grid`)."""
-    if int(np.isfinite(np.asarray(g.cols_x, np.float64)).sum()) < 2:
-        return False
-    per_row: dict[float, int] = {}
-    for c in geometry.cells:
-        per_row[c.baseline_mm] = per_row.get(c.baseline_mm, 0) + 1
-    have = np.asarray(list(per_row), np.float64)
-    counts = list(per_row.values())
-    n_grid = len(g.rows_y) - len(g.strips)
-    for y in names.row_baselines()[:n_grid]:
-        j = int(np.argmin(np.abs(have - y)))
-        if abs(have[j] - y) <= SNAP_SHARE * g.pitch and counts[j] != len(g.cols_x):
-            return True
-    return False
-
-
 def column_starts(g: NameGrid) -> tuple[float, float] | None:
     """(x where the first column's name would stand at its cell's start, column pitch) of the lattice: a
     line through its placed columns after the first (names stand one column pitch apart, a cart's columns
