@@ -169,12 +169,8 @@ def short_rows(
     if layout.pulses and all(p.x0_mm >= max(c.x1_mm for c in layout.cells) - 1.0 for p in layout.pulses):
         return layout  # a pulse after the rows would count as trace
     base = layout.row_baselines()
-    if len(base) < MIN_TRACE_ROWS:
-        return layout
-    band = TRACE_BAND_PITCH * float(np.min(np.diff(base)))
-    found = [trace_extent(mask, ext, b, band, tx, ty, ppm) for b in base]
-    spans = np.array([s for s in found if s is not None], np.float64)
-    if len(spans) < MIN_TRACE_ROWS:
+    spans = _row_spans(mask, ext, base, tx, ty, ppm)
+    if spans is None:
         return layout
     end = float(np.median(spans[:, 1]))
     if (
@@ -182,8 +178,7 @@ def short_rows(
         or spans[:, 1].max() > end + BEYOND_MM
     ):
         return layout  # rows of several lengths: some rows' last cells blank (leads not recorded)
-    x0 = float(np.median([min(c.x0_mm for c in layout.cells if c.row == r) for r in range(len(base))]))
-    x1 = float(np.median([max(c.x1_mm for c in layout.cells if c.row == r) for r in range(len(base))]))
+    x0, x1 = _row_bounds(layout, len(base))
     # rows without a pulse start their trace where their cells start (the latest start two rows share);
     # rows with one, a pulse width left of it
     starts = np.sort(spans[:, 0])[::-1]
@@ -196,14 +191,7 @@ def short_rows(
     share = (end - a) / (x1 - x0)
     if not MIN_SHARE <= share < SHORT_SHARE:
         return layout
-    h, w = valid.shape
-    last = []
-    for b in base:
-        i = int(np.clip((b - ty - ext[1]) * ppm, 0, h - 1))
-        cols = np.flatnonzero(valid[i])
-        if cols.size:
-            last.append(ext[0] + (cols[-1] + 1) / ppm + tx)
-    if not last or float(np.median(last)) < end + INSIDE_MM:
+    if not _read_to(valid, ext, base, tx, ty, ppm, end + INSIDE_MM):
         return layout  # the traces stop where the image (or the ink read) does: a crop, not a shorter row
     cells = [
         replace(c, x0_mm=a + (c.x0_mm - x0) * share, x1_mm=a + (c.x1_mm - x0) * share, t0_s=c.t0_s * share,
@@ -233,18 +221,13 @@ def ends_placed(
     if layout.pulses:
         return layout
     base = layout.row_baselines()
-    if len(base) < MIN_TRACE_ROWS:
-        return layout
-    band = TRACE_BAND_PITCH * float(np.min(np.diff(base)))
-    found = [trace_extent(mask, ext, b, band, tx, ty, ppm) for b in base]
-    spans = np.array([s for s in found if s is not None], np.float64)
-    if len(spans) < MIN_TRACE_ROWS:
+    spans = _row_spans(mask, ext, base, tx, ty, ppm)
+    if spans is None:
         return layout
     end = float(np.median(spans[:, 1]))
     if np.mean(np.abs(spans[:, 1] - end) <= SAME_END_MM) < SAME_END_ROWS:
         return layout
-    x1 = float(np.median([max(c.x1_mm for c in layout.cells if c.row == r) for r in range(len(base))]))
-    x0 = float(np.median([min(c.x0_mm for c in layout.cells if c.row == r) for r in range(len(base))]))
+    x0, x1 = _row_bounds(layout, len(base))
     shift = end - x1
     if not END_SHIFT_MM[0] <= abs(shift) <= END_SHIFT_MM[1]:
         return layout
@@ -252,14 +235,54 @@ def ends_placed(
         # the traces do not start where the moved rows would: a pulse after them (1 mm past the trace,
         # joined to its run), or one before them, or names: the ends alone do not place the rows
         return layout
-    h, _ = valid.shape
+    if not _read_to(valid, ext, base, tx, ty, ppm, end + INSIDE_MM):
+        return layout  # the traces stop where the image (or the ink read) does: cut there, not ended
+    cells = [replace(c, x0_mm=c.x0_mm + shift, x1_mm=c.x1_mm + shift) for c in layout.cells]
+    return replace(layout, cells=cells)
+
+
+def _row_spans(
+    mask: np.ndarray,
+    ext: tuple[float, float, float, float],
+    base: list[float],
+    tx: float,
+    ty: float,
+    ppm: float,
+) -> np.ndarray | None:
+    """(n, 2) paper x of the traces' start and end on each row found (`trace_extent`), or None when fewer
+    than MIN_TRACE_ROWS rows (or traces) say where the rows run."""
+    if len(base) < MIN_TRACE_ROWS:
+        return None
+    band = TRACE_BAND_PITCH * float(np.min(np.diff(base)))
+    found = [trace_extent(mask, ext, b, band, tx, ty, ppm) for b in base]
+    spans = np.array([s for s in found if s is not None], np.float64)
+    return spans if len(spans) >= MIN_TRACE_ROWS else None
+
+
+def _row_bounds(layout: PageLayout, n_rows: int) -> tuple[float, float]:
+    """The layout's rows' start and end (paper x, median over its first `n_rows` rows)."""
+    rows = range(n_rows)
+    x0 = float(np.median([min(c.x0_mm for c in layout.cells if c.row == r) for r in rows]))
+    x1 = float(np.median([max(c.x1_mm for c in layout.cells if c.row == r) for r in rows]))
+    return x0, x1
+
+
+def _read_to(
+    valid: np.ndarray,
+    ext: tuple[float, float, float, float],
+    base: list[float],
+    tx: float,
+    ty: float,
+    ppm: float,
+    x_mm: float,
+) -> bool:
+    """Whether ink was looked for (`valid`) past paper x `x_mm` along the rows (the median over rows of
+    each row's last column read): traces that end there end on the page, not where the image stops."""
+    h = valid.shape[0]
     last = []
     for b in base:
         i = int(np.clip((b - ty - ext[1]) * ppm, 0, h - 1))
         cols = np.flatnonzero(valid[i])
         if cols.size:
             last.append(ext[0] + (cols[-1] + 1) / ppm + tx)
-    if not last or float(np.median(last)) < end + INSIDE_MM:
-        return layout  # the traces stop where the image (or the ink read) does: cut there, not ended
-    cells = [replace(c, x0_mm=c.x0_mm + shift, x1_mm=c.x1_mm + shift) for c in layout.cells]
-    return replace(layout, cells=cells)
+    return bool(last) and float(np.median(last)) >= x_mm
