@@ -593,7 +593,7 @@ def test_a_white_sheet_keeps_its_colours_and_a_cream_one_is_made_grey():
         raster = np.full((500, 700, 3), 60.0)
         raster[50:450, 50:650] = sheet
         raster[100:300:10, 100:500] = 120.0  # ruled lines
-        light = _lighting(np.clip(raster, 0, 255).astype(np.uint8), np.ones((500, 700), bool), 5.0)
+        light = _lighting(np.clip(raster, 0, 255).astype(np.uint8), np.ones((500, 700), bool), 5.0, True)
         assert light is not None
         assert np.allclose(light.balance, 1.0) != changed
         lit = light.apply(np.clip(raster, 0, 255).astype(np.uint8))[350:440, 100:600].astype(np.float32)

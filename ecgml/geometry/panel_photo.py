@@ -79,15 +79,19 @@ class _Lighting:
     balance: np.ndarray  # float32, per RGB channel
 
     def apply(self, image: np.ndarray) -> np.ndarray:
-        """`image` (RGB, the raster's size) lit evenly, its paper grey, PAPER_LEVEL outside the paper."""
-        even = np.clip(image.astype(np.float32) * self.gain[..., None] * self.balance, 0, 255)
+        """`image` (RGB, or one channel where the balance is 1; the raster's size) lit evenly, its paper
+        grey, PAPER_LEVEL outside the paper."""
+        px = image.astype(np.float32)
+        lit = px * self.gain[..., None] * self.balance if image.ndim == 3 else px * self.gain
+        even = np.clip(lit, 0, 255)
         even[~self.paper] = PAPER_LEVEL  # as bright as the paper: no ink, and the paper stays the paper level
         return even.astype(np.uint8)
 
 
-def _lighting(raster: np.ndarray, valid: np.ndarray, ppm: float) -> _Lighting | None:
+def _lighting(raster: np.ndarray, valid: np.ndarray, ppm: float, balanced: bool = False) -> _Lighting | None:
     """The paper of `raster` (RGB): its local brightness, the largest bright region inside the image (the
-    paper) and its box; None when no region stands out."""
+    paper) and its box, and with `balanced` the gain that makes its colour grey (`_balance`; else 1);
+    None when no region stands out."""
     grey = cv2.cvtColor(raster, cv2.COLOR_RGB2GRAY)
     k = max(3, int(FLAT_MM * ppm) | 1)
     # mean brightness per mm square (noise averaged out), its local maximum over FLAT_MM (the paper
@@ -116,7 +120,8 @@ def _lighting(raster: np.ndarray, valid: np.ndarray, ppm: float) -> _Lighting | 
     paper = cv2.morphologyEx(paper, cv2.MORPH_CLOSE, np.ones((k, k), np.uint8)) > 0
     gh, gw = grey.shape
     box = (int(x / r), int(y / r), min(gw, int((x + bw) / r) + 1), min(gh, int((y + bh) / r) + 1))
-    return _Lighting(PAPER_LEVEL / np.maximum(bg, 1.0), paper, box, _balance(raster, grey, bg, paper))
+    balance = _balance(raster, grey, bg, paper) if balanced else np.ones(3, np.float32)
+    return _Lighting(PAPER_LEVEL / np.maximum(bg, 1.0), paper, box, balance)
 
 
 def _balance(raster: np.ndarray, grey: np.ndarray, bg: np.ndarray, paper: np.ndarray) -> np.ndarray:
@@ -229,21 +234,20 @@ def _rectified_in(
     native = float(np.linalg.norm(ends[1] - ends[0])) * float((hi - lo).max())
     ppm = float(np.clip(native, *RASTER_LONG_SIDE)) / float((hi - lo).max())
     raster, valid, m = _raster(image, hom, lo, hi, ppm)
-    light = _lighting(raster, valid, ppm)
+    light = _lighting(raster, valid, ppm, balanced)
     if light is None:
         return None, False
-    if not balanced:
-        light = replace(light, balance=np.ones(3, np.float32))
-    elif np.allclose(light.balance, 1.0):
+    if balanced and np.allclose(light.balance, 1.0):
         return None, False  # a grey sheet: the look without the balance was this one
     # a half turn keeps the boxes' rows: one look along each axis says whether any turn holds boxes
     # (a page with one ruled area, every page-wide grid, stops here). The count reads only each px's
-    # darkest channel of the lit page
-    crop = light.apply(raster)
-    dark = _darkest(crop)
+    # darkest channel; without the balance, lighting commutes with taking it (one gain for all three
+    # channels, clipping and rounding keep order): that one channel lit gives the count at a third the cost
+    dark = _darkest(light.apply(raster)) if balanced else light.apply(_darkest(raster))
     boxes = {0: count_boxes(dark), 1: count_boxes(np.ascontiguousarray(np.rot90(dark, 1)))}
     if max(boxes.values()) < 2:
         return None, False
+    crop = light.apply(raster)
     ch, cw = crop.shape[:2]
     for k in TURNS:
         if boxes[k % 2] < 2:
