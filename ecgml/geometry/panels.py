@@ -57,6 +57,12 @@ EDGE_CUT_MM = 1.0  # a box side this close to the image's edge is the edge's, no
 NEAR_EDGE_MM = 4.0  # ... and within this of it (a scan turned a degree or two) when the box is narrower
 CUT_TOL_MM = 0.5  # ... than the whole boxes by more than this
 CUT_FACTOR = 0.8  # confidence kept by a page whose cut boxes were completed from its whole ones
+# a strip under the grid with one end where the grid's seconds start or end (within this) and the other
+# short of the grid's: that end was lost (a curled corner, a fold, a stain), completed from the grid's
+STRIP_ALIGN_MM = 1.5
+# ... only when it shows less than the grid by more than this share: the rows' spread would then cost the
+# page more than the completion's CUT_FACTOR (`panel_layout`: 1 - 4 * spread); a hair short, it stands
+STRIP_LOST_SHARE = (1.0 - CUT_FACTOR) / 4.0
 GAIN_MM_MV = 10.0
 MAX_DURATION_S = 10.0
 MIN_SHOWN_S = 7.5  # rows of boxes showing less than this: their scale or speed is in doubt
@@ -611,13 +617,18 @@ def _baseline(
 
 def _completed(
     rows: list[list[Box]], ppm: tuple[float, float], width_mm: float, grid_rows: list[int]
-) -> tuple[list[list[tuple[float, float]]], str]:
+) -> tuple[list[list[tuple[float, float]]], str, int]:
     """Each box's (x0, x1) in mm, a box cut by the image's left or right edge (a scan cropped inside the
     page) completed. A grid's boxes are all as wide (each column the same seconds): one near the edge
     and narrower than the whole ones is cut there, and gets their width; a strip under the grid cut at
     one end shows as many seconds as a grid row's boxes together (it starts where the grid starts when
-    cut at both). Returns the spans and "" (no box cut), "completed" or "not completed" (cut boxes
-    and no whole box to complete them from)."""
+    cut at both). A strip away from the edges that shows less than the grid by more than
+    STRIP_LOST_SHARE, one of its ends where the grid's seconds start or end (STRIP_ALIGN_MM), lost its
+    other end inside the page (a photo's curled corner, a fold: validation 0005 panels-3x4+1R_003, its
+    strip's first 26 mm lost under a curl, read 9.0 s under 10 s rows, the page's boxes dropped for the
+    spread and the page-wide fit's 3x4+1R read upside down): completed from the aligned end as well.
+    Returns the spans, "" (no box cut), "completed" or "not completed" (cut boxes and no whole box to
+    complete them from), and how many strips were completed from an aligned end."""
     spans = [[(b[0] / ppm[0], b[2] / ppm[0]) for b in r] for r in rows]
     near_l = [[a <= NEAR_EDGE_MM for a, _ in r] for r in spans]
     near_r = [[b >= width_mm - NEAR_EDGE_MM for _, b in r] for r in spans]
@@ -643,11 +654,18 @@ def _completed(
             status = status or "completed"
     seconds_mm = max(sum(b - a for a, b in out[r]) for r in grid) if grid else 0.0
     g0 = min(out[r][0][0] for r in grid) if grid else 0.0
+    lost = 0
     for r, row in enumerate(spans):
         if r in grid or len(row) != 1 or not grid:
             continue
         a, b = row[0]  # a strip under the grid
-        if b - a >= seconds_mm - CUT_TOL_MM or not (near_l[r][0] or near_r[r][0]):
+        if b - a >= seconds_mm - CUT_TOL_MM:
+            continue
+        if not (near_l[r][0] or near_r[r][0]):
+            at_start, at_end = abs(a - g0) <= STRIP_ALIGN_MM, abs(b - g0 - seconds_mm) <= STRIP_ALIGN_MM
+            if b - a < (1.0 - STRIP_LOST_SHARE) * seconds_mm and at_start != at_end:
+                out[r][0] = (a, a + seconds_mm) if at_start else (b - seconds_mm, b)
+                lost += 1
             continue
         if near_l[r][0] and near_r[r][0]:
             out[r][0] = (min(a, g0), b)
@@ -655,7 +673,7 @@ def _completed(
         else:
             out[r][0] = (b - seconds_mm, b) if near_l[r][0] else (a, a + seconds_mm)
             status = status or "completed"
-    return out, status
+    return out, status, lost
 
 
 def panel_layout(
@@ -680,7 +698,7 @@ def panel_layout(
     if shape not in SHAPES or len(strip_rows) > len(STRIP_LEADS):
         return None, 0.0, f"a {shape[0]}x{shape[1]} grid of boxes: not a known shape"
     names = SHAPES[shape] + [[lead] for lead in STRIP_LEADS[: len(strip_rows)]]
-    spans_mm, cut = _completed(rows, ppm, paper_mm[0], grid_rows)
+    spans_mm, cut, lost = _completed(rows, ppm, paper_mm[0], grid_rows)
     cells: list[Cell] = []
     spans = []
     for r, boxes in enumerate(rows):
@@ -727,4 +745,8 @@ def panel_layout(
         # an inference, not a reading; where no whole box said it, the window is in doubt
         conf *= CUT_FACTOR if cut == "completed" else 0.5 * CUT_FACTOR
         why = f" (boxes cut by the image's edge: {cut})"
+    if lost:
+        # a strip's end lost inside the page, its window completed from the grid's: an inference too
+        conf *= CUT_FACTOR
+        why += f" ({lost} strip's end lost: completed from the grid's seconds)"
     return lay, conf, f"{name}: rows show {min(spans):.2f}-{max(spans):.2f} s" + why
