@@ -599,3 +599,35 @@ def test_a_white_sheet_keeps_its_colours_and_a_cream_one_is_made_grey():
         lit = light.apply(np.clip(raster, 0, 255).astype(np.uint8))[350:440, 100:600].astype(np.float32)
         if changed:
             assert np.ptp(np.median(lit.reshape(-1, 3), axis=0)) <= 3 and lit.min() >= PAPER_LEVEL - 15
+
+
+@pytest.mark.parametrize("lost", ["start", "end"])
+def test_a_strip_whose_end_is_lost_inside_the_page_gets_its_window_from_the_grid(panel_page, lost):
+    """A photo's curled corner or a fold hides one end of the strip under the grid (here its first or last
+    30 mm made paper): its other end still sits where the grid's seconds start or end, so the part shown
+    keeps its own seconds (from that end, not from where the box now starts), the page is read as boxes
+    (PANEL_MIN_CONFIDENCE: not dropped for its rows' spread) and says it completed the strip, at a lower
+    confidence than the whole page."""
+    from ecgml.geometry.estimate import PANEL_MIN_CONFIDENCE
+
+    r = panel_page
+    ppm = r.meta["page_px_per_mm"]
+    speed = r.layout.speed_mm_s
+    (strip,) = [c for c in r.layout.cells if c.row == r.layout.n_rows - 1]
+    img = r.image.copy()
+    paper = np.median(img[: int(5 * ppm), : int(5 * ppm)].reshape(-1, 3), axis=0)  # the sheet's top corner
+    y0, y1 = int((strip.box_top_mm - 2) * ppm), int((strip.box_bottom_mm + 2) * ppm)
+    a_mm = strip.x0_mm - 2 if lost == "start" else strip.x1_mm - 30
+    b_mm = strip.x0_mm + 30 if lost == "start" else strip.x1_mm + 2
+    img[y0:y1, int(a_mm * ppm) : int(b_mm * ppm)] = paper
+    found = find_panels(img)
+    assert found is not None and found.layout.name == "3x4+1R"
+    assert PANEL_MIN_CONFIDENCE <= found.confidence < find_panels(r.image).confidence
+    (got,) = [c for c in found.layout.cells if c.row == r.layout.n_rows - 1]
+    scale = ppm / found.px_per_mm[0]  # the reader's mm -> truth mm
+    x0_mm, x1_mm = got.x0_mm * scale, got.x1_mm * scale
+    assert x0_mm == pytest.approx(max(strip.x0_mm, b_mm if lost == "start" else strip.x0_mm), abs=0.5)
+    assert x1_mm == pytest.approx(min(strip.x1_mm, a_mm if lost == "end" else strip.x1_mm), abs=0.5)
+    assert got.t0_s == pytest.approx(strip.t0_s + (x0_mm - strip.x0_mm) / speed, abs=0.03)
+    assert got.t1_s == pytest.approx(strip.t0_s + (x1_mm - strip.x0_mm) / speed, abs=0.03)
+    assert "strip's end lost: completed" in found.diagnostics["panel_fit"]
