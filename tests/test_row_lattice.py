@@ -68,6 +68,18 @@ def test_a_stack_of_close_pulses_at_one_pitch_is_every_row() -> None:
     assert len(_aligned(stack, PPM)) == 4
 
 
+def test_a_stack_of_close_pulses_stretched_by_a_bent_page_is_every_row() -> None:
+    """A bent photo's map stretches the top of a 12-row stack and squeezes its middle (validation
+    cabrera-12x1_001: gaps 9.0 to 10.6 mm, the largest 1.18 of the smallest): still one pitch, every row."""
+    gaps_mm = [10.6, 10.0, 9.2, 9.0, 9.5, 10.0, 9.5, 9.8, 9.7, 9.7, 9.8]
+    ys = 100.0 + PPM * np.concatenate([[0.0], np.cumsum(gaps_mm)])
+    pulses = [(1.0, 50.0, float(y)) for y in ys]
+    assert len(_aligned(pulses, PPM)) == 12
+    # a stack 25 mm apart with a false match 10 mm under one pulse is no stack of one pitch: four rows
+    stack = [(1.0, 50.0, 100.0 + 100.0 * i) for i in range(4)] + [(0.5, 50.0, 140.0)]
+    assert len(_aligned(stack, PPM)) == 4
+
+
 def _found(centres: list[float]) -> Rows:
     n = len(centres)
     return Rows(np.array(centres), np.full(n, 10.0), np.full(n, 190.0), np.zeros(n, bool))

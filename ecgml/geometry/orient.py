@@ -873,7 +873,12 @@ def taller(f: np.ndarray, left: int, foot: int, w: int, ppm: float) -> bool:
 
 PULSE_ROW_MM = 12.0  # pulses of one stack closer than this are one row's (and a false match beside it)
 PULSE_DENSE_MM = 7.0  # ... unless the closer ones stand at one pitch (12 rows on a page: ~10 mm apart)
-PULSE_PITCH_TOL = 0.15  # every gap of a stack a whole number of its smallest gap, within this share
+PULSE_PITCH_TOL = 0.15  # every gap of a stack a whole number of its pitch, within this share
+# the stack's pitch: the median of its gaps under this many times its smallest (one pitch each). A bent
+# photo's map stretches one part of a stack and squeezes another: validation cabrera-12x1_001's twelve
+# pulses stood 9.0 to 10.6 mm apart (10.6 is 1.18 of the smallest gap, 1.09 of their median 9.7), and
+# measured by the smallest gap every other pulse and row was lost (read as six rows, 6x1-chest)
+SINGLE_GAP = 1.5
 
 
 def _one_per_row(grp: list[tuple[float, float, float]], apart_px: float) -> list[tuple[float, float, float]]:
@@ -885,12 +890,14 @@ def _one_per_row(grp: list[tuple[float, float, float]], apart_px: float) -> list
 
 
 def _regular(ys: list[float]) -> bool:
-    """Whether the baselines stand at one pitch (gaps whole multiples of the smallest)."""
+    """Whether the baselines stand at one pitch: every gap a whole number of pitches (the median of the
+    gaps under SINGLE_GAP times the smallest), within PULSE_PITCH_TOL."""
     g = np.diff(np.sort(np.asarray(ys, np.float64)))
     if len(g) < 2 or g.min() <= 0:
         return False
-    r = g / g.min()
-    return bool(np.all(np.abs(r - np.round(r)) <= PULSE_PITCH_TOL))
+    pitch = float(np.median(g[g < SINGLE_GAP * g.min()]))
+    r = g / pitch
+    return bool(np.all((np.round(r) >= 1) & (np.abs(r - np.round(r)) <= PULSE_PITCH_TOL)))
 
 
 def _aligned(pulses: list[tuple[float, float, float]], ppm: float) -> list[tuple[float, float, float]]:
