@@ -369,11 +369,10 @@ def layout_from_names(
 
 
 def name_maps(ink: np.ndarray, net: Any) -> np.ndarray:
-    """The reader's class maps over the whole of a page's ink (`page_reader.page_ink` at its READ_PPM), its
-    edges padded (`page_reader.page_maps`: step (0, 0) is centred at MAP_CENTRE_MM)."""
-    from ecgml.page_reader import page_maps
+    """The reader's class maps over the whole of a page's ink (`page_reader.page_ink` at its READ_PPM)."""
+    from ecgml.patch_net import class_maps
 
-    return page_maps(net, ink)
+    return np.asarray(class_maps(net, ink))
 
 
 def read_grid(
@@ -381,10 +380,10 @@ def read_grid(
 ) -> tuple[NameGrid | None, list[Peak]]:
     """The name lattice of a rectified page's ink (`page_reader.page_ink` at READ_PPM, origin at paper
     0, 0) and the peaks it was fitted to, the reader run once over the whole page (or its maps `prob`)."""
-    from ecgml.page_reader import MAP_CENTRE_MM, NAMES, STRIDE_MM
+    from ecgml.page_reader import NAMES, PATCH_MM, STRIDE_MM
 
     prob = prob if prob is not None else name_maps(ink, net)
-    pk = peaks(prob, NAMES, STRIDE_MM, MAP_CENTRE_MM)
+    pk = peaks(prob, NAMES, STRIDE_MM, (PATCH_MM[0] / 2, PATCH_MM[1] / 2))
     return find_grid(pk), pk
 
 

@@ -97,26 +97,6 @@ def page_ink(page_rgb: np.ndarray) -> np.ndarray:
 
 EXAMPLE_SHAPE = (1, 1, int(PATCH_MM[1] * READ_PPM), int(PATCH_MM[0] * READ_PPM))  # one patch, for the export
 
-# The maps are computed on the ink padded by half a patch (whole map steps) on every side, so that a name
-# printed within half a patch of the paper's edge is centred in some patch. Unpadded, the map's first step
-# was centred half a patch in: a page cropped to its plot area (a small web copy, a photo) prints its first
-# column's names 2-10 mm from the edge, and they were never read (validation lowres 6x1-limb_004: 5 of 6).
-MAP_PAD_MM = (12.0, 6.0)
-MAP_ORIGIN_MM = (-MAP_PAD_MM[0], -MAP_PAD_MM[1])  # the page point of the padded ink's corner
-MAP_CENTRE_MM = (PATCH_MM[0] / 2 - MAP_PAD_MM[0], PATCH_MM[1] / 2 - MAP_PAD_MM[1])  # step (0, 0)'s centre
-
-
-def padded(ink: np.ndarray) -> np.ndarray:
-    """The ink with MAP_PAD_MM of blank paper (no ink) on every side."""
-    px, py = int(round(MAP_PAD_MM[0] * READ_PPM)), int(round(MAP_PAD_MM[1] * READ_PPM))
-    return np.pad(np.asarray(ink, np.float32), ((py, py), (px, px)))
-
-
-def page_maps(net: Any, ink: np.ndarray) -> np.ndarray:
-    """The reader's class maps over the whole of a page's ink (`page_ink`), its edges padded (`padded`):
-    step (i, j) is centred at MAP_CENTRE_MM + STRIDE_MM * (j, i) on the page."""
-    return np.asarray(class_maps(net, padded(ink)))
-
 
 @functools.lru_cache(maxsize=2)
 def load_reader(path: str | None = None) -> Any:
@@ -238,10 +218,9 @@ def _voted(window: np.ndarray) -> tuple[int, float]:
 
 
 def maps_near(net: Any, ink: np.ndarray, layout: PageLayout) -> np.ndarray:
-    """`page_maps` computed only where the layout's names may be printed: one box per column of cell
+    """`class_maps` computed only where the layout's names may be printed: one box per column of cell
     starts (all its rows, the search window and a patch around it); elsewhere "none". A few times
     cheaper than the whole page, the same numbers inside the boxes."""
-    ink = padded(ink)
     kh, kw = int(PATCH_MM[1] * READ_PPM / 8), int(PATCH_MM[0] * READ_PPM / 8)
     hh, ww = ink.shape[0] // 8 - kh + 1, ink.shape[1] // 8 - kw + 1
     prob = np.zeros((len(CLASSES), max(hh, 0), max(ww, 0)), np.float32)
@@ -253,10 +232,10 @@ def maps_near(net: Any, ink: np.ndarray, layout: PageLayout) -> np.ndarray:
         cols.setdefault(int(round(c.x0_mm / 2)), []).append(c.baseline_mm)
     for key, ys in cols.items():
         x = 2.0 * key
-        j0 = max(int(np.floor((x + SEARCH_X_MM[0] - MAP_CENTRE_MM[0]) / STRIDE_MM)) - 2, 0)
-        j1 = min(int(np.ceil((x + SEARCH_X_MM[1] - MAP_CENTRE_MM[0]) / STRIDE_MM)) + 3, ww)
-        i0 = max(int(np.floor((min(ys) + SEARCH_Y_MM[0] - MAP_CENTRE_MM[1]) / STRIDE_MM)) - 2, 0)
-        i1 = min(int(np.ceil((max(ys) + SEARCH_Y_MM[1] - MAP_CENTRE_MM[1]) / STRIDE_MM)) + 3, hh)
+        j0 = max(int(np.floor((x + SEARCH_X_MM[0] - PATCH_MM[0] / 2) / STRIDE_MM)) - 2, 0)
+        j1 = min(int(np.ceil((x + SEARCH_X_MM[1] - PATCH_MM[0] / 2) / STRIDE_MM)) + 3, ww)
+        i0 = max(int(np.floor((min(ys) + SEARCH_Y_MM[0] - PATCH_MM[1] / 2) / STRIDE_MM)) - 2, 0)
+        i1 = min(int(np.ceil((max(ys) + SEARCH_Y_MM[1] - PATCH_MM[1] / 2) / STRIDE_MM)) + 3, hh)
         if i1 <= i0 or j1 <= j0:
             continue
         # computed two steps wider each way: the trunk's padding then falls outside the box, where the
@@ -316,11 +295,11 @@ def read_labels(
     t0 = time.perf_counter()
     ink = page_ink(page_rgb) if ink is None else ink
     layout = label_anchors(layout)
-    cells = _cell_reads(prob if prob is not None else maps_near(net, ink, layout), layout, *MAP_ORIGIN_MM)
+    cells = _cell_reads(prob if prob is not None else maps_near(net, ink, layout), layout, 0.0, 0.0)
     size = (ink.shape[1] / READ_PPM, ink.shape[0] / READ_PPM)
     turned = _turned(layout, size)
     flipped = np.ascontiguousarray(ink[::-1, ::-1])
-    down = _names_read(_cell_reads(maps_near(net, flipped, turned), turned, *MAP_ORIGIN_MM))
+    down = _names_read(_cell_reads(maps_near(net, flipped, turned), turned, 0.0, 0.0))
     sure = {k: v for k, v in cells.items() if v[1] >= READ_AT}
     lead_of = {(c.row, c.col): c.lead for c in layout.cells}
     agree = float(np.mean([_lead(v[0]) == lead_of[k] for k, v in sure.items()])) if sure else float("nan")
@@ -347,7 +326,7 @@ def names_beside(
         layouts = [label_anchors(lay) for lay in layouts]  # a box's name about its top, as `read_labels`
         union = replace(layouts[0], cells=[c for lay in layouts for c in lay.cells])
         near = prob if prob is not None else maps_near(net, ink, union)
-        return [_cell_reads(near, lay, *MAP_ORIGIN_MM) for lay in layouts]
+        return [_cell_reads(near, lay, 0.0, 0.0) for lay in layouts]
 
     return read
 

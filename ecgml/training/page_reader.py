@@ -226,12 +226,12 @@ def cart_patches(
         from scipy.ndimage import maximum_filter
 
         from ecgml.label_grid import name_maps
-        from ecgml.page_reader import MAP_CENTRE_MM, STRIDE_MM
+        from ecgml.page_reader import STRIDE_MM
 
         best = name_maps(ink, miner)[: len(NAMES)].max(axis=0)
         ii, jj = np.nonzero((best == maximum_filter(best, size=3)) & (best >= MINE_AT))
         for n in rng.permutation(len(ii))[:MINE_MAX]:
-            x, y = MAP_CENTRE_MM[0] + jj[n] * STRIDE_MM, MAP_CENTRE_MM[1] + ii[n] * STRIDE_MM
+            x, y = PATCH_MM[0] / 2 + jj[n] * STRIDE_MM, PATCH_MM[1] / 2 + ii[n] * STRIDE_MM
             spots.append((x + rng.uniform(-1, 1), y + rng.uniform(-1, 1)))
     for cx, cy in spots:
         if not any(abs(cx - lx) < 4 and abs(cy - ly) < 3 for lx, ly in centres):
