@@ -130,7 +130,7 @@ PANEL_PHOTO_MAX_PAGE_CONF = 0.8
 # boxes' order and their turn are still the boxes' own, where the page-wide fit reads a page of boxes as
 # rows of a template (validation panels-12x1_003: twelve boxes read as 3x4)
 BENT_PANELS_MAX_CONF = 0.18
-# how the rows were found when the ink mask showed fewer than any layout has (`_rows_again`): the diagnostics' note
+# how the rows were found where the ink mask showed fewer than any layout has (`_rows_again`): a note
 ROWS_AGAIN = {"trace_ink": "grid lines removed by shape", "rows_bridged": "thin strokes bridged"}
 
 
