@@ -104,6 +104,30 @@ def test_rows_of_spiky_curves_in_the_image_are_ecg_ink_turned_or_not() -> None:
         assert n < MIN_CURVES or agree < CURVES_AT, (kind, seed, n, agree)
 
 
+def _small_rows(spike_px: float, turn: bool) -> np.ndarray:
+    """Six rows of a page small in a photo (the image as `ink_curves` looks at it: 1200 px): 620 px long,
+    tilted, with narrow spikes `spike_px` tall at the same x (low limb leads), optionally turned."""
+    img = np.full((900, 1200, 3), 235, np.uint8)
+    x = np.arange(300, 920)
+    for row in range(6):
+        phase = ((x - 300) % 80) - 40
+        y = 150 + 110 * row - spike_px * np.exp(-0.5 * (phase / 1.2) ** 2) + 0.05 * (x - 300)
+        cv2.polylines(img, [np.stack([x, y], axis=1).astype(np.int32)], False, (40, 40, 40), 2, cv2.LINE_AA)
+    return np.ascontiguousarray(np.rot90(img)) if turn else img
+
+
+def test_low_spiky_rows_small_in_a_photo_are_ecg_ink() -> None:
+    """Spikes 16 px tall on 620 px rows: their centre lines move about half that, within 2 % of straight
+    (validation realworld 6x1-limb_009, sideways on a photographed screen, was refused as "no ECG grid and
+    no heartbeat-like traces"); the ink itself reaches 2.6 %. Without spikes, a row is a ruled line."""
+    from ecgml.ecg_page import CURVES_AT, MIN_CURVES, ink_curves
+
+    for turn in (False, True):
+        n, agree = ink_curves(_small_rows(16.0, turn))
+        assert n >= MIN_CURVES and agree >= CURVES_AT, (turn, n, agree)
+        assert ink_curves(_small_rows(0.0, turn))[0] == 0
+
+
 def test_flat_traces_are_refused_even_where_the_image_has_curves() -> None:
     from dataclasses import replace
 

@@ -130,7 +130,7 @@ PANEL_PHOTO_MAX_PAGE_CONF = 0.8
 # boxes' order and their turn are still the boxes' own, where the page-wide fit reads a page of boxes as
 # rows of a template (validation panels-12x1_003: twelve boxes read as 3x4)
 BENT_PANELS_MAX_CONF = 0.18
-# how the rows were found when the ink mask showed fewer than two (`_rows_again`): the diagnostics' note
+# how the rows were found where the ink mask showed fewer than any layout has (`_rows_again`): a note
 ROWS_AGAIN = {"trace_ink": "grid lines removed by shape", "rows_bridged": "thin strokes bridged"}
 
 
@@ -960,8 +960,8 @@ def _rows_again(
     coarse: bool,
     first: tuple[Orientation, Rows, np.ndarray],
 ) -> tuple[Orientation, Rows, np.ndarray, str]:
-    """Orientation, rows and upright mask when the ink mask showed fewer than two rows, and how they
-    were found (a `ROWS_AGAIN` key; "" when `first` stays).
+    """Orientation, rows and upright mask when the ink mask showed fewer rows than any named layout
+    has (ROW_COUNTS), and how they were found (a `ROWS_AGAIN` key; "" when `first` stays).
 
     A light trace on a dark grid (GE-style copies) is nothing clearly darker than the grid lines: it is
     found by shape instead (`trace_ink`). A thin pen at a small copy's density (4-6 px/mm, near the
@@ -969,7 +969,11 @@ def _rows_again(
     bridged (`_strokes`); bridged, text lines and grid bits can pass for rows too, and such rows are kept
     only on one pitch (three rows or more: a cart prints its rows so). Rows on one pitch beat more rows,
     more rows beat fewer (validation lowres 3x4_004, 4.8 px/mm: by shape 4 rows, one true and two 5 mm
-    apart; bridged its 3 rows). Bridged strokes are looked for only on a raster not already enlarged."""
+    apart; bridged its 3 rows). Bridged strokes are looked for only on a raster not already enlarged.
+    Where the ink mask showed two rows, a thin grey trace about as dark as a grey grid's 5 mm lines
+    has kept only part of its rows there (validation realworld 3x5_006: two of three rows, the page
+    read as 3x4+1R and refused as a grid with no trace); rows found again replace them only on one
+    pitch (two rows and a text line or a stain are more rows, but no cart's)."""
     ink01 = ink_r.astype(np.float32) * (1 / 255)
     box = (e.x0, e.y0, e.x1, e.y1)
     best, how = first, ""
@@ -978,7 +982,8 @@ def _rows_again(
     shape = orient(
         ink01, paper, valid, box, ORIENT_PPM, turn, alt, pulses=False, lattice=False, coarse=coarse
     )
-    if len(shape[1].centres) > len(first[1].centres):
+    more = len(shape[1].centres) > len(first[1].centres)
+    if more and (len(first[1].centres) < 2 or on_one_pitch(shape[1])):
         best, how = shape, "trace_ink"
     if not coarse:
         bridged = orient(ink01, paper, valid, box, ORIENT_PPM, turn, coarse=True)
@@ -1113,7 +1118,7 @@ def _found_rows(
     if sheet is not None:
         paper, (ori, rows, mask) = sheet
         diag["paper_hull"] = True
-    if len(rows.centres) < 2:
+    if len(rows.centres) < min(ROW_COUNTS):  # no named layout has fewer (`_rows_again`)
         ori, rows, mask, how = _rows_again(ink_r, paper, valid, e, turn, coarse, (ori, rows, mask))
         if how:
             diag[how] = ROWS_AGAIN[how]
