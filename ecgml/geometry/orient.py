@@ -665,25 +665,22 @@ WAVE_MIN_SPAN_MM = 2.0  # narrower than this (rows closer than ~22 mm): the row 
 
 
 # a wave's stroke climbs into its band from the trace: its ink runs on down to this far from the baseline
-# (text printed beside the row, e.g. a strip's second numbers 9-12 mm under it, stops short of it) ...
+# (text printed beside the row, e.g. a strip's second numbers 9-12 mm under it, stops short of it)
 WAVE_ROOT_MM = 5.0
-WAVE_WIDE_MM = 5.0  # ... and is at most this wide there (a QRS 0.2 s at 25 mm/s; a pen's circle is wider)
 
 
-def _reached(band: np.ndarray, near: int, ppm: float) -> np.ndarray:
+def _reached(band: np.ndarray, near: int) -> np.ndarray:
     """The ink of `band` (rows ordered from the baseline outwards; its first `near` rows lie between
-    WAVE_ROOT_MM and the wave band) in pieces that touch its first row and are at most WAVE_WIDE_MM wide,
-    those rows cut off: the tops of waves, whose strokes climb out of the trace, and not printed text
-    beside the row (a strip's second numbers 9-12 mm under it voted a page of such strips upside down,
-    validation seed 14002 panels-12x1_002, margin 18) nor a pen's circle drawn round a beat."""
+    WAVE_ROOT_MM and the wave band) that is joined to ink in its first row, those rows cut off: the tops
+    of waves, whose strokes climb out of the trace, and not printed text beside the row (a strip's second
+    numbers printed 9-12 mm under it voted a page of such strips upside down, validation seed 14002
+    panels-12x1_002, margin 18)."""
     if band.shape[0] <= near or band.shape[1] == 0:
         return np.zeros((0, band.shape[1]), bool)
     joined = cv2.dilate(band.astype(np.uint8), np.ones((3, 3), np.uint8))  # a dotted stroke stays one
-    n, lab, stats, _ = cv2.connectedComponentsWithStats(joined, connectivity=8)
-    keep = stats[:, cv2.CC_STAT_WIDTH] <= WAVE_WIDE_MM * ppm + 2
-    rooted = np.zeros(n, bool)
-    rooted[np.unique(lab[:2][joined[:2] > 0])] = True
-    keep &= rooted
+    n, lab = cv2.connectedComponents(joined, connectivity=8)
+    keep = np.zeros(n, bool)
+    keep[np.unique(lab[:2][joined[:2] > 0])] = True
     keep[0] = False
     return np.asarray(band[near:].astype(bool) & keep[lab[near:]])
 
@@ -709,8 +706,8 @@ def _upright_score(mask: np.ndarray, rows: Rows, ext: tuple[float, float, float,
         bi = int((b - y0) * ppm)
         li, ri = max(0, int((lft - x0) * ppm)), int((rgt - x0) * ppm)
         lo, hi, near = int(WAVE_LO_MM * ppm), int(reach * ppm), int((WAVE_LO_MM - WAVE_ROOT_MM) * ppm)
-        up = _reached(mask[max(0, bi - hi) : max(0, bi - lo + near), li:ri][::-1], near, ppm)
-        dn = _reached(mask[bi + lo - near : bi + hi, li:ri], near, ppm)
+        up = _reached(mask[max(0, bi - hi) : max(0, bi - lo + near), li:ri][::-1], near)
+        dn = _reached(mask[bi + lo - near : bi + hi, li:ri], near)
         fu = float(up.any(axis=0).mean()) if up.size else 0.0
         fd = float(dn.any(axis=0).mean()) if dn.size else 0.0
         score += 1.5 * float(np.clip((fu - fd) / 0.01, -1, 1))
