@@ -664,27 +664,6 @@ WAVE_LO_MM, WAVE_HI_MM = 9.0, 16.0  # the band above and below a baseline where 
 WAVE_MIN_SPAN_MM = 2.0  # narrower than this (rows closer than ~22 mm): the row casts no wave vote
 
 
-# a wave's stroke climbs into its band from the trace: its ink runs on down to this far from the baseline
-# (text printed beside the row, e.g. a strip's second numbers 9-12 mm under it, stops short of it)
-WAVE_ROOT_MM = 5.0
-
-
-def _reached(band: np.ndarray, near: int) -> np.ndarray:
-    """The ink of `band` (rows ordered from the baseline outwards; its first `near` rows lie between
-    WAVE_ROOT_MM and the wave band) that is joined to ink in its first row, those rows cut off: the tops
-    of waves, whose strokes climb out of the trace, and not printed text beside the row (a strip's second
-    numbers printed 9-12 mm under it voted a page of such strips upside down, validation seed 14002
-    panels-12x1_002, margin 18)."""
-    if band.shape[0] <= near or band.shape[1] == 0:
-        return np.zeros((0, band.shape[1]), bool)
-    joined = cv2.dilate(band.astype(np.uint8), np.ones((3, 3), np.uint8))  # a dotted stroke stays one
-    n, lab = cv2.connectedComponents(joined, connectivity=8)
-    keep = np.zeros(n, bool)
-    keep[np.unique(lab[:2][joined[:2] > 0])] = True
-    keep[0] = False
-    return np.asarray(band[near:].astype(bool) & keep[lab[near:]])
-
-
 def _upright_score(mask: np.ndarray, rows: Rows, ext: tuple[float, float, float, float], ppm: float) -> float:
     """Evidence (>0) that the raster (upright extent `ext` = x0, y0, x1, y1) is upright, not turned 180."""
     if len(rows.centres) == 0:
@@ -705,9 +684,9 @@ def _upright_score(mask: np.ndarray, rows: Rows, ext: tuple[float, float, float,
             continue  # rows too close to tell a wave from the neighbour
         bi = int((b - y0) * ppm)
         li, ri = max(0, int((lft - x0) * ppm)), int((rgt - x0) * ppm)
-        lo, hi, near = int(WAVE_LO_MM * ppm), int(reach * ppm), int((WAVE_LO_MM - WAVE_ROOT_MM) * ppm)
-        up = _reached(mask[max(0, bi - hi) : max(0, bi - lo + near), li:ri][::-1], near)
-        dn = _reached(mask[bi + lo - near : bi + hi, li:ri], near)
+        lo, hi = int(WAVE_LO_MM * ppm), int(reach * ppm)
+        up = mask[max(0, bi - hi) : max(0, bi - lo), li:ri]
+        dn = mask[bi + lo : bi + hi, li:ri]
         fu = float(up.any(axis=0).mean()) if up.size else 0.0
         fd = float(dn.any(axis=0).mean()) if dn.size else 0.0
         score += 1.5 * float(np.clip((fu - fd) / 0.01, -1, 1))
