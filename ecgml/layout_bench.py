@@ -68,6 +68,7 @@ class PageResult:
     parts: dict[str, dict[str, float]] = field(default_factory=dict)  # confidence evidence per lead
     layout: str = ""
     solver: dict[str, Any] = field(default_factory=dict)  # the layout solver's family evidence
+    read_s: float = float("nan")  # page reading's own seconds (`seconds["layout_solve"]`; issue 14: <= 0.5 s)
 
     @property
     def all_placed(self) -> bool:
@@ -79,7 +80,7 @@ class PageResult:
             "name": self.name, "family": self.family, "lead_db": self.lead_db, "lead_conf": self.lead_conf,
             "lead_status": self.lead_status, "verdict": self.verdict, "orientation_ok": self.orientation_ok,
             "seconds": self.seconds, "error": self.error, "notes": self.notes, "parts": self.parts,
-            "layout": self.layout, "solver": self.solver,
+            "layout": self.layout, "solver": self.solver, "read_s": self.read_s,
         }  # fmt: skip
 
 
@@ -102,6 +103,7 @@ def score_page(
         name, family, dbs, confs, stats, str(getattr(result, "verdict", "")), orientation_ok, seconds,
         notes=list(result.notes), parts=parts, layout=result.geometry.layout.name,
         solver=dict(getattr(result, "evidence", {}).get("family", {})),
+        read_s=float(getattr(result, "seconds", {}).get("layout_solve", float("nan"))),
     )  # fmt: skip
 
 
@@ -185,6 +187,7 @@ def family_summary(pages: list[PageResult]) -> dict[str, dict[str, float]]:
             "confidently_wrong": float(np.mean(conf_wrong)) if conf_wrong else float("nan"),
             "refused": float(np.mean([bool(p.error) for p in ps])) if ps else float("nan"),
             "median_s": float(np.median([p.seconds for p in ps])) if ps else float("nan"),
+            "read_s": _median_finite([p.read_s for p in ps]),
         }
     return out
 
@@ -246,15 +249,23 @@ def markdown(pages: list[PageResult]) -> str:
     fam = family_summary(pages)
     lines = [
         "| family | pages | every lead right | orientation | score dB | median lead dB "
-        "| conf>=0.8 & <3 dB | refused | median s |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| conf>=0.8 & <3 dB | refused | median s | page reading s |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for k, s in fam.items():
         lines.append(
             f"| {k} | {s['pages']:.0f} | {s['all_placed']:.0%} | {s['orientation']:.1%} "
             f"| {s['score_db']:.2f} | {s['median_lead_db']:.2f} | {s['confidently_wrong']:.1%} "
-            f"| {s['refused']:.0%} | {s['median_s']:.1f} |"
+            f"| {s['refused']:.0%} | {s['median_s']:.1f} | {s['read_s']:.2f} |"
         )
+    reads = [p.read_s for p in pages if np.isfinite(p.read_s)]
+    if reads:
+        lines += [
+            "",
+            f"Page reading (issue 14: <= 0.5 s per image): median {np.median(reads):.2f} s, "
+            f"95th percentile {np.percentile(reads, 95):.2f} s, max {max(reads):.2f} s "
+            f"over {len(reads)} pages.",
+        ]
     lines += [
         "",
         "| confidence | leads | pages | predicted | observed (SNR >= 3 dB) "
@@ -267,6 +278,12 @@ def markdown(pages: list[PageResult]) -> str:
             f"| {r['observed']:.2f} | {_span(r['gap_lo'], r['gap_hi'])} |"
         )
     return "\n".join(lines)
+
+
+def _median_finite(values: list[float]) -> float:
+    """Median of the finite values (NaN if none): results saved before a field existed load it as NaN."""
+    v = [x for x in values if np.isfinite(x)]
+    return float(np.median(v)) if v else float("nan")
 
 
 def _span(lo: float, hi: float) -> str:

@@ -82,3 +82,21 @@ def test_the_ecg_plot_set_without_its_plotter_is_one_clear_line(tmp_path, capsys
     assert exc.value.code == 2
     assert "--ecg-plot needs the ecg-plot package" in capsys.readouterr().err
     assert not (tmp_path / "set").exists()
+
+
+def test_page_readings_time_is_reported_and_old_results_without_it_still_load(tmp_path):
+    """Issue 14 bounds page reading at 0.5 s per image: each page's own reading time is kept and summarised;
+    results saved before the field existed load as NaN and are left out of the summary."""
+    from ecgml.layout_bench import load_pages, markdown
+
+    old = PageResult("a", "f", {"I": 10.0}, {"I": 0.9}, {"I": "read"}, "read", True, 2.0).to_json()
+    del old["read_s"]
+    one = {"I": 10.0}, {"I": 0.9}, {"I": "read"}, "read", True, 2.0
+    new = [PageResult(f"p{k}", "f", *one, read_s=s).to_json() for k, s in enumerate((0.1, 0.3, 0.7))]
+    path = tmp_path / "r.json"
+    path.write_text(json.dumps([old, *new]))
+    pages = load_pages(path)
+    assert np.isnan(pages[0].read_s) and [p.read_s for p in pages[1:]] == [0.1, 0.3, 0.7]
+    text = markdown(pages)
+    assert "median 0.30 s" in text and "max 0.70 s over 3 pages" in text
+    assert "| f | 4 |" in text and "| 0.30 |" in text
