@@ -258,10 +258,16 @@ def beats_vouch(parts: dict[str, float]) -> bool:
     wrong chest leads stay held). Never for a lead whose `agreement` doubts it (limb leads off Einthoven's
     plane, or a lead whose cells disagree): that doubts which lead the trace is, and beats, the same on every
     lead of a page, see only when (validation cabrera-6x2_007: five limb leads of rows read in the wrong
-    order, -12 to -2 dB, vouched to 0.97; such leads >= 0.8 were right on 5 of 10, validation and test)."""
+    order, -12 to -2 dB, vouched to 0.97; such leads >= 0.8 were right on 5 of 10, validation and test). Nor
+    on a page more than VOUCH_MAX_DOUBTS kinds of evidence doubt on average, as `page_vouches`: beats line up
+    on a page read wrong all alike (validation seed 14002 6x2_009, a bent photo, gain unconfirmed: five limb
+    leads at -2.6 dB vouched to 0.92); such leads vouched were right on 29 of 35 (83 %, session 28: validation
+    22 of 22, test 7 of 8, seed 14002 0 of 5), which HELD_AT states better than 0.9."""
     if BEATS_VOUCH is None or float(parts.get("beat_witnesses", 0.0)) < 1:
         return False
     if vouch_doubts(parts) > VOUCH_MAX_DOUBTS or float(parts.get("agreement", 1.0)) < DOUBT_AT:
+        return False
+    if float(parts.get("page_doubts", 0.0)) > VOUCH_MAX_DOUBTS:
         return False
     return float(parts.get("beats", 0.0)) >= BEATS_VOUCH
 
