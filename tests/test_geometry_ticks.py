@@ -99,3 +99,26 @@ def test_strokes_in_two_places_give_no_verdict() -> None:
             x = int((c.x0_mm + dx) * PPM)
             m[int((c.baseline_mm - 2) * PPM) : int((c.baseline_mm + 2) * PPM), x : x + 2] = 1.0
     assert tick_phase(m, EXT, lay, 0.0, 0.0, PPM) == 0.0
+
+
+def test_strokes_at_some_of_the_templates_boundaries_do_not_move_the_page() -> None:
+    """A sequential page shows one beat at the same x in every row: its QRS strokes can fall 10 mm right of
+    two of the 3x4 template's three boundaries and nowhere near the third (a 15-lead 3x5 page read on the
+    3x4 template). The median over all boundaries is strong there, but separators stand at every boundary
+    of the page's columns: the snap stays."""
+    lay = make_layout("3x4")
+    m = ink(ticks=False)
+    for c in lay.cells:
+        if c.col in (1, 2):  # the beat's strokes, in every row, right of the first two boundaries only
+            x = int((c.x0_mm + 10.0) * PPM)
+            m[int((c.baseline_mm - 2) * PPM) : int((c.baseline_mm + 2) * PPM), x : x + 2] = 1.0
+    assert tick_phase(m, EXT, lay, 0.0, 0.0, PPM) == 0.0
+
+
+def test_ticks_at_every_boundary_still_move_a_snap_one_period_off_with_one_row_hidden() -> None:
+    """Every boundary column keeps its ticks in most rows (one row's separators hidden): the snap moves."""
+    lay = make_layout("3x4+1R")
+    m = ink(ticks=True)
+    row = lay.cells[0].baseline_mm
+    m[int((row - 3) * PPM) : int((row + 3) * PPM)] = 0.0  # the first row's ticks lost (a fold, a stain)
+    assert tick_phase(m, EXT, lay, 5.0, 0.0, PPM) == 0.0
