@@ -7,10 +7,13 @@
         [--gain 20 --captures realworld,lowres]   # a set at a forced gain (its own folder)
         [--speed 50 --captures 0001,realworld,lowres]   # a set at a forced paper speed (its own folder)
     python benchmarks/layout_benchmark.py --ecg-plot runs/bench/ecgplot_layouts --per-layout 6 [--json x.json]
+    python benchmarks/layout_benchmark.py --wfdb-plot runs/bench/wfdb_pages --per-layout 4 [--json x.json]
 
 `--outside`: the outside generator's reference pages (evaluation only). `--ecg-plot`: pages of every layout
 the `ecg-plot` package draws (a plotter we did not write; test-split records, its styles varied; needs the dev
-extra; evaluation only). `--render`: a fixed-seed renderer
+extra; evaluation only). `--wfdb-plot`: pages drawn by `wfdb.plot_items` (a third plotter we did not write:
+stacked subplots, wfdb's grey grid, on a Letter/A4 sheet or resized to paper scale; benchmarks/wfdb_pages.py;
+evaluation only). `--render`: a fixed-seed renderer
 set of every layout family from validation/test-split records (`--from-splits validation` for the
 calibration set, `test` for the reported one). Prints per-family figures and the reliability table.
 
@@ -108,6 +111,16 @@ def _dump(pages: list[PageResult], path: Path | None) -> None:
         path.write_text(json.dumps([p.to_json() for p in pages], indent=1))
 
 
+def _beside(name: str) -> Any:
+    """The module `name`.py beside this script (benchmarks/ is no package; this may be loaded by path)."""
+    spec = importlib.util.spec_from_file_location(name, Path(__file__).with_name(f"{name}.py"))
+    if spec is None or spec.loader is None:
+        raise ImportError(name)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
 def interleave(items: list[Any]) -> list[Any]:
     """Round-robin over the families, so a run stopped early still covers every family."""
     fams: dict[str, list[Any]] = {}
@@ -140,7 +153,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--families", default="", help="families of the renderer set, comma-separated")
     ap.add_argument("--pages", default="", help="only renderer pages matching these patterns (e.g. '*_005')")
     ap.add_argument("--ecg-plot", type=Path, default=None, help="ecg-plot page set folder (made if missing)")
-    ap.add_argument("--per-layout", type=int, default=6, help="--ecg-plot: pages per ecg-plot layout")
+    ap.add_argument("--per-layout", type=int, default=6, help="--ecg-plot/--wfdb-plot: pages per layout")
+    ap.add_argument(
+        "--wfdb-plot", type=Path, default=None, help="wfdb.plot_items page folder (made if missing)"
+    )
     ap.add_argument("--json", type=Path, default=None)
     ap.add_argument("--signals", type=Path, default=None, help="save each page's record here (.npy)")
     ap.add_argument("--resume", action="store_true", help="keep the pages already in --json, do the rest")
@@ -186,6 +202,13 @@ def main(argv: list[str] | None = None) -> int:
 
         recs = bench_records(a.records, a.splits, tuple(a.from_splits.split(",")))
         items = itertools.chain(items, plotter_pages(a.ecg_plot, recs, a.per_layout, a.seed))
+    if a.wfdb_plot:  # a third plotter we did not write (evaluation only); wfdb is a runtime dependency
+        from ecgml.digitize_bench import bench_records
+
+        recs = bench_records(a.records, a.splits, tuple(a.from_splits.split(",")))
+        items = itertools.chain(
+            items, _beside("wfdb_pages").wfdb_pages(a.wfdb_plot, recs, a.per_layout, a.seed)
+        )
     if a.limit:
         items = itertools.islice(items, a.limit)
     if a.outside:  # after the renderer set (evaluation only, never calibration)
