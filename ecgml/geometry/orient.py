@@ -662,6 +662,10 @@ def _row_at(
 
 WAVE_LO_MM, WAVE_HI_MM = 9.0, 16.0  # the band above and below a baseline where only tall waves reach
 WAVE_MIN_SPAN_MM = 2.0  # narrower than this (rows closer than ~22 mm): the row casts no wave vote
+# the wave votes count in full only where this many rows cast one: one or two rows' bands can hold text, a
+# pen mark or a neighbour row the profile missed, and nothing outvotes them (validation cabrera-12x1_004, a
+# 12-row page with one row voting, and a photo's boxes with one row each, panels-3x4+1R_001, read turned)
+WAVE_FULL_ROWS = 3
 
 
 def _upright_score(mask: np.ndarray, rows: Rows, ext: tuple[float, float, float, float], ppm: float) -> float:
@@ -675,6 +679,7 @@ def _upright_score(mask: np.ndarray, rows: Rows, ext: tuple[float, float, float,
     # Each side looks at most halfway to the next row: closer rows (12x1, 6x1 pages at ~16 mm pitch)
     # put the neighbour's trace in the window, and the first and last rows then voted the page turned.
     cs = np.sort(rows.centres)
+    votes: list[float] = []
     for b, lft, rgt in zip(rows.centres, rows.left, rows.right, strict=True):
         above, below = cs[cs < b], cs[cs > b]
         reach_up = min(WAVE_HI_MM, 0.5 * (b - above.max())) if above.size else WAVE_HI_MM
@@ -689,7 +694,8 @@ def _upright_score(mask: np.ndarray, rows: Rows, ext: tuple[float, float, float,
         dn = mask[bi + lo : bi + hi, li:ri]
         fu = float(up.any(axis=0).mean()) if up.size else 0.0
         fd = float(dn.any(axis=0).mean()) if dn.size else 0.0
-        score += 1.5 * float(np.clip((fu - fd) / 0.01, -1, 1))
+        votes.append(1.5 * float(np.clip((fu - fd) / 0.01, -1, 1)))
+    score += min(1.0, len(votes) / WAVE_FULL_ROWS) * sum(votes)
     # header zone: more empty grid above the first row than below the last
     top, bottom = rows.centres.min() - y0, y1 - rows.centres.max()
     score += 1.0 * np.clip((top - bottom) / max(top + bottom, 1.0), -1, 1)
