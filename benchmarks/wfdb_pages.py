@@ -20,14 +20,12 @@ This module lives in `benchmarks/` (not `ecgml/`): it is evaluation, and never f
 from __future__ import annotations
 
 from collections.abc import Iterator
-from io import BytesIO
 from pathlib import Path
 from typing import Any
 
-import cv2
 import numpy as np
 
-from ecgml.errors import EcgmlError
+from ecgml.plotter_bench import figure_rgb
 from ecgml.records import LEADS, read_wfdb, resample
 from ecgml.synth import write_image
 
@@ -71,21 +69,6 @@ def to_paper_scale(fig: Any, speed: float = 25.0, gain: float = 10.0) -> None:
     fig.set_size_inches((x1 - x0) * speed / MM_PER_IN / fw, (y1 - y0) * gain / MM_PER_IN / fh)
 
 
-def rasterised(fig: Any, dpi: int) -> np.ndarray:
-    """A Matplotlib figure as an RGB page at `dpi` (closed afterwards)."""
-    import matplotlib.pyplot as plt
-
-    buf = BytesIO()
-    try:
-        fig.savefig(buf, format="png", dpi=dpi, facecolor="white")
-    finally:
-        plt.close(fig)
-    img = cv2.imdecode(np.frombuffer(buf.getvalue(), np.uint8), cv2.IMREAD_COLOR)
-    if img is None:
-        raise EcgmlError(None, "wfdb's figure did not rasterise")
-    return np.ascontiguousarray(img[..., ::-1])
-
-
 def wfdb_page(
     signal: np.ndarray, fs: int, layout: str, scale: str, rng: np.random.Generator
 ) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
@@ -110,7 +93,7 @@ def wfdb_page(
     inches = [round(float(v), 2) for v in fig.get_size_inches()]
     info = {"sheet": sheet + (" portrait" if portrait else ""), "dpi": dpi, "sharey": sharey,
             "colour": style or "default", "scale": scale, "inches": inches}  # fmt: skip
-    return rasterised(fig, dpi), truth, info
+    return figure_rgb(fig, dpi, "wfdb"), truth, info
 
 
 def wfdb_pages(

@@ -46,9 +46,15 @@ def rasterised(chart: Any, dpi: int) -> np.ndarray:
     import matplotlib
 
     matplotlib.use("Agg")  # no display; the figure is only rasterised
-    import matplotlib.pyplot as plt
 
     fig, _ = chart.to_matplotlib()
+    return figure_rgb(fig, dpi, "ecg_plot")
+
+
+def figure_rgb(fig: Any, dpi: int, plotter: str) -> np.ndarray:
+    """A Matplotlib figure as an RGB page at `dpi`, closed afterwards (`plotter` names it in the error)."""
+    import matplotlib.pyplot as plt
+
     buf = BytesIO()
     try:
         fig.savefig(buf, format="png", dpi=dpi, facecolor="white")
@@ -56,7 +62,7 @@ def rasterised(chart: Any, dpi: int) -> np.ndarray:
         plt.close(fig)
     img = cv2.imdecode(np.frombuffer(buf.getvalue(), np.uint8), cv2.IMREAD_COLOR)
     if img is None:
-        raise EcgmlError(None, "ecg_plot's figure did not rasterise")
+        raise EcgmlError(None, f"{plotter}'s figure did not rasterise")
     return np.ascontiguousarray(img[..., ::-1])
 
 

@@ -1193,22 +1193,22 @@ def tick_phase(
     pages 6x2-seq_009 and 3x5_005 were moved 10 mm onto them: every lead 0.4 s late at confidence 0.9+).
     """
     cells = [c for c in layout.cells if c.col > 0]
-    bounds = [(c.x0_mm, c.baseline_mm) for c in cells]
-    if len(bounds) < 2:
+    if len(cells) < 2:
         return tx
     x0, y0 = ext[0], ext[1]
+    cols = np.array([c.col for c in cells])
+
+    def ticks(t: float) -> np.ndarray:
+        """Each boundary cell's tick strength with the page moved by `t` mm."""
+        return np.array([_tick(mask, x0, y0, c.baseline_mm - ty, c.x0_mm - t, ppm) for c in cells])
 
     def strength(t: float) -> float:
-        return float(np.median([_tick(mask, x0, y0, b - ty, x - t, ppm) for x, b in bounds]))
+        return float(np.median(ticks(t)))
 
     def every_column(t: float) -> bool:
         """Ticks at every boundary column of the template (the median over its rows), not at some only."""
-        cols = sorted({c.col for c in cells})
-        per = [
-            [_tick(mask, x0, y0, c.baseline_mm - ty, c.x0_mm - t, ppm) for c in cells if c.col == k]
-            for k in cols
-        ]
-        return all(float(np.median(v)) >= TICK_ON for v in per)
+        v = ticks(t)
+        return all(float(np.median(v[cols == k])) >= TICK_ON for k in np.unique(cols))
 
     cands = {k: strength(tx + 5.0 * k) for k in (-2, -1, 0, 1, 2)}
     best = max(cands, key=lambda k: cands[k])
