@@ -631,3 +631,24 @@ def test_a_strip_whose_end_is_lost_inside_the_page_gets_its_window_from_the_grid
     assert got.t0_s == pytest.approx(strip.t0_s + (x0_mm - strip.x0_mm) / speed, abs=0.03)
     assert got.t1_s == pytest.approx(strip.t0_s + (x1_mm - strip.x0_mm) / speed, abs=0.03)
     assert "strip's end lost: completed" in found.diagnostics["panel_fit"]
+
+
+def test_a_column_of_six_boxes_is_read_as_a_half_page_of_limb_leads():
+    """wfdb's plot_items of six leads draws a column of six boxes (a half page); before, a 6x1 shape was
+    "not a known shape" and the page went to the page-wide fit (turned 270 degrees, every lead wrong).
+    Read as the limb half; the family solver lets the chest half compete on the same boxes."""
+    from ecgml.geometry.panels import panel_layout
+
+    ppm = (5.0, 5.0)
+    rows = [[(50.0, 20.0 + 150 * r, 1300.0, 140.0 + 150 * r)] for r in range(6)]  # 250 mm x 24 mm boxes
+    trace = np.zeros((1000, 1400), bool)
+    for r in range(6):
+        trace[80 + 150 * r, 50:1300] = True  # each box's trace, 60 px under its top
+    lay, conf, why = panel_layout(rows, ppm, trace, (280.0, 200.0))
+    assert lay is not None and lay.name == "6x1-limb" and conf > 0.9, why
+    assert [c.lead for c in lay.cells] == ["I", "II", "III", "aVR", "aVL", "aVF"]
+    for r, c in enumerate(lay.cells):
+        assert (c.row, c.col, c.t0_s) == (r, 0, 0.0) and c.t1_s == pytest.approx(10.0)
+        assert c.baseline_mm == pytest.approx((80.5 + 150 * r) / 5.0, abs=0.3)
+    five, _, why5 = panel_layout(rows[:5], ppm, trace, (280.0, 200.0))
+    assert five is None and "not a known shape" in why5  # other single columns stay unknown

@@ -81,7 +81,11 @@ SHAPES: dict[tuple[int, int], list[list[str]]] = {
     (3, 4): [["I", "aVR", "V1", "V4"], ["II", "aVL", "V2", "V5"], ["III", "aVF", "V3", "V6"]],
     (6, 2): [["I", "V1"], ["II", "V2"], ["III", "V3"], ["aVR", "V4"], ["aVL", "V5"], ["aVF", "V6"]],
     (12, 1): [[lead] for lead in ("I", "II", "III", "aVR", "aVL", "aVF", "V1", "V2", "V3", "V4", "V5", "V6")],
+    # a column of six boxes: a half page (wfdb's plot_items of six leads draws one box a lead); read as
+    # the limb half, the family solver lets the chest half compete on the same boxes
+    (6, 1): [[lead] for lead in ("I", "II", "III", "aVR", "aVL", "aVF")],
 }
+SHAPE_NAMES = {(6, 1): "6x1-limb"}  # the catalogue's family name where a shape is a partial page
 STRIP_LEADS = ("II", "V1", "V5")  # strips below a grid, top to bottom, as carts print them
 
 
@@ -730,7 +734,7 @@ def panel_layout(
             )
             t += (c1_mm - c0_mm) / SPEED_MM_S
         spans.append(t)
-    name = f"{shape[0]}x{shape[1]}" + (f"+{len(strip_rows)}R" if strip_rows else "")
+    name = SHAPE_NAMES.get(shape, f"{shape[0]}x{shape[1]}") + (f"+{len(strip_rows)}R" if strip_rows else "")
     lay = PageLayout(
         name, paper_mm, SPEED_MM_S, GAIN_MM_MV, cells, [], [STRIP_LEADS[i] for i in range(len(strip_rows))]
     )
