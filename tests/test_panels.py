@@ -652,3 +652,21 @@ def test_a_column_of_six_boxes_is_read_as_a_half_page_of_limb_leads():
         assert c.baseline_mm == pytest.approx((80.5 + 150 * r) / 5.0, abs=0.3)
     five, _, why5 = panel_layout(rows[:5], ppm, trace, (280.0, 200.0))
     assert five is None and "not a known shape" in why5  # other single columns stay unknown
+
+
+@pytest.mark.parametrize(("seconds", "sure"), [(10.0, True), (10.55, True), (11.5, False), (20.0, False)])
+def test_boxes_padded_past_the_record_stay_sure_and_longer_ones_do_not(seconds: float, sure: bool):
+    """wfdb's plot_items pads each box past its 10 s (Matplotlib's margins: read 10.55 s); a box showing
+    far more than a record (a misread scale) keeps the doubt that leaves the page to the page-wide fit."""
+    from ecgml.geometry.estimate import PANEL_MIN_CONFIDENCE
+    from ecgml.geometry.panels import panel_layout
+
+    ppm = (4.0, 4.0)
+    x1 = 20.0 + seconds * 25.0 * ppm[0]
+    rows = [[(20.0, 10.0 + 120 * r, x1, 110.0 + 120 * r)] for r in range(6)]
+    trace = np.zeros((800, int(x1) + 40), bool)
+    for r in range(6):
+        trace[60 + 120 * r, 20 : int(20 + 1000 * ppm[0] / 4)] = True  # 10 s of trace from each box's left
+    lay, conf, why = panel_layout(rows, ppm, trace, (trace.shape[1] / 4.0, 200.0))
+    assert lay is not None, why
+    assert (conf >= PANEL_MIN_CONFIDENCE) is sure, (conf, why)

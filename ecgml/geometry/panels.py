@@ -65,6 +65,11 @@ STRIP_ALIGN_MM = 1.5
 STRIP_LOST_SHARE = (1.0 - CUT_FACTOR) / 4.0
 GAIN_MM_MV = 10.0
 MAX_DURATION_S = 10.0
+# a box may show this much more than the record: a plotting library pads its axes past the data (wfdb's
+# plot_items, Matplotlib's 5 % margins: a 10 s lead's box runs from its grid's 0 s to 10.5 s, read 10.55 s;
+# at 0.2 s such pages were held at 0.4 and left to the page-wide fit, which turned them 90-270 degrees).
+# Far below a misread scale's excess (a harmonic doubles the seconds; 12.5 mm/s read at 25 halves them).
+PADDED_S = 0.6
 MIN_SHOWN_S = 7.5  # rows of boxes showing less than this: their scale or speed is in doubt
 # a slow page: 0.2 s pulses at 12.5 mm/s are 2.5 mm wide (looked for beside boxes besides the standard widths)
 SLOW_SPEED_MM_S, SLOW_PULSE_S, SLOW_PULSE_TOL_MM = 12.5, 0.2, 1.0
@@ -741,7 +746,7 @@ def panel_layout(
     # how well the boxes fit the reading: every row shows the same time, at most the record's 10 s
     spread = (max(spans) - min(spans)) / max(max(spans), 1e-9)
     conf = float(np.clip(1.0 - 4.0 * spread, 0.0, 1.0)) * (
-        0.95 if max(spans) <= MAX_DURATION_S + 0.2 else 0.4
+        0.95 if max(spans) <= MAX_DURATION_S + PADDED_S else 0.4
     )
     why = ""
     if cut:
