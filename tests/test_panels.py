@@ -670,3 +670,13 @@ def test_boxes_padded_past_the_record_stay_sure_and_longer_ones_do_not(seconds: 
     lay, conf, why = panel_layout(rows, ppm, trace, (trace.shape[1] / 4.0, 200.0))
     assert lay is not None, why
     assert (conf >= PANEL_MIN_CONFIDENCE) is sure, (conf, why)
+
+
+def test_boxes_ruled_at_their_own_spacings_are_told_from_one_scale():
+    """wfdb without sharey rules each box at its own mV per line (spacings 15.7-27.5 px on one page);
+    with sharey, or on paper, one spacing (within 2 %)."""
+    from ecgml.geometry.panels import _scales_differ
+
+    one = [np.arange(0.0, 200, 7.37) + k for k in range(6)]
+    own = [np.arange(0.0, 200, d) for d in (18.7, 27.5, 15.7, 27.4, 17.6, 23.5)]
+    assert not _scales_differ(one) and _scales_differ(own)

@@ -70,6 +70,7 @@ MAX_DURATION_S = 10.0
 # at 0.2 s such pages were held at 0.4 and left to the page-wide fit, which turned them 90-270 degrees).
 # Far below a misread scale's excess (a harmonic doubles the seconds; 12.5 mm/s read at 25 halves them).
 PADDED_S = 0.6
+SCALES_TOL = 1.1  # boxes whose ruled spacings differ by more than this factor are drawn at their own scales
 MIN_SHOWN_S = 7.5  # rows of boxes showing less than this: their scale or speed is in doubt
 # a slow page: 0.2 s pulses at 12.5 mm/s are 2.5 mm wide (looked for beside boxes besides the standard widths)
 SLOW_SPEED_MM_S, SLOW_PULSE_S, SLOW_PULSE_TOL_MM = 12.5, 0.2, 1.0
@@ -187,6 +188,13 @@ def _spacing(groups: list[np.ndarray], around: float | None = None) -> float | N
     if power[k] < 0.25 * sum(g.size**2 for g in groups):
         return None  # the lines keep no common period
     return float(cands[k])
+
+
+def _scales_differ(groups: list[np.ndarray], tol: float = SCALES_TOL) -> bool:
+    """Whether the boxes' ruled lines keep spacings apart by more than `tol` (a factor): boxes drawn at
+    their own scales, which one spacing for the page misreads."""
+    each = [d for g in groups if (d := _spacing([g])) is not None]
+    return len(each) >= 2 and max(each) / min(each) > tol
 
 
 def _square(
@@ -478,6 +486,13 @@ def _read(
     layout, conf, why = panel_layout(rows, ppm, trace, (w / ppm[0], h / ppm[1]), flat, faint)
     if layout is None:
         return None, n_boxes, ink
+    padded = MAX_DURATION_S + 0.2 < max(c.t1_s for c in layout.cells) <= MAX_DURATION_S + PADDED_S
+    if padded and _scales_differ(hgroups):
+        # padded boxes each autoscaled (wfdb's plot_items without sharey: each box its own mV per line):
+        # one spacing for all reads most leads at the wrong gain (wfdb 6x1 pages -10 to -8 dB at 0.84-0.92).
+        # Held as a box longer than the record is, and left to the page-wide fit
+        conf *= 0.4 / 0.95
+        why += " (padded boxes ruled at different spacings: one scale in doubt)"
     pulses = _pulse_reading(black, rows, layout, ppm)
     shown = max(c.t1_s for c in layout.cells)
     slow = SLOW_SPEED_MM_S / SPEED_MM_S
