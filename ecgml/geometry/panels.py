@@ -71,6 +71,13 @@ MAX_DURATION_S = 10.0
 # Far below a misread scale's excess (a harmonic doubles the seconds; 12.5 mm/s read at 25 halves them).
 PADDED_S = 0.6
 SCALES_TOL = 1.1  # boxes whose ruled spacings differ by more than this factor are drawn at their own scales
+# a column of six single boxes is a half page only where each box shows a record's 10 s (less this): six
+# boxes showing less are the rows of another page read in part (validation cabrera-12x1_007's twelve rows,
+# read as six boxes of 8.2-8.8 s, went from 11 leads right to 0 as a 6x1 half page)
+HALF_PAGE_SHORT_S = 0.5
+# a spacing that `_square` found around the other axis's, at a whole fraction (1/2, 1/3 ...) of the
+# lines' own spacing (within this share): a comb through every other line fits as well as the lattice's
+HARMONIC_TOL = 0.08
 MIN_SHOWN_S = 7.5  # rows of boxes showing less than this: their scale or speed is in doubt
 # a slow page: 0.2 s pulses at 12.5 mm/s are 2.5 mm wide (looked for beside boxes besides the standard widths)
 SLOW_SPEED_MM_S, SLOW_PULSE_S, SLOW_PULSE_TOL_MM = 12.5, 0.2, 1.0
@@ -195,6 +202,19 @@ def _scales_differ(groups: list[np.ndarray], tol: float = SCALES_TOL) -> bool:
     their own scales, which one spacing for the page misreads."""
     each = [d for g in groups if (d := _spacing([g])) is not None]
     return len(each) >= 2 and max(each) / min(each) > tol
+
+
+def _harmonic(own: tuple[float | None, float | None], taken: tuple[float, float]) -> bool:
+    """Whether a spacing taken (`taken`, px across and along) is a whole fraction, 1/2 or less, of the
+    spacing that axis's lines keep on their own (`own`): a comb through every k-th tooth fits the lines
+    as well as their own period, so nothing in them says the finer one is the grid's."""
+    for o, t in zip(own, taken, strict=True):
+        if o is None or t <= 0:
+            continue
+        k = round(o / t)
+        if k >= 2 and abs(o / t - k) <= HARMONIC_TOL * k:
+            return True
+    return False
 
 
 def _square(
@@ -436,6 +456,7 @@ def _read(
             vgroups.append(c + _line_centres(ver[a:b, c:d].mean(axis=0).astype(np.float64)))
             hgroups.append(a + _line_centres(hor[a:b, c:d].mean(axis=1).astype(np.float64)))
     dx, dy = _spacing(vgroups), _spacing(hgroups)
+    own = (dx, dy)  # each axis's lines' own spacing, before the square grid is assumed
     if dx is not None and dy is not None and not 1 / aspect < dx / dy < aspect:
         dx, dy = _square(vgroups, hgroups, dx, dy, aspect)
     if dx is None or dy is None or not 1 / aspect < dx / dy < aspect:
@@ -493,6 +514,12 @@ def _read(
         # Held as a box longer than the record is, and left to the page-wide fit
         conf *= 0.4 / 0.95
         why += " (padded boxes ruled at different spacings: one scale in doubt)"
+    elif padded and _harmonic(own, (dx, dy)):
+        # padded boxes whose lines along are ruled at a whole multiple of the spacing taken (a plotting
+        # library's grid need not be square: wfdb's boxes 0.2 s by 0.5 mV, read square at half the lines'
+        # spacing, came out twice too tall, three leads wrong at 0.86-0.94): held the same way
+        conf *= 0.4 / 0.95
+        why += " (spacing taken at a fraction of the lines' own: one scale in doubt)"
     pulses = _pulse_reading(black, rows, layout, ppm)
     shown = max(c.t1_s for c in layout.cells)
     slow = SLOW_SPEED_MM_S / SPEED_MM_S
@@ -721,6 +748,7 @@ def panel_layout(
     shape = (len(grid_rows), n_cols)
     if shape not in SHAPES or len(strip_rows) > len(STRIP_LEADS):
         return None, 0.0, f"a {shape[0]}x{shape[1]} grid of boxes: not a known shape"
+    half_page = shape in SHAPE_NAMES and not strip_rows
     names = SHAPES[shape] + [[lead] for lead in STRIP_LEADS[: len(strip_rows)]]
     spans_mm, cut, lost = _completed(rows, ppm, paper_mm[0], grid_rows)
     cells: list[Cell] = []
@@ -754,6 +782,8 @@ def panel_layout(
             )
             t += (c1_mm - c0_mm) / SPEED_MM_S
         spans.append(t)
+    if half_page and min(spans) < MAX_DURATION_S - HALF_PAGE_SHORT_S:
+        return None, 0.0, f"a column of {shape[0]} boxes showing {min(spans):.2f} s: not a half page"
     name = SHAPE_NAMES.get(shape, f"{shape[0]}x{shape[1]}") + (f"+{len(strip_rows)}R" if strip_rows else "")
     lay = PageLayout(
         name, paper_mm, SPEED_MM_S, GAIN_MM_MV, cells, [], [STRIP_LEADS[i] for i in range(len(strip_rows))]
