@@ -680,3 +680,37 @@ def test_boxes_ruled_at_their_own_spacings_are_told_from_one_scale():
     one = [np.arange(0.0, 200, 7.37) + k for k in range(6)]
     own = [np.arange(0.0, 200, d) for d in (18.7, 27.5, 15.7, 27.4, 17.6, 23.5)]
     assert not _scales_differ(one) and _scales_differ(own)
+
+
+def test_a_column_of_six_boxes_showing_less_than_a_record_is_not_a_half_page():
+    """Validation cabrera-12x1_007's twelve rows were read in part as six single boxes of 8.2-8.8 s: read
+    as a 6x1 half page they cost all 11 of its right leads. A half page's boxes each show the record's
+    10 s (wfdb's padded boxes 10.5 s); six boxes showing less are left to the page-wide fit."""
+    from ecgml.geometry.panels import panel_layout
+
+    ppm = (5.0, 5.0)
+    trace = np.zeros((1000, 1400), bool)
+    for r in range(6):
+        trace[80 + 150 * r, 50:1300] = True
+    for seconds, half in ((8.3, False), (9.0, False), (10.0, True), (10.55, True)):
+        x1 = 50.0 + seconds * 25.0 * ppm[0]
+        rows = [[(50.0, 20.0 + 150 * r, x1, 140.0 + 150 * r)] for r in range(6)]
+        lay, _, why = panel_layout(rows, ppm, trace, (280.0, 200.0))
+        assert (lay is not None) is half, (seconds, why)
+        if not half:
+            assert "not a half page" in why
+
+
+def test_a_spacing_taken_at_a_whole_fraction_of_the_lines_own_is_told():
+    """wfdb's 6x1 boxes on a Letter sheet: lines along 6.52 px apart, across 3.10; `_square` found 3.26
+    along (every other tooth of a comb through the lines), read square, twice too tall. A spacing near the
+    lines' own (a scan's aspect, 4.89 read 5.48) or a ratio between harmonics (6.19 read 4.95) is not one."""
+    from ecgml.geometry.panels import _harmonic
+
+    assert _harmonic((3.10, 6.52), (3.10, 3.26))
+    assert _harmonic((11.24, 6.2), (5.59, 6.2))  # across as well
+    assert _harmonic((3.1, 9.3), (3.1, 3.1))  # a third
+    assert not _harmonic((6.2, 4.89), (6.2, 5.48))
+    assert not _harmonic((4.65, 6.19), (4.65, 4.95))
+    assert not _harmonic((None, None), (4.0, 4.0))
+    assert not _harmonic((4.0, 4.0), (4.0, 4.0))
