@@ -65,9 +65,9 @@ EVIDENCE_VOUCH_PAGE_DOUBTS = 1.0
 # cabrera-3x4+1R_000: lead II's strip 4 mV off the page's foot for 0.3 s, read as the V6 row, -2 dB at 0.98)
 OFF_PAPER_MM = 0.5
 # `gain_fit`: 0 where the page's gain is assumed (no pulse, no printed gain read) and its traces, read at it,
-# are nearer to a heart's at twice or half that gain (`ecgml.gain_check`): such a lead is held, whatever
-# vouches for it - beats and Einthoven's relations hold at any gain (lowres validation panels-12x1_002,
-# printed at 20 mm/mV: 11 leads at 0 dB given 0.89-0.95); 1 (or missing) otherwise
+# are nearer to a heart's at twice that gain (`ecgml.gain_check`): such a lead is held, whatever vouches
+# for it - beats and Einthoven's relations hold at any gain (gain-20 pages without a pulse, validation seed
+# 14035: 20 leads at 0 dB given 0.8+, all held); 1 (or missing) otherwise
 HOLD_CONFLICTS = 2  # this many leads whose printed names contradict the layout: held (`beyond_conflicts`)
 # how many kinds of evidence doubt a lead, and how many doubt its page: one doubt alone is mostly harmless
 # (validation, session 10 code: leads whose only doubt is geometry, a 6x2 column's seconds or a strip

@@ -29,12 +29,14 @@ def test_the_span_scales_with_the_trace_and_ignores_baseline_wander():
     assert log_span(np.ones(100), 500) is None  # nor does a fragment
 
 
-def test_heights_nearer_twice_or_half_the_gain_do_not_support_it():
+def test_heights_nearer_twice_the_gain_do_not_support_it():
     ref = dict(LOG_SPAN)
     assert supports_gain(gain_offset(ref))
     assert not supports_gain(gain_offset({k: v + np.log(2) for k, v in ref.items()}))  # printed at 20
-    assert not supports_gain(gain_offset({k: v - np.log(2) for k, v in ref.items()}))  # printed at 5
+    assert not supports_gain(gain_offset({k: v + 1.1 * HALF_OCTAVE for k, v in ref.items()}))
     assert supports_gain(gain_offset({k: v + 0.9 * HALF_OCTAVE for k, v in ref.items()}))
+    # the short side is not looked at: peaks traced short on small copies look like it
+    assert supports_gain(gain_offset({k: v - np.log(2) for k, v in ref.items()}))
     assert gain_offset({"I": 0.0, "II": 0.0}) is None and not supports_gain(None)  # too few leads
 
 
