@@ -27,6 +27,7 @@ from ecgml.atomic import atomic_path
 from ecgml.ecg_page import PageEvidence, ink_curves, not_an_ecg_page, page_evidence, unread_ecg_reason
 from ecgml.errors import GRID_NO_ROWS, EcgmlError, ImageTooSmall
 from ecgml.footer_reader import FOOT_PPM, load_footer_reader, read_footer
+from ecgml.gain_check import gain_offset, supports_gain, trace_log_spans
 from ecgml.geometry.canonical import CanonicalPage, canonical_page
 from ecgml.geometry.orient import AXIS_SURE
 from ecgml.images import load_image
@@ -810,15 +811,42 @@ def _report(
         geo_f *= 0.3
     fallback = geo.source.startswith("fallback")
     sig = asm.record.signal
+    fit, offset = assumed_gain_fit(geo, traces)
     report = lead_report(
         asm.confidence, share, shown, geo_f, lay_f, asm.agreement, fallback, load_calibration(), lay_parts,
         lead_pulse_evidence(geo), asm.limbs_off,
         {"beats": beat_agreement(sig, asm.record.fs), "beat_witnesses": beat_witnesses(sig, asm.record.fs)}
         | {"page_shape": dict.fromkeys(shown, page_shape(sig, asm.record.fs))},
-        cut_leads(traces, geo.page_map) if cut is None else cut,
+        cut_leads(traces, geo.page_map) if cut is None else cut, fit,
     )  # fmt: skip
-    report.warnings += [w for w in (gain_warning(geo), speed_warning(geo)) if w]
+    if offset is not None:  # kept with the evidence (the same on every lead of the page)
+        for lead in report.parts:
+            report.parts[lead]["gain_offset"] = offset
+    report.warnings += [w for w in (gain_warning(geo), speed_warning(geo), height_warning(fit, offset)) if w]
     return report
+
+
+def assumed_gain_fit(geo: Geometry, traces: list[CellTrace]) -> tuple[dict[str, float] | None, float | None]:
+    """Per shown lead, 1 when the page's gain is not assumed or its traces' heights support it, else 0
+    (`ecgml.gain_check`; None when the gain was read), and the page's height offset (None: not looked at,
+    or too few leads)."""
+    if gain_source(geo) != "assumed":
+        return None, None
+    offset = gain_offset(trace_log_spans(traces, geo.layout))
+    ok = 1.0 if supports_gain(offset) else 0.0
+    return {c.lead: ok for c in geo.layout.cells}, offset
+
+
+def height_warning(fit: dict[str, float] | None, offset: float | None) -> str:
+    """The page's warning when its traces' heights do not support its assumed gain, else ""."""
+    if not fit or min(fit.values()) >= 1.0:
+        return ""
+    if offset is None:
+        return "too few leads to check the assumed gain against a heart's amplitudes: leads held"
+    return (
+        f"the traces are {np.exp(offset):.1f}x as tall as an average heart's at the assumed gain "
+        "(a page printed at another gain?): leads held"
+    )
 
 
 def trace_rows(geo: Geometry) -> int:

@@ -64,6 +64,10 @@ EVIDENCE_VOUCH_PAGE_DOUBTS = 1.0
 # and the decoder, its own trace gone, may follow another row's ink (validation 3x4+1R_000 and
 # cabrera-3x4+1R_000: lead II's strip 4 mV off the page's foot for 0.3 s, read as the V6 row, -2 dB at 0.98)
 OFF_PAPER_MM = 0.5
+# `gain_fit`: 0 where the page's gain is assumed (no pulse, no printed gain read) and its traces, read at it,
+# are nearer to a heart's at twice that gain (`ecgml.gain_check`): such a lead is held, whatever vouches
+# for it - beats and Einthoven's relations hold at any gain (gain-20 pages without a pulse, validation seed
+# 14035: 20 leads at 0 dB given 0.8+, all held); 1 (or missing) otherwise
 HOLD_CONFLICTS = 2  # this many leads whose printed names contradict the layout: held (`beyond_conflicts`)
 # how many kinds of evidence doubt a lead, and how many doubt its page: one doubt alone is mostly harmless
 # (validation, session 10 code: leads whose only doubt is geometry, a 6x2 column's seconds or a strip
@@ -283,9 +287,12 @@ def lead_confidence(
     a guess: a geometry fallback, or a geometry factor at or below the cap (names read upside down); at
     most LIMBS_OFF_CAP for a lead outside Einthoven's relations on a page whose limb leads break them
     (`page_limbs` < 1: the page's limb leads' agreement); at most HELD_AT for a lead whose trace runs off
-    the paper (`off_paper`, or its evidence's `off_paper`: its values beyond the edge are not on the page)."""
+    the paper (`off_paper`, or its evidence's `off_paper`: its values beyond the edge are not on the page),
+    or whose page's assumed gain its traces' heights do not support (`gain_fit` 0)."""
     c = calibrate(parts, cal, cap)
     if (off_paper or parts.get("off_paper", 0.0) > 0) and cap:
+        c = min(c, HELD_AT)
+    if parts.get("gain_fit", 1.0) < 1.0 and cap:
         c = min(c, HELD_AT)
     if fallback or parts["geometry"] <= FALLBACK_CAP:
         c = min(c, FALLBACK_CAP)
@@ -340,6 +347,7 @@ def lead_report(
     limbs_off: dict[str, float] | None = None,
     checks: dict[str, dict[str, float]] | None = None,
     off_paper: set[str] | None = None,
+    gain_fit: dict[str, float] | None = None,
 ) -> LeadReport:
     """Combine the evidence per lead (calibrated, see `calibrate`). `shown`: leads the layout places on
     the page; `agreement`: per lead, < 1 where its cells disagree or the limb leads break Einthoven's
@@ -352,7 +360,9 @@ def lead_report(
     get `page_limbs`, the limb leads' agreement, and LIMBS_OFF_CAP; `checks`: per kind (CHECK_KINDS), per
     lead, the lead against the page's other leads (missing leads count as 1; calibration only), and
     `beat_witnesses`: how many other leads checked its beats (missing: none); `off_paper`: leads whose
-    trace runs off the paper's top or bottom edge (held, `lead_confidence`)."""
+    trace runs off the paper's top or bottom edge (held, `lead_confidence`); `gain_fit`: per lead, the
+    page's assumed gain supported by its traces' heights or not (`ecgml.gain_check`; kept with the
+    evidence, and held where 0, `lead_confidence`; None: the gain was not assumed)."""
     checked = agreement is not None  # None: Einthoven's relations not checked, so they vouch for nothing
     agreement = agreement or {}
     page_limbs = min((float(np.clip(1.0 - 2 * f, 0.0, 1.0)) for f in (limbs_off or {}).values()), default=1.0)
@@ -377,6 +387,8 @@ def lead_report(
             parts[lead]["page_limbs"] = page_limbs
         if lead in (off_paper or set()):  # kept with the evidence, so that a re-score holds it as this does
             parts[lead]["off_paper"] = 1.0
+        if gain_fit is not None and lead in gain_fit:
+            parts[lead]["gain_fit"] = float(gain_fit[lead])
     for lead, page in doubt_evidence(parts).items():
         parts[lead].update(page | ({} if checked else {"page_einthoven": 0.0}))
         if parts[lead]["read_share"] < MIN_READ_SHARE:
