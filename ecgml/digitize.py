@@ -74,7 +74,7 @@ from ecgml.page_reader import (
 )
 from ecgml.records import LEADS, Record, record_name, write_csv, write_wfdb
 from ecgml.trace.edges import cut_leads, unread_borrowed
-from ecgml.trace.grid_timing import correct_x
+from ecgml.trace.grid_timing import Bands, correct_x
 from ecgml.trace.types import CellTrace, TraceExtractor
 from ecgml.verdict import LeadReport, geometry_factor, lead_report, load_calibration
 
@@ -400,8 +400,9 @@ class Digitizer:
         t2 = time.perf_counter()
         traces = self.extractor.extract(page, geo.layout)
         timed = bool(self.grid_timing and geo.bent)
+        bands: Bands = {}  # the grid's chroma of the page's row bands, for the layout solver's re-reads too
         if timed:
-            traces = correct_x(page, geo.layout, traces)
+            traces = correct_x(page, geo.layout, traces, bands)
         t3 = time.perf_counter()
         readable = _readable_fraction(traces)
         if readable < MIN_READ_FRACTION:
@@ -419,7 +420,7 @@ class Digitizer:
         def retrace(lay: PageLayout) -> list[CellTrace]:
             assert self.extractor is not None
             new = self.extractor.extract(page, lay)
-            return correct_x(page, lay, new) if timed else new
+            return correct_x(page, lay, new, bands) if timed else new
 
         net = load_reader() if self.read_labels else None
         small = reader_page(page) if net is not None else None

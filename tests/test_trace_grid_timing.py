@@ -68,6 +68,26 @@ def test_traces_move_against_the_bend_and_stay_ordered():
     assert max(np.abs(b.x_mm - a.x_mm).max() for b, a in zip(before, after, strict=True)) > 0.08
 
 
+def test_kept_row_bands_give_the_same_corrections():
+    """The grid's chroma kept per row band (one dict per page, shared by the layout solver's re-reads)
+    gives every cell the numbers it gets read alone, on a noisy page as on a clean one; a row's cells
+    read the band once."""
+    page, lay = _page(), make_layout()
+    rng = np.random.default_rng(7)
+    noisy = np.clip(page.image.astype(np.int16) + rng.integers(-40, 40, page.image.shape), 0, 255)
+    for pg in (page, CanonicalPage(noisy.astype(np.uint8), page.px_per_mm, page.paper_mm)):
+        bands: dict[tuple[int, int], np.ndarray] = {}
+        for cell in lay.cells:
+            alone, kept = cell_x_error(pg, cell), cell_x_error(pg, cell, bands)
+            assert alone is not None and kept is not None
+            for a, k in zip(alone, kept, strict=True):
+                np.testing.assert_array_equal(a, k)
+        assert len(bands) == len({c.baseline_mm for c in lay.cells})
+        before = _traces()
+        for a, k in zip(correct_x(pg, lay, before), correct_x(pg, lay, before, bands), strict=True):
+            np.testing.assert_array_equal(a.x_mm, k.x_mm)
+
+
 def test_a_grey_grid_leaves_the_traces_alone():
     page, lay = _page(colour=False), make_layout()
     before = _traces()

@@ -114,6 +114,50 @@ def test_batched_paths_equal_one_cell_at_a_time():
     assert track_paths([], 5) == []
 
 
+def _reference_gap_path(lp: np.ndarray, cum: np.ndarray, max_step: int) -> np.ndarray:
+    """The gap-cost decoder for one cell, window by window: into column j, y' is reached from y at
+    score[j - 1, y] - |cum[j, y'] - cum[j, y]| (as score + cum - cum[y'] from below and score - cum +
+    cum[y'] from above, the decoder's own float32 arithmetic); the walk back takes the lowest best y."""
+    w, h = lp.shape
+    score = np.empty_like(lp)
+    score[0] = lp[0]
+    for j in range(1, w):
+        prev, c = score[j - 1], cum[j]
+        for y in range(h):
+            lo, hi = max(y - max_step, 0), min(y + max_step + 1, h)
+            up = np.max(prev[lo : y + 1] + c[lo : y + 1]) - c[y]
+            down = np.max(prev[y:hi] - c[y:hi]) + c[y]
+            score[j, y] = max(up, down) + lp[j, y]
+    path = np.empty(w, np.int64)
+    path[-1] = int(np.argmax(score[-1]))
+    for j in range(w - 2, -1, -1):
+        nxt = path[j + 1]
+        lo, hi = max(nxt - max_step, 0), min(nxt + max_step + 1, h)
+        cand = score[j, lo:hi] - np.abs(cum[j + 1, nxt] - cum[j + 1, lo:hi])
+        path[j] = lo + int(np.argmax(cand))
+    return path
+
+
+@pytest.mark.parametrize("ties", [False, True])
+def test_batched_gap_paths_equal_one_cell_at_a_time(ties):
+    """With gap costs, cells of different widths decoded together (padded rows, kept buffers) walk the
+    same paths as each cell alone; with coarse values (many equal scores) ties fall the same way."""
+    rng = np.random.default_rng(5)
+    h, step = 40, 4
+    lps, cums = [], []
+    for w in (30, 6, 30, 1, 45, 0, 29):
+        lp = log_probs_by_column(rng.normal(0, 3, (h, w)).astype(np.float32))
+        cost = rng.random((w, h)).astype(np.float32)
+        if ties:
+            lp, cost = np.round(lp).astype(np.float32), np.round(cost * 2) / 2
+        lps.append(lp)
+        cums.append(np.cumsum(cost, axis=1, dtype=np.float32))
+    paths = track_paths(lps, max_step=step, gaps=cums)
+    for lp, cum, p in zip(lps, cums, paths, strict=True):
+        ref = _reference_gap_path(lp, cum, step) if lp.shape[0] else np.empty(0, np.int64)
+        np.testing.assert_array_equal(p, ref)
+
+
 def test_centroid_from_log_probs_matches_softmax_centroid():
     rng = np.random.default_rng(2)
     logits = rng.normal(0, 4, (64, 30)).astype(np.float32)
@@ -222,3 +266,51 @@ def test_a_strip_of_the_same_page_is_read_once_with_fixed_weights():
     trained.row_logits(page, [4.0])
     trained.row_logits(page, [4.0])
     assert calls == [] and trained._memo is None
+
+
+def test_a_cell_read_before_on_the_page_is_not_decoded_again(monkeypatch):
+    """The layout solver's candidate layouts often cut a row alike: a cell on the same strip and columns
+    is taken as read (the same numbers a fresh extractor reads), only the others are decoded."""
+    from ecgml.geometry.canonical import CanonicalPage
+    from ecgml.layout import Cell, PageLayout
+    from ecgml.trace import model
+
+    m = _tiny_model()
+
+    def runner(x: np.ndarray) -> np.ndarray:
+        with torch.no_grad():
+            return m(torch.from_numpy(x)).numpy()
+
+    decoded: list[int] = []
+    plain = model.track_paths
+
+    def counting(lps, *a, **k):
+        decoded.append(len(lps))
+        return plain(lps, *a, **k)
+
+    monkeypatch.setattr(model, "track_paths", counting)
+    rng = np.random.default_rng(4)
+    page = CanonicalPage(rng.integers(0, 255, (100, 150, 3), dtype=np.uint8), (8.0, 8.0), (18.75, 12.5))
+
+    def cells(*spans: tuple[int, float, float, float]) -> PageLayout:
+        made = [Cell("II", r, k, b, x0, x1, 0.0, 1.0) for k, (r, b, x0, x1) in enumerate(spans)]
+        return PageLayout("test", (18.75, 12.5), 25.0, 10.0, made)
+
+    first = cells((0, 4.0, 0.0, 9.0), (0, 4.0, 9.0, 18.0), (1, 9.0, 0.0, 18.0))
+    second = cells((0, 4.0, 0.0, 9.0), (0, 4.0, 9.0, 14.0), (1, 9.0, 0.0, 18.0), (2, 11.0, 2.0, 12.0))
+    ex = UNetExtractor(m, TINY, runner=runner, flips=1)
+    ex.read_cells(page, first, TINY)
+    got = ex.read_cells(page, second, TINY)
+    assert decoded == [3, 2]  # the second layout's first and third cells were read with the first's
+    want = UNetExtractor(m, TINY, runner=runner, flips=1).read_cells(page, second, TINY)
+    for a, b in zip(got, want, strict=True):
+        assert (a.lead, a.row, a.col) == (b.lead, b.row, b.col)
+        np.testing.assert_array_equal(a.x_mm, b.x_mm)
+        np.testing.assert_array_equal(a.y_mm, b.y_mm)
+        np.testing.assert_array_equal(a.confidence, b.confidence)
+    got[0].y_mm[:] = 0.0  # a caller changing its trace does not change the page's kept read
+    np.testing.assert_array_equal(ex.read_cells(page, second, TINY)[0].y_mm, want[0].y_mm)
+    ex.forget()
+    decoded.clear()
+    ex.read_cells(page, second, TINY)
+    assert decoded == [4]  # forgotten with the page

@@ -30,10 +30,19 @@ MIN_CONTRAST = 0.3  # |1 mm component| / mean |profile|; clean coloured grids gi
 MAX_SHIFT_MM = 0.45  # beyond this the phase may have wrapped by a whole millimetre
 
 
-def cell_x_error(page: CanonicalPage, cell: Cell) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+Bands = dict[tuple[int, int], np.ndarray]  # a page's `chroma_columns` of whole row bands, by pixel rows
+
+
+def cell_x_error(
+    page: CanonicalPage, cell: Cell, bands: Bands | None = None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
     """(x mm, δ mm, contrast) along the cell's row band: how far right of their place on paper (whole
     millimetres plus GRID_SHIFT_MM) the 1 mm grid lines lie; None when the page has no colour or the band
-    is off the page."""
+    is off the page.
+
+    With `bands` (one dict per page), the chroma of the band's whole width is kept there and the cell's
+    columns taken from it: a column's mean is its own pixels' only, so it is the same number, read once
+    for the cells of a row and for the layout solver's re-reads of the page."""
     img = page.image
     if img.ndim != 3:
         return None
@@ -45,7 +54,12 @@ def cell_x_error(page: CanonicalPage, cell: Cell) -> tuple[np.ndarray, np.ndarra
     r1 = min(int(np.ceil((cell.baseline_mm + BAND_MM) * py)), img.shape[0])
     if r1 - r0 < 4 or b - a < 4 * px:
         return None
-    prof = chroma_columns(img[r0:r1, a:b])
+    if bands is None:
+        prof = chroma_columns(img[r0:r1, a:b])
+    else:
+        if (r0, r1) not in bands:
+            bands[(r0, r1)] = chroma_columns(img[r0:r1])
+        prof = bands[(r0, r1)][a:b]
     x = (np.arange(a, b) + 0.5) / px
     s = SIGMA_MM * px
     p = prof - gaussian_filter1d(prof, s)
@@ -55,14 +69,16 @@ def cell_x_error(page: CanonicalPage, cell: Cell) -> tuple[np.ndarray, np.ndarra
     return x, -np.arctan2(zi, zr) / (2 * np.pi) - GRID_SHIFT_MM, contrast
 
 
-def correct_x(page: CanonicalPage, layout: PageLayout, traces: list[CellTrace]) -> list[CellTrace]:
+def correct_x(
+    page: CanonicalPage, layout: PageLayout, traces: list[CellTrace], bands: Bands | None = None
+) -> list[CellTrace]:
     """The traces with each column moved to where the grid beside it says it belongs (x - δ); columns
-    where the grid is faint, or δ is implausible, stay where they are."""
+    where the grid is faint, or δ is implausible, stay where they are. `bands`: as `cell_x_error`'s."""
     cells = {(c.row, c.col): c for c in layout.cells}
     out = []
     for tr in traces:
         cell = cells.get((tr.row, tr.col))
-        err = cell_x_error(page, cell) if cell is not None and tr.x_mm.size else None
+        err = cell_x_error(page, cell, bands) if cell is not None and tr.x_mm.size else None
         if err is None:
             out.append(tr)
             continue

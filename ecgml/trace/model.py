@@ -96,15 +96,20 @@ def track_paths(
 
     Per-column argmax sometimes jumps for a stretch to a neighbouring row's trace that reaches into
     the strip; a continuous path cannot. All cells advance together, one column per step (a page's
-    cells cost about as much as its longest one).
+    cells cost about as much as its longest one), and each cell's path depends on its own arrays only.
 
     `gaps`, when given, are (W_i, H) cumulative costs along y (`ink_gap_costs`): moving from y to y' into
     column j costs |gaps[j, y'] - gaps[j, y]| on top, so a path follows its own stroke up a steep QRS
     for free but pays for crossing blank paper to another trace.
-    """
+
+    The loops run once per column on a few small arrays, so their per-call overhead is the cost: the
+    forward pass writes into buffers kept for the whole walk, and the walk back reads each window from
+    rows padded with -inf (no clipping, no `take_along_axis`). Same paths as the plain form, tie for tie
+    (tests/test_trace_model.py compares them)."""
     if not lps:
         return []
     h = lps[0].shape[1]
+    n_all = len(lps)
     widths = np.array([lp.shape[0] for lp in lps])
     if widths.max() == 0:
         return [np.empty(0, np.int64) for _ in lps]
@@ -112,53 +117,67 @@ def track_paths(
     live = np.searchsorted(-widths[order], -np.arange(int(widths.max())), side="left")  # cells with w > j
     wmax = int(widths.max())
     # (W, cell, H); np.empty: the part past a cell's end is never touched (never even paged in).
-    lp = np.empty((wmax, len(lps), h), np.float32)
+    lp = np.empty((wmax, n_all, h), np.float32)
     for slot, i in enumerate(order):
         lp[: widths[i], slot] = lps[i]
-    cum: np.ndarray | None = None
-    if gaps is not None:
-        cum = np.empty_like(lp)
-        for slot, i in enumerate(order):
-            cum[: widths[i], slot] = gaps[i]
-    score = np.empty_like(lp)
+    # scores and step costs in rows padded by max_step along y (scores -inf, costs 0), so the walk back
+    # reads a window of y +- max_step as one flat gather and the padding loses every comparison
+    width = h + 2 * max_step
+    inf = -np.inf
+    score_pad = np.empty((wmax, n_all, width), np.float32)
+    cum_pad = np.empty_like(score_pad) if gaps is not None else None
+    for slot, i in enumerate(order):
+        score_pad[: widths[i], slot, :max_step] = inf
+        score_pad[: widths[i], slot, max_step + h :] = inf
+        if cum_pad is not None and gaps is not None:
+            cum_pad[: widths[i], slot, :max_step] = 0.0
+            cum_pad[: widths[i], slot, max_step + h :] = 0.0
+            cum_pad[: widths[i], slot, max_step : max_step + h] = gaps[i]
+    score = score_pad[:, :, max_step : max_step + h]
+    cum = cum_pad[:, :, max_step : max_step + h] if cum_pad is not None else None
     score[0] = lp[0]
     # a max over +-max_step px along y: OpenCV's dilation, the same maxima as scipy's filter at a fraction
     # of its per-call cost (the loop runs once per column)
     window = np.ones((1, 2 * max_step + 1), np.uint8)
     half = np.ones((1, max_step + 1), np.uint8)
+    plus, minus = np.empty((n_all, h), np.float32), np.empty((n_all, h), np.float32)
+    up, down = np.empty((n_all, h), np.float32), np.empty((n_all, h), np.float32)
     for j in range(1, wmax):
-        n = live[j]
-        prev = score[j - 1, :n]
+        n = int(live[j])
+        prev, out = score[j - 1, :n], score[j, :n]
         if cum is None:
-            score[j, :n] = cv2.dilate(prev, window, borderType=cv2.BORDER_CONSTANT, borderValue=-np.inf)
+            cv2.dilate(prev, window, dst=out, borderType=cv2.BORDER_CONSTANT, borderValue=inf)
         else:  # the window's two halves: from below (y <= y') and from above (y >= y'), each with its cost
             c = cum[j, :n]
-            up = cv2.dilate(
-                prev + c, half, anchor=(max_step, 0), borderType=cv2.BORDER_CONSTANT, borderValue=-np.inf
-            )
-            down = cv2.dilate(
-                prev - c, half, anchor=(0, 0), borderType=cv2.BORDER_CONSTANT, borderValue=-np.inf
-            )
-            score[j, :n] = np.maximum(up - c, down + c)
-        score[j, :n] += lp[j, :n]
+            u, d = up[:n], down[:n]
+            np.add(prev, c, out=plus[:n])
+            np.subtract(prev, c, out=minus[:n])
+            const = cv2.BORDER_CONSTANT
+            cv2.dilate(plus[:n], half, dst=u, anchor=(max_step, 0), borderType=const, borderValue=inf)
+            cv2.dilate(minus[:n], half, dst=d, anchor=(0, 0), borderType=const, borderValue=inf)
+            np.subtract(u, c, out=u)
+            np.add(d, c, out=d)
+            np.maximum(u, d, out=out)
+        out += lp[j, :n]
     # back from each cell's best last column, all cells a column at a time (a cell joins at its own end)
-    offsets = np.arange(-max_step, max_step + 1)
-    ys = np.zeros(len(lps), np.int64)
-    walked = np.zeros((len(lps), wmax), np.int64)
+    span = np.arange(2 * max_step + 1)
+    row_at = np.arange(n_all) * width
+    ys = np.zeros(n_all, np.int64)
+    walked = np.zeros((n_all, wmax), np.int64)
     for j in range(wmax - 1, -1, -1):
-        n, m = live[j], (live[j + 1] if j + 1 < wmax else 0)  # cells reaching column j; and j + 1
+        n, m = int(live[j]), (int(live[j + 1]) if j + 1 < wmax else 0)  # cells reaching column j; and j + 1
         ys[m:n] = np.argmax(score[j, m:n], axis=1)
         if m:
-            y = ys[:m, None]
-            idx = np.clip(y + offsets, 0, h - 1)
-            cand = np.take_along_axis(score[j, :m], idx, axis=1)
-            if cum is not None:  # the cost of the step from column j into j + 1
-                cj = cum[j + 1, :m]
-                cand = cand - np.abs(np.take_along_axis(cj, y, axis=1) - np.take_along_axis(cj, idx, axis=1))
-            cand[(y + offsets < 0) | (y + offsets >= h)] = -np.inf
-            ys[:m] = idx[np.arange(m), np.argmax(cand, axis=1)]
+            y = ys[:m]
+            at = (row_at[:m] + y)[:, None] + span  # padded index of y + offset: y - max_step .. y + max_step
+            cand = score_pad[j].reshape(-1)[at]
+            if cum_pad is not None:  # the cost of the step from column j into j + 1
+                cost = cum_pad[j + 1].reshape(-1)
+                cand -= np.abs(cost[row_at[:m] + y + max_step][:, None] - cost[at])
+            best = y + np.argmax(cand, axis=1) - max_step
+            ys[:m] = np.minimum(np.maximum(best, 0), h - 1)  # np.clip: five times the per-call cost
         walked[:n, j] = ys[:n]
-    paths: list[np.ndarray] = [np.empty(0, np.int64)] * len(lps)
+    paths: list[np.ndarray] = [np.empty(0, np.int64)] * n_all
     for slot, i in enumerate(order):
         paths[i] = walked[slot, : widths[i]].copy()
     return paths
@@ -270,9 +289,10 @@ class UNetExtractor:
     meta: dict[str, Any] = field(default_factory=dict)
 
     runner: Callable[[np.ndarray], np.ndarray] | None = None  # fast runtime (ecgml.trace.runtime)
-    # the last page's strips read (`row_logits`), kept while that page is read: the layout solver reads a
-    # page again for each layout whose cells cut the rows elsewhere, mostly on the same baselines
-    _memo: tuple[CanonicalPage, dict[tuple[str, int], np.ndarray]] | None = field(
+    # the last page's strips read (`row_logits`), their log-probabilities and the cells decoded on them
+    # (`read_cells`), kept while that page is read: the layout solver reads a page again for each layout
+    # whose cells cut the rows elsewhere, mostly on the same baselines and often the same cells
+    _memo: tuple[CanonicalPage, dict[tuple[str, Any], Any]] | None = field(
         default=None, init=False, repr=False, compare=False
     )
 
@@ -304,10 +324,10 @@ class UNetExtractor:
         return np.stack([memo[(key, t)] for t in tops]), tops
 
     def _gap_costs(
-        self, page: CanonicalPage, tops: list[int], lp: np.ndarray, cfg: TraceModelConfig
+        self, page: CanonicalPage, tops: list[int], lp: list[np.ndarray], cfg: TraceModelConfig
     ) -> list[np.ndarray]:
-        """`ink_gap_costs` of the strips at `tops` (`lp`: their (rows, W, H) log-probabilities), kept with
-        the page's logits (the solver re-reads rows)."""
+        """`ink_gap_costs` of the strips at `tops` (`lp`: their (W, H) log-probabilities), kept with the
+        page's logits (the solver re-reads rows)."""
         memo = self._strips_read(page)
         key = f"{cfg!r} gaps={self.gap_cost}"
         todo = {t: i for i, t in enumerate(tops) if (key, t) not in memo}
@@ -315,12 +335,12 @@ class UNetExtractor:
             img = page_at(page, cfg.px_per_mm)
             per_px = self.gap_cost * source_share(page, cfg)
             for t, i in todo.items():
-                trace_y = np.argmax(lp[i, :: cfg.x_up], axis=1)  # the net's own trace, per input column
+                trace_y = np.argmax(lp[i][:: cfg.x_up], axis=1)  # the net's own trace, per input column
                 strip = cut_strip(img, t, cfg.strip_px)
                 memo[(key, t)] = ink_gap_costs(strip, trace_y, cfg.x_up, per_px)
         return [memo[(key, t)] for t in tops]
 
-    def _strips_read(self, page: CanonicalPage) -> dict[tuple[str, int], np.ndarray]:
+    def _strips_read(self, page: CanonicalPage) -> dict[tuple[str, Any], Any]:
         """The strips of `page` read so far (a fresh dict for a new page, or when the weights may change:
         an extractor around a model in training has no `runner`)."""
         if self.runner is None:
@@ -367,36 +387,65 @@ class UNetExtractor:
             for t in traces
         ]
 
+    def _strip_log_probs(
+        self, page: CanonicalPage, tops: list[int], logits: np.ndarray, cfg: TraceModelConfig
+    ) -> list[np.ndarray]:
+        """The (W, H) `log_probs_by_column` of each strip at `tops` (`logits`: their `row_logits`), kept
+        with the page's logits: a column's log-probabilities are its own logits' only, so a strip reads
+        the same alone or stacked with others."""
+        if self.runner is None:  # nothing is kept for a model in training
+            return list(log_probs_by_column(logits))
+        memo = self._strips_read(page)
+        key = f"{cfg!r} flips={self.flips} log-probs"
+        for t, lg in zip(tops, logits, strict=True):
+            if (key, t) not in memo:
+                memo[(key, t)] = log_probs_by_column(lg)
+        return [memo[(key, t)] for t in tops]
+
     def read_cells(self, page: CanonicalPage, layout: PageLayout, cfg: TraceModelConfig) -> list[CellTrace]:
-        """Every cell's trace from strips cut as `cfg` says (its density and strip height)."""
+        """Every cell's trace from strips cut as `cfg` says (its density and strip height).
+
+        A cell's read depends only on its strip and its columns (its path is decoded on its own), so a
+        cell read before on the page (same strip, same columns: another candidate layout of the solver
+        cutting a row alike) is taken as read, not decoded again."""
         rows = sorted({c.row for c in layout.cells})
         base = {c.row: c.baseline_mm for c in layout.cells}
         logits, tops = self.row_logits(page, [base[r] for r in rows], cfg)
         xs = out_columns_mm(logits.shape[2] // cfg.x_up, cfg)
-        lp = log_probs_by_column(logits)  # (rows, W, H)
+        lp = self._strip_log_probs(page, tops, logits, cfg)  # per row: (W, H)
         cols: list[slice] = []
         for cell in layout.cells:
             sel = np.flatnonzero((xs >= cell.x0_mm) & (xs < cell.x1_mm))  # a run: xs increases
             cols.append(slice(int(sel[0]), int(sel[-1]) + 1) if sel.size else slice(0, 0))
-        lanes = [lp[rows.index(cell.row), sl] for cell, sl in zip(layout.cells, cols, strict=True)]
-        tracked = [k for k, ln in enumerate(lanes) if self.track and ln.shape[0] > 1]
+        memo = self._strips_read(page)
+        key = f"{cfg!r} flips={self.flips} cell r={self.radius} track={self.track} step={self.max_step}"
+        key += f" gaps={self.gap_cost}"
+        at = [
+            (key, (tops[rows.index(c.row)], sl.start, sl.stop))
+            for c, sl in zip(layout.cells, cols, strict=True)
+        ]
+        todo = [k for k, a in enumerate(at) if a not in memo]
+        lanes = {k: lp[rows.index(layout.cells[k].row)][cols[k]] for k in todo}
+        tracked = [k for k in todo if self.track and lanes[k].shape[0] > 1]
         gaps: list[np.ndarray] | None = None
         if self.gap_cost > 0 and tracked:
             costs = self._gap_costs(page, tops, lp, cfg)
             gaps = [costs[rows.index(layout.cells[k].row)][cols[k]] for k in tracked]
-        centres: list[np.ndarray | None] = [None] * len(lanes)
-        paths = track_paths([lanes[k] for k in tracked], self.max_step, gaps)
-        for k, path in zip(tracked, paths, strict=True):
-            centres[k] = path
-        out: list[CellTrace] = []
-        for cell, sl, lane, centre in zip(layout.cells, cols, lanes, centres, strict=True):
-            i = rows.index(cell.row)
-            x_sel = xs[sl]
-            y_px, c = centroid_from_log_probs(lane, centre, self.radius)
+        centres: dict[int, np.ndarray] = dict(
+            zip(tracked, track_paths([lanes[k] for k in tracked], self.max_step, gaps), strict=True)
+        )
+        read: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+        for k in todo:
+            i = rows.index(layout.cells[k].row)
+            y_px, c = centroid_from_log_probs(lanes[k], centres.get(k), self.radius)
             y_mm = (tops[i] + y_px) / cfg.px_per_mm[1]
             c = np.clip(c, 0.0, 1.0)
-            y_mm = np.where(c >= MIN_CONFIDENCE, y_mm, np.nan)
-            trace = CellTrace(cell.lead, cell.row, cell.col, x_sel.copy(), y_mm, c)
+            read[k] = (np.where(c >= MIN_CONFIDENCE, y_mm, np.nan), c)
+            memo[at[k]] = read[k]
+        out: list[CellTrace] = []
+        for k, (cell, sl) in enumerate(zip(layout.cells, cols, strict=True)):
+            y_mm, c = read[k] if k in read else memo[at[k]]
+            trace = CellTrace(cell.lead, cell.row, cell.col, xs[sl].copy(), y_mm.copy(), c.copy())
             out.append(blank_cell_ends(trace, cell, self.edge_mm))
         return out
 
