@@ -316,13 +316,9 @@ class Digitizer:
             if names_read_upright(turned.evidence):
                 turned.notes.append("page turned 180 degrees: its printed lead names read upside down")
                 return turned
-            if (
-                names_down
-                and "grid" in turned.evidence.get("name_grid", {})
-                and (turned.evidence.get("labels", {}).get("agree") or 0.0) >= TURN_MIN_AGREE
-            ):
+            if names_down and lattice_turned_upright(res.evidence, turned.evidence):
                 # the names' lattice read only the other way up: on the turned page it is read again
-                # and the names beside its cells are its layout's leads
+                # upright, or the names beside its cells are its layout's leads
                 turned.notes.append("page turned 180 degrees: its printed lead names stand upside down")
                 return turned
         if geometry is None and boxes_unnamed(res):
@@ -699,6 +695,28 @@ def names_read_upright(evidence: dict[str, Any]) -> bool:
     mostly name its layout's leads (>= TURN_MIN_AGREE): the bar every re-read turn must clear to be kept."""
     lab = evidence.get("labels") or {}
     return float(lab.get("upright", 0.0)) > UPSIDE_DOWN_AT and (lab.get("agree") or 0.0) >= TURN_MIN_AGREE
+
+
+def lattice_turned_upright(before: dict[str, Any], turned: dict[str, Any]) -> bool:
+    """The page re-read turned 180 degrees, because its names' lattice stood only upside down
+    (`turned_grid` in `before`), reads a lattice upright (`grid`) and either mostly names its layout's
+    leads beside the cells (>= TURN_MIN_AGREE) or stands as the same family's lattice with at least as
+    many distinct names as the upside-down one: one printed lattice seen from both sides says the turn,
+    even where the turned reading's layout is wrong (validation seed 14002 panels-12x1_002, 12 boxes in a
+    column read as 3x4+3R: a 12x1 lattice of 5 names upside down, of 8 upright; agree 0.14). A lattice
+    needs three names that read one way up only (`label_grid.find_grid`): a separator tick read as "I"
+    builds none."""
+    grid = (turned.get("name_grid") or {}).get("grid")
+    if not grid:
+        return False
+    if ((turned.get("labels") or {}).get("agree") or 0.0) >= TURN_MIN_AGREE:
+        return True
+    down = (before.get("name_grid") or {}).get("turned_grid") or {}
+    return (
+        bool(down)
+        and grid.get("base") == down.get("base")
+        and grid.get("distinct", 0) >= down.get("distinct", 1)
+    )
 
 
 def boxes_unnamed(res: DigitizeResult) -> bool:

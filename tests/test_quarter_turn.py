@@ -14,6 +14,7 @@ from ecgml.digitize import (
     axis_unsure,
     boxes_unnamed,
     flat_page_estimate,
+    lattice_turned_upright,
     names_unconfirmed,
 )
 from ecgml.errors import EcgmlError
@@ -26,7 +27,10 @@ def _result(labels: dict[str, Any], turn: int, diag: dict[str, Any]) -> Digitize
     geo = flat_page_estimate(np.zeros((10, 10)))
     geo = Geometry(geo.page_map, geo.layout, 0.5, "estimated", diag, False, 90 * turn)
     rec = Record(np.zeros((10, 12)), 500, "page")
-    return DigitizeResult(rec, {}, geo, [], "test", {}, (10, 10), [], None, {"labels": labels})
+    ev: dict[str, Any] = {"labels": {k: v for k, v in labels.items() if k != "name_grid"}}
+    if "name_grid" in labels:  # the names' lattice (`rows_from_names`, `turned_grid`) rides with the labels
+        ev["name_grid"] = labels["name_grid"]
+    return DigitizeResult(rec, {}, geo, [], "test", {}, (10, 10), [], None, ev)
 
 
 class _Fake(Digitizer):
@@ -136,3 +140,42 @@ def test_boxes_named_as_they_lie_or_no_boxes_no_half_turn():
     assert _read(dig).geometry.orientation == 0 and dig.turns == [0]
     assert boxes_unnamed(_result({}, 0, BOXES))
     assert not boxes_unnamed(_result({"agree": 0.5}, 0, BOXES))
+
+
+DOWN_12X1 = {"turned_grid": {"base": "12x1", "distinct": 5}}
+UP_12X1 = {"grid": {"base": "12x1", "distinct": 8}}
+
+
+def test_lattice_upside_down_then_upright_on_the_turned_page_turns_it():
+    # validation seed 14002 panels-12x1_002 (upright, read 180): a 12x1 lattice of 5 names stood only upside
+    # down; turned, one of 8 names stands upright, though the turned layout (3x4+3R) names 0.14 of them
+    dig = _Fake(
+        {
+            0: {"upright": -3.342, "agree": 0.0, "name_grid": DOWN_12X1},
+            2: {"upright": -1.09, "agree": 0.143, "name_grid": UP_12X1},
+        },
+        {},
+    )
+    res = _read(dig)
+    assert dig.turns == [0, 2] and res.geometry.orientation == 180
+    assert any("stand upside down" in n for n in res.notes)
+
+
+def test_lattice_turned_upright_needs_the_same_lattice_at_least_as_full():
+    before = {"name_grid": DOWN_12X1}
+    assert lattice_turned_upright(before, {"name_grid": UP_12X1, "labels": {"agree": 0.1}})
+    other = {"grid": {"base": "3x4", "distinct": 8}}
+    assert not lattice_turned_upright(before, {"name_grid": other, "labels": {"agree": 0.1}})
+    fewer = {"grid": {"base": "12x1", "distinct": 4}}
+    assert not lattice_turned_upright(before, {"name_grid": fewer, "labels": {"agree": 0.1}})
+    assert not lattice_turned_upright(before, {"labels": {"agree": 1.0}})  # no lattice upright: no word
+    assert lattice_turned_upright({}, {"name_grid": other, "labels": {"agree": 0.6}})  # names agree
+    assert not lattice_turned_upright({}, {"name_grid": other, "labels": {"agree": 0.4}})
+    dig = _Fake(
+        {
+            0: {"upright": 0.0, "agree": 0.0, "name_grid": DOWN_12X1},
+            2: {"upright": 0.0, "agree": 0.1, "name_grid": {"grid": {"base": "6x2", "distinct": 6}}},
+        },
+        {},
+    )
+    assert _read(dig).geometry.orientation == 0 and dig.turns == [0, 2]
