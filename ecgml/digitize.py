@@ -367,6 +367,11 @@ class Digitizer:
                 best = (t_up, res)
         if best is None:
             return None
+        if best[1].geometry.source.startswith("fallback") and best[1].geometry.orientation in (None, 0):
+            # geometry found no page turned that way: the flat page assumed is the image as it lies
+            # (`flat_page_estimate` ignores the turn), and so is this reading
+            best[1].notes.append("geometry found no page at a quarter turn: read as the image lies")
+            return best[1]
         best[1].notes.append("page turned a quarter: its printed lead names read upright only that way")
         return best[1]
 
@@ -450,6 +455,8 @@ class Digitizer:
         if rows.lattice is not None:
             # set after the names beside the cells, which lift page doubt where they confirm the leads
             solved = names_doubt(solved, rows.lattice, rows.recut)
+        if geo.orientation is None and ink is not None and prob is not None:
+            geo = flat_page_turn(geo, solved, ink, net, prob)
         t_solve = time.perf_counter() - t_solve
         t_tall = time.perf_counter()
         traces = self.extractor.read_tall(page, geo.layout, traces)  # the final layout's tall complexes
@@ -695,6 +702,25 @@ def names_read_upright(evidence: dict[str, Any]) -> bool:
     mostly name its layout's leads (>= TURN_MIN_AGREE): the bar every re-read turn must clear to be kept."""
     lab = evidence.get("labels") or {}
     return float(lab.get("upright", 0.0)) > UPSIDE_DOWN_AT and (lab.get("agree") or 0.0) >= TURN_MIN_AGREE
+
+
+def flat_page_turn(geo: Geometry, solved: Solved, ink: np.ndarray, net: Any, prob: np.ndarray) -> Geometry:
+    """`geo`, the flat page assumed as the image lies (`flat_page_estimate`: its turn unknown, None), said
+    to lie upright (0) when its printed names say so: read upright beside the cells and mostly naming
+    them (`names_read_upright`), or standing upright as a lattice of names (`label_grid.read_grid` on the
+    reader's maps already computed; `rows_from_names` does not look on a page without geometry's rows).
+    Geometry found no page to turn, so nothing else is evidence of the turn; the names are (test realworld
+    3x4_009 and validation seed 14002 realworld 12x1_009: read as they lie, names upright, turn unknown)."""
+    up = names_read_upright(solved.evidence)
+    if not up:
+        grid, _ = read_grid(ink, net, prob)
+        up = grid is not None
+        if grid is not None:
+            solved.evidence.setdefault("name_grid", {"grid": grid.to_json(), "used": False})
+    if not up:
+        return geo
+    solved.notes.append("the page read as it lies: its printed lead names stand upright")
+    return replace(geo, orientation=0)
 
 
 def lattice_turned_upright(before: dict[str, Any], turned: dict[str, Any]) -> bool:
