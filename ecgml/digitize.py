@@ -317,13 +317,9 @@ class Digitizer:
             if names_read_upright(turned.evidence):
                 turned.notes.append("page turned 180 degrees: its printed lead names read upside down")
                 return turned
-            if (
-                names_down
-                and "grid" in turned.evidence.get("name_grid", {})
-                and (turned.evidence.get("labels", {}).get("agree") or 0.0) >= TURN_MIN_AGREE
-            ):
+            if names_down and lattice_turned_upright(res.evidence, turned.evidence):
                 # the names' lattice read only the other way up: on the turned page it is read again
-                # and the names beside its cells are its layout's leads
+                # upright, or the names beside its cells are its layout's leads
                 turned.notes.append("page turned 180 degrees: its printed lead names stand upside down")
                 return turned
         if geometry is None and boxes_unnamed(res):
@@ -372,6 +368,11 @@ class Digitizer:
                 best = (t_up, res)
         if best is None:
             return None
+        if best[1].geometry.source.startswith("fallback") and best[1].geometry.orientation in (None, 0):
+            # geometry found no page turned that way: the flat page assumed is the image as it lies
+            # (`flat_page_estimate` ignores the turn), and so is this reading
+            best[1].notes.append("geometry found no page at a quarter turn: read as the image lies")
+            return best[1]
         best[1].notes.append("page turned a quarter: its printed lead names read upright only that way")
         return best[1]
 
@@ -456,6 +457,8 @@ class Digitizer:
         if rows.lattice is not None:
             # set after the names beside the cells, which lift page doubt where they confirm the leads
             solved = names_doubt(solved, rows.lattice, rows.recut)
+        if geo.orientation is None and ink is not None and prob is not None:
+            geo = flat_page_turn(geo, solved, ink, net, prob)
         t_solve = time.perf_counter() - t_solve
         t_tall = time.perf_counter()
         traces = self.extractor.read_tall(page, geo.layout, traces)  # the final layout's tall complexes
@@ -701,6 +704,47 @@ def names_read_upright(evidence: dict[str, Any]) -> bool:
     mostly name its layout's leads (>= TURN_MIN_AGREE): the bar every re-read turn must clear to be kept."""
     lab = evidence.get("labels") or {}
     return float(lab.get("upright", 0.0)) > UPSIDE_DOWN_AT and (lab.get("agree") or 0.0) >= TURN_MIN_AGREE
+
+
+def flat_page_turn(geo: Geometry, solved: Solved, ink: np.ndarray, net: Any, prob: np.ndarray) -> Geometry:
+    """`geo`, the flat page assumed as the image lies (`flat_page_estimate`: its turn unknown, None), said
+    to lie upright (0) when its printed names say so: read upright beside the cells and mostly naming
+    them (`names_read_upright`), or standing upright as a lattice of names (`label_grid.read_grid` on the
+    reader's maps already computed; `rows_from_names` does not look on a page without geometry's rows).
+    Geometry found no page to turn, so nothing else is evidence of the turn; the names are (test realworld
+    3x4_009 and validation seed 14002 realworld 12x1_009: read as they lie, names upright, turn unknown)."""
+    up = names_read_upright(solved.evidence)
+    if not up:
+        grid, _ = read_grid(ink, net, prob)
+        up = grid is not None
+        if grid is not None:
+            solved.evidence.setdefault("name_grid", {"grid": grid.to_json(), "used": False})
+    if not up:
+        return geo
+    solved.notes.append("the page read as it lies: its printed lead names stand upright")
+    return replace(geo, orientation=0)
+
+
+def lattice_turned_upright(before: dict[str, Any], turned: dict[str, Any]) -> bool:
+    """The page re-read turned 180 degrees, because its names' lattice stood only upside down
+    (`turned_grid` in `before`), reads a lattice upright (`grid`) and either mostly names its layout's
+    leads beside the cells (>= TURN_MIN_AGREE) or stands as the same family's lattice with at least as
+    many distinct names as the upside-down one: one printed lattice seen from both sides says the turn,
+    even where the turned reading's layout is wrong (validation seed 14002 panels-12x1_002, 12 boxes in a
+    column read as 3x4+3R: a 12x1 lattice of 5 names upside down, of 8 upright; agree 0.14). A lattice
+    needs three names that read one way up only (`label_grid.find_grid`): a separator tick read as "I"
+    builds none."""
+    grid = (turned.get("name_grid") or {}).get("grid")
+    if not grid:
+        return False
+    if ((turned.get("labels") or {}).get("agree") or 0.0) >= TURN_MIN_AGREE:
+        return True
+    down = (before.get("name_grid") or {}).get("turned_grid") or {}
+    return (
+        bool(down)
+        and grid.get("base") == down.get("base")
+        and grid.get("distinct", 0) >= down.get("distinct", 1)
+    )
 
 
 def boxes_unnamed(res: DigitizeResult) -> bool:

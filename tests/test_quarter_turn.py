@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
 import pytest
 
+import ecgml.digitize as dg
 from ecgml.digitize import (
     Digitizer,
     DigitizeResult,
@@ -14,9 +16,13 @@ from ecgml.digitize import (
     axis_unsure,
     boxes_unnamed,
     flat_page_estimate,
+    flat_page_turn,
+    lattice_turned_upright,
     names_unconfirmed,
 )
 from ecgml.errors import EcgmlError
+from ecgml.label_grid import NameGrid
+from ecgml.layout_solve import Solved
 from ecgml.records import Record
 
 UNSURE = {"orient_from": "rows", "axis_ratio": 1.4}
@@ -26,7 +32,10 @@ def _result(labels: dict[str, Any], turn: int, diag: dict[str, Any]) -> Digitize
     geo = flat_page_estimate(np.zeros((10, 10)))
     geo = Geometry(geo.page_map, geo.layout, 0.5, "estimated", diag, False, 90 * turn)
     rec = Record(np.zeros((10, 12)), 500, "page")
-    return DigitizeResult(rec, {}, geo, [], "test", {}, (10, 10), [], None, {"labels": labels})
+    ev: dict[str, Any] = {"labels": {k: v for k, v in labels.items() if k != "name_grid"}}
+    if "name_grid" in labels:  # the names' lattice (`rows_from_names`, `turned_grid`) rides with the labels
+        ev["name_grid"] = labels["name_grid"]
+    return DigitizeResult(rec, {}, geo, [], "test", {}, (10, 10), [], None, ev)
 
 
 class _Fake(Digitizer):
@@ -136,3 +145,85 @@ def test_boxes_named_as_they_lie_or_no_boxes_no_half_turn():
     assert _read(dig).geometry.orientation == 0 and dig.turns == [0]
     assert boxes_unnamed(_result({}, 0, BOXES))
     assert not boxes_unnamed(_result({"agree": 0.5}, 0, BOXES))
+
+
+DOWN_12X1 = {"turned_grid": {"base": "12x1", "distinct": 5}}
+UP_12X1 = {"grid": {"base": "12x1", "distinct": 8}}
+
+
+def test_lattice_upside_down_then_upright_on_the_turned_page_turns_it():
+    # validation seed 14002 panels-12x1_002 (upright, read 180): a 12x1 lattice of 5 names stood only upside
+    # down; turned, one of 8 names stands upright, though the turned layout (3x4+3R) names 0.14 of them
+    dig = _Fake(
+        {
+            0: {"upright": -3.342, "agree": 0.0, "name_grid": DOWN_12X1},
+            2: {"upright": -1.09, "agree": 0.143, "name_grid": UP_12X1},
+        },
+        {},
+    )
+    res = _read(dig)
+    assert dig.turns == [0, 2] and res.geometry.orientation == 180
+    assert any("stand upside down" in n for n in res.notes)
+
+
+def test_lattice_turned_upright_needs_the_same_lattice_at_least_as_full():
+    before = {"name_grid": DOWN_12X1}
+    assert lattice_turned_upright(before, {"name_grid": UP_12X1, "labels": {"agree": 0.1}})
+    other = {"grid": {"base": "3x4", "distinct": 8}}
+    assert not lattice_turned_upright(before, {"name_grid": other, "labels": {"agree": 0.1}})
+    fewer = {"grid": {"base": "12x1", "distinct": 4}}
+    assert not lattice_turned_upright(before, {"name_grid": fewer, "labels": {"agree": 0.1}})
+    assert not lattice_turned_upright(before, {"labels": {"agree": 1.0}})  # no lattice upright: no word
+    assert lattice_turned_upright({}, {"name_grid": other, "labels": {"agree": 0.6}})  # names agree
+    assert not lattice_turned_upright({}, {"name_grid": other, "labels": {"agree": 0.4}})
+    dig = _Fake(
+        {
+            0: {"upright": 0.0, "agree": 0.0, "name_grid": DOWN_12X1},
+            2: {"upright": 0.0, "agree": 0.1, "name_grid": {"grid": {"base": "6x2", "distinct": 6}}},
+        },
+        {},
+    )
+    assert _read(dig).geometry.orientation == 0 and dig.turns == [0, 2]
+
+
+def _flat_solved(labels: dict[str, Any]) -> tuple[Geometry, Solved]:
+    geo = flat_page_estimate(np.zeros((10, 10)), "no ECG grid found")
+    return geo, Solved(geo.layout, [], evidence={"labels": labels})
+
+
+def test_flat_page_turn_from_names_read_upright(monkeypatch: pytest.MonkeyPatch):
+    # test realworld 3x4_009: geometry refused, the flat page as it lies read names upright (6.1, agree 0.67)
+    monkeypatch.setattr(dg, "read_grid", lambda ink, net, prob: (None, []))
+    geo, solved = _flat_solved({"upright": 6.088, "agree": 0.667})
+    assert geo.orientation is None
+    got = flat_page_turn(geo, solved, np.zeros((8, 8)), None, np.zeros((1, 1, 1)))
+    assert got.orientation == 0 and any("as it lies" in n for n in solved.notes)
+    geo, solved = _flat_solved({"upright": 1.967, "agree": 0.0})
+    assert flat_page_turn(geo, solved, np.zeros((8, 8)), None, np.zeros((1, 1, 1))).orientation is None
+    assert not solved.notes
+
+
+def test_flat_page_turn_from_a_lattice_of_names(monkeypatch: pytest.MonkeyPatch):
+    # validation seed 14002 realworld 12x1_009: names beside the template's cells 1.97 upright, agree 0;
+    # a 12x1 lattice of 11 names stands upright over the page
+    g = NameGrid("12x1", [20.0 + 15 * k for k in range(12)], [15.0], 15.0, distinct=11)
+    monkeypatch.setattr(dg, "read_grid", lambda ink, net, prob: (g, []))
+    geo, solved = _flat_solved({"upright": 1.967, "agree": 0.0})
+    assert flat_page_turn(geo, solved, np.zeros((8, 8)), None, np.zeros((1, 1, 1))).orientation == 0
+    assert solved.evidence["name_grid"]["grid"]["base"] == "12x1"
+
+
+def test_quarter_reading_on_the_flat_page_is_not_called_turned():
+    # a quarter re-read whose geometry fell back to the flat page (which ignores the turn) is the image as
+    # it lies: kept on its names, but not noted as turned
+    class _Flat(_Fake):
+        def _digitize(self, image: Any, fs: int, path: Any, geometry: Any, turn: int = 0) -> DigitizeResult:
+            res = super()._digitize(image, fs, path, geometry, turn)
+            flat = flat_page_estimate(np.zeros((10, 10)), "no ECG grid found")
+            res.geometry = replace(flat, orientation=0)
+            return res
+
+    dig = _Flat({0: None, 1: {"upright": 6.0, "agree": 0.7}, 3: None})
+    res = _read(dig)
+    assert res.geometry.orientation == 0 and not any("page turned a quarter" in n for n in res.notes)
+    assert any("as the image lies" in n for n in res.notes)
