@@ -508,18 +508,21 @@ def _read(
     if layout is None:
         return None, n_boxes, ink
     padded = MAX_DURATION_S + 0.2 < max(c.t1_s for c in layout.cells) <= MAX_DURATION_S + PADDED_S
+    # padded boxes whose one spacing for the page is in doubt are held as a box longer than the record is
+    # (0.4, not 0.95) and left to the page-wide fit:
+    # - each box autoscaled (wfdb's plot_items without sharey: each box its own mV per line): one spacing
+    #   for all reads most leads at the wrong gain (wfdb 6x1 pages -10 to -8 dB at 0.84-0.92);
+    # - lines along ruled at a whole multiple of the spacing taken (a plotting library's grid need not be
+    #   square: wfdb's boxes 0.2 s by 0.5 mV, read square at half the lines' spacing, came out twice too
+    #   tall, three leads wrong at 0.86-0.94)
+    doubt = ""
     if padded and _scales_differ(hgroups):
-        # padded boxes each autoscaled (wfdb's plot_items without sharey: each box its own mV per line):
-        # one spacing for all reads most leads at the wrong gain (wfdb 6x1 pages -10 to -8 dB at 0.84-0.92).
-        # Held as a box longer than the record is, and left to the page-wide fit
-        conf *= 0.4 / 0.95
-        why += " (padded boxes ruled at different spacings: one scale in doubt)"
+        doubt = "padded boxes ruled at different spacings"
     elif padded and _harmonic(own, (dx, dy)):
-        # padded boxes whose lines along are ruled at a whole multiple of the spacing taken (a plotting
-        # library's grid need not be square: wfdb's boxes 0.2 s by 0.5 mV, read square at half the lines'
-        # spacing, came out twice too tall, three leads wrong at 0.86-0.94): held the same way
+        doubt = "spacing taken at a fraction of the lines' own"
+    if doubt:
         conf *= 0.4 / 0.95
-        why += " (spacing taken at a fraction of the lines' own: one scale in doubt)"
+        why += f" ({doubt}: one scale in doubt)"
     pulses = _pulse_reading(black, rows, layout, ppm)
     shown = max(c.t1_s for c in layout.cells)
     slow = SLOW_SPEED_MM_S / SPEED_MM_S
