@@ -10,7 +10,7 @@ competition's per-ECG CSV, plus one confidence per lead.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -186,6 +186,24 @@ def assemble(
         confidence[lead] = float(confs[ok, j].mean()) if ok.any() else 0.0
     rec = Record(sig.astype(np.float32), fs, name, {"layout": layout.name})
     return Assembly(rec, confidence, confs.astype(np.float32), _dedupe(notes), agreement, off)
+
+
+def keep_doubts(asm: Assembly, before: Assembly, why: str) -> Assembly:
+    """`asm` with the doubts of `before` (another reading of the same page, `why`) kept: each lead's
+    agreement at most its agreement there, and its limb leads off Einthoven's plane where they were
+    there; a reading that changed a page must not make it look surer than it was."""
+    agreement = dict(asm.agreement)
+    for lead, ag in before.agreement.items():
+        agreement[lead] = min(agreement.get(lead, 1.0), ag)
+    off = dict(asm.limbs_off)
+    for lead, frac in before.limbs_off.items():
+        off[lead] = max(off.get(lead, 0.0), frac)
+    notes = list(asm.notes)
+    if agreement != asm.agreement or off != asm.limbs_off:
+        notes.append(
+            f"doubts of the reading before {why} kept: {[n for n in before.notes if n not in notes]}"
+        )
+    return replace(asm, agreement=agreement, limbs_off=off, notes=notes)
 
 
 def _dedupe(notes: list[str]) -> list[str]:

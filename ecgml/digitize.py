@@ -22,7 +22,14 @@ from typing import Any
 import cv2
 import numpy as np
 
-from ecgml.assemble import Assembly, assemble, competition_segments, einthoven_fill, fallback_segments
+from ecgml.assemble import (
+    Assembly,
+    assemble,
+    competition_segments,
+    einthoven_fill,
+    fallback_segments,
+    keep_doubts,
+)
 from ecgml.atomic import atomic_path
 from ecgml.ecg_page import PageEvidence, ink_curves, not_an_ecg_page, page_evidence, unread_ecg_reason
 from ecgml.errors import GRID_NO_ROWS, EcgmlError, ImageTooSmall
@@ -75,6 +82,7 @@ from ecgml.page_reader import (
 from ecgml.records import LEADS, Record, record_name, write_csv, write_wfdb
 from ecgml.trace.edges import cut_leads, unread_borrowed
 from ecgml.trace.grid_timing import Bands, correct_x
+from ecgml.trace.shared_ink import unrepaired
 from ecgml.trace.types import CellTrace, TraceExtractor
 from ecgml.verdict import LeadReport, geometry_factor, lead_report, load_calibration
 
@@ -464,8 +472,14 @@ class Digitizer:
         traces = self.extractor.read_tall(page, geo.layout, traces)  # the final layout's tall complexes
         t_tall = time.perf_counter() - t_tall
         cut = cut_leads(traces, geo.page_map)  # run off the paper or the image: held, others' ink unread
+        plain = unrepaired(traces)
         traces = unread_borrowed(traces, cut)
         asm: Assembly = assemble(traces, geo.layout, fs, name=name)
+        if plain is not None:  # rows' shared ink repaired: the doubts of the reading before it stay
+            before = assemble(unread_borrowed(plain, cut), geo.layout, fs, name=name)
+            asm = keep_doubts(asm, before, "the shared-ink repair")
+            moved = sorted({t.lead for t in traces if t.plain is not None}, key=lambda n: (n not in LEADS, n))
+            asm = replace(asm, notes=[*asm.notes, f"rows decoded onto the same ink repaired: {moved}"])
         solved.evidence["ecg_page"] = page_ev.to_json()
         report = _report(asm, traces, geo, solved, labels, cut)
         record = _blank_unreadable(asm.record, report)

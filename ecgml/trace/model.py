@@ -27,6 +27,7 @@ from ecgml.geometry.canonical import CanonicalPage
 from ecgml.layout import Cell, PageLayout
 from ecgml.trace.classical import channel_range, ink_map
 from ecgml.trace.net_config import DEFAULT_WEIGHTS, WEIGHTS_DIR, TraceModelConfig, read_weights_info
+from ecgml.trace.shared_ink import MIN_SHARED_MM, WINDOW_MARGIN_MM, keep_off, pinned_ends, repair_chain
 from ecgml.trace.tall import SQUASH, clipped, merge
 from ecgml.trace.types import CellTrace
 
@@ -380,12 +381,20 @@ class UNetExtractor:
         half = self.cfg.strip_mm / 2
         if not (self.tall and clipped(traces, layout, half)):
             return traces
-        again = {(u.row, u.col): u for u in self.read_cells(page, layout, squashed(self.cfg))}
+        again = {(u.row, u.col): u for u in self.read_cells(page, layout, squashed(self.cfg), repair=False)}
         base = {c.row: c.baseline_mm for c in layout.cells}
-        return [
-            merge(t, again[(t.row, t.col)], base[t.row], half) if (t.row, t.col) in again else t
-            for t in traces
-        ]
+        out: list[CellTrace] = []
+        for t in traces:
+            if (t.row, t.col) not in again:
+                out.append(t)
+                continue
+            u, b = again[(t.row, t.col)], base[t.row]
+            new = merge(t, u, b, half)
+            if t.plain is not None:  # the read before the repair, merged alike
+                p = merge(replace(t, y_mm=t.plain[0], confidence=t.plain[1], plain=None), u, b, half)
+                new = replace(new, plain=(p.y_mm, p.confidence))
+            out.append(new)
+        return out
 
     def _strip_log_probs(
         self, page: CanonicalPage, tops: list[int], logits: np.ndarray, cfg: TraceModelConfig
@@ -402,12 +411,20 @@ class UNetExtractor:
                 memo[(key, t)] = log_probs_by_column(lg)
         return [memo[(key, t)] for t in tops]
 
-    def read_cells(self, page: CanonicalPage, layout: PageLayout, cfg: TraceModelConfig) -> list[CellTrace]:
-        """Every cell's trace from strips cut as `cfg` says (its density and strip height).
+    def read_cells(
+        self, page: CanonicalPage, layout: PageLayout, cfg: TraceModelConfig, repair: bool = True
+    ) -> list[CellTrace]:
+        """Every cell's trace from strips cut as `cfg` says (its density and strip height); with `repair`,
+        neighbouring rows decoded onto the same ink are repaired (`ecgml.trace.shared_ink`) and a repaired
+        cell keeps its read before the repair (`CellTrace.plain`: the page's doubts are taken from both).
+        The squashed second read is not repaired: it is taken only where the plain read is clipped, for
+        complexes that cross the neighbouring rows by design (validation 12x1_000: repaired squashed reads
+        moved 3-4 rows over most of the page and its limb leads lost 1-3 dB).
 
-        A cell's read depends only on its strip and its columns (its path is decoded on its own), so a
-        cell read before on the page (same strip, same columns: another candidate layout of the solver
-        cutting a row alike) is taken as read, not decoded again."""
+        A cell's plain path depends only on its strip and its columns, so a path decoded before on the page
+        (another candidate layout of the solver cutting a row alike) is taken as decoded; a repair depends
+        on the cells stacked over the same columns too, and is made again for each layout (its windows
+        only are decoded)."""
         rows = sorted({c.row for c in layout.cells})
         base = {c.row: c.baseline_mm for c in layout.cells}
         logits, tops = self.row_logits(page, [base[r] for r in rows], cfg)
@@ -420,34 +437,120 @@ class UNetExtractor:
         memo = self._strips_read(page)
         key = f"{cfg!r} flips={self.flips} cell r={self.radius} track={self.track} step={self.max_step}"
         key += f" gaps={self.gap_cost}"
-        at = [
-            (key, (tops[rows.index(c.row)], sl.start, sl.stop))
-            for c, sl in zip(layout.cells, cols, strict=True)
-        ]
-        todo = [k for k, a in enumerate(at) if a not in memo]
-        lanes = {k: lp[rows.index(layout.cells[k].row)][cols[k]] for k in todo}
-        tracked = [k for k in todo if self.track and lanes[k].shape[0] > 1]
-        gaps: list[np.ndarray] | None = None
+        top_of = [tops[rows.index(c.row)] for c in layout.cells]
+        lanes = [lp[rows.index(c.row)][sl] for c, sl in zip(layout.cells, cols, strict=True)]
+        tracked = [k for k, ln in enumerate(lanes) if self.track and ln.shape[0] > 1]
+        gaps: dict[int, np.ndarray] = {}
         if self.gap_cost > 0 and tracked:
             costs = self._gap_costs(page, tops, lp, cfg)
-            gaps = [costs[rows.index(layout.cells[k].row)][cols[k]] for k in tracked]
-        centres: dict[int, np.ndarray] = dict(
-            zip(tracked, track_paths([lanes[k] for k in tracked], self.max_step, gaps), strict=True)
-        )
-        read: dict[int, tuple[np.ndarray, np.ndarray]] = {}
-        for k in todo:
-            i = rows.index(layout.cells[k].row)
-            y_px, c = centroid_from_log_probs(lanes[k], centres.get(k), self.radius)
-            y_mm = (tops[i] + y_px) / cfg.px_per_mm[1]
-            c = np.clip(c, 0.0, 1.0)
-            read[k] = (np.where(c >= MIN_CONFIDENCE, y_mm, np.nan), c)
-            memo[at[k]] = read[k]
+            gaps = {k: costs[rows.index(layout.cells[k].row)][cols[k]] for k in tracked}
+        at_path = [(key + " path", (top_of[k], cols[k].start, cols[k].stop)) for k in range(len(lanes))]
+        todo = [k for k in tracked if at_path[k] not in memo]
+        todo_gaps = [gaps[k] for k in todo] if gaps else None
+        for k, path in zip(
+            todo, track_paths([lanes[k] for k in todo], self.max_step, todo_gaps), strict=True
+        ):
+            memo[at_path[k]] = path
+        centres: list[np.ndarray | None] = [
+            memo[at_path[k]] if k in tracked else None for k in range(len(lanes))
+        ]
+        plain = list(centres)
+        if repair and gaps:
+            per_px = self.gap_cost * source_share(page, cfg)
+            self._repair_shared(layout, cols, lanes, gaps, top_of, centres, per_px, cfg)
         out: list[CellTrace] = []
         for k, (cell, sl) in enumerate(zip(layout.cells, cols, strict=True)):
-            y_mm, c = read[k] if k in read else memo[at[k]]
-            trace = CellTrace(cell.lead, cell.row, cell.col, xs[sl].copy(), y_mm.copy(), c.copy())
+            at = (key, at_path[k][1])
+            y_mm, c = self._centroid(lanes[k], centres[k], top_of[k], cfg, memo, at, centres[k] is plain[k])
+            kept = None
+            if centres[k] is not plain[k]:
+                y0, c0 = self._centroid(lanes[k], plain[k], top_of[k], cfg, memo, at, True)
+                p0 = blank_cell_ends(
+                    CellTrace(cell.lead, cell.row, cell.col, xs[sl].copy(), y0.copy(), c0.copy()),
+                    cell,
+                    self.edge_mm,
+                )
+                kept = (p0.y_mm, p0.confidence)
+            trace = CellTrace(cell.lead, cell.row, cell.col, xs[sl].copy(), y_mm.copy(), c.copy(), kept)
             out.append(blank_cell_ends(trace, cell, self.edge_mm))
         return out
+
+    def _centroid(
+        self,
+        lane: np.ndarray,
+        centre: np.ndarray | None,
+        top: int,
+        cfg: TraceModelConfig,
+        memo: dict[Any, Any],
+        at: tuple[str, tuple[int, int, int]],
+        keep: bool,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """(y mm, confidence) of a lane read around `centre` (NaN below MIN_CONFIDENCE); with `keep` (the
+        plain path) it is kept under `at`, a repaired read is not: it depends on the stack."""
+        if keep and at in memo:
+            return memo[at]
+        y_px, c = centroid_from_log_probs(lane, centre, self.radius)
+        y_mm = (top + y_px) / cfg.px_per_mm[1]
+        c = np.clip(c, 0.0, 1.0)
+        read = (np.where(c >= MIN_CONFIDENCE, y_mm, np.nan), c)
+        if keep:
+            memo[at] = read
+        return read
+
+    def _repair_shared(
+        self,
+        layout: PageLayout,
+        cols: list[slice],
+        lanes: list[np.ndarray],
+        gaps: dict[int, np.ndarray],
+        tops: list[int],
+        centres: list[np.ndarray | None],
+        per_px: float,
+        cfg: TraceModelConfig,
+    ) -> None:
+        """`centres` (in place) with each stack of cells over the same columns repaired where two
+        neighbouring rows run along the same ink (`ecgml.trace.shared_ink`)."""
+        stacks: dict[tuple[int, int, int], list[int]] = {}
+        for k, (cell, sl) in enumerate(zip(layout.cells, cols, strict=True)):
+            if k in gaps and centres[k] is not None:
+                stacks.setdefault((cell.col, sl.start, sl.stop), []).append(k)
+        min_cols = int(round(MIN_SHARED_MM * cfg.px_per_mm[0] * cfg.x_up))
+        margin = int(round(WINDOW_MARGIN_MM * cfg.px_per_mm[0] * cfg.x_up))
+
+        for ks in stacks.values():
+            if len(ks) < 2:
+                continue
+            ks = sorted(ks, key=lambda k: layout.cells[k].row)
+
+            def decode(
+                i: int,
+                path: np.ndarray,
+                avoid: np.ndarray,
+                where: np.ndarray,
+                below: bool,
+                ks: list[int] = ks,
+            ) -> np.ndarray:
+                k = ks[i]
+                run = np.flatnonzero(where)
+                a, b = int(run[0]), int(run[-1]) + 1
+                lane = pinned_ends(
+                    keep_off(lanes[k][a:b], avoid[a:b], where[a:b], below), path[a], path[b - 1]
+                )
+                out = path.copy()
+                out[a:b] = track_paths([lane], self.max_step, [gaps[k][a:b]])[0]
+                return out
+
+            def inkness(i: int, y: np.ndarray, ks: list[int] = ks) -> np.ndarray:
+                cum = gaps[ks[i]]
+                y = np.clip(y, 1, cum.shape[1] - 1)
+                col = np.arange(cum.shape[0])
+                return 1.0 - (cum[col, y] - cum[col, y - 1]) / max(per_px, 1e-6)
+
+            old = [np.asarray(centres[k]) for k in ks]
+            new = repair_chain(old, [tops[k] for k in ks], decode, inkness, min_cols, margin)
+            for k, a, b in zip(ks, old, new, strict=True):
+                if not np.array_equal(a, b):
+                    centres[k] = b
 
 
 def source_share(page: CanonicalPage, cfg: TraceModelConfig) -> float:

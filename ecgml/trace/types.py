@@ -25,6 +25,9 @@ class CellTrace:
     x_mm: np.ndarray
     y_mm: np.ndarray
     confidence: np.ndarray  # in [0, 1], one per x
+    # (y_mm, confidence) read before neighbouring rows' shared ink was repaired (`trace.shared_ink`), or None:
+    # a repair must not lift a doubt the page had before it
+    plain: tuple[np.ndarray, np.ndarray] | None = None
 
 
 class TraceExtractor(Protocol):
