@@ -199,9 +199,11 @@ def keep_doubts(asm: Assembly, before: Assembly, why: str) -> Assembly:
     for lead, frac in before.limbs_off.items():
         off[lead] = max(off.get(lead, 0.0), frac)
     notes = list(asm.notes)
-    if agreement != asm.agreement or off != asm.limbs_off:
+    held = sorted(k for k in agreement if agreement[k] < asm.agreement.get(k, 1.0))
+    held_off = sorted(k for k in off if off[k] > asm.limbs_off.get(k, 0.0))
+    if held or held_off:
         notes.append(
-            f"doubts of the reading before {why} kept: {[n for n in before.notes if n not in notes]}"
+            f"doubts of the reading before {why} kept: agreement {held}, off Einthoven's plane {held_off}"
         )
     return replace(asm, agreement=agreement, limbs_off=off, notes=notes)
 
