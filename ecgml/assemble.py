@@ -188,6 +188,23 @@ def assemble(
     return Assembly(rec, confidence, confs.astype(np.float32), _dedupe(notes), agreement, off)
 
 
+def assemble_repaired(
+    traces: list[CellTrace], plain: list[CellTrace], layout: PageLayout, fs: int, name: str, why: str
+) -> Assembly:
+    """`assemble(traces)` where `plain` is the page read before a repair (`why`): the doubts of that
+    reading are kept (`keep_doubts`), and where its limb leads were off Einthoven's plane they are not
+    projected after the repair either. A repair that sets one wrong limb row right lets the six agree,
+    and the projection then spreads the repaired row's coarser read over the five that were read well
+    (test 12x1_007: III -0.5 -> 16.5 dB, but I 24.3 -> 21.3, II 26.4 -> 16.3 through the projection)."""
+    asm = assemble(traces, layout, fs, name=name)
+    before = assemble(plain, layout, fs, name=name)
+    if before.limbs_off and not asm.limbs_off:
+        flat = assemble(traces, layout, fs, name=name, einthoven=False)
+        note = f"limb leads off Einthoven's plane before {why}: not projected"
+        asm = replace(flat, agreement=asm.agreement, limbs_off=asm.limbs_off, notes=[*asm.notes, note])
+    return keep_doubts(asm, before, why)
+
+
 def keep_doubts(asm: Assembly, before: Assembly, why: str) -> Assembly:
     """`asm` with the doubts of `before` (another reading of the same page, `why`) kept: each lead's
     agreement at most its agreement there, and its limb leads off Einthoven's plane where they were

@@ -25,10 +25,10 @@ import numpy as np
 from ecgml.assemble import (
     Assembly,
     assemble,
+    assemble_repaired,
     competition_segments,
     einthoven_fill,
     fallback_segments,
-    keep_doubts,
 )
 from ecgml.atomic import atomic_path
 from ecgml.ecg_page import PageEvidence, ink_curves, not_an_ecg_page, page_evidence, unread_ecg_reason
@@ -474,10 +474,12 @@ class Digitizer:
         cut = cut_leads(traces, geo.page_map)  # run off the paper or the image: held, others' ink unread
         plain = unrepaired(traces)
         traces = unread_borrowed(traces, cut)
-        asm: Assembly = assemble(traces, geo.layout, fs, name=name)
-        if plain is not None:  # rows' shared ink repaired: the doubts of the reading before it stay
-            before = assemble(unread_borrowed(plain, cut), geo.layout, fs, name=name)
-            asm = keep_doubts(asm, before, "the shared-ink repair")
+        asm: Assembly
+        if plain is None:
+            asm = assemble(traces, geo.layout, fs, name=name)
+        else:  # rows' shared ink repaired: the doubts of the reading before it stay
+            plain = unread_borrowed(plain, cut)
+            asm = assemble_repaired(traces, plain, geo.layout, fs, name, "the shared-ink repair")
             moved = sorted({t.lead for t in traces if t.plain is not None}, key=lambda n: (n not in LEADS, n))
             asm = replace(asm, notes=[*asm.notes, f"rows decoded onto the same ink repaired: {moved}"])
         solved.evidence["ecg_page"] = page_ev.to_json()

@@ -143,3 +143,29 @@ def test_unevenly_spaced_columns_keep_their_own_times():
         got = rec.signal[start + 10 : start + n - 10, j]  # the bend leaves the first 0.3 mm unread
         want = _sine(np.arange(start + 10, start + n - 10) / fs, j)
         assert np.max(np.abs(got - want)) < 0.015, lead
+
+
+def test_limb_leads_off_the_plane_before_a_repair_are_not_projected_after_it():
+    """Before the repair lead III was another row's trace (the six limb leads off Einthoven's plane); the
+    repaired III is right but coarse. The five well-read limb leads keep their own reads (no projection
+    spreads III's noise over them) and the page keeps the doubt it had."""
+    from ecgml.assemble import assemble_repaired
+
+    fs = 500
+    lay = make_layout()
+    rng = np.random.default_rng(0)
+    after = _traces()
+    for tr in after:
+        if tr.lead == "III":
+            tr.y_mm = tr.y_mm + rng.normal(0, 1.0, tr.y_mm.size)  # right but coarse
+    wrong = [CellTrace(t.lead, t.row, t.col, t.x_mm, t.y_mm.copy(), t.confidence) for t in after]
+    for tr in wrong:
+        if tr.lead == "III":
+            tr.y_mm = tr.y_mm[::-1].copy()  # another trace entirely
+    plain = assemble(after, lay, fs)
+    assert not plain.limbs_off  # alone, the repaired page's limb leads agree and are projected
+    got = assemble_repaired(after, wrong, lay, fs, "p", "the repair")
+    assert got.limbs_off and min(got.agreement.values()) < 1.0  # the doubt of the wrong reading stays
+    unprojected = assemble(after, lay, fs, einthoven=False).record.signal
+    np.testing.assert_allclose(got.record.signal, unprojected, equal_nan=True)
+    assert not np.allclose(plain.record.signal, unprojected, equal_nan=True)
