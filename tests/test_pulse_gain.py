@@ -209,3 +209,46 @@ def test_a_mark_with_a_sloping_top_is_no_pulse():
     level = _row_end_mark(10.0, 10.0)
     assert [(p["side"], p["shape"][1]) for p in level] == [("right", 10.0)]
     assert _row_end_mark(11.0, 9.0) == []
+
+
+def _thin_pen_row(pulse_mm: float | None, pen_px: int) -> list[dict]:
+    """The pulses found on one traced row (baseline 50 mm, ink from 15 mm at 4 px/mm) drawn by a pen
+    `pen_px` wide: a 5 mm wide pulse `pulse_mm` tall at the row's start (None: the trace alone, with
+    10 mm spikes)."""
+    import cv2
+
+    from ecgml.geometry.orient import Rows
+    from ecgml.geometry.pulses import find_row_pulses
+
+    ppm = 4.0
+    mask = np.zeros((int(90 * ppm), int(240 * ppm)), np.uint8)
+
+    def px(x: float, y: float) -> tuple[int, int]:
+        return int(round(x * ppm)), int(round(y * ppm))
+
+    base = 50.0
+    pts = [(15.0, base)]
+    if pulse_mm is not None:
+        pts += [(15.0, base - pulse_mm), (20.0, base - pulse_mm), (20.0, base)]
+    for x in (60.0, 120.0, 180.0):  # QRS spikes: up and down within 1 mm
+        pts += [(x, base), (x + 0.5, base - 10.0), (x + 1.0, base + 2.0), (x + 1.5, base)]
+    pts.append((200.0, base))
+    for a, b in zip(pts, pts[1:], strict=False):
+        cv2.line(mask, px(*a), px(*b), 1, pen_px)
+    rows = Rows(np.array([base]), np.array([15.0]), np.array([200.0]), np.array([False]))
+    return find_row_pulses(mask.astype(np.float32), rows, (0.0, 0.0, 240.0, 90.0), ppm)
+
+
+@pytest.mark.parametrize("height", [5.0, 10.0, 20.0])
+def test_a_pulse_drawn_by_a_thin_pen_is_found_at_its_height(height):
+    """A pulse drawn 1 px wide on the 4 px/mm ink raster fills half of the template's 2 px strokes and
+    matched below the score (small copies and thin-pen carts: its gain was assumed); it is found, and
+    measured at its own height, as one drawn 2 px wide is."""
+    for pen in (1, 2):
+        got = _thin_pen_row(height, pen)
+        assert [(p["side"], p["shape"][:2]) for p in got] == [("left", [5.0, height])], (pen, got)
+        assert abs(got[0]["height_mm"] - height) <= 0.5 and abs(got[0]["width_mm"] - 5.0) <= 0.5
+
+
+def test_a_thin_pen_row_without_a_pulse_has_none():
+    assert _thin_pen_row(None, 1) == [] and _thin_pen_row(None, 2) == []

@@ -174,6 +174,7 @@ def find_row_pulses(
     end = int(ROW_END_MM * ppm)
     btol = int(base_tol_mm * ppm)
     s = max(1, int(round(0.5 * ppm)))
+    wide = cv2.dilate(f, np.ones((s, s), np.uint8))  # every stroke at least the template's s px wide
     found: list[dict] = []
     for w_mm, h_mm, step_mm in _shapes(widths):
         t, base = pulse_template(ppm, w_mm, h_mm, step_mm)
@@ -192,7 +193,12 @@ def find_row_pulses(
                 sc = cv2.matchTemplate(roi, t, cv2.TM_CCORR)
                 yy, xx = (int(v) for v in np.unravel_index(int(np.argmax(sc)), sc.shape))
                 if sc[yy, xx] <= PULSE_MIN_SCORE:
-                    continue
+                    # a pulse drawn by a pen thinner than the template's strokes fills half of each:
+                    # matched again on strokes widened to them; the checks below read the ink as it is
+                    sc = cv2.matchTemplate(wide[y_lo:y_hi, x_lo:x_hi], t, cv2.TM_CCORR)
+                    yy, xx = (int(v) for v in np.unravel_index(int(np.argmax(sc)), sc.shape))
+                    if sc[yy, xx] <= PULSE_MIN_SCORE:
+                        continue
                 left, top = x_lo + xx + pad, y_lo + yy + pad
                 foot = y_lo + yy + base
                 c = f[top - s : top + h + 3 * s, left - s : left + w + s]
