@@ -123,6 +123,30 @@ def decide(best: dict[str, float]) -> tuple[float | None, float | None, float]:
     return speed, None, 0.0
 
 
+def band_inks(page_ink: np.ndarray, layout: PageLayout) -> list[np.ndarray]:
+    """The page's text bands (`text_bands`) cut from its ink at FOOT_PPM, half a patch more each side so
+    that a line at a band's edge is centred in some patch; bands too small for a patch are left out."""
+    ph = int(PATCH_MM[1] * FOOT_PPM)
+    out = []
+    for y0, y1 in text_bands(layout, page_ink.shape[0] / FOOT_PPM):
+        a = max(0, int(y0 * FOOT_PPM) - ph // 2)
+        b = min(page_ink.shape[0], int(y1 * FOOT_PPM) + ph // 2)
+        if b - a < ph or page_ink.shape[1] < int(PATCH_MM[0] * FOOT_PPM):
+            continue
+        out.append(page_ink[a:b])
+    return out
+
+
+def best_fields(bands: list[np.ndarray], net: Any) -> dict[str, float]:
+    """The highest probability of each field class anywhere on `bands` (`band_inks`)."""
+    best = dict.fromkeys(CLASSES[:-1], 0.0)
+    for band in bands:
+        prob = class_maps(net, band)
+        for k, c in enumerate(CLASSES[:-1]):
+            best[c] = max(best[c], float(prob[k].max()))
+    return best
+
+
 def read_footer(page_ink: np.ndarray, layout: PageLayout, net: Any = None) -> FooterReading | None:
     """The speed and gain printed on the page: `page_ink` is the rectified page's ink (1 = black) at
     FOOT_PPM; None when this install has no reader weights."""
@@ -132,15 +156,6 @@ def read_footer(page_ink: np.ndarray, layout: PageLayout, net: Any = None) -> Fo
     if net is None:
         return None
     t0 = time.perf_counter()
-    ph = int(PATCH_MM[1] * FOOT_PPM)
-    best = dict.fromkeys(CLASSES[:-1], 0.0)
-    for y0, y1 in text_bands(layout, page_ink.shape[0] / FOOT_PPM):
-        a = max(0, int(y0 * FOOT_PPM) - ph // 2)
-        b = min(page_ink.shape[0], int(y1 * FOOT_PPM) + ph // 2)
-        if b - a < ph or page_ink.shape[1] < int(PATCH_MM[0] * FOOT_PPM):
-            continue
-        prob = class_maps(net, page_ink[a:b])
-        for k, c in enumerate(CLASSES[:-1]):
-            best[c] = max(best[c], float(prob[k].max()))
+    best = best_fields(band_inks(page_ink, layout), net)
     speed, gain, chest = decide(best)
     return FooterReading(best, speed, gain, chest, time.perf_counter() - t0)
