@@ -101,8 +101,40 @@ def render_truth(
     return out
 
 
+def flat_pages(records: Path, splits: Path, from_splits: tuple[str, ...], n: int, seed: int) -> list[dict]:
+    """`n` pages drawn as the reader's training pages are (`training.footer_reader.draw_training_page`:
+    flat, degraded, every cart header and footer, evenly drawn speeds and gains) from records of
+    `from_splits`: the reader's own distribution held out, with its layout's bands (no geometry)."""
+    import numpy as np
+
+    from ecgml.digitize_bench import bench_records
+    from ecgml.training.footer_reader import draw_training_page
+
+    recs = bench_records(records, splits, from_splits)
+    rng = np.random.default_rng(seed)
+    out = []
+    for k in range(n):
+        t0 = time.perf_counter()
+        ink, lay, fields, _ = draw_training_page(recs[int(rng.integers(len(recs)))], rng)
+        bands = [b.astype(np.float16) for b in band_inks(ink, lay)]
+        out.append({
+            "name": f"flat_{k:03d}", "bands": bands, "source": "flat (true layout)",
+            "secs": time.perf_counter() - t0, "speed": float(lay.speed_mm_s), "gain": float(lay.gain_mm_mv),
+            "chest": float(lay.chest_gain_mm_mv or 0.0), "printed": sorted({CLASSES[c] for c, *_ in fields}),
+        })  # fmt: skip
+        print(f"{k + 1}/{n} flat {len(bands)} bands {out[-1]['printed']}", flush=True)
+    return out
+
+
 def bands_main(a: argparse.Namespace) -> int:
     pages: list[tuple[str, Path, dict[str, Any]]] = []
+    if a.flat:
+        out = flat_pages(a.records, a.splits, tuple(a.from_splits.split(",")), a.flat, a.seed)
+        out = [{"set": a.set or "flat", **p} for p in out]
+        a.out.parent.mkdir(parents=True, exist_ok=True)
+        with open(a.out, "wb") as f:
+            pickle.dump(out, f)
+        return 0
     if a.render:
         truth = render_truth(
             a.render, a.records, a.splits, tuple(a.from_splits.split(",")), a.per_family, a.seed, a.limit
@@ -212,6 +244,14 @@ def check_main(a: argparse.Namespace) -> int:
     print(json.dumps({k: v for k, v in summary.items() if k != "sets"}))
     if a.json:
         a.json.write_text(json.dumps({"summary": summary, "pages": rows}, indent=1) + "\n")
+    meta_path = a.weights.with_suffix(".json")
+    if a.record and meta_path.exists():  # the figures beside the weights they describe
+        meta = json.loads(meta_path.read_text())
+        meta["page_check"] = {
+            **summary, "command": "python benchmarks/footer_check.py " + " ".join(sys.argv[1:]),
+            "band_caches": [str(b) for b in a.bands],
+        }  # fmt: skip
+        meta_path.write_text(json.dumps(meta, indent=1) + "\n")
     return 0 if not bad else 1
 
 
@@ -225,6 +265,7 @@ def main(argv: list[str] | None = None) -> int:
     b.add_argument("--from-splits", default="validation")
     b.add_argument("--per-family", type=int, default=20)
     b.add_argument("--seed", type=int, default=14001)
+    b.add_argument("--flat", type=int, default=0, help="draw this many held-out flat pages (`flat_pages`)")
     b.add_argument("--images", help="a glob of other pages (their settings from --speed/--gain)")
     b.add_argument("--speed", type=float, default=None, help="the pages' paper speed (None: unknown)")
     b.add_argument("--gain", type=float, default=None, help="the pages' gain (None: unknown)")
@@ -236,6 +277,7 @@ def main(argv: list[str] | None = None) -> int:
     c.add_argument("bands", type=Path, nargs="+")
     c.add_argument("--weights", type=Path, required=True)
     c.add_argument("--json", type=Path, default=None)
+    c.add_argument("--record", action="store_true", help="write the figures into the weights' JSON")
     a = ap.parse_args(argv)
     return bands_main(a) if a.cmd == "bands" else check_main(a)
 
