@@ -126,6 +126,23 @@ def flat_pages(records: Path, splits: Path, from_splits: tuple[str, ...], n: int
     return out
 
 
+def ecgplot_gains(seed: int, per_layout: int = 6) -> dict[str, float]:
+    """Per page name of an `ecgml.plotter_bench.plotter_pages` set: the gain it was drawn at (its
+    `plotter_page` draws replayed: pulse, grid colour, names, then the gain). ecg_plot prints it, with the
+    speed, under the page ("25 mm/s · 20 mm/mV · time: s ...")."""
+    from ecgml.plotter_bench import PLOTTER_GAINS, PLOTTER_LAYOUTS
+
+    out = {}
+    for i in range(per_layout):
+        for j, layout in enumerate(PLOTTER_LAYOUTS):
+            rng = np.random.default_rng(seed * 1000 + j * per_layout + i)
+            pulse = rng.random() < 0.8
+            rng.random(), rng.random()
+            gain = float(rng.choice(PLOTTER_GAINS, p=(0.15, 0.7, 0.15))) if pulse else 10.0
+            out[f"ecgplot-{layout}_{i:03d}"] = gain
+    return out
+
+
 def bands_main(a: argparse.Namespace) -> int:
     pages: list[tuple[str, Path, dict[str, Any]]] = []
     if a.flat:
@@ -148,6 +165,10 @@ def bands_main(a: argparse.Namespace) -> int:
         }  # fmt: skip
         files = sorted(glob.glob(a.images)) if a.images else []
         pages += [(Path(f).stem, Path(f), dict(fixed)) for f in files]
+        if a.ecg_plot_seed is not None:  # the gain each page was drawn at, and printed
+            gains = ecgplot_gains(a.ecg_plot_seed)
+            pages = [(n, f, {**t, "gain": gains[n], "printed": ["25 mm/s", f"{gains[n]:g} mm/mV"]})
+                     for n, f, t in pages]  # fmt: skip
         set_name = a.set or "images"
     if a.limit:
         pages = pages[: a.limit]
@@ -270,6 +291,9 @@ def main(argv: list[str] | None = None) -> int:
     b.add_argument("--speed", type=float, default=None, help="the pages' paper speed (None: unknown)")
     b.add_argument("--gain", type=float, default=None, help="the pages' gain (None: unknown)")
     b.add_argument("--printed", default="", help="fields the pages print, e.g. '25 mm/s,10 mm/mV'")
+    b.add_argument(
+        "--ecg-plot-seed", type=int, default=None, help="--images are an ecg-plot set of this seed"
+    )
     b.add_argument("--set", default="")
     b.add_argument("--limit", type=int, default=0)
     b.add_argument("--out", type=Path, required=True)

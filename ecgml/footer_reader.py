@@ -9,10 +9,15 @@ font, size and cart template it draws (`ecgml.training.footer_reader`): the fiel
 tokens are the positives; the rest of the text, the traces, labels and grid are "none".
 
 The page's reading is the surest field of each kind; `ecgml.page_calibration` decides whether to use it.
-No weights ship yet: the first model (260 training pages, 800 steps) read 83 % of held-out fields right,
-but over a whole page's bands it read settings the page does not print at >= 0.9 (random band patches
-were too few of its negatives), so the digitizer reads speed from the pulse and beats only until a model
-passes a page-level check (`load_footer_reader` returns None without weights).
+No weights ship yet: a model ships only when it reads no wrong value on any page of the page-level check
+(`benchmarks/footer_check.py`: the digitizer's own geometry and bands, on held-out renderer pages, ecg-plot,
+wfdb, Kaggle-type and outside pages), since one confident wrong gain makes a whole page of wrong mV. None
+has: the first model (260 pages, 800 steps) read settings pages do not print at >= 0.9; session 30's
+(550 pages with ~6x the negatives, 1100 steps, then 300 steps more with 4072 negatives mined on whole
+bands) still read a wrong value on 15 of 286 pages - a "5 mm/mV" on wfdb pages that print "I/mV" axis
+labels, a "12.5 mm/s" on Kaggle pages that print "25mm/s", two gains read as the mixed 10 + 5 setting -
+while reading the printed gain right on only 44 (BENCHMARKS.md, session 30 footer36). So the digitizer
+reads speed from the pulse and beats (`load_footer_reader` returns None without weights).
 """
 
 from __future__ import annotations

@@ -8,8 +8,11 @@ Pages are drawn flat at FOOT_PPM from train-split records only, at every speed a
 template, font and size) or the Kaggle page's footer; then blurred, noised and JPEG-compressed as the
 label reader's pages are. Positives: a patch centred (within 1 mm) on a field's value and unit ("25 mm/s"
 inside "Speed: 25 mm/sec"). "none": the same fields moved until the patch cuts them, every other printed
-line (filters, devices, rates, intervals, names), lead labels, traces and grid. Held out: pages of
-validation-split records.
+line (filters, devices, rates, intervals, names) along its whole length, lead labels, traces and grid,
+at many random positions of the text bands the reader scans (TEXT_STEP_MM, BAND_NEGATIVES). A fine-tune
+(`--init W --mine N`) adds hard negatives: N fresh pages' bands read whole by W, every position read as a
+field at MINE_AT that is not centred on it (`mine_patches`). Held out: pages of validation-split records.
+Patch figures say little of a page: `benchmarks/footer_check.py` is the check that decides shipping.
 """
 
 from __future__ import annotations
