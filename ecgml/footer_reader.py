@@ -15,9 +15,10 @@ wfdb, Kaggle-type and outside pages), since one confident wrong gain makes a who
 has: the first model (260 pages, 800 steps) read settings pages do not print at >= 0.9; session 30's
 (550 pages with ~6x the negatives, 1100 steps, then 300 steps more with 4072 negatives mined on whole
 bands) still read a wrong value on 15 of 286 pages - a "5 mm/mV" on wfdb pages that print "I/mV" axis
-labels, a "12.5 mm/s" on Kaggle pages that print "25mm/s", two gains read as the mixed 10 + 5 setting -
-while reading the printed gain right on only 44 (BENCHMARKS.md, session 30 footer36). So the digitizer
-reads speed from the pulse and beats (`load_footer_reader` returns None without weights).
+labels, a "12.5 mm/s" on Kaggle pages that print "25mm/s", a false "5" beside a true "10 mm/mV" read
+as the mixed setting - while reading the printed gain right on only 44 of 241 pages (BENCHMARKS.md,
+session 30 footer36). So the digitizer reads speed from the pulse and beats (`load_footer_reader`
+returns None without weights).
 """
 
 from __future__ import annotations
