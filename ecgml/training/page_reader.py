@@ -203,7 +203,7 @@ def cart_patches(
     exactly as the digitizer's canonical page is, then to READ_PPM: the reader learns the names as it
     sees them on such pages, not only on flat drawings. The trace rows give "none" patches along every
     cell; `miner` (a reader's runner): also "none" where it reads a name that is not printed there.
-    `image_type`: "realworld" or "lowres" (a small web copy); `mix`: its layouts (default the training mix)."""
+    `image_type`: "realworld" or "lowres" (a small web copy); `mix`: its layouts (default: training mix)."""
     from ecgml.digitize import CANONICAL_PX_PER_MM, reader_page
     from ecgml.geometry.canonical import canonical_page
     from ecgml.render.presets import render
@@ -267,7 +267,7 @@ def make_patches(
     """Patches of `n_pages` pages (x uint8, y class, kind); saved to `cache` every 100 pages and at the end
     (a partial cache says how many pages it holds, so a long render can be used before it ends). `cart`:
     real-cart captures (`cart_patches`, with `miner`) instead of flat drawings, `lowres_share` of them
-    small web copies; `twelve_share` of the pages drawn from TWELVE_MIX; `small`: flat pages as small copies."""
+    small web copies; `twelve_share` of the pages drawn from TWELVE_MIX; `small`: flat small copies."""
     rng = np.random.default_rng(seed)
     xs: list[np.ndarray] = []
     ys: list[int] = []
@@ -464,8 +464,8 @@ def main(argv: list[str] | None = None) -> int:
         help="real-cart pages: also 'none' where the --init reader reads a name",
     )
     ap.add_argument("--cart-val-pages", type=int, default=0, help="held-out real-cart captures (validation)")
-    ap.add_argument("--cart-lowres-share", type=float, default=0.0, help="share of cart pages as small web copies")
-    ap.add_argument("--twelve-share", type=float, default=0.0, help="share of cart and small pages of 12x1 layouts")
+    ap.add_argument("--cart-lowres-share", type=float, default=0.0, help="cart pages' share of small copies")
+    ap.add_argument("--twelve-share", type=float, default=0.0, help="cart and small pages' share of 12x1")
     ap.add_argument("--small-pages", type=int, default=0, help="flat pages as small copies (train split)")
     ap.add_argument("--steps", type=int, default=6000)
     ap.add_argument("--seed", type=int, default=14)
