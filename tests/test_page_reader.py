@@ -349,3 +349,17 @@ def test_names_that_are_all_the_row_aboves_mean_rows_one_off_and_every_such_lead
     right = {(c.row, c.col): (c.lead, 0.99) for c in lay.cells}
     right[(1, 0)] = (above[(1, 0)], 0.99)
     assert not rows_shifted(LabelReading(cells=right), lay)
+
+
+def test_small_copy_degrade_loses_fine_detail():
+    """`small`: every page is a small copy (2.2-3.2 px/mm) brought back to READ_PPM, so 1-px strokes blur."""
+    import numpy as np
+
+    from ecgml.training.page_reader import _degrade
+
+    img = np.full((80, 160), 255, np.uint8)
+    img[:, ::4] = 0  # 1-px strokes 4 px apart: gone at 0.8x or less
+    for seed in range(5):
+        out = _degrade(img, np.random.default_rng(seed), small=True)
+        assert out.shape == img.shape
+        assert float(out[:, ::4].mean()) > 60  # strokes no longer black

@@ -41,15 +41,16 @@ def _crop(ink: np.ndarray, cx_mm: float, cy_mm: float) -> np.ndarray | None:
 KIND_LABEL, KIND_FLIPPED, KIND_MOVED, KIND_PAGE, KIND_NEAR = range(5)  # what a patch is (figures per kind)
 
 
-def _degrade(img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """Capture-like damage on the flat page: blur, low resolution, contrast, noise, JPEG, photocopy."""
+def _degrade(img: np.ndarray, rng: np.random.Generator, small: bool = False) -> np.ndarray:
+    """Capture-like damage on the flat page: blur, low resolution, contrast, noise, JPEG, photocopy.
+    `small`: always a small copy (2.2-3.2 px/mm, names ~8 px tall) brought back to READ_PPM."""
     out = img
     if rng.random() < 0.6:
         out = cv2.GaussianBlur(out, (0, 0), float(rng.uniform(0.3, 1.2)))
-    if rng.random() < 0.35:  # a low-resolution capture brought to READ_PPM (down to ~2 px/mm)
-        f = float(rng.uniform(0.5, 0.9))
-        small = cv2.resize(out, None, fx=f, fy=f, interpolation=cv2.INTER_AREA)
-        out = cv2.resize(small, (img.shape[1], img.shape[0]), interpolation=cv2.INTER_LINEAR)
+    if small or rng.random() < 0.35:  # a low-resolution capture brought to READ_PPM (down to ~2 px/mm)
+        f = float(rng.uniform(0.55, 0.8)) if small else float(rng.uniform(0.5, 0.9))
+        low = cv2.resize(out, None, fx=f, fy=f, interpolation=cv2.INTER_AREA)
+        out = cv2.resize(low, (img.shape[1], img.shape[0]), interpolation=cv2.INTER_LINEAR)
     if rng.random() < 0.3:  # a dull photo or scan: paper grey, ink not black
         lo, hi = float(rng.uniform(0, 80)), float(rng.uniform(170, 255))
         out = np.clip(lo + out.astype(np.float32) * (hi - lo) / 255, 0, 255).astype(np.uint8)
@@ -66,16 +67,19 @@ def _degrade(img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
 
 
 RARE_MIX = {"3x5": 1.0, "cabrera-12x1": 1.0, "cabrera-6x2": 1.0, "cabrera-3x4+1R": 1.0}  # -aVR, V4R, V8, V9
+# one name per row at the row's left, rows close together: where the reader mistook V5 for I
+TWELVE_MIX = {"12x1": 1.0, "12x1-top": 1.0, "12x1-bottom": 1.0, "cabrera-12x1": 0.5}
 
 
 def page_patches(
-    record_path: Path, rng: np.random.Generator, mix: dict[str, float] | None = None
+    record_path: Path, rng: np.random.Generator, mix: dict[str, float] | None = None, small: bool = False
 ) -> tuple[list[np.ndarray], list[int], list[int]]:
     """Patches, classes and kinds (KIND_*) from one freshly drawn page.
 
     Layouts: the training mix, one of every family (Cabrera's -aVR, 15-lead 3x5, half pages) or the
     Kaggle page; styles: every font, size and placement of `random_style`, or Kaggle's. `mix`: draw only
-    these layouts (RARE_MIX: the names few pages print), in real-world styles."""
+    these layouts (RARE_MIX: the names few pages print), in real-world styles. `small`: a small copy
+    (`_degrade`)."""
     from ecgml.render.layouts import MIXES, parse_layout, with_extra_leads
     from ecgml.render.page import draw_page
     from ecgml.render.presets import kaggle_layout, sample_layout
@@ -97,7 +101,7 @@ def page_patches(
     rec, _ = with_extra_leads(rec, parse_layout(lay.name))
     flat = draw_page(rec, lay, style, READ_PPM, supersample=2)
     grey = cv2.cvtColor(flat.image, cv2.COLOR_RGB2GRAY)
-    return cut_patches(prepare(_degrade(grey, rng)), flat.text_boxes, lay, rng)
+    return cut_patches(prepare(_degrade(grey, rng, small)), flat.text_boxes, lay, rng)
 
 
 def cut_patches(
@@ -187,20 +191,25 @@ def _off_map(page_map: Any, rng: np.random.Generator) -> tuple[Any, np.ndarray]:
 
 
 def cart_patches(
-    record_path: Path, rng: np.random.Generator, miner: Any = None
+    record_path: Path,
+    rng: np.random.Generator,
+    miner: Any = None,
+    image_type: str = "realworld",
+    mix: dict[str, float] | None = None,
 ) -> tuple[list[np.ndarray], list[int], list[int]]:
     """Patches (`cut_patches`) of one real-cart page as the renderer's `realworld` capture draws it
     (fonts, label places, headers, pen marks, panels; scanned, photographed, screen-shot, small), brought
     back onto the paper through its page map (half the time a little off, as geometry's estimate is)
     exactly as the digitizer's canonical page is, then to READ_PPM: the reader learns the names as it
     sees them on such pages, not only on flat drawings. The trace rows give "none" patches along every
-    cell; `miner` (a reader's runner): also "none" where it reads a name that is not printed there."""
+    cell; `miner` (a reader's runner): also "none" where it reads a name that is not printed there.
+    `image_type`: "realworld" or "lowres" (a small web copy); `mix`: its layouts (default: training mix)."""
     from ecgml.digitize import CANONICAL_PX_PER_MM, reader_page
     from ecgml.geometry.canonical import canonical_page
     from ecgml.render.presets import render
 
     rec = resample(read_wfdb(record_path).window(0, 10), 500, 5000)
-    r = render(rec, "realworld", int(rng.integers(2**31)))
+    r = render(rec, image_type, int(rng.integers(2**31)), mix=mix)
     pmap, to_off = r.page_map, np.eye(3)[:2]
     if rng.random() < 0.5:
         pmap, to_off = _off_map(r.page_map, rng)
@@ -251,10 +260,14 @@ def make_patches(
     mix: dict[str, float] | None = None,
     cart: bool = False,
     miner: Any = None,
+    lowres_share: float = 0.0,
+    twelve_share: float = 0.0,
+    small: bool = False,
 ) -> dict[str, np.ndarray]:
     """Patches of `n_pages` pages (x uint8, y class, kind); saved to `cache` every 100 pages and at the end
     (a partial cache says how many pages it holds, so a long render can be used before it ends). `cart`:
-    real-cart captures (`cart_patches`, with `miner`) instead of flat drawings."""
+    real-cart captures (`cart_patches`, with `miner`) instead of flat drawings, `lowres_share` of them
+    small web copies; `twelve_share` of the pages drawn from TWELVE_MIX; `small`: flat small copies."""
     rng = np.random.default_rng(seed)
     xs: list[np.ndarray] = []
     ys: list[int] = []
@@ -271,7 +284,12 @@ def make_patches(
 
     for k in range(n_pages):
         rec = records[int(rng.integers(len(records)))]
-        px, py, pk = cart_patches(rec, rng, miner) if cart else page_patches(rec, rng, mix)
+        m = TWELVE_MIX if twelve_share and rng.random() < twelve_share else mix
+        if cart:
+            kind = "lowres" if lowres_share and rng.random() < lowres_share else "realworld"
+            px, py, pk = cart_patches(rec, rng, miner, kind, m)
+        else:
+            px, py, pk = page_patches(rec, rng, m, small)
         xs += [(p * 255).round().astype(np.uint8) for p in px]
         ys += py
         kinds += pk
@@ -413,6 +431,7 @@ def _load_or_make(
     mix: dict[str, float] | None = None,
     cart: bool = False,
     miner: Any = None,
+    **kw: Any,
 ) -> dict[str, np.ndarray]:
     if cache.exists():
         z = dict(np.load(cache))
@@ -420,7 +439,7 @@ def _load_or_make(
             return z
         print(f"{cache} holds {int(z['pages'])} of {pages} pages; using it as it is", flush=True)
         return z
-    return make_patches(records, pages, seed, cache, mix, cart, miner)
+    return make_patches(records, pages, seed, cache, mix, cart, miner, **kw)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -445,6 +464,9 @@ def main(argv: list[str] | None = None) -> int:
         help="real-cart pages: also 'none' where the --init reader reads a name",
     )
     ap.add_argument("--cart-val-pages", type=int, default=0, help="held-out real-cart captures (validation)")
+    ap.add_argument("--cart-lowres-share", type=float, default=0.0, help="cart pages' share of small copies")
+    ap.add_argument("--twelve-share", type=float, default=0.0, help="cart and small pages' share of 12x1")
+    ap.add_argument("--small-pages", type=int, default=0, help="flat pages as small copies (train split)")
     ap.add_argument("--steps", type=int, default=6000)
     ap.add_argument("--seed", type=int, default=14)
     ap.add_argument("--cache", type=Path, default=Path("runs/label_reader/patches.npz"))
@@ -475,12 +497,24 @@ def main(argv: list[str] | None = None) -> int:
 
         miner = load_reader(str(a.init) if a.init else None) if a.mine else None
         cart_cache = a.cache.with_name(a.cache.stem + "-cart.npz")
-        cart = _load_or_make(cart_cache, train_recs, a.cart_pages, a.seed + 4, cart=True, miner=miner)
+        cart = _load_or_make(
+            cart_cache, train_recs, a.cart_pages, a.seed + 4, cart=True, miner=miner,
+            lowres_share=a.cart_lowres_share, twelve_share=a.twelve_share,
+        )  # fmt: skip
         tr = {k: np.concatenate([tr[k], cart[k]]) if k != "pages" else tr[k] + cart[k] for k in tr}
     if a.cart_val_pages:
         val_recs = bench_records(a.records, a.splits, ("validation",))
         cv_cache = a.cache.with_name(a.cache.stem + "-cart-val.npz")
-        cart_val = _load_or_make(cv_cache, val_recs, a.cart_val_pages, a.seed + 5, cart=True)
+        cart_val = _load_or_make(
+            cv_cache, val_recs, a.cart_val_pages, a.seed + 5, cart=True, lowres_share=a.cart_lowres_share,
+            twelve_share=a.twelve_share,
+        )  # fmt: skip
+    if a.small_pages:
+        small_cache = a.cache.with_name(a.cache.stem + "-small.npz")
+        sm = _load_or_make(
+            small_cache, train_recs, a.small_pages, a.seed + 6, twelve_share=a.twelve_share, small=True
+        )
+        tr = {k: np.concatenate([tr[k], sm[k]]) if k != "pages" else tr[k] + sm[k] for k in tr}
     print(f"{len(tr['y'])} training patches ({int(tr['pages'])} pages), {len(val['y'])} held out", flush=True)
     if a.render_only:
         return 0
