@@ -15,17 +15,8 @@ def _page(
 ) -> tuple[np.ndarray, list[np.ndarray]]:
     """A white page with `rows` traces SPACING px apart, each displaced by `drop` (px per column), the
     steps drawn as ink; the top trace by `top_drop` instead when given."""
-    h = SPACING * (rows + 2)
-    page = np.full((h, W, 3), 255, np.uint8)
-    traces = []
-    for r in range(rows):
-        d = top_drop if (r == 0 and top_drop is not None) else drop
-        y = SPACING * (r + 1) + d
-        for x in range(W):
-            lo, hi = (min(y[x], y[x - 1]), max(y[x], y[x - 1])) if x else (y[x], y[x])
-            page[max(lo, 0) : max(hi + 1, 0), x] = 0
-        traces.append(y)
-    return page, traces
+    drops = [top_drop if (r == 0 and top_drop is not None) else drop for r in range(rows)]
+    return _page_rows(drops)
 
 
 def _stack(page: np.ndarray, rows: int):
