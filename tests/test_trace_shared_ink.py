@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from ecgml.trace.model import ink_gap_costs, log_probs_by_column, track_paths
-from ecgml.trace.shared_ink import keep_off, pinned_ends, repair_chain, shared_windows
+from ecgml.trace.shared_ink import keep_off, pinned_ends, repair_chain, shared_runs
 
 SPACING, HALF, W = 40, 48, 300
 
@@ -93,7 +93,7 @@ def test_rows_on_their_own_traces_are_left_alone():
     page, _ = _page(drop, 3)
     tops, lanes, gaps = _stack(page, 3)
     paths = track_paths(lanes, 48, gaps)
-    assert shared_windows([p + t for p, t in zip(paths, tops, strict=True)], 20, 10) == []
+    assert shared_runs([p + t for p, t in zip(paths, tops, strict=True)], 20, 10) == []
     fixed = _repair(lanes, gaps, tops, paths)
     for a, b in zip(fixed, paths, strict=True):
         np.testing.assert_array_equal(a, b)

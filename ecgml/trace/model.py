@@ -27,7 +27,14 @@ from ecgml.geometry.canonical import CanonicalPage
 from ecgml.layout import Cell, PageLayout
 from ecgml.trace.classical import channel_range, ink_map
 from ecgml.trace.net_config import DEFAULT_WEIGHTS, WEIGHTS_DIR, TraceModelConfig, read_weights_info
-from ecgml.trace.shared_ink import MIN_SHARED_MM, WINDOW_MARGIN_MM, keep_off, pinned_ends, repair_chain
+from ecgml.trace.shared_ink import (
+    MIN_SHARED_MM,
+    WINDOW_MARGIN_MM,
+    keep_off,
+    pinned_ends,
+    plain_read,
+    repair_chain,
+)
 from ecgml.trace.tall import SQUASH, clipped, merge
 from ecgml.trace.types import CellTrace
 
@@ -391,7 +398,7 @@ class UNetExtractor:
             u, b = again[(t.row, t.col)], base[t.row]
             new = merge(t, u, b, half)
             if t.plain is not None:  # the read before the repair, merged alike
-                p = merge(replace(t, y_mm=t.plain[0], confidence=t.plain[1], plain=None), u, b, half)
+                p = merge(plain_read(t), u, b, half)
                 new = replace(new, plain=(p.y_mm, p.confidence))
             out.append(new)
         return out

@@ -37,12 +37,16 @@ WINDOW_MARGIN_MM = 2.0  # a shared run is repaired within this much around it
 MAX_REPAIRS = 24  # windows repaired per stack at most (a 12x1 page: 11 pairs, a stretch or two each)
 
 
+def true_runs(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(starts, ends) of the runs of True in a 1-D mask, ends exclusive."""
+    edges = np.diff(np.concatenate(([0], mask.astype(np.int8), [0])))
+    return np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)
+
+
 def longest_run(mask: np.ndarray) -> int:
     """Length of the longest run of True in a 1-D mask."""
-    if not mask.any():
-        return 0
-    edges = np.diff(np.concatenate(([0], mask.astype(np.int8), [0])))
-    return int(np.max(np.flatnonzero(edges == -1) - np.flatnonzero(edges == 1)))
+    starts, ends = true_runs(mask)
+    return int(np.max(ends - starts)) if len(starts) else 0
 
 
 def shares_ink(a: np.ndarray, b: np.ndarray, min_cols: int, near_px: int = SHARED_PX) -> bool:
@@ -87,10 +91,8 @@ def shared_runs(page: list[np.ndarray], min_cols: int, margin: int) -> list[tupl
     (tall complexes crossing several rows: each group of rows chooses its own repair)."""
     out: list[tuple[int, slice]] = []
     for i, (a, b) in enumerate(zip(page, page[1:], strict=False)):
-        same = np.concatenate(([0], (np.abs(a - b) <= SHARED_PX).astype(np.int8), [0]))
-        edges = np.diff(same)
         spans: list[list[int]] = []
-        for s, e in zip(np.flatnonzero(edges == 1), np.flatnonzero(edges == -1), strict=True):
+        for s, e in zip(*true_runs(np.abs(a - b) <= SHARED_PX), strict=True):
             if e - s < min_cols:
                 continue
             lo, hi = max(0, int(s) - margin), min(len(a), int(e) + margin)
@@ -100,11 +102,6 @@ def shared_runs(page: list[np.ndarray], min_cols: int, margin: int) -> list[tupl
                 spans.append([lo, hi])
         out += [(i, slice(lo, hi)) for lo, hi in spans]
     return sorted(out, key=lambda iw: (iw[1].start, iw[0]))
-
-
-def shared_windows(page: list[np.ndarray], min_cols: int, margin: int) -> list[slice]:
-    """The column windows of `shared_runs`, every pair's."""
-    return [w for _, w in shared_runs(page, min_cols, margin)]
 
 
 def repair_chain(
@@ -201,7 +198,10 @@ def unrepaired(traces: list[CellTrace]) -> list[CellTrace] | None:
     (validation 12x1_004: wrong limb leads moved onto Einthoven's plane) cannot lift a doubt."""
     if all(t.plain is None for t in traces):
         return None
-    return [
-        t if t.plain is None else replace(t, y_mm=t.plain[0], confidence=t.plain[1], plain=None)
-        for t in traces
-    ]
+    return [t if t.plain is None else plain_read(t) for t in traces]
+
+
+def plain_read(t: CellTrace) -> CellTrace:
+    """A repaired cell as read before the repair (its `plain` y and confidence)."""
+    assert t.plain is not None
+    return replace(t, y_mm=t.plain[0], confidence=t.plain[1], plain=None)
